@@ -1,0 +1,1 @@
+//! The VGG-19 layer table and its forward/backward executor.

@@ -1,0 +1,1 @@
+//! Weight files: manifest, npz, pth (restricted unpickler), download.
