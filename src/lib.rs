@@ -4,4 +4,5 @@ pub mod gpu;
 pub mod image_io;
 pub mod net;
 pub mod ops;
+pub mod testing;
 pub mod weights;

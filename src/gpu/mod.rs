@@ -1,0 +1,10 @@
+//! GPU plumbing: the device context (adapter choice, limits, error capture), the shader/pipeline
+//! registry, recorded-once kernels and the step recorder. Ops build on this; nothing here knows a layer.
+
+mod context;
+mod kernel;
+mod registry;
+
+pub use context::{AdapterSummary, Context, ContextOptions, GpuError, list_adapters};
+pub use kernel::{Kernel, Step, fold_groups};
+pub use registry::{Registry, ShaderSource};

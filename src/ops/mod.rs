@@ -1,0 +1,25 @@
+//! One module per op family: its launchers (which build recorded-once kernels), its f64 CPU
+//! reference, side by side. Ops know the GPU plumbing, never layers or the optimization loop.
+
+pub mod adam;
+pub mod conv;
+pub mod gram;
+pub mod loss;
+pub mod normalize;
+pub mod pool;
+pub mod reduce;
+pub mod relu;
+
+use crate::gpu::ShaderSource;
+
+/// Every WGSL file the crate compiles, for validation and pipeline warm-up.
+pub const SHADERS: [ShaderSource; 8] = [
+    adam::SHADER,
+    conv::SHADER,
+    gram::SHADER,
+    loss::SHADER,
+    normalize::SHADER,
+    pool::SHADER,
+    reduce::SHADER,
+    relu::SHADER,
+];

@@ -1,0 +1,186 @@
+// Gram matrix G = F F^T for F of shape (C, N), N = H * W, and its backward
+// dL/dF = (dL/dG + dL/dG^T) F.
+//
+// Forward: a tiled symmetric product. Only tiles on and above the diagonal are computed (each is
+// mirrored when written), and the long N axis is split into chunks so that no accumulator sums
+// more than `chunk` products; each chunk writes its own partial Gram, summed by reduce.wgsl.
+
+struct Params {
+    groups: u32,   // logical workgroups (filled by the host)
+    channels: u32, // C
+    n: u32,        // N = H * W
+    chunk: u32,    // forward: products per split (a multiple of TILE_K)
+    tiles: u32,    // forward: ceil(C / 64), backward: ceil(N / 64)
+    flags: u32,    // backward: bit 2 accumulates into the output
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> features: array<f32>;  // F, [C][N]
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>; // forward: partials [splits][C][C]; backward: dL/dF
+@group(0) @binding(3) var<storage, read> grad_gram: array<f32>; // backward only: dL/dG, [C][C]
+
+const TILE: u32 = 64u;
+const TILE_K: u32 = 16u;
+const THREADS: u32 = 256u;
+
+var<workgroup> a_tile: array<f32, 1024>; // [TILE_K][TILE]
+var<workgroup> b_tile: array<f32, 1024>; // [TILE_K][TILE]
+
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+}
+
+fn load_feature(row: u32, col: u32) -> f32 {
+    if (row < params.channels && col < params.n) {
+        return features[row * params.n + col];
+    }
+    return 0.0;
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn gram_forward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = group_index(wid, nwg);
+    if (group >= params.groups) {
+        return;
+    }
+    let pairs = params.tiles * (params.tiles + 1u) / 2u;
+    let split = group / pairs;
+    // Walk the upper triangle row by row to find this workgroup's (tile_m <= tile_n).
+    var rest = group % pairs;
+    var tile_m = 0u;
+    loop {
+        let row_len = params.tiles - tile_m;
+        if (rest < row_len) {
+            break;
+        }
+        rest -= row_len;
+        tile_m += 1u;
+    }
+    let m0 = tile_m * TILE;
+    let n0 = (tile_m + rest) * TILE;
+    let k_begin = split * params.chunk;
+    let k_end = min(k_begin + params.chunk, params.n);
+    let tid = lid.y * 16u + lid.x;
+
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = tid + i * THREADS;
+            let kk = e % TILE_K;
+            let row = e / TILE_K;
+            var a_value = 0.0;
+            var b_value = 0.0;
+            if (k0 + kk < k_end) {
+                a_value = load_feature(m0 + row, k0 + kk);
+                b_value = load_feature(n0 + row, k0 + kk);
+            }
+            a_tile[kk * TILE + row] = a_value;
+            b_tile[kk * TILE + row] = b_value;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            var a_reg: array<f32, 4>;
+            var b_reg: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                a_reg[i] = a_tile[kk * TILE + lid.y + i * 16u];
+                b_reg[i] = b_tile[kk * TILE + lid.x + i * 16u];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(a_reg[i], b_reg[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    let c = params.channels;
+    let base = split * c * c;
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + lid.y + i * 16u;
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + lid.x + j * 16u;
+            if (m < c && n < c) {
+                dst[base + m * c + n] = acc[i * 4u + j];
+                dst[base + n * c + m] = acc[i * 4u + j];
+            }
+        }
+    }
+}
+
+// dL/dF[m, p] = sum_k S[m, k] F[k, p] with S = dL/dG + dL/dG^T: a tiled GEMM with M = C, K = C, N = N.
+@compute @workgroup_size(16, 16, 1)
+fn gram_backward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = group_index(wid, nwg);
+    if (group >= params.groups) {
+        return;
+    }
+    let c = params.channels;
+    let m0 = (group / params.tiles) * TILE;
+    let n0 = (group % params.tiles) * TILE;
+    let tid = lid.y * 16u + lid.x;
+
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var k0 = 0u; k0 < c; k0 += TILE_K) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = tid + i * THREADS;
+            let kk = e % TILE_K;
+            let mm = e / TILE_K;
+            let m = m0 + mm;
+            let k = k0 + kk;
+            var s = 0.0;
+            if (m < c && k < c) {
+                s = grad_gram[m * c + k] + grad_gram[k * c + m];
+            }
+            a_tile[kk * TILE + mm] = s;
+            let nn = e % TILE;
+            let kb = e / TILE;
+            b_tile[kb * TILE + nn] = load_feature(k0 + kb, n0 + nn);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            var a_reg: array<f32, 4>;
+            var b_reg: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                a_reg[i] = a_tile[kk * TILE + lid.y + i * 16u];
+                b_reg[i] = b_tile[kk * TILE + lid.x + i * 16u];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(a_reg[i], b_reg[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + lid.y + i * 16u;
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + lid.x + j * 16u;
+            if (m < c && n < params.n) {
+                let index = m * params.n + n;
+                var value = acc[i * 4u + j];
+                if ((params.flags & 4u) != 0u) {
+                    value += dst[index];
+                }
+                dst[index] = value;
+            }
+        }
+    }
+}

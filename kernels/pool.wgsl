@@ -1,0 +1,84 @@
+// 2x2 max-pool, stride 2, floor on odd sizes (PyTorch's default). The backward gathers: each input
+// element takes its window's output gradient if it is the window's arg-max, where ties go to the
+// first maximum in row-major window order (PyTorch's rule), and 0 otherwise (also for the last
+// row/column that an odd size drops).
+
+struct Params {
+    groups: u32, // logical workgroups (filled by the host)
+    channels: u32,
+    height: u32, // input
+    width: u32,
+    out_height: u32,
+    out_width: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;       // x
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;   // forward: y; backward: dL/dx
+@group(0) @binding(3) var<storage, read> grad_out: array<f32>;    // backward only: dL/dy
+
+fn element(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * 256u + lid;
+}
+
+// Index (0..3, row-major) of the first maximum of the window at output (c, oy, ox).
+fn window_argmax(c: u32, oy: u32, ox: u32) -> u32 {
+    let base = (c * params.height + oy * 2u) * params.width + ox * 2u;
+    var best = input[base];
+    var best_index = 0u;
+    let candidates = array<u32, 3>(base + 1u, base + params.width, base + params.width + 1u);
+    for (var i = 0u; i < 3u; i++) {
+        let value = input[candidates[i]];
+        if (value > best) {
+            best = value;
+            best_index = i + 1u;
+        }
+    }
+    return best_index;
+}
+
+@compute @workgroup_size(256)
+fn maxpool_forward(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = element(wid, nwg, lid);
+    let plane = params.out_height * params.out_width;
+    if (i >= params.channels * plane) {
+        return;
+    }
+    let c = i / plane;
+    let oy = (i % plane) / params.out_width;
+    let ox = i % params.out_width;
+    let base = (c * params.height + oy * 2u) * params.width + ox * 2u;
+    dst[i] = max(max(input[base], input[base + 1u]),
+                 max(input[base + params.width], input[base + params.width + 1u]));
+}
+
+@compute @workgroup_size(256)
+fn maxpool_backward(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = element(wid, nwg, lid);
+    let plane = params.height * params.width;
+    if (i >= params.channels * plane) {
+        return;
+    }
+    let c = i / plane;
+    let y = (i % plane) / params.width;
+    let x = i % params.width;
+    let oy = y / 2u;
+    let ox = x / 2u;
+    var grad = 0.0;
+    if (oy < params.out_height && ox < params.out_width) {
+        if (window_argmax(c, oy, ox) == (y % 2u) * 2u + (x % 2u)) {
+            grad = grad_out[(c * params.out_height + oy) * params.out_width + ox];
+        }
+    }
+    dst[i] = grad;
+}

@@ -1,0 +1,330 @@
+//! The device context: adapter choice, the adapter's own limits, buffers, readback and error capture.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::Registry;
+
+/// Everything that can go wrong on the GPU side, as values rather than panics.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no GPU adapter found{0}")]
+    NoAdapter(String),
+    #[error("could not open the GPU device on {adapter}: {message}")]
+    RequestDevice { adapter: String, message: String },
+    #[error("shader {shader} failed validation: {message}")]
+    Shader { shader: String, message: String },
+    #[error("GPU error: {0}")]
+    Device(String),
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    #[error("GPU did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("{what} needs {needed} bytes in one buffer, but this adapter allows at most {limit}")]
+    TooLarge {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
+}
+
+/// How to choose and open a device. `Default` honours `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and
+/// `WGPU_POWER_PREF` the way wgpu's own tools do.
+#[derive(Clone, Debug)]
+pub struct ContextOptions {
+    /// Backends to consider; `None` means `WGPU_BACKEND` or all.
+    pub backends: Option<wgpu::Backends>,
+    /// Case-insensitive substring of the adapter name; `None` means `WGPU_ADAPTER_NAME` or any.
+    pub adapter_name: Option<String>,
+    /// Longest wait for one submission before it is reported as a hang.
+    pub wait_timeout: Duration,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        Self {
+            backends: None,
+            adapter_name: None,
+            wait_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One line describing an adapter, for `stylize devices` and error messages.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub timestamp_queries: bool,
+}
+
+fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    AdapterSummary {
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+        timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+    }
+}
+
+fn instance_for(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn chosen_backends(opts: &ContextOptions) -> wgpu::Backends {
+    opts.backends
+        .or_else(wgpu::Backends::from_env)
+        .unwrap_or(wgpu::Backends::all())
+}
+
+/// Every adapter the chosen backends offer.
+pub fn list_adapters(opts: &ContextOptions) -> Vec<AdapterSummary> {
+    let instance = instance_for(chosen_backends(opts));
+    let adapters = pollster::block_on(instance.enumerate_adapters(chosen_backends(opts)));
+    adapters.iter().map(summarize).collect()
+}
+
+fn pick_adapter(opts: &ContextOptions) -> Result<wgpu::Adapter, GpuError> {
+    let backends = chosen_backends(opts);
+    let instance = instance_for(backends);
+    let wanted_name = opts
+        .adapter_name
+        .clone()
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+        .map(|n| n.to_lowercase());
+    if let Some(wanted) = wanted_name {
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+            .ok_or_else(|| {
+                GpuError::NoAdapter(format!(
+                    " whose name contains \"{wanted}\" (available: {})",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            });
+    }
+    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference:
+            wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
+        ..Default::default()
+    }))
+    .map_err(|e| GpuError::NoAdapter(format!(" for backends {backends:?} ({e})")))
+}
+
+/// The device, its queue, the adapter's limits and the pipeline registry. Errors that wgpu
+/// reports asynchronously (validation, out of memory, device loss) are collected and turned
+/// into `Err` at the next wait.
+pub struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub timestamp_queries: bool,
+    registry: Registry,
+    pending_error: Arc<Mutex<Option<GpuError>>>,
+    wait_timeout: Duration,
+    max_groups_per_dim: u32,
+}
+
+impl Context {
+    /// Opens a device on the chosen adapter with the adapter's own limits, so that large
+    /// activations fit (wgpu's defaults cap storage bindings at 128 MiB).
+    pub fn new(opts: &ContextOptions) -> Result<Self, GpuError> {
+        let adapter = pick_adapter(opts)?;
+        let summary = summarize(&adapter);
+        let limits = adapter.limits();
+        let timestamp_queries = summary.timestamp_queries;
+        let features = if timestamp_queries {
+            wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::empty()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("stylize"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: Default::default(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| GpuError::RequestDevice {
+            adapter: summary.name.clone(),
+            message: e.to_string(),
+        })?;
+        let pending_error: Arc<Mutex<Option<GpuError>>> = Arc::default();
+        let sink = pending_error.clone();
+        device.on_uncaptured_error(Arc::new(move |err: wgpu::Error| {
+            let mapped = match err {
+                wgpu::Error::OutOfMemory { .. } => GpuError::Device("out of GPU memory".into()),
+                other => GpuError::Device(other.to_string()),
+            };
+            sink.lock().expect("error sink").get_or_insert(mapped);
+        }));
+        let sink = pending_error.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                sink.lock()
+                    .expect("error sink")
+                    .get_or_insert(GpuError::DeviceLost(format!("{reason:?}: {message}")));
+            }
+        });
+        Ok(Self {
+            device,
+            queue,
+            max_groups_per_dim: limits.max_compute_workgroups_per_dimension,
+            adapter: summary,
+            limits,
+            timestamp_queries,
+            registry: Registry::default(),
+            pending_error,
+            wait_timeout: opts.wait_timeout,
+        })
+    }
+
+    /// The pipeline registry shared by every op.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Largest workgroup count one dispatch may have in one dimension.
+    pub fn max_groups_per_dim(&self) -> u32 {
+        self.max_groups_per_dim
+    }
+
+    /// Lowers the per-dimension workgroup cap (tests use it to exercise split dispatches on
+    /// small problems). Kernels built afterwards fold their grids under the new cap.
+    pub fn set_max_groups_per_dim(&mut self, cap: u32) {
+        self.max_groups_per_dim = cap.clamp(1, self.limits.max_compute_workgroups_per_dimension);
+    }
+
+    fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        let limit =
+            (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(GpuError::TooLarge {
+                what: what.to_string(),
+                needed: bytes,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// A storage buffer of `len` f32 values (contents unspecified until written).
+    pub fn buffer(&self, label: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = (len.max(1) * 4) as u64;
+        self.check_size(label, bytes)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn upload(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer, GpuError> {
+        let buffer = self.buffer(label, data.len())?;
+        if !data.is_empty() {
+            self.queue
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        }
+        Ok(buffer)
+    }
+
+    /// Overwrites the start of `buffer` with `data`.
+    pub fn write(&self, buffer: &wgpu::Buffer, data: &[f32]) {
+        self.queue
+            .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+    }
+
+    /// Fills a buffer with NaN (tests poison outputs so an unwritten element cannot pass).
+    pub fn poison(&self, buffer: &wgpu::Buffer) {
+        let nan = vec![f32::NAN; (buffer.size() / 4) as usize];
+        self.queue
+            .write_buffer(buffer, 0, bytemuck::cast_slice(&nan));
+    }
+
+    /// Copies the first `len` values of `buffer` back to the CPU, waiting for all work before it.
+    pub fn read(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
+        let bytes = (len * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging
+            .slice(..bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        self.wait()?;
+        match rx.try_recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(GpuError::Device(format!("readback failed: {e}"))),
+            Err(_) => return Err(GpuError::Device("readback never completed".into())),
+        }
+        let values = {
+            let view = staging
+                .slice(..bytes)
+                .get_mapped_range()
+                .map_err(|e| GpuError::Device(format!("readback failed: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(values)
+    }
+
+    /// Blocks until all submitted work is done (bounded by the context's timeout) and turns any
+    /// error wgpu reported meanwhile into `Err`.
+    pub fn wait(&self) -> Result<(), GpuError> {
+        let polled = self.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: Some(self.wait_timeout),
+        });
+        self.take_error()?;
+        match polled {
+            Ok(_) => Ok(()),
+            Err(wgpu::PollError::Timeout) => Err(GpuError::Timeout(self.wait_timeout)),
+            Err(e) => Err(GpuError::Device(e.to_string())),
+        }
+    }
+
+    /// The first asynchronous error since the last check, if any.
+    pub fn take_error(&self) -> Result<(), GpuError> {
+        match self.pending_error.lock().expect("error sink").take() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}

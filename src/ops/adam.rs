@@ -1,0 +1,150 @@
+//! Adam with PyTorch's exact update (torch.optim.Adam defaults: betas (0.9, 0.999), eps 1e-8, no
+//! weight decay), on a GPU buffer. The f64 reference is the same update written plainly.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
+
+pub const SHADER: ShaderSource = ShaderSource {
+    name: "adam",
+    source: include_str!("../../kernels/adam.wgsl"),
+};
+
+/// Adam's hyper-parameters; `Default` is PyTorch's with the method's learning rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self {
+            lr: 0.003,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    groups: u32,
+    len: u32,
+    beta2: f32,
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    eps: f32,
+    step_size: f32,
+    bias_correction2_sqrt: f32,
+    _pad: [u32; 4],
+}
+
+/// The optimizer state of one parameter buffer: its moments and the step count. The step count
+/// reaches the shader as its two bias corrections, computed here in f64 as PyTorch does.
+pub struct Adam {
+    pub config: AdamConfig,
+    pub exp_avg: wgpu::Buffer,
+    pub exp_avg_sq: wgpu::Buffer,
+    len: usize,
+    steps_taken: u64,
+}
+
+impl Adam {
+    /// Zeroed moments for `len` parameters, and the kernel that updates `param` from `grad`.
+    pub fn new(
+        ctx: &Context,
+        len: usize,
+        param: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        config: AdamConfig,
+    ) -> Result<(Self, Kernel), GpuError> {
+        let zeros = vec![0.0f32; len];
+        let exp_avg = ctx.upload("adam exp_avg", &zeros)?;
+        let exp_avg_sq = ctx.upload("adam exp_avg_sq", &zeros)?;
+        let adam = Self {
+            config,
+            exp_avg,
+            exp_avg_sq,
+            len,
+            steps_taken: 0,
+        };
+        let kernel = Kernel::new(
+            ctx,
+            SHADER,
+            "adam_step",
+            bytemuck::bytes_of(&adam.params(1)),
+            &[grad, param, &adam.exp_avg, &adam.exp_avg_sq],
+            (len as u32).div_ceil(256),
+        )?;
+        Ok((adam, kernel))
+    }
+
+    fn params(&self, step: u64) -> Params {
+        let c = self.config;
+        Params {
+            groups: 0,
+            len: self.len as u32,
+            beta2: c.beta2 as f32,
+            one_minus_beta1: (1.0 - c.beta1) as f32,
+            one_minus_beta2: (1.0 - c.beta2) as f32,
+            eps: c.eps as f32,
+            step_size: (c.lr / (1.0 - c.beta1.powf(step as f64))) as f32,
+            bias_correction2_sqrt: (1.0 - c.beta2.powf(step as f64)).sqrt() as f32,
+            _pad: [0; 4],
+        }
+    }
+
+    /// Counts one more step and writes its bias corrections into `kernel`'s uniform; call before
+    /// submitting the step that contains `kernel`.
+    pub fn advance(&mut self, ctx: &Context, kernel: &Kernel) {
+        self.steps_taken += 1;
+        kernel.set_params(ctx, bytemuck::bytes_of(&self.params(self.steps_taken)));
+    }
+
+    /// Steps counted so far.
+    pub fn steps_taken(&self) -> u64 {
+        self.steps_taken
+    }
+}
+
+pub mod reference {
+    use super::AdamConfig;
+
+    /// Moments of one parameter vector.
+    #[derive(Clone, Debug)]
+    pub struct AdamState {
+        pub exp_avg: Vec<f64>,
+        pub exp_avg_sq: Vec<f64>,
+        pub step: u64,
+    }
+
+    impl AdamState {
+        pub fn new(len: usize) -> Self {
+            Self {
+                exp_avg: vec![0.0; len],
+                exp_avg_sq: vec![0.0; len],
+                step: 0,
+            }
+        }
+    }
+
+    /// One step of torch.optim.Adam on `param`.
+    pub fn step(config: AdamConfig, state: &mut AdamState, param: &mut [f64], grad: &[f64]) {
+        state.step += 1;
+        let t = state.step as f64;
+        let bias_correction1 = 1.0 - config.beta1.powf(t);
+        let bias_correction2 = 1.0 - config.beta2.powf(t);
+        for i in 0..param.len() {
+            let g = grad[i];
+            state.exp_avg[i] = config.beta1 * state.exp_avg[i] + (1.0 - config.beta1) * g;
+            state.exp_avg_sq[i] = config.beta2 * state.exp_avg_sq[i] + (1.0 - config.beta2) * g * g;
+            let denom = state.exp_avg_sq[i].sqrt() / bias_correction2.sqrt() + config.eps;
+            param[i] -= config.lr / bias_correction1 * state.exp_avg[i] / denom;
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! 3x3 convolution (padding 1, stride 1, bias): forward, backward to the input, and their f64
+//! references. Weights are frozen in style transfer, so no weight gradient exists.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
+
+pub const SHADER: ShaderSource = ShaderSource {
+    name: "conv",
+    source: include_str!("../../kernels/conv.wgsl"),
+};
+
+const TILE: u32 = 64;
+const FLAG_BIAS: u32 = 1;
+const FLAG_RELU: u32 = 2;
+const FLAG_ACCUMULATE: u32 = 4;
+
+/// Sizes of one convolution layer on a CHW image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ConvShape {
+    pub fn input_len(&self) -> usize {
+        self.in_channels * self.height * self.width
+    }
+    pub fn output_len(&self) -> usize {
+        self.out_channels * self.height * self.width
+    }
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.in_channels * 9
+    }
+    /// Multiply-adds of the forward pass times two (the backward to the input costs the same).
+    pub fn flops(&self) -> u64 {
+        2 * (self.output_len() as u64) * (self.in_channels as u64) * 9
+    }
+}
+
+/// A layer's weights on the GPU in the two layouts the kernel reads: torchvision's
+/// [out, in, 3, 3] for the forward pass and the flipped, transposed [in, out, 3, 3] for the backward.
+pub struct ConvWeights {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub forward: wgpu::Buffer,
+    pub backward: wgpu::Buffer,
+    pub bias: wgpu::Buffer,
+}
+
+impl ConvWeights {
+    /// Uploads `weight` ([out, in, 3, 3] row-major) and `bias` ([out]).
+    pub fn upload(
+        ctx: &Context,
+        label: &str,
+        weight: &[f32],
+        bias: &[f32],
+        out_channels: usize,
+        in_channels: usize,
+    ) -> Result<Self, GpuError> {
+        assert_eq!(
+            weight.len(),
+            out_channels * in_channels * 9,
+            "{label} weight length"
+        );
+        assert_eq!(bias.len(), out_channels, "{label} bias length");
+        Ok(Self {
+            in_channels,
+            out_channels,
+            forward: ctx.upload(&format!("{label}.weight"), weight)?,
+            backward: ctx.upload(
+                &format!("{label}.weight_flipped"),
+                &flip_transpose(weight, out_channels, in_channels),
+            )?,
+            bias: ctx.upload(&format!("{label}.bias"), bias)?,
+        })
+    }
+}
+
+/// w'[ci, co, 8 - k] = w[co, ci, k]: the weight that turns the backward pass into a forward conv.
+pub fn flip_transpose(weight: &[f32], out_channels: usize, in_channels: usize) -> Vec<f32> {
+    let mut flipped = vec![0.0; weight.len()];
+    for co in 0..out_channels {
+        for ci in 0..in_channels {
+            for k in 0..9 {
+                flipped[(ci * out_channels + co) * 9 + (8 - k)] =
+                    weight[(co * in_channels + ci) * 9 + k];
+            }
+        }
+    }
+    flipped
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    groups: u32,
+    in_channels: u32,
+    out_channels: u32,
+    height: u32,
+    width: u32,
+    tiles_n: u32,
+    flags: u32,
+    _pad: u32,
+}
+
+fn gemm_kernel(
+    ctx: &Context,
+    rows: usize,
+    in_channels: usize,
+    height: usize,
+    width: usize,
+    flags: u32,
+    buffers: [&wgpu::Buffer; 4],
+) -> Result<Kernel, GpuError> {
+    let tiles_m = (rows as u32).div_ceil(TILE);
+    let tiles_n = ((height * width) as u32).div_ceil(TILE);
+    let params = Params {
+        groups: 0,
+        in_channels: in_channels as u32,
+        out_channels: rows as u32,
+        height: height as u32,
+        width: width as u32,
+        tiles_n,
+        flags,
+        _pad: 0,
+    };
+    Kernel::new(
+        ctx,
+        SHADER,
+        "conv3x3",
+        bytemuck::bytes_of(&params),
+        &buffers,
+        tiles_m * tiles_n,
+    )
+}
+
+/// output = conv(input) + bias, optionally followed by ReLU (fused in the epilogue).
+pub fn forward(
+    ctx: &Context,
+    shape: ConvShape,
+    input: &wgpu::Buffer,
+    weights: &ConvWeights,
+    output: &wgpu::Buffer,
+    relu: bool,
+) -> Result<Kernel, GpuError> {
+    let flags = FLAG_BIAS | if relu { FLAG_RELU } else { 0 };
+    gemm_kernel(
+        ctx,
+        shape.out_channels,
+        shape.in_channels,
+        shape.height,
+        shape.width,
+        flags,
+        [input, &weights.forward, &weights.bias, output],
+    )
+}
+
+/// grad_input (=, or += when `accumulate`) the gradient of the loss with respect to the conv's
+/// input, given the gradient with respect to its (pre-activation) output.
+pub fn backward_input(
+    ctx: &Context,
+    shape: ConvShape,
+    grad_output: &wgpu::Buffer,
+    weights: &ConvWeights,
+    grad_input: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Kernel, GpuError> {
+    let flags = if accumulate { FLAG_ACCUMULATE } else { 0 };
+    gemm_kernel(
+        ctx,
+        shape.in_channels,
+        shape.out_channels,
+        shape.height,
+        shape.width,
+        flags,
+        // The bias binding is unused without FLAG_BIAS; any buffer satisfies the layout.
+        [grad_output, &weights.backward, &weights.bias, grad_input],
+    )
+}
+
+/// f64 references, written from the definitions (no im2col, no flipping) so that they check the kernel.
+pub mod reference {
+    use super::ConvShape;
+
+    /// out[co, y, x] = bias[co] + sum over ci, ky, kx of w[co, ci, ky, kx] * in[ci, y + ky - 1, x + kx - 1].
+    pub fn forward(shape: ConvShape, input: &[f64], weight: &[f64], bias: &[f64]) -> Vec<f64> {
+        let ConvShape {
+            in_channels,
+            out_channels,
+            height,
+            width,
+        } = shape;
+        let mut out = vec![0.0; shape.output_len()];
+        for co in 0..out_channels {
+            for y in 0..height {
+                for x in 0..width {
+                    let mut sum = bias[co];
+                    for ci in 0..in_channels {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) =
+                                    (y as isize + ky as isize - 1, x as isize + kx as isize - 1);
+                                if iy < 0 || ix < 0 || iy >= height as isize || ix >= width as isize
+                                {
+                                    continue;
+                                }
+                                sum += weight[((co * in_channels + ci) * 3 + ky) * 3 + kx]
+                                    * input[(ci * height + iy as usize) * width + ix as usize];
+                            }
+                        }
+                    }
+                    out[(co * height + y) * width + x] = sum;
+                }
+            }
+        }
+        out
+    }
+
+    /// The adjoint of `forward` (without bias): scatters each output gradient back over its window.
+    pub fn backward_input(shape: ConvShape, grad_output: &[f64], weight: &[f64]) -> Vec<f64> {
+        let ConvShape {
+            in_channels,
+            out_channels,
+            height,
+            width,
+        } = shape;
+        let mut grad_input = vec![0.0; shape.input_len()];
+        for co in 0..out_channels {
+            for y in 0..height {
+                for x in 0..width {
+                    let g = grad_output[(co * height + y) * width + x];
+                    for ci in 0..in_channels {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) =
+                                    (y as isize + ky as isize - 1, x as isize + kx as isize - 1);
+                                if iy < 0 || ix < 0 || iy >= height as isize || ix >= width as isize
+                                {
+                                    continue;
+                                }
+                                grad_input[(ci * height + iy as usize) * width + ix as usize] +=
+                                    weight[((co * in_channels + ci) * 3 + ky) * 3 + kx] * g;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        grad_input
+    }
+}

@@ -1,0 +1,154 @@
+//! Gram matrix G = F F^T of features F (C x N, N = H W), unnormalized, and its backward
+//! dL/dF = (dL/dG + dL/dG^T) F. f64 references beside.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::reduce;
+use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
+
+pub const SHADER: ShaderSource = ShaderSource {
+    name: "gram",
+    source: include_str!("../../kernels/gram.wgsl"),
+};
+
+const TILE: usize = 64;
+/// Products one accumulator sums before its partial is handed to the split-sum.
+const CHUNK: usize = 1024;
+const FLAG_ACCUMULATE: u32 = 4;
+
+/// Features of `channels` rows and `n` = H W columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GramShape {
+    pub channels: usize,
+    pub n: usize,
+}
+
+impl GramShape {
+    pub fn gram_len(&self) -> usize {
+        self.channels * self.channels
+    }
+    pub fn features_len(&self) -> usize {
+        self.channels * self.n
+    }
+    /// Splits of the N axis in the forward pass.
+    pub fn splits(&self) -> usize {
+        self.n.div_ceil(CHUNK).max(1)
+    }
+    /// FLOPs of the forward as a full product (the kernel computes only one triangle).
+    pub fn flops(&self) -> u64 {
+        2 * (self.gram_len() * self.n) as u64
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    groups: u32,
+    channels: u32,
+    n: u32,
+    chunk: u32,
+    tiles: u32,
+    flags: u32,
+    _pad: [u32; 2],
+}
+
+/// Kernels that write G = F F^T into `gram` (a split-K product of the upper-triangle tiles, then
+/// the pairwise sum of its splits). The step keeps its partial buffer.
+pub fn forward(
+    ctx: &Context,
+    shape: GramShape,
+    features: &wgpu::Buffer,
+    gram: &wgpu::Buffer,
+) -> Result<Step, GpuError> {
+    let tiles = shape.channels.div_ceil(TILE);
+    let pairs = tiles * (tiles + 1) / 2;
+    let splits = shape.splits();
+    let params = Params {
+        groups: 0,
+        channels: shape.channels as u32,
+        n: shape.n as u32,
+        chunk: CHUNK as u32,
+        tiles: tiles as u32,
+        flags: 0,
+        _pad: [0; 2],
+    };
+    let mut step = Step::new();
+    let partials = ctx.buffer("gram partials", splits * shape.gram_len())?;
+    step.push(Kernel::new(
+        ctx,
+        SHADER,
+        "gram_forward",
+        bytemuck::bytes_of(&params),
+        &[features, &partials],
+        (pairs * splits) as u32,
+    )?);
+    step.push(reduce::sum_splits(
+        ctx,
+        shape.gram_len(),
+        splits,
+        &partials,
+        gram,
+    )?);
+    step.keep(partials);
+    Ok(step)
+}
+
+/// grad_features (=, or += when `accumulate`) (dL/dG + dL/dG^T) F.
+pub fn backward(
+    ctx: &Context,
+    shape: GramShape,
+    features: &wgpu::Buffer,
+    grad_gram: &wgpu::Buffer,
+    grad_features: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Kernel, GpuError> {
+    let tiles_m = shape.channels.div_ceil(TILE);
+    let tiles_n = shape.n.div_ceil(TILE);
+    let params = Params {
+        groups: 0,
+        channels: shape.channels as u32,
+        n: shape.n as u32,
+        chunk: 0,
+        tiles: tiles_n as u32,
+        flags: if accumulate { FLAG_ACCUMULATE } else { 0 },
+        _pad: [0; 2],
+    };
+    Kernel::new(
+        ctx,
+        SHADER,
+        "gram_backward",
+        bytemuck::bytes_of(&params),
+        &[features, grad_features, grad_gram],
+        (tiles_m * tiles_n) as u32,
+    )
+}
+
+pub mod reference {
+    use super::GramShape;
+
+    pub fn forward(shape: GramShape, features: &[f64]) -> Vec<f64> {
+        let (c, n) = (shape.channels, shape.n);
+        let mut gram = vec![0.0; c * c];
+        for i in 0..c {
+            for j in 0..c {
+                gram[i * c + j] = (0..n)
+                    .map(|p| features[i * n + p] * features[j * n + p])
+                    .sum();
+            }
+        }
+        gram
+    }
+
+    pub fn backward(shape: GramShape, features: &[f64], grad_gram: &[f64]) -> Vec<f64> {
+        let (c, n) = (shape.channels, shape.n);
+        let mut grad = vec![0.0; c * n];
+        for i in 0..c {
+            for p in 0..n {
+                grad[i * n + p] = (0..c)
+                    .map(|k| (grad_gram[i * c + k] + grad_gram[k * c + i]) * features[k * n + p])
+                    .sum();
+            }
+        }
+        grad
+    }
+}

@@ -1,0 +1,133 @@
+//! 2x2 max-pool, stride 2 (floor on odd sizes): forward, backward to the arg-max, f64 references.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
+
+pub const SHADER: ShaderSource = ShaderSource {
+    name: "pool",
+    source: include_str!("../../kernels/pool.wgsl"),
+};
+
+/// Input sizes of a pooling layer; the output is `height / 2` by `width / 2` (floor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl PoolShape {
+    pub fn out_height(&self) -> usize {
+        self.height / 2
+    }
+    pub fn out_width(&self) -> usize {
+        self.width / 2
+    }
+    pub fn input_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+    pub fn output_len(&self) -> usize {
+        self.channels * self.out_height() * self.out_width()
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    groups: u32,
+    channels: u32,
+    height: u32,
+    width: u32,
+    out_height: u32,
+    out_width: u32,
+    _pad: [u32; 2],
+}
+
+fn params(shape: PoolShape) -> Params {
+    Params {
+        groups: 0,
+        channels: shape.channels as u32,
+        height: shape.height as u32,
+        width: shape.width as u32,
+        out_height: shape.out_height() as u32,
+        out_width: shape.out_width() as u32,
+        _pad: [0; 2],
+    }
+}
+
+/// output = the maximum of each 2x2 window of input.
+pub fn forward(
+    ctx: &Context,
+    shape: PoolShape,
+    input: &wgpu::Buffer,
+    output: &wgpu::Buffer,
+) -> Result<Kernel, GpuError> {
+    let groups = (shape.output_len() as u32).div_ceil(256);
+    Kernel::new(
+        ctx,
+        SHADER,
+        "maxpool_forward",
+        bytemuck::bytes_of(&params(shape)),
+        &[input, output],
+        groups,
+    )
+}
+
+/// grad_input = grad_output routed to each window's first arg-max, 0 elsewhere.
+pub fn backward(
+    ctx: &Context,
+    shape: PoolShape,
+    input: &wgpu::Buffer,
+    grad_output: &wgpu::Buffer,
+    grad_input: &wgpu::Buffer,
+) -> Result<Kernel, GpuError> {
+    let groups = (shape.input_len() as u32).div_ceil(256);
+    Kernel::new(
+        ctx,
+        SHADER,
+        "maxpool_backward",
+        bytemuck::bytes_of(&params(shape)),
+        &[input, grad_input, grad_output],
+        groups,
+    )
+}
+
+pub mod reference {
+    use super::PoolShape;
+
+    /// (output, arg-max input index per output), first maximum in row-major window order.
+    fn pool(shape: PoolShape, input: &[f64]) -> (Vec<f64>, Vec<usize>) {
+        let (oh, ow) = (shape.out_height(), shape.out_width());
+        let mut out = Vec::with_capacity(shape.output_len());
+        let mut argmax = Vec::with_capacity(shape.output_len());
+        for c in 0..shape.channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best = (f64::NEG_INFINITY, 0);
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let index = (c * shape.height + 2 * oy + dy) * shape.width + 2 * ox + dx;
+                        if input[index] > best.0 {
+                            best = (input[index], index);
+                        }
+                    }
+                    out.push(best.0);
+                    argmax.push(best.1);
+                }
+            }
+        }
+        (out, argmax)
+    }
+
+    pub fn forward(shape: PoolShape, input: &[f64]) -> Vec<f64> {
+        pool(shape, input).0
+    }
+
+    pub fn backward(shape: PoolShape, input: &[f64], grad_output: &[f64]) -> Vec<f64> {
+        let mut grad_input = vec![0.0; shape.input_len()];
+        for (o, index) in pool(shape, input).1.into_iter().enumerate() {
+            grad_input[index] += grad_output[o];
+        }
+        grad_input
+    }
+}

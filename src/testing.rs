@@ -1,0 +1,98 @@
+//! Helpers shared by the test suites and benchmarks: a seeded generator, the relative-error
+//! measure the project compares by, and GPU acquisition that skips or fails visibly.
+
+use crate::gpu::{Context, ContextOptions};
+
+/// SplitMix64: small, seeded, good enough for test data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.uniform()
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(1e-300);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// `len` values uniform in [lo, hi), already rounded to f32 so GPU and reference see the same inputs.
+    pub fn vec(&mut self, len: usize, lo: f64, hi: f64) -> Vec<f64> {
+        (0..len).map(|_| self.range(lo, hi) as f32 as f64).collect()
+    }
+}
+
+/// ||out - reference|| / ||reference||; infinite when anything is NaN or the lengths differ.
+pub fn rel_err(out: &[f32], reference: &[f64]) -> f64 {
+    if out.len() != reference.len() || out.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let num: f64 = out
+        .iter()
+        .zip(reference)
+        .map(|(&o, &r)| (o as f64 - r).powi(2))
+        .sum();
+    let den: f64 = reference.iter().map(|r| r * r).sum();
+    let err = (num / den).sqrt();
+    if err.is_nan() { f64::INFINITY } else { err }
+}
+
+/// The same measure between two f64 vectors.
+pub fn rel_err_f64(out: &[f64], reference: &[f64]) -> f64 {
+    if out.len() != reference.len() || out.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let num: f64 = out
+        .iter()
+        .zip(reference)
+        .map(|(o, r)| (o - r).powi(2))
+        .sum();
+    let den: f64 = reference.iter().map(|r| r * r).sum();
+    let err = (num / den).sqrt();
+    if err.is_nan() { f64::INFINITY } else { err }
+}
+
+pub fn to_f32(values: &[f64]) -> Vec<f32> {
+    values.iter().map(|&v| v as f32).collect()
+}
+
+pub fn to_f64(values: &[f32]) -> Vec<f64> {
+    values.iter().map(|&v| v as f64).collect()
+}
+
+/// A GPU context for a test, or `None` (after printing a visible skip line) when no adapter
+/// exists. With `STYLIZE_REQUIRE_GPU=1` a missing adapter fails the test instead.
+pub fn gpu_or_skip(test: &str) -> Option<Context> {
+    match Context::new(&ContextOptions::default()) {
+        Ok(ctx) => Some(ctx),
+        Err(err) => {
+            if std::env::var("STYLIZE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("{test}: STYLIZE_REQUIRE_GPU=1 but no GPU is usable: {err}");
+            }
+            eprintln!(
+                "SKIPPED {test}: no GPU adapter ({err}); set STYLIZE_REQUIRE_GPU=1 to fail instead"
+            );
+            None
+        }
+    }
+}

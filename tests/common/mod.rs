@@ -1,0 +1,51 @@
+//! Shared by the GPU test suites.
+#![allow(dead_code)]
+
+use stylize::gpu::{Context, GpuError, Step};
+pub use stylize::testing::{Rng, gpu_or_skip, rel_err, to_f32, to_f64};
+
+/// The context twice: with the adapter's own dispatch limit, and with the per-dimension workgroup
+/// cap lowered to 11 so every kernel's grid is folded (split) across dimensions.
+pub fn contexts(test: &str) -> Vec<(String, Context)> {
+    let Some(ctx) = gpu_or_skip(test) else {
+        return vec![];
+    };
+    let mut split = gpu_or_skip(test).expect("second context on the same adapter");
+    split.set_max_groups_per_dim(11);
+    vec![
+        ("full grid".into(), ctx),
+        ("split grid (cap 11)".into(), split),
+    ]
+}
+
+/// A buffer filled with NaN, so that an element the kernel forgets cannot pass.
+pub fn poisoned(ctx: &Context, len: usize) -> wgpu::Buffer {
+    let buffer = ctx.buffer("poisoned output", len).unwrap();
+    ctx.poison(&buffer);
+    buffer
+}
+
+pub fn upload(ctx: &Context, values: &[f64]) -> wgpu::Buffer {
+    ctx.upload("test input", &to_f32(values)).unwrap()
+}
+
+pub fn run(ctx: &Context, step: &Step) {
+    step.run(ctx).unwrap();
+}
+
+pub fn read(ctx: &Context, buffer: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    ctx.read(buffer, len).unwrap()
+}
+
+pub fn single(kernel: Result<stylize::gpu::Kernel, GpuError>) -> Step {
+    let mut step = Step::new();
+    step.push(kernel.unwrap());
+    step
+}
+
+pub const F32_TOL: f64 = 1e-5;
+
+pub fn assert_close(what: &str, out: &[f32], reference: &[f64], tol: f64) {
+    let err = rel_err(out, reference);
+    assert!(err <= tol, "{what}: relative error {err:e} > {tol:e}");
+}
