@@ -2,6 +2,7 @@
 //! measure the project compares by, and GPU acquisition that skips or fails visibly.
 
 use crate::gpu::{Context, ContextOptions};
+use crate::net::vgg::{LayerDef, LayerKind};
 
 /// SplitMix64: small, seeded, good enough for test data.
 pub struct Rng(u64);
@@ -95,4 +96,22 @@ pub fn gpu_or_skip(test: &str) -> Option<Context> {
             None
         }
     }
+}
+
+/// A small network for composed tests: three convolutions, two pools (floors on odd sizes).
+pub fn tiny_table() -> Vec<LayerDef> {
+    use LayerKind::*;
+    let l = |index, name, kind| LayerDef { index, name, kind };
+    vec![
+        l(0, "conv1_1", Conv),
+        l(1, "relu1_1", Relu),
+        l(2, "conv1_2", Conv),
+        l(3, "relu1_2", Relu),
+        l(4, "pool1", MaxPool),
+        l(5, "conv2_1", Conv),
+        l(6, "relu2_1", Relu),
+        l(7, "pool2", MaxPool),
+        l(8, "conv3_1", Conv),
+        l(9, "relu3_1", Relu),
+    ]
 }

@@ -1,2 +1,86 @@
-//! The VGG-19 layer table and its forward/backward executor.
+//! The VGG-19 layer table and its executor: the forward pass, the losses and the backward pass to
+//! the image, recorded once as a `Step` over buffers allocated once. Knows layers, not WGSL.
+
+mod executor;
+mod plan;
+pub mod reference;
 pub mod vgg;
+
+pub use executor::Executor;
+pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan};
+
+use crate::gpu::GpuError;
+
+/// Errors from building or running the network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("{0}")]
+    UnknownLayer(String),
+    #[error("weights do not fit the network: {0}")]
+    WeightsMismatch(String),
+    #[error("{0}")]
+    BadSize(String),
+}
+
+/// One convolution's weights on the host: [out, in, 3, 3] row-major and [out].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvLayerWeights {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// He-initialized (normal, std sqrt(2 / fan_in)) weights and small biases for convolutions of the
+/// given output widths, starting from 3 input channels. For benchmarks and tests.
+pub fn random_weights(widths: &[usize], seed: u64) -> Vec<ConvLayerWeights> {
+    let mut rng = crate::testing::Rng::new(seed);
+    let mut in_channels = 3;
+    widths
+        .iter()
+        .map(|&out_channels| {
+            let std = (2.0 / (in_channels * 9) as f64).sqrt();
+            let layer = ConvLayerWeights {
+                in_channels,
+                out_channels,
+                weight: (0..out_channels * in_channels * 9)
+                    .map(|_| (rng.normal() * std) as f32)
+                    .collect(),
+                bias: (0..out_channels)
+                    .map(|_| rng.range(-0.05, 0.05) as f32)
+                    .collect(),
+            };
+            in_channels = out_channels;
+            layer
+        })
+        .collect()
+}
+
+/// Loss values of one evaluation: each term as defined by the method, unweighted, and the total
+/// alpha * content + beta * style.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Losses {
+    pub content_terms: Vec<f64>,
+    pub style_terms: Vec<f64>,
+    pub content: f64,
+    pub style: f64,
+    pub total: f64,
+}
+
+impl Losses {
+    /// Builds the summary from the per-term values in slot order (content terms, then style).
+    pub fn from_slots(plan: &Plan, slots: &[f64]) -> Self {
+        let (content_terms, style_terms) = slots.split_at(plan.content.len());
+        let content: f64 = content_terms.iter().sum();
+        let style: f64 = style_terms.iter().sum();
+        Self {
+            content_terms: content_terms.to_vec(),
+            style_terms: style_terms.to_vec(),
+            content,
+            style,
+            total: plan.content_weight * content + plan.style_weight * style,
+        }
+    }
+}

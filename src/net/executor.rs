@@ -1,0 +1,470 @@
+//! The network on the GPU: activations and gradients allocated once, the forward pass, the losses
+//! and the backward pass to the image recorded once into a `Step`.
+
+use super::{ConvLayerWeights, Losses, NetError, Node, Plan};
+use crate::gpu::{Context, Step};
+use crate::ops::{conv, gram, loss, normalize, pool, relu};
+
+/// Buffers and recorded steps of one network at one image size.
+pub struct Executor {
+    pub plan: Plan,
+    convs: Vec<conv::ConvWeights>,
+    /// RGB in [0, 1], CHW: where images are uploaded and results read back.
+    rgb: wgpu::Buffer,
+    /// Activation 0 (the normalized image being optimized) and every node's output.
+    acts: Vec<wgpu::Buffer>,
+    /// Which of the two ping-pong gradient buffers holds dL/d(image) after the backward pass.
+    image_grad: usize,
+    grads: [wgpu::Buffer; 2],
+    content_targets: Vec<wgpu::Buffer>,
+    style_grams: Vec<wgpu::Buffer>,
+    losses: wgpu::Buffer,
+    rgb_to_image: Step,
+    image_to_rgb: Step,
+    forward: Step,
+    capture_style: Step,
+    train: Step,
+}
+
+impl Executor {
+    /// Uploads the weights and records every step for `plan`.
+    pub fn new(ctx: &Context, plan: Plan, weights: &[ConvLayerWeights]) -> Result<Self, NetError> {
+        let convs = plan
+            .conv_widths
+            .iter()
+            .enumerate()
+            .map(|(i, &(cin, cout))| {
+                let w = &weights[i];
+                if (w.in_channels, w.out_channels) != (cin, cout) {
+                    return Err(NetError::WeightsMismatch(format!(
+                        "convolution {i} widths differ from the plan"
+                    )));
+                }
+                Ok(conv::ConvWeights::upload(
+                    ctx,
+                    &format!("conv{i}"),
+                    &w.weight,
+                    &w.bias,
+                    cout,
+                    cin,
+                )?)
+            })
+            .collect::<Result<Vec<_>, NetError>>()?;
+        let image_len = plan.acts[0].len();
+        let plane = image_len / 3;
+        let rgb = ctx.buffer("rgb image", image_len)?;
+        let acts = plan
+            .acts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ctx.buffer(&format!("activation {i}"), s.len()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let largest = plan.acts.iter().map(|s| s.len()).max().unwrap_or(1);
+        let grads = [
+            ctx.buffer("gradient A", largest)?,
+            ctx.buffer("gradient B", largest)?,
+        ];
+        let gram_buffer = |t: &super::LossTerm, what: &str| {
+            let c = plan.acts[t.act].channels;
+            ctx.buffer(&format!("{what} {}", t.layer), c * c)
+        };
+        let content_targets = plan
+            .content
+            .iter()
+            .map(|t| {
+                ctx.buffer(
+                    &format!("content target {}", t.layer),
+                    plan.acts[t.act].len(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let style_grams = plan
+            .style
+            .iter()
+            .map(|t| gram_buffer(t, "style gram"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let losses = ctx.buffer("losses", plan.loss_slots())?;
+
+        let mut rgb_to_image = Step::new();
+        rgb_to_image.push(normalize::normalize(ctx, plane, &rgb, &acts[0])?);
+        let mut image_to_rgb = Step::new();
+        image_to_rgb.push(normalize::denormalize_clamp(ctx, plane, &acts[0], &rgb)?);
+
+        let mut executor = Self {
+            forward: Step::new(),
+            capture_style: Step::new(),
+            train: Step::new(),
+            plan,
+            convs,
+            rgb,
+            acts,
+            image_grad: 0,
+            grads,
+            content_targets,
+            style_grams,
+            losses,
+            rgb_to_image,
+            image_to_rgb,
+        };
+        executor.forward = executor.record_forward(ctx)?;
+        executor.capture_style = executor.record_style_capture(ctx)?;
+        executor.train = executor.record_training(ctx)?;
+        Ok(executor)
+    }
+
+    fn gram_shape(&self, act: usize) -> gram::GramShape {
+        let s = self.plan.acts[act];
+        gram::GramShape {
+            channels: s.channels,
+            n: s.height * s.width,
+        }
+    }
+
+    fn record_forward(&self, ctx: &Context) -> Result<Step, NetError> {
+        let mut step = Step::new();
+        for node in &self.plan.nodes {
+            let (x, y) = (&self.acts[node.input()], &self.acts[node.output()]);
+            let input = self.plan.acts[node.input()];
+            let kernel = match *node {
+                Node::Conv {
+                    conv,
+                    output,
+                    relu: fused,
+                    ..
+                } => {
+                    let shape = conv::ConvShape {
+                        in_channels: input.channels,
+                        out_channels: self.plan.acts[output].channels,
+                        height: input.height,
+                        width: input.width,
+                    };
+                    conv::forward(ctx, shape, x, &self.convs[conv], y, fused)?
+                }
+                Node::Relu { .. } => relu::forward(ctx, input.len(), x, y)?,
+                Node::MaxPool { .. } => pool::forward(
+                    ctx,
+                    pool::PoolShape {
+                        channels: input.channels,
+                        height: input.height,
+                        width: input.width,
+                    },
+                    x,
+                    y,
+                )?,
+            };
+            step.push(kernel);
+        }
+        Ok(step)
+    }
+
+    fn record_style_capture(&self, ctx: &Context) -> Result<Step, NetError> {
+        let mut step = Step::new();
+        for (term, style_gram) in self.plan.style.iter().zip(&self.style_grams) {
+            step.extend(gram::forward(
+                ctx,
+                self.gram_shape(term.act),
+                &self.acts[term.act],
+                style_gram,
+            )?);
+        }
+        Ok(step)
+    }
+
+    /// Forward, every loss value into its slot, then the backward pass to the image. Gradients
+    /// ping-pong between two buffers; a loss's gradient is added where its features are read.
+    fn record_training(&mut self, ctx: &Context) -> Result<Step, NetError> {
+        let plan = &self.plan;
+        let mut step = self.record_forward(ctx)?;
+        let mut target_grams = Vec::new();
+        let slots_before_style = plan.content.len();
+        for (slot, (term, target)) in plan.content.iter().zip(&self.content_targets).enumerate() {
+            let len = plan.acts[term.act].len();
+            loss::sq_diff_forward(
+                ctx,
+                &mut step,
+                len,
+                &self.acts[term.act],
+                target,
+                &self.losses,
+                slot,
+                term.scale,
+            )?;
+        }
+        for (i, (term, style_gram)) in plan.style.iter().zip(&self.style_grams).enumerate() {
+            let shape = self.gram_shape(term.act);
+            let target_gram =
+                ctx.buffer(&format!("target gram {}", term.layer), shape.gram_len())?;
+            step.extend(gram::forward(
+                ctx,
+                shape,
+                &self.acts[term.act],
+                &target_gram,
+            )?);
+            let slot = slots_before_style + i;
+            loss::sq_diff_forward(
+                ctx,
+                &mut step,
+                shape.gram_len(),
+                &target_gram,
+                style_gram,
+                &self.losses,
+                slot,
+                term.scale,
+            )?;
+            target_grams.push(target_gram);
+        }
+
+        // `current` holds dL/d(output of the node being walked); `valid` says whether anything
+        // has been written to it yet (the deepest loss writes, the others add).
+        let mut current = 0usize;
+        let mut valid = false;
+        for node in plan.nodes.iter().rev() {
+            let out = node.output();
+            for (term, target) in plan
+                .content
+                .iter()
+                .zip(&self.content_targets)
+                .filter(|(t, _)| t.act == out)
+            {
+                let len = plan.acts[out].len();
+                let scale = term.scale * plan.content_weight;
+                step.push(loss::sq_diff_backward(
+                    ctx,
+                    len,
+                    &self.acts[out],
+                    target,
+                    &self.grads[current],
+                    scale,
+                    valid,
+                )?);
+                valid = true;
+            }
+            for ((term, style_gram), target_gram) in plan
+                .style
+                .iter()
+                .zip(&self.style_grams)
+                .zip(&target_grams)
+                .filter(|((t, _), _)| t.act == out)
+            {
+                let shape = self.gram_shape(out);
+                let grad_gram =
+                    ctx.buffer(&format!("gram gradient {}", term.layer), shape.gram_len())?;
+                let scale = term.scale * plan.style_weight;
+                step.push(loss::sq_diff_backward(
+                    ctx,
+                    shape.gram_len(),
+                    target_gram,
+                    style_gram,
+                    &grad_gram,
+                    scale,
+                    false,
+                )?);
+                step.push(gram::backward(
+                    ctx,
+                    shape,
+                    &self.acts[out],
+                    &grad_gram,
+                    &self.grads[current],
+                    valid,
+                )?);
+                step.keep(grad_gram);
+                valid = true;
+            }
+            if !valid {
+                continue;
+            }
+            let other = 1 - current;
+            let input = plan.acts[node.input()];
+            match *node {
+                Node::Conv {
+                    conv,
+                    output,
+                    relu: fused,
+                    ..
+                } => {
+                    let shape = conv::ConvShape {
+                        in_channels: input.channels,
+                        out_channels: plan.acts[output].channels,
+                        height: input.height,
+                        width: input.width,
+                    };
+                    if fused {
+                        let len = plan.acts[output].len();
+                        step.push(relu::backward(
+                            ctx,
+                            len,
+                            &self.acts[output],
+                            &self.grads[current],
+                            &self.grads[other],
+                        )?);
+                        step.push(conv::backward_input(
+                            ctx,
+                            shape,
+                            &self.grads[other],
+                            &self.convs[conv],
+                            &self.grads[current],
+                            false,
+                        )?);
+                    } else {
+                        step.push(conv::backward_input(
+                            ctx,
+                            shape,
+                            &self.grads[current],
+                            &self.convs[conv],
+                            &self.grads[other],
+                            false,
+                        )?);
+                        current = other;
+                    }
+                }
+                Node::Relu { output, .. } => {
+                    let len = plan.acts[output].len();
+                    step.push(relu::backward(
+                        ctx,
+                        len,
+                        &self.acts[output],
+                        &self.grads[current],
+                        &self.grads[other],
+                    )?);
+                    current = other;
+                }
+                Node::MaxPool { input: x, .. } => {
+                    let shape = pool::PoolShape {
+                        channels: input.channels,
+                        height: input.height,
+                        width: input.width,
+                    };
+                    step.push(pool::backward(
+                        ctx,
+                        shape,
+                        &self.acts[x],
+                        &self.grads[current],
+                        &self.grads[other],
+                    )?);
+                    current = other;
+                }
+            }
+        }
+        for target_gram in target_grams {
+            step.keep(target_gram);
+        }
+        self.image_grad = current;
+        Ok(step)
+    }
+
+    /// Uploads an RGB image in [0, 1] (CHW) and normalizes it into activation 0.
+    pub fn set_image(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+        self.check_image_len(rgb.len())?;
+        ctx.write(&self.rgb, rgb);
+        self.rgb_to_image.run(ctx)?;
+        Ok(())
+    }
+
+    /// Writes an already normalized image into activation 0 (tests and resumed runs).
+    pub fn set_normalized_image(&self, ctx: &Context, image: &[f32]) -> Result<(), NetError> {
+        self.check_image_len(image.len())?;
+        ctx.write(&self.acts[0], image);
+        Ok(())
+    }
+
+    fn check_image_len(&self, len: usize) -> Result<(), NetError> {
+        let expected = self.plan.acts[0].len();
+        if len != expected {
+            let s = self.plan.acts[0];
+            return Err(NetError::BadSize(format!(
+                "image has {len} values, the network was built for 3x{}x{} = {expected}",
+                s.height, s.width
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the forward pass on `rgb` and keeps its features at the content layers as targets.
+    pub fn set_content(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+        self.set_image(ctx, rgb)?;
+        self.forward.submit(ctx);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        for (term, target) in self.plan.content.iter().zip(&self.content_targets) {
+            encoder.copy_buffer_to_buffer(
+                &self.acts[term.act],
+                0,
+                target,
+                0,
+                (self.plan.acts[term.act].len() * 4) as u64,
+            );
+        }
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait()?;
+        Ok(())
+    }
+
+    /// Runs the forward pass on `rgb` and keeps the Gram matrices at the style layers as targets.
+    pub fn set_style(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+        self.set_image(ctx, rgb)?;
+        self.forward.submit(ctx);
+        self.capture_style.run(ctx)?;
+        Ok(())
+    }
+
+    /// The recorded training step: forward, losses, backward to the image. Callers append their
+    /// optimizer's kernels so that one submit does everything.
+    pub fn training_step(&mut self) -> &mut Step {
+        &mut self.train
+    }
+
+    /// The normalized image being optimized.
+    pub fn image_buffer(&self) -> &wgpu::Buffer {
+        &self.acts[0]
+    }
+
+    /// dL/d(image) after a training step.
+    pub fn image_grad_buffer(&self) -> &wgpu::Buffer {
+        &self.grads[self.image_grad]
+    }
+
+    /// Number of values in the image (3 H W).
+    pub fn image_len(&self) -> usize {
+        self.plan.acts[0].len()
+    }
+
+    /// Reads the loss values of the last training step.
+    pub fn read_losses(&self, ctx: &Context) -> Result<Losses, NetError> {
+        let slots = ctx.read(&self.losses, self.plan.loss_slots())?;
+        let slots: Vec<f64> = slots.iter().map(|&v| v as f64).collect();
+        Ok(Losses::from_slots(&self.plan, &slots))
+    }
+
+    /// Reads dL/d(image) of the last training step.
+    pub fn read_image_grad(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+        Ok(ctx.read(self.image_grad_buffer(), self.image_len())?)
+    }
+
+    /// Reads the normalized image.
+    pub fn read_normalized_image(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+        Ok(ctx.read(&self.acts[0], self.image_len())?)
+    }
+
+    /// Reads the image as RGB in [0, 1] (denormalized and clamped on the GPU).
+    pub fn read_rgb(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+        self.image_to_rgb.submit(ctx);
+        Ok(ctx.read(&self.rgb, self.image_len())?)
+    }
+
+    /// Bytes of every buffer this executor allocated (weights, activations, gradients, targets).
+    pub fn allocated_bytes(&self) -> u64 {
+        let weights: u64 = self
+            .convs
+            .iter()
+            .map(|c| c.forward.size() * 2 + c.bias.size())
+            .sum();
+        let acts: u64 = self.acts.iter().map(|b| b.size()).sum();
+        let grads: u64 = self.grads.iter().map(|b| b.size()).sum();
+        let targets: u64 = self
+            .content_targets
+            .iter()
+            .chain(&self.style_grams)
+            .map(|b| b.size())
+            .sum();
+        weights + acts + grads + targets + self.rgb.size() + self.losses.size()
+    }
+}

@@ -1,0 +1,303 @@
+//! Turns a layer table, the weights' widths, an image size and the loss layers into a schedule of
+//! nodes over numbered activations. Shared by the GPU executor and the f64 reference, so that
+//! both run exactly the same graph.
+
+use super::NetError;
+use super::vgg::{LayerDef, LayerKind};
+
+/// Channels, height and width of one activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ActShape {
+    pub fn len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One step of the forward schedule. Activation 0 is the (normalized) image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// Convolution `conv` (index into the weights) from `input` to `output`; with `relu` the ReLU
+    /// that follows it is fused and `output` holds the post-ReLU value.
+    Conv {
+        conv: usize,
+        input: usize,
+        output: usize,
+        relu: bool,
+    },
+    Relu {
+        input: usize,
+        output: usize,
+    },
+    MaxPool {
+        input: usize,
+        output: usize,
+    },
+}
+
+impl Node {
+    pub fn input(&self) -> usize {
+        match *self {
+            Node::Conv { input, .. } | Node::Relu { input, .. } | Node::MaxPool { input, .. } => {
+                input
+            }
+        }
+    }
+    pub fn output(&self) -> usize {
+        match *self {
+            Node::Conv { output, .. }
+            | Node::Relu { output, .. }
+            | Node::MaxPool { output, .. } => output,
+        }
+    }
+}
+
+/// Which features the losses read and how they are weighted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossLayers {
+    /// Layers whose features the content loss compares (`relu4_2` after the ReLU, `conv4_2` before it).
+    pub content: Vec<String>,
+    /// Style layers with their weights w_l.
+    pub style: Vec<(String, f64)>,
+    /// alpha
+    pub content_weight: f64,
+    /// beta
+    pub style_weight: f64,
+}
+
+impl Default for LossLayers {
+    fn default() -> Self {
+        Self {
+            content: vec![super::vgg::DEFAULT_CONTENT_LAYER.to_string()],
+            style: super::vgg::DEFAULT_STYLE_LAYERS
+                .iter()
+                .map(|&(n, w)| (n.to_string(), w))
+                .collect(),
+            content_weight: 1.0,
+            style_weight: 1e6,
+        }
+    }
+}
+
+/// A loss term: the activation it reads and its scale on sum((F - target)^2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossTerm {
+    pub layer: String,
+    pub act: usize,
+    /// Turns the sum of squares into the term's value (1/len for content, w/(C^2 C H W) for style).
+    pub scale: f64,
+}
+
+/// The resolved schedule.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub nodes: Vec<Node>,
+    pub acts: Vec<ActShape>,
+    pub content: Vec<LossTerm>,
+    pub style: Vec<LossTerm>,
+    pub content_weight: f64,
+    pub style_weight: f64,
+    /// (in_channels, out_channels) of each convolution the schedule uses.
+    pub conv_widths: Vec<(usize, usize)>,
+}
+
+impl Plan {
+    /// `widths` are (in, out) channels of the table's convolutions in order; the table is cut
+    /// after the deepest layer a loss reads.
+    pub fn new(
+        layers: &[LayerDef],
+        widths: &[(usize, usize)],
+        height: usize,
+        width: usize,
+        losses: &LossLayers,
+    ) -> Result<Self, NetError> {
+        if height == 0 || width == 0 {
+            return Err(NetError::BadSize(format!(
+                "image of {width}x{height} pixels"
+            )));
+        }
+        let wanted: Vec<&str> = losses
+            .content
+            .iter()
+            .chain(losses.style.iter().map(|(n, _)| n))
+            .map(String::as_str)
+            .collect();
+        if wanted.is_empty() {
+            return Err(NetError::UnknownLayer(
+                "no content or style layer was given".into(),
+            ));
+        }
+        for name in &wanted {
+            if !layers.iter().any(|l| l.name == *name) {
+                let known: Vec<&str> = layers
+                    .iter()
+                    .map(|l| l.name)
+                    .filter(|n| !n.starts_with("pool"))
+                    .collect();
+                return Err(NetError::UnknownLayer(format!(
+                    "unknown layer {name} (known: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        let last = layers
+            .iter()
+            .rposition(|l| wanted.contains(&l.name))
+            .expect("checked above");
+        let layers = &layers[..=last];
+
+        let mut acts = vec![ActShape {
+            channels: 3,
+            height,
+            width,
+        }];
+        let mut names: Vec<(&str, usize)> = Vec::new();
+        let mut nodes = Vec::new();
+        let mut conv_widths = Vec::new();
+        let mut i = 0;
+        while i < layers.len() {
+            let layer = layers[i];
+            let input = acts.len() - 1;
+            let shape = acts[input];
+            match layer.kind {
+                LayerKind::Conv => {
+                    let conv = conv_widths.len();
+                    let &(cin, cout) = widths.get(conv).ok_or_else(|| {
+                        NetError::WeightsMismatch(format!(
+                            "the weights have no convolution for {}",
+                            layer.name
+                        ))
+                    })?;
+                    if cin != shape.channels {
+                        return Err(NetError::WeightsMismatch(format!(
+                            "{} takes {cin} channels but receives {}",
+                            layer.name, shape.channels
+                        )));
+                    }
+                    conv_widths.push((cin, cout));
+                    // Fuse the ReLU unless the pre-activation value is read by a loss.
+                    let next_is_relu = layers.get(i + 1).is_some_and(|l| l.kind == LayerKind::Relu);
+                    let fuse = next_is_relu && !wanted.contains(&layer.name);
+                    acts.push(ActShape {
+                        channels: cout,
+                        ..shape
+                    });
+                    let output = acts.len() - 1;
+                    nodes.push(Node::Conv {
+                        conv,
+                        input,
+                        output,
+                        relu: fuse,
+                    });
+                    names.push((layer.name, output));
+                    if fuse {
+                        names.push((layers[i + 1].name, output));
+                        i += 1;
+                    }
+                }
+                LayerKind::Relu => {
+                    acts.push(shape);
+                    nodes.push(Node::Relu {
+                        input,
+                        output: acts.len() - 1,
+                    });
+                    names.push((layer.name, acts.len() - 1));
+                }
+                LayerKind::MaxPool => {
+                    if shape.height < 2 || shape.width < 2 {
+                        return Err(NetError::BadSize(format!(
+                            "image of {width}x{height} pixels is too small: {} would pool a {}x{} map",
+                            layer.name, shape.width, shape.height
+                        )));
+                    }
+                    acts.push(ActShape {
+                        channels: shape.channels,
+                        height: shape.height / 2,
+                        width: shape.width / 2,
+                    });
+                    nodes.push(Node::MaxPool {
+                        input,
+                        output: acts.len() - 1,
+                    });
+                    names.push((layer.name, acts.len() - 1));
+                }
+            }
+            i += 1;
+        }
+        let act_of = |name: &str| {
+            names
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == name)
+                .map(|&(_, a)| a)
+                .expect("resolved")
+        };
+        let content = losses
+            .content
+            .iter()
+            .map(|name| {
+                let act = act_of(name);
+                LossTerm {
+                    layer: name.clone(),
+                    act,
+                    scale: 1.0 / acts[act].len() as f64,
+                }
+            })
+            .collect();
+        let style = losses
+            .style
+            .iter()
+            .map(|(name, weight)| {
+                let act = act_of(name);
+                let s = acts[act];
+                LossTerm {
+                    layer: name.clone(),
+                    act,
+                    scale: crate::ops::loss::style_scale(*weight, s.channels, s.height, s.width),
+                }
+            })
+            .collect();
+        Ok(Self {
+            nodes,
+            acts,
+            content,
+            style,
+            content_weight: losses.content_weight,
+            style_weight: losses.style_weight,
+            conv_widths,
+        })
+    }
+
+    /// Slot of each loss term in the loss buffer: content terms first, then style terms.
+    pub fn loss_slots(&self) -> usize {
+        self.content.len() + self.style.len()
+    }
+
+    /// Floating-point operations of one forward pass plus the backward to the image (convolutions
+    /// and Gram products; elementwise work is negligible beside them).
+    pub fn flops_per_step(&self) -> u64 {
+        let mut flops = 0u64;
+        for node in &self.nodes {
+            if let Node::Conv { input, output, .. } = *node {
+                let per_pass =
+                    2 * self.acts[output].len() as u64 * self.acts[input].channels as u64 * 9;
+                // The first convolution's backward is needed too: the image is what we optimize.
+                flops += 2 * per_pass;
+            }
+        }
+        for term in &self.style {
+            let s = self.acts[term.act];
+            let gram = 2 * (s.channels * s.channels * s.height * s.width) as u64;
+            flops += 2 * gram;
+        }
+        flops
+    }
+}

@@ -1,0 +1,191 @@
+//! Every backward pass against central finite differences of its forward, in f64 on the CPU
+//! references. Each test builds a scalar L = <r, f(x)> (or the loss itself) and compares the
+//! analytic gradient with (L(x + h e_i) - L(x - h e_i)) / 2h for every input i.
+
+use stylize::net::reference::Reference;
+use stylize::net::{LossLayers, Plan, random_weights};
+use stylize::ops::conv::{self, ConvShape};
+use stylize::ops::gram::{self, GramShape};
+use stylize::ops::{loss, pool, relu};
+use stylize::testing::{Rng, rel_err_f64, tiny_table};
+
+const H: f64 = 1e-5;
+const TOL: f64 = 1e-6;
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn finite_differences(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let mut probe = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            probe[i] = x[i] + H;
+            let up = f(&probe);
+            probe[i] = x[i] - H;
+            let down = f(&probe);
+            probe[i] = x[i];
+            (up - down) / (2.0 * H)
+        })
+        .collect()
+}
+
+fn assert_gradcheck(what: &str, analytic: &[f64], numeric: &[f64]) {
+    assert!(
+        numeric.iter().any(|&v| v.abs() > 1e-3),
+        "{what}: degenerate check, the gradient is ~0"
+    );
+    let err = rel_err_f64(analytic, numeric);
+    assert!(err <= TOL, "{what}: relative error {err:e} > {TOL:e}");
+}
+
+#[test]
+fn gradcheck_conv_input() {
+    let mut rng = Rng::new(11);
+    let shape = ConvShape {
+        in_channels: 3,
+        out_channels: 4,
+        height: 5,
+        width: 7,
+    };
+    let x = rng.vec(shape.input_len(), -1.0, 1.0);
+    let w = rng.vec(shape.weight_len(), -1.0, 1.0);
+    let b = rng.vec(shape.out_channels, -1.0, 1.0);
+    let r = rng.vec(shape.output_len(), -1.0, 1.0);
+    let numeric = finite_differences(&x, |x| dot(&r, &conv::reference::forward(shape, x, &w, &b)));
+    assert_gradcheck(
+        "conv input gradient",
+        &conv::reference::backward_input(shape, &r, &w),
+        &numeric,
+    );
+}
+
+#[test]
+fn gradcheck_relu() {
+    let mut rng = Rng::new(12);
+    // Points kept away from 0, where ReLU is not differentiable.
+    let x: Vec<f64> = rng
+        .vec(200, 0.05, 1.0)
+        .into_iter()
+        .map(|v| if rng.uniform() < 0.5 { -v } else { v })
+        .collect();
+    let r = rng.vec(x.len(), -1.0, 1.0);
+    let numeric = finite_differences(&x, |x| dot(&r, &relu::reference::forward(x)));
+    assert_gradcheck("relu", &relu::reference::backward(&x, &r), &numeric);
+}
+
+#[test]
+fn gradcheck_maxpool() {
+    let mut rng = Rng::new(13);
+    let shape = pool::PoolShape {
+        channels: 3,
+        height: 7,
+        width: 9,
+    };
+    // Distinct values spaced well beyond H, so no tie and no arg-max change under the probe.
+    let mut x: Vec<f64> = (0..shape.input_len()).map(|i| i as f64 * 0.01).collect();
+    for i in (1..x.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        x.swap(i, j);
+    }
+    let r = rng.vec(shape.output_len(), -1.0, 1.0);
+    let numeric = finite_differences(&x, |x| dot(&r, &pool::reference::forward(shape, x)));
+    assert_gradcheck(
+        "maxpool",
+        &pool::reference::backward(shape, &x, &r),
+        &numeric,
+    );
+}
+
+#[test]
+fn gradcheck_gram() {
+    let mut rng = Rng::new(14);
+    let shape = GramShape { channels: 5, n: 13 };
+    let f = rng.vec(shape.features_len(), -1.0, 1.0);
+    // An asymmetric weighting, so both dG and dG^T matter.
+    let r = rng.vec(shape.gram_len(), -1.0, 1.0);
+    let numeric = finite_differences(&f, |f| dot(&r, &gram::reference::forward(shape, f)));
+    assert_gradcheck("gram", &gram::reference::backward(shape, &f, &r), &numeric);
+}
+
+#[test]
+fn gradcheck_content_loss() {
+    let mut rng = Rng::new(15);
+    let a = rng.vec(60, -1.0, 1.0);
+    let b = rng.vec(60, -1.0, 1.0);
+    let scale = 1.0 / 60.0;
+    let numeric = finite_differences(&a, |a| loss::reference::sq_diff(a, &b, scale));
+    assert_gradcheck(
+        "content loss",
+        &loss::reference::sq_diff_backward(&a, &b, scale),
+        &numeric,
+    );
+}
+
+#[test]
+fn gradcheck_style_loss() {
+    let mut rng = Rng::new(16);
+    let shape = GramShape {
+        channels: 4,
+        n: 3 * 5,
+    };
+    let f = rng.vec(shape.features_len(), -1.0, 1.0);
+    let style = gram::reference::forward(shape, &rng.vec(shape.features_len(), -1.0, 1.0));
+    // The method's style term at the features: 0.75 * mean((G - S)^2) / (C H W), times beta-sized scale.
+    let scale = loss::style_scale(0.75, 4, 3, 5) * 1e3;
+    let term =
+        |f: &[f64]| loss::reference::sq_diff(&gram::reference::forward(shape, f), &style, scale);
+    let numeric = finite_differences(&f, term);
+    let grad_gram =
+        loss::reference::sq_diff_backward(&gram::reference::forward(shape, &f), &style, scale);
+    assert_gradcheck(
+        "style loss",
+        &gram::reference::backward(shape, &f, &grad_gram),
+        &numeric,
+    );
+}
+
+fn gradcheck_network(content_layer: &str) {
+    let widths = [4, 5, 6, 3];
+    let weights = random_weights(&widths, 17);
+    let conv_widths: Vec<(usize, usize)> = weights
+        .iter()
+        .map(|w| (w.in_channels, w.out_channels))
+        .collect();
+    let losses = LossLayers {
+        content: vec![content_layer.to_string()],
+        style: vec![
+            ("relu1_1".into(), 1.0),
+            ("relu2_1".into(), 0.75),
+            ("relu3_1".into(), 0.2),
+        ],
+        content_weight: 1.0,
+        style_weight: 1e3,
+    };
+    let (h, w) = (9, 11);
+    let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
+    let reference = Reference::new(plan, &weights);
+    let mut rng = Rng::new(18);
+    let content = rng.vec(3 * h * w, -2.0, 2.0);
+    let style = rng.vec(3 * h * w, -2.0, 2.0);
+    let targets = reference.targets(&content, &style);
+    let image = rng.vec(3 * h * w, -2.0, 2.0);
+    let (losses, grad) = reference.loss_and_grad(&image, &targets);
+    assert!(losses.content > 0.0 && losses.style > 0.0);
+    let numeric = finite_differences(&image, |x| reference.losses(x, &targets).total);
+    assert_gradcheck(
+        &format!("network with content at {content_layer}"),
+        &grad,
+        &numeric,
+    );
+}
+
+#[test]
+fn gradcheck_composed_network_loss_wrt_image() {
+    gradcheck_network("relu1_2");
+}
+
+#[test]
+fn gradcheck_composed_network_with_pre_relu_content_layer() {
+    gradcheck_network("conv1_2");
+}

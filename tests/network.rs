@@ -1,0 +1,259 @@
+//! The composed network on the GPU against the f64 reference of the whole method: losses, the
+//! image gradient, a directional derivative through the GPU path, and Adam trajectories.
+
+mod common;
+
+use common::*;
+use stylize::net::reference::{Reference, Targets};
+use stylize::net::vgg::{VGG19, VGG19_WIDTHS};
+use stylize::net::{ConvLayerWeights, Executor, LossLayers, Plan, random_weights};
+use stylize::ops::adam::{self, Adam, AdamConfig};
+use stylize::testing::tiny_table;
+
+struct Case {
+    executor: Executor,
+    reference: Reference,
+    targets: Targets,
+    image: Vec<f64>,
+}
+
+fn build(
+    ctx: &stylize::gpu::Context,
+    table: &[stylize::net::vgg::LayerDef],
+    weights: &[ConvLayerWeights],
+    (h, w): (usize, usize),
+    losses: &LossLayers,
+    seed: u64,
+) -> Case {
+    let widths: Vec<(usize, usize)> = weights
+        .iter()
+        .map(|c| (c.in_channels, c.out_channels))
+        .collect();
+    let plan = Plan::new(table, &widths, h, w, losses).unwrap();
+    let executor = Executor::new(ctx, plan.clone(), weights).unwrap();
+    let reference = Reference::new(plan, weights);
+    let mut rng = Rng::new(seed);
+    let content = rng.vec(3 * h * w, 0.0, 1.0);
+    let style = rng.vec(3 * h * w, 0.0, 1.0);
+    executor.set_content(ctx, &to_f32(&content)).unwrap();
+    executor.set_style(ctx, &to_f32(&style)).unwrap();
+    // The reference sees exactly the normalized images the GPU produced.
+    let normalize = |rgb: &[f64]| {
+        executor.set_image(ctx, &to_f32(rgb)).unwrap();
+        to_f64(&executor.read_normalized_image(ctx).unwrap())
+    };
+    let targets = reference.targets(&normalize(&content), &normalize(&style));
+    let image = to_f64(&to_f32(&rng.vec(3 * h * w, -2.0, 2.0)));
+    executor.set_normalized_image(ctx, &to_f32(&image)).unwrap();
+    Case {
+        executor,
+        reference,
+        targets,
+        image,
+    }
+}
+
+fn tiny_losses(content_layer: &str) -> LossLayers {
+    LossLayers {
+        content: vec![content_layer.to_string()],
+        style: vec![
+            ("relu1_1".into(), 1.0),
+            ("relu2_1".into(), 0.75),
+            ("relu3_1".into(), 0.2),
+        ],
+        content_weight: 1.0,
+        style_weight: 1e3,
+    }
+}
+
+fn check_step_against_reference(
+    case: &mut Case,
+    ctx: &stylize::gpu::Context,
+    what: &str,
+    tol: f64,
+) {
+    case.executor.training_step().run(ctx).unwrap();
+    let (expected, expected_grad) = case.reference.loss_and_grad(&case.image, &case.targets);
+    let got = case.executor.read_losses(ctx).unwrap();
+    let got_slots: Vec<f32> = got
+        .content_terms
+        .iter()
+        .chain(&got.style_terms)
+        .map(|&v| v as f32)
+        .collect();
+    let expected_slots: Vec<f64> = expected
+        .content_terms
+        .iter()
+        .chain(&expected.style_terms)
+        .copied()
+        .collect();
+    assert_close(
+        &format!("{what}: loss terms"),
+        &got_slots,
+        &expected_slots,
+        tol,
+    );
+    assert_close(
+        &format!("{what}: total"),
+        &[got.total as f32],
+        &[expected.total],
+        tol,
+    );
+    assert_close(
+        &format!("{what}: image gradient"),
+        &case.executor.read_image_grad(ctx).unwrap(),
+        &expected_grad,
+        tol,
+    );
+}
+
+#[test]
+fn gpu_composed_network_matches_reference() {
+    for (grid, ctx) in contexts("gpu_composed_network_matches_reference") {
+        for content_layer in ["relu1_2", "conv1_2"] {
+            let weights = random_weights(&[4, 5, 6, 3], 21);
+            let mut case = build(
+                &ctx,
+                &tiny_table(),
+                &weights,
+                (13, 17),
+                &tiny_losses(content_layer),
+                22,
+            );
+            check_step_against_reference(
+                &mut case,
+                &ctx,
+                &format!("tiny network, content {content_layer} ({grid})"),
+                1e-4,
+            );
+        }
+    }
+}
+
+/// (L(x + h d) - L(x - h d)) / 2h on the GPU agrees with <grad L, d> from the GPU backward.
+#[test]
+fn gpu_directional_derivative_matches_gradient() {
+    let Some(ctx) = gpu_or_skip("gpu_directional_derivative_matches_gradient") else {
+        return;
+    };
+    let weights = random_weights(&[4, 5, 6, 3], 23);
+    let mut case = build(
+        &ctx,
+        &tiny_table(),
+        &weights,
+        (13, 17),
+        &tiny_losses("relu1_2"),
+        24,
+    );
+    let mut rng = Rng::new(25);
+    let direction = rng.vec(case.image.len(), -1.0, 1.0);
+    case.executor.training_step().run(&ctx).unwrap();
+    let grad = to_f64(&case.executor.read_image_grad(&ctx).unwrap());
+    let analytic: f64 = grad.iter().zip(&direction).map(|(g, d)| g * d).sum();
+    let h = 1e-3;
+    let mut loss_at = |t: f64| {
+        let probe: Vec<f32> = case
+            .image
+            .iter()
+            .zip(&direction)
+            .map(|(x, d)| (x + t * d) as f32)
+            .collect();
+        case.executor.set_normalized_image(&ctx, &probe).unwrap();
+        case.executor.training_step().run(&ctx).unwrap();
+        case.executor.read_losses(&ctx).unwrap().total
+    };
+    let numeric = (loss_at(h) - loss_at(-h)) / (2.0 * h);
+    let err = (numeric - analytic).abs() / analytic.abs();
+    assert!(analytic.abs() > 1e-3, "degenerate direction");
+    assert!(
+        err < 1e-2,
+        "directional derivative {numeric} vs gradient {analytic}: relative error {err:e}"
+    );
+}
+
+fn run_adam(
+    case: &mut Case,
+    ctx: &stylize::gpu::Context,
+    steps: usize,
+    config: AdamConfig,
+) -> (Vec<f64>, Vec<f64>) {
+    let len = case.executor.image_len();
+    let (mut gpu_adam, kernel) = Adam::new(
+        ctx,
+        len,
+        case.executor.image_buffer(),
+        case.executor.image_grad_buffer(),
+        config,
+    )
+    .unwrap();
+    let adam_index = case.executor.training_step().push(kernel);
+    let mut gpu_losses = Vec::new();
+    for _ in 0..steps {
+        gpu_adam.advance(ctx, case.executor.training_step().kernel(adam_index));
+        case.executor.training_step().run(ctx).unwrap();
+        gpu_losses.push(case.executor.read_losses(ctx).unwrap().total);
+    }
+    let mut image = case.image.clone();
+    let mut state = adam::reference::AdamState::new(len);
+    let mut reference_losses = Vec::new();
+    for _ in 0..steps {
+        let (losses, grad) = case.reference.loss_and_grad(&image, &case.targets);
+        reference_losses.push(losses.total);
+        adam::reference::step(config, &mut state, &mut image, &grad);
+    }
+    (gpu_losses, reference_losses)
+}
+
+#[test]
+fn gpu_adam_trajectory_on_tiny_network_matches_reference() {
+    let Some(ctx) = gpu_or_skip("gpu_adam_trajectory_on_tiny_network_matches_reference") else {
+        return;
+    };
+    let weights = random_weights(&[4, 5, 6, 3], 26);
+    let mut case = build(
+        &ctx,
+        &tiny_table(),
+        &weights,
+        (13, 17),
+        &tiny_losses("relu1_2"),
+        27,
+    );
+    let (gpu, reference) = run_adam(
+        &mut case,
+        &ctx,
+        10,
+        AdamConfig {
+            lr: 0.05,
+            ..AdamConfig::default()
+        },
+    );
+    assert!(
+        reference[9] < reference[0],
+        "the loss should fall: {reference:?}"
+    );
+    assert_close("10 Adam steps, losses", &to_f32(&gpu), &reference, 1e-3);
+}
+
+/// The whole method (VGG-19 to relu5_1, default layers and weights) at channels / 8 on a 24 x 20
+/// image: one step's losses and image gradient, then a 10-step Adam trajectory.
+#[test]
+fn gpu_reduced_vgg19_step_and_trajectory_match_reference() {
+    let Some(ctx) = gpu_or_skip("gpu_reduced_vgg19_step_and_trajectory_match_reference") else {
+        return;
+    };
+    let widths: Vec<usize> = VGG19_WIDTHS.iter().map(|w| w / 8).collect();
+    let weights = random_weights(&widths, 28);
+    let mut case = build(&ctx, &VGG19, &weights, (20, 24), &LossLayers::default(), 29);
+    check_step_against_reference(&mut case, &ctx, "VGG-19 / 8", 1e-4);
+    let (gpu, reference) = run_adam(&mut case, &ctx, 10, AdamConfig::default());
+    assert!(
+        reference[9] < reference[0],
+        "the loss should fall: {reference:?}"
+    );
+    assert_close(
+        "VGG-19 / 8, 10 Adam steps, losses",
+        &to_f32(&gpu),
+        &reference,
+        1e-3,
+    );
+}
