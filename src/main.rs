@@ -1,4 +1,414 @@
+//! The `stylize` command line: parses, checks everything it can before work starts, calls the
+//! library, reports progress. Exit codes: 0 success, 1 runtime or input error, 2 usage error.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use stylize::image_io::{self, Image};
+use stylize::weights::FetchEvent;
+use stylize::{Losses, Observer, Options, StyleTransfer, TransferError};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stylize",
+    version,
+    about = "Neural style transfer (Gatys, Ecker & Bethge 2016) on any Vulkan, Metal or DX12 GPU",
+    long_about = "Neural style transfer (Gatys, Ecker & Bethge, CVPR 2016) on any Vulkan, Metal or DX12 GPU.\n\n\
+The defaults reproduce the original method: VGG-19 features with content at relu4_2 and style at \
+relu1_1..relu5_1 (weights 1, 0.75, 0.2, 0.2, 0.2), content weight 1, style weight 1e6, Adam with \
+learning rate 0.003 for 2000 steps, starting from the content image, longer side 400 px.\n\n\
+Example:\n  stylize --content photo.jpg --style painting.jpg --output out.png",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Content image (PNG, JPEG, WebP, BMP, TIFF, GIF); its longer side is fitted to --size.
+    #[arg(long, value_name = "PATH", required = true)]
+    content: Option<PathBuf>,
+
+    /// Style image; resized to the content image's size.
+    #[arg(long, value_name = "PATH", required = true)]
+    style: Option<PathBuf>,
+
+    /// Where to write the result; the format follows the extension (png, jpg, webp, tif, bmp).
+    #[arg(long, short, value_name = "PATH", default_value = "out.png")]
+    output: PathBuf,
+
+    /// VGG-19 weights: a .pth (any PyTorch form) or .npz file, an http(s) URL, or `random[:SEED]`
+    /// (untrained, for tests). Default: $STYLIZE_WEIGHTS, else the cache
+    /// ($XDG_CACHE_HOME/stylize or ~/.cache/stylize), else a verified download of torchvision's
+    /// vgg19-dcbb9e9d.pth (548 MiB).
+    #[arg(long, value_name = "PATH|URL")]
+    weights: Option<String>,
+
+    /// Longest side of the content image in pixels (never upscaled).
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    size: u32,
+
+    /// Optimization steps.
+    #[arg(long, default_value_t = 2000)]
+    iterations: usize,
+
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 0.003, value_parser = positive_f64)]
+    learning_rate: f64,
+
+    /// Content loss weight (alpha).
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative_f64)]
+    content_weight: f64,
+
+    /// Style loss weight (beta).
+    #[arg(long, default_value_t = 1e6, value_parser = non_negative_f64)]
+    style_weight: f64,
+
+    /// Content layers, comma-separated: relu4_2 reads features after the ReLU (the original's
+    /// behaviour), conv4_2 the raw convolution output.
+    #[arg(long, value_delimiter = ',', default_value = "relu4_2")]
+    content_layers: Vec<String>,
+
+    /// Style layers, comma-separated (conv* or relu* names up to 5_1).
+    #[arg(long, value_delimiter = ',', default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")]
+    style_layers: Vec<String>,
+
+    /// One weight per style layer, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,0.75,0.2,0.2,0.2", value_parser = non_negative_f64)]
+    style_layer_weights: Vec<f64>,
+
+    /// Write a CSV (step,content,style,total) with the losses of every step, computed on the
+    /// image before that step's update, as the original loop does.
+    #[arg(long, value_name = "PATH")]
+    loss_log: Option<PathBuf>,
+
+    /// Print the losses every N steps (0: never).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    print_every: usize,
+
+    /// Also write the current image to --output every N steps.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    save_every: Option<u64>,
+
+    /// Also write content | style | result side by side, like the original's figure.
+    #[arg(long, value_name = "PATH")]
+    side_by_side: Option<PathBuf>,
+
+    /// Seed for everything random (e.g. --weights random).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+
+    /// GPU API to use (default: WGPU_BACKEND or the best available).
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+
+    /// Use the adapter whose name contains NAME (see `stylize devices`).
+    #[arg(long, value_name = "NAME")]
+    adapter: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List GPU adapters with their backend, type and key limits.
+    Devices {
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
+    /// Manage VGG-19 weight files.
+    Weights {
+        #[command(subcommand)]
+        action: WeightsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum WeightsAction {
+    /// Download torchvision's VGG-19 weights into the cache (or $STYLIZE_WEIGHTS) and verify
+    /// their size and SHA-256; does nothing if they are already there.
+    Fetch,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackendArg {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl From<BackendArg> for stylize::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Vulkan => stylize::Backend::Vulkan,
+            BackendArg::Metal => stylize::Backend::Metal,
+            BackendArg::Dx12 => stylize::Backend::Dx12,
+            BackendArg::Gl => stylize::Backend::Gl,
+        }
+    }
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a positive number, not {v}")),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number >= 0, not {v}")),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
 fn main() {
-    eprintln!("stylize: the command-line interface is not built yet");
-    std::process::exit(1);
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("stylize: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Devices { backend }) => devices(backend),
+        Some(Command::Weights { action: WeightsAction::Fetch }) => fetch_weights(),
+        None => transfer(cli),
+    }
+}
+
+fn devices(backend: Option<BackendArg>) -> Result<()> {
+    let options = Options { backend: backend.map(Into::into), ..Options::default() }.context_options();
+    let adapters = stylize::gpu::list_adapters(&options);
+    if adapters.is_empty() {
+        bail!("no GPU adapter found (is a Vulkan, Metal or DX12 driver installed?)");
+    }
+    for a in adapters {
+        println!("{} ({}, {}, driver {})", a.name, a.backend, a.device_type, if a.driver.is_empty() { "?" } else { &a.driver });
+        println!(
+            "    max storage binding {} MiB, max buffer {} MiB, workgroup storage {} KiB, {} workgroups per dimension, timestamps {}",
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroup_storage_size >> 10,
+            a.max_compute_workgroups_per_dimension,
+            if a.timestamp_queries { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
+
+fn fetch_weights() -> Result<()> {
+    let entry = stylize::weights::default_entry();
+    let dest = stylize::weights::default_weights_path(&entry)?;
+    let mut bar = DownloadBar::default();
+    let path = stylize::weights::ensure_weights(&entry, &dest, &mut |e| bar.event(&e))?;
+    bar.finish();
+    println!("{}", path.display());
+    Ok(())
+}
+
+/// Checks that `path`'s folder exists before any work starts.
+fn check_parent_folder(what: &str, path: &Path) -> Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        bail!("{what} {}: folder {} does not exist", path.display(), parent.display());
+    }
+    if path.is_dir() {
+        bail!("{what} {}: is a directory", path.display());
+    }
+    Ok(())
+}
+
+fn transfer(cli: Cli) -> Result<()> {
+    let (content_path, style_path) = (cli.content.clone().expect("required"), cli.style.clone().expect("required"));
+    let options = Options {
+        size: cli.size,
+        iterations: cli.iterations,
+        learning_rate: cli.learning_rate,
+        content_weight: cli.content_weight,
+        style_weight: cli.style_weight,
+        content_layers: cli.content_layers.clone(),
+        style_layers: cli.style_layers.clone(),
+        style_layer_weights: cli.style_layer_weights.clone(),
+        weights: cli.weights.clone(),
+        backend: cli.backend.map(Into::into),
+        adapter: cli.adapter.clone(),
+        seed: cli.seed,
+    };
+    options.validate()?;
+    // Everything that can be checked is checked before the GPU is touched.
+    image_io::check_output_path(&cli.output, 8)?;
+    if let Some(path) = &cli.side_by_side {
+        image_io::check_output_path(path, 8)?;
+    }
+    if let Some(path) = &cli.loss_log {
+        check_parent_folder("loss log", path)?;
+    }
+    let (content, style) = stylize::load_inputs(&content_path, &style_path, options.size)?;
+    let mut download = DownloadBar::default();
+    let weights = stylize::load_network_weights(options.weights.as_deref(), options.seed, &mut |e| download.event(&e))?;
+    download.finish();
+    let ctx = stylize::gpu::Context::new(&options.context_options())?;
+    let adapter = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
+    let mut transfer = StyleTransfer::new(ctx, &weights, &content, &style, &content, &options)?;
+    let mut progress = CliProgress::new(&cli, &adapter, content.width, content.height)?;
+    let started = Instant::now();
+    let target = transfer.run(options.iterations, &mut progress)?;
+    progress.finish();
+    image_io::save_image(&cli.output, &target, 8)?;
+    if let Some(path) = &cli.side_by_side {
+        image_io::save_image(path, &image_io::side_by_side(&[&content, &style, &target]), 8)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let last = progress.last_losses.map(|l| format!(", final loss {:.4e}", l.total)).unwrap_or_default();
+    eprintln!(
+        "stylize: wrote {} ({}x{}) after {} steps in {:.1} s ({:.1} steps/s) on {adapter}{last}",
+        cli.output.display(),
+        target.width,
+        target.height,
+        options.iterations,
+        seconds,
+        options.iterations as f64 / seconds.max(1e-9),
+    );
+    Ok(())
+}
+
+/// Progress bar, periodic loss lines, the CSV loss log and periodic saves.
+struct CliProgress {
+    bar: ProgressBar,
+    interactive: bool,
+    print_every: usize,
+    save_every: Option<u64>,
+    iterations: usize,
+    output: PathBuf,
+    log: Option<(PathBuf, BufWriter<File>)>,
+    last_losses: Option<Losses>,
+}
+
+impl CliProgress {
+    fn new(cli: &Cli, adapter: &str, width: u32, height: u32) -> Result<Self> {
+        let interactive = std::io::stderr().is_terminal();
+        let bar = if interactive {
+            let bar = ProgressBar::with_draw_target(Some(cli.iterations as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
+                    .expect("valid template"),
+            );
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        if interactive {
+            bar.println(format!("stylize: {width}x{height} on {adapter}"));
+        }
+        let log = match &cli.loss_log {
+            Some(path) => {
+                let file = File::create(path).with_context(|| format!("loss log {}: cannot create", path.display()))?;
+                let mut writer = BufWriter::new(file);
+                writeln!(writer, "step,content,style,total")?;
+                Some((path.clone(), writer))
+            }
+            None => None,
+        };
+        Ok(Self {
+            bar,
+            interactive,
+            print_every: cli.print_every,
+            save_every: cli.save_every,
+            iterations: cli.iterations,
+            output: cli.output.clone(),
+            log,
+            last_losses: None,
+        })
+    }
+
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
+        if let Some((path, writer)) = &mut self.log {
+            if let Err(e) = writer.flush() {
+                eprintln!("stylize: warning: loss log {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+impl Observer for CliProgress {
+    fn wants_losses(&mut self, step: usize) -> bool {
+        self.log.is_some() || step + 1 == self.iterations || (self.print_every > 0 && step % self.print_every == 0)
+    }
+
+    fn wants_image(&mut self, step: usize) -> bool {
+        self.save_every.is_some_and(|n| (step as u64 + 1) % n == 0 && step + 1 < self.iterations)
+    }
+
+    fn on_step(&mut self, step: usize, losses: Option<&Losses>, image: Option<&Image>) -> Result<(), TransferError> {
+        self.bar.set_position(step as u64 + 1);
+        if let Some(l) = losses {
+            if let Some((path, writer)) = &mut self.log {
+                writeln!(writer, "{step},{:e},{:e},{:e}", l.content, l.style, l.total)
+                    .map_err(|e| TransferError::Observer(format!("loss log {}: {e}", path.display())))?;
+            }
+            if self.print_every > 0 && step % self.print_every == 0 {
+                let line = format!("step {step:>5}  content {:.4e}  style {:.4e}  total {:.4e}", l.content, l.style, l.total);
+                if self.interactive {
+                    self.bar.set_message(line);
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+            if !l.total.is_finite() {
+                return Err(TransferError::Observer(format!("the loss became {} at step {step}", l.total)));
+            }
+            self.last_losses = Some(l.clone());
+        }
+        if let Some(image) = image {
+            image_io::save_image(&self.output, image, 8).map_err(|e| TransferError::Observer(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A progress bar for weight downloads (silent when stderr is not a terminal).
+#[derive(Default)]
+struct DownloadBar {
+    bar: Option<ProgressBar>,
+}
+
+impl DownloadBar {
+    fn event(&mut self, event: &FetchEvent) {
+        match event {
+            FetchEvent::Started { url, total } => {
+                eprintln!("stylize: downloading {url}");
+                let bar = ProgressBar::with_draw_target(*total, ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}")
+                        .expect("valid template"),
+                );
+                self.bar = Some(bar);
+            }
+            FetchEvent::Progress { done, .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(*done);
+                }
+            }
+            FetchEvent::Verifying => {}
+            FetchEvent::Done { path } => {
+                self.finish();
+                eprintln!("stylize: weights verified and saved to {}", path.display());
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
