@@ -47,14 +47,7 @@ pub(crate) fn read_legacy(
         .map(|k| Ok((k, pickle::find_tensor(&state, k)?)))
         .collect::<Result<_, Problem>>()?;
     let mut reader = input_into_file(input)?;
-    let spans = locate_storages(
-        &mut reader,
-        file_len,
-        data_start,
-        &state,
-        &storage_keys,
-        &wanted,
-    )?;
+    let spans = locate_storages(&mut reader, file_len, data_start, &state, &storage_keys)?;
     let mut out = HashMap::new();
     for (key, t) in wanted {
         let span = spans.get(&t.storage.key).ok_or_else(|| {
@@ -115,26 +108,22 @@ fn read_storage_keys(input: &mut PickleInput<BufReader<File>>) -> Result<Vec<Str
         .collect()
 }
 
-/// Walks the storage headers (seeking past data) until every storage `wanted` needs is found.
+/// Walks every storage header, seeking past the data, so a cut anywhere in the file is found
+/// (a few dozen small reads); returns where each storage's data lies.
 fn locate_storages(
     file: &mut File,
     file_len: u64,
     data_start: u64,
     state: &Value,
     storage_keys: &[String],
-    wanted: &[(&String, &TensorRef)],
 ) -> Result<HashMap<String, StorageSpan>, Problem> {
     let elem_size: HashMap<&str, u64> = pickle::all_tensors(state)
         .into_iter()
         .map(|t| (t.storage.key.as_str(), t.storage.dtype.size() as u64))
         .collect();
-    let mut missing: Vec<&str> = wanted.iter().map(|(_, t)| t.storage.key.as_str()).collect();
     let mut spans = HashMap::new();
     let mut pos = data_start;
     for key in storage_keys {
-        if missing.is_empty() {
-            break;
-        }
         let size = *elem_size.get(key.as_str()).ok_or_else(|| {
             Problem::Malformed(format!("storage {key} has no known element type"))
         })?;
@@ -150,7 +139,6 @@ fn locate_storages(
                     file_len - data_pos
                 ))
             })?;
-        missing.retain(|k| *k != key.as_str());
         spans.insert(key.clone(), StorageSpan { data_pos, numel });
         pos = data_pos + bytes;
     }
@@ -205,7 +193,12 @@ fn read_legacy_tensor(
     key: &str,
 ) -> Result<Tensor, Problem> {
     let (layout, first) = check_in_storage(t, span.numel, key)?;
+    if layout.span == 0 {
+        return finish_tensor(&[], t, &layout, key);
+    }
     let size = t.storage.dtype.size() as u64;
+    // In range: check_in_storage bounded first + span by the storage's element count, and
+    // locate_storages bounded the storage's bytes by the file length.
     let start = span.data_pos + first * size;
     let len = layout.span as u64 * size;
     if start.saturating_add(len) > file_len {
@@ -302,10 +295,16 @@ fn read_zip_tensor<R: Read + Seek>(
         Problem::Malformed(format!("storage {} is not in the archive", t.storage.key))
     })?;
     let size = t.storage.dtype.size() as u64;
-    let member_numel = member.size() / size;
-    let (layout, first) = check_in_storage(t, member_numel.max(t.storage.numel), key)?;
-    let skip = first * size;
-    let len = layout.span as u64 * size;
+    let root_numel = t.storage.base.saturating_add(t.storage.numel);
+    let (layout, first) = check_in_storage(t, root_numel, key)?;
+    if layout.span == 0 {
+        return finish_tensor(&[], t, &layout, key);
+    }
+    let too_large = || Problem::Malformed(format!("{key}: storage too large"));
+    let skip = first.checked_mul(size).ok_or_else(too_large)?;
+    let len = (layout.span as u64)
+        .checked_mul(size)
+        .ok_or_else(too_large)?;
     let mut reader = member;
     io::copy(&mut (&mut reader).take(skip), &mut io::sink())
         .map_err(|e| Problem::from_read(e, "storage data"))?;
