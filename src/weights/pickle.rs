@@ -699,3 +699,99 @@ impl<R> PickleInput<R> {
         self.inner
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(bytes: &[u8]) -> Result<Value, Problem> {
+        let mut input = PickleInput::new(bytes, bytes.len() as u64);
+        unpickle(&mut input)
+    }
+
+    #[test]
+    fn forbidden_globals_are_refused_at_global() {
+        // GLOBAL builtins.eval, never reduced: refused anyway.
+        let err = run(b"\x80\x02cbuiltins\neval\n.").unwrap_err();
+        assert!(matches!(err, Problem::Forbidden(ref g) if g == "builtins.eval"));
+        // STACK_GLOBAL with strings.
+        let err = run(b"\x80\x04\x8c\x02os\x8c\x06system\x93.").unwrap_err();
+        assert!(matches!(err, Problem::Forbidden(ref g) if g == "os.system"));
+        let err = run(b"\x80\x02ctorch\nload\n.").unwrap_err();
+        assert!(matches!(err, Problem::Forbidden(ref g) if g == "torch.load"));
+    }
+
+    #[test]
+    fn a_small_state_dict_is_built() {
+        // OrderedDict() then SETITEM 'w' -> _rebuild_tensor_v2(storage, 2, (2, 3), (3, 1), False,
+        // OrderedDict()), with a persistent id and memo traffic.
+        let mut p = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01".to_vec();
+        p.extend_from_slice(b"X\x01\x00\x00\x00w");
+        p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+        p.extend_from_slice(b"(X\x07\x00\x00\x00storagectorch\nHalfStorage\nX\x01\x00\x00\x007");
+        p.extend_from_slice(b"X\x03\x00\x00\x00cpuK\x08tQ");
+        p.extend_from_slice(b"K\x02K\x02K\x03\x86K\x03K\x01\x86\x89h\x00)RtRs.");
+        let state = run(&p).unwrap();
+        let t = find_tensor(&state, "w").unwrap();
+        assert_eq!(t.storage.key, "7");
+        assert_eq!(t.storage.dtype, Dtype::F16);
+        assert_eq!(t.storage.numel, 8);
+        assert_eq!(
+            (t.offset, t.shape.clone(), t.stride.clone()),
+            (2, vec![2, 3], vec![3, 1])
+        );
+        assert!(matches!(
+            find_tensor(&state, "x"),
+            Err(Problem::MissingKey(_))
+        ));
+    }
+
+    #[test]
+    fn storage_views_and_python2_ordered_dicts_are_understood() {
+        // OrderedDict([['k', tensor]]) with a storage view (root 'r', offset 4, size 6).
+        let mut p = b"\x80\x02ccollections\nOrderedDict\n(]".to_vec();
+        p.extend_from_slice(b"]U\x01kactorch._utils\n_rebuild_tensor\n(");
+        p.extend_from_slice(b"(U\x07storagectorch\nFloatStorage\nU\x01rU\x06cuda:0K\x10");
+        p.extend_from_slice(b"(U\x01vK\x04K\x06ttQK\x00K\x06\x85K\x01\x85tRaatR.");
+        let state = run(&p).unwrap();
+        let t = find_tensor(&state, "k").unwrap();
+        assert_eq!((t.storage.base, t.storage.numel), (4, 6));
+        assert_eq!(t.shape, vec![6]);
+    }
+
+    #[test]
+    fn hostile_pickles_fail_cleanly() {
+        // Ever deeper lists through the memo.
+        let mut deep = b"\x80\x02]q\x00".to_vec();
+        for _ in 0..200 {
+            deep.extend_from_slice(b"]h\x00aq\x00");
+        }
+        deep.push(b'.');
+        assert!(run(&deep).is_err());
+        // Doubling a tuple through the memo: cheap thanks to sharing.
+        let mut wide = b"\x80\x02)q\x00".to_vec();
+        for _ in 0..100 {
+            wide.extend_from_slice(b"0h\x00h\x00\x86q\x00");
+        }
+        wide.push(b'.');
+        assert!(run(&wide).is_err(), "nesting limit");
+        // Huge lengths, unknown opcodes, empty memo, underflow, no STOP.
+        for bad in [
+            &b"\x80\x02X\xff\xff\xff\xff."[..],
+            b"\x80\x02\x8d\xff\xff\xff\xff\xff\xff\xff\xff.",
+            b"\x80\x02\x8b\xff\xff\xff\x7f.",
+            b"\x80\x02\xff.",
+            b"\x80\x02h\x05.",
+            b"\x80\x02s.",
+            b"\x80\x02t.",
+            b"\x80\x02R.",
+            b"\x80\x02K\x01K\x02R.",
+            b"\x80\x02}K\x01a.",
+            b"\x80\x02r\xff\xff\xff\xff.",
+            b"\x80\x02N",
+            b"",
+        ] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
+    }
+}

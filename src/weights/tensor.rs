@@ -192,3 +192,52 @@ pub(crate) fn gather(src: &[f32], shape: &[usize], stride: &[usize], layout: &La
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_follows_strides() {
+        // A 2x3 tensor stored transposed (column-major): storage [a00 a10 a01 a11 a02 a12].
+        let storage = [0.0, 3.0, 1.0, 4.0, 2.0, 5.0];
+        let (shape, stride) = ([2, 3], [1, 2]);
+        let layout = layout(&shape, &stride, "t").unwrap();
+        assert_eq!((layout.numel, layout.span), (6, 6));
+        assert_eq!(
+            gather(&storage, &shape, &stride, &layout),
+            vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+        );
+        // Every other element.
+        let layout = super::layout(&[3], &[2], "t").unwrap();
+        assert_eq!(layout.span, 5);
+        assert_eq!(gather(&storage, &[3], &[2], &layout), vec![0.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn layouts_that_overlap_or_overflow_are_refused() {
+        assert!(layout(&[1 << 40], &[0], "t").is_err());
+        assert!(layout(&[usize::MAX, 2], &[1, 1], "t").is_err());
+        assert!(layout(&[2, 2], &[usize::MAX, 1], "t").is_err());
+        assert!(layout(&[2], &[1, 1], "t").is_err());
+        assert_eq!(layout(&[0, 5], &[5, 1], "t").unwrap().span, 0);
+        assert_eq!(layout(&[], &[], "t").unwrap().numel, 1);
+    }
+
+    #[test]
+    fn half_and_bfloat16_decode() {
+        let halves: Vec<u8> = [0x3c00u16, 0xc000, 0x0001, 0x7c00, 0x0000]
+            .iter()
+            .flat_map(|h| h.to_le_bytes())
+            .collect();
+        let v = decode_f32(&halves, Dtype::F16, "h").unwrap();
+        assert_eq!(&v[..2], &[1.0, -2.0]);
+        assert_eq!(v[2], 2f32.powi(-24));
+        assert_eq!(v[3], f32::INFINITY);
+        assert_eq!(v[4], 0.0);
+        let bf: Vec<u8> = 0x3f80u16.to_le_bytes().to_vec();
+        assert_eq!(decode_f32(&bf, Dtype::BF16, "b").unwrap(), vec![1.0]);
+        let err = decode_f32(&[0; 8], Dtype::I64, "n").unwrap_err();
+        assert_eq!(err.to_string(), "n holds int64 values, expected float32");
+    }
+}
