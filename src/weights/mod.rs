@@ -1,1 +1,94 @@
 //! Weight files: manifest, npz, pth (restricted unpickler), download.
+//!
+//! [`read_tensors`] reads named tensors from a PyTorch `.pth` (legacy or zip container) or a
+//! NumPy `.npz`, chosen by the file's content. [`load_vgg19`] picks and checks the 13
+//! convolutions of VGG-19 up to `conv5_1`. Nothing in a file is ever executed.
+
+mod error;
+pub mod fetch;
+pub mod manifest;
+mod npz;
+mod pickle;
+mod pth;
+mod tensor;
+mod vgg;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+pub use error::{Problem, WeightsError};
+pub use fetch::{FetchEvent, default_weights_path, download, ensure_weights, resolve_weights_arg};
+pub use manifest::{ManifestEntry, default_entry, manifest};
+pub use vgg::{ConvWeights, VGG19_CONV_INDICES, VggWeights, load_vgg19};
+
+/// One tensor read from a weights file: shape and row-major f32 data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    /// Size of each axis.
+    pub shape: Vec<usize>,
+    /// Elements in row-major order (float64/float16/bfloat16 files are converted).
+    pub data: Vec<f32>,
+}
+
+/// Read only the named keys from a `.pth` (any form) or `.npz` file.
+///
+/// The format is chosen by content: a zip holding `*/data.pkl` is a torch zip container, a
+/// zip holding `*.npy` members is an npz, and a file starting with a pickled long is a legacy
+/// torch container. Only the data of the named keys is read.
+pub fn read_tensors(path: &Path, keys: &[String]) -> Result<HashMap<String, Tensor>, WeightsError> {
+    read_tensors_inner(path, keys).map_err(|p| p.at(path))
+}
+
+fn read_tensors_inner(path: &Path, keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
+    let mut file = File::open(path).map_err(Problem::Io)?;
+    let meta = file.metadata().map_err(Problem::Io)?;
+    if meta.is_dir() {
+        return Err(Problem::Io(std::io::Error::other("is a directory")));
+    }
+    let file_len = meta.len();
+    let mut head = [0u8; 4];
+    let head_len = read_up_to(&mut file, &mut head)?;
+    file.seek(SeekFrom::Start(0)).map_err(Problem::Io)?;
+    let head = &head[..head_len];
+    if head == b"PK\x03\x04" {
+        read_zip_kind(file, file_len, keys)
+    } else if pth::looks_legacy(head) {
+        pth::read_legacy(file, file_len, keys)
+    } else {
+        Err(Problem::NotWeights)
+    }
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize, Problem> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Problem::Io(e)),
+        }
+    }
+    Ok(filled)
+}
+
+fn read_zip_kind(
+    file: File,
+    file_len: u64,
+    keys: &[String],
+) -> Result<HashMap<String, Tensor>, Problem> {
+    let reader = std::io::BufReader::new(file);
+    let mut zip = zip::ZipArchive::new(reader).map_err(|e| match e {
+        zip::result::ZipError::Io(e) => Problem::from_read(e, "zip archive"),
+        other => Problem::Malformed(format!("damaged or cut-short zip archive ({other})")),
+    })?;
+    if let Some(prefix) = pth::torch_zip_prefix(&zip) {
+        pth::read_zip(&mut zip, &prefix, file_len, keys)
+    } else if npz::looks_npz(&zip) {
+        npz::read_npz(&mut zip, keys)
+    } else {
+        Err(Problem::NotWeights)
+    }
+}

@@ -1,0 +1,113 @@
+//! VGG-19's convolutions up to `conv5_1`, picked from a torchvision state dict and checked.
+
+use std::path::Path;
+
+use super::error::{Problem, WeightsError};
+use super::{Tensor, read_tensors};
+
+/// torchvision VGG-19 conv layer indices up to conv5_1.
+pub const VGG19_CONV_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28];
+
+/// One 3×3 convolution's weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvWeights {
+    /// torchvision key prefix, e.g. `features.0`.
+    pub key_prefix: String,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Input channels.
+    pub in_channels: usize,
+    /// Weights `[out, in, 3, 3]`, row-major.
+    pub weight: Vec<f32>,
+    /// Biases `[out]`.
+    pub bias: Vec<f32>,
+}
+
+/// The 13 convolutions of VGG-19 up to `conv5_1`, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VggWeights {
+    /// One entry per index of [`VGG19_CONV_INDICES`].
+    pub convs: Vec<ConvWeights>,
+}
+
+/// Loads `features.{i}.weight` / `.bias` for the 13 convolutions and checks them: every key
+/// present, weight `[o,i,3,3]`, bias `[o]`, first input width 3, each input width equal to the
+/// previous output width, all values finite. Widths come from the file, so reduced-width test
+/// networks load as well as torchvision's. Other keys are not read.
+pub fn load_vgg19(path: &Path) -> Result<VggWeights, WeightsError> {
+    let keys: Vec<String> = VGG19_CONV_INDICES
+        .iter()
+        .flat_map(|i| [format!("features.{i}.weight"), format!("features.{i}.bias")])
+        .collect();
+    let mut tensors = read_tensors(path, &keys)?;
+    let mut convs = Vec::with_capacity(VGG19_CONV_INDICES.len());
+    let mut in_channels = 3;
+    for index in VGG19_CONV_INDICES {
+        let prefix = format!("features.{index}");
+        let weight = take(&mut tensors, &format!("{prefix}.weight")).map_err(|p| p.at(path))?;
+        let bias = take(&mut tensors, &format!("{prefix}.bias")).map_err(|p| p.at(path))?;
+        let conv = check_conv(prefix, weight, bias, in_channels).map_err(|p| p.at(path))?;
+        in_channels = conv.out_channels;
+        convs.push(conv);
+    }
+    Ok(VggWeights { convs })
+}
+
+fn take(
+    tensors: &mut std::collections::HashMap<String, Tensor>,
+    key: &str,
+) -> Result<Tensor, Problem> {
+    tensors
+        .remove(key)
+        .ok_or_else(|| Problem::MissingKey(key.to_string()))
+}
+
+fn check_conv(
+    prefix: String,
+    weight: Tensor,
+    bias: Tensor,
+    in_channels: usize,
+) -> Result<ConvWeights, Problem> {
+    let weight_key = format!("{prefix}.weight");
+    let bias_key = format!("{prefix}.bias");
+    let out_channels = match weight.shape.as_slice() {
+        [o, i, 3, 3] if *i == in_channels && *o > 0 => *o,
+        _ => {
+            return Err(Problem::BadShape {
+                key: weight_key,
+                found: weight.shape,
+                expected: format!("[out, {in_channels}, 3, 3]"),
+            });
+        }
+    };
+    if bias.shape != [out_channels] {
+        return Err(Problem::BadShape {
+            key: bias_key,
+            found: bias.shape,
+            expected: format!("[{out_channels}]"),
+        });
+    }
+    check_finite(&weight.data, &weight_key)?;
+    check_finite(&bias.data, &bias_key)?;
+    Ok(ConvWeights {
+        key_prefix: prefix,
+        out_channels,
+        in_channels,
+        weight: weight.data,
+        bias: bias.data,
+    })
+}
+
+fn check_finite(values: &[f32], key: &str) -> Result<(), Problem> {
+    let what = if values.iter().any(|v| v.is_nan()) {
+        "NaN"
+    } else if values.iter().any(|v| v.is_infinite()) {
+        "an infinity"
+    } else {
+        return Ok(());
+    };
+    Err(Problem::NonFinite {
+        key: key.to_string(),
+        what,
+    })
+}
