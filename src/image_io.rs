@@ -1,1 +1,0 @@
-//! Image decoding, resizing and atomic encoding.
