@@ -48,10 +48,10 @@ fn assert_matches_rgb8(img: &Image, expected: &RgbImage, tolerance: f32) {
     assert_eq!((img.width, img.height), expected.dimensions());
     for (x, y, pixel) in expected.enumerate_pixels() {
         let actual = img.pixel(x, y);
-        for channel in 0..3 {
+        for (channel, (&got, &want)) in actual.iter().zip(&pixel.0).enumerate() {
             assert_close(
-                actual[channel],
-                u8_sample(pixel.0[channel]),
+                got,
+                u8_sample(want),
                 tolerance,
                 &format!("pixel ({x}, {y}) channel {channel}"),
             );
@@ -488,7 +488,7 @@ fn truncated_png_error() {
     let dir = temp_dir();
     let path = dir.path().join("cut.png");
     let noisy = RgbImage::from_fn(64, 64, |x, y| {
-        Rgb([(x * 7 ^ y * 13) as u8, (x * y) as u8, (x + y * 3) as u8])
+        Rgb([((x * 7) ^ (y * 13)) as u8, (x * y) as u8, (x + y * 3) as u8])
     });
     let png = encode(&DynamicImage::ImageRgb8(noisy), ImageFormat::Png);
     fs::write(&path, &png[..png.len() / 2]).unwrap();
