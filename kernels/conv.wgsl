@@ -129,3 +129,93 @@ fn conv3x3(
         }
     }
 }
+
+// The same product computed directly, without workgroup memory or barriers: each invocation owns
+// 8 rows of `a` (output channels) times 4 neighbouring pixels of one image row, loads each input
+// row segment once (6 values cover the 3 taps of 4 pixels), and all invocations of a workgroup
+// share their 8 rows, so every load of `a` is uniform across the workgroup. This suits CPU
+// implementations (lavapipe, SwiftShader), where barriers are expensive and caches do the tiling.
+const DIRECT_ROWS: u32 = 16u;
+const DIRECT_PIXELS: u32 = 4u;
+const DIRECT_THREADS: u32 = 16u;
+
+@compute @workgroup_size(16, 1, 1)
+fn conv3x3_direct(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    if (group >= params.groups) {
+        return;
+    }
+    // tiles_n counts workgroups along the pixel blocks here.
+    let m0 = (group / params.tiles_n) * DIRECT_ROWS;
+    let blocks_per_row = (params.width + DIRECT_PIXELS - 1u) / DIRECT_PIXELS;
+    let block = (group % params.tiles_n) * DIRECT_THREADS + lid;
+    let y = block / blocks_per_row;
+    let x0 = (block % blocks_per_row) * DIRECT_PIXELS;
+    let in_image = y < params.height;
+    let hw = params.height * params.width;
+    let k_total = params.in_channels * 9u;
+
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < DIRECT_ROWS; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    for (var ci = 0u; ci < params.in_channels; ci++) {
+        for (var ky = 0u; ky < 3u; ky++) {
+            // Input row y + ky - 1, columns x0 - 1 .. x0 + 4, zero outside the image.
+            let iy = i32(y) + i32(ky) - 1;
+            let row_ok = in_image && iy >= 0 && iy < i32(params.height);
+            let row_base = ci * hw + u32(max(iy, 0)) * params.width;
+            var seg: array<f32, 6>;
+            for (var j = 0u; j < 6u; j++) {
+                let ix = i32(x0) + i32(j) - 1;
+                var v = 0.0;
+                if (row_ok && ix >= 0 && ix < i32(params.width)) {
+                    v = input[row_base + u32(ix)];
+                }
+                seg[j] = v;
+            }
+            let left = vec4<f32>(seg[0], seg[1], seg[2], seg[3]);
+            let mid = vec4<f32>(seg[1], seg[2], seg[3], seg[4]);
+            let right = vec4<f32>(seg[2], seg[3], seg[4], seg[5]);
+            let k = ci * 9u + ky * 3u;
+            for (var i = 0u; i < DIRECT_ROWS; i++) {
+                let m = min(m0 + i, params.out_channels - 1u);
+                let w = m * k_total + k;
+                acc[i] = fma(vec4<f32>(a[w]), left, acc[i]);
+                acc[i] = fma(vec4<f32>(a[w + 1u]), mid, acc[i]);
+                acc[i] = fma(vec4<f32>(a[w + 2u]), right, acc[i]);
+            }
+        }
+    }
+    if (!in_image) {
+        return;
+    }
+    for (var i = 0u; i < DIRECT_ROWS; i++) {
+        let m = m0 + i;
+        if (m >= params.out_channels) {
+            break;
+        }
+        for (var j = 0u; j < DIRECT_PIXELS; j++) {
+            let x = x0 + j;
+            if (x >= params.width) {
+                break;
+            }
+            var value = acc[i][j];
+            if ((params.flags & 1u) != 0u) {
+                value += bias[m];
+            }
+            if ((params.flags & 2u) != 0u) {
+                value = max(value, 0.0);
+            }
+            let index = m * hw + y * params.width + x;
+            if ((params.flags & 4u) != 0u) {
+                value += out[index];
+            }
+            out[index] = value;
+        }
+    }
+}

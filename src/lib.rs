@@ -95,7 +95,9 @@ pub fn load_network_weights(
 ) -> Result<Vec<ConvLayerWeights>, Error> {
     if let Some(random) = spec.and_then(|s| s.strip_prefix("random")) {
         let seed = match random.strip_prefix(':') {
-            Some(n) => n.parse().map_err(|_| InvalidOption(format!("--weights random:SEED needs a number, not {n}")))?,
+            Some(n) => {
+                n.parse().map_err(|_| InvalidOption(format!("--weights random:SEED needs a number, not {n}")))?
+            }
             None if random.is_empty() => seed,
             None => return load_file_weights(spec.expect("some"), on_fetch),
         };
@@ -120,6 +122,11 @@ fn load_file_weights(arg: &str, on_fetch: &mut dyn FnMut(weights::FetchEvent)) -
 fn to_layers(vgg: weights::VggWeights) -> Vec<ConvLayerWeights> {
     vgg.convs
         .into_iter()
-        .map(|c| ConvLayerWeights { in_channels: c.in_channels, out_channels: c.out_channels, weight: c.weight, bias: c.bias })
+        .map(|c| ConvLayerWeights {
+            in_channels: c.in_channels,
+            out_channels: c.out_channels,
+            weight: c.weight,
+            bias: c.bias,
+        })
         .collect()
 }

@@ -191,7 +191,13 @@ fn devices(backend: Option<BackendArg>) -> Result<()> {
         bail!("no GPU adapter found (is a Vulkan, Metal or DX12 driver installed?)");
     }
     for a in adapters {
-        println!("{} ({}, {}, driver {})", a.name, a.backend, a.device_type, if a.driver.is_empty() { "?" } else { &a.driver });
+        println!(
+            "{} ({}, {}, driver {})",
+            a.name,
+            a.backend,
+            a.device_type,
+            if a.driver.is_empty() { "?" } else { &a.driver }
+        );
         println!(
             "    max storage binding {} MiB, max buffer {} MiB, workgroup storage {} KiB, {} workgroups per dimension, timestamps {}",
             a.max_storage_buffer_binding_size >> 20,
@@ -356,7 +362,8 @@ impl Observer for CliProgress {
                     .map_err(|e| TransferError::Observer(format!("loss log {}: {e}", path.display())))?;
             }
             if self.print_every > 0 && step % self.print_every == 0 {
-                let line = format!("step {step:>5}  content {:.4e}  style {:.4e}  total {:.4e}", l.content, l.style, l.total);
+                let line =
+                    format!("step {step:>5}  content {:.4e}  style {:.4e}  total {:.4e}", l.content, l.style, l.total);
                 if self.interactive {
                     self.bar.set_message(line);
                 } else {

@@ -48,11 +48,7 @@ pub fn rel_err(out: &[f32], reference: &[f64]) -> f64 {
     if out.len() != reference.len() || out.iter().any(|v| !v.is_finite()) {
         return f64::INFINITY;
     }
-    let num: f64 = out
-        .iter()
-        .zip(reference)
-        .map(|(&o, &r)| (o as f64 - r).powi(2))
-        .sum();
+    let num: f64 = out.iter().zip(reference).map(|(&o, &r)| (o as f64 - r).powi(2)).sum();
     let den: f64 = reference.iter().map(|r| r * r).sum();
     let err = (num / den).sqrt();
     if err.is_nan() { f64::INFINITY } else { err }
@@ -63,11 +59,7 @@ pub fn rel_err_f64(out: &[f64], reference: &[f64]) -> f64 {
     if out.len() != reference.len() || out.iter().any(|v| !v.is_finite()) {
         return f64::INFINITY;
     }
-    let num: f64 = out
-        .iter()
-        .zip(reference)
-        .map(|(o, r)| (o - r).powi(2))
-        .sum();
+    let num: f64 = out.iter().zip(reference).map(|(o, r)| (o - r).powi(2)).sum();
     let den: f64 = reference.iter().map(|r| r * r).sum();
     let err = (num / den).sqrt();
     if err.is_nan() { f64::INFINITY } else { err }
@@ -90,9 +82,7 @@ pub fn gpu_or_skip(test: &str) -> Option<Context> {
             if std::env::var("STYLIZE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
                 panic!("{test}: STYLIZE_REQUIRE_GPU=1 but no GPU is usable: {err}");
             }
-            eprintln!(
-                "SKIPPED {test}: no GPU adapter ({err}); set STYLIZE_REQUIRE_GPU=1 to fail instead"
-            );
+            eprintln!("SKIPPED {test}: no GPU adapter ({err}); set STYLIZE_REQUIRE_GPU=1 to fail instead");
             None
         }
     }

@@ -7,16 +7,17 @@ mod common;
 use common::*;
 use stylize::gpu::Step;
 use stylize::ops::adam::{self, Adam, AdamConfig};
-use stylize::ops::conv::{self, ConvShape, ConvWeights};
+use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, ConvWeights};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::{loss, normalize, pool, reduce, relu};
 
-const CONV_SHAPES: [(usize, usize, usize, usize); 4] = [
-    (3, 5, 13, 17),
-    (5, 67, 13, 17),
-    (67, 3, 13, 17),
-    (5, 3, 1, 1),
-];
+const CONV_SHAPES: [(usize, usize, usize, usize); 5] =
+    [(3, 5, 13, 17), (5, 67, 13, 17), (67, 3, 13, 17), (5, 9, 1, 2), (4, 19, 37, 5)];
+
+/// Every shape under both formulations of the convolution (tiled for GPUs, direct for CPUs).
+fn both_algorithms<T: Copy>(shapes: impl IntoIterator<Item = T>) -> Vec<(ConvAlgorithm, T)> {
+    shapes.into_iter().flat_map(|s| [(ConvAlgorithm::Tiled, s), (ConvAlgorithm::Direct, s)]).collect()
+}
 
 fn random_conv(rng: &mut Rng, shape: ConvShape) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let x = rng.vec(shape.input_len(), -1.0, 1.0);
@@ -28,34 +29,20 @@ fn random_conv(rng: &mut Rng, shape: ConvShape) -> (Vec<f64>, Vec<f64>, Vec<f64>
 #[test]
 fn gpu_conv_forward_matches_reference() {
     let mut rng = Rng::new(1);
-    for (grid, ctx) in contexts("gpu_conv_forward_matches_reference") {
-        for (cin, cout, h, w) in CONV_SHAPES {
-            let shape = ConvShape {
-                in_channels: cin,
-                out_channels: cout,
-                height: h,
-                width: w,
-            };
+    for (grid, mut ctx) in contexts("gpu_conv_forward_matches_reference") {
+        for (algorithm, (cin, cout, h, w)) in both_algorithms(CONV_SHAPES) {
+            ctx.conv_algorithm = Some(algorithm);
+            let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
             let (x, wt, b) = random_conv(&mut rng, shape);
-            let weights =
-                ConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
+            let weights = ConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
             let input = upload(&ctx, &x);
             let reference = conv::reference::forward(shape, &x, &wt, &b);
             for fused_relu in [false, true] {
                 let out = poisoned(&ctx, shape.output_len());
-                run(
-                    &ctx,
-                    &single(conv::forward(
-                        &ctx, shape, &input, &weights, &out, fused_relu,
-                    )),
-                );
-                let expected = if fused_relu {
-                    relu::reference::forward(&reference)
-                } else {
-                    reference.clone()
-                };
+                run(&ctx, &single(conv::forward(&ctx, shape, &input, &weights, &out, fused_relu)));
+                let expected = if fused_relu { relu::reference::forward(&reference) } else { reference.clone() };
                 assert_close(
-                    &format!("conv forward {shape:?} relu={fused_relu} ({grid})"),
+                    &format!("conv forward {algorithm:?} {shape:?} relu={fused_relu} ({grid})"),
                     &read(&ctx, &out, shape.output_len()),
                     &expected,
                     F32_TOL,
@@ -68,34 +55,19 @@ fn gpu_conv_forward_matches_reference() {
 #[test]
 fn gpu_conv_backward_input_matches_reference() {
     let mut rng = Rng::new(2);
-    for (grid, ctx) in contexts("gpu_conv_backward_input_matches_reference") {
-        for (cin, cout, h, w) in CONV_SHAPES {
-            let shape = ConvShape {
-                in_channels: cin,
-                out_channels: cout,
-                height: h,
-                width: w,
-            };
+    for (grid, mut ctx) in contexts("gpu_conv_backward_input_matches_reference") {
+        for (algorithm, (cin, cout, h, w)) in both_algorithms(CONV_SHAPES) {
+            ctx.conv_algorithm = Some(algorithm);
+            let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
             let (_, wt, b) = random_conv(&mut rng, shape);
             let dy = rng.vec(shape.output_len(), -1.0, 1.0);
-            let weights =
-                ConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
+            let weights = ConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
             let grad_output = upload(&ctx, &dy);
             let reference = conv::reference::backward_input(shape, &dy, &wt);
             let out = poisoned(&ctx, shape.input_len());
-            run(
-                &ctx,
-                &single(conv::backward_input(
-                    &ctx,
-                    shape,
-                    &grad_output,
-                    &weights,
-                    &out,
-                    false,
-                )),
-            );
+            run(&ctx, &single(conv::backward_input(&ctx, shape, &grad_output, &weights, &out, false)));
             assert_close(
-                &format!("conv backward {shape:?} ({grid})"),
+                &format!("conv backward {algorithm:?} {shape:?} ({grid})"),
                 &read(&ctx, &out, shape.input_len()),
                 &reference,
                 F32_TOL,
@@ -103,20 +75,10 @@ fn gpu_conv_backward_input_matches_reference() {
             // Accumulating mode adds to what is there.
             let base = rng.vec(shape.input_len(), -1.0, 1.0);
             let acc = upload(&ctx, &base);
-            run(
-                &ctx,
-                &single(conv::backward_input(
-                    &ctx,
-                    shape,
-                    &grad_output,
-                    &weights,
-                    &acc,
-                    true,
-                )),
-            );
+            run(&ctx, &single(conv::backward_input(&ctx, shape, &grad_output, &weights, &acc, true)));
             let expected: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + b).collect();
             assert_close(
-                &format!("conv backward += ({grid})"),
+                &format!("conv backward += {algorithm:?} ({grid})"),
                 &read(&ctx, &acc, shape.input_len()),
                 &expected,
                 F32_TOL,
@@ -135,18 +97,10 @@ fn gpu_relu_matches_reference() {
         let input = upload(&ctx, &x);
         let out = poisoned(&ctx, len);
         run(&ctx, &single(relu::forward(&ctx, len, &input, &out)));
-        assert_close(
-            &format!("relu forward ({grid})"),
-            &read(&ctx, &out, len),
-            &relu::reference::forward(&x),
-            F32_TOL,
-        );
+        assert_close(&format!("relu forward ({grid})"), &read(&ctx, &out, len), &relu::reference::forward(&x), F32_TOL);
         let grad_output = upload(&ctx, &dy);
         let grad_input = poisoned(&ctx, len);
-        run(
-            &ctx,
-            &single(relu::backward(&ctx, len, &out, &grad_output, &grad_input)),
-        );
+        run(&ctx, &single(relu::backward(&ctx, len, &out, &grad_output, &grad_input)));
         assert_close(
             &format!("relu backward ({grid})"),
             &read(&ctx, &grad_input, len),
@@ -163,29 +117,15 @@ fn gpu_relu_split_dispatch_beyond_65535_workgroups() {
         return;
     };
     let len = 65_535 * 256 + 4097;
-    let kernel = relu::forward(
-        &ctx,
-        len,
-        &ctx.buffer("x", len).unwrap(),
-        &ctx.buffer("y", len).unwrap(),
-    )
-    .unwrap();
+    let kernel = relu::forward(&ctx, len, &ctx.buffer("x", len).unwrap(), &ctx.buffer("y", len).unwrap()).unwrap();
     let grid = kernel.grid();
-    assert!(
-        grid[1] > 1 && grid[0] <= ctx.max_groups_per_dim(),
-        "grid {grid:?} was not split"
-    );
+    assert!(grid[1] > 1 && grid[0] <= ctx.max_groups_per_dim(), "grid {grid:?} was not split");
     let mut rng = Rng::new(4);
     let x: Vec<f64> = rng.vec(len, -1.0, 1.0);
     let input = upload(&ctx, &x);
     let out = poisoned(&ctx, len);
     run(&ctx, &single(relu::forward(&ctx, len, &input, &out)));
-    assert_close(
-        "relu forward, split grid",
-        &read(&ctx, &out, len),
-        &relu::reference::forward(&x),
-        F32_TOL,
-    );
+    assert_close("relu forward, split grid", &read(&ctx, &out, len), &relu::reference::forward(&x), F32_TOL);
 }
 
 #[test]
@@ -193,11 +133,7 @@ fn gpu_maxpool_matches_reference() {
     let mut rng = Rng::new(5);
     for (grid, ctx) in contexts("gpu_maxpool_matches_reference") {
         for (c, h, w) in [(5, 13, 17), (3, 14, 9), (67, 3, 3)] {
-            let shape = pool::PoolShape {
-                channels: c,
-                height: h,
-                width: w,
-            };
+            let shape = pool::PoolShape { channels: c, height: h, width: w };
             let x = rng.vec(shape.input_len(), -1.0, 1.0);
             let dy = rng.vec(shape.output_len(), -1.0, 1.0);
             let input = upload(&ctx, &x);
@@ -211,16 +147,7 @@ fn gpu_maxpool_matches_reference() {
             );
             let grad_output = upload(&ctx, &dy);
             let grad_input = poisoned(&ctx, shape.input_len());
-            run(
-                &ctx,
-                &single(pool::backward(
-                    &ctx,
-                    shape,
-                    &input,
-                    &grad_output,
-                    &grad_input,
-                )),
-            );
+            run(&ctx, &single(pool::backward(&ctx, shape, &input, &grad_output, &grad_input)));
             assert_close(
                 &format!("maxpool backward {shape:?} ({grid})"),
                 &read(&ctx, &grad_input, shape.input_len()),
@@ -237,32 +164,15 @@ fn gpu_maxpool_backward_breaks_ties_like_pytorch() {
     let Some(ctx) = gpu_or_skip("gpu_maxpool_backward_breaks_ties_like_pytorch") else {
         return;
     };
-    let shape = pool::PoolShape {
-        channels: 1,
-        height: 2,
-        width: 8,
-    };
+    let shape = pool::PoolShape { channels: 1, height: 2, width: 8 };
     // Four windows: all equal; right pair tied; bottom pair tied; diagonal tie.
-    let x = [
-        0.5, 0.5, 0.1, 0.7, 0.2, 0.1, 0.9, 0.3, 0.5, 0.5, 0.2, 0.7, 0.6, 0.6, 0.3, 0.9,
-    ];
+    let x = [0.5, 0.5, 0.1, 0.7, 0.2, 0.1, 0.9, 0.3, 0.5, 0.5, 0.2, 0.7, 0.6, 0.6, 0.3, 0.9];
     let dy = [1.5, -2.0, 3.0, 0.25];
     let input = upload(&ctx, &x);
     let grad_output = upload(&ctx, &dy);
     let grad_input = poisoned(&ctx, 16);
-    run(
-        &ctx,
-        &single(pool::backward(
-            &ctx,
-            shape,
-            &input,
-            &grad_output,
-            &grad_input,
-        )),
-    );
-    let expected = [
-        1.5, 0.0, 0.0, -2.0, 0.0, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0,
-    ];
+    run(&ctx, &single(pool::backward(&ctx, shape, &input, &grad_output, &grad_input)));
+    let expected = [1.5, 0.0, 0.0, -2.0, 0.0, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0];
     assert_eq!(pool::reference::backward(shape, &x, &dy), expected.to_vec());
     assert_eq!(read(&ctx, &grad_input, 16), to_f32(&expected));
 }
@@ -272,13 +182,7 @@ fn gpu_gram_matches_reference() {
     let mut rng = Rng::new(6);
     for (grid, ctx) in contexts("gpu_gram_matches_reference") {
         // 2257 columns need three splits of the N axis; 67 channels need two tiles (three pairs).
-        for (c, n) in [
-            (3, 13 * 17),
-            (5, 13 * 17),
-            (67, 13 * 17),
-            (67, 37 * 61),
-            (130, 5),
-        ] {
+        for (c, n) in [(3, 13 * 17), (5, 13 * 17), (67, 13 * 17), (67, 37 * 61), (130, 5)] {
             let shape = GramShape { channels: c, n };
             let f = rng.vec(shape.features_len(), -1.0, 1.0);
             let features = upload(&ctx, &f);
@@ -294,17 +198,7 @@ fn gpu_gram_matches_reference() {
             let dg = rng.vec(shape.gram_len(), -1.0, 1.0);
             let grad_gram = upload(&ctx, &dg);
             let grad_features = poisoned(&ctx, shape.features_len());
-            run(
-                &ctx,
-                &single(gram::backward(
-                    &ctx,
-                    shape,
-                    &features,
-                    &grad_gram,
-                    &grad_features,
-                    false,
-                )),
-            );
+            run(&ctx, &single(gram::backward(&ctx, shape, &features, &grad_gram, &grad_features, false)));
             assert_close(
                 &format!("gram backward {shape:?} ({grid})"),
                 &read(&ctx, &grad_features, shape.features_len()),
@@ -323,10 +217,7 @@ fn gpu_sum_splits_matches_reference() {
             let src = rng.vec(len * splits, -1.0, 1.0);
             let input = upload(&ctx, &src);
             let out = poisoned(&ctx, len);
-            run(
-                &ctx,
-                &single(reduce::sum_splits(&ctx, len, splits, &input, &out)),
-            );
+            run(&ctx, &single(reduce::sum_splits(&ctx, len, splits, &input, &out)));
             assert_close(
                 &format!("sum_splits {len}x{splits} ({grid})"),
                 &read(&ctx, &out, len),
@@ -350,8 +241,7 @@ fn gpu_losses_match_reference() {
             let content_scale = 1.0 / len as f64;
             let style = loss::style_scale(0.75, 5, 13, 17);
             let mut step = Step::new();
-            loss::sq_diff_forward(&ctx, &mut step, len, &lhs, &rhs, &losses, 1, content_scale)
-                .unwrap();
+            loss::sq_diff_forward(&ctx, &mut step, len, &lhs, &rhs, &losses, 1, content_scale).unwrap();
             loss::sq_diff_forward(&ctx, &mut step, len, &lhs, &rhs, &losses, 3, style).unwrap();
             run(&ctx, &step);
             let got = read(&ctx, &losses, 4);
@@ -368,34 +258,14 @@ fn gpu_losses_match_reference() {
                 F32_TOL,
             );
             let grad = poisoned(&ctx, len);
-            run(
-                &ctx,
-                &single(loss::sq_diff_backward(
-                    &ctx, len, &lhs, &rhs, &grad, style, false,
-                )),
-            );
+            run(&ctx, &single(loss::sq_diff_backward(&ctx, len, &lhs, &rhs, &grad, style, false)));
             let reference = loss::reference::sq_diff_backward(&a, &b, style);
-            assert_close(
-                &format!("loss backward ({grid})"),
-                &read(&ctx, &grad, len),
-                &reference,
-                F32_TOL,
-            );
+            assert_close(&format!("loss backward ({grid})"), &read(&ctx, &grad, len), &reference, F32_TOL);
             let base = rng.vec(len, -1e-6, 1e-6);
             let acc = upload(&ctx, &base);
-            run(
-                &ctx,
-                &single(loss::sq_diff_backward(
-                    &ctx, len, &lhs, &rhs, &acc, style, true,
-                )),
-            );
+            run(&ctx, &single(loss::sq_diff_backward(&ctx, len, &lhs, &rhs, &acc, style, true)));
             let expected: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + b).collect();
-            assert_close(
-                &format!("loss backward += ({grid})"),
-                &read(&ctx, &acc, len),
-                &expected,
-                F32_TOL,
-            );
+            assert_close(&format!("loss backward += ({grid})"), &read(&ctx, &acc, len), &expected, F32_TOL);
         }
     }
 }
@@ -405,15 +275,11 @@ fn gpu_adam_steps_match_reference() {
     let mut rng = Rng::new(9);
     for (grid, ctx) in contexts("gpu_adam_steps_match_reference") {
         let len = 3 * 13 * 17;
-        let config = AdamConfig {
-            lr: 0.05,
-            ..AdamConfig::default()
-        };
+        let config = AdamConfig { lr: 0.05, ..AdamConfig::default() };
         let mut param = rng.vec(len, -2.0, 2.0);
         let param_buffer = upload(&ctx, &param);
         let grad_buffer = ctx.buffer("grad", len).unwrap();
-        let (mut gpu_adam, kernel) =
-            Adam::new(&ctx, len, &param_buffer, &grad_buffer, config).unwrap();
+        let (mut gpu_adam, kernel) = Adam::new(&ctx, len, &param_buffer, &grad_buffer, config).unwrap();
         let mut step = Step::new();
         let index = step.push(kernel);
         let mut state = adam::reference::AdamState::new(len);
@@ -425,24 +291,9 @@ fn gpu_adam_steps_match_reference() {
             adam::reference::step(config, &mut state, &mut param, &grad);
         }
         assert_eq!(gpu_adam.steps_taken(), 7);
-        assert_close(
-            &format!("adam, 7 steps ({grid})"),
-            &read(&ctx, &param_buffer, len),
-            &param,
-            F32_TOL,
-        );
-        assert_close(
-            &format!("adam m ({grid})"),
-            &read(&ctx, &gpu_adam.exp_avg, len),
-            &state.exp_avg,
-            F32_TOL,
-        );
-        assert_close(
-            &format!("adam v ({grid})"),
-            &read(&ctx, &gpu_adam.exp_avg_sq, len),
-            &state.exp_avg_sq,
-            F32_TOL,
-        );
+        assert_close(&format!("adam, 7 steps ({grid})"), &read(&ctx, &param_buffer, len), &param, F32_TOL);
+        assert_close(&format!("adam m ({grid})"), &read(&ctx, &gpu_adam.exp_avg, len), &state.exp_avg, F32_TOL);
+        assert_close(&format!("adam v ({grid})"), &read(&ctx, &gpu_adam.exp_avg_sq, len), &state.exp_avg_sq, F32_TOL);
     }
 }
 
@@ -454,37 +305,16 @@ fn gpu_normalize_and_denormalize_match_reference() {
         let image = rng.vec(3 * plane, 0.0, 1.0);
         let src = upload(&ctx, &image);
         let normalized = poisoned(&ctx, 3 * plane);
-        run(
-            &ctx,
-            &single(normalize::normalize(&ctx, plane, &src, &normalized)),
-        );
+        run(&ctx, &single(normalize::normalize(&ctx, plane, &src, &normalized)));
         let reference = normalize::reference::normalize(&image);
-        assert_close(
-            &format!("normalize ({grid})"),
-            &read(&ctx, &normalized, 3 * plane),
-            &reference,
-            F32_TOL,
-        );
+        assert_close(&format!("normalize ({grid})"), &read(&ctx, &normalized, 3 * plane), &reference, F32_TOL);
         // Push some values out of range so the clamp is exercised.
         let shifted: Vec<f64> = reference.iter().map(|v| v * 1.7 - 0.3).collect();
         let shifted_buffer = upload(&ctx, &shifted);
         let restored = poisoned(&ctx, 3 * plane);
-        run(
-            &ctx,
-            &single(normalize::denormalize_clamp(
-                &ctx,
-                plane,
-                &shifted_buffer,
-                &restored,
-            )),
-        );
+        run(&ctx, &single(normalize::denormalize_clamp(&ctx, plane, &shifted_buffer, &restored)));
         let expected = normalize::reference::denormalize_clamp(&to_f64(&to_f32(&shifted)));
         assert!(expected.iter().any(|&v| v == 0.0) && expected.iter().any(|&v| v == 1.0));
-        assert_close(
-            &format!("denormalize ({grid})"),
-            &read(&ctx, &restored, 3 * plane),
-            &expected,
-            F32_TOL,
-        );
+        assert_close(&format!("denormalize ({grid})"), &read(&ctx, &restored, 3 * plane), &expected, F32_TOL);
     }
 }

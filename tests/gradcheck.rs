@@ -31,10 +31,7 @@ fn finite_differences(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
 }
 
 fn assert_gradcheck(what: &str, analytic: &[f64], numeric: &[f64]) {
-    assert!(
-        numeric.iter().any(|&v| v.abs() > 1e-3),
-        "{what}: degenerate check, the gradient is ~0"
-    );
+    assert!(numeric.iter().any(|&v| v.abs() > 1e-3), "{what}: degenerate check, the gradient is ~0");
     let err = rel_err_f64(analytic, numeric);
     assert!(err <= TOL, "{what}: relative error {err:e} > {TOL:e}");
 }
@@ -42,33 +39,20 @@ fn assert_gradcheck(what: &str, analytic: &[f64], numeric: &[f64]) {
 #[test]
 fn gradcheck_conv_input() {
     let mut rng = Rng::new(11);
-    let shape = ConvShape {
-        in_channels: 3,
-        out_channels: 4,
-        height: 5,
-        width: 7,
-    };
+    let shape = ConvShape { in_channels: 3, out_channels: 4, height: 5, width: 7 };
     let x = rng.vec(shape.input_len(), -1.0, 1.0);
     let w = rng.vec(shape.weight_len(), -1.0, 1.0);
     let b = rng.vec(shape.out_channels, -1.0, 1.0);
     let r = rng.vec(shape.output_len(), -1.0, 1.0);
     let numeric = finite_differences(&x, |x| dot(&r, &conv::reference::forward(shape, x, &w, &b)));
-    assert_gradcheck(
-        "conv input gradient",
-        &conv::reference::backward_input(shape, &r, &w),
-        &numeric,
-    );
+    assert_gradcheck("conv input gradient", &conv::reference::backward_input(shape, &r, &w), &numeric);
 }
 
 #[test]
 fn gradcheck_relu() {
     let mut rng = Rng::new(12);
     // Points kept away from 0, where ReLU is not differentiable.
-    let x: Vec<f64> = rng
-        .vec(200, 0.05, 1.0)
-        .into_iter()
-        .map(|v| if rng.uniform() < 0.5 { -v } else { v })
-        .collect();
+    let x: Vec<f64> = rng.vec(200, 0.05, 1.0).into_iter().map(|v| if rng.uniform() < 0.5 { -v } else { v }).collect();
     let r = rng.vec(x.len(), -1.0, 1.0);
     let numeric = finite_differences(&x, |x| dot(&r, &relu::reference::forward(x)));
     assert_gradcheck("relu", &relu::reference::backward(&x, &r), &numeric);
@@ -77,11 +61,7 @@ fn gradcheck_relu() {
 #[test]
 fn gradcheck_maxpool() {
     let mut rng = Rng::new(13);
-    let shape = pool::PoolShape {
-        channels: 3,
-        height: 7,
-        width: 9,
-    };
+    let shape = pool::PoolShape { channels: 3, height: 7, width: 9 };
     // Distinct values spaced well beyond H, so no tie and no arg-max change under the probe.
     let mut x: Vec<f64> = (0..shape.input_len()).map(|i| i as f64 * 0.01).collect();
     for i in (1..x.len()).rev() {
@@ -90,11 +70,7 @@ fn gradcheck_maxpool() {
     }
     let r = rng.vec(shape.output_len(), -1.0, 1.0);
     let numeric = finite_differences(&x, |x| dot(&r, &pool::reference::forward(shape, x)));
-    assert_gradcheck(
-        "maxpool",
-        &pool::reference::backward(shape, &x, &r),
-        &numeric,
-    );
+    assert_gradcheck("maxpool", &pool::reference::backward(shape, &x, &r), &numeric);
 }
 
 #[test]
@@ -115,50 +91,30 @@ fn gradcheck_content_loss() {
     let b = rng.vec(60, -1.0, 1.0);
     let scale = 1.0 / 60.0;
     let numeric = finite_differences(&a, |a| loss::reference::sq_diff(a, &b, scale));
-    assert_gradcheck(
-        "content loss",
-        &loss::reference::sq_diff_backward(&a, &b, scale),
-        &numeric,
-    );
+    assert_gradcheck("content loss", &loss::reference::sq_diff_backward(&a, &b, scale), &numeric);
 }
 
 #[test]
 fn gradcheck_style_loss() {
     let mut rng = Rng::new(16);
-    let shape = GramShape {
-        channels: 4,
-        n: 3 * 5,
-    };
+    let shape = GramShape { channels: 4, n: 3 * 5 };
     let f = rng.vec(shape.features_len(), -1.0, 1.0);
     let style = gram::reference::forward(shape, &rng.vec(shape.features_len(), -1.0, 1.0));
     // The method's style term at the features: 0.75 * mean((G - S)^2) / (C H W), times beta-sized scale.
     let scale = loss::style_scale(0.75, 4, 3, 5) * 1e3;
-    let term =
-        |f: &[f64]| loss::reference::sq_diff(&gram::reference::forward(shape, f), &style, scale);
+    let term = |f: &[f64]| loss::reference::sq_diff(&gram::reference::forward(shape, f), &style, scale);
     let numeric = finite_differences(&f, term);
-    let grad_gram =
-        loss::reference::sq_diff_backward(&gram::reference::forward(shape, &f), &style, scale);
-    assert_gradcheck(
-        "style loss",
-        &gram::reference::backward(shape, &f, &grad_gram),
-        &numeric,
-    );
+    let grad_gram = loss::reference::sq_diff_backward(&gram::reference::forward(shape, &f), &style, scale);
+    assert_gradcheck("style loss", &gram::reference::backward(shape, &f, &grad_gram), &numeric);
 }
 
 fn gradcheck_network(content_layer: &str) {
     let widths = [4, 5, 6, 3];
     let weights = random_weights(&widths, 17);
-    let conv_widths: Vec<(usize, usize)> = weights
-        .iter()
-        .map(|w| (w.in_channels, w.out_channels))
-        .collect();
+    let conv_widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
     let losses = LossLayers {
         content: vec![content_layer.to_string()],
-        style: vec![
-            ("relu1_1".into(), 1.0),
-            ("relu2_1".into(), 0.75),
-            ("relu3_1".into(), 0.2),
-        ],
+        style: vec![("relu1_1".into(), 1.0), ("relu2_1".into(), 0.75), ("relu3_1".into(), 0.2)],
         content_weight: 1.0,
         style_weight: 1e3,
     };
@@ -173,11 +129,7 @@ fn gradcheck_network(content_layer: &str) {
     let (losses, grad) = reference.loss_and_grad(&image, &targets);
     assert!(losses.content > 0.0 && losses.style > 0.0);
     let numeric = finite_differences(&image, |x| reference.losses(x, &targets).total);
-    assert_gradcheck(
-        &format!("network with content at {content_layer}"),
-        &grad,
-        &numeric,
-    );
+    assert_gradcheck(&format!("network with content at {content_layer}"), &grad, &numeric);
 }
 
 #[test]

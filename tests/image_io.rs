@@ -7,12 +7,9 @@ use std::time::{Duration, Instant};
 
 use image::codecs::gif::GifEncoder;
 use image::codecs::jpeg::JpegEncoder;
-use image::{
-    DynamicImage, Frame, GrayImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage, Rgba, RgbaImage,
-};
+use image::{DynamicImage, Frame, GrayImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use stylize::image_io::{
-    Image, check_output_path, fit_within, from_dynamic, load_image, resize_exact, save_image,
-    side_by_side, to_rgb8,
+    Image, check_output_path, fit_within, from_dynamic, load_image, resize_exact, save_image, side_by_side, to_rgb8,
 };
 use tempfile::TempDir;
 
@@ -25,11 +22,7 @@ fn temp_dir() -> TempDir {
 /// A small RGB image whose every sample differs, so orientation mistakes show.
 fn pattern_rgb8(width: u32, height: u32) -> RgbImage {
     RgbImage::from_fn(width, height, |x, y| {
-        Rgb([
-            (x * 37 + y * 11) as u8,
-            (255 - x * 13 - y * 7) as u8,
-            (x * y * 5 + 3) as u8,
-        ])
+        Rgb([(x * 37 + y * 11) as u8, (255 - x * 13 - y * 7) as u8, (x * y * 5 + 3) as u8])
     })
 }
 
@@ -49,22 +42,14 @@ fn assert_matches_rgb8(img: &Image, expected: &RgbImage, tolerance: f32) {
     for (x, y, pixel) in expected.enumerate_pixels() {
         let actual = img.pixel(x, y);
         for (channel, (&got, &want)) in actual.iter().zip(&pixel.0).enumerate() {
-            assert_close(
-                got,
-                u8_sample(want),
-                tolerance,
-                &format!("pixel ({x}, {y}) channel {channel}"),
-            );
+            assert_close(got, u8_sample(want), tolerance, &format!("pixel ({x}, {y}) channel {channel}"));
         }
     }
 }
 
 fn error_text(result: Result<impl std::fmt::Debug, stylize::image_io::ImageError>) -> String {
     let message = result.expect_err("expected an error").to_string();
-    assert!(
-        !message.contains('\n'),
-        "error is not one line: {message:?}"
-    );
+    assert!(!message.contains('\n'), "error is not one line: {message:?}");
     message
 }
 
@@ -97,10 +82,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 /// A real PNG whose IHDR is patched to claim `width` x `height`, with the chunk CRC fixed.
 fn png_claiming_size(width: u32, height: u32) -> Vec<u8> {
-    let mut png = encode(
-        &DynamicImage::ImageRgb8(pattern_rgb8(4, 4)),
-        ImageFormat::Png,
-    );
+    let mut png = encode(&DynamicImage::ImageRgb8(pattern_rgb8(4, 4)), ImageFormat::Png);
     // Signature (8) + IHDR length (4) + "IHDR" (4) + 13 data bytes + CRC (4).
     assert_eq!(&png[12..16], b"IHDR");
     png[16..20].copy_from_slice(&width.to_be_bytes());
@@ -176,9 +158,7 @@ fn png_16bit_keeps_full_precision() {
 fn png_16bit_save_round_trips() {
     let dir = temp_dir();
     let path = dir.path().join("out16.png");
-    let data: Vec<f32> = (0..3 * 6 * 4)
-        .map(|i| (i * 1237 % 65536) as f32 / 65535.0)
-        .collect();
+    let data: Vec<f32> = (0..3 * 6 * 4).map(|i| (i * 1237 % 65536) as f32 / 65535.0).collect();
     let img = Image::new(6, 4, data);
     save_image(&path, &img, 16).unwrap();
     let decoded = image::open(&path).unwrap();
@@ -193,9 +173,7 @@ fn png_16bit_save_round_trips() {
 fn tiff_16bit_save_round_trips() {
     let dir = temp_dir();
     let path = dir.path().join("out16.tif");
-    let data: Vec<f32> = (0..3 * 5 * 3)
-        .map(|i| (i * 4099 % 65536) as f32 / 65535.0)
-        .collect();
+    let data: Vec<f32> = (0..3 * 5 * 3).map(|i| (i * 4099 % 65536) as f32 / 65535.0).collect();
     let img = Image::new(5, 3, data);
     save_image(&path, &img, 16).unwrap();
     let loaded = load_image(&path).unwrap();
@@ -208,9 +186,7 @@ fn tiff_16bit_save_round_trips() {
 fn grayscale_becomes_equal_channels() {
     let dir = temp_dir();
     let path = dir.path().join("gray.png");
-    GrayImage::from_fn(4, 3, |x, y| Luma([(x * 60 + y * 5) as u8]))
-        .save(&path)
-        .unwrap();
+    GrayImage::from_fn(4, 3, |x, y| Luma([(x * 60 + y * 5) as u8])).save(&path).unwrap();
     let img = load_image(&path).unwrap();
     assert_eq!((img.width, img.height), (4, 3));
     for y in 0..3 {
@@ -227,9 +203,7 @@ fn grayscale_becomes_equal_channels() {
 fn grayscale_16bit_becomes_equal_channels() {
     let dir = temp_dir();
     let path = dir.path().join("gray16.png");
-    ImageBuffer::<Luma<u16>, Vec<u16>>::from_fn(3, 2, |x, y| Luma([(x * 20000 + y * 7) as u16]))
-        .save(&path)
-        .unwrap();
+    ImageBuffer::<Luma<u16>, Vec<u16>>::from_fn(3, 2, |x, y| Luma([(x * 20000 + y * 7) as u16])).save(&path).unwrap();
     let img = load_image(&path).unwrap();
     let [r, g, b] = img.pixel(2, 1);
     assert_eq!((r, g), (g, b));
@@ -240,16 +214,11 @@ fn grayscale_16bit_becomes_equal_channels() {
 fn rgba_alpha_is_dropped_not_premultiplied() {
     let dir = temp_dir();
     let path = dir.path().join("alpha.png");
-    RgbaImage::from_fn(2, 2, |x, _| Rgba([10, 200, 30, (x * 100) as u8]))
-        .save(&path)
-        .unwrap();
+    RgbaImage::from_fn(2, 2, |x, _| Rgba([10, 200, 30, (x * 100) as u8])).save(&path).unwrap();
     let img = load_image(&path).unwrap();
     for y in 0..2 {
         for x in 0..2 {
-            assert_eq!(
-                img.pixel(x, y),
-                [u8_sample(10), u8_sample(200), u8_sample(30)]
-            );
+            assert_eq!(img.pixel(x, y), [u8_sample(10), u8_sample(200), u8_sample(30)]);
         }
     }
 }
@@ -273,9 +242,7 @@ fn gif_loads_first_frame() {
     {
         let file = fs::File::create(&path).unwrap();
         let mut encoder = GifEncoder::new(file);
-        encoder
-            .encode_frames([Frame::new(red), Frame::new(blue)])
-            .unwrap();
+        encoder.encode_frames([Frame::new(red), Frame::new(blue)]).unwrap();
     }
     let img = load_image(&path).unwrap();
     assert_eq!((img.width, img.height), (3, 2));
@@ -299,11 +266,7 @@ fn format_is_recognised_from_content_not_extension() {
     let dir = temp_dir();
     let path = dir.path().join("actually_png.jpg");
     let expected = pattern_rgb8(3, 3);
-    fs::write(
-        &path,
-        encode(&DynamicImage::ImageRgb8(expected.clone()), ImageFormat::Png),
-    )
-    .unwrap();
+    fs::write(&path, encode(&DynamicImage::ImageRgb8(expected.clone()), ImageFormat::Png)).unwrap();
     assert_matches_rgb8(&load_image(&path).unwrap(), &expected, 0.0);
 }
 
@@ -314,9 +277,7 @@ fn exif_orientation_6_rotates_clockwise() {
     // Grayscale at quality 100 keeps the values within a few steps (no chroma subsampling).
     let source = GrayImage::from_fn(4, 2, |x, y| Luma([(20 + 60 * x + 30 * y) as u8]));
     let mut jpeg = Vec::new();
-    JpegEncoder::new_with_quality(&mut jpeg, 100)
-        .encode_image(&source)
-        .unwrap();
+    JpegEncoder::new_with_quality(&mut jpeg, 100).encode_image(&source).unwrap();
     assert_eq!(&jpeg[..2], &[0xff, 0xd8]);
     let mut with_exif = jpeg[..2].to_vec();
     with_exif.extend_from_slice(&exif_app1_with_orientation(6));
@@ -336,11 +297,7 @@ fn exif_orientation_6_rotates_clockwise() {
 
 #[test]
 fn sample_images_load_with_expected_sizes() {
-    for (name, size) in [
-        ("astronaut.png", (512, 512)),
-        ("rocket.jpg", (640, 427)),
-        ("coffee.png", (600, 400)),
-    ] {
+    for (name, size) in [("astronaut.png", (512, 512)), ("rocket.jpg", (640, 427)), ("coffee.png", (600, 400))] {
         let img = load_image(&examples_dir().join(name)).unwrap();
         assert_eq!((img.width, img.height), size, "{name}");
         assert!(img.data.iter().all(|v| (0.0..=1.0).contains(v)), "{name}");
@@ -412,8 +369,7 @@ fn resize_exact_preserves_gradient_mean() {
             img.set_pixel(x, y, [value, 1.0 - value, 0.5]);
         }
     }
-    let red_mean =
-        |img: &Image| img.data[..img.plane_len()].iter().sum::<f32>() / img.plane_len() as f32;
+    let red_mean = |img: &Image| img.data[..img.plane_len()].iter().sum::<f32>() / img.plane_len() as f32;
     for (w, h) in [(20, 15), (100, 70)] {
         let resized = resize_exact(&img, w, h);
         assert_close(red_mean(&resized), red_mean(&img), 0.01, "gradient mean");
@@ -452,20 +408,14 @@ fn empty_file_error() {
     let path = dir.path().join("empty.png");
     fs::write(&path, b"").unwrap();
     let message = error_text(load_image(&path));
-    assert_eq!(
-        message,
-        format!("image {}: empty file (0 bytes)", path.display())
-    );
+    assert_eq!(message, format!("image {}: empty file (0 bytes)", path.display()));
 }
 
 #[test]
 fn directory_error() {
     let dir = temp_dir();
     let message = error_text(load_image(dir.path()));
-    assert_eq!(
-        message,
-        format!("image {}: is a directory", dir.path().display())
-    );
+    assert_eq!(message, format!("image {}: is a directory", dir.path().display()));
 }
 
 #[test]
@@ -474,22 +424,14 @@ fn text_file_named_png_error() {
     let path = dir.path().join("notes.png");
     fs::write(&path, "this is not an image\n").unwrap();
     let message = error_text(load_image(&path));
-    assert_eq!(
-        message,
-        format!(
-            "image {}: not a supported image (format could not be recognised)",
-            path.display()
-        )
-    );
+    assert_eq!(message, format!("image {}: not a supported image (format could not be recognised)", path.display()));
 }
 
 #[test]
 fn truncated_png_error() {
     let dir = temp_dir();
     let path = dir.path().join("cut.png");
-    let noisy = RgbImage::from_fn(64, 64, |x, y| {
-        Rgb([((x * 7) ^ (y * 13)) as u8, (x * y) as u8, (x + y * 3) as u8])
-    });
+    let noisy = RgbImage::from_fn(64, 64, |x, y| Rgb([((x * 7) ^ (y * 13)) as u8, (x * y) as u8, (x + y * 3) as u8]));
     let png = encode(&DynamicImage::ImageRgb8(noisy), ImageFormat::Png);
     fs::write(&path, &png[..png.len() / 2]).unwrap();
     let message = error_text(load_image(&path));
@@ -508,10 +450,7 @@ fn png_claiming_huge_size_is_refused_quickly() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(
         message,
-        format!(
-            "image {}: dimensions 100000x100000 exceed the limit of 16384 pixels per side",
-            path.display()
-        )
+        format!("image {}: dimensions 100000x100000 exceed the limit of 16384 pixels per side", path.display())
     );
 }
 
@@ -522,10 +461,7 @@ fn png_needing_too_much_memory_is_refused() {
     fs::write(&path, png_claiming_size(16000, 16000)).unwrap();
     let message = error_text(load_image(&path));
     assert!(message.contains("dimensions 16000x16000 need"), "{message}");
-    assert!(
-        message.contains("more than the limit of 1024 MiB"),
-        "{message}"
-    );
+    assert!(message.contains("more than the limit of 1024 MiB"), "{message}");
 }
 
 #[test]
@@ -544,9 +480,7 @@ fn save_round_trips_in_each_lossless_format() {
     let dir = temp_dir();
     let expected = pattern_rgb8(6, 5);
     let img = from_dynamic(DynamicImage::ImageRgb8(expected.clone()));
-    for name in [
-        "out.png", "out.bmp", "out.tif", "out.tiff", "out.webp", "OUT2.PNG",
-    ] {
+    for name in ["out.png", "out.bmp", "out.tif", "out.tiff", "out.webp", "OUT2.PNG"] {
         let path = dir.path().join(name);
         save_image(&path, &img, 8).unwrap_or_else(|err| panic!("{name}: {err}"));
         assert_eq!(to_rgb8(&load_image(&path).unwrap()), expected, "{name}");
@@ -587,10 +521,7 @@ fn save_unsupported_extension_error() {
     let message = error_text(save_image(&path, &Image::filled(2, 2, [0.5; 3]), 8));
     assert_eq!(
         message,
-        format!(
-            "output {}: unsupported output format \"xyz\" (use png, jpg, webp, tif or bmp)",
-            path.display()
-        )
+        format!("output {}: unsupported output format \"xyz\" (use png, jpg, webp, tif or bmp)", path.display())
     );
     assert!(!path.exists());
 }
@@ -601,14 +532,7 @@ fn save_missing_folder_error() {
     let folder = dir.path().join("missing");
     let path = folder.join("out.png");
     let message = error_text(save_image(&path, &Image::filled(2, 2, [0.5; 3]), 8));
-    assert_eq!(
-        message,
-        format!(
-            "output {}: folder {} does not exist",
-            path.display(),
-            folder.display()
-        )
-    );
+    assert_eq!(message, format!("output {}: folder {} does not exist", path.display(), folder.display()));
 }
 
 #[test]
@@ -617,17 +541,11 @@ fn save_16bit_jpeg_refused() {
     let path = dir.path().join("out.jpg");
     let message = error_text(save_image(&path, &Image::filled(2, 2, [0.5; 3]), 16));
     assert!(
-        message.starts_with(&format!(
-            "output {}: 16-bit output is not supported for JPEG",
-            path.display()
-        )),
+        message.starts_with(&format!("output {}: 16-bit output is not supported for JPEG", path.display())),
         "{message}"
     );
     let message = error_text(save_image(&path, &Image::filled(2, 2, [0.5; 3]), 12));
-    assert!(
-        message.contains("12-bit output is not supported"),
-        "{message}"
-    );
+    assert!(message.contains("12-bit output is not supported"), "{message}");
     assert!(!path.exists());
 }
 
@@ -638,10 +556,7 @@ fn save_over_non_empty_directory_fails_cleanly() {
     fs::create_dir(&path).unwrap();
     fs::write(path.join("keep.txt"), b"keep").unwrap();
     let message = error_text(save_image(&path, &Image::filled(2, 2, [0.5; 3]), 8));
-    assert_eq!(
-        message,
-        format!("output {}: is a directory", path.display())
-    );
+    assert_eq!(message, format!("output {}: is a directory", path.display()));
     assert_eq!(fs::read(path.join("keep.txt")).unwrap(), b"keep");
     assert!(temp_files_in(dir.path()).is_empty());
 }
@@ -653,10 +568,7 @@ fn failed_save_leaves_existing_destination_untouched() {
     fs::write(&path, b"previous result").unwrap();
     // An empty image cannot be encoded: the failure comes after the path checks.
     let message = error_text(save_image(&path, &Image::new(0, 0, Vec::new()), 8));
-    assert!(
-        message.contains("cannot save an empty 0x0 image"),
-        "{message}"
-    );
+    assert!(message.contains("cannot save an empty 0x0 image"), "{message}");
     assert_eq!(fs::read(&path).unwrap(), b"previous result");
     assert!(temp_files_in(dir.path()).is_empty());
 }
@@ -698,11 +610,7 @@ fn check_output_path_rejections() {
     let missing = missing_folder.join("out.png");
     assert_eq!(
         error_text(check_output_path(&missing, 8)),
-        format!(
-            "output {}: folder {} does not exist",
-            shown(&missing),
-            shown(&missing_folder)
-        )
+        format!("output {}: folder {} does not exist", shown(&missing), shown(&missing_folder))
     );
 
     let file_as_folder = dir.path().join("plain.txt");
@@ -710,11 +618,7 @@ fn check_output_path_rejections() {
     let under_file = file_as_folder.join("out.png");
     assert_eq!(
         error_text(check_output_path(&under_file, 8)),
-        format!(
-            "output {}: {} is not a folder",
-            shown(&under_file),
-            shown(&file_as_folder)
-        )
+        format!("output {}: {} is not a folder", shown(&under_file), shown(&file_as_folder))
     );
 
     let folder_target = dir.path().join("folder.png");
@@ -725,19 +629,13 @@ fn check_output_path_rejections() {
     );
 
     let bad_extension = dir.path().join("out.xyz");
-    assert!(
-        error_text(check_output_path(&bad_extension, 8))
-            .contains("unsupported output format \"xyz\"")
-    );
+    assert!(error_text(check_output_path(&bad_extension, 8)).contains("unsupported output format \"xyz\""));
 
     let no_extension = dir.path().join("out");
     assert!(error_text(check_output_path(&no_extension, 8)).contains("no file extension"));
 
     let deep_jpeg = dir.path().join("out.jpg");
-    assert!(
-        error_text(check_output_path(&deep_jpeg, 16))
-            .contains("16-bit output is not supported for JPEG")
-    );
+    assert!(error_text(check_output_path(&deep_jpeg, 16)).contains("16-bit output is not supported for JPEG"));
     let deep_bmp = dir.path().join("out.bmp");
     assert!(error_text(check_output_path(&deep_bmp, 16)).contains("16-bit"));
 }
@@ -757,10 +655,7 @@ fn check_output_path_rejects_read_only_folder() {
         return; // running as root: permissions are not enforced
     }
     let message = error_text(result);
-    assert!(
-        message.contains(&format!("folder {} is not writable (", folder.display())),
-        "{message}"
-    );
+    assert!(message.contains(&format!("folder {} is not writable (", folder.display())), "{message}");
 }
 
 // ---------------------------------------------------------------- side_by_side

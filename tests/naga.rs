@@ -16,25 +16,16 @@ fn kernel_files() -> Vec<std::path::PathBuf> {
 #[test]
 fn naga_validates_every_kernel() {
     let files = kernel_files();
-    assert!(
-        files.len() >= 8,
-        "expected the kernel library, found {files:?}"
-    );
+    assert!(files.len() >= 8, "expected the kernel library, found {files:?}");
     for file in files {
         let source = std::fs::read_to_string(&file).unwrap();
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{}: {}", file.display(), e.emit_to_string(&source)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {}", file.display(), e.emit_to_string(&source)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {}", file.display(), e.emit_to_string(&source)));
         assert!(
-            module
-                .entry_points
-                .iter()
-                .all(|ep| ep.stage == naga::ShaderStage::Compute),
+            module.entry_points.iter().all(|ep| ep.stage == naga::ShaderStage::Compute),
             "{}: only compute entry points belong in kernels/",
             file.display()
         );
@@ -46,10 +37,6 @@ fn naga_every_kernel_file_is_compiled_into_the_crate() {
     let compiled: Vec<&str> = stylize::ops::SHADERS.iter().map(|s| s.source).collect();
     for file in kernel_files() {
         let source = std::fs::read_to_string(&file).unwrap();
-        assert!(
-            compiled.contains(&source.as_str()),
-            "{} is not in ops::SHADERS",
-            file.display()
-        );
+        assert!(compiled.contains(&source.as_str()), "{} is not in ops::SHADERS", file.display());
     }
 }

@@ -25,10 +25,7 @@ fn build(
     losses: &LossLayers,
     seed: u64,
 ) -> Case {
-    let widths: Vec<(usize, usize)> = weights
-        .iter()
-        .map(|c| (c.in_channels, c.out_channels))
-        .collect();
+    let widths: Vec<(usize, usize)> = weights.iter().map(|c| (c.in_channels, c.out_channels)).collect();
     let plan = Plan::new(table, &widths, h, w, losses).unwrap();
     let executor = Executor::new(ctx, plan.clone(), weights).unwrap();
     let reference = Reference::new(plan, weights);
@@ -45,66 +42,27 @@ fn build(
     let targets = reference.targets(&normalize(&content), &normalize(&style));
     let image = to_f64(&to_f32(&rng.vec(3 * h * w, -2.0, 2.0)));
     executor.set_normalized_image(ctx, &to_f32(&image)).unwrap();
-    Case {
-        executor,
-        reference,
-        targets,
-        image,
-    }
+    Case { executor, reference, targets, image }
 }
 
 fn tiny_losses(content_layer: &str) -> LossLayers {
     LossLayers {
         content: vec![content_layer.to_string()],
-        style: vec![
-            ("relu1_1".into(), 1.0),
-            ("relu2_1".into(), 0.75),
-            ("relu3_1".into(), 0.2),
-        ],
+        style: vec![("relu1_1".into(), 1.0), ("relu2_1".into(), 0.75), ("relu3_1".into(), 0.2)],
         content_weight: 1.0,
         style_weight: 1e3,
     }
 }
 
-fn check_step_against_reference(
-    case: &mut Case,
-    ctx: &stylize::gpu::Context,
-    what: &str,
-    tol: f64,
-) {
+fn check_step_against_reference(case: &mut Case, ctx: &stylize::gpu::Context, what: &str, tol: f64) {
     case.executor.training_step().run(ctx).unwrap();
     let (expected, expected_grad) = case.reference.loss_and_grad(&case.image, &case.targets);
     let got = case.executor.read_losses(ctx).unwrap();
-    let got_slots: Vec<f32> = got
-        .content_terms
-        .iter()
-        .chain(&got.style_terms)
-        .map(|&v| v as f32)
-        .collect();
-    let expected_slots: Vec<f64> = expected
-        .content_terms
-        .iter()
-        .chain(&expected.style_terms)
-        .copied()
-        .collect();
-    assert_close(
-        &format!("{what}: loss terms"),
-        &got_slots,
-        &expected_slots,
-        tol,
-    );
-    assert_close(
-        &format!("{what}: total"),
-        &[got.total as f32],
-        &[expected.total],
-        tol,
-    );
-    assert_close(
-        &format!("{what}: image gradient"),
-        &case.executor.read_image_grad(ctx).unwrap(),
-        &expected_grad,
-        tol,
-    );
+    let got_slots: Vec<f32> = got.content_terms.iter().chain(&got.style_terms).map(|&v| v as f32).collect();
+    let expected_slots: Vec<f64> = expected.content_terms.iter().chain(&expected.style_terms).copied().collect();
+    assert_close(&format!("{what}: loss terms"), &got_slots, &expected_slots, tol);
+    assert_close(&format!("{what}: total"), &[got.total as f32], &[expected.total], tol);
+    assert_close(&format!("{what}: image gradient"), &case.executor.read_image_grad(ctx).unwrap(), &expected_grad, tol);
 }
 
 #[test]
@@ -112,14 +70,7 @@ fn gpu_composed_network_matches_reference() {
     for (grid, ctx) in contexts("gpu_composed_network_matches_reference") {
         for content_layer in ["relu1_2", "conv1_2"] {
             let weights = random_weights(&[4, 5, 6, 3], 21);
-            let mut case = build(
-                &ctx,
-                &tiny_table(),
-                &weights,
-                (13, 17),
-                &tiny_losses(content_layer),
-                22,
-            );
+            let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &tiny_losses(content_layer), 22);
             check_step_against_reference(
                 &mut case,
                 &ctx,
@@ -137,14 +88,7 @@ fn gpu_directional_derivative_matches_gradient() {
         return;
     };
     let weights = random_weights(&[4, 5, 6, 3], 23);
-    let mut case = build(
-        &ctx,
-        &tiny_table(),
-        &weights,
-        (13, 17),
-        &tiny_losses("relu1_2"),
-        24,
-    );
+    let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &tiny_losses("relu1_2"), 24);
     let mut rng = Rng::new(25);
     let direction = rng.vec(case.image.len(), -1.0, 1.0);
     case.executor.training_step().run(&ctx).unwrap();
@@ -152,12 +96,7 @@ fn gpu_directional_derivative_matches_gradient() {
     let analytic: f64 = grad.iter().zip(&direction).map(|(g, d)| g * d).sum();
     let h = 1e-3;
     let mut loss_at = |t: f64| {
-        let probe: Vec<f32> = case
-            .image
-            .iter()
-            .zip(&direction)
-            .map(|(x, d)| (x + t * d) as f32)
-            .collect();
+        let probe: Vec<f32> = case.image.iter().zip(&direction).map(|(x, d)| (x + t * d) as f32).collect();
         case.executor.set_normalized_image(&ctx, &probe).unwrap();
         case.executor.training_step().run(&ctx).unwrap();
         case.executor.read_losses(&ctx).unwrap().total
@@ -165,27 +104,13 @@ fn gpu_directional_derivative_matches_gradient() {
     let numeric = (loss_at(h) - loss_at(-h)) / (2.0 * h);
     let err = (numeric - analytic).abs() / analytic.abs();
     assert!(analytic.abs() > 1e-3, "degenerate direction");
-    assert!(
-        err < 1e-2,
-        "directional derivative {numeric} vs gradient {analytic}: relative error {err:e}"
-    );
+    assert!(err < 1e-2, "directional derivative {numeric} vs gradient {analytic}: relative error {err:e}");
 }
 
-fn run_adam(
-    case: &mut Case,
-    ctx: &stylize::gpu::Context,
-    steps: usize,
-    config: AdamConfig,
-) -> (Vec<f64>, Vec<f64>) {
+fn run_adam(case: &mut Case, ctx: &stylize::gpu::Context, steps: usize, config: AdamConfig) -> (Vec<f64>, Vec<f64>) {
     let len = case.executor.image_len();
-    let (mut gpu_adam, kernel) = Adam::new(
-        ctx,
-        len,
-        case.executor.image_buffer(),
-        case.executor.image_grad_buffer(),
-        config,
-    )
-    .unwrap();
+    let (mut gpu_adam, kernel) =
+        Adam::new(ctx, len, case.executor.image_buffer(), case.executor.image_grad_buffer(), config).unwrap();
     let adam_index = case.executor.training_step().push(kernel);
     let mut gpu_losses = Vec::new();
     for _ in 0..steps {
@@ -210,27 +135,9 @@ fn gpu_adam_trajectory_on_tiny_network_matches_reference() {
         return;
     };
     let weights = random_weights(&[4, 5, 6, 3], 26);
-    let mut case = build(
-        &ctx,
-        &tiny_table(),
-        &weights,
-        (13, 17),
-        &tiny_losses("relu1_2"),
-        27,
-    );
-    let (gpu, reference) = run_adam(
-        &mut case,
-        &ctx,
-        10,
-        AdamConfig {
-            lr: 0.05,
-            ..AdamConfig::default()
-        },
-    );
-    assert!(
-        reference[9] < reference[0],
-        "the loss should fall: {reference:?}"
-    );
+    let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &tiny_losses("relu1_2"), 27);
+    let (gpu, reference) = run_adam(&mut case, &ctx, 10, AdamConfig { lr: 0.05, ..AdamConfig::default() });
+    assert!(reference[9] < reference[0], "the loss should fall: {reference:?}");
     assert_close("10 Adam steps, losses", &to_f32(&gpu), &reference, 1e-3);
 }
 
@@ -246,14 +153,6 @@ fn gpu_reduced_vgg19_step_and_trajectory_match_reference() {
     let mut case = build(&ctx, &VGG19, &weights, (20, 24), &LossLayers::default(), 29);
     check_step_against_reference(&mut case, &ctx, "VGG-19 / 8", 1e-4);
     let (gpu, reference) = run_adam(&mut case, &ctx, 10, AdamConfig::default());
-    assert!(
-        reference[9] < reference[0],
-        "the loss should fall: {reference:?}"
-    );
-    assert_close(
-        "VGG-19 / 8, 10 Adam steps, losses",
-        &to_f32(&gpu),
-        &reference,
-        1e-3,
-    );
+    assert!(reference[9] < reference[0], "the loss should fall: {reference:?}");
+    assert_close("VGG-19 / 8, 10 Adam steps, losses", &to_f32(&gpu), &reference, 1e-3);
 }

@@ -10,21 +10,14 @@ use std::thread;
 
 use sha2::{Digest, Sha256};
 use stylize::weights::{
-    FetchEvent, ManifestEntry, Problem, VGG19_CONV_INDICES, WeightsError, default_weights_path,
-    download, ensure_weights, load_vgg19, read_tensors, resolve_weights_arg,
+    FetchEvent, ManifestEntry, Problem, VGG19_CONV_INDICES, WeightsError, default_weights_path, download,
+    ensure_weights, load_vgg19, read_tensors, resolve_weights_arg,
 };
 
-const GOOD_FILES: [&str; 4] = [
-    "vgg19_tiny_legacy.pth",
-    "vgg19_tiny_2017.pth",
-    "vgg19_tiny_zip.pth",
-    "vgg19_tiny.npz",
-];
+const GOOD_FILES: [&str; 4] = ["vgg19_tiny_legacy.pth", "vgg19_tiny_2017.pth", "vgg19_tiny_zip.pth", "vgg19_tiny.npz"];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 // ---------------------------------------------------------------- the fixture summary (JSON)
@@ -69,9 +62,7 @@ fn json_value(b: &[u8], pos: &mut usize) -> Json {
                     *pos += 1;
                     return Json::Obj(items);
                 }
-                let Json::Str(k) = json_value(b, pos) else {
-                    panic!("key")
-                };
+                let Json::Str(k) = json_value(b, pos) else { panic!("key") };
                 skip_ws(b, pos);
                 assert_eq!(b[*pos], b':');
                 *pos += 1;
@@ -117,20 +108,12 @@ fn json_value(b: &[u8], pos: &mut usize) -> Json {
 
 fn summaries() -> Vec<(String, Summary)> {
     let text = fs::read_to_string(fixture("vgg19_tiny.json")).unwrap();
-    let Json::Obj(items) = parse_json(&text) else {
-        panic!("summary is not an object")
-    };
+    let Json::Obj(items) = parse_json(&text) else { panic!("summary is not an object") };
     items
         .into_iter()
         .map(|(key, v)| {
             let Json::Obj(fields) = v else { panic!() };
-            let get = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v)
-                    .unwrap()
-            };
+            let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v).unwrap();
             let nums = |v: &Json| match v {
                 Json::Arr(a) => a
                     .iter()
@@ -157,18 +140,10 @@ fn summaries() -> Vec<(String, Summary)> {
 
 fn check_against_summary(key: &str, shape: &[usize], data: &[f32], s: &Summary, file: &str) {
     assert_eq!(shape, s.shape.as_slice(), "{file} {key} shape");
-    assert_eq!(
-        data.len(),
-        shape.iter().product::<usize>(),
-        "{file} {key} len"
-    );
+    assert_eq!(data.len(), shape.iter().product::<usize>(), "{file} {key} len");
     let sum: f64 = data.iter().map(|&v| f64::from(v)).sum();
     let tolerance = 1e-4 * s.sum.abs().max(1e-2);
-    assert!(
-        (sum - s.sum).abs() <= tolerance,
-        "{file} {key}: sum {sum} vs {}",
-        s.sum
-    );
+    assert!((sum - s.sum).abs() <= tolerance, "{file} {key}: sum {sum} vs {}", s.sum);
     for (i, &want) in s.first.iter().enumerate() {
         assert_eq!(data[i], want as f32, "{file} {key} value {i}");
     }
@@ -233,10 +208,7 @@ fn read_tensors_reads_a_classifier_key() {
 fn assert_one_line_naming(err: &WeightsError, path: &Path) -> String {
     let text = err.to_string();
     assert!(!text.contains('\n'), "multi-line error: {text}");
-    assert!(
-        text.starts_with(&format!("weights file {}: ", path.display())),
-        "error does not name the file: {text}"
-    );
+    assert!(text.starts_with(&format!("weights file {}: ", path.display())), "error does not name the file: {text}");
     text
 }
 
@@ -246,14 +218,9 @@ fn malicious_pickles_are_refused_naming_the_global() {
         let path = fixture(name);
         let err = load_vgg19(&path).unwrap_err();
         let text = assert_one_line_naming(&err, &path);
+        assert!(matches!(err.problem(), Some(Problem::Forbidden(g)) if g == "posix.system"), "{text}");
         assert!(
-            matches!(err.problem(), Some(Problem::Forbidden(g)) if g == "posix.system"),
-            "{text}"
-        );
-        assert!(
-            text.ends_with(
-                "refused to load: the pickle calls posix.system, which a state dict never needs"
-            ),
+            text.ends_with("refused to load: the pickle calls posix.system, which a state dict never needs"),
             "{text}"
         );
         let err = read_tensors(&path, &["anything".to_string()]).unwrap_err();
@@ -264,12 +231,7 @@ fn malicious_pickles_are_refused_naming_the_global() {
 #[test]
 fn hand_written_pickles_with_other_globals_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    for (module, name) in [
-        ("os", "system"),
-        ("builtins", "eval"),
-        ("subprocess", "Popen"),
-        ("torch", "load"),
-    ] {
+    for (module, name) in [("os", "system"), ("builtins", "eval"), ("subprocess", "Popen"), ("torch", "load")] {
         // A legacy container whose state dict pickle starts with a forbidden GLOBAL.
         let mut bytes = legacy_prelude();
         bytes.extend_from_slice(b"\x80\x02c");
@@ -305,24 +267,13 @@ fn bad_inputs_give_one_line_errors_naming_the_file() {
     fs::create_dir(&folder).unwrap();
     let zip_of_other = dir.path().join("other.zip");
     write_zip(&zip_of_other, &[("hello.txt", b"hi".to_vec())]);
-    for path in [
-        &missing,
-        &empty,
-        &random,
-        &text_file,
-        &folder,
-        &zip_of_other,
-    ] {
+    for path in [&missing, &empty, &random, &text_file, &folder, &zip_of_other] {
         let err = load_vgg19(path).unwrap_err();
         assert_one_line_naming(&err, path);
     }
     for path in [&empty, &random, &text_file, &zip_of_other] {
         let err = load_vgg19(path).unwrap_err();
-        assert!(
-            err.to_string()
-                .ends_with("not a PyTorch or NumPy weights file"),
-            "{err}"
-        );
+        assert!(err.to_string().ends_with("not a PyTorch or NumPy weights file"), "{err}");
     }
 }
 
@@ -333,26 +284,10 @@ fn truncated_copies_of_every_good_file_are_refused() {
     for file in GOOD_FILES {
         let bytes = fs::read(fixture(file)).unwrap();
         let n = bytes.len();
-        for cut in [
-            0,
-            3,
-            10,
-            30,
-            100,
-            1000,
-            3000,
-            5000,
-            6000,
-            n / 2,
-            n - 1000,
-            n - 100,
-            n - 1,
-        ] {
+        for cut in [0, 3, 10, 30, 100, 1000, 3000, 5000, 6000, n / 2, n - 1000, n - 100, n - 1] {
             let path = dir.path().join(format!("cut-{cut}-{file}"));
             fs::write(&path, &bytes[..cut]).unwrap();
-            let Err(err) = load_vgg19(&path) else {
-                panic!("{file} cut at {cut} of {n} loaded")
-            };
+            let Err(err) = load_vgg19(&path) else { panic!("{file} cut at {cut} of {n} loaded") };
             assert_one_line_naming(&err, &path);
             assert!(read_tensors(&path, &keys).is_err(), "{file} cut at {cut}");
         }
@@ -371,10 +306,7 @@ fn a_pth_without_a_key_names_the_missing_key() {
     for file in ["vgg19_tiny_legacy.pth", "vgg19_tiny_2017.pth"] {
         let mut bytes = fs::read(fixture(file)).unwrap();
         let needle = b"features.28.weight";
-        let at = bytes
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .unwrap();
+        let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
         bytes[at + needle.len() - 1] = b'X';
         let path = dir.path().join(file);
         fs::write(&path, &bytes).unwrap();
@@ -389,8 +321,7 @@ fn a_pth_without_a_key_names_the_missing_key() {
 fn write_zip(path: &Path, members: &[(&str, Vec<u8>)]) {
     let file = fs::File::create(path).unwrap();
     let mut zip = zip::ZipWriter::new(file);
-    let options =
-        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let options = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (name, bytes) in members {
         zip.start_file(*name, options).unwrap();
         zip.write_all(bytes).unwrap();
@@ -405,8 +336,7 @@ fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
         1 => format!("({},)", dims[0]),
         _ => format!("({})", dims.join(", ")),
     };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -443,19 +373,13 @@ fn npz_variant(dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<(String, Vec<u
         .collect();
     edit(&mut members);
     let path = dir.join(name);
-    let refs: Vec<(&str, Vec<u8>)> = members
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.clone()))
-        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = members.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     write_zip(&path, &refs);
     path
 }
 
 fn replace_member(members: &mut [(String, Vec<u8>)], key: &str, bytes: Vec<u8>) {
-    let slot = members
-        .iter_mut()
-        .find(|(n, _)| n == &format!("{key}.npy"))
-        .unwrap();
+    let slot = members.iter_mut().find(|(n, _)| n == &format!("{key}.npy")).unwrap();
     slot.1 = bytes;
 }
 
@@ -471,9 +395,7 @@ fn npz_written_here_round_trips() {
 #[test]
 fn npz_without_a_key_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let path = npz_variant(dir.path(), "missing.npz", |m| {
-        m.retain(|(n, _)| n != "features.28.weight.npy")
-    });
+    let path = npz_variant(dir.path(), "missing.npz", |m| m.retain(|(n, _)| n != "features.28.weight.npy"));
     let err = load_vgg19(&path).unwrap_err();
     let text = assert_one_line_naming(&err, &path);
     assert!(text.ends_with(": missing key features.28.weight"), "{text}");
@@ -487,25 +409,15 @@ fn wrong_shapes_are_refused_naming_the_key() {
         replace_member(m, "features.0.weight", npy("<f4", &[4, 3, 5, 5], &data));
     });
     let text = load_vgg19(&five).unwrap_err().to_string();
-    assert!(
-        text.contains("features.0.weight has shape [4, 3, 5, 5]"),
-        "{text}"
-    );
+    assert!(text.contains("features.0.weight has shape [4, 3, 5, 5]"), "{text}");
     let chain = npz_variant(dir.path(), "chain.npz", |m| {
         let data = f32_bytes(&vec![0.1; 4 * 5 * 3 * 3]);
         replace_member(m, "features.2.weight", npy("<f4", &[4, 5, 3, 3], &data));
     });
     let text = load_vgg19(&chain).unwrap_err().to_string();
-    assert!(
-        text.contains("features.2.weight has shape [4, 5, 3, 3], expected [out, 4, 3, 3]"),
-        "{text}"
-    );
+    assert!(text.contains("features.2.weight has shape [4, 5, 3, 3], expected [out, 4, 3, 3]"), "{text}");
     let bias = npz_variant(dir.path(), "bias.npz", |m| {
-        replace_member(
-            m,
-            "features.0.bias",
-            npy("<f4", &[5], &f32_bytes(&[0.0; 5])),
-        );
+        replace_member(m, "features.0.bias", npy("<f4", &[5], &f32_bytes(&[0.0; 5])));
     });
     let text = load_vgg19(&bias).unwrap_err().to_string();
     assert!(text.contains("features.0.bias has shape [5]"), "{text}");
@@ -515,10 +427,7 @@ fn wrong_shapes_are_refused_naming_the_key() {
 fn non_finite_values_are_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let tensors = fixture_tensors();
-    let (_, shape, data) = tensors
-        .iter()
-        .find(|(k, _, _)| k == "features.5.weight")
-        .unwrap();
+    let (_, shape, data) = tensors.iter().find(|(k, _, _)| k == "features.5.weight").unwrap();
     for (value, what) in [(f32::NAN, "NaN"), (f32::INFINITY, "an infinity")] {
         let mut data = data.clone();
         data[17] = value;
@@ -527,10 +436,7 @@ fn non_finite_values_are_refused_naming_the_key() {
         });
         let err = load_vgg19(&path).unwrap_err();
         let text = assert_one_line_naming(&err, &path);
-        assert!(
-            text.ends_with(&format!(": features.5.weight holds {what}")),
-            "{text}"
-        );
+        assert!(text.ends_with(&format!(": features.5.weight holds {what}")), "{text}");
     }
 }
 
@@ -542,22 +448,13 @@ fn float64_is_converted_and_integers_are_refused() {
     let members: Vec<(String, Vec<u8>)> = tensors
         .iter()
         .map(|(k, shape, data)| {
-            let bytes: Vec<u8> = data
-                .iter()
-                .flat_map(|&v| f64::from(v).to_le_bytes())
-                .collect();
+            let bytes: Vec<u8> = data.iter().flat_map(|&v| f64::from(v).to_le_bytes()).collect();
             (format!("{k}.npy"), npy("<f8", shape, &bytes))
         })
         .collect();
-    let refs: Vec<(&str, Vec<u8>)> = members
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.clone()))
-        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = members.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     write_zip(&f64_path, &refs);
-    assert_eq!(
-        load_vgg19(&f64_path).unwrap(),
-        load_vgg19(&fixture("vgg19_tiny.npz")).unwrap()
-    );
+    assert_eq!(load_vgg19(&f64_path).unwrap(), load_vgg19(&fixture("vgg19_tiny.npz")).unwrap());
     for descr in ["<i8", "|u1", ">f4", "<c8"] {
         let path = npz_variant(dir.path(), "int.npz", |m| {
             let size: usize = descr[2..].parse().unwrap();
@@ -566,10 +463,7 @@ fn float64_is_converted_and_integers_are_refused() {
         let err = load_vgg19(&path).unwrap_err();
         let text = assert_one_line_naming(&err, &path);
         assert!(text.contains("features.0.bias holds"), "{text}");
-        assert!(
-            matches!(err.problem(), Some(Problem::BadDtype { .. })),
-            "{text}"
-        );
+        assert!(matches!(err.problem(), Some(Problem::BadDtype { .. })), "{text}");
     }
 }
 
@@ -595,10 +489,7 @@ fn random_mutations_never_panic() {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let keys: Vec<String> = summaries().into_iter().map(|(k, _)| k).collect();
     let mut outcomes = [0usize; 2];
-    for file in GOOD_FILES
-        .iter()
-        .chain(&["malicious_legacy.pth", "malicious_zip.pth"])
-    {
+    for file in GOOD_FILES.iter().chain(&["malicious_legacy.pth", "malicious_zip.pth"]) {
         let original = fs::read(fixture(file)).unwrap();
         let path = dir.path().join(file);
         for round in 0..200 {
@@ -674,27 +565,18 @@ fn serve(responses: Vec<Vec<u8>>) -> (String, thread::JoinHandle<()>) {
 }
 
 fn ok_response(body: &[u8], announced: usize) -> Vec<u8> {
-    let mut r =
-        format!("HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n")
-            .into_bytes();
+    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n").into_bytes();
     r.extend_from_slice(body);
     r
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn folder_entries(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|entries| entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()
 }
 
@@ -706,38 +588,17 @@ fn download_writes_a_verified_file_and_reports_progress() {
     let dest = dir.path().join("cache/sub/w.pth");
     let mut events = Vec::new();
     let url = format!("{base}/w.pth");
-    let got = download(
-        &url,
-        &dest,
-        Some(body.len() as u64),
-        Some(&sha256_hex(&body)),
-        &mut |e| events.push(e),
-    )
-    .unwrap();
+    let got =
+        download(&url, &dest, Some(body.len() as u64), Some(&sha256_hex(&body)), &mut |e| events.push(e)).unwrap();
     server.join().unwrap();
     assert_eq!(got, dest);
     assert_eq!(fs::read(&dest).unwrap(), body);
-    assert_eq!(
-        folder_entries(dest.parent().unwrap()),
-        vec!["w.pth".to_string()]
-    );
-    assert_eq!(
-        events.first(),
-        Some(&FetchEvent::Started {
-            url,
-            total: Some(body.len() as u64)
-        })
-    );
-    let progress = events
-        .iter()
-        .filter(|e| matches!(e, FetchEvent::Progress { .. }))
-        .count();
+    assert_eq!(folder_entries(dest.parent().unwrap()), vec!["w.pth".to_string()]);
+    assert_eq!(events.first(), Some(&FetchEvent::Started { url, total: Some(body.len() as u64) }));
+    let progress = events.iter().filter(|e| matches!(e, FetchEvent::Progress { .. })).count();
     assert!(progress >= 2, "{events:?}");
     assert!(events.contains(&FetchEvent::Verifying));
-    assert_eq!(
-        events.last(),
-        Some(&FetchEvent::Done { path: dest.clone() })
-    );
+    assert_eq!(events.last(), Some(&FetchEvent::Done { path: dest.clone() }));
 }
 
 #[test]
@@ -750,15 +611,8 @@ fn download_with_a_wrong_hash_leaves_nothing() {
     let err = download(&url, &dest, None, Some(&sha256_hex(b"other")), &mut |_| {}).unwrap_err();
     server.join().unwrap();
     let text = err.to_string();
-    assert!(
-        text.starts_with(&format!("download {url}: SHA-256 mismatch")),
-        "{text}"
-    );
-    assert!(
-        folder_entries(dir.path()).is_empty(),
-        "{:?}",
-        folder_entries(dir.path())
-    );
+    assert!(text.starts_with(&format!("download {url}: SHA-256 mismatch")), "{text}");
+    assert!(folder_entries(dir.path()).is_empty(), "{:?}", folder_entries(dir.path()));
 }
 
 #[test]
@@ -790,8 +644,7 @@ fn download_of_a_truncated_body_leaves_nothing() {
 
 #[test]
 fn download_of_an_http_error_names_the_status() {
-    let response =
-        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let response = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     let (base, server) = serve(vec![response.to_vec()]);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("w.pth");
@@ -808,10 +661,7 @@ fn download_of_a_closed_port_fails_cleanly() {
     drop(listener);
     let dir = tempfile::tempdir().unwrap();
     let err = download(&url, &dir.path().join("w.pth"), None, None, &mut |_| {}).unwrap_err();
-    assert!(
-        err.to_string().starts_with(&format!("download {url}: ")),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with(&format!("download {url}: ")), "{err}");
     assert!(folder_entries(dir.path()).is_empty());
 }
 
@@ -840,10 +690,7 @@ fn ensure_weights_downloads_once_then_reuses_the_file() {
 
     // The server is gone: a second call must not ask for anything.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let entry = entry_for(
-        &format!("http://{}/w.pth", listener.local_addr().unwrap()),
-        &body,
-    );
+    let entry = entry_for(&format!("http://{}/w.pth", listener.local_addr().unwrap()), &body);
     let mut events = Vec::new();
     let got = ensure_weights(&entry, &dest, &mut |e| events.push(e)).unwrap();
     assert_eq!(got, dest);
@@ -871,17 +718,11 @@ fn default_paths_honour_the_environment_and_urls_land_in_the_cache() {
     assert_eq!(default_weights_path(&entry).unwrap(), explicit);
     set("STYLIZE_WEIGHTS", None);
     set("XDG_CACHE_HOME", Some(dir.path()));
-    assert_eq!(
-        default_weights_path(&entry).unwrap(),
-        dir.path().join("stylize/vgg19-dcbb9e9d.pth")
-    );
+    assert_eq!(default_weights_path(&entry).unwrap(), dir.path().join("stylize/vgg19-dcbb9e9d.pth"));
     set("XDG_CACHE_HOME", None);
     let home = dir.path().join("home");
     set("HOME", Some(&home));
-    assert_eq!(
-        default_weights_path(&entry).unwrap(),
-        home.join(".cache/stylize/vgg19-dcbb9e9d.pth")
-    );
+    assert_eq!(default_weights_path(&entry).unwrap(), home.join(".cache/stylize/vgg19-dcbb9e9d.pth"));
 
     // --weights URL: downloaded into the cache under the URL's file name, then reused.
     set("XDG_CACHE_HOME", Some(dir.path()));
@@ -893,8 +734,5 @@ fn default_paths_honour_the_environment_and_urls_land_in_the_cache() {
     assert_eq!(got, dir.path().join("stylize/other.npz"));
     assert_eq!(fs::read(&got).unwrap(), body);
     assert_eq!(resolve_weights_arg(&url, &mut |_| {}).unwrap(), got);
-    assert_eq!(
-        resolve_weights_arg("/some/file.pth", &mut |_| {}).unwrap(),
-        PathBuf::from("/some/file.pth")
-    );
+    assert_eq!(resolve_weights_arg("/some/file.pth", &mut |_| {}).unwrap(), PathBuf::from("/some/file.pth"));
 }

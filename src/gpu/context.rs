@@ -21,11 +21,7 @@ pub enum GpuError {
     #[error("GPU did not finish within {0:?}")]
     Timeout(Duration),
     #[error("{what} needs {needed} bytes in one buffer, but this adapter allows at most {limit}")]
-    TooLarge {
-        what: String,
-        needed: u64,
-        limit: u64,
-    },
+    TooLarge { what: String, needed: u64, limit: u64 },
 }
 
 /// How to choose and open a device. `Default` honours `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and
@@ -42,11 +38,7 @@ pub struct ContextOptions {
 
 impl Default for ContextOptions {
     fn default() -> Self {
-        Self {
-            backends: None,
-            adapter_name: None,
-            wait_timeout: Duration::from_secs(600),
-        }
+        Self { backends: None, adapter_name: None, wait_timeout: Duration::from_secs(600) }
     }
 }
 
@@ -71,9 +63,7 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         name: info.name,
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
-        driver: format!("{} {}", info.driver, info.driver_info)
-            .trim()
-            .to_string(),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
         max_buffer_size: limits.max_buffer_size,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
@@ -89,9 +79,7 @@ fn instance_for(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 fn chosen_backends(opts: &ContextOptions) -> wgpu::Backends {
-    opts.backends
-        .or_else(wgpu::Backends::from_env)
-        .unwrap_or(wgpu::Backends::all())
+    opts.backends.or_else(wgpu::Backends::from_env).unwrap_or(wgpu::Backends::all())
 }
 
 /// Every adapter the chosen backends offer.
@@ -104,31 +92,20 @@ pub fn list_adapters(opts: &ContextOptions) -> Vec<AdapterSummary> {
 fn pick_adapter(opts: &ContextOptions) -> Result<wgpu::Adapter, GpuError> {
     let backends = chosen_backends(opts);
     let instance = instance_for(backends);
-    let wanted_name = opts
-        .adapter_name
-        .clone()
-        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
-        .map(|n| n.to_lowercase());
+    let wanted_name =
+        opts.adapter_name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).map(|n| n.to_lowercase());
     if let Some(wanted) = wanted_name {
         let adapters = pollster::block_on(instance.enumerate_adapters(backends));
         let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-        return adapters
-            .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
-            .ok_or_else(|| {
-                GpuError::NoAdapter(format!(
-                    " whose name contains \"{wanted}\" (available: {})",
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ))
-            });
+        return adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&wanted)).ok_or_else(|| {
+            GpuError::NoAdapter(format!(
+                " whose name contains \"{wanted}\" (available: {})",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ))
+        });
     }
     pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference:
-            wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
+        power_preference: wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
         ..Default::default()
     }))
     .map_err(|e| GpuError::NoAdapter(format!(" for backends {backends:?} ({e})")))
@@ -147,6 +124,8 @@ pub struct Context {
     pending_error: Arc<Mutex<Option<GpuError>>>,
     wait_timeout: Duration,
     max_groups_per_dim: u32,
+    /// Forces one convolution formulation (tests run both); `None` picks by adapter type.
+    pub conv_algorithm: Option<crate::ops::conv::ConvAlgorithm>,
 }
 
 impl Context {
@@ -157,11 +136,7 @@ impl Context {
         let summary = summarize(&adapter);
         let limits = adapter.limits();
         let timestamp_queries = summary.timestamp_queries;
-        let features = if timestamp_queries {
-            wgpu::Features::TIMESTAMP_QUERY
-        } else {
-            wgpu::Features::empty()
-        };
+        let features = if timestamp_queries { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("stylize"),
             required_features: features,
@@ -170,10 +145,7 @@ impl Context {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| GpuError::RequestDevice {
-            adapter: summary.name.clone(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), message: e.to_string() })?;
         let pending_error: Arc<Mutex<Option<GpuError>>> = Arc::default();
         let sink = pending_error.clone();
         device.on_uncaptured_error(Arc::new(move |err: wgpu::Error| {
@@ -186,9 +158,7 @@ impl Context {
         let sink = pending_error.clone();
         device.set_device_lost_callback(move |reason, message| {
             if reason != wgpu::DeviceLostReason::Destroyed {
-                sink.lock()
-                    .expect("error sink")
-                    .get_or_insert(GpuError::DeviceLost(format!("{reason:?}: {message}")));
+                sink.lock().expect("error sink").get_or_insert(GpuError::DeviceLost(format!("{reason:?}: {message}")));
             }
         });
         Ok(Self {
@@ -201,6 +171,7 @@ impl Context {
             registry: Registry::default(),
             pending_error,
             wait_timeout: opts.wait_timeout,
+            conv_algorithm: None,
         })
     }
 
@@ -221,14 +192,9 @@ impl Context {
     }
 
     fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
-        let limit =
-            (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
+        let limit = (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
         if bytes > limit {
-            return Err(GpuError::TooLarge {
-                what: what.to_string(),
-                needed: bytes,
-                limit,
-            });
+            return Err(GpuError::TooLarge { what: what.to_string(), needed: bytes, limit });
         }
         Ok(())
     }
@@ -240,9 +206,7 @@ impl Context {
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
@@ -251,23 +215,20 @@ impl Context {
     pub fn upload(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer, GpuError> {
         let buffer = self.buffer(label, data.len())?;
         if !data.is_empty() {
-            self.queue
-                .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+            self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
         }
         Ok(buffer)
     }
 
     /// Overwrites the start of `buffer` with `data`.
     pub fn write(&self, buffer: &wgpu::Buffer, data: &[f32]) {
-        self.queue
-            .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+        self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
     }
 
     /// Fills a buffer with NaN (tests poison outputs so an unwritten element cannot pass).
     pub fn poison(&self, buffer: &wgpu::Buffer) {
         let nan = vec![f32::NAN; (buffer.size() / 4) as usize];
-        self.queue
-            .write_buffer(buffer, 0, bytemuck::cast_slice(&nan));
+        self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&nan));
     }
 
     /// Copies the first `len` values of `buffer` back to the CPU, waiting for all work before it.
@@ -283,11 +244,9 @@ impl Context {
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
-        staging
-            .slice(..bytes)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
+        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
         self.wait()?;
         match rx.try_recv() {
             Ok(Ok(())) => {}
@@ -308,10 +267,8 @@ impl Context {
     /// Blocks until all submitted work is done (bounded by the context's timeout) and turns any
     /// error wgpu reported meanwhile into `Err`.
     pub fn wait(&self) -> Result<(), GpuError> {
-        let polled = self.device.poll(wgpu::PollType::Wait {
-            submission_index: None,
-            timeout: Some(self.wait_timeout),
-        });
+        let polled =
+            self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(self.wait_timeout) });
         self.take_error()?;
         match polled {
             Ok(_) => Ok(()),

@@ -28,10 +28,8 @@ fn paste(canvas: &mut Image, img: &Image, left: u32, top: u32) {
     for channel in 0..3 {
         for y in 0..img.height as usize {
             let src_start = channel * img_plane + y * row_len;
-            let dst_start =
-                channel * canvas_plane + (top as usize + y) * canvas.width as usize + left as usize;
-            canvas.data[dst_start..dst_start + row_len]
-                .copy_from_slice(&img.data[src_start..src_start + row_len]);
+            let dst_start = channel * canvas_plane + (top as usize + y) * canvas.width as usize + left as usize;
+            canvas.data[dst_start..dst_start + row_len].copy_from_slice(&img.data[src_start..src_start + row_len]);
         }
     }
 }

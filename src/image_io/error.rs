@@ -32,17 +32,11 @@ impl ImageError {
     }
 
     pub(crate) fn load(path: &Path, problem: LoadProblem) -> Self {
-        ImageError::Load {
-            path: path.to_path_buf(),
-            problem,
-        }
+        ImageError::Load { path: path.to_path_buf(), problem }
     }
 
     pub(crate) fn save(path: &Path, problem: SaveProblem) -> Self {
-        ImageError::Save {
-            path: path.to_path_buf(),
-            problem,
-        }
+        ImageError::Save { path: path.to_path_buf(), problem }
     }
 }
 
@@ -86,9 +80,7 @@ pub enum LoadProblem {
         limit: u32,
     },
     /// Decoding would need more memory than allowed.
-    #[error(
-        "dimensions {width}x{height} need {needed_mib} MiB to decode, more than the limit of {limit_mib} MiB"
-    )]
+    #[error("dimensions {width}x{height} need {needed_mib} MiB to decode, more than the limit of {limit_mib} MiB")]
     TooMuchMemory {
         /// Claimed width.
         width: u32,
@@ -175,11 +167,5 @@ pub enum SaveProblem {
 
 /// Collapses a message onto one line so errors stay one line.
 pub(crate) fn one_line(message: impl std::fmt::Display) -> String {
-    message
-        .to_string()
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
+    message.to_string().lines().map(str::trim).filter(|line| !line.is_empty()).collect::<Vec<_>>().join("; ")
 }

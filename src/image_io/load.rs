@@ -57,26 +57,17 @@ fn check_input_file(path: &Path) -> Result<(), LoadProblem> {
 
 /// Recognises the format from the first bytes, checks the header against the limits, decodes.
 fn decode_image<R: BufRead + Seek>(reader: R) -> Result<Image, LoadProblem> {
-    let mut reader = ImageReader::new(reader)
-        .with_guessed_format()
-        .map_err(|err| problem_from_io(&err))?;
+    let mut reader = ImageReader::new(reader).with_guessed_format().map_err(|err| problem_from_io(&err))?;
     let format = reader.format().ok_or(LoadProblem::UnrecognisedFormat)?;
     let format_name = format_name(format);
     // Side limits are checked below by hand so the error can name the dimensions.
     reader.limits(allocation_limits());
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|err| problem_from_decoder(err, &format_name))?;
+    let mut decoder = reader.into_decoder().map_err(|err| problem_from_decoder(err, &format_name))?;
     let (width, height) = decoder.dimensions();
     check_dimensions(width, height, decoder.total_bytes())?;
-    decoder
-        .set_limits(full_limits())
-        .map_err(|err| problem_from_decoder(err, &format_name))?;
-    let orientation = decoder
-        .orientation()
-        .map_err(|err| problem_from_decoder(err, &format_name))?;
-    let mut decoded = DynamicImage::from_decoder(decoder)
-        .map_err(|err| problem_from_decoder(err, &format_name))?;
+    decoder.set_limits(full_limits()).map_err(|err| problem_from_decoder(err, &format_name))?;
+    let orientation = decoder.orientation().map_err(|err| problem_from_decoder(err, &format_name))?;
+    let mut decoded = DynamicImage::from_decoder(decoder).map_err(|err| problem_from_decoder(err, &format_name))?;
     decoded.apply_orientation(orientation);
     Ok(from_dynamic(decoded))
 }
@@ -99,11 +90,7 @@ fn full_limits() -> Limits {
 /// Refuses headers whose sides or decode memory exceed the limits.
 fn check_dimensions(width: u32, height: u32, decoder_bytes: u64) -> Result<(), LoadProblem> {
     if width > MAX_SIDE_PIXELS || height > MAX_SIDE_PIXELS {
-        return Err(LoadProblem::TooLarge {
-            width,
-            height,
-            limit: MAX_SIDE_PIXELS,
-        });
+        return Err(LoadProblem::TooLarge { width, height, limit: MAX_SIDE_PIXELS });
     }
     let pixels = u64::from(width) * u64::from(height);
     let float_copies_bytes = 2 * pixels * FLOAT_RGB_BYTES_PER_PIXEL;
@@ -145,15 +132,11 @@ fn problem_from_io(err: &io::Error) -> LoadProblem {
 /// Maps an error from the `image` crate's decoder.
 fn problem_from_decoder(err: CrateError, format_name: &str) -> LoadProblem {
     match err {
-        CrateError::Decoding(decoding) => LoadProblem::Corrupt {
-            format: format_name.to_string(),
-            detail: innermost_message(&decoding),
-        },
+        CrateError::Decoding(decoding) => {
+            LoadProblem::Corrupt { format: format_name.to_string(), detail: innermost_message(&decoding) }
+        }
         CrateError::IoError(io_err) if io_err.kind() == io::ErrorKind::UnexpectedEof => {
-            LoadProblem::Corrupt {
-                format: format_name.to_string(),
-                detail: "unexpected end of file".into(),
-            }
+            LoadProblem::Corrupt { format: format_name.to_string(), detail: "unexpected end of file".into() }
         }
         CrateError::IoError(io_err) => problem_from_io(&io_err),
         CrateError::Limits(limit) => match limit.kind() {
@@ -164,10 +147,7 @@ fn problem_from_decoder(err: CrateError, format_name: &str) -> LoadProblem {
             _ => LoadProblem::LimitExceeded(one_line(limit)),
         },
         CrateError::Unsupported(unsupported) => LoadProblem::Unsupported(one_line(unsupported)),
-        other => LoadProblem::Corrupt {
-            format: format_name.to_string(),
-            detail: one_line(other),
-        },
+        other => LoadProblem::Corrupt { format: format_name.to_string(), detail: one_line(other) },
     }
 }
 
@@ -216,8 +196,7 @@ mod tests {
 
     #[test]
     fn truncated_files_of_each_format_never_panic() {
-        let img =
-            DynamicImage::ImageRgb8(image::RgbImage::from_pixel(8, 8, image::Rgb([9, 99, 199])));
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(8, 8, image::Rgb([9, 99, 199])));
         for format in [
             ImageFormat::Png,
             ImageFormat::Jpeg,
@@ -229,10 +208,7 @@ mod tests {
             let mut encoded = Cursor::new(Vec::new());
             img.write_to(&mut encoded, format).unwrap();
             let bytes = encoded.into_inner();
-            assert!(
-                decode_image(Cursor::new(bytes.clone())).is_ok(),
-                "{format:?}"
-            );
+            assert!(decode_image(Cursor::new(bytes.clone())).is_ok(), "{format:?}");
             for cut in [bytes.len() / 4, bytes.len() / 2] {
                 let _ = decode_image(Cursor::new(bytes[..cut].to_vec()));
             }

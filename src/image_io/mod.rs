@@ -37,20 +37,13 @@ impl Image {
             3 * width as usize * height as usize,
             data.len()
         );
-        Image {
-            width,
-            height,
-            data,
-        }
+        Image { width, height, data }
     }
 
     /// An image filled with one colour.
     pub fn filled(width: u32, height: u32, rgb: [f32; 3]) -> Self {
         let plane_len = width as usize * height as usize;
-        let data = rgb
-            .iter()
-            .flat_map(|&value| std::iter::repeat_n(value, plane_len))
-            .collect();
+        let data = rgb.iter().flat_map(|&value| std::iter::repeat_n(value, plane_len)).collect();
         Image::new(width, height, data)
     }
 
@@ -61,29 +54,15 @@ impl Image {
 
     /// The `[r, g, b]` samples at column `x`, row `y`; panics when out of bounds.
     pub fn pixel(&self, x: u32, y: u32) -> [f32; 3] {
-        assert!(
-            x < self.width && y < self.height,
-            "pixel ({x}, {y}) outside {}x{}",
-            self.width,
-            self.height
-        );
+        assert!(x < self.width && y < self.height, "pixel ({x}, {y}) outside {}x{}", self.width, self.height);
         let index = y as usize * self.width as usize + x as usize;
         let plane_len = self.plane_len();
-        [
-            self.data[index],
-            self.data[plane_len + index],
-            self.data[2 * plane_len + index],
-        ]
+        [self.data[index], self.data[plane_len + index], self.data[2 * plane_len + index]]
     }
 
     /// Sets the `[r, g, b]` samples at column `x`, row `y`; panics when out of bounds.
     pub fn set_pixel(&mut self, x: u32, y: u32, rgb: [f32; 3]) {
-        assert!(
-            x < self.width && y < self.height,
-            "pixel ({x}, {y}) outside {}x{}",
-            self.width,
-            self.height
-        );
+        assert!(x < self.width && y < self.height, "pixel ({x}, {y}) outside {}x{}", self.width, self.height);
         let index = y as usize * self.width as usize + x as usize;
         let plane_len = self.plane_len();
         for (channel, value) in rgb.into_iter().enumerate() {
@@ -116,11 +95,7 @@ pub fn to_rgb32f(img: &Image) -> Rgb32FImage {
     let plane_len = img.plane_len();
     Rgb32FImage::from_fn(img.width, img.height, |x, y| {
         let index = y as usize * img.width as usize + x as usize;
-        Rgb([
-            img.data[index],
-            img.data[plane_len + index],
-            img.data[2 * plane_len + index],
-        ])
+        Rgb([img.data[index], img.data[plane_len + index], img.data[2 * plane_len + index]])
     })
 }
 
@@ -129,9 +104,7 @@ pub fn to_rgb8(img: &Image) -> RgbImage {
     let plane_len = img.plane_len();
     RgbImage::from_fn(img.width, img.height, |x, y| {
         let index = y as usize * img.width as usize + x as usize;
-        Rgb(std::array::from_fn(|channel| {
-            quantize(img.data[channel * plane_len + index], 255.0) as u8
-        }))
+        Rgb(std::array::from_fn(|channel| quantize(img.data[channel * plane_len + index], 255.0) as u8))
     })
 }
 
@@ -140,19 +113,13 @@ pub fn to_rgb16(img: &Image) -> image::ImageBuffer<Rgb<u16>, Vec<u16>> {
     let plane_len = img.plane_len();
     image::ImageBuffer::from_fn(img.width, img.height, |x, y| {
         let index = y as usize * img.width as usize + x as usize;
-        Rgb(std::array::from_fn(|channel| {
-            quantize(img.data[channel * plane_len + index], 65535.0) as u16
-        }))
+        Rgb(std::array::from_fn(|channel| quantize(img.data[channel * plane_len + index], 65535.0) as u16))
     })
 }
 
 /// Clamps a sample to [0,1] (NaN becomes 0) and scales it to `0..=max`, rounded.
 fn quantize(sample: f32, max: f32) -> f32 {
-    let clamped = if sample.is_nan() {
-        0.0
-    } else {
-        sample.clamp(0.0, 1.0)
-    };
+    let clamped = if sample.is_nan() { 0.0 } else { sample.clamp(0.0, 1.0) };
     (clamped * max).round()
 }
 
@@ -182,11 +149,7 @@ mod tests {
 
     #[test]
     fn quantize_clamps_and_handles_nan() {
-        let img = Image::new(
-            3,
-            1,
-            vec![-1.0, 2.0, f32::NAN, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0],
-        );
+        let img = Image::new(3, 1, vec![-1.0, 2.0, f32::NAN, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0]);
         let rgb = to_rgb8(&img);
         assert_eq!(rgb.get_pixel(0, 0).0[0], 0);
         assert_eq!(rgb.get_pixel(1, 0).0[0], 255);

@@ -42,11 +42,7 @@ pub fn resize_exact(img: &Image, width: u32, height: u32) -> Image {
 /// Lanczos overshoot at sharp edges can leave [0,1]; clamp it back (NaN becomes 0).
 fn clamp_to_unit_range(samples: &mut [f32]) {
     for sample in samples {
-        *sample = if sample.is_nan() {
-            0.0
-        } else {
-            sample.clamp(0.0, 1.0)
-        };
+        *sample = if sample.is_nan() { 0.0 } else { sample.clamp(0.0, 1.0) };
     }
 }
 

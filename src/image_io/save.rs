@@ -48,13 +48,9 @@ impl OutputFormat {
 
     /// The format named by a path's extension, or the reason there is none.
     pub fn from_path(path: &Path) -> Result<Self, SaveProblem> {
-        let extension = path
-            .extension()
-            .ok_or(SaveProblem::MissingExtension)?
-            .to_string_lossy();
-        OutputFormat::from_extension(&extension).ok_or_else(|| SaveProblem::UnsupportedFormat {
-            extension: extension.into_owned(),
-        })
+        let extension = path.extension().ok_or(SaveProblem::MissingExtension)?.to_string_lossy();
+        OutputFormat::from_extension(&extension)
+            .ok_or_else(|| SaveProblem::UnsupportedFormat { extension: extension.into_owned() })
     }
 
     /// Short name for messages, e.g. `PNG`.
@@ -79,16 +75,8 @@ impl OutputFormat {
         if allowed {
             return Ok(());
         }
-        let hint = if bit_depth == 16 {
-            "16-bit needs png or tif"
-        } else {
-            "use 8 or 16"
-        };
-        Err(SaveProblem::UnsupportedBitDepth {
-            bit_depth,
-            format: self.name().into(),
-            hint: hint.into(),
-        })
+        let hint = if bit_depth == 16 { "16-bit needs png or tif" } else { "use 8 or 16" };
+        Err(SaveProblem::UnsupportedBitDepth { bit_depth, format: self.name().into(), hint: hint.into() })
     }
 
     fn image_format(self) -> ImageFormat {
@@ -111,11 +99,7 @@ pub fn save_image(path: &Path, img: &Image, bit_depth: u8) -> Result<(), ImageEr
     let fail = |problem| ImageError::save(path, problem);
     let format = check_format_and_folder(path, bit_depth).map_err(fail)?;
     let bytes = encode(img, format, bit_depth).map_err(fail)?;
-    write_atomically(path, &bytes).map_err(|err| {
-        fail(SaveProblem::Write {
-            detail: one_line(err),
-        })
-    })
+    write_atomically(path, &bytes).map_err(|err| fail(SaveProblem::Write { detail: one_line(err) }))
 }
 
 /// Checks, before any work starts, that `path` can be written as an image: its folder exists
@@ -125,12 +109,7 @@ pub fn check_output_path(path: &Path, bit_depth: u8) -> Result<(), ImageError> {
     let fail = |problem| ImageError::save(path, problem);
     check_format_and_folder(path, bit_depth).map_err(fail)?;
     let folder = parent_folder(path);
-    probe_writable(path).map_err(|err| {
-        fail(SaveProblem::NotWritable {
-            folder,
-            detail: one_line(err),
-        })
-    })
+    probe_writable(path).map_err(|err| fail(SaveProblem::NotWritable { folder, detail: one_line(err) }))
 }
 
 /// The checks shared by saving and pre-checking, apart from writability.
@@ -166,29 +145,20 @@ fn parent_folder(path: &Path) -> PathBuf {
 /// Encodes the image into memory in `format` at `bit_depth` (already checked).
 fn encode(img: &Image, format: OutputFormat, bit_depth: u8) -> Result<Vec<u8>, SaveProblem> {
     if img.plane_len() == 0 {
-        return Err(SaveProblem::EmptyImage {
-            width: img.width,
-            height: img.height,
-        });
+        return Err(SaveProblem::EmptyImage { width: img.width, height: img.height });
     }
-    let encode_error = |err: image::ImageError| SaveProblem::Encode {
-        format: format.name().into(),
-        detail: one_line(err),
-    };
+    let encode_error =
+        |err: image::ImageError| SaveProblem::Encode { format: format.name().into(), detail: one_line(err) };
     let mut bytes = Cursor::new(Vec::new());
     if format == OutputFormat::Jpeg {
-        JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY)
-            .encode_image(&to_rgb8(img))
-            .map_err(encode_error)?;
+        JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY).encode_image(&to_rgb8(img)).map_err(encode_error)?;
     } else {
         let interleaved = if bit_depth == 16 {
             DynamicImage::ImageRgb16(to_rgb16(img))
         } else {
             DynamicImage::ImageRgb8(to_rgb8(img))
         };
-        interleaved
-            .write_to(&mut bytes, format.image_format())
-            .map_err(encode_error)?;
+        interleaved.write_to(&mut bytes, format.image_format()).map_err(encode_error)?;
     }
     Ok(bytes.into_inner())
 }
@@ -233,10 +203,7 @@ fn sync_folder(folder: &Path) {
 /// Creates and removes a probe temp file beside `path`.
 fn probe_writable(path: &Path) -> io::Result<()> {
     let probe_path = temp_path_beside(path);
-    let created = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe_path);
+    let created = OpenOptions::new().write(true).create_new(true).open(&probe_path);
     match created {
         Ok(file) => {
             drop(file);

@@ -36,18 +36,9 @@ impl Executor {
             .map(|(i, &(cin, cout))| {
                 let w = &weights[i];
                 if (w.in_channels, w.out_channels) != (cin, cout) {
-                    return Err(NetError::WeightsMismatch(format!(
-                        "convolution {i} widths differ from the plan"
-                    )));
+                    return Err(NetError::WeightsMismatch(format!("convolution {i} widths differ from the plan")));
                 }
-                Ok(conv::ConvWeights::upload(
-                    ctx,
-                    &format!("conv{i}"),
-                    &w.weight,
-                    &w.bias,
-                    cout,
-                    cin,
-                )?)
+                Ok(conv::ConvWeights::upload(ctx, &format!("conv{i}"), &w.weight, &w.bias, cout, cin)?)
             })
             .collect::<Result<Vec<_>, NetError>>()?;
         let image_len = plan.acts[0].len();
@@ -60,10 +51,7 @@ impl Executor {
             .map(|(i, s)| ctx.buffer(&format!("activation {i}"), s.len()))
             .collect::<Result<Vec<_>, _>>()?;
         let largest = plan.acts.iter().map(|s| s.len()).max().unwrap_or(1);
-        let grads = [
-            ctx.buffer("gradient A", largest)?,
-            ctx.buffer("gradient B", largest)?,
-        ];
+        let grads = [ctx.buffer("gradient A", largest)?, ctx.buffer("gradient B", largest)?];
         let gram_buffer = |t: &super::LossTerm, what: &str| {
             let c = plan.acts[t.act].channels;
             ctx.buffer(&format!("{what} {}", t.layer), c * c)
@@ -71,18 +59,9 @@ impl Executor {
         let content_targets = plan
             .content
             .iter()
-            .map(|t| {
-                ctx.buffer(
-                    &format!("content target {}", t.layer),
-                    plan.acts[t.act].len(),
-                )
-            })
+            .map(|t| ctx.buffer(&format!("content target {}", t.layer), plan.acts[t.act].len()))
             .collect::<Result<Vec<_>, _>>()?;
-        let style_grams = plan
-            .style
-            .iter()
-            .map(|t| gram_buffer(t, "style gram"))
-            .collect::<Result<Vec<_>, _>>()?;
+        let style_grams = plan.style.iter().map(|t| gram_buffer(t, "style gram")).collect::<Result<Vec<_>, _>>()?;
         let losses = ctx.buffer("losses", plan.loss_slots())?;
 
         let mut rgb_to_image = Step::new();
@@ -114,10 +93,7 @@ impl Executor {
 
     fn gram_shape(&self, act: usize) -> gram::GramShape {
         let s = self.plan.acts[act];
-        gram::GramShape {
-            channels: s.channels,
-            n: s.height * s.width,
-        }
+        gram::GramShape { channels: s.channels, n: s.height * s.width }
     }
 
     fn record_forward(&self, ctx: &Context) -> Result<Step, NetError> {
@@ -126,12 +102,7 @@ impl Executor {
             let (x, y) = (&self.acts[node.input()], &self.acts[node.output()]);
             let input = self.plan.acts[node.input()];
             let kernel = match *node {
-                Node::Conv {
-                    conv,
-                    output,
-                    relu: fused,
-                    ..
-                } => {
+                Node::Conv { conv, output, relu: fused, .. } => {
                     let shape = conv::ConvShape {
                         in_channels: input.channels,
                         out_channels: self.plan.acts[output].channels,
@@ -143,11 +114,7 @@ impl Executor {
                 Node::Relu { .. } => relu::forward(ctx, input.len(), x, y)?,
                 Node::MaxPool { .. } => pool::forward(
                     ctx,
-                    pool::PoolShape {
-                        channels: input.channels,
-                        height: input.height,
-                        width: input.width,
-                    },
+                    pool::PoolShape { channels: input.channels, height: input.height, width: input.width },
                     x,
                     y,
                 )?,
@@ -160,12 +127,7 @@ impl Executor {
     fn record_style_capture(&self, ctx: &Context) -> Result<Step, NetError> {
         let mut step = Step::new();
         for (term, style_gram) in self.plan.style.iter().zip(&self.style_grams) {
-            step.extend(gram::forward(
-                ctx,
-                self.gram_shape(term.act),
-                &self.acts[term.act],
-                style_gram,
-            )?);
+            step.extend(gram::forward(ctx, self.gram_shape(term.act), &self.acts[term.act], style_gram)?);
         }
         Ok(step)
     }
@@ -179,27 +141,12 @@ impl Executor {
         let slots_before_style = plan.content.len();
         for (slot, (term, target)) in plan.content.iter().zip(&self.content_targets).enumerate() {
             let len = plan.acts[term.act].len();
-            loss::sq_diff_forward(
-                ctx,
-                &mut step,
-                len,
-                &self.acts[term.act],
-                target,
-                &self.losses,
-                slot,
-                term.scale,
-            )?;
+            loss::sq_diff_forward(ctx, &mut step, len, &self.acts[term.act], target, &self.losses, slot, term.scale)?;
         }
         for (i, (term, style_gram)) in plan.style.iter().zip(&self.style_grams).enumerate() {
             let shape = self.gram_shape(term.act);
-            let target_gram =
-                ctx.buffer(&format!("target gram {}", term.layer), shape.gram_len())?;
-            step.extend(gram::forward(
-                ctx,
-                shape,
-                &self.acts[term.act],
-                &target_gram,
-            )?);
+            let target_gram = ctx.buffer(&format!("target gram {}", term.layer), shape.gram_len())?;
+            step.extend(gram::forward(ctx, shape, &self.acts[term.act], &target_gram)?);
             let slot = slots_before_style + i;
             loss::sq_diff_forward(
                 ctx,
@@ -220,12 +167,7 @@ impl Executor {
         let mut valid = false;
         for node in plan.nodes.iter().rev() {
             let out = node.output();
-            for (term, target) in plan
-                .content
-                .iter()
-                .zip(&self.content_targets)
-                .filter(|(t, _)| t.act == out)
-            {
+            for (term, target) in plan.content.iter().zip(&self.content_targets).filter(|(t, _)| t.act == out) {
                 let len = plan.acts[out].len();
                 let scale = term.scale * plan.content_weight;
                 step.push(loss::sq_diff_backward(
@@ -239,16 +181,11 @@ impl Executor {
                 )?);
                 valid = true;
             }
-            for ((term, style_gram), target_gram) in plan
-                .style
-                .iter()
-                .zip(&self.style_grams)
-                .zip(&target_grams)
-                .filter(|((t, _), _)| t.act == out)
+            for ((term, style_gram), target_gram) in
+                plan.style.iter().zip(&self.style_grams).zip(&target_grams).filter(|((t, _), _)| t.act == out)
             {
                 let shape = self.gram_shape(out);
-                let grad_gram =
-                    ctx.buffer(&format!("gram gradient {}", term.layer), shape.gram_len())?;
+                let grad_gram = ctx.buffer(&format!("gram gradient {}", term.layer), shape.gram_len())?;
                 let scale = term.scale * plan.style_weight;
                 step.push(loss::sq_diff_backward(
                     ctx,
@@ -259,14 +196,7 @@ impl Executor {
                     scale,
                     false,
                 )?);
-                step.push(gram::backward(
-                    ctx,
-                    shape,
-                    &self.acts[out],
-                    &grad_gram,
-                    &self.grads[current],
-                    valid,
-                )?);
+                step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, &self.grads[current], valid)?);
                 step.keep(grad_gram);
                 valid = true;
             }
@@ -276,12 +206,7 @@ impl Executor {
             let other = 1 - current;
             let input = plan.acts[node.input()];
             match *node {
-                Node::Conv {
-                    conv,
-                    output,
-                    relu: fused,
-                    ..
-                } => {
+                Node::Conv { conv, output, relu: fused, .. } => {
                     let shape = conv::ConvShape {
                         in_channels: input.channels,
                         out_channels: plan.acts[output].channels,
@@ -319,28 +244,12 @@ impl Executor {
                 }
                 Node::Relu { output, .. } => {
                     let len = plan.acts[output].len();
-                    step.push(relu::backward(
-                        ctx,
-                        len,
-                        &self.acts[output],
-                        &self.grads[current],
-                        &self.grads[other],
-                    )?);
+                    step.push(relu::backward(ctx, len, &self.acts[output], &self.grads[current], &self.grads[other])?);
                     current = other;
                 }
                 Node::MaxPool { input: x, .. } => {
-                    let shape = pool::PoolShape {
-                        channels: input.channels,
-                        height: input.height,
-                        width: input.width,
-                    };
-                    step.push(pool::backward(
-                        ctx,
-                        shape,
-                        &self.acts[x],
-                        &self.grads[current],
-                        &self.grads[other],
-                    )?);
+                    let shape = pool::PoolShape { channels: input.channels, height: input.height, width: input.width };
+                    step.push(pool::backward(ctx, shape, &self.acts[x], &self.grads[current], &self.grads[other])?);
                     current = other;
                 }
             }
@@ -452,19 +361,10 @@ impl Executor {
 
     /// Bytes of every buffer this executor allocated (weights, activations, gradients, targets).
     pub fn allocated_bytes(&self) -> u64 {
-        let weights: u64 = self
-            .convs
-            .iter()
-            .map(|c| c.forward.size() * 2 + c.bias.size())
-            .sum();
+        let weights: u64 = self.convs.iter().map(|c| c.forward.size() * 2 + c.bias.size()).sum();
         let acts: u64 = self.acts.iter().map(|b| b.size()).sum();
         let grads: u64 = self.grads.iter().map(|b| b.size()).sum();
-        let targets: u64 = self
-            .content_targets
-            .iter()
-            .chain(&self.style_grams)
-            .map(|b| b.size())
-            .sum();
+        let targets: u64 = self.content_targets.iter().chain(&self.style_grams).map(|b| b.size()).sum();
         weights + acts + grads + targets + self.rgb.size() + self.losses.size()
     }
 }

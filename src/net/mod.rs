@@ -45,12 +45,8 @@ pub fn random_weights(widths: &[usize], seed: u64) -> Vec<ConvLayerWeights> {
             let layer = ConvLayerWeights {
                 in_channels,
                 out_channels,
-                weight: (0..out_channels * in_channels * 9)
-                    .map(|_| (rng.normal() * std) as f32)
-                    .collect(),
-                bias: (0..out_channels)
-                    .map(|_| rng.range(-0.05, 0.05) as f32)
-                    .collect(),
+                weight: (0..out_channels * in_channels * 9).map(|_| (rng.normal() * std) as f32).collect(),
+                bias: (0..out_channels).map(|_| rng.range(-0.05, 0.05) as f32).collect(),
             };
             in_channels = out_channels;
             layer

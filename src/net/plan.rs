@@ -46,16 +46,12 @@ pub enum Node {
 impl Node {
     pub fn input(&self) -> usize {
         match *self {
-            Node::Conv { input, .. } | Node::Relu { input, .. } | Node::MaxPool { input, .. } => {
-                input
-            }
+            Node::Conv { input, .. } | Node::Relu { input, .. } | Node::MaxPool { input, .. } => input,
         }
     }
     pub fn output(&self) -> usize {
         match *self {
-            Node::Conv { output, .. }
-            | Node::Relu { output, .. }
-            | Node::MaxPool { output, .. } => output,
+            Node::Conv { output, .. } | Node::Relu { output, .. } | Node::MaxPool { output, .. } => output,
         }
     }
 }
@@ -77,10 +73,7 @@ impl Default for LossLayers {
     fn default() -> Self {
         Self {
             content: vec![super::vgg::DEFAULT_CONTENT_LAYER.to_string()],
-            style: super::vgg::DEFAULT_STYLE_LAYERS
-                .iter()
-                .map(|&(n, w)| (n.to_string(), w))
-                .collect(),
+            style: super::vgg::DEFAULT_STYLE_LAYERS.iter().map(|&(n, w)| (n.to_string(), w)).collect(),
             content_weight: 1.0,
             style_weight: 1e6,
         }
@@ -120,45 +113,23 @@ impl Plan {
         losses: &LossLayers,
     ) -> Result<Self, NetError> {
         if height == 0 || width == 0 {
-            return Err(NetError::BadSize(format!(
-                "image of {width}x{height} pixels"
-            )));
+            return Err(NetError::BadSize(format!("image of {width}x{height} pixels")));
         }
-        let wanted: Vec<&str> = losses
-            .content
-            .iter()
-            .chain(losses.style.iter().map(|(n, _)| n))
-            .map(String::as_str)
-            .collect();
+        let wanted: Vec<&str> =
+            losses.content.iter().chain(losses.style.iter().map(|(n, _)| n)).map(String::as_str).collect();
         if wanted.is_empty() {
-            return Err(NetError::UnknownLayer(
-                "no content or style layer was given".into(),
-            ));
+            return Err(NetError::UnknownLayer("no content or style layer was given".into()));
         }
         for name in &wanted {
             if !layers.iter().any(|l| l.name == *name) {
-                let known: Vec<&str> = layers
-                    .iter()
-                    .map(|l| l.name)
-                    .filter(|n| !n.starts_with("pool"))
-                    .collect();
-                return Err(NetError::UnknownLayer(format!(
-                    "unknown layer {name} (known: {})",
-                    known.join(", ")
-                )));
+                let known: Vec<&str> = layers.iter().map(|l| l.name).filter(|n| !n.starts_with("pool")).collect();
+                return Err(NetError::UnknownLayer(format!("unknown layer {name} (known: {})", known.join(", "))));
             }
         }
-        let last = layers
-            .iter()
-            .rposition(|l| wanted.contains(&l.name))
-            .expect("checked above");
+        let last = layers.iter().rposition(|l| wanted.contains(&l.name)).expect("checked above");
         let layers = &layers[..=last];
 
-        let mut acts = vec![ActShape {
-            channels: 3,
-            height,
-            width,
-        }];
+        let mut acts = vec![ActShape { channels: 3, height, width }];
         let mut names: Vec<(&str, usize)> = Vec::new();
         let mut nodes = Vec::new();
         let mut conv_widths = Vec::new();
@@ -171,10 +142,7 @@ impl Plan {
                 LayerKind::Conv => {
                     let conv = conv_widths.len();
                     let &(cin, cout) = widths.get(conv).ok_or_else(|| {
-                        NetError::WeightsMismatch(format!(
-                            "the weights have no convolution for {}",
-                            layer.name
-                        ))
+                        NetError::WeightsMismatch(format!("the weights have no convolution for {}", layer.name))
                     })?;
                     if cin != shape.channels {
                         return Err(NetError::WeightsMismatch(format!(
@@ -186,17 +154,9 @@ impl Plan {
                     // Fuse the ReLU unless the pre-activation value is read by a loss.
                     let next_is_relu = layers.get(i + 1).is_some_and(|l| l.kind == LayerKind::Relu);
                     let fuse = next_is_relu && !wanted.contains(&layer.name);
-                    acts.push(ActShape {
-                        channels: cout,
-                        ..shape
-                    });
+                    acts.push(ActShape { channels: cout, ..shape });
                     let output = acts.len() - 1;
-                    nodes.push(Node::Conv {
-                        conv,
-                        input,
-                        output,
-                        relu: fuse,
-                    });
+                    nodes.push(Node::Conv { conv, input, output, relu: fuse });
                     names.push((layer.name, output));
                     if fuse {
                         names.push((layers[i + 1].name, output));
@@ -205,10 +165,7 @@ impl Plan {
                 }
                 LayerKind::Relu => {
                     acts.push(shape);
-                    nodes.push(Node::Relu {
-                        input,
-                        output: acts.len() - 1,
-                    });
+                    nodes.push(Node::Relu { input, output: acts.len() - 1 });
                     names.push((layer.name, acts.len() - 1));
                 }
                 LayerKind::MaxPool => {
@@ -218,38 +175,20 @@ impl Plan {
                             layer.name, shape.width, shape.height
                         )));
                     }
-                    acts.push(ActShape {
-                        channels: shape.channels,
-                        height: shape.height / 2,
-                        width: shape.width / 2,
-                    });
-                    nodes.push(Node::MaxPool {
-                        input,
-                        output: acts.len() - 1,
-                    });
+                    acts.push(ActShape { channels: shape.channels, height: shape.height / 2, width: shape.width / 2 });
+                    nodes.push(Node::MaxPool { input, output: acts.len() - 1 });
                     names.push((layer.name, acts.len() - 1));
                 }
             }
             i += 1;
         }
-        let act_of = |name: &str| {
-            names
-                .iter()
-                .rev()
-                .find(|(n, _)| *n == name)
-                .map(|&(_, a)| a)
-                .expect("resolved")
-        };
+        let act_of = |name: &str| names.iter().rev().find(|(n, _)| *n == name).map(|&(_, a)| a).expect("resolved");
         let content = losses
             .content
             .iter()
             .map(|name| {
                 let act = act_of(name);
-                LossTerm {
-                    layer: name.clone(),
-                    act,
-                    scale: 1.0 / acts[act].len() as f64,
-                }
+                LossTerm { layer: name.clone(), act, scale: 1.0 / acts[act].len() as f64 }
             })
             .collect();
         let style = losses
@@ -287,8 +226,7 @@ impl Plan {
         let mut flops = 0u64;
         for node in &self.nodes {
             if let Node::Conv { input, output, .. } = *node {
-                let per_pass =
-                    2 * self.acts[output].len() as u64 * self.acts[input].channels as u64 * 9;
+                let per_pass = 2 * self.acts[output].len() as u64 * self.acts[input].channels as u64 * 9;
                 // The first convolution's backward is needed too: the image is what we optimize.
                 flops += 2 * per_pass;
             }

@@ -20,39 +20,23 @@ pub struct Targets {
 impl Reference {
     pub fn new(plan: Plan, convs: &[ConvLayerWeights]) -> Self {
         let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-        let weights = convs
-            .iter()
-            .take(plan.conv_widths.len())
-            .map(|c| (widen(&c.weight), widen(&c.bias)))
-            .collect();
+        let weights = convs.iter().take(plan.conv_widths.len()).map(|c| (widen(&c.weight), widen(&c.bias))).collect();
         Self { plan, weights }
     }
 
     fn conv_shape(&self, input: usize, output: usize) -> conv::ConvShape {
         let (i, o) = (self.plan.acts[input], self.plan.acts[output]);
-        conv::ConvShape {
-            in_channels: i.channels,
-            out_channels: o.channels,
-            height: i.height,
-            width: i.width,
-        }
+        conv::ConvShape { in_channels: i.channels, out_channels: o.channels, height: i.height, width: i.width }
     }
 
     fn pool_shape(&self, input: usize) -> pool::PoolShape {
         let s = self.plan.acts[input];
-        pool::PoolShape {
-            channels: s.channels,
-            height: s.height,
-            width: s.width,
-        }
+        pool::PoolShape { channels: s.channels, height: s.height, width: s.width }
     }
 
     fn gram_shape(&self, act: usize) -> gram::GramShape {
         let s = self.plan.acts[act];
-        gram::GramShape {
-            channels: s.channels,
-            n: s.height * s.width,
-        }
+        gram::GramShape { channels: s.channels, n: s.height * s.width }
     }
 
     /// Every activation of the schedule for a normalized image (activation 0 is the image).
@@ -61,19 +45,10 @@ impl Reference {
         for node in &self.plan.nodes {
             let x = &acts[node.input()];
             let y = match *node {
-                Node::Conv {
-                    conv,
-                    input,
-                    output,
-                    relu: fused,
-                } => {
+                Node::Conv { conv, input, output, relu: fused } => {
                     let (w, b) = &self.weights[conv];
                     let y = conv::reference::forward(self.conv_shape(input, output), x, w, b);
-                    if fused {
-                        relu::reference::forward(&y)
-                    } else {
-                        y
-                    }
+                    if fused { relu::reference::forward(&y) } else { y }
                 }
                 Node::Relu { .. } => relu::reference::forward(x),
                 Node::MaxPool { input, .. } => pool::reference::forward(self.pool_shape(input), x),
@@ -88,12 +63,7 @@ impl Reference {
         let content_acts = self.forward(content_image);
         let style_acts = self.forward(style_image);
         Targets {
-            content: self
-                .plan
-                .content
-                .iter()
-                .map(|t| content_acts[t.act].clone())
-                .collect(),
+            content: self.plan.content.iter().map(|t| content_acts[t.act].clone()).collect(),
             style_grams: self
                 .plan
                 .style
@@ -109,57 +79,30 @@ impl Reference {
         let acts = self.forward(image);
         let mut slots = Vec::new();
         let mut grads: Vec<Option<Vec<f64>>> = vec![None; acts.len()];
-        let add_grad =
-            |grads: &mut Vec<Option<Vec<f64>>>, act: usize, g: Vec<f64>| match &mut grads[act] {
-                Some(existing) => existing.iter_mut().zip(&g).for_each(|(e, v)| *e += v),
-                slot @ None => *slot = Some(g),
-            };
+        let add_grad = |grads: &mut Vec<Option<Vec<f64>>>, act: usize, g: Vec<f64>| match &mut grads[act] {
+            Some(existing) => existing.iter_mut().zip(&g).for_each(|(e, v)| *e += v),
+            slot @ None => *slot = Some(g),
+        };
         for (term, target) in plan.content.iter().zip(&targets.content) {
-            slots.push(loss::reference::sq_diff(
-                &acts[term.act],
-                target,
-                term.scale,
-            ));
-            let g = loss::reference::sq_diff_backward(
-                &acts[term.act],
-                target,
-                term.scale * plan.content_weight,
-            );
+            slots.push(loss::reference::sq_diff(&acts[term.act], target, term.scale));
+            let g = loss::reference::sq_diff_backward(&acts[term.act], target, term.scale * plan.content_weight);
             add_grad(&mut grads, term.act, g);
         }
         for (term, style_gram) in plan.style.iter().zip(&targets.style_grams) {
             let shape = self.gram_shape(term.act);
             let g = gram::reference::forward(shape, &acts[term.act]);
             slots.push(loss::reference::sq_diff(&g, style_gram, term.scale));
-            let grad_gram =
-                loss::reference::sq_diff_backward(&g, style_gram, term.scale * plan.style_weight);
-            add_grad(
-                &mut grads,
-                term.act,
-                gram::reference::backward(shape, &acts[term.act], &grad_gram),
-            );
+            let grad_gram = loss::reference::sq_diff_backward(&g, style_gram, term.scale * plan.style_weight);
+            add_grad(&mut grads, term.act, gram::reference::backward(shape, &acts[term.act], &grad_gram));
         }
         for node in plan.nodes.iter().rev() {
             let Some(grad_out) = grads[node.output()].take() else {
                 continue;
             };
             let grad_in = match *node {
-                Node::Conv {
-                    conv,
-                    input,
-                    output,
-                    relu: fused,
-                } => {
-                    let masked = if fused {
-                        relu::reference::backward(&acts[output], &grad_out)
-                    } else {
-                        grad_out
-                    };
-                    conv::reference::backward_input(
-                        self.conv_shape(input, output),
-                        &masked,
-                        &self.weights[conv].0,
-                    )
+                Node::Conv { conv, input, output, relu: fused } => {
+                    let masked = if fused { relu::reference::backward(&acts[output], &grad_out) } else { grad_out };
+                    conv::reference::backward_input(self.conv_shape(input, output), &masked, &self.weights[conv].0)
                 }
                 Node::Relu { input, .. } => relu::reference::backward(&acts[input], &grad_out),
                 Node::MaxPool { input, .. } => {
@@ -181,14 +124,10 @@ impl Reference {
             .iter()
             .zip(&targets.content)
             .map(|(term, target)| loss::reference::sq_diff(&acts[term.act], target, term.scale));
-        let style = plan
-            .style
-            .iter()
-            .zip(&targets.style_grams)
-            .map(|(term, style_gram)| {
-                let g = gram::reference::forward(self.gram_shape(term.act), &acts[term.act]);
-                loss::reference::sq_diff(&g, style_gram, term.scale)
-            });
+        let style = plan.style.iter().zip(&targets.style_grams).map(|(term, style_gram)| {
+            let g = gram::reference::forward(self.gram_shape(term.act), &acts[term.act]);
+            loss::reference::sq_diff(&g, style_gram, term.scale)
+        });
         let slots: Vec<f64> = content.chain(style).collect();
         Losses::from_slots(plan, &slots)
     }

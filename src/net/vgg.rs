@@ -19,25 +19,13 @@ pub struct LayerDef {
 }
 
 const fn conv(index: usize, name: &'static str) -> LayerDef {
-    LayerDef {
-        index,
-        name,
-        kind: LayerKind::Conv,
-    }
+    LayerDef { index, name, kind: LayerKind::Conv }
 }
 const fn relu(index: usize, name: &'static str) -> LayerDef {
-    LayerDef {
-        index,
-        name,
-        kind: LayerKind::Relu,
-    }
+    LayerDef { index, name, kind: LayerKind::Relu }
 }
 const fn pool(index: usize, name: &'static str) -> LayerDef {
-    LayerDef {
-        index,
-        name,
-        kind: LayerKind::MaxPool,
-    }
+    LayerDef { index, name, kind: LayerKind::MaxPool }
 }
 
 /// torchvision's `vgg19().features[0..=29]`: everything the method reads, through relu5_1.
@@ -75,18 +63,11 @@ pub const VGG19: [LayerDef; 30] = [
 ];
 
 /// Output widths of VGG-19's convolutions, in order.
-pub const VGG19_WIDTHS: [usize; 13] = [
-    64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512,
-];
+pub const VGG19_WIDTHS: [usize; 13] = [64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512];
 
 /// The method's style layers and their weights (after the ReLU, as the original's in-place ReLU makes them).
-pub const DEFAULT_STYLE_LAYERS: [(&str, f64); 5] = [
-    ("relu1_1", 1.0),
-    ("relu2_1", 0.75),
-    ("relu3_1", 0.2),
-    ("relu4_1", 0.2),
-    ("relu5_1", 0.2),
-];
+pub const DEFAULT_STYLE_LAYERS: [(&str, f64); 5] =
+    [("relu1_1", 1.0), ("relu2_1", 0.75), ("relu3_1", 0.2), ("relu4_1", 0.2), ("relu5_1", 0.2)];
 
 /// The method's content layer.
 pub const DEFAULT_CONTENT_LAYER: &str = "relu4_2";

@@ -5,10 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
 
-pub const SHADER: ShaderSource = ShaderSource {
-    name: "adam",
-    source: include_str!("../../kernels/adam.wgsl"),
-};
+pub const SHADER: ShaderSource = ShaderSource { name: "adam", source: include_str!("../../kernels/adam.wgsl") };
 
 /// Adam's hyper-parameters; `Default` is PyTorch's with the method's learning rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -21,12 +18,7 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        Self {
-            lr: 0.003,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-        }
+        Self { lr: 0.003, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
     }
 }
 
@@ -66,13 +58,7 @@ impl Adam {
         let zeros = vec![0.0f32; len];
         let exp_avg = ctx.upload("adam exp_avg", &zeros)?;
         let exp_avg_sq = ctx.upload("adam exp_avg_sq", &zeros)?;
-        let adam = Self {
-            config,
-            exp_avg,
-            exp_avg_sq,
-            len,
-            steps_taken: 0,
-        };
+        let adam = Self { config, exp_avg, exp_avg_sq, len, steps_taken: 0 };
         let kernel = Kernel::new(
             ctx,
             SHADER,
@@ -125,11 +111,7 @@ pub mod reference {
 
     impl AdamState {
         pub fn new(len: usize) -> Self {
-            Self {
-                exp_avg: vec![0.0; len],
-                exp_avg_sq: vec![0.0; len],
-                step: 0,
-            }
+            Self { exp_avg: vec![0.0; len], exp_avg_sq: vec![0.0; len], step: 0 }
         }
     }
 

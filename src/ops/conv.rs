@@ -5,10 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
 
-pub const SHADER: ShaderSource = ShaderSource {
-    name: "conv",
-    source: include_str!("../../kernels/conv.wgsl"),
-};
+pub const SHADER: ShaderSource = ShaderSource { name: "conv", source: include_str!("../../kernels/conv.wgsl") };
 
 const TILE: u32 = 64;
 const FLAG_BIAS: u32 = 1;
@@ -60,20 +57,14 @@ impl ConvWeights {
         out_channels: usize,
         in_channels: usize,
     ) -> Result<Self, GpuError> {
-        assert_eq!(
-            weight.len(),
-            out_channels * in_channels * 9,
-            "{label} weight length"
-        );
+        assert_eq!(weight.len(), out_channels * in_channels * 9, "{label} weight length");
         assert_eq!(bias.len(), out_channels, "{label} bias length");
         Ok(Self {
             in_channels,
             out_channels,
             forward: ctx.upload(&format!("{label}.weight"), weight)?,
-            backward: ctx.upload(
-                &format!("{label}.weight_flipped"),
-                &flip_transpose(weight, out_channels, in_channels),
-            )?,
+            backward: ctx
+                .upload(&format!("{label}.weight_flipped"), &flip_transpose(weight, out_channels, in_channels))?,
             bias: ctx.upload(&format!("{label}.bias"), bias)?,
         })
     }
@@ -85,8 +76,7 @@ pub fn flip_transpose(weight: &[f32], out_channels: usize, in_channels: usize) -
     for co in 0..out_channels {
         for ci in 0..in_channels {
             for k in 0..9 {
-                flipped[(ci * out_channels + co) * 9 + (8 - k)] =
-                    weight[(co * in_channels + ci) * 9 + k];
+                flipped[(ci * out_channels + co) * 9 + (8 - k)] = weight[(co * in_channels + ci) * 9 + k];
             }
         }
     }
@@ -106,6 +96,26 @@ struct Params {
     _pad: u32,
 }
 
+/// Which of the two formulations of the same product a kernel uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    /// 64 x 64 tiles staged in workgroup memory: for GPUs.
+    Tiled,
+    /// No workgroup memory or barriers, uniform weight loads: for CPU implementations.
+    Direct,
+}
+
+impl ConvAlgorithm {
+    /// The formulation that suits the adapter.
+    pub fn for_context(ctx: &Context) -> Self {
+        if ctx.adapter.device_type == "Cpu" { ConvAlgorithm::Direct } else { ConvAlgorithm::Tiled }
+    }
+}
+
+const DIRECT_ROWS: u32 = 16;
+const DIRECT_BLOCKS: u32 = 16;
+const DIRECT_PIXELS: u32 = 4;
+
 fn gemm_kernel(
     ctx: &Context,
     rows: usize,
@@ -115,8 +125,14 @@ fn gemm_kernel(
     flags: u32,
     buffers: [&wgpu::Buffer; 4],
 ) -> Result<Kernel, GpuError> {
-    let tiles_m = (rows as u32).div_ceil(TILE);
-    let tiles_n = ((height * width) as u32).div_ceil(TILE);
+    let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
+    let (tiles_m, tiles_n, entry) = match algorithm {
+        ConvAlgorithm::Tiled => ((rows as u32).div_ceil(TILE), ((height * width) as u32).div_ceil(TILE), "conv3x3"),
+        ConvAlgorithm::Direct => {
+            let blocks = (height as u32) * (width as u32).div_ceil(DIRECT_PIXELS);
+            ((rows as u32).div_ceil(DIRECT_ROWS), blocks.div_ceil(DIRECT_BLOCKS), "conv3x3_direct")
+        }
+    };
     let params = Params {
         groups: 0,
         in_channels: in_channels as u32,
@@ -127,14 +143,7 @@ fn gemm_kernel(
         flags,
         _pad: 0,
     };
-    Kernel::new(
-        ctx,
-        SHADER,
-        "conv3x3",
-        bytemuck::bytes_of(&params),
-        &buffers,
-        tiles_m * tiles_n,
-    )
+    Kernel::new(ctx, SHADER, entry, bytemuck::bytes_of(&params), &buffers, tiles_m * tiles_n)
 }
 
 /// output = conv(input) + bias, optionally followed by ReLU (fused in the epilogue).
@@ -187,12 +196,7 @@ pub mod reference {
 
     /// out[co, y, x] = bias[co] + sum over ci, ky, kx of w[co, ci, ky, kx] * in[ci, y + ky - 1, x + kx - 1].
     pub fn forward(shape: ConvShape, input: &[f64], weight: &[f64], bias: &[f64]) -> Vec<f64> {
-        let ConvShape {
-            in_channels,
-            out_channels,
-            height,
-            width,
-        } = shape;
+        let ConvShape { in_channels, out_channels, height, width } = shape;
         let mut out = vec![0.0; shape.output_len()];
         for co in 0..out_channels {
             for y in 0..height {
@@ -201,10 +205,8 @@ pub mod reference {
                     for ci in 0..in_channels {
                         for ky in 0..3 {
                             for kx in 0..3 {
-                                let (iy, ix) =
-                                    (y as isize + ky as isize - 1, x as isize + kx as isize - 1);
-                                if iy < 0 || ix < 0 || iy >= height as isize || ix >= width as isize
-                                {
+                                let (iy, ix) = (y as isize + ky as isize - 1, x as isize + kx as isize - 1);
+                                if iy < 0 || ix < 0 || iy >= height as isize || ix >= width as isize {
                                     continue;
                                 }
                                 sum += weight[((co * in_channels + ci) * 3 + ky) * 3 + kx]
@@ -221,12 +223,7 @@ pub mod reference {
 
     /// The adjoint of `forward` (without bias): scatters each output gradient back over its window.
     pub fn backward_input(shape: ConvShape, grad_output: &[f64], weight: &[f64]) -> Vec<f64> {
-        let ConvShape {
-            in_channels,
-            out_channels,
-            height,
-            width,
-        } = shape;
+        let ConvShape { in_channels, out_channels, height, width } = shape;
         let mut grad_input = vec![0.0; shape.input_len()];
         for co in 0..out_channels {
             for y in 0..height {
@@ -235,10 +232,8 @@ pub mod reference {
                     for ci in 0..in_channels {
                         for ky in 0..3 {
                             for kx in 0..3 {
-                                let (iy, ix) =
-                                    (y as isize + ky as isize - 1, x as isize + kx as isize - 1);
-                                if iy < 0 || ix < 0 || iy >= height as isize || ix >= width as isize
-                                {
+                                let (iy, ix) = (y as isize + ky as isize - 1, x as isize + kx as isize - 1);
+                                if iy < 0 || ix < 0 || iy >= height as isize || ix >= width as isize {
                                     continue;
                                 }
                                 grad_input[(ci * height + iy as usize) * width + ix as usize] +=

@@ -6,10 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::reduce;
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
-pub const SHADER: ShaderSource = ShaderSource {
-    name: "gram",
-    source: include_str!("../../kernels/gram.wgsl"),
-};
+pub const SHADER: ShaderSource = ShaderSource { name: "gram", source: include_str!("../../kernels/gram.wgsl") };
 
 const TILE: usize = 64;
 /// Products one accumulator sums before its partial is handed to the split-sum.
@@ -82,13 +79,7 @@ pub fn forward(
         &[features, &partials],
         (pairs * splits) as u32,
     )?);
-    step.push(reduce::sum_splits(
-        ctx,
-        shape.gram_len(),
-        splits,
-        &partials,
-        gram,
-    )?);
+    step.push(reduce::sum_splits(ctx, shape.gram_len(), splits, &partials, gram)?);
     step.keep(partials);
     Ok(step)
 }
@@ -131,9 +122,7 @@ pub mod reference {
         let mut gram = vec![0.0; c * c];
         for i in 0..c {
             for j in 0..c {
-                gram[i * c + j] = (0..n)
-                    .map(|p| features[i * n + p] * features[j * n + p])
-                    .sum();
+                gram[i * c + j] = (0..n).map(|p| features[i * n + p] * features[j * n + p]).sum();
             }
         }
         gram
@@ -144,9 +133,8 @@ pub mod reference {
         let mut grad = vec![0.0; c * n];
         for i in 0..c {
             for p in 0..n {
-                grad[i * n + p] = (0..c)
-                    .map(|k| (grad_gram[i * c + k] + grad_gram[k * c + i]) * features[k * n + p])
-                    .sum();
+                grad[i * n + p] =
+                    (0..c).map(|k| (grad_gram[i * c + k] + grad_gram[k * c + i]) * features[k * n + p]).sum();
             }
         }
         grad

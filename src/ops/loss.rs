@@ -7,10 +7,7 @@ use bytemuck::{Pod, Zeroable};
 use super::reduce;
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
-pub const SHADER: ShaderSource = ShaderSource {
-    name: "loss",
-    source: include_str!("../../kernels/loss.wgsl"),
-};
+pub const SHADER: ShaderSource = ShaderSource { name: "loss", source: include_str!("../../kernels/loss.wgsl") };
 
 const FLAG_ACCUMULATE: u32 = 4;
 
@@ -45,15 +42,7 @@ pub fn sq_diff_forward(
 ) -> Result<(), GpuError> {
     let blocks = reduce::blocks(len);
     if blocks == 1 {
-        step.push(partial_kernel(
-            ctx,
-            len,
-            lhs,
-            rhs,
-            losses,
-            slot,
-            scale as f32,
-        )?);
+        step.push(partial_kernel(ctx, len, lhs, rhs, losses, slot, scale as f32)?);
         return Ok(());
     }
     let partials = ctx.buffer("loss block sums", blocks)?;
@@ -71,14 +60,7 @@ fn partial_kernel(
     dst_offset: usize,
     scale: f32,
 ) -> Result<Kernel, GpuError> {
-    let params = Params {
-        groups: 0,
-        len: len as u32,
-        dst_offset: dst_offset as u32,
-        flags: 0,
-        scale,
-        _pad: [0; 3],
-    };
+    let params = Params { groups: 0, len: len as u32, dst_offset: dst_offset as u32, flags: 0, scale, _pad: [0; 3] };
     Kernel::new(
         ctx,
         SHADER,
@@ -121,19 +103,11 @@ pub fn sq_diff_backward(
 pub mod reference {
     /// scale * sum((lhs - rhs)^2)
     pub fn sq_diff(lhs: &[f64], rhs: &[f64], scale: f64) -> f64 {
-        scale
-            * lhs
-                .iter()
-                .zip(rhs)
-                .map(|(a, b)| (a - b) * (a - b))
-                .sum::<f64>()
+        scale * lhs.iter().zip(rhs).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()
     }
 
     /// d/d lhs of `sq_diff`.
     pub fn sq_diff_backward(lhs: &[f64], rhs: &[f64], scale: f64) -> Vec<f64> {
-        lhs.iter()
-            .zip(rhs)
-            .map(|(a, b)| 2.0 * scale * (a - b))
-            .collect()
+        lhs.iter().zip(rhs).map(|(a, b)| 2.0 * scale * (a - b)).collect()
     }
 }

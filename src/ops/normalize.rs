@@ -5,10 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
 
-pub const SHADER: ShaderSource = ShaderSource {
-    name: "image",
-    source: include_str!("../../kernels/image.wgsl"),
-};
+pub const SHADER: ShaderSource = ShaderSource { name: "image", source: include_str!("../../kernels/image.wgsl") };
 
 /// torchvision's ImageNet statistics.
 pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
@@ -41,23 +38,11 @@ fn kernel(
         mean: widen(IMAGENET_MEAN),
         std: widen(IMAGENET_STD),
     };
-    Kernel::new(
-        ctx,
-        SHADER,
-        entry,
-        bytemuck::bytes_of(&params),
-        &[src, dst],
-        ((3 * plane) as u32).div_ceil(256),
-    )
+    Kernel::new(ctx, SHADER, entry, bytemuck::bytes_of(&params), &[src, dst], ((3 * plane) as u32).div_ceil(256))
 }
 
 /// dst = (src - mean) / std per channel, for a 3 x `plane` image.
-pub fn normalize(
-    ctx: &Context,
-    plane: usize,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
-) -> Result<Kernel, GpuError> {
+pub fn normalize(ctx: &Context, plane: usize, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<Kernel, GpuError> {
     kernel(ctx, "normalize", plane, src, dst)
 }
 
@@ -76,11 +61,7 @@ pub mod reference {
 
     pub fn normalize(image: &[f64]) -> Vec<f64> {
         let plane = image.len() / 3;
-        image
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| (x - IMAGENET_MEAN[i / plane]) / IMAGENET_STD[i / plane])
-            .collect()
+        image.iter().enumerate().map(|(i, &x)| (x - IMAGENET_MEAN[i / plane]) / IMAGENET_STD[i / plane]).collect()
     }
 
     pub fn denormalize_clamp(image: &[f64]) -> Vec<f64> {

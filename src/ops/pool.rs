@@ -4,10 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
 
-pub const SHADER: ShaderSource = ShaderSource {
-    name: "pool",
-    source: include_str!("../../kernels/pool.wgsl"),
-};
+pub const SHADER: ShaderSource = ShaderSource { name: "pool", source: include_str!("../../kernels/pool.wgsl") };
 
 /// Input sizes of a pooling layer; the output is `height / 2` by `width / 2` (floor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,14 +61,7 @@ pub fn forward(
     output: &wgpu::Buffer,
 ) -> Result<Kernel, GpuError> {
     let groups = (shape.output_len() as u32).div_ceil(256);
-    Kernel::new(
-        ctx,
-        SHADER,
-        "maxpool_forward",
-        bytemuck::bytes_of(&params(shape)),
-        &[input, output],
-        groups,
-    )
+    Kernel::new(ctx, SHADER, "maxpool_forward", bytemuck::bytes_of(&params(shape)), &[input, output], groups)
 }
 
 /// grad_input = grad_output routed to each window's first arg-max, 0 elsewhere.

@@ -5,10 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
-pub const SHADER: ShaderSource = ShaderSource {
-    name: "reduce",
-    source: include_str!("../../kernels/reduce.wgsl"),
-};
+pub const SHADER: ShaderSource = ShaderSource { name: "reduce", source: include_str!("../../kernels/reduce.wgsl") };
 
 /// Values one workgroup of `sum_partials` (and of the loss kernels' first pass) folds into one.
 pub const BLOCK: usize = 256 * 8;
@@ -47,9 +44,7 @@ pub fn sum_into(
         remaining = blocks(remaining);
         current = step.keep(partials).clone();
     }
-    step.push(sum_partials(
-        ctx, remaining, &current, dst, dst_offset, scale,
-    )?);
+    step.push(sum_partials(ctx, remaining, &current, dst, dst_offset, scale)?);
     Ok(())
 }
 
@@ -62,22 +57,8 @@ pub fn sum_partials(
     dst_offset: usize,
     scale: f32,
 ) -> Result<Kernel, GpuError> {
-    let params = Params {
-        groups: 0,
-        len: len as u32,
-        splits: 0,
-        dst_offset: dst_offset as u32,
-        scale,
-        _pad: [0; 3],
-    };
-    Kernel::new(
-        ctx,
-        SHADER,
-        "sum_partials",
-        bytemuck::bytes_of(&params),
-        &[src, dst],
-        blocks(len) as u32,
-    )
+    let params = Params { groups: 0, len: len as u32, splits: 0, dst_offset: dst_offset as u32, scale, _pad: [0; 3] };
+    Kernel::new(ctx, SHADER, "sum_partials", bytemuck::bytes_of(&params), &[src, dst], blocks(len) as u32)
 }
 
 /// dst[i] = sum over s < splits of src[s * len + i], summed pairwise.
@@ -88,22 +69,8 @@ pub fn sum_splits(
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
 ) -> Result<Kernel, GpuError> {
-    let params = Params {
-        groups: 0,
-        len: len as u32,
-        splits: splits as u32,
-        dst_offset: 0,
-        scale: 1.0,
-        _pad: [0; 3],
-    };
-    Kernel::new(
-        ctx,
-        SHADER,
-        "sum_splits",
-        bytemuck::bytes_of(&params),
-        &[src, dst],
-        (len as u32).div_ceil(256),
-    )
+    let params = Params { groups: 0, len: len as u32, splits: splits as u32, dst_offset: 0, scale: 1.0, _pad: [0; 3] };
+    Kernel::new(ctx, SHADER, "sum_splits", bytemuck::bytes_of(&params), &[src, dst], (len as u32).div_ceil(256))
 }
 
 pub mod reference {
@@ -113,8 +80,6 @@ pub mod reference {
     }
 
     pub fn sum_splits(src: &[f64], len: usize, splits: usize) -> Vec<f64> {
-        (0..len)
-            .map(|i| (0..splits).map(|s| src[s * len + i]).sum())
-            .collect()
+        (0..len).map(|i| (0..splits).map(|s| src[s * len + i]).sum()).collect()
     }
 }

@@ -89,16 +89,11 @@ impl fmt::Display for Problem {
             Problem::Io(e) => write!(f, "cannot read: {e}"),
             Problem::NotWeights => write!(f, "not a PyTorch or NumPy weights file"),
             Problem::Truncated(detail) => write!(f, "truncated ({detail})"),
-            Problem::Forbidden(global) => write!(
-                f,
-                "refused to load: the pickle calls {global}, which a state dict never needs"
-            ),
+            Problem::Forbidden(global) => {
+                write!(f, "refused to load: the pickle calls {global}, which a state dict never needs")
+            }
             Problem::MissingKey(key) => write!(f, "missing key {key}"),
-            Problem::BadShape {
-                key,
-                found,
-                expected,
-            } => write!(f, "{key} has shape {found:?}, expected {expected}"),
+            Problem::BadShape { key, found, expected } => write!(f, "{key} has shape {found:?}, expected {expected}"),
             Problem::BadDtype { key, dtype } => {
                 write!(f, "{key} holds {dtype} values, expected float32")
             }
@@ -111,10 +106,7 @@ impl fmt::Display for Problem {
 impl Problem {
     /// Attaches the file name, making the public error.
     pub(crate) fn at(self, path: &Path) -> WeightsError {
-        WeightsError::File {
-            path: path.to_path_buf(),
-            problem: self,
-        }
+        WeightsError::File { path: path.to_path_buf(), problem: self }
     }
 
     /// Maps a read error: an early end of file becomes `Truncated`.

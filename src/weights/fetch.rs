@@ -60,8 +60,7 @@ fn cache_dir() -> Result<PathBuf, WeightsError> {
     match non_empty_env("HOME") {
         Some(home) => Ok(PathBuf::from(home).join(".cache").join("stylize")),
         None => Err(WeightsError::Cache {
-            detail: "neither XDG_CACHE_HOME nor HOME is set; pass --weights or set STYLIZE_WEIGHTS"
-                .into(),
+            detail: "neither XDG_CACHE_HOME nor HOME is set; pass --weights or set STYLIZE_WEIGHTS".into(),
         }),
     }
 }
@@ -80,17 +79,10 @@ pub fn download(
     expected_sha256: Option<&str>,
     on_event: &mut dyn FnMut(FetchEvent),
 ) -> Result<PathBuf, WeightsError> {
-    let fail = |detail: String| WeightsError::Download {
-        url: url.to_string(),
-        detail,
-    };
+    let fail = |detail: String| WeightsError::Download { url: url.to_string(), detail };
     let folder = parent_folder(dest);
-    fs::create_dir_all(&folder)
-        .map_err(|e| fail(format!("cannot create folder {}: {e}", folder.display())))?;
-    let mut response = http_agent()
-        .get(url)
-        .call()
-        .map_err(|e| fail(describe_http_error(&e)))?;
+    fs::create_dir_all(&folder).map_err(|e| fail(format!("cannot create folder {}: {e}", folder.display())))?;
+    let mut response = http_agent().get(url).call().map_err(|e| fail(describe_http_error(&e)))?;
     if response.status().as_u16() != 200 {
         return Err(fail(format!("HTTP status {}", response.status().as_u16())));
     }
@@ -98,31 +90,17 @@ pub fn download(
     let total = expected_size.or(content_length);
     if let (Some(expected), Some(announced)) = (expected_size, content_length) {
         if expected != announced {
-            return Err(fail(format!(
-                "server announces {announced} bytes, expected {expected}"
-            )));
+            return Err(fail(format!("server announces {announced} bytes, expected {expected}")));
         }
     }
-    on_event(FetchEvent::Started {
-        url: url.to_string(),
-        total,
-    });
+    on_event(FetchEvent::Started { url: url.to_string(), total });
     let mut part = PartialFile::create(&folder, dest).map_err(fail)?;
     let mut body = response.body_mut().as_reader();
     let (received, digest) = stream_to(&mut body, &mut part, total, on_event).map_err(fail)?;
     on_event(FetchEvent::Verifying);
-    check_received(
-        received,
-        content_length,
-        expected_size,
-        &digest,
-        expected_sha256,
-    )
-    .map_err(fail)?;
+    check_received(received, content_length, expected_size, &digest, expected_sha256).map_err(fail)?;
     part.finish(dest).map_err(fail)?;
-    on_event(FetchEvent::Done {
-        path: dest.to_path_buf(),
-    });
+    on_event(FetchEvent::Done { path: dest.to_path_buf() });
     Ok(dest.to_path_buf())
 }
 
@@ -172,10 +150,7 @@ fn stream_to(
         part.write(&buf[..n])?;
         done += n as u64;
         if total.is_some_and(|t| done > t) {
-            return Err(format!(
-                "server sent more than the expected {} bytes",
-                total.unwrap_or(0)
-            ));
+            return Err(format!("server sent more than the expected {} bytes", total.unwrap_or(0)));
         }
         if done >= next_report {
             on_event(FetchEvent::Progress { done, total });
@@ -199,23 +174,17 @@ fn check_received(
 ) -> Result<(), String> {
     if let Some(announced) = content_length {
         if received != announced {
-            return Err(format!(
-                "body truncated: got {received} of {announced} bytes"
-            ));
+            return Err(format!("body truncated: got {received} of {announced} bytes"));
         }
     }
     if let Some(expected) = expected_size {
         if received != expected {
-            return Err(format!(
-                "size mismatch: got {received} bytes, expected {expected}"
-            ));
+            return Err(format!("size mismatch: got {received} bytes, expected {expected}"));
         }
     }
     if let Some(expected) = expected_sha256 {
         if !digest.eq_ignore_ascii_case(expected.trim()) {
-            return Err(format!(
-                "SHA-256 mismatch: got {digest}, expected {expected}"
-            ));
+            return Err(format!("SHA-256 mismatch: got {digest}, expected {expected}"));
         }
     }
     Ok(())
@@ -230,10 +199,7 @@ struct PartialFile {
 impl PartialFile {
     fn create(folder: &Path, dest: &Path) -> Result<Self, String> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "weights".into());
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "weights".into());
         let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = folder.join(format!(".{name}.part-{}-{unique}", std::process::id()));
         let file = File::options()
@@ -241,26 +207,20 @@ impl PartialFile {
             .create_new(true)
             .open(&path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        Ok(PartialFile {
-            path,
-            file: Some(file),
-        })
+        Ok(PartialFile { path, file: Some(file) })
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
         let file = self.file.as_mut().ok_or("temporary file already closed")?;
-        file.write_all(bytes)
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+        file.write_all(bytes).map_err(|e| format!("cannot write {}: {e}", self.path.display()))
     }
 
     /// Syncs and renames into place.
     fn finish(mut self, dest: &Path) -> Result<(), String> {
         let file = self.file.take().ok_or("temporary file already closed")?;
-        file.sync_all()
-            .map_err(|e| format!("cannot sync {}: {e}", self.path.display()))?;
+        file.sync_all().map_err(|e| format!("cannot sync {}: {e}", self.path.display()))?;
         drop(file);
-        fs::rename(&self.path, dest)
-            .map_err(|e| format!("cannot move into place at {}: {e}", dest.display()))?;
+        fs::rename(&self.path, dest).map_err(|e| format!("cannot move into place at {}: {e}", dest.display()))?;
         if let Ok(dir) = File::open(parent_folder(dest)) {
             let _ = dir.sync_all();
         }
@@ -292,22 +252,13 @@ pub fn ensure_weights(
             return Ok(dest.to_path_buf());
         }
     }
-    download(
-        &entry.url,
-        dest,
-        Some(entry.size),
-        Some(&entry.sha256),
-        on_event,
-    )
+    download(&entry.url, dest, Some(entry.size), Some(&entry.sha256), on_event)
 }
 
 /// Resolves a `--weights` argument: an `http(s)://` URL is downloaded into the cache folder
 /// under the URL's file name (verified when the URL is a manifest entry's, unchecked
 /// otherwise; an earlier download there is reused); anything else is a file path.
-pub fn resolve_weights_arg(
-    arg: &str,
-    on_event: &mut dyn FnMut(FetchEvent),
-) -> Result<PathBuf, WeightsError> {
+pub fn resolve_weights_arg(arg: &str, on_event: &mut dyn FnMut(FetchEvent)) -> Result<PathBuf, WeightsError> {
     if !(arg.starts_with("http://") || arg.starts_with("https://")) {
         return Ok(PathBuf::from(arg));
     }
@@ -325,9 +276,7 @@ pub fn resolve_weights_arg(
 /// The last path segment of a URL, without query or fragment; `weights.pth` if none.
 fn file_name_of_url(url: &str) -> String {
     let without_query = url.split(['?', '#']).next().unwrap_or(url);
-    let after_scheme = without_query
-        .split_once("://")
-        .map_or(without_query, |(_, r)| r);
+    let after_scheme = without_query.split_once("://").map_or(without_query, |(_, r)| r);
     match after_scheme.split_once('/') {
         Some((_, path)) => path
             .rsplit('/')
@@ -345,10 +294,7 @@ mod tests {
 
     #[test]
     fn url_file_names() {
-        assert_eq!(
-            file_name_of_url("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
-            "vgg19-dcbb9e9d.pth"
-        );
+        assert_eq!(file_name_of_url("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"), "vgg19-dcbb9e9d.pth");
         assert_eq!(file_name_of_url("http://h/x/w.npz?sig=1#f"), "w.npz");
         assert_eq!(file_name_of_url("http://h/"), "weights.pth");
         assert_eq!(file_name_of_url("http://h"), "weights.pth");

@@ -55,24 +55,16 @@ mod tests {
     fn manifest_parses_with_vgg19_figures() {
         let entry = default_entry();
         assert_eq!(entry.file_name, "vgg19-dcbb9e9d.pth");
-        assert_eq!(
-            entry.url,
-            "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
-        );
+        assert_eq!(entry.url, "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth");
         assert_eq!(entry.size, 574_673_361);
-        assert_eq!(
-            entry.sha256,
-            "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"
-        );
+        assert_eq!(entry.sha256, "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44");
         assert_eq!(entry.format, "pth");
         assert_eq!(entry.layers.len(), 13);
         assert_eq!(entry.layers["conv1_1"], "features.0");
         assert_eq!(entry.layers["conv4_2"], "features.21");
         assert_eq!(entry.layers["conv5_1"], "features.28");
-        let prefixes: Vec<String> = crate::weights::VGG19_CONV_INDICES
-            .iter()
-            .map(|i| format!("features.{i}"))
-            .collect();
+        let prefixes: Vec<String> =
+            crate::weights::VGG19_CONV_INDICES.iter().map(|i| format!("features.{i}")).collect();
         for p in entry.layers.values() {
             assert!(prefixes.contains(p), "{p} is not a VGG-19 conv");
         }

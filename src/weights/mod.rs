@@ -74,11 +74,7 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize, Problem> {
     Ok(filled)
 }
 
-fn read_zip_kind(
-    file: File,
-    file_len: u64,
-    keys: &[String],
-) -> Result<HashMap<String, Tensor>, Problem> {
+fn read_zip_kind(file: File, file_len: u64, keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
     let reader = std::io::BufReader::new(file);
     let mut zip = zip::ZipArchive::new(reader).map_err(|e| match e {
         zip::result::ZipError::Io(e) => Problem::from_read(e, "zip archive"),

@@ -25,9 +25,7 @@ pub(crate) fn read_npz<R: Read + Seek>(
 ) -> Result<HashMap<String, Tensor>, Problem> {
     let mut out = HashMap::new();
     for key in keys {
-        let member = zip
-            .by_name(&format!("{key}.npy"))
-            .map_err(|_| Problem::MissingKey(key.clone()))?;
+        let member = zip.by_name(&format!("{key}.npy")).map_err(|_| Problem::MissingKey(key.clone()))?;
         out.insert(key.clone(), read_npy(member, key)?);
     }
     Ok(out)
@@ -52,42 +50,30 @@ fn read_npy(mut member: impl Read, key: &str) -> Result<Tensor, Problem> {
         .checked_mul(header.dtype.size() as u64)
         .ok_or_else(|| Problem::Malformed(format!("{key}: shape too large")))?;
     let mut bytes = Vec::new();
-    member
-        .take(len)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Problem::from_read(e, key))?;
+    member.take(len).read_to_end(&mut bytes).map_err(|e| Problem::from_read(e, key))?;
     if (bytes.len() as u64) < len {
-        return Err(Problem::Truncated(format!(
-            "{key} needs {len} bytes, {} remain",
-            bytes.len()
-        )));
+        return Err(Problem::Truncated(format!("{key} needs {len} bytes, {} remain", bytes.len())));
     }
     let values = tensor::decode_f32(&bytes, header.dtype, key)?;
-    Ok(Tensor {
-        data: tensor::gather(&values, &header.shape, &strides, &layout),
-        shape: header.shape,
-    })
+    Ok(Tensor { data: tensor::gather(&values, &header.shape, &strides, &layout), shape: header.shape })
 }
 
 fn read_npy_header(r: &mut impl Read, key: &str) -> Result<NpyHeader, Problem> {
     let bad = |what: &str| Problem::Malformed(format!("{key}.npy: {what}"));
     let mut magic = [0u8; 8];
-    r.read_exact(&mut magic)
-        .map_err(|e| Problem::from_read(e, key))?;
+    r.read_exact(&mut magic).map_err(|e| Problem::from_read(e, key))?;
     if &magic[..6] != b"\x93NUMPY" {
         return Err(bad("not a .npy member"));
     }
     let header_len = match magic[6] {
         1 => {
             let mut n = [0u8; 2];
-            r.read_exact(&mut n)
-                .map_err(|e| Problem::from_read(e, key))?;
+            r.read_exact(&mut n).map_err(|e| Problem::from_read(e, key))?;
             usize::from(u16::from_le_bytes(n))
         }
         2 | 3 => {
             let mut n = [0u8; 4];
-            r.read_exact(&mut n)
-                .map_err(|e| Problem::from_read(e, key))?;
+            r.read_exact(&mut n).map_err(|e| Problem::from_read(e, key))?;
             u32::from_le_bytes(n) as usize
         }
         _ => return Err(bad("unknown .npy version")),
@@ -96,20 +82,12 @@ fn read_npy_header(r: &mut impl Read, key: &str) -> Result<NpyHeader, Problem> {
         return Err(bad("header too long"));
     }
     let mut text = vec![0u8; header_len];
-    r.read_exact(&mut text)
-        .map_err(|e| Problem::from_read(e, key))?;
+    r.read_exact(&mut text).map_err(|e| Problem::from_read(e, key))?;
     let text = String::from_utf8_lossy(&text);
-    let (descr, fortran_order, shape) =
-        parse_header_dict(&text).ok_or_else(|| bad("unreadable header"))?;
-    let dtype = npy_dtype(&descr).ok_or_else(|| Problem::BadDtype {
-        key: key.to_string(),
-        dtype: format!("numpy '{descr}'"),
-    })?;
-    Ok(NpyHeader {
-        dtype,
-        fortran_order,
-        shape,
-    })
+    let (descr, fortran_order, shape) = parse_header_dict(&text).ok_or_else(|| bad("unreadable header"))?;
+    let dtype = npy_dtype(&descr)
+        .ok_or_else(|| Problem::BadDtype { key: key.to_string(), dtype: format!("numpy '{descr}'") })?;
+    Ok(NpyHeader { dtype, fortran_order, shape })
 }
 
 /// Parses `{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3, 3, 3), }` into
@@ -132,9 +110,7 @@ fn parse_header_dict(text: &str) -> Option<(String, bool, Vec<usize>)> {
 
 /// Text after `'name':`, trimmed.
 fn value_after<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    let at = text
-        .find(&format!("'{name}'"))
-        .or_else(|| text.find(&format!("\"{name}\"")))?;
+    let at = text.find(&format!("'{name}'")).or_else(|| text.find(&format!("\"{name}\"")))?;
     let rest = &text[at + name.len() + 2..];
     Some(rest.trim_start().strip_prefix(':')?.trim_start())
 }

@@ -127,10 +127,7 @@ impl Value {
 
     /// A tuple of non-negative integers as sizes.
     fn as_sizes(&self) -> Option<Vec<usize>> {
-        self.as_items()?
-            .iter()
-            .map(|v| usize::try_from(v.as_int()?).ok())
-            .collect()
+        self.as_items()?.iter().map(|v| usize::try_from(v.as_int()?).ok()).collect()
     }
 }
 
@@ -156,11 +153,7 @@ pub(crate) struct PickleInput<R> {
 impl<R: Read> PickleInput<R> {
     /// Wraps a reader that holds at most `remaining` more bytes.
     pub(crate) fn new(inner: R, remaining: u64) -> Self {
-        PickleInput {
-            inner,
-            remaining,
-            consumed: 0,
-        }
+        PickleInput { inner, remaining, consumed: 0 }
     }
 
     /// Bytes consumed so far.
@@ -170,16 +163,11 @@ impl<R: Read> PickleInput<R> {
 
     fn take_bytes(&mut self, n: u64) -> Result<Vec<u8>, Problem> {
         if n > self.remaining {
-            return Err(Problem::Truncated(format!(
-                "pickle item needs {n} bytes, {} remain",
-                self.remaining
-            )));
+            return Err(Problem::Truncated(format!("pickle item needs {n} bytes, {} remain", self.remaining)));
         }
         let len = usize::try_from(n).map_err(|_| malformed("pickle item too large"))?;
         let mut buf = vec![0u8; len];
-        self.inner
-            .read_exact(&mut buf)
-            .map_err(|e| Problem::from_read(e, "pickle"))?;
+        self.inner.read_exact(&mut buf).map_err(|e| Problem::from_read(e, "pickle"))?;
         self.remaining -= n;
         self.consumed += n;
         Ok(buf)
@@ -254,22 +242,15 @@ impl Machine {
         if self.stack.len() <= floor {
             return Err(malformed("pickle stack underflow"));
         }
-        self.stack
-            .pop()
-            .ok_or_else(|| malformed("pickle stack underflow"))
+        self.stack.pop().ok_or_else(|| malformed("pickle stack underflow"))
     }
 
     fn top(&mut self) -> Result<&mut Value, Problem> {
-        self.stack
-            .last_mut()
-            .ok_or_else(|| malformed("pickle stack underflow"))
+        self.stack.last_mut().ok_or_else(|| malformed("pickle stack underflow"))
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Value>, Problem> {
-        let mark = self
-            .marks
-            .pop()
-            .ok_or_else(|| malformed("pickle MARK missing"))?;
+        let mark = self.marks.pop().ok_or_else(|| malformed("pickle MARK missing"))?;
         Ok(self.stack.split_off(mark.min(self.stack.len())))
     }
 
@@ -277,11 +258,7 @@ impl Machine {
         if index >= MAX_MEMO {
             return Err(malformed("pickle memo index too large"));
         }
-        let v = self
-            .stack
-            .last()
-            .cloned()
-            .ok_or_else(|| malformed("pickle stack underflow"))?;
+        let v = self.stack.last().cloned().ok_or_else(|| malformed("pickle stack underflow"))?;
         if self.memo.len() <= index {
             self.memo.resize(index + 1, None);
         }
@@ -354,12 +331,7 @@ impl Machine {
 
 /// Reads one pickle (up to its STOP) and returns the value it builds.
 pub(crate) fn unpickle<R: Read>(input: &mut PickleInput<R>) -> Result<Value, Problem> {
-    let mut m = Machine {
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: Vec::new(),
-        copy_work: 0,
-    };
+    let mut m = Machine { stack: Vec::new(), marks: Vec::new(), memo: Vec::new(), copy_work: 0 };
     loop {
         let op = input.byte()?;
         if op == b'.' {
@@ -377,10 +349,7 @@ fn step<R: Read>(m: &mut Machine, input: &mut PickleInput<R>, op: u8) -> Result<
         0x95 => {
             input.array::<8>()?;
         }
-        b'}' => m.push(Value::Dict(Rc::new(Map {
-            depth: 1,
-            items: Vec::new(),
-        })))?,
+        b'}' => m.push(Value::Dict(Rc::new(Map { depth: 1, items: Vec::new() })))?,
         b']' => m.push(Value::List(new_seq(Vec::new())?))?,
         b')' => m.push(Value::Tuple(new_seq(Vec::new())?))?,
         b'(' => {
@@ -483,9 +452,7 @@ fn step<R: Read>(m: &mut Machine, input: &mut PickleInput<R>, op: u8) -> Result<
             let name = m.pop()?;
             let module = m.pop()?;
             match (module.as_str(), name.as_str()) {
-                (Some(module), Some(name)) => {
-                    m.push(Value::Callable(resolve_global(module, name)?))?
-                }
+                (Some(module), Some(name)) => m.push(Value::Callable(resolve_global(module, name)?))?,
                 _ => return Err(malformed("STACK_GLOBAL without strings")),
             }
         }
@@ -513,9 +480,7 @@ fn step<R: Read>(m: &mut Machine, input: &mut PickleInput<R>, op: u8) -> Result<
             m.push(v)?;
         }
         other => {
-            return Err(malformed(format!(
-                "unsupported pickle opcode 0x{other:02x}"
-            )));
+            return Err(malformed(format!("unsupported pickle opcode 0x{other:02x}")));
         }
     }
     Ok(())
@@ -549,9 +514,7 @@ fn apply(callable: &Value, args: &Value) -> Result<Value, Problem> {
     let Value::Callable(callable) = callable else {
         return Err(malformed("REDUCE on something not callable"));
     };
-    let args = args
-        .as_items()
-        .ok_or_else(|| malformed("REDUCE arguments are not a tuple"))?;
+    let args = args.as_items().ok_or_else(|| malformed("REDUCE arguments are not a tuple"))?;
     match callable {
         Callable::OrderedDict => ordered_dict(args),
         Callable::RebuildTensor | Callable::RebuildTensorV2 => rebuild_tensor(args),
@@ -559,22 +522,14 @@ fn apply(callable: &Value, args: &Value) -> Result<Value, Problem> {
             Some(t @ Value::Tensor(_)) => Ok(t.clone()),
             _ => Err(malformed("_rebuild_parameter without a tensor")),
         },
-        Callable::StorageType(dtype) => Err(malformed(format!(
-            "a {} storage class is called",
-            dtype.name()
-        ))),
+        Callable::StorageType(dtype) => Err(malformed(format!("a {} storage class is called", dtype.name()))),
     }
 }
 
 fn ordered_dict(args: &[Value]) -> Result<Value, Problem> {
-    let mut map = Map {
-        depth: 1,
-        items: Vec::new(),
-    };
+    let mut map = Map { depth: 1, items: Vec::new() };
     if let Some(pairs) = args.first() {
-        let pairs = pairs
-            .as_items()
-            .ok_or_else(|| malformed("OrderedDict argument is not a list"))?;
+        let pairs = pairs.as_items().ok_or_else(|| malformed("OrderedDict argument is not a list"))?;
         for pair in pairs {
             match pair.as_items() {
                 Some([k, v]) => {
@@ -602,18 +557,9 @@ fn rebuild_tensor(args: &[Value]) -> Result<Value, Problem> {
         .as_int()
         .and_then(|o| usize::try_from(o).ok())
         .ok_or_else(|| malformed("tensor offset is not a size"))?;
-    let shape = size
-        .as_sizes()
-        .ok_or_else(|| malformed("tensor shape is not a tuple of sizes"))?;
-    let stride = stride
-        .as_sizes()
-        .ok_or_else(|| malformed("tensor stride is not a tuple of sizes"))?;
-    Ok(Value::Tensor(Rc::new(TensorRef {
-        storage: (**storage).clone(),
-        offset,
-        shape,
-        stride,
-    })))
+    let shape = size.as_sizes().ok_or_else(|| malformed("tensor shape is not a tuple of sizes"))?;
+    let stride = stride.as_sizes().ok_or_else(|| malformed("tensor stride is not a tuple of sizes"))?;
+    Ok(Value::Tensor(Rc::new(TensorRef { storage: (**storage).clone(), offset, shape, stride })))
 }
 
 /// Interprets `('storage', type, key, location, numel[, view_metadata])`.
@@ -634,29 +580,15 @@ fn persistent_load(pid: &Value) -> Result<Value, Problem> {
         Value::Int(i) => i.to_string(),
         _ => return Err(bad()),
     };
-    let numel = numel
-        .as_int()
-        .and_then(|n| u64::try_from(n).ok())
-        .ok_or_else(bad)?;
-    let mut storage = StorageRef {
-        key,
-        dtype: *dtype,
-        numel,
-        base: 0,
-    };
+    let numel = numel.as_int().and_then(|n| u64::try_from(n).ok()).ok_or_else(bad)?;
+    let mut storage = StorageRef { key, dtype: *dtype, numel, base: 0 };
     if let Some(view) = rest.first().and_then(Value::as_items) {
         // Old storage views: (view_key, offset, view_size) into the root storage.
         let [_, offset, size] = view else {
             return Err(bad());
         };
-        storage.base = offset
-            .as_int()
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(bad)?;
-        storage.numel = size
-            .as_int()
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(bad)?;
+        storage.base = offset.as_int().and_then(|n| u64::try_from(n).ok()).ok_or_else(bad)?;
+        storage.numel = size.as_int().and_then(|n| u64::try_from(n).ok()).ok_or_else(bad)?;
     }
     Ok(Value::Storage(Rc::new(storage)))
 }
@@ -736,14 +668,8 @@ mod tests {
         assert_eq!(t.storage.key, "7");
         assert_eq!(t.storage.dtype, Dtype::F16);
         assert_eq!(t.storage.numel, 8);
-        assert_eq!(
-            (t.offset, t.shape.clone(), t.stride.clone()),
-            (2, vec![2, 3], vec![3, 1])
-        );
-        assert!(matches!(
-            find_tensor(&state, "x"),
-            Err(Problem::MissingKey(_))
-        ));
+        assert_eq!((t.offset, t.shape.clone(), t.stride.clone()), (2, vec![2, 3], vec![3, 1]));
+        assert!(matches!(find_tensor(&state, "x"), Err(Problem::MissingKey(_))));
     }
 
     #[test]

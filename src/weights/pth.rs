@@ -32,27 +32,21 @@ struct StorageSpan {
 }
 
 /// Reads `keys` from a legacy container.
-pub(crate) fn read_legacy(
-    file: File,
-    file_len: u64,
-    keys: &[String],
-) -> Result<HashMap<String, Tensor>, Problem> {
+pub(crate) fn read_legacy(file: File, file_len: u64, keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
     let mut input = PickleInput::new(BufReader::new(file), file_len);
     check_legacy_header(&mut input)?;
     let state = pickle::unpickle(&mut input)?;
     let storage_keys = read_storage_keys(&mut input)?;
     let data_start = input.consumed();
-    let wanted: Vec<(&String, &TensorRef)> = keys
-        .iter()
-        .map(|k| Ok((k, pickle::find_tensor(&state, k)?)))
-        .collect::<Result<_, Problem>>()?;
+    let wanted: Vec<(&String, &TensorRef)> =
+        keys.iter().map(|k| Ok((k, pickle::find_tensor(&state, k)?))).collect::<Result<_, Problem>>()?;
     let mut reader = input_into_file(input)?;
     let spans = locate_storages(&mut reader, file_len, data_start, &state, &storage_keys)?;
     let mut out = HashMap::new();
     for (key, t) in wanted {
-        let span = spans.get(&t.storage.key).ok_or_else(|| {
-            Problem::Malformed(format!("storage {} is not in the file", t.storage.key))
-        })?;
+        let span = spans
+            .get(&t.storage.key)
+            .ok_or_else(|| Problem::Malformed(format!("storage {} is not in the file", t.storage.key)))?;
         let tensor = read_legacy_tensor(&mut reader, file_len, span, t, key)?;
         out.insert(key.clone(), tensor);
     }
@@ -73,21 +67,15 @@ fn check_legacy_header(input: &mut PickleInput<BufReader<File>>) -> Result<(), P
     match pickle::unpickle(input)? {
         Value::Int(LEGACY_PROTOCOL) => {}
         other => {
-            return Err(Problem::Malformed(format!(
-                "unknown legacy protocol version {other:?}"
-            )));
+            return Err(Problem::Malformed(format!("unknown legacy protocol version {other:?}")));
         }
     }
     let sys_info = pickle::unpickle(input)?;
     if let Value::Dict(map) = &sys_info {
-        let big_endian = map
-            .items
-            .iter()
-            .any(|(k, v)| k.as_str() == Some("little_endian") && matches!(v, Value::Bool(false)));
+        let big_endian =
+            map.items.iter().any(|(k, v)| k.as_str() == Some("little_endian") && matches!(v, Value::Bool(false)));
         if big_endian {
-            return Err(Problem::Malformed(
-                "big-endian storages are not supported".into(),
-            ));
+            return Err(Problem::Malformed("big-endian storages are not supported".into()));
         }
     }
     Ok(())
@@ -95,9 +83,7 @@ fn check_legacy_header(input: &mut PickleInput<BufReader<File>>) -> Result<(), P
 
 fn read_storage_keys(input: &mut PickleInput<BufReader<File>>) -> Result<Vec<String>, Problem> {
     let list = pickle::unpickle(input)?;
-    let items = list
-        .as_items()
-        .ok_or_else(|| Problem::Malformed("storage key list is not a list".into()))?;
+    let items = list.as_items().ok_or_else(|| Problem::Malformed("storage key list is not a list".into()))?;
     items
         .iter()
         .map(|v| match v {
@@ -124,21 +110,18 @@ fn locate_storages(
     let mut spans = HashMap::new();
     let mut pos = data_start;
     for key in storage_keys {
-        let size = *elem_size.get(key.as_str()).ok_or_else(|| {
-            Problem::Malformed(format!("storage {key} has no known element type"))
-        })?;
+        let size = *elem_size
+            .get(key.as_str())
+            .ok_or_else(|| Problem::Malformed(format!("storage {key} has no known element type")))?;
         let numel = read_numel(file, file_len, pos, key)?;
         let data_pos = pos + 8;
-        let bytes = numel
-            .checked_mul(size)
-            .filter(|&b| b <= file_len - data_pos)
-            .ok_or_else(|| {
-                Problem::Truncated(format!(
-                    "storage {key} needs {} bytes, {} remain",
-                    numel.saturating_mul(size),
-                    file_len - data_pos
-                ))
-            })?;
+        let bytes = numel.checked_mul(size).filter(|&b| b <= file_len - data_pos).ok_or_else(|| {
+            Problem::Truncated(format!(
+                "storage {key} needs {} bytes, {} remain",
+                numel.saturating_mul(size),
+                file_len - data_pos
+            ))
+        })?;
         spans.insert(key.clone(), StorageSpan { data_pos, numel });
         pos = data_pos + bytes;
     }
@@ -147,30 +130,22 @@ fn locate_storages(
 
 fn read_numel(file: &mut File, file_len: u64, pos: u64, key: &str) -> Result<u64, Problem> {
     if file_len.saturating_sub(pos) < 8 {
-        return Err(Problem::Truncated(format!(
-            "storage {key} header is missing"
-        )));
+        return Err(Problem::Truncated(format!("storage {key} header is missing")));
     }
     let mut head = [0u8; 8];
     file.seek(SeekFrom::Start(pos)).map_err(Problem::Io)?;
-    file.read_exact(&mut head)
-        .map_err(|e| Problem::from_read(e, "storage header"))?;
+    file.read_exact(&mut head).map_err(|e| Problem::from_read(e, "storage header"))?;
     u64::try_from(i64::from_le_bytes(head))
         .map_err(|_| Problem::Malformed(format!("storage {key} has a negative size")))
 }
 
 /// Checks a tensor's layout against its storage's element count; returns the layout and the
 /// element index (in the root storage) of the tensor's first element.
-fn check_in_storage(
-    t: &TensorRef,
-    storage_numel: u64,
-    key: &str,
-) -> Result<(Layout, u64), Problem> {
+fn check_in_storage(t: &TensorRef, storage_numel: u64, key: &str) -> Result<(Layout, u64), Problem> {
     let layout = tensor::layout(&t.shape, &t.stride, key)?;
     let StorageRef { base, numel, .. } = &t.storage;
-    let first = base
-        .checked_add(t.offset as u64)
-        .ok_or_else(|| Problem::Malformed(format!("{key}: offset too large")))?;
+    let first =
+        base.checked_add(t.offset as u64).ok_or_else(|| Problem::Malformed(format!("{key}: offset too large")))?;
     let end = first.checked_add(layout.span as u64);
     let view_end = base.checked_add(*numel);
     let fits = match (end, view_end) {
@@ -178,9 +153,7 @@ fn check_in_storage(
         _ => false,
     };
     if layout.span > 0 && !fits {
-        return Err(Problem::Malformed(format!(
-            "{key} reaches past the end of its storage"
-        )));
+        return Err(Problem::Malformed(format!("{key} reaches past the end of its storage")));
     }
     Ok((layout, first))
 }
@@ -210,22 +183,13 @@ fn read_legacy_tensor(
     }
     file.seek(SeekFrom::Start(start)).map_err(Problem::Io)?;
     let mut bytes = vec![0u8; len as usize];
-    file.read_exact(&mut bytes)
-        .map_err(|e| Problem::from_read(e, "storage data"))?;
+    file.read_exact(&mut bytes).map_err(|e| Problem::from_read(e, "storage data"))?;
     finish_tensor(&bytes, t, &layout, key)
 }
 
-fn finish_tensor(
-    bytes: &[u8],
-    t: &TensorRef,
-    layout: &Layout,
-    key: &str,
-) -> Result<Tensor, Problem> {
+fn finish_tensor(bytes: &[u8], t: &TensorRef, layout: &Layout, key: &str) -> Result<Tensor, Problem> {
     let values = tensor::decode_f32(bytes, t.storage.dtype, key)?;
-    Ok(Tensor {
-        data: tensor::gather(&values, &t.shape, &t.stride, layout),
-        shape: t.shape.clone(),
-    })
+    Ok(Tensor { data: tensor::gather(&values, &t.shape, &t.stride, layout), shape: t.shape.clone() })
 }
 
 /// The folder (with trailing slash, possibly empty) that holds `data.pkl` in a torch zip.
@@ -245,13 +209,9 @@ pub(crate) fn read_zip<R: Read + Seek>(
 ) -> Result<HashMap<String, Tensor>, Problem> {
     check_byteorder(zip, prefix)?;
     let state = {
-        let member = zip
-            .by_name(&format!("{prefix}data.pkl"))
-            .map_err(|e| Problem::Malformed(format!("data.pkl: {e}")))?;
-        let limit = member
-            .size()
-            .min(file_len.saturating_mul(64))
-            .min(MAX_PICKLE_BYTES);
+        let member =
+            zip.by_name(&format!("{prefix}data.pkl")).map_err(|e| Problem::Malformed(format!("data.pkl: {e}")))?;
+        let limit = member.size().min(file_len.saturating_mul(64)).min(MAX_PICKLE_BYTES);
         let mut input = PickleInput::new(member, limit);
         pickle::unpickle(&mut input)?
     };
@@ -264,22 +224,14 @@ pub(crate) fn read_zip<R: Read + Seek>(
     Ok(out)
 }
 
-fn check_byteorder<R: Read + Seek>(
-    zip: &mut zip::ZipArchive<R>,
-    prefix: &str,
-) -> Result<(), Problem> {
+fn check_byteorder<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, prefix: &str) -> Result<(), Problem> {
     let Ok(member) = zip.by_name(&format!("{prefix}byteorder")) else {
         return Ok(());
     };
     let mut text = String::new();
-    member
-        .take(16)
-        .read_to_string(&mut text)
-        .map_err(|e| Problem::from_read(e, "byteorder"))?;
+    member.take(16).read_to_string(&mut text).map_err(|e| Problem::from_read(e, "byteorder"))?;
     if text.trim() == "big" {
-        return Err(Problem::Malformed(
-            "big-endian storages are not supported".into(),
-        ));
+        return Err(Problem::Malformed("big-endian storages are not supported".into()));
     }
     Ok(())
 }
@@ -291,9 +243,9 @@ fn read_zip_tensor<R: Read + Seek>(
     key: &str,
 ) -> Result<Tensor, Problem> {
     let name = format!("{prefix}data/{}", t.storage.key);
-    let member = zip.by_name(&name).map_err(|_| {
-        Problem::Malformed(format!("storage {} is not in the archive", t.storage.key))
-    })?;
+    let member = zip
+        .by_name(&name)
+        .map_err(|_| Problem::Malformed(format!("storage {} is not in the archive", t.storage.key)))?;
     let size = t.storage.dtype.size() as u64;
     let root_numel = t.storage.base.saturating_add(t.storage.numel);
     let (layout, first) = check_in_storage(t, root_numel, key)?;
@@ -302,23 +254,13 @@ fn read_zip_tensor<R: Read + Seek>(
     }
     let too_large = || Problem::Malformed(format!("{key}: storage too large"));
     let skip = first.checked_mul(size).ok_or_else(too_large)?;
-    let len = (layout.span as u64)
-        .checked_mul(size)
-        .ok_or_else(too_large)?;
+    let len = (layout.span as u64).checked_mul(size).ok_or_else(too_large)?;
     let mut reader = member;
-    io::copy(&mut (&mut reader).take(skip), &mut io::sink())
-        .map_err(|e| Problem::from_read(e, "storage data"))?;
+    io::copy(&mut (&mut reader).take(skip), &mut io::sink()).map_err(|e| Problem::from_read(e, "storage data"))?;
     let mut bytes = Vec::new();
-    (&mut reader)
-        .take(len)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Problem::from_read(e, "storage data"))?;
+    (&mut reader).take(len).read_to_end(&mut bytes).map_err(|e| Problem::from_read(e, "storage data"))?;
     if (bytes.len() as u64) < len {
-        return Err(Problem::Truncated(format!(
-            "storage {} needs {len} bytes, {} remain",
-            t.storage.key,
-            bytes.len()
-        )));
+        return Err(Problem::Truncated(format!("storage {} needs {len} bytes, {} remain", t.storage.key, bytes.len())));
     }
     finish_tensor(&bytes, t, &layout, key)
 }

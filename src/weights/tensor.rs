@@ -65,27 +65,17 @@ impl Dtype {
 /// Decodes little-endian floating-point bytes to f32; integer types are refused naming `key`.
 pub(crate) fn decode_f32(bytes: &[u8], dtype: Dtype, key: &str) -> Result<Vec<f32>, Problem> {
     let values = match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
+        Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         Dtype::F64 => bytes
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
             .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
-            .collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        Dtype::BF16 => {
+            bytes.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).collect()
+        }
         other => {
-            return Err(Problem::BadDtype {
-                key: key.to_string(),
-                dtype: other.name().to_string(),
-            });
+            return Err(Problem::BadDtype { key: key.to_string(), dtype: other.name().to_string() });
         }
     };
     Ok(values)
@@ -128,19 +118,14 @@ pub(crate) fn layout(shape: &[usize], stride: &[usize], key: &str) -> Result<Lay
     if shape.len() != stride.len() {
         return Err(bad("shape and stride differ in length"));
     }
-    let numel = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| bad("shape too large"))?;
+    let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| bad("shape too large"))?;
     if numel == 0 {
         return Ok(Layout { numel, span: 0 });
     }
     let last = shape
         .iter()
         .zip(stride)
-        .try_fold(0usize, |acc, (&d, &s)| {
-            acc.checked_add((d - 1).checked_mul(s)?)
-        })
+        .try_fold(0usize, |acc, (&d, &s)| acc.checked_add((d - 1).checked_mul(s)?))
         .ok_or_else(|| bad("strides too large"))?;
     let span = last + 1;
     if numel > span {
@@ -204,10 +189,7 @@ mod tests {
         let (shape, stride) = ([2, 3], [1, 2]);
         let layout = layout(&shape, &stride, "t").unwrap();
         assert_eq!((layout.numel, layout.span), (6, 6));
-        assert_eq!(
-            gather(&storage, &shape, &stride, &layout),
-            vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-        );
+        assert_eq!(gather(&storage, &shape, &stride, &layout), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
         // Every other element.
         let layout = super::layout(&[3], &[2], "t").unwrap();
         assert_eq!(layout.span, 5);
@@ -226,10 +208,8 @@ mod tests {
 
     #[test]
     fn half_and_bfloat16_decode() {
-        let halves: Vec<u8> = [0x3c00u16, 0xc000, 0x0001, 0x7c00, 0x0000]
-            .iter()
-            .flat_map(|h| h.to_le_bytes())
-            .collect();
+        let halves: Vec<u8> =
+            [0x3c00u16, 0xc000, 0x0001, 0x7c00, 0x0000].iter().flat_map(|h| h.to_le_bytes()).collect();
         let v = decode_f32(&halves, Dtype::F16, "h").unwrap();
         assert_eq!(&v[..2], &[1.0, -2.0]);
         assert_eq!(v[2], 2f32.powi(-24));

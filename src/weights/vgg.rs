@@ -53,21 +53,11 @@ pub fn load_vgg19(path: &Path) -> Result<VggWeights, WeightsError> {
     Ok(VggWeights { convs })
 }
 
-fn take(
-    tensors: &mut std::collections::HashMap<String, Tensor>,
-    key: &str,
-) -> Result<Tensor, Problem> {
-    tensors
-        .remove(key)
-        .ok_or_else(|| Problem::MissingKey(key.to_string()))
+fn take(tensors: &mut std::collections::HashMap<String, Tensor>, key: &str) -> Result<Tensor, Problem> {
+    tensors.remove(key).ok_or_else(|| Problem::MissingKey(key.to_string()))
 }
 
-fn check_conv(
-    prefix: String,
-    weight: Tensor,
-    bias: Tensor,
-    in_channels: usize,
-) -> Result<ConvWeights, Problem> {
+fn check_conv(prefix: String, weight: Tensor, bias: Tensor, in_channels: usize) -> Result<ConvWeights, Problem> {
     let weight_key = format!("{prefix}.weight");
     let bias_key = format!("{prefix}.bias");
     let out_channels = match weight.shape.as_slice() {
@@ -81,21 +71,11 @@ fn check_conv(
         }
     };
     if bias.shape != [out_channels] {
-        return Err(Problem::BadShape {
-            key: bias_key,
-            found: bias.shape,
-            expected: format!("[{out_channels}]"),
-        });
+        return Err(Problem::BadShape { key: bias_key, found: bias.shape, expected: format!("[{out_channels}]") });
     }
     check_finite(&weight.data, &weight_key)?;
     check_finite(&bias.data, &bias_key)?;
-    Ok(ConvWeights {
-        key_prefix: prefix,
-        out_channels,
-        in_channels,
-        weight: weight.data,
-        bias: bias.data,
-    })
+    Ok(ConvWeights { key_prefix: prefix, out_channels, in_channels, weight: weight.data, bias: bias.data })
 }
 
 fn check_finite(values: &[f32], key: &str) -> Result<(), Problem> {
@@ -106,8 +86,5 @@ fn check_finite(values: &[f32], key: &str) -> Result<(), Problem> {
     } else {
         return Ok(());
     };
-    Err(Problem::NonFinite {
-        key: key.to_string(),
-        what,
-    })
+    Err(Problem::NonFinite { key: key.to_string(), what })
 }

@@ -12,10 +12,7 @@ pub fn contexts(test: &str) -> Vec<(String, Context)> {
     };
     let mut split = gpu_or_skip(test).expect("second context on the same adapter");
     split.set_max_groups_per_dim(11);
-    vec![
-        ("full grid".into(), ctx),
-        ("split grid (cap 11)".into(), split),
-    ]
+    vec![("full grid".into(), ctx), ("split grid (cap 11)".into(), split)]
 }
 
 /// A buffer filled with NaN, so that an element the kernel forgets cannot pass.
