@@ -40,8 +40,8 @@ enum Json {
 fn parse_json(text: &str) -> Json {
     let bytes = text.as_bytes();
     let mut pos = 0;
-    let value = json_value(bytes, &mut pos);
-    value
+
+    json_value(bytes, &mut pos)
 }
 
 fn skip_ws(b: &[u8], pos: &mut usize) {
@@ -242,6 +242,28 @@ fn hand_written_pickles_with_other_globals_are_refused() {
         let err = load_vgg19(&path).unwrap_err();
         let text = assert_one_line_naming(&err, &path);
         assert!(text.contains(&format!("calls {module}.{name},")), "{text}");
+    }
+}
+
+#[test]
+fn a_pickle_that_would_touch_a_marker_file_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker-that-must-not-exist");
+    let command = format!("touch {}", marker.display());
+    for (module, name) in [("posix", "system"), ("os", "system")] {
+        // {'features.0.weight': system(command)}, as a legacy container.
+        let mut bytes = legacy_prelude();
+        bytes.extend_from_slice(b"\x80\x02}X\x11\x00\x00\x00features.0.weightc");
+        bytes.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+        bytes.push(b'X');
+        bytes.extend_from_slice(&(command.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(command.as_bytes());
+        bytes.extend_from_slice(b"\x85Rs.\x80\x02].");
+        let path = dir.path().join("evil.pth");
+        fs::write(&path, &bytes).unwrap();
+        let err = load_vgg19(&path).unwrap_err();
+        assert!(matches!(err.problem(), Some(Problem::Forbidden(_))), "{err}");
+        assert!(!marker.exists(), "the pickle ran code");
     }
 }
 
@@ -533,7 +555,7 @@ fn mutate(original: &[u8], state: &mut u64) -> Vec<u8> {
             _ => bytes[at] = (r >> 24) as u8,
         }
     }
-    if xorshift(state) % 10 == 0 {
+    if xorshift(state).is_multiple_of(10) {
         let keep = (xorshift(state) as usize) % n;
         bytes.truncate(keep);
     }

@@ -88,10 +88,10 @@ pub fn download(
     }
     let content_length = response.body().content_length();
     let total = expected_size.or(content_length);
-    if let (Some(expected), Some(announced)) = (expected_size, content_length) {
-        if expected != announced {
-            return Err(fail(format!("server announces {announced} bytes, expected {expected}")));
-        }
+    if let (Some(expected), Some(announced)) = (expected_size, content_length)
+        && expected != announced
+    {
+        return Err(fail(format!("server announces {announced} bytes, expected {expected}")));
     }
     on_event(FetchEvent::Started { url: url.to_string(), total });
     let mut part = PartialFile::create(&folder, dest).map_err(fail)?;
@@ -172,20 +172,20 @@ fn check_received(
     digest: &str,
     expected_sha256: Option<&str>,
 ) -> Result<(), String> {
-    if let Some(announced) = content_length {
-        if received != announced {
-            return Err(format!("body truncated: got {received} of {announced} bytes"));
-        }
+    if let Some(announced) = content_length
+        && received != announced
+    {
+        return Err(format!("body truncated: got {received} of {announced} bytes"));
     }
-    if let Some(expected) = expected_size {
-        if received != expected {
-            return Err(format!("size mismatch: got {received} bytes, expected {expected}"));
-        }
+    if let Some(expected) = expected_size
+        && received != expected
+    {
+        return Err(format!("size mismatch: got {received} bytes, expected {expected}"));
     }
-    if let Some(expected) = expected_sha256 {
-        if !digest.eq_ignore_ascii_case(expected.trim()) {
-            return Err(format!("SHA-256 mismatch: got {digest}, expected {expected}"));
-        }
+    if let Some(expected) = expected_sha256
+        && !digest.eq_ignore_ascii_case(expected.trim())
+    {
+        return Err(format!("SHA-256 mismatch: got {digest}, expected {expected}"));
     }
     Ok(())
 }
@@ -247,10 +247,11 @@ pub fn ensure_weights(
     dest: &Path,
     on_event: &mut dyn FnMut(FetchEvent),
 ) -> Result<PathBuf, WeightsError> {
-    if let Ok(meta) = fs::metadata(dest) {
-        if meta.is_file() && meta.len() == entry.size {
-            return Ok(dest.to_path_buf());
-        }
+    if let Ok(meta) = fs::metadata(dest)
+        && meta.is_file()
+        && meta.len() == entry.size
+    {
+        return Ok(dest.to_path_buf());
     }
     download(&entry.url, dest, Some(entry.size), Some(&entry.sha256), on_event)
 }

@@ -305,7 +305,7 @@ impl Machine {
     }
 
     fn set_items_on_top(&mut self, flat: Vec<Value>) -> Result<(), Problem> {
-        if flat.len() % 2 != 0 {
+        if !flat.len().is_multiple_of(2) {
             return Err(malformed("SETITEMS with an odd number of items"));
         }
         let extra_depth = 1 + flat.iter().map(Value::depth).max().unwrap_or(0);
