@@ -50,23 +50,23 @@ struct Cli {
     weights: Option<String>,
 
     /// Longest side of the content image in pixels (never upscaled).
-    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=16384), allow_negative_numbers = true)]
     size: u32,
 
     /// Optimization steps.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, allow_negative_numbers = true)]
     iterations: usize,
 
     /// Adam learning rate.
-    #[arg(long, default_value_t = 0.003, value_parser = positive_f64)]
+    #[arg(long, default_value_t = 0.003, value_parser = positive_f64, allow_negative_numbers = true)]
     learning_rate: f64,
 
     /// Content loss weight (alpha).
-    #[arg(long, default_value_t = 1.0, value_parser = non_negative_f64)]
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative_f64, allow_negative_numbers = true)]
     content_weight: f64,
 
     /// Style loss weight (beta).
-    #[arg(long, default_value_t = 1e6, value_parser = non_negative_f64)]
+    #[arg(long, default_value_t = 1e6, value_parser = non_negative_f64, allow_negative_numbers = true)]
     style_weight: f64,
 
     /// Content layers, comma-separated: relu4_2 reads features after the ReLU (the original's
@@ -79,7 +79,7 @@ struct Cli {
     style_layers: Vec<String>,
 
     /// One weight per style layer, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,0.75,0.2,0.2,0.2", value_parser = non_negative_f64)]
+    #[arg(long, value_delimiter = ',', default_value = "1,0.75,0.2,0.2,0.2", value_parser = non_negative_f64, allow_negative_numbers = true)]
     style_layer_weights: Vec<f64>,
 
     /// Write a CSV (step,content,style,total) with the losses of every step, computed on the
@@ -88,11 +88,11 @@ struct Cli {
     loss_log: Option<PathBuf>,
 
     /// Print the losses every N steps (0: never).
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    #[arg(long, default_value_t = 50, value_name = "N", allow_negative_numbers = true)]
     print_every: usize,
 
     /// Also write the current image to --output every N steps.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     save_every: Option<u64>,
 
     /// Also write content | style | result side by side, like the original's figure.
@@ -100,7 +100,7 @@ struct Cli {
     side_by_side: Option<PathBuf>,
 
     /// Seed for everything random (e.g. --weights random).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
 
     /// GPU API to use (default: WGPU_BACKEND or the best available).

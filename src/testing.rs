@@ -105,3 +105,50 @@ pub fn tiny_table() -> Vec<LayerDef> {
         l(9, "relu3_1", Relu),
     ]
 }
+
+/// Writes an `.npz` (uncompressed, like `numpy.savez`) of little-endian f32 arrays, for tests that
+/// need weight files with a chosen defect.
+pub fn write_npz(path: &std::path::Path, arrays: &[(&str, &[usize], &[f32])]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path)?);
+    let options = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, shape, data) in arrays {
+        zip.start_file(format!("{name}.npy"), options)?;
+        zip.write_all(&npy_f32(shape, data))?;
+    }
+    zip.finish()?;
+    Ok(())
+}
+
+/// A version-1 `.npy` file holding `data` as `<f4` with `shape`.
+pub fn npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+    out
+}
+
+/// VGG-19 weights (torchvision key names) as `.npz`, for the given output widths.
+pub fn write_vgg19_npz(path: &std::path::Path, widths: &[usize], seed: u64) -> std::io::Result<()> {
+    let layers = crate::net::random_weights(widths, seed);
+    let keys: Vec<(String, String)> = crate::weights::VGG19_CONV_INDICES
+        .iter()
+        .map(|i| (format!("features.{i}.weight"), format!("features.{i}.bias")))
+        .collect();
+    let shapes: Vec<([usize; 4], [usize; 1])> =
+        layers.iter().map(|l| ([l.out_channels, l.in_channels, 3, 3], [l.out_channels])).collect();
+    let mut arrays: Vec<(&str, &[usize], &[f32])> = Vec::new();
+    for ((layer, (wk, bk)), (ws, bs)) in layers.iter().zip(&keys).zip(&shapes) {
+        arrays.push((wk, ws, &layer.weight));
+        arrays.push((bk, bs, &layer.bias));
+    }
+    write_npz(path, &arrays)
+}

@@ -1,0 +1,350 @@
+//! The `stylize` command line: a real run on tiny weights, every bad input giving one line that
+//! names the file and the problem (no panic, no output file), usage errors, help and devices.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use stylize::net::random_weights;
+use stylize::testing::{Rng, gpu_or_skip, write_npz};
+use stylize::weights::VGG19_CONV_INDICES;
+
+const TINY_WIDTHS: [usize; 13] = [4, 4, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 32];
+
+fn stylize() -> Command {
+    let mut cmd = Command::cargo_bin("stylize").unwrap();
+    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env_remove("STYLIZE_WEIGHTS");
+    cmd
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    content: PathBuf,
+    style: PathBuf,
+    weights: PathBuf,
+}
+
+impl Fixture {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn random_png(path: &Path, width: u32, height: u32, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let img = image::RgbImage::from_fn(width, height, |_, _| {
+        image::Rgb([0, 0, 0].map(|_: u8| (rng.uniform() * 255.0) as u8))
+    });
+    img.save(path).unwrap();
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("content.png");
+    let style = dir.path().join("style.png");
+    random_png(&content, 24, 20, 1);
+    random_png(&style, 17, 13, 2);
+    let weights = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vgg19_tiny_legacy.pth");
+    Fixture { dir, content, style, weights }
+}
+
+/// Tiny VGG-19 weights as .npz after `edit` changed the (key, shape, data) list.
+fn weights_npz(dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> PathBuf {
+    let mut arrays = Vec::new();
+    for (layer, index) in random_weights(&TINY_WIDTHS, 3).into_iter().zip(VGG19_CONV_INDICES) {
+        arrays.push((format!("features.{index}.weight"), vec![layer.out_channels, layer.in_channels, 3, 3], layer.weight));
+        arrays.push((format!("features.{index}.bias"), vec![layer.out_channels], layer.bias));
+    }
+    edit(&mut arrays);
+    let path = dir.join(name);
+    let refs: Vec<(&str, &[usize], &[f32])> = arrays.iter().map(|(k, s, d)| (k.as_str(), &s[..], &d[..])).collect();
+    write_npz(&path, &refs).unwrap();
+    path
+}
+
+fn base_args<'a>(f: &'a Fixture, output: &'a Path) -> Vec<std::ffi::OsString> {
+    [
+        "--content".as_ref(),
+        f.content.as_os_str(),
+        "--style".as_ref(),
+        f.style.as_os_str(),
+        "--weights".as_ref(),
+        f.weights.as_os_str(),
+        "--output".as_ref(),
+        output.as_os_str(),
+        "--iterations".as_ref(),
+        "2".as_ref(),
+    ]
+    .iter()
+    .map(|s| s.to_os_string())
+    .collect()
+}
+
+/// Replaces the value after `flag` (or appends the pair).
+fn with_arg(mut args: Vec<std::ffi::OsString>, flag: &str, value: impl AsRef<std::ffi::OsStr>) -> Vec<std::ffi::OsString> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => args[i + 1] = value.as_ref().to_os_string(),
+        None => {
+            args.push(flag.into());
+            args.push(value.as_ref().to_os_string());
+        }
+    }
+    args
+}
+
+fn stderr_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr).lines().map(str::to_string).filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// Exit code `code`, no panic, exactly one stderr line containing every `needle`, no output file.
+fn assert_clean_failure(what: &str, output: &Output, code: i32, needles: &[&str], out_file: &Path) {
+    let lines = stderr_lines(output);
+    let stderr = lines.join("\n");
+    assert_eq!(output.status.code(), Some(code), "{what}: exit status, stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{what}: panicked:\n{stderr}");
+    assert!(!out_file.exists(), "{what}: an output file was written");
+    if code == 1 {
+        assert_eq!(lines.len(), 1, "{what}: expected one line, got:\n{stderr}");
+    }
+    for needle in needles {
+        assert!(stderr.contains(needle), "{what}: {needle:?} missing from:\n{stderr}");
+    }
+}
+
+#[test]
+fn cli_runs_end_to_end_with_tiny_weights() {
+    if gpu_or_skip("cli_runs_end_to_end_with_tiny_weights").is_none() {
+        return;
+    }
+    let f = fixture();
+    let out = f.path("result.jpg");
+    let log = f.path("losses.csv");
+    let sbs = f.path("sbs.png");
+    let args = with_arg(with_arg(with_arg(base_args(&f, &out), "--iterations", "3"), "--loss-log", &log), "--side-by-side", &sbs);
+    let output = stylize().args(&args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let result = image::open(&out).unwrap();
+    assert_eq!((result.width(), result.height()), (24, 20));
+    let composite = image::open(&sbs).unwrap();
+    assert_eq!((composite.width(), composite.height()), (72, 20));
+    let csv = std::fs::read_to_string(&log).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "step,content,style,total");
+    assert_eq!(rows.len(), 4, "{csv}");
+    for (i, row) in rows[1..].iter().enumerate() {
+        let fields: Vec<f64> = row.split(',').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(fields[0] as usize, i);
+        assert!((fields[3] - (fields[1] + 1e6 * fields[2])).abs() <= 1e-9 * fields[3].abs(), "{row}");
+    }
+    // The target starts as the content image: no content loss at step 0.
+    assert!(rows[1].starts_with("0,0e0,"), "{}", rows[1]);
+    let last = stderr_lines(&output).last().cloned().unwrap();
+    assert!(last.contains("wrote") && last.contains("3 steps"), "{last}");
+}
+
+#[test]
+fn cli_bad_files_give_one_line_naming_the_file() {
+    let f = fixture();
+    let out = f.path("out.png");
+    let dir = f.dir.path();
+    let empty = dir.join("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.join("text.png");
+    std::fs::write(&text, "this is not a picture\n").unwrap();
+    let truncated = dir.join("truncated.png");
+    let bytes = std::fs::read(&f.content).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let huge = dir.join("huge.png");
+    std::fs::write(&huge, png_header_claiming(100_000, 100_000)).unwrap();
+    let missing = dir.join("missing.png");
+    let folder = dir.join("a-folder.png");
+    std::fs::create_dir(&folder).unwrap();
+    for (what, path, needle) in [
+        ("missing file", &missing, "not found"),
+        ("zero-byte file", &empty, "empty"),
+        ("text named .png", &text, "not"),
+        ("truncated PNG", &truncated, ""),
+        ("directory", &folder, "directory"),
+        ("decompression bomb", &huge, "100000"),
+    ] {
+        for flag in ["--content", "--style"] {
+            let args = with_arg(base_args(&f, &out), flag, path);
+            let output = stylize().args(&args).output().unwrap();
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert_clean_failure(&format!("{what} as {flag}"), &output, 1, &[name, needle], &out);
+        }
+    }
+}
+
+/// A PNG signature and IHDR chunk (valid CRC) claiming the given size, and nothing else.
+fn png_header_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let crc = crc32(&ihdr);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc.to_be_bytes());
+    // A few bytes of image data, so that a decoder gets past the header.
+    let mut idat = b"IDAT".to_vec();
+    idat.extend_from_slice(&[0x78, 0x9c, 0x63, 0x60, 0x00, 0x00]);
+    png.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
+    png.extend_from_slice(&idat);
+    png.extend_from_slice(&crc32(&idat).to_be_bytes());
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn cli_bad_weights_give_one_line_naming_the_file_and_key() {
+    let f = fixture();
+    let out = f.path("out.png");
+    let dir = f.dir.path();
+    let random = dir.join("random.pth");
+    let mut rng = Rng::new(9);
+    std::fs::write(&random, (0..4096).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>()).unwrap();
+    let truncated = dir.join("truncated.pth");
+    let good = std::fs::read(&f.weights).unwrap();
+    std::fs::write(&truncated, &good[..good.len() * 2 / 3]).unwrap();
+    let missing_key = weights_npz(dir, "missing-key.npz", |a| a.retain(|(k, _, _)| k != "features.28.weight"));
+    let nan = weights_npz(dir, "nan.npz", |a| a[4].2[3] = f32::NAN);
+    let wrong_shape = weights_npz(dir, "wrong-shape.npz", |a| {
+        a[0].1 = vec![4, 3, 1, 9];
+    });
+    let chain = weights_npz(dir, "chain.npz", |a| {
+        a[2] = ("features.2.weight".into(), vec![4, 5, 3, 3], vec![0.1; 4 * 5 * 9]);
+    });
+    for (what, path, needles) in [
+        ("missing weights", dir.join("nope.pth"), vec!["nope.pth"]),
+        ("random bytes", random, vec!["random.pth"]),
+        ("truncated weights", truncated, vec!["truncated.pth"]),
+        ("missing key", missing_key, vec!["missing-key.npz", "features.28.weight"]),
+        ("NaN", nan, vec!["nan.npz", "features.5.weight", "NaN"]),
+        ("wrong shape", wrong_shape, vec!["wrong-shape.npz", "features.0.weight"]),
+        ("broken chain", chain, vec!["chain.npz", "features.2.weight"]),
+    ] {
+        let output = stylize().args(with_arg(base_args(&f, &out), "--weights", &path)).output().unwrap();
+        assert_clean_failure(what, &output, 1, &needles, &out);
+    }
+}
+
+#[test]
+fn cli_usage_errors_exit_2_before_any_work() {
+    let f = fixture();
+    let out = f.path("out.png");
+    for (what, flag, value, needle) in [
+        ("size 0", "--size", "0", "--size"),
+        ("negative learning rate", "--learning-rate", "-0.1", "--learning-rate"),
+        ("zero learning rate", "--learning-rate", "0", "--learning-rate"),
+        ("non-numeric iterations", "--iterations", "lots", "--iterations"),
+        ("negative iterations", "--iterations", "-3", "--iterations"),
+        ("negative style weight", "--style-weight", "-1", "--style-weight"),
+        ("unknown backend", "--backend", "glide", "--backend"),
+    ] {
+        let output = stylize().args(with_arg(base_args(&f, &out), flag, value)).output().unwrap();
+        assert_clean_failure(what, &output, 2, &[needle], &out);
+    }
+    let output = stylize().args(["--style", "x.png"]).output().unwrap();
+    assert_clean_failure("no --content", &output, 2, &["--content"], &out);
+}
+
+#[test]
+fn cli_option_errors_exit_1_with_one_line() {
+    let f = fixture();
+    let out = f.path("out.png");
+    let args = with_arg(base_args(&f, &out), "--style-layer-weights", "1,2");
+    let output = stylize().args(&args).output().unwrap();
+    assert_clean_failure("weights count", &output, 1, &["--style-layer-weights", "2 values", "5 style layers"], &out);
+    let args = with_arg(base_args(&f, &out), "--content-layers", "relu9_9");
+    let output = stylize().args(&args).output().unwrap();
+    assert_clean_failure("unknown layer", &output, 1, &["relu9_9"], &out);
+}
+
+#[test]
+fn cli_output_problems_are_found_before_any_work() {
+    let f = fixture();
+    let missing_folder = f.path("no/such/folder/out.png");
+    let output = stylize().args(base_args(&f, &missing_folder)).output().unwrap();
+    assert_clean_failure("missing folder", &output, 1, &["out.png", "does not exist"], &missing_folder);
+    let bad_ext = f.path("out.xyz");
+    let output = stylize().args(base_args(&f, &bad_ext)).output().unwrap();
+    assert_clean_failure("unknown format", &output, 1, &["out.xyz", "xyz"], &bad_ext);
+    let out = f.path("out.png");
+    let args = with_arg(base_args(&f, &out), "--side-by-side", f.path("nowhere/sbs.png"));
+    let output = stylize().args(&args).output().unwrap();
+    assert_clean_failure("side-by-side folder", &output, 1, &["sbs.png"], &out);
+    let args = with_arg(base_args(&f, &out), "--loss-log", f.path("nowhere/log.csv"));
+    let output = stylize().args(&args).output().unwrap();
+    assert_clean_failure("loss-log folder", &output, 1, &["log.csv"], &out);
+}
+
+#[test]
+fn cli_without_a_gpu_adapter_fails_cleanly() {
+    let f = fixture();
+    let out = f.path("out.png");
+    let output = stylize()
+        .args(base_args(&f, &out))
+        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    assert_clean_failure("no adapter", &output, 1, &["no GPU adapter"], &out);
+}
+
+#[test]
+fn cli_help_documents_every_flag() {
+    let output = stylize().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--content",
+        "--style",
+        "--output",
+        "--weights",
+        "--size",
+        "--iterations",
+        "--learning-rate",
+        "--content-weight",
+        "--style-weight",
+        "--style-layer-weights",
+        "--content-layers",
+        "--style-layers",
+        "--loss-log",
+        "--print-every",
+        "--save-every",
+        "--side-by-side",
+        "--seed",
+        "--backend",
+        "--adapter",
+        "devices",
+        "weights",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    let output = stylize().args(["weights", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("fetch"));
+}
+
+#[test]
+fn cli_devices_lists_the_adapter() {
+    if gpu_or_skip("cli_devices_lists_the_adapter").is_none() {
+        return;
+    }
+    let output = stylize().arg("devices").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("max storage binding"), "{text}");
+}
