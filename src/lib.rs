@@ -12,6 +12,7 @@
 //! `apply_style_transfer_with` takes [`Options`] (every knob of the method; `Default` is the
 //! original) and an [`Observer`] for progress. [`StyleTransfer`] runs steps one at a time.
 
+pub mod bench;
 pub mod gpu;
 pub mod image_io;
 pub mod net;

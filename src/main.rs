@@ -119,6 +119,32 @@ enum Command {
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
     },
+    /// Time full optimization steps of the default method (random weights unless given) and
+    /// report ms per step, effective GFLOP/s, GPU memory and, with --profile, every kernel's time.
+    Bench {
+        /// Image side in pixels (the image is N x N).
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=16384))]
+        size: u32,
+        /// Timed steps (after the warm-up).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        iterations: u64,
+        /// Untimed steps first (pipeline creation, caches).
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// `random[:SEED]` (He-initialized VGG-19) or a weights file.
+        #[arg(long, default_value = "random")]
+        weights: String,
+        /// Print every kernel's GPU time from timestamp queries.
+        #[arg(long)]
+        profile: bool,
+        /// Make the last line one JSON object (ms_per_step, gflops, peak_gpu_bytes, adapter, size, ...).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+        #[arg(long, value_name = "NAME")]
+        adapter: Option<String>,
+    },
     /// Manage VGG-19 weight files.
     Weights {
         #[command(subcommand)]
@@ -180,6 +206,20 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Devices { backend }) => devices(backend),
         Some(Command::Weights { action: WeightsAction::Fetch }) => fetch_weights(),
+        Some(Command::Bench { size, iterations, warmup, weights, profile, json, backend, adapter }) => {
+            let options = Options { backend: backend.map(Into::into), adapter, ..Options::default() };
+            bench(
+                stylize::bench::BenchOptions {
+                    size,
+                    iterations: iterations as usize,
+                    warmup,
+                    weights,
+                    profile,
+                    options,
+                },
+                json,
+            )
+        }
         None => transfer(cli),
     }
 }
@@ -206,6 +246,26 @@ fn devices(backend: Option<BackendArg>) -> Result<()> {
             a.max_compute_workgroups_per_dimension,
             if a.timestamp_queries { "yes" } else { "no" }
         );
+    }
+    Ok(())
+}
+
+fn bench(options: stylize::bench::BenchOptions, json: bool) -> Result<()> {
+    let report = stylize::bench::run(&options)?;
+    println!("adapter      {} ({}, {})", report.adapter, report.backend, report.device_type);
+    println!("size         {0}x{0}, {1} timed steps after {2} warm-up", report.size, report.iterations, options.warmup);
+    println!("ms/step      {:.2}", report.ms_per_step);
+    println!("GFLOP/s      {:.2} (effective: {:.3} GFLOP per step)", report.gflops, report.flops_per_step as f64 / 1e9);
+    println!("GPU memory   {:.1} MiB in our buffers", report.peak_gpu_bytes as f64 / (1u64 << 20) as f64);
+    if report.profile.is_some() {
+        let total: f64 = report.profile.iter().flatten().map(|t| t.milliseconds).sum();
+        println!("kernel times (one step, timestamp queries, {total:.2} ms in all):");
+        for (label, ms, count) in report.profile_by_kernel() {
+            println!("  {label:<28} {ms:>10.3} ms  {:>5.1} %  ({count} dispatches)", 100.0 * ms / total.max(1e-12));
+        }
+    }
+    if json {
+        println!("{}", report.to_json());
     }
     Ok(())
 }

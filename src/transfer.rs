@@ -249,9 +249,16 @@ impl StyleTransfer {
         Ok(Image::new(self.width, self.height, data))
     }
 
-    /// Bytes of GPU memory held by the network's buffers.
+    /// Bytes of GPU memory held by every buffer of the run (network, targets, scratch, Adam's moments).
     pub fn gpu_bytes(&self) -> u64 {
-        self.executor.allocated_bytes()
+        self.executor.allocated_bytes() + self.adam.exp_avg.size() + self.adam.exp_avg_sq.size()
+    }
+
+    /// GPU time of every kernel of one training step (needs timestamp queries).
+    pub fn profile_step(&mut self) -> Result<Vec<crate::gpu::KernelTime>, TransferError> {
+        self.adam.advance(&self.ctx, self.executor.training_step().kernel(self.adam_kernel));
+        self.steps_done += 1;
+        Ok(crate::gpu::profile_step(&self.ctx, self.executor.training_step())?)
     }
 
     /// Floating-point operations of one step (forward and backward to the image).

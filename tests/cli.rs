@@ -52,7 +52,11 @@ fn fixture() -> Fixture {
 fn weights_npz(dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> PathBuf {
     let mut arrays = Vec::new();
     for (layer, index) in random_weights(&TINY_WIDTHS, 3).into_iter().zip(VGG19_CONV_INDICES) {
-        arrays.push((format!("features.{index}.weight"), vec![layer.out_channels, layer.in_channels, 3, 3], layer.weight));
+        arrays.push((
+            format!("features.{index}.weight"),
+            vec![layer.out_channels, layer.in_channels, 3, 3],
+            layer.weight,
+        ));
         arrays.push((format!("features.{index}.bias"), vec![layer.out_channels], layer.bias));
     }
     edit(&mut arrays);
@@ -81,7 +85,11 @@ fn base_args<'a>(f: &'a Fixture, output: &'a Path) -> Vec<std::ffi::OsString> {
 }
 
 /// Replaces the value after `flag` (or appends the pair).
-fn with_arg(mut args: Vec<std::ffi::OsString>, flag: &str, value: impl AsRef<std::ffi::OsStr>) -> Vec<std::ffi::OsString> {
+fn with_arg(
+    mut args: Vec<std::ffi::OsString>,
+    flag: &str,
+    value: impl AsRef<std::ffi::OsStr>,
+) -> Vec<std::ffi::OsString> {
     match args.iter().position(|a| a == flag) {
         Some(i) => args[i + 1] = value.as_ref().to_os_string(),
         None => {
@@ -120,7 +128,11 @@ fn cli_runs_end_to_end_with_tiny_weights() {
     let out = f.path("result.jpg");
     let log = f.path("losses.csv");
     let sbs = f.path("sbs.png");
-    let args = with_arg(with_arg(with_arg(base_args(&f, &out), "--iterations", "3"), "--loss-log", &log), "--side-by-side", &sbs);
+    let args = with_arg(
+        with_arg(with_arg(base_args(&f, &out), "--iterations", "3"), "--loss-log", &log),
+        "--side-by-side",
+        &sbs,
+    );
     let output = stylize().args(&args).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let result = image::open(&out).unwrap();

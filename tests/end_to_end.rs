@@ -53,15 +53,15 @@ fn library_entry_point_returns_content_style_and_target() {
     if gpu_or_skip("library_entry_point_returns_content_style_and_target").is_none() {
         return;
     }
-    let options = stylize::Options {
-        size: 24,
-        iterations: 2,
-        weights: Some("random:7".into()),
-        ..stylize::Options::default()
-    };
-    let outcome =
-        stylize::apply_style_transfer_with(example("astronaut.png"), example("rocket.jpg"), &options, &mut stylize::Silent)
-            .unwrap();
+    let options =
+        stylize::Options { size: 24, iterations: 2, weights: Some("random:7".into()), ..stylize::Options::default() };
+    let outcome = stylize::apply_style_transfer_with(
+        example("astronaut.png"),
+        example("rocket.jpg"),
+        &options,
+        &mut stylize::Silent,
+    )
+    .unwrap();
     assert_eq!((outcome.content.width, outcome.content.height), (24, 24));
     assert_eq!((outcome.style.width, outcome.style.height), (24, 24));
     assert_eq!((outcome.target.width, outcome.target.height), (24, 24));

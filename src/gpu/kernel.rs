@@ -148,6 +148,11 @@ impl Step {
         self.kernels.len()
     }
 
+    /// Bytes of the scratch buffers this step keeps alive.
+    pub fn scratch_bytes(&self) -> u64 {
+        self.scratch.iter().map(|b| b.size()).sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.kernels.is_empty()
     }

@@ -3,8 +3,10 @@
 
 mod context;
 mod kernel;
+mod profile;
 mod registry;
 
 pub use context::{AdapterSummary, Context, ContextOptions, GpuError, list_adapters};
 pub use kernel::{Kernel, Step, fold_groups};
+pub use profile::{KernelTime, profile_step};
 pub use registry::{Registry, ShaderSource};

@@ -365,6 +365,7 @@ impl Executor {
         let acts: u64 = self.acts.iter().map(|b| b.size()).sum();
         let grads: u64 = self.grads.iter().map(|b| b.size()).sum();
         let targets: u64 = self.content_targets.iter().chain(&self.style_grams).map(|b| b.size()).sum();
-        weights + acts + grads + targets + self.rgb.size() + self.losses.size()
+        let scratch = self.forward.scratch_bytes() + self.capture_style.scratch_bytes() + self.train.scratch_bytes();
+        weights + acts + grads + targets + scratch + self.rgb.size() + self.losses.size()
     }
 }
