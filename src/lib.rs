@@ -25,7 +25,7 @@ use std::path::Path;
 
 pub use image_io::Image;
 pub use net::{ConvLayerWeights, Losses};
-pub use transfer::{Backend, InvalidOption, Observer, Options, Silent, StyleTransfer, TransferError};
+pub use transfer::{Backend, Init, InvalidOption, Observer, Options, Silent, StyleTransfer, TransferError};
 
 /// Every error the library reports; each displays as one line naming the file or the problem.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +71,9 @@ pub fn apply_style_transfer_with(
     options.validate()?;
     let (content, style) = load_inputs(content_path.as_ref(), style_path.as_ref(), options.size)?;
     let weights = load_network_weights(options.weights.as_deref(), options.seed, &mut |e| observer.on_fetch(&e))?;
+    let init = initial_image(&options.init, &content, options.seed)?;
     let ctx = gpu::Context::new(&options.context_options())?;
-    let mut transfer = StyleTransfer::new(ctx, &weights, &content, &style, &content, options)?;
+    let mut transfer = StyleTransfer::new(ctx, &weights, &content, &style, &init, options)?;
     let target = transfer.run(options.iterations, observer)?;
     Ok(Outcome { content, style, target })
 }
@@ -84,6 +85,33 @@ pub fn load_inputs(content_path: &Path, style_path: &Path, size: u32) -> Result<
     let style = image_io::load_image(style_path)?;
     let style = image_io::resize_exact(&style, content.width, content.height);
     Ok((content, style))
+}
+
+/// The image the optimization starts from, at the content's size.
+pub fn initial_image(init: &Init, content: &Image, seed: u64) -> Result<Image, Error> {
+    Ok(match init {
+        Init::Content => content.clone(),
+        Init::Random => {
+            let mut rng = testing::Rng::new(seed);
+            let plane = content.plane_len();
+            let data = (0..3 * plane)
+                .map(|i| {
+                    let c = i / plane;
+                    let normalized = 0.001 * rng.normal();
+                    (normalized * ops::normalize::IMAGENET_STD[c] + ops::normalize::IMAGENET_MEAN[c]) as f32
+                })
+                .collect();
+            Image::new(content.width, content.height, data)
+        }
+        Init::Image(path) => {
+            let image = image_io::load_image(path)?;
+            if (image.width, image.height) == (content.width, content.height) {
+                image
+            } else {
+                image_io::resize_exact(&image, content.width, content.height)
+            }
+        }
+    })
 }
 
 /// Resolves and loads VGG-19 weights: a file path, an http(s) URL (downloaded into the cache),

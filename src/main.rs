@@ -4,6 +4,8 @@
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
@@ -99,7 +101,12 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     side_by_side: Option<PathBuf>,
 
-    /// Seed for everything random (e.g. --weights random).
+    /// Start from `content` (the original method), `random` noise (seeded by --seed), or an image
+    /// file, e.g. an interrupted result to resume from (resized to the content's size).
+    #[arg(long, value_name = "content|random|PATH", default_value = "content")]
+    init: String,
+
+    /// Seed for everything random (--init random, --weights random).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
 
@@ -307,6 +314,11 @@ fn transfer(cli: Cli) -> Result<()> {
         backend: cli.backend.map(Into::into),
         adapter: cli.adapter.clone(),
         seed: cli.seed,
+        init: match cli.init.as_str() {
+            "content" => stylize::Init::Content,
+            "random" => stylize::Init::Random,
+            path => stylize::Init::Image(PathBuf::from(path)),
+        },
     };
     options.validate()?;
     // Everything that can be checked is checked before the GPU is touched.
@@ -321,14 +333,34 @@ fn transfer(cli: Cli) -> Result<()> {
     let mut download = DownloadBar::default();
     let weights = stylize::load_network_weights(options.weights.as_deref(), options.seed, &mut |e| download.event(&e))?;
     download.finish();
+    let init = stylize::initial_image(&options.init, &content, options.seed)?;
+    let interrupt = Interrupt::install()?;
     let ctx = stylize::gpu::Context::new(&options.context_options())?;
     let adapter = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
-    let mut transfer = StyleTransfer::new(ctx, &weights, &content, &style, &content, &options)?;
-    let mut progress = CliProgress::new(&cli, &adapter, content.width, content.height)?;
+    let mut transfer = StyleTransfer::new(ctx, &weights, &content, &style, &init, &options)?;
+    let mut progress = CliProgress::new(&cli, &adapter, content.width, content.height, interrupt.clone())?;
     let started = Instant::now();
-    let target = transfer.run(options.iterations, &mut progress)?;
+    let outcome = transfer.run(options.iterations, &mut progress);
     progress.finish();
+    let target = match outcome {
+        Ok(target) => target,
+        Err(err @ TransferError::NonFinite { .. }) => {
+            // The run already put the last finite image back: keep it for the user.
+            image_io::save_image(&cli.output, &transfer.image()?, 8)?;
+            bail!("{err}; it was written to {}", cli.output.display());
+        }
+        Err(err) => return Err(err.into()),
+    };
     image_io::save_image(&cli.output, &target, 8)?;
+    if let Some(code) = interrupt.exit_code() {
+        eprintln!(
+            "stylize: interrupted after {} of {} steps; wrote the image so far to {} (resume with --init {0})",
+            transfer.steps_done(),
+            options.iterations,
+            cli.output.display()
+        );
+        std::process::exit(code);
+    }
     if let Some(path) = &cli.side_by_side {
         image_io::save_image(path, &image_io::side_by_side(&[&content, &style, &target]), 8)?;
     }
@@ -346,8 +378,47 @@ fn transfer(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// SIGINT and SIGTERM: the first asks the run to stop after the current step (the image so far is
+/// saved); a second one exits at once.
+#[derive(Clone)]
+struct Interrupt {
+    stop: Arc<AtomicBool>,
+    sigint: Arc<AtomicBool>,
+    sigterm: Arc<AtomicBool>,
+}
+
+impl Interrupt {
+    fn install() -> Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let interrupt = Self { stop: Arc::default(), sigint: Arc::default(), sigterm: Arc::default() };
+        for (signal, seen, code) in [(SIGINT, &interrupt.sigint, 130), (SIGTERM, &interrupt.sigterm, 143)] {
+            // Registered first, so it sees the flag as the earlier signal left it.
+            signal_hook::flag::register_conditional_shutdown(signal, code, interrupt.stop.clone())?;
+            signal_hook::flag::register(signal, interrupt.stop.clone())?;
+            signal_hook::flag::register(signal, seen.clone())?;
+        }
+        Ok(interrupt)
+    }
+
+    fn requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// 130 after SIGINT, 143 after SIGTERM, as shells report them.
+    fn exit_code(&self) -> Option<i32> {
+        if self.sigint.load(Ordering::SeqCst) {
+            Some(130)
+        } else if self.sigterm.load(Ordering::SeqCst) {
+            Some(143)
+        } else {
+            None
+        }
+    }
+}
+
 /// Progress bar, periodic loss lines, the CSV loss log and periodic saves.
 struct CliProgress {
+    interrupt: Interrupt,
     bar: ProgressBar,
     interactive: bool,
     print_every: usize,
@@ -359,7 +430,7 @@ struct CliProgress {
 }
 
 impl CliProgress {
-    fn new(cli: &Cli, adapter: &str, width: u32, height: u32) -> Result<Self> {
+    fn new(cli: &Cli, adapter: &str, width: u32, height: u32, interrupt: Interrupt) -> Result<Self> {
         let interactive = std::io::stderr().is_terminal();
         let bar = if interactive {
             let bar = ProgressBar::with_draw_target(Some(cli.iterations as u64), ProgressDrawTarget::stderr());
@@ -384,6 +455,7 @@ impl CliProgress {
             None => None,
         };
         Ok(Self {
+            interrupt,
             bar,
             interactive,
             print_every: cli.print_every,
@@ -406,6 +478,10 @@ impl CliProgress {
 }
 
 impl Observer for CliProgress {
+    fn should_stop(&mut self) -> bool {
+        self.interrupt.requested()
+    }
+
     fn wants_losses(&mut self, step: usize) -> bool {
         self.log.is_some() || step + 1 == self.iterations || (self.print_every > 0 && step % self.print_every == 0)
     }
@@ -429,9 +505,6 @@ impl Observer for CliProgress {
                 } else {
                     eprintln!("{line}");
                 }
-            }
-            if !l.total.is_finite() {
-                return Err(TransferError::Observer(format!("the loss became {} at step {step}", l.total)));
             }
             self.last_losses = Some(l.clone());
         }

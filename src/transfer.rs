@@ -6,6 +6,7 @@ use crate::image_io::Image;
 use crate::net::vgg::{DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, VGG19};
 use crate::net::{ConvLayerWeights, Executor, LossLayers, Losses, NetError, Plan};
 use crate::ops::adam::{Adam, AdamConfig};
+use crate::ops::check;
 
 /// Every knob of the method. `Default` reproduces the original exactly: VGG-19, content at
 /// relu4_2, style at relu1_1..relu5_1 weighted 1, 0.75, 0.2, 0.2, 0.2, alpha 1, beta 1e6,
@@ -32,8 +33,23 @@ pub struct Options {
     pub backend: Option<Backend>,
     /// Substring of the adapter name (`None`: `WGPU_ADAPTER_NAME` or the default adapter).
     pub adapter: Option<String>,
-    /// Seed of everything random (random weights); the default method itself is deterministic.
+    /// Seed of everything random (random weights, random initial image); the default method
+    /// itself is deterministic.
     pub seed: u64,
+    /// Where the optimization starts: the content image (the original method), noise, or an
+    /// image file (e.g. an interrupted result, to resume).
+    pub init: Init,
+}
+
+/// The image the optimization starts from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    Content,
+    /// Gaussian noise of standard deviation 0.001 around the ImageNet mean (neural-style's
+    /// `-init random`), seeded by `Options::seed`.
+    Random,
+    /// An image file, resized to the content's size if it differs.
+    Image(std::path::PathBuf),
 }
 
 impl Default for Options {
@@ -51,6 +67,7 @@ impl Default for Options {
             backend: None,
             adapter: None,
             seed: 0,
+            init: Init::Content,
         }
     }
 }
@@ -168,6 +185,8 @@ pub enum TransferError {
     Gpu(#[from] GpuError),
     #[error("{0}")]
     Observer(String),
+    #[error("{what} became non-finite (inf or NaN) at step {step}; stopped, {kept}")]
+    NonFinite { step: usize, what: String, kept: String },
 }
 
 /// One style-transfer problem on the GPU: the network with its targets, the image and Adam.
@@ -179,7 +198,19 @@ pub struct StyleTransfer {
     width: u32,
     height: u32,
     steps_done: usize,
+    /// The image before the last step's update (copied at the start of every step).
+    previous_image: wgpu::Buffer,
+    /// The last image whose loss was read back and found finite, and its step.
+    verified_image: wgpu::Buffer,
+    verified_step: Option<usize>,
+    /// First step whose image or gradient was non-finite (`check::CLEAN` until then), and the
+    /// positions of the two kernels that set it.
+    non_finite_flag: wgpu::Buffer,
+    checks: [usize; 2],
 }
+
+/// Steps between two finiteness checks when the observer reads no losses.
+const CHECK_EVERY: usize = 16;
 
 impl StyleTransfer {
     /// Builds the network for the content's size, computes the content features and style Grams
@@ -212,8 +243,33 @@ impl StyleTransfer {
         let config = AdamConfig { lr: options.learning_rate, ..AdamConfig::default() };
         let (adam, kernel) =
             Adam::new(&ctx, executor.image_len(), executor.image_buffer(), executor.image_grad_buffer(), config)?;
+        // Flag the first step whose image or gradient holds an inf or NaN, before Adam uses them.
+        let non_finite_flag = check::new_flag(&ctx)?;
+        let len = executor.image_len();
+        let image_check = check::flag_non_finite(&ctx, len, executor.image_buffer(), &non_finite_flag)?;
+        let grad_check = check::flag_non_finite(&ctx, len, executor.image_grad_buffer(), &non_finite_flag)?;
+        let checks = [executor.training_step().push(image_check), executor.training_step().push(grad_check)];
         let adam_kernel = executor.training_step().push(kernel);
-        Ok(Self { ctx, executor, adam, adam_kernel, width, height, steps_done: 0 })
+        let previous_image = ctx.buffer("previous image", executor.image_len())?;
+        let verified_image = ctx.buffer("last finite image", executor.image_len())?;
+        let image = executor.image_buffer().clone();
+        executor.training_step().copy_first(&image, &previous_image);
+        let transfer = Self {
+            ctx,
+            executor,
+            adam,
+            adam_kernel,
+            width,
+            height,
+            steps_done: 0,
+            previous_image,
+            verified_image,
+            verified_step: None,
+            non_finite_flag,
+            checks,
+        };
+        transfer.copy(transfer.executor.image_buffer(), &transfer.verified_image)?;
+        Ok(transfer)
     }
 
     /// The GPU context (adapter name, limits).
@@ -229,6 +285,10 @@ impl StyleTransfer {
     /// One optimization step: forward, losses, backward, Adam; one submit, no wait.
     pub fn step(&mut self) {
         self.adam.advance(&self.ctx, self.executor.training_step().kernel(self.adam_kernel));
+        let len = self.executor.image_len();
+        for index in self.checks {
+            check::set_step(&self.ctx, self.executor.training_step().kernel(index), len, self.steps_done as u32);
+        }
         self.executor.training_step().submit(&self.ctx);
         self.steps_done += 1;
     }
@@ -266,22 +326,56 @@ impl StyleTransfer {
         self.executor.plan.flops_per_step()
     }
 
-    /// Runs `iterations` steps, telling `observer` as it goes; returns the final image.
+    /// Runs `iterations` steps, telling `observer` as it goes; returns the final image. The loss
+    /// is read back at least every 16 steps: a non-finite loss stops the run with
+    /// `TransferError::NonFinite`, and the image is then reset to the last one whose loss was finite.
     pub fn run(&mut self, iterations: usize, observer: &mut dyn Observer) -> Result<Image, TransferError> {
         for step in 0..iterations {
             if observer.should_stop() {
                 break;
             }
             self.step();
-            let losses = if observer.wants_losses(step) { Some(self.losses()?) } else { None };
+            let wanted = observer.wants_losses(step);
+            let check = wanted || step % CHECK_EVERY == CHECK_EVERY - 1 || step + 1 == iterations;
+            let losses = if check { Some(self.checked_losses(step)?) } else { None };
             let image = if observer.wants_image(step) { Some(self.image()?) } else { None };
-            // Bound the queue (and surface device errors) without a wait every step.
-            if losses.is_none() && image.is_none() && step % 16 == 15 {
-                self.sync()?;
-            }
-            observer.on_step(step, losses.as_ref(), image.as_ref())?;
+            observer.on_step(step, losses.as_ref().filter(|_| wanted), image.as_ref())?;
         }
         self.sync()?;
         self.image()
+    }
+
+    /// Reads the losses of `step`; if finite, keeps the image they belong to as the last finite one,
+    /// else puts that one back and reports the step.
+    fn checked_losses(&mut self, step: usize) -> Result<Losses, TransferError> {
+        let losses = self.losses()?;
+        let bad_values = check::read_flag(&self.ctx, &self.non_finite_flag)?;
+        if losses.total.is_finite() && bad_values.is_none() {
+            self.copy(&self.previous_image, &self.verified_image)?;
+            self.verified_step = Some(step);
+            return Ok(losses);
+        }
+        let (step, what) = match bad_values {
+            Some(first) => (first as usize, "the image or its gradient".to_string()),
+            None => (step, format!("the loss ({})", losses.total)),
+        };
+        let kept = match self.verified_step {
+            Some(verified) => {
+                self.copy(&self.verified_image, self.executor.image_buffer())?;
+                format!("the image of step {verified} (the last with a finite loss) is kept")
+            }
+            None => {
+                self.copy(&self.verified_image, self.executor.image_buffer())?;
+                "no checked step had a finite loss; the initial image is kept".to_string()
+            }
+        };
+        Err(TransferError::NonFinite { step, what, kept })
+    }
+
+    fn copy(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<(), TransferError> {
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
+        self.ctx.queue.submit([encoder.finish()]);
+        self.sync()
     }
 }

@@ -9,7 +9,7 @@ use stylize::gpu::Step;
 use stylize::ops::adam::{self, Adam, AdamConfig};
 use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, ConvWeights};
 use stylize::ops::gram::{self, GramShape};
-use stylize::ops::{loss, normalize, pool, reduce, relu};
+use stylize::ops::{check, loss, normalize, pool, reduce, relu};
 
 const CONV_SHAPES: [(usize, usize, usize, usize); 5] =
     [(3, 5, 13, 17), (5, 67, 13, 17), (67, 3, 13, 17), (5, 9, 1, 2), (4, 19, 37, 5)];
@@ -316,5 +316,36 @@ fn gpu_normalize_and_denormalize_match_reference() {
         let expected = normalize::reference::denormalize_clamp(&to_f64(&to_f32(&shifted)));
         assert!(expected.iter().any(|&v| v == 0.0) && expected.iter().any(|&v| v == 1.0));
         assert_close(&format!("denormalize ({grid})"), &read(&ctx, &restored, 3 * plane), &expected, F32_TOL);
+    }
+}
+
+#[test]
+fn gpu_non_finite_flag_matches_reference() {
+    let mut rng = Rng::new(11);
+    for (grid, ctx) in contexts("gpu_non_finite_flag_matches_reference") {
+        let len = 3 * 13 * 17;
+        let flag = check::new_flag(&ctx).unwrap();
+        let mut expected = check::CLEAN;
+        // Steps 0 and 1 are finite; 2 holds an infinity, 3 a NaN, 4 both: the flag keeps step 2.
+        for (step, bad) in [
+            (0u32, vec![]),
+            (1, vec![]),
+            (2, vec![f64::INFINITY]),
+            (3, vec![f64::NAN]),
+            (4, vec![f64::NEG_INFINITY, f64::NAN]),
+        ] {
+            let mut values = rng.vec(len, -1e30, 1e30);
+            for (i, v) in bad.iter().enumerate() {
+                values[(7 + 131 * i) % len] = *v;
+            }
+            let buffer = upload(&ctx, &values);
+            let kernel = check::flag_non_finite(&ctx, len, &buffer, &flag).unwrap();
+            check::set_step(&ctx, &kernel, len, step);
+            run(&ctx, &single(Ok(kernel)));
+            expected = check::reference::flag_non_finite(&values, step, expected);
+            let got = check::read_flag(&ctx, &flag).unwrap();
+            assert_eq!(got, (expected != check::CLEAN).then_some(expected), "step {step} ({grid})");
+        }
+        assert_eq!(expected, 2);
     }
 }

@@ -111,6 +111,8 @@ fn with_group_count(params: &[u8], total_groups: u32) -> Vec<u8> {
 pub struct Step {
     kernels: Vec<Kernel>,
     scratch: Vec<wgpu::Buffer>,
+    /// Buffer copies recorded before the compute pass (e.g. keeping the previous image).
+    copies: Vec<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
 impl Step {
@@ -124,10 +126,16 @@ impl Step {
         self.kernels.len() - 1
     }
 
+    /// Copies all of `src` into `dst` at the start of every submit, before the kernels run.
+    pub fn copy_first(&mut self, src: &wgpu::Buffer, dst: &wgpu::Buffer) {
+        self.copies.push((src.clone(), dst.clone()));
+    }
+
     /// Appends every kernel of `other`, in order, and takes over its scratch buffers.
     pub fn extend(&mut self, other: Step) {
         self.kernels.extend(other.kernels);
         self.scratch.extend(other.scratch);
+        self.copies.extend(other.copies);
     }
 
     /// Keeps a buffer that only this step's kernels use (partial sums and the like) alive with it.
@@ -160,6 +168,9 @@ impl Step {
     /// Records every kernel into one compute pass and submits once; returns without waiting.
     pub fn submit(&self, ctx: &Context) -> wgpu::SubmissionIndex {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        for (src, dst) in &self.copies {
+            encoder.copy_buffer_to_buffer(src, 0, dst, 0, src.size().min(dst.size()));
+        }
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             for kernel in &self.kernels {

@@ -22,6 +22,10 @@ pub enum NetError {
     WeightsMismatch(String),
     #[error("{0}")]
     BadSize(String),
+    #[error(
+        "a {width}x{height} image needs {needed_mib} MiB in one buffer ({what}), but this adapter allows {limit_mib} MiB per buffer; the largest image that fits has a longer side of {largest_side} px (--size {largest_side})"
+    )]
+    TooLarge { width: usize, height: usize, needed_mib: u64, what: String, limit_mib: u64, largest_side: usize },
 }
 
 /// One convolution's weights on the host: [out, in, 3, 3] row-major and [out].

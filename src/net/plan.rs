@@ -100,6 +100,9 @@ pub struct Plan {
     pub style_weight: f64,
     /// (in_channels, out_channels) of each convolution the schedule uses.
     pub conv_widths: Vec<(usize, usize)>,
+    /// The layer table (cut after the deepest layer a loss reads) and the loss layers it was built from.
+    pub layers: Vec<LayerDef>,
+    pub losses: LossLayers,
 }
 
 impl Plan {
@@ -212,7 +215,62 @@ impl Plan {
             content_weight: losses.content_weight,
             style_weight: losses.style_weight,
             conv_widths,
+            layers: layers.to_vec(),
+            losses: losses.clone(),
         })
+    }
+
+    /// Bytes of the largest single buffer the executor will allocate (an activation, a
+    /// gradient or a Gram partial-sum buffer), and what it holds.
+    pub fn largest_buffer(&self) -> (u64, String) {
+        let mut largest = (0u64, String::new());
+        for (i, act) in self.acts.iter().enumerate() {
+            let bytes = act.len() as u64 * 4;
+            if bytes > largest.0 {
+                largest = (bytes, format!("activation {i} ({}x{}x{})", act.channels, act.height, act.width));
+            }
+        }
+        for term in &self.style {
+            let s = self.acts[term.act];
+            let shape = crate::ops::gram::GramShape { channels: s.channels, n: s.height * s.width };
+            let bytes = (shape.splits() * shape.gram_len()) as u64 * 4;
+            if bytes > largest.0 {
+                largest = (bytes, format!("Gram partial sums of {}", term.layer));
+            }
+        }
+        largest
+    }
+
+    /// Refuses a plan whose largest buffer exceeds `limit` bytes (what the adapter can bind),
+    /// naming the largest image size with the same aspect ratio that would fit.
+    pub fn check_fits(&self, limit: u64) -> Result<(), NetError> {
+        let (needed, what) = self.largest_buffer();
+        if needed <= limit {
+            return Ok(());
+        }
+        let image = self.acts[0];
+        let longer = image.height.max(image.width);
+        let (mut lo, mut hi) = (0usize, longer);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if self.resized(mid).is_ok_and(|p| p.largest_buffer().0 <= limit) { lo = mid } else { hi = mid - 1 }
+        }
+        Err(NetError::TooLarge {
+            width: image.width,
+            height: image.height,
+            needed_mib: needed.div_ceil(1 << 20),
+            what,
+            limit_mib: limit >> 20,
+            largest_side: lo,
+        })
+    }
+
+    /// The same network and losses for an image whose longer side is `side` (aspect kept).
+    pub fn resized(&self, side: usize) -> Result<Plan, NetError> {
+        let image = self.acts[0];
+        let scale = side as f64 / image.height.max(image.width) as f64;
+        let scaled = |v: usize| ((v as f64 * scale).round() as usize).max(1);
+        Plan::new(&self.layers, &self.conv_widths, scaled(image.height), scaled(image.width), &self.losses)
     }
 
     /// Slot of each loss term in the loss buffer: content terms first, then style terms.
@@ -237,5 +295,36 @@ impl Plan {
             flops += 2 * gram;
         }
         flops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::vgg::{VGG19, VGG19_WIDTHS};
+
+    fn vgg_plan(height: usize, width: usize) -> Plan {
+        let mut widths = Vec::new();
+        let mut cin = 3;
+        for w in VGG19_WIDTHS {
+            widths.push((cin, w));
+            cin = w;
+        }
+        Plan::new(&VGG19, &widths, height, width, &LossLayers::default()).unwrap()
+    }
+
+    #[test]
+    fn too_large_plans_name_the_largest_size_that_fits() {
+        let limit = 128 << 20;
+        let plan = vgg_plan(800, 1200);
+        let Err(NetError::TooLarge { largest_side, needed_mib, limit_mib, .. }) = plan.check_fits(limit) else {
+            panic!("1200x800 needs 64 x 1200 x 800 x 4 bytes = 234 MiB in one buffer");
+        };
+        assert_eq!((needed_mib, limit_mib), (235, 128));
+        assert!(plan.resized(largest_side).unwrap().check_fits(limit).is_ok());
+        assert!(plan.resized(largest_side + 1).unwrap().check_fits(limit).is_err());
+        assert!(vgg_plan(300, 400).check_fits(limit).is_ok());
+        let message = plan.check_fits(limit).unwrap_err().to_string();
+        assert!(message.contains("1200x800") && message.contains(&format!("--size {largest_side}")), "{message}");
     }
 }

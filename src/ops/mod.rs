@@ -2,6 +2,7 @@
 //! reference, side by side. Ops know the GPU plumbing, never layers or the optimization loop.
 
 pub mod adam;
+pub mod check;
 pub mod conv;
 pub mod gram;
 pub mod loss;
@@ -13,8 +14,9 @@ pub mod relu;
 use crate::gpu::ShaderSource;
 
 /// Every WGSL file the crate compiles, for validation and pipeline warm-up.
-pub const SHADERS: [ShaderSource; 8] = [
+pub const SHADERS: [ShaderSource; 9] = [
     adam::SHADER,
+    check::SHADER,
     conv::SHADER,
     gram::SHADER,
     loss::SHADER,
