@@ -315,10 +315,15 @@ fn bench_pool(c: &mut Criterion, bench: &Bench) {
         let (input, output) = (4 * shape.input_len() as u64, 4 * shape.output_len() as u64);
         // Forward: read the input, write the output. Backward: read the input and the output
         // gradient, write the input gradient.
-        bench_kernels(&mut group, bench, &format!("forward/{label}"), Throughput::Bytes(input + output), make, |c| {
-            vec![&c.forward]
-        });
-        let backward_bytes = Throughput::Bytes(2 * input + output);
+        bench_kernels(
+            &mut group,
+            bench,
+            &format!("forward/{label}"),
+            Throughput::BytesDecimal(input + output),
+            make,
+            |c| vec![&c.forward],
+        );
+        let backward_bytes = Throughput::BytesDecimal(2 * input + output);
         bench_kernels(&mut group, bench, &format!("backward/{label}"), backward_bytes, make, |c| vec![&c.backward]);
     }
     group.finish();
@@ -337,7 +342,7 @@ fn bench_adam(c: &mut Criterion, bench: &Bench) {
         (adam, kernel, param, grad)
     };
     // Reads grad, param and both moments; writes param and both moments.
-    let bytes = Throughput::Bytes(7 * 4 * len as u64);
+    let bytes = Throughput::BytesDecimal(7 * 4 * len as u64);
     bench_kernels(&mut group, bench, &format!("step/3x{side}x{side}"), bytes, make, |s| vec![&s.1]);
     group.finish();
 }
