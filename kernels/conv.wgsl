@@ -131,13 +131,46 @@ fn conv3x3(
 }
 
 // The same product computed directly, without workgroup memory or barriers: each invocation owns
-// 8 rows of `a` (output channels) times 4 neighbouring pixels of one image row, loads each input
+// 16 rows of `a` (output channels) times 4 neighbouring pixels of one image row, loads each input
 // row segment once (6 values cover the 3 taps of 4 pixels), and all invocations of a workgroup
-// share their 8 rows, so every load of `a` is uniform across the workgroup. This suits CPU
+// share their 16 rows, so every load of `a` is uniform across the workgroup. This suits CPU
 // implementations (lavapipe, SwiftShader), where barriers are expensive and caches do the tiling.
-const DIRECT_ROWS: u32 = 16u;
+// The 16 accumulators are written out as separate variables (not an array): CPU compilers keep
+// them in registers only when no index into them is dynamic.
 const DIRECT_PIXELS: u32 = 4u;
 const DIRECT_THREADS: u32 = 16u;
+
+fn load_padded(row_ok: bool, row_base: u32, ix: i32) -> f32 {
+    if (row_ok && ix >= 0 && ix < i32(params.width)) {
+        return input[row_base + u32(ix)];
+    }
+    return 0.0;
+}
+
+fn store_direct(m: u32, y: u32, x0: u32, acc: vec4<f32>) {
+    if (m >= params.out_channels) {
+        return;
+    }
+    let hw = params.height * params.width;
+    for (var j = 0u; j < DIRECT_PIXELS; j++) {
+        let x = x0 + j;
+        if (x >= params.width) {
+            return;
+        }
+        var value = acc[j];
+        if ((params.flags & 1u) != 0u) {
+            value += bias[m];
+        }
+        if ((params.flags & 2u) != 0u) {
+            value = max(value, 0.0);
+        }
+        let index = m * hw + y * params.width + x;
+        if ((params.flags & 4u) != 0u) {
+            value += out[index];
+        }
+        out[index] = value;
+    }
+}
 
 @compute @workgroup_size(16, 1, 1)
 fn conv3x3_direct(
@@ -150,7 +183,7 @@ fn conv3x3_direct(
         return;
     }
     // tiles_n counts workgroups along the pixel blocks here.
-    let m0 = (group / params.tiles_n) * DIRECT_ROWS;
+    let m0 = (group / params.tiles_n) * 16u;
     let blocks_per_row = (params.width + DIRECT_PIXELS - 1u) / DIRECT_PIXELS;
     let block = (group % params.tiles_n) * DIRECT_THREADS + lid;
     let y = block / blocks_per_row;
@@ -158,64 +191,91 @@ fn conv3x3_direct(
     let in_image = y < params.height;
     let hw = params.height * params.width;
     let k_total = params.in_channels * 9u;
-
-    var acc: array<vec4<f32>, 16>;
-    for (var i = 0u; i < DIRECT_ROWS; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
+    let last_row = params.out_channels - 1u;
+    // Rows past the last are clamped onto it (their results are never stored).
+    let w0 = min(m0 + 0u, last_row) * k_total;
+    let w1 = min(m0 + 1u, last_row) * k_total;
+    let w2 = min(m0 + 2u, last_row) * k_total;
+    let w3 = min(m0 + 3u, last_row) * k_total;
+    let w4 = min(m0 + 4u, last_row) * k_total;
+    let w5 = min(m0 + 5u, last_row) * k_total;
+    let w6 = min(m0 + 6u, last_row) * k_total;
+    let w7 = min(m0 + 7u, last_row) * k_total;
+    let w8 = min(m0 + 8u, last_row) * k_total;
+    let w9 = min(m0 + 9u, last_row) * k_total;
+    let w10 = min(m0 + 10u, last_row) * k_total;
+    let w11 = min(m0 + 11u, last_row) * k_total;
+    let w12 = min(m0 + 12u, last_row) * k_total;
+    let w13 = min(m0 + 13u, last_row) * k_total;
+    let w14 = min(m0 + 14u, last_row) * k_total;
+    let w15 = min(m0 + 15u, last_row) * k_total;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    var acc8 = vec4<f32>(0.0);
+    var acc9 = vec4<f32>(0.0);
+    var acc10 = vec4<f32>(0.0);
+    var acc11 = vec4<f32>(0.0);
+    var acc12 = vec4<f32>(0.0);
+    var acc13 = vec4<f32>(0.0);
+    var acc14 = vec4<f32>(0.0);
+    var acc15 = vec4<f32>(0.0);
     for (var ci = 0u; ci < params.in_channels; ci++) {
         for (var ky = 0u; ky < 3u; ky++) {
             // Input row y + ky - 1, columns x0 - 1 .. x0 + 4, zero outside the image.
             let iy = i32(y) + i32(ky) - 1;
             let row_ok = in_image && iy >= 0 && iy < i32(params.height);
             let row_base = ci * hw + u32(max(iy, 0)) * params.width;
-            var seg: array<f32, 6>;
-            for (var j = 0u; j < 6u; j++) {
-                let ix = i32(x0) + i32(j) - 1;
-                var v = 0.0;
-                if (row_ok && ix >= 0 && ix < i32(params.width)) {
-                    v = input[row_base + u32(ix)];
-                }
-                seg[j] = v;
-            }
-            let left = vec4<f32>(seg[0], seg[1], seg[2], seg[3]);
-            let mid = vec4<f32>(seg[1], seg[2], seg[3], seg[4]);
-            let right = vec4<f32>(seg[2], seg[3], seg[4], seg[5]);
+            let s0 = load_padded(row_ok, row_base, i32(x0) - 1);
+            let s1 = load_padded(row_ok, row_base, i32(x0));
+            let s2 = load_padded(row_ok, row_base, i32(x0) + 1);
+            let s3 = load_padded(row_ok, row_base, i32(x0) + 2);
+            let s4 = load_padded(row_ok, row_base, i32(x0) + 3);
+            let s5 = load_padded(row_ok, row_base, i32(x0) + 4);
+            let left = vec4<f32>(s0, s1, s2, s3);
+            let mid = vec4<f32>(s1, s2, s3, s4);
+            let right = vec4<f32>(s2, s3, s4, s5);
             let k = ci * 9u + ky * 3u;
-            for (var i = 0u; i < DIRECT_ROWS; i++) {
-                let m = min(m0 + i, params.out_channels - 1u);
-                let w = m * k_total + k;
-                acc[i] = fma(vec4<f32>(a[w]), left, acc[i]);
-                acc[i] = fma(vec4<f32>(a[w + 1u]), mid, acc[i]);
-                acc[i] = fma(vec4<f32>(a[w + 2u]), right, acc[i]);
-            }
+            acc0 = fma(vec4<f32>(a[w0 + k]), left, fma(vec4<f32>(a[w0 + k + 1u]), mid, fma(vec4<f32>(a[w0 + k + 2u]), right, acc0)));
+            acc1 = fma(vec4<f32>(a[w1 + k]), left, fma(vec4<f32>(a[w1 + k + 1u]), mid, fma(vec4<f32>(a[w1 + k + 2u]), right, acc1)));
+            acc2 = fma(vec4<f32>(a[w2 + k]), left, fma(vec4<f32>(a[w2 + k + 1u]), mid, fma(vec4<f32>(a[w2 + k + 2u]), right, acc2)));
+            acc3 = fma(vec4<f32>(a[w3 + k]), left, fma(vec4<f32>(a[w3 + k + 1u]), mid, fma(vec4<f32>(a[w3 + k + 2u]), right, acc3)));
+            acc4 = fma(vec4<f32>(a[w4 + k]), left, fma(vec4<f32>(a[w4 + k + 1u]), mid, fma(vec4<f32>(a[w4 + k + 2u]), right, acc4)));
+            acc5 = fma(vec4<f32>(a[w5 + k]), left, fma(vec4<f32>(a[w5 + k + 1u]), mid, fma(vec4<f32>(a[w5 + k + 2u]), right, acc5)));
+            acc6 = fma(vec4<f32>(a[w6 + k]), left, fma(vec4<f32>(a[w6 + k + 1u]), mid, fma(vec4<f32>(a[w6 + k + 2u]), right, acc6)));
+            acc7 = fma(vec4<f32>(a[w7 + k]), left, fma(vec4<f32>(a[w7 + k + 1u]), mid, fma(vec4<f32>(a[w7 + k + 2u]), right, acc7)));
+            acc8 = fma(vec4<f32>(a[w8 + k]), left, fma(vec4<f32>(a[w8 + k + 1u]), mid, fma(vec4<f32>(a[w8 + k + 2u]), right, acc8)));
+            acc9 = fma(vec4<f32>(a[w9 + k]), left, fma(vec4<f32>(a[w9 + k + 1u]), mid, fma(vec4<f32>(a[w9 + k + 2u]), right, acc9)));
+            acc10 = fma(vec4<f32>(a[w10 + k]), left, fma(vec4<f32>(a[w10 + k + 1u]), mid, fma(vec4<f32>(a[w10 + k + 2u]), right, acc10)));
+            acc11 = fma(vec4<f32>(a[w11 + k]), left, fma(vec4<f32>(a[w11 + k + 1u]), mid, fma(vec4<f32>(a[w11 + k + 2u]), right, acc11)));
+            acc12 = fma(vec4<f32>(a[w12 + k]), left, fma(vec4<f32>(a[w12 + k + 1u]), mid, fma(vec4<f32>(a[w12 + k + 2u]), right, acc12)));
+            acc13 = fma(vec4<f32>(a[w13 + k]), left, fma(vec4<f32>(a[w13 + k + 1u]), mid, fma(vec4<f32>(a[w13 + k + 2u]), right, acc13)));
+            acc14 = fma(vec4<f32>(a[w14 + k]), left, fma(vec4<f32>(a[w14 + k + 1u]), mid, fma(vec4<f32>(a[w14 + k + 2u]), right, acc14)));
+            acc15 = fma(vec4<f32>(a[w15 + k]), left, fma(vec4<f32>(a[w15 + k + 1u]), mid, fma(vec4<f32>(a[w15 + k + 2u]), right, acc15)));
         }
     }
     if (!in_image) {
         return;
     }
-    for (var i = 0u; i < DIRECT_ROWS; i++) {
-        let m = m0 + i;
-        if (m >= params.out_channels) {
-            break;
-        }
-        for (var j = 0u; j < DIRECT_PIXELS; j++) {
-            let x = x0 + j;
-            if (x >= params.width) {
-                break;
-            }
-            var value = acc[i][j];
-            if ((params.flags & 1u) != 0u) {
-                value += bias[m];
-            }
-            if ((params.flags & 2u) != 0u) {
-                value = max(value, 0.0);
-            }
-            let index = m * hw + y * params.width + x;
-            if ((params.flags & 4u) != 0u) {
-                value += out[index];
-            }
-            out[index] = value;
-        }
-    }
+    store_direct(m0 + 0u, y, x0, acc0);
+    store_direct(m0 + 1u, y, x0, acc1);
+    store_direct(m0 + 2u, y, x0, acc2);
+    store_direct(m0 + 3u, y, x0, acc3);
+    store_direct(m0 + 4u, y, x0, acc4);
+    store_direct(m0 + 5u, y, x0, acc5);
+    store_direct(m0 + 6u, y, x0, acc6);
+    store_direct(m0 + 7u, y, x0, acc7);
+    store_direct(m0 + 8u, y, x0, acc8);
+    store_direct(m0 + 9u, y, x0, acc9);
+    store_direct(m0 + 10u, y, x0, acc10);
+    store_direct(m0 + 11u, y, x0, acc11);
+    store_direct(m0 + 12u, y, x0, acc12);
+    store_direct(m0 + 13u, y, x0, acc13);
+    store_direct(m0 + 14u, y, x0, acc14);
+    store_direct(m0 + 15u, y, x0, acc15);
 }
