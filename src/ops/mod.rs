@@ -9,11 +9,13 @@ pub mod normalize;
 pub mod pool;
 pub mod reduce;
 pub mod relu;
+pub mod tv;
+pub mod vector;
 
 use crate::gpu::ShaderSource;
 
 /// Every WGSL file the crate compiles, for validation and pipeline warm-up.
-pub const SHADERS: [ShaderSource; 8] = [
+pub const SHADERS: [ShaderSource; 10] = [
     adam::SHADER,
     conv::SHADER,
     gram::SHADER,
@@ -22,4 +24,6 @@ pub const SHADERS: [ShaderSource; 8] = [
     pool::SHADER,
     reduce::SHADER,
     relu::SHADER,
+    tv::SHADER,
+    vector::SHADER,
 ];
