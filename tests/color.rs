@@ -106,8 +106,8 @@ fn match_histogram_of_a_flat_source_stays_finite() {
     // No spread to map: every pixel lands on the target's mean colour.
     for i in 0..12 {
         let plane = 12;
-        for c in 0..3 {
-            assert!((out.data[c * plane + i] as f64 - mu_t[c]).abs() < 1e-6);
+        for (c, mu) in mu_t.iter().enumerate() {
+            assert!((out.data[c * plane + i] as f64 - mu).abs() < 1e-6);
         }
     }
 }

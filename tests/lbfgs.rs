@@ -41,6 +41,7 @@ impl Quadratic {
     }
 
     /// The minimizer A^-1 b, by Gaussian elimination.
+    #[allow(clippy::needless_range_loop)]
     fn solution(&self) -> Vec<f64> {
         let n = self.n;
         let mut m: Vec<Vec<f64>> = (0..n).map(|i| [&self.a[i * n..(i + 1) * n], &[self.b[i]]].concat()).collect();
@@ -170,4 +171,31 @@ fn gpu_lbfgs_stops_at_tolerance_grad() {
     assert!(matches!(outcome, LbfgsOutcome::Converged { .. }), "{outcome:?}");
     assert_eq!(read(&ctx, &param, 3), to_f32(&start));
     assert_eq!(lbfgs.iterations(), 0);
+}
+
+/// A direction with g'd > -tolerance_change is not followed (PyTorch breaks before the update):
+/// a gradient of 2e-7 per value is above tolerance_grad, but g'd = -4e-13.
+#[test]
+fn gpu_lbfgs_does_not_follow_a_direction_below_tolerance_change() {
+    let Some(ctx) = gpu_or_skip("gpu_lbfgs_does_not_follow_a_direction_below_tolerance_change") else {
+        return;
+    };
+    let start = vec![0.25; 10];
+    let gradient = vec![2e-7; 10];
+    let config = LbfgsConfig::default();
+    let param = upload(&ctx, &start);
+    let grad = upload(&ctx, &gradient);
+    let mut lbfgs = Lbfgs::new(&ctx, 10, &param, &grad, config).unwrap();
+    let mut state = LbfgsState::default();
+    let mut x = start.clone();
+    for _ in 0..2 {
+        let outcome = lbfgs.step(&ctx).unwrap();
+        assert!(matches!(outcome, LbfgsOutcome::Stepped { .. }), "{outcome:?}");
+        reference::step(config, 1, &mut state, &mut x, |_| (0.0, gradient.clone()));
+    }
+    assert_eq!(x, start);
+    assert_eq!(read(&ctx, &param, 10), to_f32(&start));
+    assert_eq!((lbfgs.iterations(), state.n_iter), (2, 2));
+    let gtd = lbfgs.previous_gtd().unwrap();
+    assert!(gtd < 0.0 && gtd > -config.tolerance_change, "{gtd:e}");
 }

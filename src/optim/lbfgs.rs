@@ -399,10 +399,10 @@ pub mod reference {
                     }
                 }
                 let mut r: Vec<f64> = q.iter().map(|v| v * state.h_diag).collect();
-                for i in 0..num_old {
+                for (i, &al_i) in al.iter().enumerate() {
                     let be_i = dot(&state.old_dirs[i], &r) * state.ro[i];
                     for (rk, sk) in r.iter_mut().zip(&state.old_stps[i]) {
-                        *rk += (al[i] - be_i) * sk;
+                        *rk += (al_i - be_i) * sk;
                     }
                 }
                 state.d = r;
