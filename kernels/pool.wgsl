@@ -1,4 +1,4 @@
-// 2x2 max-pool, stride 2, floor on odd sizes (PyTorch's default). The backward gathers: each input
+// 2x2 max-pool and average pool, stride 2, floor on odd sizes (PyTorch's default). The backward gathers: each input
 // element takes its window's output gradient if it is the window's arg-max, where ties go to the
 // first maximum in row-major window order (PyTorch's rule), and 0 otherwise (also for the last
 // row/column that an odd size drops).
@@ -15,7 +15,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;       // x
+@group(0) @binding(1) var<storage, read> input: array<f32>;       // x; avgpool_backward: dL/dy
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;   // forward: y; backward: dL/dx
 @group(0) @binding(3) var<storage, read> grad_out: array<f32>;    // backward only: dL/dy
 
@@ -79,6 +79,49 @@ fn maxpool_backward(
         if (window_argmax(c, oy, ox) == (y % 2u) * 2u + (x % 2u)) {
             grad = grad_out[(c * params.out_height + oy) * params.out_width + ox];
         }
+    }
+    dst[i] = grad;
+}
+
+// Average pool: y = (x00 + x01 + x10 + x11) / 4, like PyTorch's AvgPool2d(2, 2) (no padding).
+@compute @workgroup_size(256)
+fn avgpool_forward(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = element(wid, nwg, lid);
+    let plane = params.out_height * params.out_width;
+    if (i >= params.channels * plane) {
+        return;
+    }
+    let c = i / plane;
+    let oy = (i % plane) / params.out_width;
+    let ox = i % params.out_width;
+    let base = (c * params.height + oy * 2u) * params.width + ox * 2u;
+    dst[i] = 0.25 * ((input[base] + input[base + 1u]) + (input[base + params.width] + input[base + params.width + 1u]));
+}
+
+// Average-pool backward, a gather: every input element of a window takes a quarter of the window's
+// output gradient, which arrives in `input` (binding 1) so that this entry uses bindings 1 and 2 only;
+// the last row/column that an odd size drops gets 0.
+@compute @workgroup_size(256)
+fn avgpool_backward(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = element(wid, nwg, lid);
+    let plane = params.height * params.width;
+    if (i >= params.channels * plane) {
+        return;
+    }
+    let c = i / plane;
+    let oy = ((i % plane) / params.width) / 2u;
+    let ox = (i % params.width) / 2u;
+    var grad = 0.0;
+    if (oy < params.out_height && ox < params.out_width) {
+        grad = 0.25 * input[(c * params.out_height + oy) * params.out_width + ox];
     }
     dst[i] = grad;
 }

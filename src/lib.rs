@@ -17,6 +17,7 @@ pub mod gpu;
 pub mod image_io;
 pub mod net;
 pub mod ops;
+pub mod optim;
 pub mod testing;
 pub mod transfer;
 pub mod weights;

@@ -9,7 +9,7 @@ use stylize::gpu::Step;
 use stylize::ops::adam::{self, Adam, AdamConfig};
 use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, ConvWeights};
 use stylize::ops::gram::{self, GramShape};
-use stylize::ops::{check, loss, normalize, pool, reduce, relu};
+use stylize::ops::{check, loss, normalize, pool, reduce, relu, tv, vector};
 
 const CONV_SHAPES: [(usize, usize, usize, usize); 5] =
     [(3, 5, 13, 17), (5, 67, 13, 17), (67, 3, 13, 17), (5, 9, 1, 2), (4, 19, 37, 5)];
@@ -347,5 +347,140 @@ fn gpu_non_finite_flag_matches_reference() {
             assert_eq!(got, (expected != check::CLEAN).then_some(expected), "step {step} ({grid})");
         }
         assert_eq!(expected, 2);
+    }
+}
+
+#[test]
+fn gpu_avgpool_matches_reference() {
+    let mut rng = Rng::new(21);
+    for (grid, ctx) in contexts("gpu_avgpool_matches_reference") {
+        for (c, h, w) in [(5, 13, 17), (3, 14, 9), (67, 3, 3)] {
+            let shape = pool::PoolShape { channels: c, height: h, width: w };
+            let x = rng.vec(shape.input_len(), -1.0, 1.0);
+            let dy = rng.vec(shape.output_len(), -1.0, 1.0);
+            let input = upload(&ctx, &x);
+            let out = poisoned(&ctx, shape.output_len());
+            run(&ctx, &single(pool::avg_forward(&ctx, shape, &input, &out)));
+            assert_close(
+                &format!("avgpool forward {shape:?} ({grid})"),
+                &read(&ctx, &out, shape.output_len()),
+                &pool::reference::avg_forward(shape, &x),
+                F32_TOL,
+            );
+            let grad_output = upload(&ctx, &dy);
+            let grad_input = poisoned(&ctx, shape.input_len());
+            run(&ctx, &single(pool::avg_backward(&ctx, shape, &grad_output, &grad_input)));
+            assert_close(
+                &format!("avgpool backward {shape:?} ({grid})"),
+                &read(&ctx, &grad_input, shape.input_len()),
+                &pool::reference::avg_backward(shape, &dy),
+                F32_TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_total_variation_matches_reference() {
+    let mut rng = Rng::new(22);
+    for (grid, ctx) in contexts("gpu_total_variation_matches_reference") {
+        // 663 values fit one block; 3 x 61 x 43 = 7869 need a reduction pass; one-row and
+        // one-column images have no term at all.
+        for (c, h, w) in [(3, 13, 17), (3, 61, 43), (2, 1, 9), (2, 7, 1)] {
+            let shape = tv::TvShape { channels: c, height: h, width: w };
+            let x = rng.vec(shape.len(), 0.0, 1.0);
+            let image = upload(&ctx, &x);
+            let losses = poisoned(&ctx, 3);
+            let scale = 0.5e-3;
+            let mut step = Step::new();
+            tv::forward(&ctx, &mut step, shape, &image, &losses, 2, scale).unwrap();
+            run(&ctx, &step);
+            let expected = tv::reference::forward(shape, &x, scale);
+            let got = read(&ctx, &losses, 3)[2];
+            if h == 1 || w == 1 {
+                assert_eq!(got, 0.0, "tv of {shape:?} ({grid})");
+            } else {
+                assert_close(&format!("tv forward {shape:?} ({grid})"), &[got], &[expected], F32_TOL);
+            }
+            let reference = tv::reference::backward(shape, &x, scale);
+            let grad = poisoned(&ctx, shape.len());
+            run(&ctx, &single(tv::backward(&ctx, shape, &image, &grad, scale, false)));
+            let got = read(&ctx, &grad, shape.len());
+            if h == 1 || w == 1 {
+                assert!(got.iter().all(|&g| g == 0.0), "tv backward of {shape:?} ({grid})");
+            } else {
+                assert_close(&format!("tv backward {shape:?} ({grid})"), &got, &reference, F32_TOL);
+            }
+            let base = rng.vec(shape.len(), -1e-3, 1e-3);
+            let acc = upload(&ctx, &base);
+            run(&ctx, &single(tv::backward(&ctx, shape, &image, &acc, scale, true)));
+            let expected: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + b).collect();
+            assert_close(
+                &format!("tv backward += {shape:?} ({grid})"),
+                &read(&ctx, &acc, shape.len()),
+                &expected,
+                F32_TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_vector_ops_match_reference() {
+    let mut rng = Rng::new(23);
+    for (grid, ctx) in contexts("gpu_vector_ops_match_reference") {
+        // One block, and 70,001 values (35 blocks: a second reduction level).
+        for len in [1105, 70_001] {
+            let a = rng.vec(len, -1.0, 1.0);
+            let b = rng.vec(len, -1.0, 1.0);
+            let (x, y) = (upload(&ctx, &a), upload(&ctx, &b));
+            let out = poisoned(&ctx, 6);
+            let mut step = Step::new();
+            vector::dot(&ctx, &mut step, len, &x, &y, &out, 0, 0.5).unwrap();
+            vector::dot(&ctx, &mut step, len, &x, &x, &out, 1, 1.0).unwrap();
+            vector::abs_sum(&ctx, &mut step, len, &x, &out, 2).unwrap();
+            vector::abs_max(&ctx, &mut step, len, &y, &out, 3).unwrap();
+            run(&ctx, &step);
+            let got = read(&ctx, &out, 6);
+            let checks = [
+                ("dot", 0.5 * vector::reference::dot(&a, &b)),
+                ("squared norm", vector::reference::dot(&a, &a)),
+                ("sum |x|", vector::reference::abs_sum(&a)),
+                ("max |y|", vector::reference::abs_max(&b)),
+            ];
+            for (k, (what, want)) in checks.into_iter().enumerate() {
+                assert_close(&format!("{what}, {len} values ({grid})"), &got[k..k + 1], &[want], F32_TOL);
+            }
+            assert!(got[4].is_nan() && got[5].is_nan(), "slots 4 and 5 untouched");
+
+            // Scalars on the GPU: s = [0.75, -2, 3, ...]; s[3] = 0.5 s[0] - 2 s[1] s[2]; s[4] = gate.
+            let scalars = ctx.upload("scalars", &[0.75, -2.0, 3.0, 0.0, 0.0, 0.0]).unwrap();
+            let mut step = Step::new();
+            step.push(vector::scalar_fma(&ctx, &scalars, 3, 0.5, 0, -2.0, 1, 2).unwrap());
+            step.push(vector::scalar_gate(&ctx, &scalars, 4, 1, -1.0, 0).unwrap());
+            step.push(vector::scalar_gate(&ctx, &scalars, 5, 2, -1.0, 0).unwrap());
+            run(&ctx, &step);
+            assert_eq!(read(&ctx, &scalars, 6), vec![0.75, -2.0, 3.0, 12.375, 0.75, 0.0]);
+
+            let out = poisoned(&ctx, len);
+            let mut step = Step::new();
+            step.push(vector::copy_scaled(&ctx, len, 1.0, &y, &out).unwrap()); // out = b
+            step.push(vector::axpy(&ctx, len, -0.25, &x, &out).unwrap()); // out = b - a/4
+            step.push(vector::axpy_scalar(&ctx, len, 2.0, &scalars, 0, &x, &out).unwrap()); // + 1.5 a
+            step.push(vector::scale(&ctx, len, 3.0, &out).unwrap()); // * 3
+            step.push(vector::scale_scalar(&ctx, len, -1.0, &scalars, 1, &out).unwrap()); // * 2
+            run(&ctx, &step);
+            let expected: Vec<f64> = a.iter().zip(&b).map(|(a, b)| 6.0 * (b + 1.25 * a)).collect();
+            assert_close(
+                &format!("axpy/scale chain, {len} values ({grid})"),
+                &read(&ctx, &out, len),
+                &expected,
+                F32_TOL,
+            );
+            let copy = poisoned(&ctx, len);
+            run(&ctx, &single(vector::copy_scaled_scalar(&ctx, len, 2.0, &scalars, 2, &x, &copy)));
+            let expected: Vec<f64> = a.iter().map(|a| 6.0 * a).collect();
+            assert_close(&format!("copy_scaled_scalar ({grid})"), &read(&ctx, &copy, len), &expected, F32_TOL);
+        }
     }
 }

@@ -6,7 +6,7 @@ use stylize::net::reference::Reference;
 use stylize::net::{LossLayers, Plan, random_weights};
 use stylize::ops::conv::{self, ConvShape};
 use stylize::ops::gram::{self, GramShape};
-use stylize::ops::{loss, pool, relu};
+use stylize::ops::{loss, pool, relu, tv};
 use stylize::testing::{Rng, rel_err_f64, tiny_table};
 
 const H: f64 = 1e-5;
@@ -140,4 +140,35 @@ fn gradcheck_composed_network_loss_wrt_image() {
 #[test]
 fn gradcheck_composed_network_with_pre_relu_content_layer() {
     gradcheck_network("conv1_2");
+}
+
+#[test]
+fn gradcheck_total_variation() {
+    let mut rng = Rng::new(19);
+    for (c, h, w) in [(3, 5, 7), (2, 1, 6), (1, 6, 2)] {
+        let shape = tv::TvShape { channels: c, height: h, width: w };
+        let x = rng.vec(shape.len(), -1.0, 1.0);
+        let scale = 0.37;
+        let numeric = finite_differences(&x, |x| tv::reference::forward(shape, x, scale));
+        let analytic = tv::reference::backward(shape, &x, scale);
+        if h == 1 || w == 1 {
+            // No term: the regularizer and its gradient vanish.
+            assert_eq!(tv::reference::forward(shape, &x, scale), 0.0);
+            assert!(analytic.iter().all(|&g| g == 0.0) && numeric.iter().all(|&g| g == 0.0));
+        } else {
+            assert_gradcheck(&format!("total variation {shape:?}"), &analytic, &numeric);
+        }
+    }
+}
+
+#[test]
+fn gradcheck_avgpool() {
+    let mut rng = Rng::new(20);
+    for (c, h, w) in [(3, 7, 9), (2, 6, 4)] {
+        let shape = pool::PoolShape { channels: c, height: h, width: w };
+        let x = rng.vec(shape.input_len(), -1.0, 1.0);
+        let r = rng.vec(shape.output_len(), -1.0, 1.0);
+        let numeric = finite_differences(&x, |x| dot(&r, &pool::reference::avg_forward(shape, x)));
+        assert_gradcheck(&format!("avgpool {shape:?}"), &pool::reference::avg_backward(shape, &r), &numeric);
+    }
 }

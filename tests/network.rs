@@ -156,3 +156,39 @@ fn gpu_reduced_vgg19_step_and_trajectory_match_reference() {
     assert!(reference[9] < reference[0], "the loss should fall: {reference:?}");
     assert_close("VGG-19 / 8, 10 Adam steps, losses", &to_f32(&gpu), &reference, 1e-3);
 }
+
+/// L-BFGS (one iteration per step, as neural-style runs it) on the tiny network: the GPU optimizer
+/// fed by the GPU gradient against the f64 reference optimizer fed by the reference gradient.
+#[test]
+fn gpu_lbfgs_trajectory_on_tiny_network_matches_reference() {
+    use stylize::optim::lbfgs::reference::{self as lbfgs_reference, LbfgsState};
+    use stylize::optim::{Lbfgs, LbfgsConfig};
+    let Some(ctx) = gpu_or_skip("gpu_lbfgs_trajectory_on_tiny_network_matches_reference") else {
+        return;
+    };
+    let weights = random_weights(&[4, 5, 6, 3], 30);
+    let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &tiny_losses("relu1_2"), 31);
+    let config = LbfgsConfig { history: 5, ..LbfgsConfig::default() };
+    let len = case.executor.image_len();
+    let mut lbfgs =
+        Lbfgs::new(&ctx, len, case.executor.image_buffer(), case.executor.image_grad_buffer(), config).unwrap();
+    let steps = 10;
+    let mut gpu = Vec::new();
+    for _ in 0..steps {
+        case.executor.training_step().run(&ctx).unwrap();
+        gpu.push(case.executor.read_losses(&ctx).unwrap().total);
+        lbfgs.step(&ctx).unwrap();
+    }
+    let mut image = case.image.clone();
+    let mut state = LbfgsState::default();
+    let reference: Vec<f64> = (0..steps)
+        .map(|_| {
+            lbfgs_reference::step(config, 1, &mut state, &mut image, |x| {
+                let (losses, grad) = case.reference.loss_and_grad(x, &case.targets);
+                (losses.total, grad)
+            })
+        })
+        .collect();
+    assert!(reference[steps - 1] < 0.5 * reference[0], "the loss should fall: {reference:?}");
+    assert_close("10 L-BFGS steps, losses", &to_f32(&gpu), &reference, 1e-3);
+}

@@ -2,6 +2,7 @@
 //!
 //! Images are RGB with `f32` samples in `[0, 1]`, stored planar (CHW).
 
+pub mod color;
 mod compose;
 mod error;
 mod load;

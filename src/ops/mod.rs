@@ -10,11 +10,13 @@ pub mod normalize;
 pub mod pool;
 pub mod reduce;
 pub mod relu;
+pub mod tv;
+pub mod vector;
 
 use crate::gpu::ShaderSource;
 
 /// Every WGSL file the crate compiles, for validation and pipeline warm-up.
-pub const SHADERS: [ShaderSource; 9] = [
+pub const SHADERS: [ShaderSource; 11] = [
     adam::SHADER,
     check::SHADER,
     conv::SHADER,
@@ -24,4 +26,6 @@ pub const SHADERS: [ShaderSource; 9] = [
     pool::SHADER,
     reduce::SHADER,
     relu::SHADER,
+    tv::SHADER,
+    vector::SHADER,
 ];

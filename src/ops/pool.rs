@@ -1,4 +1,5 @@
-//! 2x2 max-pool, stride 2 (floor on odd sizes): forward, backward to the arg-max, f64 references.
+//! 2x2 pooling, stride 2 (floor on odd sizes): max-pool (forward, backward to the arg-max) and
+//! average pool (PyTorch's `AvgPool2d(2, 2)`: forward, backward spreading a quarter to each input), f64 references.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -83,8 +84,65 @@ pub fn backward(
     )
 }
 
+/// output = the mean of each 2x2 window of input (PyTorch's `AvgPool2d(2, 2)`).
+pub fn avg_forward(
+    ctx: &Context,
+    shape: PoolShape,
+    input: &wgpu::Buffer,
+    output: &wgpu::Buffer,
+) -> Result<Kernel, GpuError> {
+    let groups = (shape.output_len() as u32).div_ceil(256);
+    Kernel::new(ctx, SHADER, "avgpool_forward", bytemuck::bytes_of(&params(shape)), &[input, output], groups)
+}
+
+/// grad_input = a quarter of each window's output gradient on its four inputs, 0 on the row and
+/// column an odd size drops. The input values are not needed.
+pub fn avg_backward(
+    ctx: &Context,
+    shape: PoolShape,
+    grad_output: &wgpu::Buffer,
+    grad_input: &wgpu::Buffer,
+) -> Result<Kernel, GpuError> {
+    let groups = (shape.input_len() as u32).div_ceil(256);
+    Kernel::new(ctx, SHADER, "avgpool_backward", bytemuck::bytes_of(&params(shape)), &[grad_output, grad_input], groups)
+}
+
 pub mod reference {
     use super::PoolShape;
+
+    /// Average pool: the mean of each 2x2 window.
+    pub fn avg_forward(shape: PoolShape, input: &[f64]) -> Vec<f64> {
+        let (oh, ow) = (shape.out_height(), shape.out_width());
+        let mut out = Vec::with_capacity(shape.output_len());
+        for c in 0..shape.channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let index = |dy: usize, dx: usize| (c * shape.height + 2 * oy + dy) * shape.width + 2 * ox + dx;
+                    out.push(
+                        0.25 * (input[index(0, 0)] + input[index(0, 1)] + input[index(1, 0)] + input[index(1, 1)]),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// d/d input of `avg_forward` weighted by `grad_output`.
+    pub fn avg_backward(shape: PoolShape, grad_output: &[f64]) -> Vec<f64> {
+        let (oh, ow) = (shape.out_height(), shape.out_width());
+        let mut grad_input = vec![0.0; shape.input_len()];
+        for c in 0..shape.channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let g = 0.25 * grad_output[(c * oh + oy) * ow + ox];
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        grad_input[(c * shape.height + 2 * oy + dy) * shape.width + 2 * ox + dx] += g;
+                    }
+                }
+            }
+        }
+        grad_input
+    }
 
     /// (output, arg-max input index per output), first maximum in row-major window order.
     fn pool(shape: PoolShape, input: &[f64]) -> (Vec<f64>, Vec<usize>) {

@@ -1,0 +1,152 @@
+//! Total-variation regularizer in the squared form of jcjohnson/neural-style's `TVLoss`, on a CHW
+//! image: forward into a loss slot, backward (written or accumulated), f64 references beside.
+//!
+//! The exact definition, with `x` the image and both differences on the same `(H-1) x (W-1)` grid:
+//!
+//! ```text
+//! TV(x) = scale * sum_c sum_{y < H-1} sum_{x < W-1} [(x[c,y,x+1] - x[c,y,x])^2 + (x[c,y+1,x] - x[c,y,x])^2]
+//! ```
+//!
+//! neural-style only defines the gradient, `tv_weight * (x_diff + y_diff terms)` over that grid
+//! (its `updateGradInput` slices `{1,-2}` in both axes), which is the gradient of
+//! `tv_weight / 2 * sum(...)`: so its `-tv_weight w` corresponds to `scale = w / 2` here.
+//! An image with one row or one column has no term and a TV of 0.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::reduce;
+use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
+
+/// The compiled `kernels/tv.wgsl`.
+pub const SHADER: ShaderSource = ShaderSource { name: "tv", source: include_str!("../../kernels/tv.wgsl") };
+
+const FLAG_ACCUMULATE: u32 = 4;
+
+/// Sizes of the CHW image the regularizer acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TvShape {
+    /// Channels (3 for an RGB image).
+    pub channels: usize,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+}
+
+impl TvShape {
+    /// Values in the image.
+    pub fn len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// True when the image has no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    groups: u32,
+    channels: u32,
+    height: u32,
+    width: u32,
+    dst_offset: u32,
+    flags: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+fn params(shape: TvShape, dst_offset: usize, flags: u32, scale: f32) -> Params {
+    Params {
+        groups: 0,
+        channels: shape.channels as u32,
+        height: shape.height as u32,
+        width: shape.width as u32,
+        dst_offset: dst_offset as u32,
+        flags,
+        scale,
+        _pad: 0,
+    }
+}
+
+/// Appends the kernels that write `losses[slot] = scale * TV(image)` (the module's definition).
+pub fn forward(
+    ctx: &Context,
+    step: &mut Step,
+    shape: TvShape,
+    image: &wgpu::Buffer,
+    losses: &wgpu::Buffer,
+    slot: usize,
+    scale: f64,
+) -> Result<(), GpuError> {
+    let blocks = reduce::blocks(shape.len());
+    let partial = |dst: &wgpu::Buffer, offset: usize, scale: f32| {
+        let p = params(shape, offset, 0, scale);
+        Kernel::new(ctx, SHADER, "tv_partial", bytemuck::bytes_of(&p), &[image, dst], blocks as u32)
+    };
+    if blocks == 1 {
+        step.push(partial(losses, slot, scale as f32)?);
+        return Ok(());
+    }
+    let partials = ctx.buffer("tv block sums", blocks)?;
+    step.push(partial(&partials, 0, 1.0)?);
+    let partials = step.keep(partials).clone();
+    reduce::sum_into(ctx, step, blocks, &partials, losses, slot, scale as f32)
+}
+
+/// grad (=, or += when `accumulate`) the gradient of `scale * TV(image)` with respect to the image.
+pub fn backward(
+    ctx: &Context,
+    shape: TvShape,
+    image: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+    scale: f64,
+    accumulate: bool,
+) -> Result<Kernel, GpuError> {
+    let flags = if accumulate { FLAG_ACCUMULATE } else { 0 };
+    let p = params(shape, 0, flags, (2.0 * scale) as f32);
+    Kernel::new(ctx, SHADER, "tv_backward", bytemuck::bytes_of(&p), &[image, grad], (shape.len() as u32).div_ceil(256))
+}
+
+/// f64 references of the regularizer.
+pub mod reference {
+    use super::TvShape;
+
+    /// `scale * TV(image)`, the module's definition.
+    pub fn forward(shape: TvShape, image: &[f64], scale: f64) -> f64 {
+        let (h, w) = (shape.height, shape.width);
+        let mut sum = 0.0;
+        for c in 0..shape.channels {
+            for y in 0..h.saturating_sub(1) {
+                for x in 0..w.saturating_sub(1) {
+                    let i = (c * h + y) * w + x;
+                    let dx = image[i + 1] - image[i];
+                    let dy = image[i + w] - image[i];
+                    sum += dx * dx + dy * dy;
+                }
+            }
+        }
+        scale * sum
+    }
+
+    /// d/d image of `forward`, scattered term by term.
+    pub fn backward(shape: TvShape, image: &[f64], scale: f64) -> Vec<f64> {
+        let (h, w) = (shape.height, shape.width);
+        let mut grad = vec![0.0; shape.len()];
+        for c in 0..shape.channels {
+            for y in 0..h.saturating_sub(1) {
+                for x in 0..w.saturating_sub(1) {
+                    let i = (c * h + y) * w + x;
+                    let dx = image[i + 1] - image[i];
+                    let dy = image[i + w] - image[i];
+                    grad[i] -= 2.0 * scale * (dx + dy);
+                    grad[i + 1] += 2.0 * scale * dx;
+                    grad[i + w] += 2.0 * scale * dy;
+                }
+            }
+        }
+        grad
+    }
+}

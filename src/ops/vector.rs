@@ -1,0 +1,233 @@
+//! Vector ops over f32 buffers, for optimizers whose scalars stay on the GPU (L-BFGS): dot
+//! products, sums and maxima of |x| into a slot (tree-reduced with `reduce`), `y += a x`,
+//! `y = a x`, `y *= a`, where `a` is a uniform constant or a constant times an entry of a small
+//! "scalars" buffer, and single-thread arithmetic on such a buffer. f64 references beside.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::reduce;
+use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
+
+/// The compiled `kernels/vector.wgsl`.
+pub const SHADER: ShaderSource = ShaderSource { name: "vector", source: include_str!("../../kernels/vector.wgsl") };
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    groups: u32,
+    len: u32,
+    i0: u32,
+    i1: u32,
+    i2: u32,
+    i3: u32,
+    alpha: f32,
+    beta: f32,
+}
+
+fn elementwise(len: usize) -> u32 {
+    (len as u32).div_ceil(256)
+}
+
+fn kernel(ctx: &Context, entry: &str, p: Params, buffers: &[&wgpu::Buffer], groups: u32) -> Result<Kernel, GpuError> {
+    Kernel::new(ctx, SHADER, entry, bytemuck::bytes_of(&p), buffers, groups)
+}
+
+/// Finishes block partials of `len` values into `dst[slot] = scale * total` (sums through `reduce`).
+fn finish_sum(
+    ctx: &Context,
+    step: &mut Step,
+    len: usize,
+    first: impl Fn(&wgpu::Buffer, usize, f32) -> Result<Kernel, GpuError>,
+    dst: &wgpu::Buffer,
+    slot: usize,
+    scale: f32,
+) -> Result<(), GpuError> {
+    let blocks = reduce::blocks(len);
+    if blocks == 1 {
+        step.push(first(dst, slot, scale)?);
+        return Ok(());
+    }
+    let partials = ctx.buffer("vector block sums", blocks)?;
+    step.push(first(&partials, 0, 1.0)?);
+    let partials = step.keep(partials).clone();
+    reduce::sum_into(ctx, step, blocks, &partials, dst, slot, scale)
+}
+
+/// Appends the kernels that write `dst[slot] = scale * sum(x * y)` over `len` values
+/// (`x` and `y` may be the same buffer).
+#[allow(clippy::too_many_arguments)]
+pub fn dot(
+    ctx: &Context,
+    step: &mut Step,
+    len: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    slot: usize,
+    scale: f32,
+) -> Result<(), GpuError> {
+    let first = |out: &wgpu::Buffer, offset: usize, alpha: f32| {
+        let p = Params { len: len as u32, i0: offset as u32, alpha, ..Default::default() };
+        kernel(ctx, "dot_partial", p, &[out, x, y], reduce::blocks(len) as u32)
+    };
+    finish_sum(ctx, step, len, first, dst, slot, scale)
+}
+
+/// Appends the kernels that write `dst[slot] = sum(|x|)` over `len` values.
+pub fn abs_sum(
+    ctx: &Context,
+    step: &mut Step,
+    len: usize,
+    x: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    slot: usize,
+) -> Result<(), GpuError> {
+    let first = |out: &wgpu::Buffer, offset: usize, alpha: f32| {
+        let p = Params { len: len as u32, i0: offset as u32, alpha, ..Default::default() };
+        kernel(ctx, "abs_sum_partial", p, &[out, x], reduce::blocks(len) as u32)
+    };
+    finish_sum(ctx, step, len, first, dst, slot, 1.0)
+}
+
+/// Appends the kernels that write `dst[slot] = max(|x|)` over `len` values (0 when `len` is 0).
+pub fn abs_max(
+    ctx: &Context,
+    step: &mut Step,
+    len: usize,
+    x: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    slot: usize,
+) -> Result<(), GpuError> {
+    let pass = |len: usize, src: &wgpu::Buffer, out: &wgpu::Buffer, offset: usize| {
+        let p = Params { len: len as u32, i0: offset as u32, ..Default::default() };
+        kernel(ctx, "abs_max_partial", p, &[out, src], reduce::blocks(len) as u32)
+    };
+    let mut remaining = len;
+    let mut current = x.clone();
+    while reduce::blocks(remaining) > 1 {
+        let partials = ctx.buffer("block maxima", reduce::blocks(remaining))?;
+        step.push(pass(remaining, &current, &partials, 0)?);
+        remaining = reduce::blocks(remaining);
+        current = step.keep(partials).clone();
+    }
+    step.push(pass(remaining, &current, dst, slot)?);
+    Ok(())
+}
+
+/// `y += alpha * x` over `len` values.
+pub fn axpy(ctx: &Context, len: usize, alpha: f32, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<Kernel, GpuError> {
+    let p = Params { len: len as u32, alpha, ..Default::default() };
+    kernel(ctx, "axpy", p, &[y, x], elementwise(len))
+}
+
+/// `y += (alpha * scalars[index]) * x` over `len` values: the factor is read on the GPU.
+pub fn axpy_scalar(
+    ctx: &Context,
+    len: usize,
+    alpha: f32,
+    scalars: &wgpu::Buffer,
+    index: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Kernel, GpuError> {
+    let p = Params { len: len as u32, i0: index as u32, alpha, ..Default::default() };
+    kernel(ctx, "axpy_scalar", p, &[y, x, scalars], elementwise(len))
+}
+
+/// `y = alpha * x` over `len` values (`alpha = 1` copies).
+pub fn copy_scaled(
+    ctx: &Context,
+    len: usize,
+    alpha: f32,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Kernel, GpuError> {
+    let p = Params { len: len as u32, alpha, ..Default::default() };
+    kernel(ctx, "copy_scaled", p, &[y, x], elementwise(len))
+}
+
+/// `y = (alpha * scalars[index]) * x` over `len` values.
+pub fn copy_scaled_scalar(
+    ctx: &Context,
+    len: usize,
+    alpha: f32,
+    scalars: &wgpu::Buffer,
+    index: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Kernel, GpuError> {
+    let p = Params { len: len as u32, i0: index as u32, alpha, ..Default::default() };
+    kernel(ctx, "copy_scaled_scalar", p, &[y, x, scalars], elementwise(len))
+}
+
+/// `y *= alpha` over `len` values.
+pub fn scale(ctx: &Context, len: usize, alpha: f32, y: &wgpu::Buffer) -> Result<Kernel, GpuError> {
+    let p = Params { len: len as u32, alpha, ..Default::default() };
+    kernel(ctx, "scale", p, &[y], elementwise(len))
+}
+
+/// `y *= alpha * scalars[index]` over `len` values.
+pub fn scale_scalar(
+    ctx: &Context,
+    len: usize,
+    alpha: f32,
+    scalars: &wgpu::Buffer,
+    index: usize,
+    y: &wgpu::Buffer,
+) -> Result<Kernel, GpuError> {
+    let p = Params { len: len as u32, i0: index as u32, alpha, ..Default::default() };
+    kernel(ctx, "scale_scalar", p, &[y, scalars], elementwise(len))
+}
+
+/// On the scalars buffer `s`, one thread: `s[dst] = alpha * s[a] + beta * s[b] * s[c]`
+/// (every index must hold a finite value, even one whose factor is 0).
+#[allow(clippy::too_many_arguments)]
+pub fn scalar_fma(
+    ctx: &Context,
+    scalars: &wgpu::Buffer,
+    dst: usize,
+    alpha: f32,
+    a: usize,
+    beta: f32,
+    b: usize,
+    c: usize,
+) -> Result<Kernel, GpuError> {
+    let p = Params { i0: dst as u32, i1: a as u32, i2: b as u32, i3: c as u32, alpha, beta, ..Default::default() };
+    kernel(ctx, "scalar_fma", p, &[scalars], 1)
+}
+
+/// On the scalars buffer `s`, one thread: `s[dst] = if s[test] > threshold { 0 } else { s[value] }`.
+pub fn scalar_gate(
+    ctx: &Context,
+    scalars: &wgpu::Buffer,
+    dst: usize,
+    test: usize,
+    threshold: f32,
+    value: usize,
+) -> Result<Kernel, GpuError> {
+    let p = Params { i0: dst as u32, i1: test as u32, i2: value as u32, alpha: threshold, ..Default::default() };
+    kernel(ctx, "scalar_gate", p, &[scalars], 1)
+}
+
+/// f64 references of the vector ops.
+pub mod reference {
+    /// sum(x * y)
+    pub fn dot(x: &[f64], y: &[f64]) -> f64 {
+        x.iter().zip(y).map(|(a, b)| a * b).sum()
+    }
+
+    /// sum(|x|)
+    pub fn abs_sum(x: &[f64]) -> f64 {
+        x.iter().map(|v| v.abs()).sum()
+    }
+
+    /// max(|x|), 0 for an empty vector.
+    pub fn abs_max(x: &[f64]) -> f64 {
+        x.iter().fold(0.0, |m, v| m.max(v.abs()))
+    }
+
+    /// y + alpha * x
+    pub fn axpy(alpha: f64, x: &[f64], y: &[f64]) -> Vec<f64> {
+        x.iter().zip(y).map(|(a, b)| b + alpha * a).collect()
+    }
+}

@@ -1,0 +1,7 @@
+//! Optimizers that run on the GPU buffers the network fills: L-BFGS (the optimizer of
+//! jcjohnson/neural-style and of Gatys et al.'s own code), with an f64 reference beside it.
+//! (Adam, the other optimizer of the method, lives in `ops::adam`.)
+
+pub mod lbfgs;
+
+pub use lbfgs::{Lbfgs, LbfgsConfig, LbfgsOutcome};
