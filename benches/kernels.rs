@@ -230,7 +230,7 @@ fn conv_case(bench: &Bench, shape: ConvShape) -> ConvCase {
     let dy = bench.random_buffer("dy", shape.output_len(), &mut rng, -1.0, 1.0);
     let dx = ctx.buffer("dx", shape.input_len()).unwrap();
     let forward = conv::forward(ctx, shape, &x, &weights, &y, true).unwrap();
-    let backward = conv::backward_input(ctx, shape, &dy, &weights, &dx, false).unwrap();
+    let backward = conv::backward_input(ctx, shape, &dy, &weights, &dx, false, None).unwrap();
     ConvCase { forward, backward, _buffers: vec![x, y, dy, dx], _weights: weights }
 }
 

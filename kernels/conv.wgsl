@@ -13,7 +13,8 @@ struct Params {
     height: u32,
     width: u32,
     tiles_n: u32,       // ceil(height * width / 64)
-    flags: u32,         // bit 0: add bias, bit 1: apply ReLU, bit 2: accumulate into out
+    flags: u32,         // bit 0: add bias, bit 1: apply ReLU, bit 2: accumulate into out,
+                        // bit 3: read input * (mask > 0) (the ReLU backward fused into the load)
     _pad: u32,
 }
 
@@ -22,6 +23,17 @@ struct Params {
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// The forward ReLU output whose positive entries let the input through (bit 3); any buffer otherwise.
+@group(0) @binding(5) var<storage, read> mask: array<f32>;
+
+// input[index], or 0 where the fused ReLU backward blocks it.
+fn masked_input(index: u32) -> f32 {
+    let value = input[index];
+    if ((params.flags & 8u) != 0u && !(mask[index] > 0.0)) {
+        return 0.0;
+    }
+    return value;
+}
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
@@ -45,7 +57,7 @@ fn im2col(k: u32, p: u32) -> f32 {
     if (y < 0 || x < 0 || y >= i32(params.height) || x >= i32(params.width)) {
         return 0.0;
     }
-    return input[ci * hw + u32(y) * params.width + u32(x)];
+    return masked_input(ci * hw + u32(y) * params.width + u32(x));
 }
 
 @compute @workgroup_size(16, 16, 1)
@@ -142,7 +154,7 @@ const DIRECT_THREADS: u32 = 16u;
 
 fn load_padded(row_ok: bool, row_base: u32, ix: i32) -> f32 {
     if (row_ok && ix >= 0 && ix < i32(params.width)) {
-        return input[row_base + u32(ix)];
+        return masked_input(row_base + u32(ix));
     }
     return 0.0;
 }

@@ -65,7 +65,7 @@ fn gpu_conv_backward_input_matches_reference() {
             let grad_output = upload(&ctx, &dy);
             let reference = conv::reference::backward_input(shape, &dy, &wt);
             let out = poisoned(&ctx, shape.input_len());
-            run(&ctx, &single(conv::backward_input(&ctx, shape, &grad_output, &weights, &out, false)));
+            run(&ctx, &single(conv::backward_input(&ctx, shape, &grad_output, &weights, &out, false, None)));
             assert_close(
                 &format!("conv backward {algorithm:?} {shape:?} ({grid})"),
                 &read(&ctx, &out, shape.input_len()),
@@ -75,12 +75,25 @@ fn gpu_conv_backward_input_matches_reference() {
             // Accumulating mode adds to what is there.
             let base = rng.vec(shape.input_len(), -1.0, 1.0);
             let acc = upload(&ctx, &base);
-            run(&ctx, &single(conv::backward_input(&ctx, shape, &grad_output, &weights, &acc, true)));
+            run(&ctx, &single(conv::backward_input(&ctx, shape, &grad_output, &weights, &acc, true, None)));
             let expected: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + b).collect();
             assert_close(
                 &format!("conv backward += {algorithm:?} ({grid})"),
                 &read(&ctx, &acc, shape.input_len()),
                 &expected,
+                F32_TOL,
+            );
+            // With the ReLU that follows the conv fused into the loads: mask dL/dy by y > 0 first.
+            let y = rng.vec(shape.output_len(), -1.0, 1.0);
+            let relu_output = upload(&ctx, &relu::reference::forward(&y));
+            let masked_out = poisoned(&ctx, shape.input_len());
+            let kernel = conv::backward_input(&ctx, shape, &grad_output, &weights, &masked_out, false, Some(&relu_output));
+            run(&ctx, &single(kernel));
+            let masked = conv::reference::backward_input(shape, &relu::reference::backward(&y, &dy), &wt);
+            assert_close(
+                &format!("conv backward with fused ReLU mask {algorithm:?} {shape:?} ({grid})"),
+                &read(&ctx, &masked_out, shape.input_len()),
+                &masked,
                 F32_TOL,
             );
         }

@@ -214,34 +214,18 @@ impl Executor {
                         height: input.height,
                         width: input.width,
                     };
-                    if fused {
-                        let len = plan.acts[output].len();
-                        step.push(relu::backward(
-                            ctx,
-                            len,
-                            &self.acts[output],
-                            &self.grads[current],
-                            &self.grads[other],
-                        )?);
-                        step.push(conv::backward_input(
-                            ctx,
-                            shape,
-                            &self.grads[other],
-                            &self.convs[conv],
-                            &self.grads[current],
-                            false,
-                        )?);
-                    } else {
-                        step.push(conv::backward_input(
-                            ctx,
-                            shape,
-                            &self.grads[current],
-                            &self.convs[conv],
-                            &self.grads[other],
-                            false,
-                        )?);
-                        current = other;
-                    }
+                    // A fused ReLU's backward (mask by its output > 0) happens inside the conv's loads.
+                    let relu_output = fused.then_some(&self.acts[output]);
+                    step.push(conv::backward_input(
+                        ctx,
+                        shape,
+                        &self.grads[current],
+                        &self.convs[conv],
+                        &self.grads[other],
+                        false,
+                        relu_output,
+                    )?);
+                    current = other;
                 }
                 Node::Relu { output, .. } => {
                     let len = plan.acts[output].len();

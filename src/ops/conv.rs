@@ -11,6 +11,7 @@ const TILE: u32 = 64;
 const FLAG_BIAS: u32 = 1;
 const FLAG_RELU: u32 = 2;
 const FLAG_ACCUMULATE: u32 = 4;
+const FLAG_MASK_INPUT: u32 = 8;
 
 /// Sizes of one convolution layer on a CHW image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +124,7 @@ fn gemm_kernel(
     height: usize,
     width: usize,
     flags: u32,
-    buffers: [&wgpu::Buffer; 4],
+    buffers: [&wgpu::Buffer; 5],
 ) -> Result<Kernel, GpuError> {
     let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
     let (tiles_m, tiles_n, entry) = match algorithm {
@@ -163,12 +164,15 @@ pub fn forward(
         shape.height,
         shape.width,
         flags,
-        [input, &weights.forward, &weights.bias, output],
+        // The mask binding is unused without FLAG_MASK_INPUT; any buffer satisfies the layout.
+        [input, &weights.forward, &weights.bias, output, input],
     )
 }
 
 /// grad_input (=, or += when `accumulate`) the gradient of the loss with respect to the conv's
-/// input, given the gradient with respect to its (pre-activation) output.
+/// input, given the gradient with respect to its output. With `relu_output`, the conv is followed
+/// by a ReLU whose output that is: `grad_output` is then the gradient after the ReLU and the ReLU's
+/// backward (masking by output > 0) is fused into the loads.
 pub fn backward_input(
     ctx: &Context,
     shape: ConvShape,
@@ -176,8 +180,9 @@ pub fn backward_input(
     weights: &ConvWeights,
     grad_input: &wgpu::Buffer,
     accumulate: bool,
+    relu_output: Option<&wgpu::Buffer>,
 ) -> Result<Kernel, GpuError> {
-    let flags = if accumulate { FLAG_ACCUMULATE } else { 0 };
+    let flags = if accumulate { FLAG_ACCUMULATE } else { 0 } | if relu_output.is_some() { FLAG_MASK_INPUT } else { 0 };
     gemm_kernel(
         ctx,
         shape.in_channels,
@@ -186,7 +191,7 @@ pub fn backward_input(
         shape.width,
         flags,
         // The bias binding is unused without FLAG_BIAS; any buffer satisfies the layout.
-        [grad_output, &weights.backward, &weights.bias, grad_input],
+        [grad_output, &weights.backward, &weights.bias, grad_input, relu_output.unwrap_or(grad_output)],
     )
 }
 
