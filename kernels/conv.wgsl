@@ -3,7 +3,8 @@
 // with k = ci * 9 + ky * 3 + kx and p = y * width + x.
 // Forward: a = the torchvision weight [cout, cin, 3, 3] read as [cout, cin * 9].
 // Backward to the input: the same product with a = the flipped, transposed weight
-// [cin, cout * 9] (a'[ci, co * 9 + k] = w[co, ci, 8 - k]) applied to the output gradient.
+// a'[ci, co * 9 + k] = w[co, ci, 8 - k], applied to the output gradient. Both read the one
+// torchvision buffer: `ci_stride` / `row_stride` and the flip flag say how (k = channel * 9 + tap).
 // Each workgroup computes a 64 x 64 tile of out; each thread a 4 x 4 block in registers.
 
 struct Params {
@@ -14,8 +15,23 @@ struct Params {
     width: u32,
     tiles_n: u32,       // ceil(height * width / 64)
     flags: u32,         // bit 0: add bias, bit 1: apply ReLU, bit 2: accumulate into out,
-                        // bit 3: read input * (mask > 0) (the ReLU backward fused into the load)
-    _pad: u32,
+                        // bit 3: read input * (mask > 0) (the ReLU backward fused into the load),
+                        // bit 4: taps flipped (8 - tap), for the backward pass
+    ci_stride: u32,     // distance in `a` between consecutive input channels of one row
+    row_stride: u32,    // distance in `a` between consecutive rows
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Index in `a` of row m, reduction index k = channel * 9 + tap.
+fn weight_index(m: u32, k: u32) -> u32 {
+    let channel = k / 9u;
+    var tap = k - channel * 9u;
+    if ((params.flags & 16u) != 0u) {
+        tap = 8u - tap;
+    }
+    return channel * params.ci_stride + m * params.row_stride + tap;
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -91,7 +107,7 @@ fn conv3x3(
             let k = k0 + kk;
             var value = 0.0;
             if (m < params.out_channels && k < k_total) {
-                value = a[m * k_total + k];
+                value = a[weight_index(m, k)];
             }
             a_tile[kk * TILE_M + mm] = value;
             // b: consecutive threads read consecutive pixels.
@@ -202,25 +218,24 @@ fn conv3x3_direct(
     let x0 = (block % blocks_per_row) * DIRECT_PIXELS;
     let in_image = y < params.height;
     let hw = params.height * params.width;
-    let k_total = params.in_channels * 9u;
     let last_row = params.out_channels - 1u;
     // Rows past the last are clamped onto it (their results are never stored).
-    let w0 = min(m0 + 0u, last_row) * k_total;
-    let w1 = min(m0 + 1u, last_row) * k_total;
-    let w2 = min(m0 + 2u, last_row) * k_total;
-    let w3 = min(m0 + 3u, last_row) * k_total;
-    let w4 = min(m0 + 4u, last_row) * k_total;
-    let w5 = min(m0 + 5u, last_row) * k_total;
-    let w6 = min(m0 + 6u, last_row) * k_total;
-    let w7 = min(m0 + 7u, last_row) * k_total;
-    let w8 = min(m0 + 8u, last_row) * k_total;
-    let w9 = min(m0 + 9u, last_row) * k_total;
-    let w10 = min(m0 + 10u, last_row) * k_total;
-    let w11 = min(m0 + 11u, last_row) * k_total;
-    let w12 = min(m0 + 12u, last_row) * k_total;
-    let w13 = min(m0 + 13u, last_row) * k_total;
-    let w14 = min(m0 + 14u, last_row) * k_total;
-    let w15 = min(m0 + 15u, last_row) * k_total;
+    let w0 = min(m0 + 0u, last_row) * params.row_stride;
+    let w1 = min(m0 + 1u, last_row) * params.row_stride;
+    let w2 = min(m0 + 2u, last_row) * params.row_stride;
+    let w3 = min(m0 + 3u, last_row) * params.row_stride;
+    let w4 = min(m0 + 4u, last_row) * params.row_stride;
+    let w5 = min(m0 + 5u, last_row) * params.row_stride;
+    let w6 = min(m0 + 6u, last_row) * params.row_stride;
+    let w7 = min(m0 + 7u, last_row) * params.row_stride;
+    let w8 = min(m0 + 8u, last_row) * params.row_stride;
+    let w9 = min(m0 + 9u, last_row) * params.row_stride;
+    let w10 = min(m0 + 10u, last_row) * params.row_stride;
+    let w11 = min(m0 + 11u, last_row) * params.row_stride;
+    let w12 = min(m0 + 12u, last_row) * params.row_stride;
+    let w13 = min(m0 + 13u, last_row) * params.row_stride;
+    let w14 = min(m0 + 14u, last_row) * params.row_stride;
+    let w15 = min(m0 + 15u, last_row) * params.row_stride;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -252,23 +267,27 @@ fn conv3x3_direct(
             let left = vec4<f32>(s0, s1, s2, s3);
             let mid = vec4<f32>(s1, s2, s3, s4);
             let right = vec4<f32>(s2, s3, s4, s5);
-            let k = ci * 9u + ky * 3u;
-            acc0 = fma(vec4<f32>(a[w0 + k]), left, fma(vec4<f32>(a[w0 + k + 1u]), mid, fma(vec4<f32>(a[w0 + k + 2u]), right, acc0)));
-            acc1 = fma(vec4<f32>(a[w1 + k]), left, fma(vec4<f32>(a[w1 + k + 1u]), mid, fma(vec4<f32>(a[w1 + k + 2u]), right, acc1)));
-            acc2 = fma(vec4<f32>(a[w2 + k]), left, fma(vec4<f32>(a[w2 + k + 1u]), mid, fma(vec4<f32>(a[w2 + k + 2u]), right, acc2)));
-            acc3 = fma(vec4<f32>(a[w3 + k]), left, fma(vec4<f32>(a[w3 + k + 1u]), mid, fma(vec4<f32>(a[w3 + k + 2u]), right, acc3)));
-            acc4 = fma(vec4<f32>(a[w4 + k]), left, fma(vec4<f32>(a[w4 + k + 1u]), mid, fma(vec4<f32>(a[w4 + k + 2u]), right, acc4)));
-            acc5 = fma(vec4<f32>(a[w5 + k]), left, fma(vec4<f32>(a[w5 + k + 1u]), mid, fma(vec4<f32>(a[w5 + k + 2u]), right, acc5)));
-            acc6 = fma(vec4<f32>(a[w6 + k]), left, fma(vec4<f32>(a[w6 + k + 1u]), mid, fma(vec4<f32>(a[w6 + k + 2u]), right, acc6)));
-            acc7 = fma(vec4<f32>(a[w7 + k]), left, fma(vec4<f32>(a[w7 + k + 1u]), mid, fma(vec4<f32>(a[w7 + k + 2u]), right, acc7)));
-            acc8 = fma(vec4<f32>(a[w8 + k]), left, fma(vec4<f32>(a[w8 + k + 1u]), mid, fma(vec4<f32>(a[w8 + k + 2u]), right, acc8)));
-            acc9 = fma(vec4<f32>(a[w9 + k]), left, fma(vec4<f32>(a[w9 + k + 1u]), mid, fma(vec4<f32>(a[w9 + k + 2u]), right, acc9)));
-            acc10 = fma(vec4<f32>(a[w10 + k]), left, fma(vec4<f32>(a[w10 + k + 1u]), mid, fma(vec4<f32>(a[w10 + k + 2u]), right, acc10)));
-            acc11 = fma(vec4<f32>(a[w11 + k]), left, fma(vec4<f32>(a[w11 + k + 1u]), mid, fma(vec4<f32>(a[w11 + k + 2u]), right, acc11)));
-            acc12 = fma(vec4<f32>(a[w12 + k]), left, fma(vec4<f32>(a[w12 + k + 1u]), mid, fma(vec4<f32>(a[w12 + k + 2u]), right, acc12)));
-            acc13 = fma(vec4<f32>(a[w13 + k]), left, fma(vec4<f32>(a[w13 + k + 1u]), mid, fma(vec4<f32>(a[w13 + k + 2u]), right, acc13)));
-            acc14 = fma(vec4<f32>(a[w14 + k]), left, fma(vec4<f32>(a[w14 + k + 1u]), mid, fma(vec4<f32>(a[w14 + k + 2u]), right, acc14)));
-            acc15 = fma(vec4<f32>(a[w15 + k]), left, fma(vec4<f32>(a[w15 + k + 1u]), mid, fma(vec4<f32>(a[w15 + k + 2u]), right, acc15)));
+            // Taps kx = 0, 1, 2 of this row of the kernel, flipped for the backward pass.
+            let flipped = (params.flags & 16u) != 0u;
+            let k = ci * params.ci_stride + select(ky * 3u, 8u - ky * 3u, flipped);
+            let k1 = select(k + 1u, k - 1u, flipped);
+            let k2 = select(k + 2u, k - 2u, flipped);
+            acc0 = fma(vec4<f32>(a[w0 + k]), left, fma(vec4<f32>(a[w0 + k1]), mid, fma(vec4<f32>(a[w0 + k2]), right, acc0)));
+            acc1 = fma(vec4<f32>(a[w1 + k]), left, fma(vec4<f32>(a[w1 + k1]), mid, fma(vec4<f32>(a[w1 + k2]), right, acc1)));
+            acc2 = fma(vec4<f32>(a[w2 + k]), left, fma(vec4<f32>(a[w2 + k1]), mid, fma(vec4<f32>(a[w2 + k2]), right, acc2)));
+            acc3 = fma(vec4<f32>(a[w3 + k]), left, fma(vec4<f32>(a[w3 + k1]), mid, fma(vec4<f32>(a[w3 + k2]), right, acc3)));
+            acc4 = fma(vec4<f32>(a[w4 + k]), left, fma(vec4<f32>(a[w4 + k1]), mid, fma(vec4<f32>(a[w4 + k2]), right, acc4)));
+            acc5 = fma(vec4<f32>(a[w5 + k]), left, fma(vec4<f32>(a[w5 + k1]), mid, fma(vec4<f32>(a[w5 + k2]), right, acc5)));
+            acc6 = fma(vec4<f32>(a[w6 + k]), left, fma(vec4<f32>(a[w6 + k1]), mid, fma(vec4<f32>(a[w6 + k2]), right, acc6)));
+            acc7 = fma(vec4<f32>(a[w7 + k]), left, fma(vec4<f32>(a[w7 + k1]), mid, fma(vec4<f32>(a[w7 + k2]), right, acc7)));
+            acc8 = fma(vec4<f32>(a[w8 + k]), left, fma(vec4<f32>(a[w8 + k1]), mid, fma(vec4<f32>(a[w8 + k2]), right, acc8)));
+            acc9 = fma(vec4<f32>(a[w9 + k]), left, fma(vec4<f32>(a[w9 + k1]), mid, fma(vec4<f32>(a[w9 + k2]), right, acc9)));
+            acc10 = fma(vec4<f32>(a[w10 + k]), left, fma(vec4<f32>(a[w10 + k1]), mid, fma(vec4<f32>(a[w10 + k2]), right, acc10)));
+            acc11 = fma(vec4<f32>(a[w11 + k]), left, fma(vec4<f32>(a[w11 + k1]), mid, fma(vec4<f32>(a[w11 + k2]), right, acc11)));
+            acc12 = fma(vec4<f32>(a[w12 + k]), left, fma(vec4<f32>(a[w12 + k1]), mid, fma(vec4<f32>(a[w12 + k2]), right, acc12)));
+            acc13 = fma(vec4<f32>(a[w13 + k]), left, fma(vec4<f32>(a[w13 + k1]), mid, fma(vec4<f32>(a[w13 + k2]), right, acc13)));
+            acc14 = fma(vec4<f32>(a[w14 + k]), left, fma(vec4<f32>(a[w14 + k1]), mid, fma(vec4<f32>(a[w14 + k2]), right, acc14)));
+            acc15 = fma(vec4<f32>(a[w15 + k]), left, fma(vec4<f32>(a[w15 + k1]), mid, fma(vec4<f32>(a[w15 + k2]), right, acc15)));
         }
     }
     if (!in_image) {

@@ -87,7 +87,8 @@ fn gpu_conv_backward_input_matches_reference() {
             let y = rng.vec(shape.output_len(), -1.0, 1.0);
             let relu_output = upload(&ctx, &relu::reference::forward(&y));
             let masked_out = poisoned(&ctx, shape.input_len());
-            let kernel = conv::backward_input(&ctx, shape, &grad_output, &weights, &masked_out, false, Some(&relu_output));
+            let kernel =
+                conv::backward_input(&ctx, shape, &grad_output, &weights, &masked_out, false, Some(&relu_output));
             run(&ctx, &single(kernel));
             let masked = conv::reference::backward_input(shape, &relu::reference::backward(&y, &dy), &wt);
             assert_close(

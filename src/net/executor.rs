@@ -346,7 +346,7 @@ impl Executor {
 
     /// Bytes of every buffer this executor allocated (weights, activations, gradients, targets).
     pub fn allocated_bytes(&self) -> u64 {
-        let weights: u64 = self.convs.iter().map(|c| c.forward.size() * 2 + c.bias.size()).sum();
+        let weights: u64 = self.convs.iter().map(|c| c.weight.size() + c.bias.size()).sum();
         let acts: u64 = self.acts.iter().map(|b| b.size()).sum();
         let grads: u64 = self.grads.iter().map(|b| b.size()).sum();
         let targets: u64 = self.content_targets.iter().chain(&self.style_grams).map(|b| b.size()).sum();

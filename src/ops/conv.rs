@@ -12,6 +12,7 @@ const FLAG_BIAS: u32 = 1;
 const FLAG_RELU: u32 = 2;
 const FLAG_ACCUMULATE: u32 = 4;
 const FLAG_MASK_INPUT: u32 = 8;
+const FLAG_FLIP_TAPS: u32 = 16;
 
 /// Sizes of one convolution layer on a CHW image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,13 +39,12 @@ impl ConvShape {
     }
 }
 
-/// A layer's weights on the GPU in the two layouts the kernel reads: torchvision's
-/// [out, in, 3, 3] for the forward pass and the flipped, transposed [in, out, 3, 3] for the backward.
+/// A layer's weights on the GPU in torchvision's layout [out, in, 3, 3]; the backward pass reads
+/// the same buffer transposed and flipped, so no second copy is kept.
 pub struct ConvWeights {
     pub in_channels: usize,
     pub out_channels: usize,
-    pub forward: wgpu::Buffer,
-    pub backward: wgpu::Buffer,
+    pub weight: wgpu::Buffer,
     pub bias: wgpu::Buffer,
 }
 
@@ -63,25 +63,10 @@ impl ConvWeights {
         Ok(Self {
             in_channels,
             out_channels,
-            forward: ctx.upload(&format!("{label}.weight"), weight)?,
-            backward: ctx
-                .upload(&format!("{label}.weight_flipped"), &flip_transpose(weight, out_channels, in_channels))?,
+            weight: ctx.upload(&format!("{label}.weight"), weight)?,
             bias: ctx.upload(&format!("{label}.bias"), bias)?,
         })
     }
-}
-
-/// w'[ci, co, 8 - k] = w[co, ci, k]: the weight that turns the backward pass into a forward conv.
-pub fn flip_transpose(weight: &[f32], out_channels: usize, in_channels: usize) -> Vec<f32> {
-    let mut flipped = vec![0.0; weight.len()];
-    for co in 0..out_channels {
-        for ci in 0..in_channels {
-            for k in 0..9 {
-                flipped[(ci * out_channels + co) * 9 + (8 - k)] = weight[(co * in_channels + ci) * 9 + k];
-            }
-        }
-    }
-    flipped
 }
 
 #[repr(C)]
@@ -94,7 +79,9 @@ struct Params {
     width: u32,
     tiles_n: u32,
     flags: u32,
-    _pad: u32,
+    ci_stride: u32,
+    row_stride: u32,
+    _pad: [u32; 3],
 }
 
 /// Which of the two formulations of the same product a kernel uses.
@@ -142,7 +129,11 @@ fn gemm_kernel(
         width: width as u32,
         tiles_n,
         flags,
-        _pad: 0,
+        // Forward: row m, channel c, tap t at m * (in * 9) + c * 9 + t. Backward (rows are the
+        // forward's input channels, channels its outputs): c * (rows * 9) + m * 9 + (8 - t).
+        ci_stride: if flags & FLAG_FLIP_TAPS != 0 { (rows * 9) as u32 } else { 9 },
+        row_stride: if flags & FLAG_FLIP_TAPS != 0 { 9 } else { (in_channels * 9) as u32 },
+        _pad: [0; 3],
     };
     Kernel::new(ctx, SHADER, entry, bytemuck::bytes_of(&params), &buffers, tiles_m * tiles_n)
 }
@@ -165,7 +156,7 @@ pub fn forward(
         shape.width,
         flags,
         // The mask binding is unused without FLAG_MASK_INPUT; any buffer satisfies the layout.
-        [input, &weights.forward, &weights.bias, output, input],
+        [input, &weights.weight, &weights.bias, output, input],
     )
 }
 
@@ -182,7 +173,9 @@ pub fn backward_input(
     accumulate: bool,
     relu_output: Option<&wgpu::Buffer>,
 ) -> Result<Kernel, GpuError> {
-    let flags = if accumulate { FLAG_ACCUMULATE } else { 0 } | if relu_output.is_some() { FLAG_MASK_INPUT } else { 0 };
+    let flags = FLAG_FLIP_TAPS
+        | if accumulate { FLAG_ACCUMULATE } else { 0 }
+        | if relu_output.is_some() { FLAG_MASK_INPUT } else { 0 };
     gemm_kernel(
         ctx,
         shape.in_channels,
@@ -191,7 +184,7 @@ pub fn backward_input(
         shape.width,
         flags,
         // The bias binding is unused without FLAG_BIAS; any buffer satisfies the layout.
-        [grad_output, &weights.backward, &weights.bias, grad_input, relu_output.unwrap_or(grad_output)],
+        [grad_output, &weights.weight, &weights.bias, grad_input, relu_output.unwrap_or(grad_output)],
     )
 }
 
