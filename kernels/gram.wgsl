@@ -184,3 +184,104 @@ fn gram_backward(
         }
     }
 }
+
+// The backward computed directly, for CPU implementations (see conv3x3_direct): each invocation
+// owns 16 rows of S (uniform across the workgroup, so their loads are scalar) times 4 neighbouring
+// columns of F, with the 16 accumulators in named registers. `tiles` counts workgroups of 16
+// column blocks here.
+fn load_feature4(row: u32, col: u32) -> vec4<f32> {
+    return vec4<f32>(load_feature(row, col), load_feature(row, col + 1u), load_feature(row, col + 2u),
+                     load_feature(row, col + 3u));
+}
+
+fn symmetric_grad(m: u32, k: u32) -> f32 {
+    let c = params.channels;
+    let row = min(m, c - 1u);
+    return grad_gram[row * c + k] + grad_gram[k * c + row];
+}
+
+fn store_gram_grad(m: u32, col: u32, acc: vec4<f32>) {
+    if (m >= params.channels) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let n = col + j;
+        if (n >= params.n) {
+            return;
+        }
+        let index = m * params.n + n;
+        var value = acc[j];
+        if ((params.flags & 4u) != 0u) {
+            value += dst[index];
+        }
+        dst[index] = value;
+    }
+}
+
+@compute @workgroup_size(16, 1, 1)
+fn gram_backward_direct(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = group_index(wid, nwg);
+    if (group >= params.groups) {
+        return;
+    }
+    let m0 = (group / params.tiles) * 16u;
+    let col = ((group % params.tiles) * 16u + lid) * 4u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    var acc8 = vec4<f32>(0.0);
+    var acc9 = vec4<f32>(0.0);
+    var acc10 = vec4<f32>(0.0);
+    var acc11 = vec4<f32>(0.0);
+    var acc12 = vec4<f32>(0.0);
+    var acc13 = vec4<f32>(0.0);
+    var acc14 = vec4<f32>(0.0);
+    var acc15 = vec4<f32>(0.0);
+    for (var k = 0u; k < params.channels; k++) {
+        let f = load_feature4(k, col);
+        acc0 = fma(vec4<f32>(symmetric_grad(m0 + 0u, k)), f, acc0);
+        acc1 = fma(vec4<f32>(symmetric_grad(m0 + 1u, k)), f, acc1);
+        acc2 = fma(vec4<f32>(symmetric_grad(m0 + 2u, k)), f, acc2);
+        acc3 = fma(vec4<f32>(symmetric_grad(m0 + 3u, k)), f, acc3);
+        acc4 = fma(vec4<f32>(symmetric_grad(m0 + 4u, k)), f, acc4);
+        acc5 = fma(vec4<f32>(symmetric_grad(m0 + 5u, k)), f, acc5);
+        acc6 = fma(vec4<f32>(symmetric_grad(m0 + 6u, k)), f, acc6);
+        acc7 = fma(vec4<f32>(symmetric_grad(m0 + 7u, k)), f, acc7);
+        acc8 = fma(vec4<f32>(symmetric_grad(m0 + 8u, k)), f, acc8);
+        acc9 = fma(vec4<f32>(symmetric_grad(m0 + 9u, k)), f, acc9);
+        acc10 = fma(vec4<f32>(symmetric_grad(m0 + 10u, k)), f, acc10);
+        acc11 = fma(vec4<f32>(symmetric_grad(m0 + 11u, k)), f, acc11);
+        acc12 = fma(vec4<f32>(symmetric_grad(m0 + 12u, k)), f, acc12);
+        acc13 = fma(vec4<f32>(symmetric_grad(m0 + 13u, k)), f, acc13);
+        acc14 = fma(vec4<f32>(symmetric_grad(m0 + 14u, k)), f, acc14);
+        acc15 = fma(vec4<f32>(symmetric_grad(m0 + 15u, k)), f, acc15);
+    }
+    if (col >= params.n) {
+        return;
+    }
+    store_gram_grad(m0 + 0u, col, acc0);
+    store_gram_grad(m0 + 1u, col, acc1);
+    store_gram_grad(m0 + 2u, col, acc2);
+    store_gram_grad(m0 + 3u, col, acc3);
+    store_gram_grad(m0 + 4u, col, acc4);
+    store_gram_grad(m0 + 5u, col, acc5);
+    store_gram_grad(m0 + 6u, col, acc6);
+    store_gram_grad(m0 + 7u, col, acc7);
+    store_gram_grad(m0 + 8u, col, acc8);
+    store_gram_grad(m0 + 9u, col, acc9);
+    store_gram_grad(m0 + 10u, col, acc10);
+    store_gram_grad(m0 + 11u, col, acc11);
+    store_gram_grad(m0 + 12u, col, acc12);
+    store_gram_grad(m0 + 13u, col, acc13);
+    store_gram_grad(m0 + 14u, col, acc14);
+    store_gram_grad(m0 + 15u, col, acc15);
+}

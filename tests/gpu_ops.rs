@@ -194,7 +194,7 @@ fn gpu_maxpool_backward_breaks_ties_like_pytorch() {
 #[test]
 fn gpu_gram_matches_reference() {
     let mut rng = Rng::new(6);
-    for (grid, ctx) in contexts("gpu_gram_matches_reference") {
+    for (grid, mut ctx) in contexts("gpu_gram_matches_reference") {
         // 2257 columns need three splits of the N axis; 67 channels need two tiles (three pairs).
         for (c, n) in [(3, 13 * 17), (5, 13 * 17), (67, 13 * 17), (67, 37 * 61), (130, 5)] {
             let shape = GramShape { channels: c, n };
@@ -211,14 +211,28 @@ fn gpu_gram_matches_reference() {
             // An asymmetric dL/dG exercises the (dG + dG^T) form.
             let dg = rng.vec(shape.gram_len(), -1.0, 1.0);
             let grad_gram = upload(&ctx, &dg);
-            let grad_features = poisoned(&ctx, shape.features_len());
-            run(&ctx, &single(gram::backward(&ctx, shape, &features, &grad_gram, &grad_features, false)));
-            assert_close(
-                &format!("gram backward {shape:?} ({grid})"),
-                &read(&ctx, &grad_features, shape.features_len()),
-                &gram::reference::backward(shape, &f, &dg),
-                F32_TOL,
-            );
+            for algorithm in [ConvAlgorithm::Tiled, ConvAlgorithm::Direct] {
+                ctx.conv_algorithm = Some(algorithm);
+                let grad_features = poisoned(&ctx, shape.features_len());
+                run(&ctx, &single(gram::backward(&ctx, shape, &features, &grad_gram, &grad_features, false)));
+                let reference = gram::reference::backward(shape, &f, &dg);
+                assert_close(
+                    &format!("gram backward {algorithm:?} {shape:?} ({grid})"),
+                    &read(&ctx, &grad_features, shape.features_len()),
+                    &reference,
+                    F32_TOL,
+                );
+                let base = rng.vec(shape.features_len(), -1.0, 1.0);
+                let acc = upload(&ctx, &base);
+                run(&ctx, &single(gram::backward(&ctx, shape, &features, &grad_gram, &acc, true)));
+                let expected: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + b).collect();
+                assert_close(
+                    &format!("gram backward += {algorithm:?} ({grid})"),
+                    &read(&ctx, &acc, shape.features_len()),
+                    &expected,
+                    F32_TOL,
+                );
+            }
         }
     }
 }

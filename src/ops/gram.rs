@@ -3,6 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::conv::ConvAlgorithm;
 use super::reduce;
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
@@ -84,7 +85,8 @@ pub fn forward(
     Ok(step)
 }
 
-/// grad_features (=, or += when `accumulate`) (dL/dG + dL/dG^T) F.
+/// grad_features (=, or += when `accumulate`) (dL/dG + dL/dG^T) F: a tiled GEMM on GPUs, the
+/// direct form on CPU adapters (the same choice as the convolution's, `ConvAlgorithm`).
 pub fn backward(
     ctx: &Context,
     shape: GramShape,
@@ -93,8 +95,14 @@ pub fn backward(
     grad_features: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Kernel, GpuError> {
-    let tiles_m = shape.channels.div_ceil(TILE);
-    let tiles_n = shape.n.div_ceil(TILE);
+    let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
+    let (tiles_m, tiles_n, entry) = match algorithm {
+        ConvAlgorithm::Tiled => (shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward"),
+        // 16 rows by 16 invocations of 4 columns each.
+        ConvAlgorithm::Direct => {
+            (shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct")
+        }
+    };
     let params = Params {
         groups: 0,
         channels: shape.channels as u32,
@@ -107,7 +115,7 @@ pub fn backward(
     Kernel::new(
         ctx,
         SHADER,
-        "gram_backward",
+        entry,
         bytemuck::bytes_of(&params),
         &[features, grad_features, grad_gram],
         (tiles_m * tiles_n) as u32,
