@@ -341,7 +341,7 @@ pub fn normalized_blend(blend: &[f64], styles: usize) -> Result<Vec<f64>, Invali
         )));
     }
     let sum: f64 = blend.iter().sum();
-    if blend.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || !(sum > 0.0) {
+    if blend.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || sum <= 0.0 {
         return Err(InvalidOption("--style-blend-weights must be numbers >= 0, not all 0".into()));
     }
     Ok(blend.iter().map(|w| w / sum).collect())
@@ -529,10 +529,10 @@ impl StyleTransfer {
             check::set_step(&self.ctx, self.executor.training_step().kernel(index), len, self.steps_done as u32);
         }
         self.executor.training_step().submit(&self.ctx);
-        if let OptimizerState::Lbfgs(lbfgs) = &mut self.optimizer {
-            if let Err(e) = lbfgs.step(&self.ctx) {
-                self.deferred.get_or_insert(e);
-            }
+        if let OptimizerState::Lbfgs(lbfgs) = &mut self.optimizer
+            && let Err(e) = lbfgs.step(&self.ctx)
+        {
+            self.deferred.get_or_insert(e);
         }
         if let Some(average) = &mut self.average {
             average.update.submit(&self.ctx);
