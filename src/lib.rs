@@ -25,8 +25,11 @@ pub mod weights;
 use std::path::Path;
 
 pub use image_io::Image;
+pub use net::Pooling;
 pub use net::{ConvLayerWeights, Losses};
-pub use transfer::{Backend, Init, InvalidOption, Observer, Options, Silent, StyleTransfer, TransferError};
+pub use transfer::{
+    Backend, Init, InvalidOption, Observer, Optimizer, Options, PreserveColors, Silent, StyleTransfer, TransferError,
+};
 
 /// Every error the library reports; each displays as one line naming the file or the problem.
 #[derive(Debug, thiserror::Error)]
@@ -69,14 +72,167 @@ pub fn apply_style_transfer_with(
     options: &Options,
     observer: &mut dyn Observer,
 ) -> Result<Outcome, Error> {
+    apply_style_transfer_multi(content_path, &[style_path], options, observer)
+}
+
+/// The method with several style images (blended by `options.style_blend_weights`).
+/// `Outcome::style` is the first style image as the network saw it.
+pub fn apply_style_transfer_multi<P: AsRef<Path>>(
+    content_path: impl AsRef<Path>,
+    style_paths: &[P],
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Result<Outcome, Error> {
     options.validate()?;
-    let (content, style) = load_inputs(content_path.as_ref(), style_path.as_ref(), options.size)?;
+    let original = image_io::load_image(content_path.as_ref())?;
+    let raw_styles = load_style_images(style_paths)?;
+    transfer::normalized_blend(&options.style_blend_weights, raw_styles.len())?;
     let weights = load_network_weights(options.weights.as_deref(), options.seed, &mut |e| observer.on_fetch(&e))?;
-    let init = initial_image(&options.init, &content, options.seed)?;
     let ctx = gpu::Context::new(&options.context_options())?;
-    let mut transfer = StyleTransfer::new(ctx, &weights, &content, &style, &init, options)?;
-    let target = transfer.run(options.iterations, observer)?;
-    Ok(Outcome { content, style, target })
+    let run = run_scales(ctx, &weights, &original, &raw_styles, options, observer)?;
+    let target = finish_colors(&run.outcome?, &run.content, options);
+    Ok(Outcome { content: run.content, style: run.styles[0].clone(), target })
+}
+
+/// Longer sides of the scales of a coarse-to-fine run, coarse first, the last `size`: each
+/// sqrt(2) larger than the one before, or, with `min_size`, spaced geometrically from it.
+pub fn scale_sizes(size: u32, scales: usize, min_size: Option<u32>) -> Vec<u32> {
+    let n = scales.max(1);
+    let ratio = match (min_size, n) {
+        (_, 1) => 1.0,
+        (Some(min), _) => (size as f64 / min.max(1) as f64).powf(1.0 / (n - 1) as f64),
+        (None, _) => std::f64::consts::SQRT_2,
+    };
+    (0..n).map(|i| ((size as f64 / ratio.powi((n - 1 - i) as i32)).round() as u32).max(1)).collect()
+}
+
+/// Where a (multi-scale) run ended: the last scale's transfer (for the image so far and the steps
+/// taken), its content and style images, and how its run ended.
+pub struct ScaleRun {
+    pub transfer: StyleTransfer,
+    pub content: Image,
+    pub styles: Vec<Image>,
+    /// The last scale's result (the last iterate, or the moving average), before any colour
+    /// preservation; or why it stopped.
+    pub outcome: Result<Image, TransferError>,
+    /// Steps taken over every scale.
+    pub steps: usize,
+}
+
+/// Runs the method coarse to fine over `scale_sizes(options.size, options.scales, options.min_size)`
+/// (one scale: the original method): at each, the content is fitted to the scale's size, the
+/// styles are prepared for it (`prepare_styles`), and the run starts from `options.init` (first
+/// scale) or the previous scale's result resized to it; each scale runs `options.iterations`
+/// steps. Stops after a scale whose run failed or was asked to stop.
+pub fn run_scales(
+    ctx: gpu::Context,
+    weights: &[ConvLayerWeights],
+    original_content: &Image,
+    raw_styles: &[Image],
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Result<ScaleRun, Error> {
+    let sizes = scale_sizes(options.size, options.scales, options.min_size);
+    let mut ctx = Some(ctx);
+    let mut previous: Option<Image> = None;
+    let mut steps = 0;
+    for (index, &size) in sizes.iter().enumerate() {
+        let content = image_io::fit_within(original_content, size);
+        let styles = prepare_styles(raw_styles, &content, options)?;
+        let init = match &previous {
+            None => initial_image(&options.init, &content, options.seed)?,
+            Some(image) => image_io::resize_exact(image, content.width, content.height),
+        };
+        let mut transfer = new_transfer(ctx.take().expect("one context"), weights, &content, &styles, &init, options)?;
+        observer.on_scale(index, sizes.len(), content.width, content.height);
+        let outcome = transfer.run(options.iterations, observer);
+        steps += transfer.steps_done();
+        let last = index + 1 == sizes.len();
+        match outcome {
+            Ok(image) if !last && !observer.should_stop() => {
+                previous = Some(image);
+                ctx = Some(transfer.into_context());
+            }
+            outcome => return Ok(ScaleRun { transfer, content, styles, outcome, steps }),
+        }
+    }
+    unreachable!("the last scale returns")
+}
+
+/// A `StyleTransfer` for one or several style images: the original path (`StyleTransfer::new`)
+/// for one image at the content's size, the blended Grams (`StyleTransfer::with_styles`) otherwise.
+pub fn new_transfer(
+    ctx: gpu::Context,
+    weights: &[ConvLayerWeights],
+    content: &Image,
+    styles: &[Image],
+    init: &Image,
+    options: &Options,
+) -> Result<StyleTransfer, Error> {
+    match styles {
+        [style] if (style.width, style.height) == (content.width, content.height) => {
+            Ok(StyleTransfer::new(ctx, weights, content, style, init, options)?)
+        }
+        _ => {
+            Ok(StyleTransfer::with_styles(ctx, weights, content, styles, &options.style_blend_weights, init, options)?)
+        }
+    }
+}
+
+/// The content image with its longer side fitted to `size` (never upscaled).
+pub fn load_content(content_path: &Path, size: u32) -> Result<Image, Error> {
+    Ok(image_io::fit_within(&image_io::load_image(content_path)?, size))
+}
+
+/// The size a style image is resized to: the content's size times `scale`, rounded, at least 16
+/// pixels a side when `scale` is not 1 (exactly the content's size when it is).
+pub fn style_size(content: &Image, scale: f64) -> (u32, u32) {
+    if scale == 1.0 {
+        return (content.width, content.height);
+    }
+    let side = |v: u32| ((v as f64 * scale).round() as u32).max(16);
+    (side(content.width), side(content.height))
+}
+
+/// Loads the style images at `style_size`, their colours matched to the content's with
+/// `PreserveColors::Histogram`.
+pub fn load_styles<P: AsRef<Path>>(paths: &[P], content: &Image, options: &Options) -> Result<Vec<Image>, Error> {
+    let raw = load_style_images(paths)?;
+    transfer::normalized_blend(&options.style_blend_weights, raw.len())?;
+    prepare_styles(&raw, content, options)
+}
+
+/// Loads the style images as they are (at least one).
+pub fn load_style_images<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Image>, Error> {
+    if paths.is_empty() {
+        return Err(InvalidOption("no style image".into()).into());
+    }
+    paths.iter().map(|path| Ok(image_io::load_image(path.as_ref())?)).collect()
+}
+
+/// The style images resized to `style_size(content, options.style_scale)`, their colours
+/// matched to the content's with `PreserveColors::Histogram`.
+pub fn prepare_styles(raw: &[Image], content: &Image, options: &Options) -> Result<Vec<Image>, Error> {
+    let (width, height) = style_size(content, options.style_scale);
+    Ok(raw
+        .iter()
+        .map(|style| {
+            let style = image_io::resize_exact(style, width, height);
+            match options.preserve_colors {
+                PreserveColors::Histogram => image_io::color::match_histogram(&style, content),
+                _ => style,
+            }
+        })
+        .collect())
+}
+
+/// The result with the content's colours put back under `PreserveColors::Luminance`; unchanged
+/// otherwise.
+pub fn finish_colors(target: &Image, content: &Image, options: &Options) -> Image {
+    match options.preserve_colors {
+        PreserveColors::Luminance => image_io::color::preserve_luminance(target, content),
+        _ => target.clone(),
+    }
 }
 
 /// Loads the content image (longer side fitted to `size`, never upscaled) and the style image

@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use stylize::image_io::{self, Image};
 use stylize::weights::FetchEvent;
-use stylize::{Losses, Observer, Options, StyleTransfer, TransferError};
+use stylize::{Losses, Observer, Options, TransferError};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,9 +37,26 @@ struct Cli {
     #[arg(long, value_name = "PATH", required = true)]
     content: Option<PathBuf>,
 
-    /// Style image; resized to the content image's size.
+    /// Style image; resized to the content image's size (times --style-scale). Give it several
+    /// times to blend several styles (see --style-blend-weights).
     #[arg(long, value_name = "PATH", required = true)]
-    style: Option<PathBuf>,
+    style: Vec<PathBuf>,
+
+    /// With several --style images, their weights, comma-separated, normalized to sum 1
+    /// (default: equal). The style target at each layer is the blend of their Gram matrices.
+    #[arg(long, value_name = "W,..", value_delimiter = ',', value_parser = non_negative_f64, allow_negative_numbers = true)]
+    style_blend_weights: Vec<f64>,
+
+    /// Resize each style image to the content's size times F (at least 16 px a side when F is
+    /// not 1) instead of exactly the content's size: larger F gives smaller style features.
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive_f64, allow_negative_numbers = true)]
+    style_scale: f64,
+
+    /// Keep the content's colours: `none` (the original), `luminance` (after the run, the result's
+    /// luminance with the content's chroma, in YIQ) or `histogram` (before the run, each style
+    /// image's colour mean and covariance matched to the content's).
+    #[arg(long, value_enum, default_value_t = PreserveColorsArg::None)]
+    preserve_colors: PreserveColorsArg,
 
     /// Where to write the result; the format follows the extension (png, jpg, webp, tif, bmp).
     #[arg(long, short, value_name = "PATH", default_value = "out.png")]
@@ -59,7 +77,7 @@ struct Cli {
     #[arg(long, default_value_t = 2000, allow_negative_numbers = true)]
     iterations: usize,
 
-    /// Adam learning rate.
+    /// Learning rate: Adam's, or L-BFGS's fixed step length (neural-style uses 1 with L-BFGS).
     #[arg(long, default_value_t = 0.003, value_parser = positive_f64, allow_negative_numbers = true)]
     learning_rate: f64,
 
@@ -83,6 +101,46 @@ struct Cli {
     /// One weight per style layer, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,0.75,0.2,0.2,0.2", value_parser = non_negative_f64, allow_negative_numbers = true)]
     style_layer_weights: Vec<f64>,
+
+    /// Optimizer: `adam` (the original) or `lbfgs`, which runs like PyTorch's
+    /// `LBFGS(lr=--learning-rate, line_search_fn=None)`: one gradient evaluation and one
+    /// fixed-length step per iteration, no line search (jcjohnson/neural-style's default, with
+    /// learning rate 1; the --learning-rate given is used as is).
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    optimizer: OptimizerArg,
+
+    /// Curvature pairs L-BFGS keeps (PyTorch's history_size).
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    lbfgs_history: u64,
+
+    /// Weight of a total-variation term W * sum of squared neighbour differences of the
+    /// normalized image, added to the loss (0: none, the original).
+    #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = non_negative_f64, allow_negative_numbers = true)]
+    tv_weight: f64,
+
+    /// VGG's 2x2 pools: `max` (the original) or `avg` (average pools, as Gatys et al. suggest).
+    #[arg(long, value_enum, default_value_t = PoolingArg::Max)]
+    pooling: PoolingArg,
+
+    /// Output an exponential moving average of the iterates instead of the last one: after every
+    /// step avg = D avg + (1 - D) x, bias-corrected as avg / (1 - D^t) (as crowsonkb's
+    /// style-transfer-pytorch does); e.g. 0.9. 0: off (the original).
+    #[arg(long, value_name = "D", default_value_t = 0.0, value_parser = decay, allow_negative_numbers = true)]
+    average_decay: f64,
+
+    /// Bits per sample of --output (and --side-by-side, periodic saves): 8, or 16 for PNG and TIFF.
+    #[arg(long, value_name = "8|16", default_value_t = 8, value_parser = clap::builder::PossibleValuesParser::new(["8", "16"]).map(|s| s.parse::<u8>().expect("8 or 16")))]
+    output_depth: u8,
+
+    /// Run coarse to fine over N scales: each sqrt(2) larger than the one before (or spaced
+    /// geometrically from --min-size), the last at --size; each scale's result, upsampled,
+    /// starts the next, and each runs --iterations steps. 1: the original single run.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16), allow_negative_numbers = true)]
+    scales: u64,
+
+    /// Longer side of the first scale with --scales > 1 (default: --size / sqrt(2)^(N-1)).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..=16384), allow_negative_numbers = true)]
+    min_size: Option<u32>,
 
     /// Write a CSV (step,content,style,total) with the losses of every step, computed on the
     /// image before that step's update, as the original loop does.
@@ -167,6 +225,25 @@ enum WeightsAction {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum OptimizerArg {
+    Adam,
+    Lbfgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PreserveColorsArg {
+    None,
+    Luminance,
+    Histogram,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PoolingArg {
+    Max,
+    Avg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum BackendArg {
     Vulkan,
     Metal,
@@ -189,6 +266,14 @@ fn positive_f64(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         Ok(v) => Err(format!("must be a positive number, not {v}")),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+fn decay(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("must be in [0, 1), not {v}")),
         Err(_) => Err(format!("{s:?} is not a number")),
     }
 }
@@ -300,7 +385,7 @@ fn check_parent_folder(what: &str, path: &Path) -> Result<()> {
 }
 
 fn transfer(cli: Cli) -> Result<()> {
-    let (content_path, style_path) = (cli.content.clone().expect("required"), cli.style.clone().expect("required"));
+    let content_path = cli.content.clone().expect("required");
     let options = Options {
         size: cli.size,
         iterations: cli.iterations,
@@ -319,61 +404,91 @@ fn transfer(cli: Cli) -> Result<()> {
             "random" => stylize::Init::Random,
             path => stylize::Init::Image(PathBuf::from(path)),
         },
+        optimizer: match cli.optimizer {
+            OptimizerArg::Adam => stylize::Optimizer::Adam,
+            OptimizerArg::Lbfgs => stylize::Optimizer::Lbfgs,
+        },
+        lbfgs_history: cli.lbfgs_history as usize,
+        tv_weight: cli.tv_weight,
+        pooling: match cli.pooling {
+            PoolingArg::Max => stylize::Pooling::Max,
+            PoolingArg::Avg => stylize::Pooling::Avg,
+        },
+        style_blend_weights: cli.style_blend_weights.clone(),
+        style_scale: cli.style_scale,
+        average_decay: cli.average_decay,
+        scales: cli.scales as usize,
+        min_size: cli.min_size,
+        preserve_colors: match cli.preserve_colors {
+            PreserveColorsArg::None => stylize::PreserveColors::None,
+            PreserveColorsArg::Luminance => stylize::PreserveColors::Luminance,
+            PreserveColorsArg::Histogram => stylize::PreserveColors::Histogram,
+        },
     };
     options.validate()?;
     // Everything that can be checked is checked before the GPU is touched.
-    image_io::check_output_path(&cli.output, 8)?;
+    let depth = cli.output_depth;
+    image_io::check_output_path(&cli.output, depth)?;
     if let Some(path) = &cli.side_by_side {
-        image_io::check_output_path(path, 8)?;
+        image_io::check_output_path(path, depth)?;
     }
     if let Some(path) = &cli.loss_log {
         check_parent_folder("loss log", path)?;
     }
-    let (content, style) = stylize::load_inputs(&content_path, &style_path, options.size)?;
+    stylize::transfer::normalized_blend(&options.style_blend_weights, cli.style.len())?;
+    let original = image_io::load_image(&content_path)?;
+    let raw_styles = stylize::load_style_images(&cli.style)?;
+    // A bad --init file is reported before the GPU is touched.
+    let sizes = stylize::scale_sizes(options.size, options.scales, options.min_size);
+    stylize::initial_image(&options.init, &image_io::fit_within(&original, sizes[0]), options.seed)?;
     let mut download = DownloadBar::default();
     let weights = stylize::load_network_weights(options.weights.as_deref(), options.seed, &mut |e| download.event(&e))?;
     download.finish();
-    let init = stylize::initial_image(&options.init, &content, options.seed)?;
     let interrupt = Interrupt::install()?;
     let ctx = stylize::gpu::Context::new(&options.context_options())?;
     let adapter = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
-    let mut transfer = StyleTransfer::new(ctx, &weights, &content, &style, &init, &options)?;
-    let mut progress = CliProgress::new(&cli, &adapter, content.width, content.height, interrupt.clone())?;
+    let mut progress = CliProgress::new(&cli, &adapter, &original, &options, interrupt.clone())?;
     let started = Instant::now();
-    let outcome = transfer.run(options.iterations, &mut progress);
+    let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &options, &mut progress);
     progress.finish();
+    let stylize::ScaleRun { transfer, content, styles, outcome, steps } = run?;
+    let finish = |image: &Image| stylize::finish_colors(image, &content, &options);
     let target = match outcome {
         Ok(target) => target,
         Err(err @ TransferError::NonFinite { .. }) => {
             // The run already put the last finite image back: keep it for the user.
-            image_io::save_image(&cli.output, &transfer.image()?, 8)?;
+            image_io::save_image(&cli.output, &finish(&transfer.image()?), depth)?;
             bail!("{err}; it was written to {}", cli.output.display());
         }
         Err(err) => return Err(err.into()),
     };
-    image_io::save_image(&cli.output, &target, 8)?;
+    let target = finish(&target);
+    image_io::save_image(&cli.output, &target, depth)?;
+    let total_steps = options.iterations * sizes.len();
     if let Some(code) = interrupt.exit_code() {
         eprintln!(
-            "stylize: interrupted after {} of {} steps; wrote the image so far to {} (resume with --init {0})",
-            transfer.steps_done(),
-            options.iterations,
+            "stylize: interrupted after {steps} of {total_steps} steps; wrote the image so far to {} (resume with --init {0})",
             cli.output.display()
         );
         std::process::exit(code);
     }
     if let Some(path) = &cli.side_by_side {
-        image_io::save_image(path, &image_io::side_by_side(&[&content, &style, &target]), 8)?;
+        let shown: Vec<Image> =
+            styles.iter().map(|s| image_io::resize_exact(s, content.width, content.height)).collect();
+        let mut row = vec![&content];
+        row.extend(&shown);
+        row.push(&target);
+        image_io::save_image(path, &image_io::side_by_side(&row), depth)?;
     }
     let seconds = started.elapsed().as_secs_f64();
     let last = progress.last_losses.map(|l| format!(", final loss {:.4e}", l.total)).unwrap_or_default();
     eprintln!(
-        "stylize: wrote {} ({}x{}) after {} steps in {:.1} s ({:.1} steps/s) on {adapter}{last}",
+        "stylize: wrote {} ({}x{}) after {steps} steps in {:.1} s ({:.1} steps/s) on {adapter}{last}",
         cli.output.display(),
         target.width,
         target.height,
-        options.iterations,
         seconds,
-        options.iterations as f64 / seconds.max(1e-9),
+        steps as f64 / seconds.max(1e-9),
     );
     Ok(())
 }
@@ -425,12 +540,22 @@ struct CliProgress {
     save_every: Option<u64>,
     iterations: usize,
     output: PathBuf,
+    depth: u8,
     log: Option<(PathBuf, BufWriter<File>)>,
+    tv: bool,
+    /// The content image at the current scale, for `--preserve-colors luminance` on saves.
+    options: Options,
+    original: Image,
+    content: Image,
+    adapter: String,
+    /// Whether there are several scales (the loss log then starts each row with the scale).
+    multiscale: bool,
+    scale: usize,
     last_losses: Option<Losses>,
 }
 
 impl CliProgress {
-    fn new(cli: &Cli, adapter: &str, width: u32, height: u32, interrupt: Interrupt) -> Result<Self> {
+    fn new(cli: &Cli, adapter: &str, original: &Image, options: &Options, interrupt: Interrupt) -> Result<Self> {
         let interactive = std::io::stderr().is_terminal();
         let bar = if interactive {
             let bar = ProgressBar::with_draw_target(Some(cli.iterations as u64), ProgressDrawTarget::stderr());
@@ -442,14 +567,14 @@ impl CliProgress {
         } else {
             ProgressBar::hidden()
         };
-        if interactive {
-            bar.println(format!("stylize: {width}x{height} on {adapter}"));
-        }
+        let multiscale = options.scales > 1;
         let log = match &cli.loss_log {
             Some(path) => {
                 let file = File::create(path).with_context(|| format!("loss log {}: cannot create", path.display()))?;
                 let mut writer = BufWriter::new(file);
-                writeln!(writer, "step,content,style,total")?;
+                let scale = if multiscale { "scale," } else { "" };
+                let tv = if cli.tv_weight > 0.0 { "tv," } else { "" };
+                writeln!(writer, "{scale}step,content,style,{tv}total")?;
                 Some((path.clone(), writer))
             }
             None => None,
@@ -462,7 +587,15 @@ impl CliProgress {
             save_every: cli.save_every,
             iterations: cli.iterations,
             output: cli.output.clone(),
+            depth: cli.output_depth,
             log,
+            tv: cli.tv_weight > 0.0,
+            options: options.clone(),
+            original: original.clone(),
+            content: original.clone(),
+            adapter: adapter.to_string(),
+            multiscale,
+            scale: 0,
             last_losses: None,
         })
     }
@@ -482,6 +615,22 @@ impl Observer for CliProgress {
         self.interrupt.requested()
     }
 
+    fn on_scale(&mut self, index: usize, count: usize, width: u32, height: u32) {
+        self.scale = index;
+        self.content = image_io::resize_exact(&self.original, width, height);
+        let line = if count > 1 {
+            format!("stylize: scale {}/{count}: {width}x{height} on {}", index + 1, self.adapter)
+        } else {
+            format!("stylize: {width}x{height} on {}", self.adapter)
+        };
+        if self.interactive {
+            self.bar.reset();
+            self.bar.println(line);
+        } else if count > 1 {
+            eprintln!("{line}");
+        }
+    }
+
     fn wants_losses(&mut self, step: usize) -> bool {
         self.log.is_some() || step + 1 == self.iterations || (self.print_every > 0 && step % self.print_every == 0)
     }
@@ -494,12 +643,17 @@ impl Observer for CliProgress {
         self.bar.set_position(step as u64 + 1);
         if let Some(l) = losses {
             if let Some((path, writer)) = &mut self.log {
-                writeln!(writer, "{step},{:e},{:e},{:e}", l.content, l.style, l.total)
+                let tv = if self.tv { format!("{:e},", l.tv) } else { String::new() };
+                let scale = if self.multiscale { format!("{},", self.scale + 1) } else { String::new() };
+                writeln!(writer, "{scale}{step},{:e},{:e},{tv}{:e}", l.content, l.style, l.total)
                     .map_err(|e| TransferError::Observer(format!("loss log {}: {e}", path.display())))?;
             }
             if self.print_every > 0 && step % self.print_every == 0 {
-                let line =
-                    format!("step {step:>5}  content {:.4e}  style {:.4e}  total {:.4e}", l.content, l.style, l.total);
+                let tv = if self.tv { format!("  tv {:.4e}", l.tv) } else { String::new() };
+                let line = format!(
+                    "step {step:>5}  content {:.4e}  style {:.4e}{tv}  total {:.4e}",
+                    l.content, l.style, l.total
+                );
                 if self.interactive {
                     self.bar.set_message(line);
                 } else {
@@ -509,7 +663,9 @@ impl Observer for CliProgress {
             self.last_losses = Some(l.clone());
         }
         if let Some(image) = image {
-            image_io::save_image(&self.output, image, 8).map_err(|e| TransferError::Observer(e.to_string()))?;
+            let image = stylize::finish_colors(image, &self.content, &self.options);
+            image_io::save_image(&self.output, &image, self.depth)
+                .map_err(|e| TransferError::Observer(e.to_string()))?;
         }
         Ok(())
     }

@@ -4,9 +4,10 @@
 use crate::gpu::{Context, ContextOptions, GpuError};
 use crate::image_io::Image;
 use crate::net::vgg::{DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, VGG19};
-use crate::net::{ConvLayerWeights, Executor, LossLayers, Losses, NetError, Plan};
+use crate::net::{ConvLayerWeights, Executor, LossLayers, Losses, NetError, Plan, Pooling};
 use crate::ops::adam::{Adam, AdamConfig};
 use crate::ops::check;
+use crate::optim::lbfgs::{Lbfgs, LbfgsConfig};
 
 /// Every knob of the method. `Default` reproduces the original exactly: VGG-19, content at
 /// relu4_2, style at relu1_1..relu5_1 weighted 1, 0.75, 0.2, 0.2, 0.2, alpha 1, beta 1e6,
@@ -39,6 +40,57 @@ pub struct Options {
     /// Where the optimization starts: the content image (the original method), noise, or an
     /// image file (e.g. an interrupted result, to resume).
     pub init: Init,
+    /// Adam (the original) or L-BFGS.
+    pub optimizer: Optimizer,
+    /// Curvature pairs L-BFGS keeps (PyTorch's `history_size`).
+    pub lbfgs_history: usize,
+    /// Weight of the total-variation regularizer `tv_weight * sum((dx)^2 + (dy)^2)` on the
+    /// normalized image (`ops::tv`); 0 (the original) adds nothing.
+    pub tv_weight: f64,
+    /// Max pools (the original) or average pools.
+    pub pooling: Pooling,
+    /// Weights of the style images when there are several (normalized to sum 1; empty: equal).
+    pub style_blend_weights: Vec<f64>,
+    /// Each style image is resized to the content's size times this (at least 16 px a side when
+    /// not 1); 1 (the original) gives exactly the content's size.
+    pub style_scale: f64,
+    /// Keep the content's colours: none (the original), luminance transfer after the run, or
+    /// histogram matching of the style images to the content before it.
+    pub preserve_colors: PreserveColors,
+    /// Decay D of an exponential moving average of the iterates (0: off, the original): after
+    /// every step `avg = D avg + (1 - D) x`, and the output is the bias-corrected
+    /// `avg / (1 - D^t)` (as crowsonkb's style-transfer-pytorch does), not the last iterate.
+    pub average_decay: f64,
+    /// Scales of a coarse-to-fine run (1: the original, one run at `size`): each scale's result,
+    /// upsampled, starts the next; each scale runs `iterations` steps.
+    pub scales: usize,
+    /// Longer side of the first scale; `None`: each scale is sqrt(2) larger than the one before,
+    /// the last at `size`. With it, the sizes are spaced geometrically from it to `size`.
+    pub min_size: Option<u32>,
+}
+
+/// How the content's colours are kept (`--preserve-colors`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PreserveColors {
+    /// The result keeps the style's colours (the original).
+    #[default]
+    None,
+    /// After the run, the result's luminance (YIQ Y) is combined with the content's I and Q.
+    Luminance,
+    /// Before the run, each style image's colours are matched to the content's (mean and
+    /// covariance, `image_io::color::match_histogram`).
+    Histogram,
+}
+
+/// Which optimizer updates the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimizer {
+    /// Adam with `learning_rate` (the original method).
+    Adam,
+    /// L-BFGS as `torch.optim.LBFGS(lr=learning_rate, line_search_fn=None)` computes it, one
+    /// iteration (one gradient evaluation, one fixed-length step) per step; no line search.
+    /// jcjohnson/neural-style uses it with a learning rate of 1.
+    Lbfgs,
 }
 
 /// The image the optimization starts from.
@@ -68,6 +120,16 @@ impl Default for Options {
             adapter: None,
             seed: 0,
             init: Init::Content,
+            optimizer: Optimizer::Adam,
+            lbfgs_history: 100,
+            tv_weight: 0.0,
+            pooling: Pooling::Max,
+            style_blend_weights: Vec::new(),
+            style_scale: 1.0,
+            preserve_colors: PreserveColors::None,
+            average_decay: 0.0,
+            scales: 1,
+            min_size: None,
         }
     }
 }
@@ -107,7 +169,11 @@ impl Options {
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad(format!("--learning-rate must be a positive number, not {}", self.learning_rate));
         }
-        for (name, value) in [("--content-weight", self.content_weight), ("--style-weight", self.style_weight)] {
+        for (name, value) in [
+            ("--content-weight", self.content_weight),
+            ("--style-weight", self.style_weight),
+            ("--tv-weight", self.tv_weight),
+        ] {
             if !(value.is_finite() && value >= 0.0) {
                 return bad(format!("{name} must be a finite number >= 0, not {value}"));
             }
@@ -123,6 +189,27 @@ impl Options {
         if let Some(w) = self.style_layer_weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
             return bad(format!("--style-layer-weights must be finite numbers >= 0, not {w}"));
         }
+        if !(self.style_scale.is_finite() && self.style_scale > 0.0) {
+            return bad(format!("--style-scale must be a positive number, not {}", self.style_scale));
+        }
+        if let Some(w) = self.style_blend_weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+            return bad(format!("--style-blend-weights must be finite numbers >= 0, not {w}"));
+        }
+        if !self.style_blend_weights.is_empty() && self.style_blend_weights.iter().sum::<f64>() <= 0.0 {
+            return bad("--style-blend-weights must not all be 0".into());
+        }
+        if !(self.average_decay.is_finite() && (0.0..1.0).contains(&self.average_decay)) {
+            return bad(format!("--average-decay must be in [0, 1), not {}", self.average_decay));
+        }
+        if self.scales == 0 {
+            return bad("--scales must be at least 1".into());
+        }
+        if self.min_size.is_some_and(|m| m == 0 || m > self.size) {
+            return bad(format!("--min-size must be between 1 and --size ({})", self.size));
+        }
+        if self.lbfgs_history == 0 {
+            return bad("--lbfgs-history must be at least 1".into());
+        }
         if self.content_layers.is_empty() && self.style_layers.is_empty() {
             return bad("no content or style layer".into());
         }
@@ -136,6 +223,8 @@ impl Options {
             style: self.style_layers.iter().cloned().zip(self.style_layer_weights.iter().copied()).collect(),
             content_weight: self.content_weight,
             style_weight: self.style_weight,
+            tv_weight: self.tv_weight,
+            pooling: self.pooling,
         }
     }
 
@@ -166,6 +255,9 @@ pub trait Observer {
     }
     /// Progress of a weights download.
     fn on_fetch(&mut self, _event: &crate::weights::FetchEvent) {}
+    /// A new scale of a multi-scale run starts (`index` of `count`, from 0), at `width` x `height`;
+    /// step numbers start again from 0.
+    fn on_scale(&mut self, _index: usize, _count: usize, _width: u32, _height: u32) {}
     /// Whether to stop before the next step (e.g. after Ctrl-C).
     fn should_stop(&mut self) -> bool {
         false
@@ -189,12 +281,21 @@ pub enum TransferError {
     NonFinite { step: usize, what: String, kept: String },
 }
 
-/// One style-transfer problem on the GPU: the network with its targets, the image and Adam.
+/// The optimizer's state: Adam's kernel rides in the training step; L-BFGS runs after it.
+enum OptimizerState {
+    Adam { adam: Adam, kernel: usize },
+    Lbfgs(Box<Lbfgs>),
+}
+
+/// One style-transfer problem on the GPU: the network with its targets, the image and its optimizer.
 pub struct StyleTransfer {
     ctx: Context,
     executor: Executor,
-    adam: Adam,
-    adam_kernel: usize,
+    optimizer: OptimizerState,
+    /// An error L-BFGS raised in `step`, reported by the next `sync`.
+    deferred: Option<GpuError>,
+    /// The moving average of the iterates, when `average_decay > 0`.
+    average: Option<Average>,
     width: u32,
     height: u32,
     steps_done: usize,
@@ -207,6 +308,77 @@ pub struct StyleTransfer {
     /// positions of the two kernels that set it.
     non_finite_flag: wgpu::Buffer,
     checks: [usize; 2],
+}
+
+/// The exponential moving average of the iterates, kept on the GPU.
+struct Average {
+    decay: f64,
+    /// `avg`, normalized like the image, not bias-corrected.
+    buffer: wgpu::Buffer,
+    /// `avg = D avg + (1 - D) x`, submitted after the optimizer's update.
+    update: crate::gpu::Step,
+    updates: u64,
+}
+
+/// Where the style targets come from.
+#[derive(Clone, Copy)]
+enum Styles<'a> {
+    /// One image at the content's size (the original).
+    Single(&'a Image),
+    /// Several images of any size and their blend weights.
+    Blend(&'a [Image], &'a [f64]),
+}
+
+/// Normalizes blend weights to sum 1; empty means equal weights.
+pub fn normalized_blend(blend: &[f64], styles: usize) -> Result<Vec<f64>, InvalidOption> {
+    if blend.is_empty() {
+        return Ok(vec![1.0 / styles as f64; styles]);
+    }
+    if blend.len() != styles {
+        return Err(InvalidOption(format!(
+            "--style-blend-weights has {} values for {styles} style images",
+            blend.len()
+        )));
+    }
+    let sum: f64 = blend.iter().sum();
+    if blend.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || sum <= 0.0 {
+        return Err(InvalidOption("--style-blend-weights must be numbers >= 0, not all 0".into()));
+    }
+    Ok(blend.iter().map(|w| w / sum).collect())
+}
+
+/// The blended style Grams of `styles` for `target` (see `StyleTransfer::with_styles`), each
+/// style image run through its own forward pass at its own size.
+pub fn blended_style_grams(
+    ctx: &Context,
+    weights: &[ConvLayerWeights],
+    target: &Plan,
+    styles: &[Image],
+    blend: &[f64],
+    options: &Options,
+) -> Result<Vec<Vec<f32>>, TransferError> {
+    if styles.is_empty() {
+        return Err(NetError::BadSize("no style image".into()).into());
+    }
+    let blend = normalized_blend(blend, styles.len()).map_err(|e| NetError::BadSize(e.0))?;
+    let widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
+    // Only the style layers: no content target, no total variation.
+    let losses = LossLayers { content: Vec::new(), tv_weight: 0.0, ..options.loss_layers() };
+    let positions = |plan: &Plan, act: usize| (plan.acts[act].height * plan.acts[act].width) as f64;
+    let mut sums: Vec<Vec<f64>> = target.style.iter().map(|t| vec![0.0; target.acts[t.act].channels.pow(2)]).collect();
+    for (style, &b) in styles.iter().zip(&blend) {
+        if b == 0.0 {
+            continue;
+        }
+        let plan = Plan::new(&VGG19, &widths, style.height as usize, style.width as usize, &losses)?;
+        let executor = Executor::new(ctx, plan, weights)?;
+        let grams = executor.style_grams(ctx, &style.data)?;
+        for (((sum, gram), term), own) in sums.iter_mut().zip(&grams).zip(&target.style).zip(&executor.plan.style) {
+            let factor = b * positions(target, term.act) / positions(&executor.plan, own.act);
+            sum.iter_mut().zip(gram).for_each(|(s, &g)| *s += factor * g as f64);
+        }
+    }
+    Ok(sums.into_iter().map(|g| g.into_iter().map(|v| v as f32).collect()).collect())
 }
 
 /// Steps between two finiteness checks when the observer reads no losses.
@@ -224,8 +396,40 @@ impl StyleTransfer {
         init: &Image,
         options: &Options,
     ) -> Result<Self, TransferError> {
+        Self::build(ctx, weights, content, Styles::Single(style), init, options)
+    }
+
+    /// As `new`, with the style target a blend of several style images of any size: the target
+    /// Gram of each layer is `sum_i blend_i * G_i * N / N_i`, where `G_i` is style image `i`'s Gram
+    /// from a forward pass at its own size, `N_i` its number of positions at that layer and `N`
+    /// the content's (so that images of other sizes compare like Gram / N, as neural-style's
+    /// normalized Grams do). `blend` is normalized to sum 1; empty means equal weights.
+    pub fn with_styles(
+        ctx: Context,
+        weights: &[ConvLayerWeights],
+        content: &Image,
+        styles: &[Image],
+        blend: &[f64],
+        init: &Image,
+        options: &Options,
+    ) -> Result<Self, TransferError> {
+        Self::build(ctx, weights, content, Styles::Blend(styles, blend), init, options)
+    }
+
+    fn build(
+        ctx: Context,
+        weights: &[ConvLayerWeights],
+        content: &Image,
+        styles: Styles<'_>,
+        init: &Image,
+        options: &Options,
+    ) -> Result<Self, TransferError> {
         let (width, height) = (content.width, content.height);
-        for (what, image) in [("style", style), ("initial", init)] {
+        let mut same_size = vec![("initial", init)];
+        if let Styles::Single(style) = styles {
+            same_size.push(("style", style));
+        }
+        for (what, image) in same_size {
             if (image.width, image.height) != (width, height) {
                 return Err(NetError::BadSize(format!(
                     "the {what} image is {}x{}, the content image {width}x{height}",
@@ -238,18 +442,43 @@ impl StyleTransfer {
         let plan = Plan::new(&VGG19, &widths, height as usize, width as usize, &options.loss_layers())?;
         let mut executor = Executor::new(&ctx, plan, weights)?;
         executor.set_content(&ctx, &content.data)?;
-        executor.set_style(&ctx, &style.data)?;
+        match styles {
+            Styles::Single(style) => executor.set_style(&ctx, &style.data)?,
+            Styles::Blend(styles, blend) => {
+                let grams = blended_style_grams(&ctx, weights, &executor.plan, styles, blend, options)?;
+                executor.set_style_grams(&ctx, &grams)?;
+            }
+        }
         executor.set_image(&ctx, &init.data)?;
-        let config = AdamConfig { lr: options.learning_rate, ..AdamConfig::default() };
-        let (adam, kernel) =
-            Adam::new(&ctx, executor.image_len(), executor.image_buffer(), executor.image_grad_buffer(), config)?;
         // Flag the first step whose image or gradient holds an inf or NaN, before Adam uses them.
         let non_finite_flag = check::new_flag(&ctx)?;
         let len = executor.image_len();
         let image_check = check::flag_non_finite(&ctx, len, executor.image_buffer(), &non_finite_flag)?;
         let grad_check = check::flag_non_finite(&ctx, len, executor.image_grad_buffer(), &non_finite_flag)?;
         let checks = [executor.training_step().push(image_check), executor.training_step().push(grad_check)];
-        let adam_kernel = executor.training_step().push(kernel);
+        let (len, image, grad) = (executor.image_len(), executor.image_buffer(), executor.image_grad_buffer());
+        let optimizer = match options.optimizer {
+            Optimizer::Adam => {
+                let config = AdamConfig { lr: options.learning_rate, ..AdamConfig::default() };
+                let (adam, kernel) = Adam::new(&ctx, len, image, grad, config)?;
+                OptimizerState::Adam { adam, kernel: executor.training_step().push(kernel) }
+            }
+            Optimizer::Lbfgs => {
+                let config =
+                    LbfgsConfig { lr: options.learning_rate, history: options.lbfgs_history, ..LbfgsConfig::default() };
+                OptimizerState::Lbfgs(Box::new(Lbfgs::new(&ctx, len, image, grad, config)?))
+            }
+        };
+        let average = if options.average_decay > 0.0 {
+            let decay = options.average_decay;
+            let buffer = ctx.upload("iterate average", &vec![0.0; len])?;
+            let mut update = crate::gpu::Step::new();
+            update.push(crate::ops::vector::scale(&ctx, len, decay as f32, &buffer)?);
+            update.push(crate::ops::vector::axpy(&ctx, len, (1.0 - decay) as f32, executor.image_buffer(), &buffer)?);
+            Some(Average { decay, buffer, update, updates: 0 })
+        } else {
+            None
+        };
         let previous_image = ctx.buffer("previous image", executor.image_len())?;
         let verified_image = ctx.buffer("last finite image", executor.image_len())?;
         let image = executor.image_buffer().clone();
@@ -257,8 +486,9 @@ impl StyleTransfer {
         let transfer = Self {
             ctx,
             executor,
-            adam,
-            adam_kernel,
+            optimizer,
+            deferred: None,
+            average,
             width,
             height,
             steps_done: 0,
@@ -277,24 +507,45 @@ impl StyleTransfer {
         &self.ctx
     }
 
+    /// Gives the GPU context back (e.g. for the next scale), dropping the network's buffers.
+    pub fn into_context(self) -> Context {
+        self.ctx
+    }
+
     /// Steps taken so far.
     pub fn steps_done(&self) -> usize {
         self.steps_done
     }
 
-    /// One optimization step: forward, losses, backward, Adam; one submit, no wait.
+    /// One optimization step: forward, losses, backward, Adam; one submit, no wait. With L-BFGS
+    /// the training step is submitted, then L-BFGS reads back a few scalars (waiting for it) and
+    /// submits its direction and update; an error there is reported by the next `sync`.
     pub fn step(&mut self) {
-        self.adam.advance(&self.ctx, self.executor.training_step().kernel(self.adam_kernel));
+        if let OptimizerState::Adam { adam, kernel } = &mut self.optimizer {
+            adam.advance(&self.ctx, self.executor.training_step().kernel(*kernel));
+        }
         let len = self.executor.image_len();
         for index in self.checks {
             check::set_step(&self.ctx, self.executor.training_step().kernel(index), len, self.steps_done as u32);
         }
         self.executor.training_step().submit(&self.ctx);
+        if let OptimizerState::Lbfgs(lbfgs) = &mut self.optimizer
+            && let Err(e) = lbfgs.step(&self.ctx)
+        {
+            self.deferred.get_or_insert(e);
+        }
+        if let Some(average) = &mut self.average {
+            average.update.submit(&self.ctx);
+            average.updates += 1;
+        }
         self.steps_done += 1;
     }
 
     /// Waits for the GPU and reports any error it raised.
-    pub fn sync(&self) -> Result<(), TransferError> {
+    pub fn sync(&mut self) -> Result<(), TransferError> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e.into());
+        }
         Ok(self.ctx.wait()?)
     }
 
@@ -303,20 +554,54 @@ impl StyleTransfer {
         Ok(self.executor.read_losses(&self.ctx)?)
     }
 
-    /// The current image, RGB in [0, 1].
+    /// The current image, RGB in [0, 1]: the last iterate, or with `average_decay` the
+    /// bias-corrected moving average of the iterates (once a step was taken).
     pub fn image(&self) -> Result<Image, TransferError> {
+        if let Some(average) = self.average.as_ref().filter(|a| a.updates > 0) {
+            let raw = self.ctx.read(&average.buffer, self.executor.image_len())?;
+            let correction = 1.0 / (1.0 - average.decay.powi(average.updates.min(i32::MAX as u64) as i32));
+            let plane = raw.len() / 3;
+            let data = raw
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let c = i / plane;
+                    let x = v as f64 * correction;
+                    let rgb = x * crate::ops::normalize::IMAGENET_STD[c] + crate::ops::normalize::IMAGENET_MEAN[c];
+                    rgb.clamp(0.0, 1.0) as f32
+                })
+                .collect();
+            return Ok(Image::new(self.width, self.height, data));
+        }
+        let data = self.executor.read_rgb(&self.ctx)?;
+        Ok(Image::new(self.width, self.height, data))
+    }
+
+    /// The last iterate itself, RGB in [0, 1] (what `image` returns without an average).
+    pub fn iterate(&self) -> Result<Image, TransferError> {
         let data = self.executor.read_rgb(&self.ctx)?;
         Ok(Image::new(self.width, self.height, data))
     }
 
     /// Bytes of GPU memory held by every buffer of the run (network, targets, scratch, Adam's moments).
     pub fn gpu_bytes(&self) -> u64 {
-        self.executor.allocated_bytes() + self.adam.exp_avg.size() + self.adam.exp_avg_sq.size()
+        let optimizer = match &self.optimizer {
+            OptimizerState::Adam { adam, .. } => adam.exp_avg.size() + adam.exp_avg_sq.size(),
+            // Direction, previous gradient and the history pairs held so far.
+            OptimizerState::Lbfgs(lbfgs) => (2 + 2 * (lbfgs.history_len() as u64 + 1)) * self.image_bytes(),
+        };
+        self.executor.allocated_bytes() + optimizer
+    }
+
+    fn image_bytes(&self) -> u64 {
+        self.executor.image_len() as u64 * 4
     }
 
     /// GPU time of every kernel of one training step (needs timestamp queries).
     pub fn profile_step(&mut self) -> Result<Vec<crate::gpu::KernelTime>, TransferError> {
-        self.adam.advance(&self.ctx, self.executor.training_step().kernel(self.adam_kernel));
+        if let OptimizerState::Adam { adam, kernel } = &mut self.optimizer {
+            adam.advance(&self.ctx, self.executor.training_step().kernel(*kernel));
+        }
         self.steps_done += 1;
         Ok(crate::gpu::profile_step(&self.ctx, self.executor.training_step())?)
     }
@@ -335,6 +620,9 @@ impl StyleTransfer {
                 break;
             }
             self.step();
+            if let Some(e) = self.deferred.take() {
+                return Err(e.into());
+            }
             let wanted = observer.wants_losses(step);
             let check = wanted || step % CHECK_EVERY == CHECK_EVERY - 1 || step + 1 == iterations;
             let losses = if check { Some(self.checked_losses(step)?) } else { None };
@@ -376,6 +664,6 @@ impl StyleTransfer {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
         self.ctx.queue.submit([encoder.finish()]);
-        self.sync()
+        Ok(self.ctx.wait()?)
     }
 }

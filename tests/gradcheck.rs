@@ -3,7 +3,7 @@
 //! analytic gradient with (L(x + h e_i) - L(x - h e_i)) / 2h for every input i.
 
 use stylize::net::reference::Reference;
-use stylize::net::{LossLayers, Plan, random_weights};
+use stylize::net::{LossLayers, Plan, Pooling, random_weights};
 use stylize::ops::conv::{self, ConvShape};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::{loss, pool, relu, tv};
@@ -109,6 +109,10 @@ fn gradcheck_style_loss() {
 }
 
 fn gradcheck_network(content_layer: &str) {
+    gradcheck_network_with(content_layer, Pooling::Max, 0.0);
+}
+
+fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64) {
     let widths = [4, 5, 6, 3];
     let weights = random_weights(&widths, 17);
     let conv_widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
@@ -117,6 +121,8 @@ fn gradcheck_network(content_layer: &str) {
         style: vec![("relu1_1".into(), 1.0), ("relu2_1".into(), 0.75), ("relu3_1".into(), 0.2)],
         content_weight: 1.0,
         style_weight: 1e3,
+        tv_weight,
+        pooling,
     };
     let (h, w) = (9, 11);
     let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
@@ -129,7 +135,21 @@ fn gradcheck_network(content_layer: &str) {
     let (losses, grad) = reference.loss_and_grad(&image, &targets);
     assert!(losses.content > 0.0 && losses.style > 0.0);
     let numeric = finite_differences(&image, |x| reference.losses(x, &targets).total);
-    assert_gradcheck(&format!("network with content at {content_layer}"), &grad, &numeric);
+    assert_gradcheck(
+        &format!("network with content at {content_layer}, {pooling:?} pooling, TV {tv_weight}"),
+        &grad,
+        &numeric,
+    );
+}
+
+#[test]
+fn gradcheck_composed_network_with_avg_pooling() {
+    gradcheck_network_with("relu3_1", Pooling::Avg, 0.0);
+}
+
+#[test]
+fn gradcheck_composed_network_with_tv() {
+    gradcheck_network_with("relu1_2", Pooling::Max, 0.1);
 }
 
 #[test]

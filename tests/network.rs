@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use stylize::net::reference::{Reference, Targets};
 use stylize::net::vgg::{VGG19, VGG19_WIDTHS};
-use stylize::net::{ConvLayerWeights, Executor, LossLayers, Plan, random_weights};
+use stylize::net::{ConvLayerWeights, Executor, LossLayers, Node, Plan, Pooling, random_weights};
 use stylize::ops::adam::{self, Adam, AdamConfig};
 use stylize::testing::tiny_table;
 
@@ -51,6 +51,7 @@ fn tiny_losses(content_layer: &str) -> LossLayers {
         style: vec![("relu1_1".into(), 1.0), ("relu2_1".into(), 0.75), ("relu3_1".into(), 0.2)],
         content_weight: 1.0,
         style_weight: 1e3,
+        ..LossLayers::default()
     }
 }
 
@@ -61,6 +62,11 @@ fn check_step_against_reference(case: &mut Case, ctx: &stylize::gpu::Context, wh
     let got_slots: Vec<f32> = got.content_terms.iter().chain(&got.style_terms).map(|&v| v as f32).collect();
     let expected_slots: Vec<f64> = expected.content_terms.iter().chain(&expected.style_terms).copied().collect();
     assert_close(&format!("{what}: loss terms"), &got_slots, &expected_slots, tol);
+    if expected.tv == 0.0 {
+        assert_eq!(got.tv, 0.0, "{what}: no total-variation term");
+    } else {
+        assert_close(&format!("{what}: total variation"), &[got.tv as f32], &[expected.tv], tol);
+    }
     assert_close(&format!("{what}: total"), &[got.total as f32], &[expected.total], tol);
     assert_close(&format!("{what}: image gradient"), &case.executor.read_image_grad(ctx).unwrap(), &expected_grad, tol);
 }
@@ -75,6 +81,41 @@ fn gpu_composed_network_matches_reference() {
                 &mut case,
                 &ctx,
                 &format!("tiny network, content {content_layer} ({grid})"),
+                1e-4,
+            );
+        }
+    }
+}
+
+/// The total-variation term (`--tv-weight`) in the GPU schedule against the reference.
+#[test]
+fn gpu_composed_network_with_tv_matches_reference() {
+    for (grid, ctx) in contexts("gpu_composed_network_with_tv_matches_reference") {
+        let weights = random_weights(&[4, 5, 6, 3], 21);
+        let losses = LossLayers { tv_weight: 0.05, ..tiny_losses("relu1_2") };
+        let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &losses, 22);
+        check_step_against_reference(&mut case, &ctx, &format!("tiny network with TV ({grid})"), 1e-4);
+        let got = case.executor.read_losses(&ctx).unwrap();
+        assert!(got.tv > 0.0, "the TV slot is filled: {got:?}");
+    }
+}
+
+/// Average pooling (`--pooling avg`) in the GPU schedule against the reference.
+#[test]
+fn gpu_composed_network_with_avg_pooling_matches_reference() {
+    for (grid, ctx) in contexts("gpu_composed_network_with_avg_pooling_matches_reference") {
+        for content_layer in ["relu3_1", "conv1_2"] {
+            let weights = random_weights(&[4, 5, 6, 3], 21);
+            let losses = LossLayers { pooling: Pooling::Avg, ..tiny_losses(content_layer) };
+            let plan_nodes =
+                Plan::new(&tiny_table(), &[(3, 4), (4, 5), (5, 6), (6, 3)], 13, 17, &losses).unwrap().nodes;
+            assert!(plan_nodes.iter().any(|n| matches!(n, Node::AvgPool { .. })));
+            assert!(!plan_nodes.iter().any(|n| matches!(n, Node::MaxPool { .. })));
+            let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &losses, 22);
+            check_step_against_reference(
+                &mut case,
+                &ctx,
+                &format!("tiny network, avg pooling, content {content_layer} ({grid})"),
                 1e-4,
             );
         }

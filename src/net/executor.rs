@@ -3,7 +3,7 @@
 
 use super::{ConvLayerWeights, Losses, NetError, Node, Plan};
 use crate::gpu::{Context, Step};
-use crate::ops::{conv, gram, loss, normalize, pool, relu};
+use crate::ops::{conv, gram, loss, normalize, pool, relu, tv};
 
 /// Buffers and recorded steps of one network at one image size.
 pub struct Executor {
@@ -119,6 +119,12 @@ impl Executor {
                     x,
                     y,
                 )?,
+                Node::AvgPool { .. } => pool::avg_forward(
+                    ctx,
+                    pool::PoolShape { channels: input.channels, height: input.height, width: input.width },
+                    x,
+                    y,
+                )?,
             };
             step.push(kernel);
         }
@@ -160,6 +166,10 @@ impl Executor {
                 term.scale,
             )?;
             target_grams.push(target_gram);
+        }
+        if plan.has_tv() {
+            let slot = slots_before_style + plan.style.len();
+            tv::forward(ctx, &mut step, plan.tv_shape(), &self.acts[0], &self.losses, slot, plan.tv_weight)?;
         }
 
         // `current` holds dL/d(output of the node being walked); `valid` says whether anything
@@ -237,7 +247,16 @@ impl Executor {
                     step.push(pool::backward(ctx, shape, &self.acts[x], &self.grads[current], &self.grads[other])?);
                     current = other;
                 }
+                Node::AvgPool { .. } => {
+                    let shape = pool::PoolShape { channels: input.channels, height: input.height, width: input.width };
+                    step.push(pool::avg_backward(ctx, shape, &self.grads[current], &self.grads[other])?);
+                    current = other;
+                }
             }
+        }
+        // The total variation reads the image itself: its gradient joins after the backward pass.
+        if plan.has_tv() {
+            step.push(tv::backward(ctx, plan.tv_shape(), &self.acts[0], &self.grads[current], plan.tv_weight, valid)?);
         }
         for target_gram in target_grams {
             step.keep(target_gram);
@@ -297,6 +316,51 @@ impl Executor {
         self.set_image(ctx, rgb)?;
         self.forward.submit(ctx);
         self.capture_style.run(ctx)?;
+        Ok(())
+    }
+
+    /// The Gram matrices of `rgb` at the style layers (row-major C x C, unnormalized), in the order
+    /// of `plan.style`. Replaces this executor's own style targets with them.
+    pub fn style_grams(&self, ctx: &Context, rgb: &[f32]) -> Result<Vec<Vec<f32>>, NetError> {
+        self.set_style(ctx, rgb)?;
+        self.read_style_grams(ctx)
+    }
+
+    /// The current style targets, in the order of `plan.style`.
+    pub fn read_style_grams(&self, ctx: &Context) -> Result<Vec<Vec<f32>>, NetError> {
+        self.plan
+            .style
+            .iter()
+            .zip(&self.style_grams)
+            .map(|(term, buffer)| {
+                let c = self.plan.acts[term.act].channels;
+                Ok(ctx.read(buffer, c * c)?)
+            })
+            .collect()
+    }
+
+    /// Sets the style targets directly (e.g. a blend of several style images' Grams), one C x C
+    /// matrix per style term in the order of `plan.style`.
+    pub fn set_style_grams(&self, ctx: &Context, grams: &[Vec<f32>]) -> Result<(), NetError> {
+        if grams.len() != self.plan.style.len() {
+            return Err(NetError::BadSize(format!(
+                "{} style Grams for {} style layers",
+                grams.len(),
+                self.plan.style.len()
+            )));
+        }
+        for ((term, buffer), gram) in self.plan.style.iter().zip(&self.style_grams).zip(grams) {
+            let c = self.plan.acts[term.act].channels;
+            if gram.len() != c * c {
+                return Err(NetError::BadSize(format!(
+                    "the style Gram of {} has {} values, not {c} x {c}",
+                    term.layer,
+                    gram.len()
+                )));
+            }
+            ctx.write(buffer, gram);
+        }
+        ctx.wait()?;
         Ok(())
     }
 

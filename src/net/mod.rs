@@ -7,7 +7,7 @@ pub mod reference;
 pub mod vgg;
 
 pub use executor::Executor;
-pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan};
+pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan, Pooling};
 
 use crate::gpu::GpuError;
 
@@ -58,21 +58,26 @@ pub fn random_weights(widths: &[usize], seed: u64) -> Vec<ConvLayerWeights> {
         .collect()
 }
 
-/// Loss values of one evaluation: each term as defined by the method, unweighted, and the total
-/// alpha * content + beta * style.
+/// Loss values of one evaluation: each term as defined by the method, unweighted, the weighted
+/// total variation, and the total alpha * content + beta * style + tv.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Losses {
     pub content_terms: Vec<f64>,
     pub style_terms: Vec<f64>,
     pub content: f64,
     pub style: f64,
+    /// `tv_weight * TV(image)` (already weighted; 0 without the term).
+    pub tv: f64,
     pub total: f64,
 }
 
 impl Losses {
-    /// Builds the summary from the per-term values in slot order (content terms, then style).
+    /// Builds the summary from the per-term values in slot order (content terms, then style, then
+    /// the weighted total variation when the plan has it).
     pub fn from_slots(plan: &Plan, slots: &[f64]) -> Self {
-        let (content_terms, style_terms) = slots.split_at(plan.content.len());
+        let (content_terms, rest) = slots.split_at(plan.content.len());
+        let (style_terms, tv) = rest.split_at(plan.style.len());
+        let tv: f64 = tv.iter().sum();
         let content: f64 = content_terms.iter().sum();
         let style: f64 = style_terms.iter().sum();
         Self {
@@ -80,7 +85,8 @@ impl Losses {
             style_terms: style_terms.to_vec(),
             content,
             style,
-            total: plan.content_weight * content + plan.style_weight * style,
+            tv,
+            total: plan.content_weight * content + plan.style_weight * style + tv,
         }
     }
 }

@@ -41,17 +41,37 @@ pub enum Node {
         input: usize,
         output: usize,
     },
+    /// 2x2 average pool, stride 2 (`--pooling avg`, in place of every max pool).
+    AvgPool {
+        input: usize,
+        output: usize,
+    },
+}
+
+/// The kind of the network's 2x2 pools: VGG's max pools (the original) or average pools, which
+/// Gatys et al. report give slightly smoother results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pooling {
+    #[default]
+    Max,
+    Avg,
 }
 
 impl Node {
     pub fn input(&self) -> usize {
         match *self {
-            Node::Conv { input, .. } | Node::Relu { input, .. } | Node::MaxPool { input, .. } => input,
+            Node::Conv { input, .. }
+            | Node::Relu { input, .. }
+            | Node::MaxPool { input, .. }
+            | Node::AvgPool { input, .. } => input,
         }
     }
     pub fn output(&self) -> usize {
         match *self {
-            Node::Conv { output, .. } | Node::Relu { output, .. } | Node::MaxPool { output, .. } => output,
+            Node::Conv { output, .. }
+            | Node::Relu { output, .. }
+            | Node::MaxPool { output, .. }
+            | Node::AvgPool { output, .. } => output,
         }
     }
 }
@@ -67,6 +87,10 @@ pub struct LossLayers {
     pub content_weight: f64,
     /// beta
     pub style_weight: f64,
+    /// Weight of the total-variation term on the normalized image (0: none, the original).
+    pub tv_weight: f64,
+    /// The network's pooling (max in the original).
+    pub pooling: Pooling,
 }
 
 impl Default for LossLayers {
@@ -76,6 +100,8 @@ impl Default for LossLayers {
             style: super::vgg::DEFAULT_STYLE_LAYERS.iter().map(|&(n, w)| (n.to_string(), w)).collect(),
             content_weight: 1.0,
             style_weight: 1e6,
+            tv_weight: 0.0,
+            pooling: Pooling::Max,
         }
     }
 }
@@ -98,6 +124,8 @@ pub struct Plan {
     pub style: Vec<LossTerm>,
     pub content_weight: f64,
     pub style_weight: f64,
+    /// Scale of the total-variation term (`ops::tv`) on activation 0; 0: no term, no loss slot.
+    pub tv_weight: f64,
     /// (in_channels, out_channels) of each convolution the schedule uses.
     pub conv_widths: Vec<(usize, usize)>,
     /// The layer table (cut after the deepest layer a loss reads) and the loss layers it was built from.
@@ -179,7 +207,11 @@ impl Plan {
                         )));
                     }
                     acts.push(ActShape { channels: shape.channels, height: shape.height / 2, width: shape.width / 2 });
-                    nodes.push(Node::MaxPool { input, output: acts.len() - 1 });
+                    let output = acts.len() - 1;
+                    nodes.push(match losses.pooling {
+                        Pooling::Max => Node::MaxPool { input, output },
+                        Pooling::Avg => Node::AvgPool { input, output },
+                    });
                     names.push((layer.name, acts.len() - 1));
                 }
             }
@@ -214,6 +246,7 @@ impl Plan {
             style,
             content_weight: losses.content_weight,
             style_weight: losses.style_weight,
+            tv_weight: losses.tv_weight,
             conv_widths,
             layers: layers.to_vec(),
             losses: losses.clone(),
@@ -273,9 +306,21 @@ impl Plan {
         Plan::new(&self.layers, &self.conv_widths, scaled(image.height), scaled(image.width), &self.losses)
     }
 
-    /// Slot of each loss term in the loss buffer: content terms first, then style terms.
+    /// Slot of each loss term in the loss buffer: content terms first, then style terms, then
+    /// the total variation when it has a weight.
     pub fn loss_slots(&self) -> usize {
-        self.content.len() + self.style.len()
+        self.content.len() + self.style.len() + usize::from(self.has_tv())
+    }
+
+    /// Whether the total-variation term is part of the loss.
+    pub fn has_tv(&self) -> bool {
+        self.tv_weight > 0.0
+    }
+
+    /// The shape the total-variation term sees: the image, activation 0.
+    pub fn tv_shape(&self) -> crate::ops::tv::TvShape {
+        let s = self.acts[0];
+        crate::ops::tv::TvShape { channels: s.channels, height: s.height, width: s.width }
     }
 
     /// Floating-point operations of one forward pass plus the backward to the image (convolutions

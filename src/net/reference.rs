@@ -2,7 +2,7 @@
 //! the GPU executor: features, targets, losses and the gradient with respect to the image.
 
 use super::{ConvLayerWeights, Losses, Node, Plan};
-use crate::ops::{conv, gram, loss, pool, relu};
+use crate::ops::{conv, gram, loss, pool, relu, tv};
 
 /// The network in f64.
 pub struct Reference {
@@ -52,6 +52,7 @@ impl Reference {
                 }
                 Node::Relu { .. } => relu::reference::forward(x),
                 Node::MaxPool { input, .. } => pool::reference::forward(self.pool_shape(input), x),
+                Node::AvgPool { input, .. } => pool::reference::avg_forward(self.pool_shape(input), x),
             };
             acts.push(y);
         }
@@ -108,8 +109,13 @@ impl Reference {
                 Node::MaxPool { input, .. } => {
                     pool::reference::backward(self.pool_shape(input), &acts[input], &grad_out)
                 }
+                Node::AvgPool { input, .. } => pool::reference::avg_backward(self.pool_shape(input), &grad_out),
             };
             add_grad(&mut grads, node.input(), grad_in);
+        }
+        if plan.has_tv() {
+            slots.push(tv::reference::forward(plan.tv_shape(), image, plan.tv_weight));
+            add_grad(&mut grads, 0, tv::reference::backward(plan.tv_shape(), image, plan.tv_weight));
         }
         let image_grad = grads[0].take().unwrap_or_else(|| vec![0.0; image.len()]);
         (Losses::from_slots(plan, &slots), image_grad)
@@ -128,7 +134,10 @@ impl Reference {
             let g = gram::reference::forward(self.gram_shape(term.act), &acts[term.act]);
             loss::reference::sq_diff(&g, style_gram, term.scale)
         });
-        let slots: Vec<f64> = content.chain(style).collect();
+        let mut slots: Vec<f64> = content.chain(style).collect();
+        if plan.has_tv() {
+            slots.push(tv::reference::forward(plan.tv_shape(), image, plan.tv_weight));
+        }
         Losses::from_slots(plan, &slots)
     }
 }
