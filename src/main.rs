@@ -147,9 +147,11 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     loss_log: Option<PathBuf>,
 
-    /// Print the losses every N steps (0: never).
-    #[arg(long, default_value_t = 50, value_name = "N", allow_negative_numbers = true)]
-    print_every: usize,
+    /// Show the losses every N steps (0: never). On a terminal they go into the progress bar
+    /// (every 50 steps unless set); otherwise a line is printed only when this flag is given, so
+    /// that logs of unattended runs hold just the final line.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    print_every: Option<usize>,
 
     /// Also write the current image to --output every N steps.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
@@ -583,7 +585,11 @@ impl CliProgress {
             interrupt,
             bar,
             interactive,
-            print_every: cli.print_every,
+            print_every: match cli.print_every {
+                Some(n) => n,
+                None if interactive => 50,
+                None => 0,
+            },
             save_every: cli.save_every,
             iterations: cli.iterations,
             output: cli.output.clone(),
