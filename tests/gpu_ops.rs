@@ -512,3 +512,44 @@ fn gpu_vector_ops_match_reference() {
         }
     }
 }
+
+/// A validation error (here: a buffer too small for what the kernel declares) becomes an `Err`,
+/// not a panic or an abort.
+#[test]
+fn gpu_validation_errors_become_errors() {
+    let Some(ctx) = gpu_or_skip("gpu_validation_errors_become_errors") else { return };
+    let tiny = ctx.buffer("tiny", 1).unwrap();
+    let uniform_sized = [0u8; 4];
+    // The conv kernel's uniform is 48 bytes; 4 bytes cannot be bound as it.
+    let err = stylize::gpu::Kernel::new(&ctx, conv::SHADER, "conv3x3", &uniform_sized, &[&tiny, &tiny, &tiny, &tiny, &tiny], 1);
+    assert!(err.is_err(), "a 4-byte uniform for a 48-byte struct must be refused");
+    let err = stylize::gpu::Kernel::new(&ctx, conv::SHADER, "no_such_entry_point", &[0u8; 48], &[&tiny], 1);
+    assert!(matches!(err, Err(stylize::gpu::GpuError::Shader { .. })), "{:?}", err.err());
+}
+
+/// A wait that outlasts its bound is reported as a timeout instead of hanging.
+#[test]
+fn gpu_waits_are_bounded() {
+    if gpu_or_skip("gpu_waits_are_bounded").is_none() {
+        return;
+    }
+    let options = stylize::gpu::ContextOptions { wait_timeout: std::time::Duration::from_micros(1), ..Default::default() };
+    let ctx = stylize::gpu::Context::new(&options).unwrap();
+    let shape = ConvShape { in_channels: 64, out_channels: 64, height: 256, width: 256 };
+    let w = vec![0.01f32; shape.weight_len()];
+    let weights = ConvWeights::upload(&ctx, "w", &w, &vec![0.0; 64], 64, 64).unwrap();
+    let x = ctx.upload("x", &vec![0.5f32; shape.input_len()]).unwrap();
+    let y = ctx.buffer("y", shape.output_len()).unwrap();
+    let kernel = conv::forward(&ctx, shape, &x, &weights, &y, true).unwrap();
+    let mut step = Step::new();
+    step.push(kernel);
+    // Several hundred milliseconds of work on a CPU adapter, far longer than the bound.
+    for _ in 0..4 {
+        step.submit(&ctx);
+    }
+    match ctx.wait() {
+        Err(stylize::gpu::GpuError::Timeout(_)) => {}
+        Ok(()) => eprintln!("gpu_waits_are_bounded: the adapter finished within 1 us; nothing to check"),
+        Err(other) => panic!("expected a timeout, got {other}"),
+    }
+}
