@@ -535,7 +535,7 @@ fn gpu_waits_are_bounded() {
     }
     let options = stylize::gpu::ContextOptions { wait_timeout: std::time::Duration::from_micros(1), ..Default::default() };
     let ctx = stylize::gpu::Context::new(&options).unwrap();
-    let shape = ConvShape { in_channels: 64, out_channels: 64, height: 256, width: 256 };
+    let shape = ConvShape { in_channels: 64, out_channels: 64, height: 96, width: 96 };
     let w = vec![0.01f32; shape.weight_len()];
     let weights = ConvWeights::upload(&ctx, "w", &w, &vec![0.0; 64], 64, 64).unwrap();
     let x = ctx.upload("x", &vec![0.5f32; shape.input_len()]).unwrap();
@@ -543,10 +543,8 @@ fn gpu_waits_are_bounded() {
     let kernel = conv::forward(&ctx, shape, &x, &weights, &y, true).unwrap();
     let mut step = Step::new();
     step.push(kernel);
-    // Several hundred milliseconds of work on a CPU adapter, far longer than the bound.
-    for _ in 0..4 {
-        step.submit(&ctx);
-    }
+    // Tens of milliseconds of work on a CPU adapter, far longer than the bound.
+    step.submit(&ctx);
     match ctx.wait() {
         Err(stylize::gpu::GpuError::Timeout(_)) => {}
         Ok(()) => eprintln!("gpu_waits_are_bounded: the adapter finished within 1 us; nothing to check"),
