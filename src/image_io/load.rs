@@ -1,7 +1,7 @@
 //! Decoding image files into [`Image`], with limits against decompression bombs.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek};
+use std::io::{self, BufRead, BufReader, Cursor, Seek};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
@@ -32,14 +32,26 @@ pub fn load_image(path: &Path) -> Result<Image, ImageError> {
     let fail = |problem| ImageError::load(path, problem);
     check_input_file(path).map_err(fail)?;
     let file = File::open(path).map_err(|err| fail(problem_from_io(&err)))?;
-    let reader = BufReader::new(file);
+    decode_guarded(BufReader::new(file)).map_err(fail)
+}
+
+/// [`load_image`] on the bytes of an image file held in memory; `name` is the path that
+/// errors name.
+pub fn load_image_from_bytes(bytes: &[u8], name: &Path) -> Result<Image, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::load(name, LoadProblem::Empty));
+    }
+    decode_guarded(Cursor::new(bytes)).map_err(|problem| ImageError::load(name, problem))
+}
+
+/// [`decode_image`] with any decoder panic turned into an error.
+fn decode_guarded<R: BufRead + Seek>(reader: R) -> Result<Image, LoadProblem> {
     // Decoders are third-party code fed untrusted bytes: turn any panic into an error.
     match catch_unwind(AssertUnwindSafe(|| decode_image(reader))) {
-        Ok(result) => result.map_err(fail),
-        Err(_) => Err(fail(LoadProblem::Corrupt {
-            format: "image".into(),
-            detail: "the decoder failed on malformed data".into(),
-        })),
+        Ok(result) => result,
+        Err(_) => {
+            Err(LoadProblem::Corrupt { format: "image".into(), detail: "the decoder failed on malformed data".into() })
+        }
     }
 }
 

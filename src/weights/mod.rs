@@ -15,13 +15,13 @@ mod vgg;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
 pub use error::{Problem, WeightsError};
 pub use fetch::{FetchEvent, default_weights_path, download, ensure_weights, resolve_weights_arg};
 pub use manifest::{ManifestEntry, default_entry, manifest};
-pub use vgg::{ConvWeights, VGG19_CONV_INDICES, VggWeights, load_vgg19};
+pub use vgg::{ConvWeights, VGG19_CONV_INDICES, VggWeights, load_vgg19, load_vgg19_from_bytes};
 
 /// One tensor read from a weights file: shape and row-major f32 data.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,12 +42,34 @@ pub fn read_tensors(path: &Path, keys: &[String]) -> Result<HashMap<String, Tens
 }
 
 fn read_tensors_inner(path: &Path, keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
-    let mut file = File::open(path).map_err(Problem::Io)?;
+    let file = File::open(path).map_err(Problem::Io)?;
     let meta = file.metadata().map_err(Problem::Io)?;
     if meta.is_dir() {
         return Err(Problem::Io(std::io::Error::other("is a directory")));
     }
-    let file_len = meta.len();
+    read_tensors_from(file, meta.len(), keys)
+}
+
+/// [`read_tensors`] on the bytes of a weights file held in memory (the error names no file).
+pub fn read_tensors_from_bytes(bytes: &[u8], keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
+    read_tensors_from(Cursor::new(bytes), bytes.len() as u64, keys)
+}
+
+/// Runs the restricted unpickler alone on one pickle (up to its STOP) and returns how many
+/// tensors the state dict it builds holds (0 when it builds something else). For fuzzing.
+#[doc(hidden)]
+pub fn unpickle_bytes(bytes: &[u8]) -> Result<usize, Problem> {
+    let mut input = pickle::PickleInput::new(bytes, bytes.len() as u64);
+    let value = pickle::unpickle(&mut input)?;
+    Ok(pickle::all_tensors(&value).len())
+}
+
+/// Reads `keys` from a reader holding `file_len` bytes, positioned at its start.
+fn read_tensors_from<R: Read + Seek>(
+    mut file: R,
+    file_len: u64,
+    keys: &[String],
+) -> Result<HashMap<String, Tensor>, Problem> {
     let mut head = [0u8; 4];
     let head_len = read_up_to(&mut file, &mut head)?;
     file.seek(SeekFrom::Start(0)).map_err(Problem::Io)?;
@@ -61,7 +83,7 @@ fn read_tensors_inner(path: &Path, keys: &[String]) -> Result<HashMap<String, Te
     }
 }
 
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize, Problem> {
+fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> Result<usize, Problem> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {
@@ -74,7 +96,7 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize, Problem> {
     Ok(filled)
 }
 
-fn read_zip_kind(file: File, file_len: u64, keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
+fn read_zip_kind<R: Read + Seek>(file: R, file_len: u64, keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
     let reader = std::io::BufReader::new(file);
     let mut zip = zip::ZipArchive::new(reader).map_err(|e| match e {
         zip::result::ZipError::Io(e) => Problem::from_read(e, "zip archive"),

@@ -3,7 +3,6 @@
 //! the requested keys are read.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 
 use super::Tensor;
@@ -32,7 +31,11 @@ struct StorageSpan {
 }
 
 /// Reads `keys` from a legacy container.
-pub(crate) fn read_legacy(file: File, file_len: u64, keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
+pub(crate) fn read_legacy<R: Read + Seek>(
+    file: R,
+    file_len: u64,
+    keys: &[String],
+) -> Result<HashMap<String, Tensor>, Problem> {
     let mut input = PickleInput::new(BufReader::new(file), file_len);
     check_legacy_header(&mut input)?;
     let state = pickle::unpickle(&mut input)?;
@@ -53,11 +56,11 @@ pub(crate) fn read_legacy(file: File, file_len: u64, keys: &[String]) -> Result<
     Ok(out)
 }
 
-fn input_into_file(input: PickleInput<BufReader<File>>) -> Result<File, Problem> {
+fn input_into_file<R: Read + Seek>(input: PickleInput<BufReader<R>>) -> Result<R, Problem> {
     Ok(input.into_inner().into_inner())
 }
 
-fn check_legacy_header(input: &mut PickleInput<BufReader<File>>) -> Result<(), Problem> {
+fn check_legacy_header<R: Read>(input: &mut PickleInput<R>) -> Result<(), Problem> {
     match pickle::unpickle(input) {
         Ok(Value::BigInt(bytes)) if *bytes == LEGACY_MAGIC => {}
         Ok(_) => return Err(Problem::NotWeights),
@@ -81,7 +84,7 @@ fn check_legacy_header(input: &mut PickleInput<BufReader<File>>) -> Result<(), P
     Ok(())
 }
 
-fn read_storage_keys(input: &mut PickleInput<BufReader<File>>) -> Result<Vec<String>, Problem> {
+fn read_storage_keys<R: Read>(input: &mut PickleInput<R>) -> Result<Vec<String>, Problem> {
     let list = pickle::unpickle(input)?;
     let items = list.as_items().ok_or_else(|| Problem::Malformed("storage key list is not a list".into()))?;
     items
@@ -96,8 +99,8 @@ fn read_storage_keys(input: &mut PickleInput<BufReader<File>>) -> Result<Vec<Str
 
 /// Walks every storage header, seeking past the data, so a cut anywhere in the file is found
 /// (a few dozen small reads); returns where each storage's data lies.
-fn locate_storages(
-    file: &mut File,
+fn locate_storages<R: Read + Seek>(
+    file: &mut R,
     file_len: u64,
     data_start: u64,
     state: &Value,
@@ -128,7 +131,7 @@ fn locate_storages(
     Ok(spans)
 }
 
-fn read_numel(file: &mut File, file_len: u64, pos: u64, key: &str) -> Result<u64, Problem> {
+fn read_numel<R: Read + Seek>(file: &mut R, file_len: u64, pos: u64, key: &str) -> Result<u64, Problem> {
     if file_len.saturating_sub(pos) < 8 {
         return Err(Problem::Truncated(format!("storage {key} header is missing")));
     }
@@ -158,8 +161,8 @@ fn check_in_storage(t: &TensorRef, storage_numel: u64, key: &str) -> Result<(Lay
     Ok((layout, first))
 }
 
-fn read_legacy_tensor(
-    file: &mut File,
+fn read_legacy_tensor<R: Read + Seek>(
+    file: &mut R,
     file_len: u64,
     span: &StorageSpan,
     t: &TensorRef,

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::error::{Problem, WeightsError};
-use super::{Tensor, read_tensors};
+use super::{Tensor, read_tensors, read_tensors_from_bytes};
 
 /// torchvision VGG-19 conv layer indices up to conv5_1.
 pub const VGG19_CONV_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28];
@@ -35,18 +35,28 @@ pub struct VggWeights {
 /// previous output width, all values finite. Widths come from the file, so reduced-width test
 /// networks load as well as torchvision's. Other keys are not read.
 pub fn load_vgg19(path: &Path) -> Result<VggWeights, WeightsError> {
-    let keys: Vec<String> = VGG19_CONV_INDICES
-        .iter()
-        .flat_map(|i| [format!("features.{i}.weight"), format!("features.{i}.bias")])
-        .collect();
-    let mut tensors = read_tensors(path, &keys)?;
+    let mut tensors = read_tensors(path, &vgg19_keys())?;
+    vgg19_from_tensors(&mut tensors).map_err(|p| p.at(path))
+}
+
+/// [`load_vgg19`] on the bytes of a weights file held in memory (the error names no file).
+pub fn load_vgg19_from_bytes(bytes: &[u8]) -> Result<VggWeights, Problem> {
+    let mut tensors = read_tensors_from_bytes(bytes, &vgg19_keys())?;
+    vgg19_from_tensors(&mut tensors)
+}
+
+fn vgg19_keys() -> Vec<String> {
+    VGG19_CONV_INDICES.iter().flat_map(|i| [format!("features.{i}.weight"), format!("features.{i}.bias")]).collect()
+}
+
+fn vgg19_from_tensors(tensors: &mut std::collections::HashMap<String, Tensor>) -> Result<VggWeights, Problem> {
     let mut convs = Vec::with_capacity(VGG19_CONV_INDICES.len());
     let mut in_channels = 3;
     for index in VGG19_CONV_INDICES {
         let prefix = format!("features.{index}");
-        let weight = take(&mut tensors, &format!("{prefix}.weight")).map_err(|p| p.at(path))?;
-        let bias = take(&mut tensors, &format!("{prefix}.bias")).map_err(|p| p.at(path))?;
-        let conv = check_conv(prefix, weight, bias, in_channels).map_err(|p| p.at(path))?;
+        let weight = take(tensors, &format!("{prefix}.weight"))?;
+        let bias = take(tensors, &format!("{prefix}.bias"))?;
+        let conv = check_conv(prefix, weight, bias, in_channels)?;
         in_channels = conv.out_channels;
         convs.push(conv);
     }
