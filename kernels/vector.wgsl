@@ -234,3 +234,12 @@ fn scalar_gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     dst[params.i0] = value;
 }
+
+// On the scalars buffer, one thread: s[i0] = 1 / (s[i1] + alpha).
+@compute @workgroup_size(1)
+fn scalar_reciprocal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (group_index(wid, nwg) >= params.groups) {
+        return;
+    }
+    dst[params.i0] = 1.0 / (dst[params.i1] + params.alpha);
+}

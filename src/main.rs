@@ -118,6 +118,11 @@ struct Cli {
     #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = non_negative_f64, allow_negative_numbers = true)]
     tv_weight: f64,
 
+    /// Divide each loss term's gradient by its L1 norm before weighting it, as neural-style's
+    /// -normalize_gradients does (off in the original method).
+    #[arg(long)]
+    normalize_gradients: bool,
+
     /// VGG's 2x2 pools: `max` (the original) or `avg` (average pools, as Gatys et al. suggest).
     #[arg(long, value_enum, default_value_t = PoolingArg::Max)]
     pooling: PoolingArg,
@@ -412,6 +417,7 @@ fn transfer(cli: Cli) -> Result<()> {
         },
         lbfgs_history: cli.lbfgs_history as usize,
         tv_weight: cli.tv_weight,
+        normalize_gradients: cli.normalize_gradients,
         pooling: match cli.pooling {
             PoolingArg::Max => stylize::Pooling::Max,
             PoolingArg::Avg => stylize::Pooling::Avg,

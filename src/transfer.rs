@@ -49,6 +49,9 @@ pub struct Options {
     pub tv_weight: f64,
     /// Max pools (the original) or average pools.
     pub pooling: Pooling,
+    /// neural-style's `-normalize_gradients`: each loss term's gradient is divided by its L1 norm
+    /// before its weight (alpha, or beta times the layer's weight) is applied. Off in the original.
+    pub normalize_gradients: bool,
     /// Weights of the style images when there are several (normalized to sum 1; empty: equal).
     pub style_blend_weights: Vec<f64>,
     /// Each style image is resized to the content's size times this (at least 16 px a side when
@@ -124,6 +127,7 @@ impl Default for Options {
             lbfgs_history: 100,
             tv_weight: 0.0,
             pooling: Pooling::Max,
+            normalize_gradients: false,
             style_blend_weights: Vec::new(),
             style_scale: 1.0,
             preserve_colors: PreserveColors::None,
@@ -225,6 +229,7 @@ impl Options {
             style_weight: self.style_weight,
             tv_weight: self.tv_weight,
             pooling: self.pooling,
+            normalize_gradients: self.normalize_gradients,
         }
     }
 

@@ -343,6 +343,7 @@ fn cli_help_documents_every_flag() {
         "--seed",
         "--backend",
         "--adapter",
+        "--normalize-gradients",
         "devices",
         "weights",
     ] {
@@ -361,4 +362,23 @@ fn cli_devices_lists_the_adapter() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("max storage binding"), "{text}");
+}
+
+#[test]
+fn cli_normalize_gradients_changes_the_result() {
+    if gpu_or_skip("cli_normalize_gradients_changes_the_result").is_none() {
+        return;
+    }
+    let f = fixture();
+    let plain = f.path("plain.png");
+    let normalized = f.path("normalized.png");
+    let args = with_arg(base_args(&f, &plain), "--learning-rate", "0.05");
+    assert!(stylize().args(&args).output().unwrap().status.success());
+    let mut args = with_arg(base_args(&f, &normalized), "--learning-rate", "0.05");
+    args.push("--normalize-gradients".into());
+    let output = stylize().args(&args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (a, b) = (image::open(&plain).unwrap().to_rgb8(), image::open(&normalized).unwrap().to_rgb8());
+    assert_eq!(a.dimensions(), b.dimensions());
+    assert_ne!(a.as_raw(), b.as_raw(), "normalizing the gradients must change the steps");
 }

@@ -521,7 +521,14 @@ fn gpu_validation_errors_become_errors() {
     let tiny = ctx.buffer("tiny", 1).unwrap();
     let uniform_sized = [0u8; 4];
     // The conv kernel's uniform is 48 bytes; 4 bytes cannot be bound as it.
-    let err = stylize::gpu::Kernel::new(&ctx, conv::SHADER, "conv3x3", &uniform_sized, &[&tiny, &tiny, &tiny, &tiny, &tiny], 1);
+    let err = stylize::gpu::Kernel::new(
+        &ctx,
+        conv::SHADER,
+        "conv3x3",
+        &uniform_sized,
+        &[&tiny, &tiny, &tiny, &tiny, &tiny],
+        1,
+    );
     assert!(err.is_err(), "a 4-byte uniform for a 48-byte struct must be refused");
     let err = stylize::gpu::Kernel::new(&ctx, conv::SHADER, "no_such_entry_point", &[0u8; 48], &[&tiny], 1);
     assert!(matches!(err, Err(stylize::gpu::GpuError::Shader { .. })), "{:?}", err.err());
@@ -533,7 +540,8 @@ fn gpu_waits_are_bounded() {
     if gpu_or_skip("gpu_waits_are_bounded").is_none() {
         return;
     }
-    let options = stylize::gpu::ContextOptions { wait_timeout: std::time::Duration::from_micros(1), ..Default::default() };
+    let options =
+        stylize::gpu::ContextOptions { wait_timeout: std::time::Duration::from_micros(1), ..Default::default() };
     let ctx = stylize::gpu::Context::new(&options).unwrap();
     let shape = ConvShape { in_channels: 64, out_channels: 64, height: 96, width: 96 };
     let w = vec![0.01f32; shape.weight_len()];
@@ -549,5 +557,19 @@ fn gpu_waits_are_bounded() {
         Err(stylize::gpu::GpuError::Timeout(_)) => {}
         Ok(()) => eprintln!("gpu_waits_are_bounded: the adapter finished within 1 us; nothing to check"),
         Err(other) => panic!("expected a timeout, got {other}"),
+    }
+}
+
+#[test]
+fn gpu_scalar_reciprocal_matches_reference() {
+    for (grid, ctx) in contexts("gpu_scalar_reciprocal_matches_reference") {
+        let scalars = upload(&ctx, &[3.7, f64::NAN]);
+        run(&ctx, &single(vector::scalar_reciprocal(&ctx, &scalars, 1, 0, 1e-3)));
+        assert_close(
+            &format!("scalar_reciprocal ({grid})"),
+            &read(&ctx, &scalars, 2)[1..],
+            &[1.0 / (3.7f32 as f64 + 1e-3)],
+            F32_TOL,
+        );
     }
 }

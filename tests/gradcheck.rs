@@ -123,6 +123,7 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
         style_weight: 1e3,
         tv_weight,
         pooling,
+        normalize_gradients: false,
     };
     let (h, w) = (9, 11);
     let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();

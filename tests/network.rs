@@ -233,3 +233,20 @@ fn gpu_lbfgs_trajectory_on_tiny_network_matches_reference() {
     assert!(reference[steps - 1] < 0.5 * reference[0], "the loss should fall: {reference:?}");
     assert_close("10 L-BFGS steps, losses", &to_f32(&gpu), &reference, 1e-3);
 }
+
+/// neural-style's -normalize_gradients: every term's feature gradient divided by its L1 norm,
+/// then weighted; on the GPU (norms and reciprocals kept on the device) against the f64 reference.
+#[test]
+fn gpu_composed_network_with_normalized_gradients_matches_reference() {
+    for (grid, ctx) in contexts("gpu_composed_network_with_normalized_gradients_matches_reference") {
+        let weights = random_weights(&[4, 5, 6, 3], 31);
+        let losses = LossLayers { normalize_gradients: true, ..tiny_losses("relu1_2") };
+        let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &losses, 32);
+        check_step_against_reference(&mut case, &ctx, &format!("tiny network, normalized gradients ({grid})"), 1e-4);
+        // The normalization changes the gradient: it is not the plain one.
+        let plain = build(&ctx, &tiny_table(), &weights, (13, 17), &tiny_losses("relu1_2"), 32);
+        let (_, plain_grad) = plain.reference.loss_and_grad(&plain.image, &plain.targets);
+        let (_, normalized_grad) = case.reference.loss_and_grad(&case.image, &case.targets);
+        assert!(stylize::testing::rel_err_f64(&normalized_grad, &plain_grad) > 0.1);
+    }
+}

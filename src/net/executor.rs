@@ -3,7 +3,7 @@
 
 use super::{ConvLayerWeights, Losses, NetError, Node, Plan};
 use crate::gpu::{Context, Step};
-use crate::ops::{conv, gram, loss, normalize, pool, relu, tv};
+use crate::ops::{conv, gram, loss, normalize, pool, relu, tv, vector};
 
 /// Buffers and recorded steps of one network at one image size.
 pub struct Executor {
@@ -176,20 +176,35 @@ impl Executor {
         // has been written to it yet (the deepest loss writes, the others add).
         let mut current = 0usize;
         let mut valid = false;
+        let normalize = plan.losses.normalize_gradients;
         for node in plan.nodes.iter().rev() {
             let out = node.output();
             for (term, target) in plan.content.iter().zip(&self.content_targets).filter(|(t, _)| t.act == out) {
                 let len = plan.acts[out].len();
-                let scale = term.scale * plan.content_weight;
-                step.push(loss::sq_diff_backward(
-                    ctx,
-                    len,
-                    &self.acts[out],
-                    target,
-                    &self.grads[current],
-                    scale,
-                    valid,
-                )?);
+                if normalize {
+                    let term_grad = step.keep(ctx.buffer(&format!("content gradient {}", term.layer), len)?).clone();
+                    step.push(loss::sq_diff_backward(
+                        ctx,
+                        len,
+                        &self.acts[out],
+                        target,
+                        &term_grad,
+                        term.scale,
+                        false,
+                    )?);
+                    add_normalized(ctx, &mut step, len, &term_grad, plan.content_weight, &self.grads[current], valid)?;
+                } else {
+                    let scale = term.scale * plan.content_weight;
+                    step.push(loss::sq_diff_backward(
+                        ctx,
+                        len,
+                        &self.acts[out],
+                        target,
+                        &self.grads[current],
+                        scale,
+                        valid,
+                    )?);
+                }
                 valid = true;
             }
             for ((term, style_gram), target_gram) in
@@ -197,7 +212,8 @@ impl Executor {
             {
                 let shape = self.gram_shape(out);
                 let grad_gram = ctx.buffer(&format!("gram gradient {}", term.layer), shape.gram_len())?;
-                let scale = term.scale * plan.style_weight;
+                // Normalized terms take their weights after the division by the L1 norm.
+                let scale = if normalize { term.scale } else { term.scale * plan.style_weight };
                 step.push(loss::sq_diff_backward(
                     ctx,
                     shape.gram_len(),
@@ -207,7 +223,15 @@ impl Executor {
                     scale,
                     false,
                 )?);
-                step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, &self.grads[current], valid)?);
+                if normalize {
+                    let len = plan.acts[out].len();
+                    let term_grad = step.keep(ctx.buffer(&format!("style gradient {}", term.layer), len)?).clone();
+                    step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, &term_grad, false)?);
+                    let strength = plan.style_weight * term.weight;
+                    add_normalized(ctx, &mut step, len, &term_grad, strength, &self.grads[current], valid)?;
+                } else {
+                    step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, &self.grads[current], valid)?);
+                }
                 step.keep(grad_gram);
                 valid = true;
             }
@@ -418,3 +442,29 @@ impl Executor {
         weights + acts + grads + targets + scratch + self.rgb.size() + self.losses.size()
     }
 }
+
+/// grad (=, or += when `accumulate`) strength * term_grad / (|term_grad|_1 + 1e-8), with the norm
+/// and its reciprocal kept on the GPU: neural-style's `-normalize_gradients`.
+fn add_normalized(
+    ctx: &Context,
+    step: &mut Step,
+    len: usize,
+    term_grad: &wgpu::Buffer,
+    strength: f64,
+    grad: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<(), NetError> {
+    let scalars = step.keep(ctx.buffer("gradient L1 norm", 2)?).clone();
+    vector::abs_sum(ctx, step, len, term_grad, &scalars, 0)?;
+    step.push(vector::scalar_reciprocal(ctx, &scalars, 1, 0, NORMALIZE_EPS)?);
+    let strength = strength as f32;
+    step.push(if accumulate {
+        vector::axpy_scalar(ctx, len, strength, &scalars, 1, term_grad, grad)?
+    } else {
+        vector::copy_scaled_scalar(ctx, len, strength, &scalars, 1, term_grad, grad)?
+    });
+    Ok(())
+}
+
+/// neural-style's guard against a zero norm.
+pub const NORMALIZE_EPS: f32 = 1e-8;

@@ -91,6 +91,9 @@ pub struct LossLayers {
     pub tv_weight: f64,
     /// The network's pooling (max in the original).
     pub pooling: Pooling,
+    /// neural-style's `-normalize_gradients`: each term's gradient with respect to its features
+    /// is divided by its L1 norm (+ 1e-8) before its weight is applied (off in the original).
+    pub normalize_gradients: bool,
 }
 
 impl Default for LossLayers {
@@ -101,6 +104,7 @@ impl Default for LossLayers {
             content_weight: 1.0,
             style_weight: 1e6,
             tv_weight: 0.0,
+            normalize_gradients: false,
             pooling: Pooling::Max,
         }
     }
@@ -113,6 +117,8 @@ pub struct LossTerm {
     pub act: usize,
     /// Turns the sum of squares into the term's value (1/len for content, w/(C^2 C H W) for style).
     pub scale: f64,
+    /// The term's weight (w_l for style layers, 1 for content layers), already inside `scale`.
+    pub weight: f64,
 }
 
 /// The resolved schedule.
@@ -223,7 +229,7 @@ impl Plan {
             .iter()
             .map(|name| {
                 let act = act_of(name);
-                LossTerm { layer: name.clone(), act, scale: 1.0 / acts[act].len() as f64 }
+                LossTerm { layer: name.clone(), act, scale: 1.0 / acts[act].len() as f64, weight: 1.0 }
             })
             .collect();
         let style = losses
@@ -236,6 +242,7 @@ impl Plan {
                     layer: name.clone(),
                     act,
                     scale: crate::ops::loss::style_scale(*weight, s.channels, s.height, s.width),
+                    weight: *weight,
                 }
             })
             .collect();

@@ -1,6 +1,7 @@
 //! The whole method in f64 on the CPU, composed from the ops' references over the same `Plan` as
 //! the GPU executor: features, targets, losses and the gradient with respect to the image.
 
+use super::executor::NORMALIZE_EPS;
 use super::{ConvLayerWeights, Losses, Node, Plan};
 use crate::ops::{conv, gram, loss, pool, relu, tv};
 
@@ -84,17 +85,30 @@ impl Reference {
             Some(existing) => existing.iter_mut().zip(&g).for_each(|(e, v)| *e += v),
             slot @ None => *slot = Some(g),
         };
+        // The weight of a term, applied to its gradient: directly, or after neural-style's
+        // division by the gradient's L1 norm.
+        let weighted = |g: Vec<f64>, strength: f64| -> Vec<f64> {
+            let factor = if plan.losses.normalize_gradients {
+                strength / (g.iter().map(|v| v.abs()).sum::<f64>() + NORMALIZE_EPS as f64)
+            } else {
+                strength
+            };
+            g.into_iter().map(|v| v * factor).collect()
+        };
         for (term, target) in plan.content.iter().zip(&targets.content) {
             slots.push(loss::reference::sq_diff(&acts[term.act], target, term.scale));
-            let g = loss::reference::sq_diff_backward(&acts[term.act], target, term.scale * plan.content_weight);
-            add_grad(&mut grads, term.act, g);
+            let g = loss::reference::sq_diff_backward(&acts[term.act], target, term.scale);
+            add_grad(&mut grads, term.act, weighted(g, plan.content_weight));
         }
         for (term, style_gram) in plan.style.iter().zip(&targets.style_grams) {
             let shape = self.gram_shape(term.act);
             let g = gram::reference::forward(shape, &acts[term.act]);
             slots.push(loss::reference::sq_diff(&g, style_gram, term.scale));
-            let grad_gram = loss::reference::sq_diff_backward(&g, style_gram, term.scale * plan.style_weight);
-            add_grad(&mut grads, term.act, gram::reference::backward(shape, &acts[term.act], &grad_gram));
+            let grad_gram = loss::reference::sq_diff_backward(&g, style_gram, term.scale);
+            let grad_features = gram::reference::backward(shape, &acts[term.act], &grad_gram);
+            let strength =
+                if plan.losses.normalize_gradients { plan.style_weight * term.weight } else { plan.style_weight };
+            add_grad(&mut grads, term.act, weighted(grad_features, strength));
         }
         for node in plan.nodes.iter().rev() {
             let Some(grad_out) = grads[node.output()].take() else {

@@ -196,6 +196,18 @@ pub fn scalar_fma(
     kernel(ctx, "scalar_fma", p, &[scalars], 1)
 }
 
+/// On the scalars buffer `s`, one thread: `s[dst] = 1 / (s[src] + eps)`.
+pub fn scalar_reciprocal(
+    ctx: &Context,
+    scalars: &wgpu::Buffer,
+    dst: usize,
+    src: usize,
+    eps: f32,
+) -> Result<Kernel, GpuError> {
+    let p = Params { i0: dst as u32, i1: src as u32, alpha: eps, ..Default::default() };
+    kernel(ctx, "scalar_reciprocal", p, &[scalars], 1)
+}
+
 /// On the scalars buffer `s`, one thread: `s[dst] = if s[test] > threshold { 0 } else { s[value] }`.
 pub fn scalar_gate(
     ctx: &Context,
