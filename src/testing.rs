@@ -122,9 +122,15 @@ pub fn write_npz(path: &std::path::Path, arrays: &[(&str, &[usize], &[f32])]) ->
 
 /// A version-1 `.npy` file holding `data` as `<f4` with `shape`.
 pub fn npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    npy("<f4", shape, &bytes)
+}
+
+/// A version-1 `.npy` file with dtype `descr` (e.g. `<f4`, `<f8`, `<i8`), `shape` and raw `data`.
+pub fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -132,7 +138,7 @@ pub fn npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    out.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+    out.extend_from_slice(data);
     out
 }
 

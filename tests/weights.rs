@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::thread;
 
 use sha2::{Digest, Sha256};
+use stylize::testing::npy;
 use stylize::weights::{
     FetchEvent, ManifestEntry, Problem, VGG19_CONV_INDICES, WeightsError, default_weights_path, download,
     ensure_weights, load_vgg19, read_tensors, resolve_weights_arg,
@@ -349,25 +350,6 @@ fn write_zip(path: &Path, members: &[(&str, Vec<u8>)]) {
         zip.write_all(bytes).unwrap();
     }
     zip.finish().unwrap();
-}
-
-/// A version-1 `.npy` file.
-fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    out
 }
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
