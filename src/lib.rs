@@ -87,9 +87,10 @@ pub fn apply_style_transfer_multi<P: AsRef<Path>>(
     let original = image_io::load_image(content_path.as_ref())?;
     let raw_styles = load_style_images(style_paths)?;
     transfer::normalized_blend(&options.style_blend_weights, raw_styles.len())?;
+    let init = first_initial_image(&original, options)?;
     let weights = load_network_weights(options.weights.as_deref(), options.seed, &mut |e| observer.on_fetch(&e))?;
     let ctx = gpu::Context::new(&options.context_options())?;
-    let run = run_scales(ctx, &weights, &original, &raw_styles, options, observer)?;
+    let run = run_scales(ctx, &weights, &original, &raw_styles, &init, options, observer)?;
     let target = finish_colors(&run.outcome?, &run.content, options);
     Ok(Outcome { content: run.content, style: run.styles[0].clone(), target })
 }
@@ -121,14 +122,15 @@ pub struct ScaleRun {
 
 /// Runs the method coarse to fine over `scale_sizes(options.size, options.scales, options.min_size)`
 /// (one scale: the original method): at each, the content is fitted to the scale's size, the
-/// styles are prepared for it (`prepare_styles`), and the run starts from `options.init` (first
-/// scale) or the previous scale's result resized to it; each scale runs `options.iterations`
-/// steps. Stops after a scale whose run failed or was asked to stop.
+/// styles are prepared for it (`prepare_styles`), and the run starts from `first_init` (first
+/// scale; see `first_initial_image`) or the previous scale's result resized to it; each scale runs
+/// `options.iterations` steps. Stops after a scale whose run failed or was asked to stop.
 pub fn run_scales(
     ctx: gpu::Context,
     weights: &[ConvLayerWeights],
     original_content: &Image,
     raw_styles: &[Image],
+    first_init: &Image,
     options: &Options,
     observer: &mut dyn Observer,
 ) -> Result<ScaleRun, Error> {
@@ -140,7 +142,7 @@ pub fn run_scales(
         let content = image_io::fit_within(original_content, size);
         let styles = prepare_styles(raw_styles, &content, options)?;
         let init = match &previous {
-            None => initial_image(&options.init, &content, options.seed)?,
+            None => first_init.clone(),
             Some(image) => image_io::resize_exact(image, content.width, content.height),
         };
         let mut transfer = new_transfer(ctx.take().expect("one context"), weights, &content, &styles, &init, options)?;
@@ -179,11 +181,6 @@ pub fn new_transfer(
     }
 }
 
-/// The content image with its longer side fitted to `size` (never upscaled).
-pub fn load_content(content_path: &Path, size: u32) -> Result<Image, Error> {
-    Ok(image_io::fit_within(&image_io::load_image(content_path)?, size))
-}
-
 /// The size a style image is resized to: the content's size times `scale`, rounded, at least 16
 /// pixels a side when `scale` is not 1 (exactly the content's size when it is).
 pub fn style_size(content: &Image, scale: f64) -> (u32, u32) {
@@ -192,14 +189,6 @@ pub fn style_size(content: &Image, scale: f64) -> (u32, u32) {
     }
     let side = |v: u32| ((v as f64 * scale).round() as u32).max(16);
     (side(content.width), side(content.height))
-}
-
-/// Loads the style images at `style_size`, their colours matched to the content's with
-/// `PreserveColors::Histogram`.
-pub fn load_styles<P: AsRef<Path>>(paths: &[P], content: &Image, options: &Options) -> Result<Vec<Image>, Error> {
-    let raw = load_style_images(paths)?;
-    transfer::normalized_blend(&options.style_blend_weights, raw.len())?;
-    prepare_styles(&raw, content, options)
 }
 
 /// Loads the style images as they are (at least one).
@@ -235,13 +224,11 @@ pub fn finish_colors(target: &Image, content: &Image, options: &Options) -> Imag
     }
 }
 
-/// Loads the content image (longer side fitted to `size`, never upscaled) and the style image
-/// resized to exactly the content's size.
-pub fn load_inputs(content_path: &Path, style_path: &Path, size: u32) -> Result<(Image, Image), Error> {
-    let content = image_io::fit_within(&image_io::load_image(content_path)?, size);
-    let style = image_io::load_image(style_path)?;
-    let style = image_io::resize_exact(&style, content.width, content.height);
-    Ok((content, style))
+/// The image the first scale of `run_scales` starts from (`options.init` at the content's size
+/// for that scale); built before any GPU work, so that a bad `--init` file is reported first.
+pub fn first_initial_image(original_content: &Image, options: &Options) -> Result<Image, Error> {
+    let first_size = scale_sizes(options.size, options.scales, options.min_size)[0];
+    initial_image(&options.init, &image_io::fit_within(original_content, first_size), options.seed)
 }
 
 /// The image the optimization starts from, at the content's size.

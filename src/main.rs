@@ -447,8 +447,7 @@ fn transfer(cli: Cli) -> Result<()> {
     let original = image_io::load_image(&content_path)?;
     let raw_styles = stylize::load_style_images(&cli.style)?;
     // A bad --init file is reported before the GPU is touched.
-    let sizes = stylize::scale_sizes(options.size, options.scales, options.min_size);
-    stylize::initial_image(&options.init, &image_io::fit_within(&original, sizes[0]), options.seed)?;
+    let init = stylize::first_initial_image(&original, &options)?;
     let mut download = DownloadBar::default();
     let weights = stylize::load_network_weights(options.weights.as_deref(), options.seed, &mut |e| download.event(&e))?;
     download.finish();
@@ -457,7 +456,7 @@ fn transfer(cli: Cli) -> Result<()> {
     let adapter = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
     let mut progress = CliProgress::new(&cli, &adapter, &original, &options, interrupt.clone())?;
     let started = Instant::now();
-    let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &options, &mut progress);
+    let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &init, &options, &mut progress);
     progress.finish();
     let stylize::ScaleRun { transfer, content, styles, outcome, steps } = run?;
     let finish = |image: &Image| stylize::finish_colors(image, &content, &options);
@@ -472,7 +471,7 @@ fn transfer(cli: Cli) -> Result<()> {
     };
     let target = finish(&target);
     image_io::save_image(&cli.output, &target, depth)?;
-    let total_steps = options.iterations * sizes.len();
+    let total_steps = options.iterations * options.scales.max(1);
     if let Some(code) = interrupt.exit_code() {
         eprintln!(
             "stylize: interrupted after {steps} of {total_steps} steps; wrote the image so far to {} (resume with --init {0})",

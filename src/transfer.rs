@@ -526,13 +526,7 @@ impl StyleTransfer {
     /// the training step is submitted, then L-BFGS reads back a few scalars (waiting for it) and
     /// submits its direction and update; an error there is reported by the next `sync`.
     pub fn step(&mut self) {
-        if let OptimizerState::Adam { adam, kernel } = &mut self.optimizer {
-            adam.advance(&self.ctx, self.executor.training_step().kernel(*kernel));
-        }
-        let len = self.executor.image_len();
-        for index in self.checks {
-            check::set_step(&self.ctx, self.executor.training_step().kernel(index), len, self.steps_done as u32);
-        }
+        self.prepare_step();
         self.executor.training_step().submit(&self.ctx);
         if let OptimizerState::Lbfgs(lbfgs) = &mut self.optimizer
             && let Err(e) = lbfgs.step(&self.ctx)
@@ -544,6 +538,18 @@ impl StyleTransfer {
             average.updates += 1;
         }
         self.steps_done += 1;
+    }
+
+    /// Writes the uniforms that change every step (Adam's bias corrections, the step number the
+    /// non-finite checks report) before the training step is submitted.
+    fn prepare_step(&mut self) {
+        if let OptimizerState::Adam { adam, kernel } = &mut self.optimizer {
+            adam.advance(&self.ctx, self.executor.training_step().kernel(*kernel));
+        }
+        let len = self.executor.image_len();
+        for index in self.checks {
+            check::set_step(&self.ctx, self.executor.training_step().kernel(index), len, self.steps_done as u32);
+        }
     }
 
     /// Waits for the GPU and reports any error it raised.
@@ -565,25 +571,10 @@ impl StyleTransfer {
         if let Some(average) = self.average.as_ref().filter(|a| a.updates > 0) {
             let raw = self.ctx.read(&average.buffer, self.executor.image_len())?;
             let correction = 1.0 / (1.0 - average.decay.powi(average.updates.min(i32::MAX as u64) as i32));
-            let plane = raw.len() / 3;
-            let data = raw
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    let c = i / plane;
-                    let x = v as f64 * correction;
-                    let rgb = x * crate::ops::normalize::IMAGENET_STD[c] + crate::ops::normalize::IMAGENET_MEAN[c];
-                    rgb.clamp(0.0, 1.0) as f32
-                })
-                .collect();
-            return Ok(Image::new(self.width, self.height, data));
+            let corrected: Vec<f64> = raw.iter().map(|&v| v as f64 * correction).collect();
+            let rgb = crate::ops::normalize::reference::denormalize_clamp(&corrected);
+            return Ok(Image::new(self.width, self.height, rgb.into_iter().map(|v| v as f32).collect()));
         }
-        let data = self.executor.read_rgb(&self.ctx)?;
-        Ok(Image::new(self.width, self.height, data))
-    }
-
-    /// The last iterate itself, RGB in [0, 1] (what `image` returns without an average).
-    pub fn iterate(&self) -> Result<Image, TransferError> {
         let data = self.executor.read_rgb(&self.ctx)?;
         Ok(Image::new(self.width, self.height, data))
     }
@@ -604,9 +595,7 @@ impl StyleTransfer {
 
     /// GPU time of every kernel of one training step (needs timestamp queries).
     pub fn profile_step(&mut self) -> Result<Vec<crate::gpu::KernelTime>, TransferError> {
-        if let OptimizerState::Adam { adam, kernel } = &mut self.optimizer {
-            adam.advance(&self.ctx, self.executor.training_step().kernel(*kernel));
-        }
+        self.prepare_step();
         self.steps_done += 1;
         Ok(crate::gpu::profile_step(&self.ctx, self.executor.training_step())?)
     }
@@ -652,15 +641,11 @@ impl StyleTransfer {
             Some(first) => (first as usize, "the image or its gradient".to_string()),
             None => (step, format!("the loss ({})", losses.total)),
         };
+        // The last verified image (the initial one until a check passed) goes back in place.
+        self.copy(&self.verified_image, self.executor.image_buffer())?;
         let kept = match self.verified_step {
-            Some(verified) => {
-                self.copy(&self.verified_image, self.executor.image_buffer())?;
-                format!("the image of step {verified} (the last with a finite loss) is kept")
-            }
-            None => {
-                self.copy(&self.verified_image, self.executor.image_buffer())?;
-                "no checked step had a finite loss; the initial image is kept".to_string()
-            }
+            Some(verified) => format!("the image of step {verified} (the last with a finite loss) is kept"),
+            None => "no checked step had a finite loss; the initial image is kept".to_string(),
         };
         Err(TransferError::NonFinite { step, what, kept })
     }

@@ -29,7 +29,7 @@ pub struct Executor {
 impl Executor {
     /// Uploads the weights and records every step for `plan`.
     pub fn new(ctx: &Context, plan: Plan, weights: &[ConvLayerWeights]) -> Result<Self, NetError> {
-        plan.check_fits((ctx.limits.max_storage_buffer_binding_size as u64).min(ctx.limits.max_buffer_size))?;
+        plan.check_fits(ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size))?;
         let convs = plan
             .conv_widths
             .iter()
