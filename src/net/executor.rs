@@ -92,39 +92,17 @@ impl Executor {
         Ok(executor)
     }
 
-    fn gram_shape(&self, act: usize) -> gram::GramShape {
-        let s = self.plan.acts[act];
-        gram::GramShape { channels: s.channels, n: s.height * s.width }
-    }
-
     fn record_forward(&self, ctx: &Context) -> Result<Step, NetError> {
         let mut step = Step::new();
         for node in &self.plan.nodes {
             let (x, y) = (&self.acts[node.input()], &self.acts[node.output()]);
-            let input = self.plan.acts[node.input()];
             let kernel = match *node {
-                Node::Conv { conv, output, relu: fused, .. } => {
-                    let shape = conv::ConvShape {
-                        in_channels: input.channels,
-                        out_channels: self.plan.acts[output].channels,
-                        height: input.height,
-                        width: input.width,
-                    };
-                    conv::forward(ctx, shape, x, &self.convs[conv], y, fused)?
+                Node::Conv { conv, input, output, relu: fused } => {
+                    conv::forward(ctx, self.plan.conv_shape(input, output), x, &self.convs[conv], y, fused)?
                 }
-                Node::Relu { .. } => relu::forward(ctx, input.len(), x, y)?,
-                Node::MaxPool { .. } => pool::forward(
-                    ctx,
-                    pool::PoolShape { channels: input.channels, height: input.height, width: input.width },
-                    x,
-                    y,
-                )?,
-                Node::AvgPool { .. } => pool::avg_forward(
-                    ctx,
-                    pool::PoolShape { channels: input.channels, height: input.height, width: input.width },
-                    x,
-                    y,
-                )?,
+                Node::Relu { input, .. } => relu::forward(ctx, self.plan.acts[input].len(), x, y)?,
+                Node::MaxPool { input, .. } => pool::forward(ctx, self.plan.pool_shape(input), x, y)?,
+                Node::AvgPool { input, .. } => pool::avg_forward(ctx, self.plan.pool_shape(input), x, y)?,
             };
             step.push(kernel);
         }
@@ -134,7 +112,7 @@ impl Executor {
     fn record_style_capture(&self, ctx: &Context) -> Result<Step, NetError> {
         let mut step = Step::new();
         for (term, style_gram) in self.plan.style.iter().zip(&self.style_grams) {
-            step.extend(gram::forward(ctx, self.gram_shape(term.act), &self.acts[term.act], style_gram)?);
+            step.extend(gram::forward(ctx, self.plan.gram_shape(term.act), &self.acts[term.act], style_gram)?);
         }
         Ok(step)
     }
@@ -151,7 +129,7 @@ impl Executor {
             loss::sq_diff_forward(ctx, &mut step, len, &self.acts[term.act], target, &self.losses, slot, term.scale)?;
         }
         for (i, (term, style_gram)) in plan.style.iter().zip(&self.style_grams).enumerate() {
-            let shape = self.gram_shape(term.act);
+            let shape = self.plan.gram_shape(term.act);
             let target_gram = ctx.buffer(&format!("target gram {}", term.layer), shape.gram_len())?;
             step.extend(gram::forward(ctx, shape, &self.acts[term.act], &target_gram)?);
             let slot = slots_before_style + i;
@@ -210,7 +188,7 @@ impl Executor {
             for ((term, style_gram), target_gram) in
                 plan.style.iter().zip(&self.style_grams).zip(&target_grams).filter(|((t, _), _)| t.act == out)
             {
-                let shape = self.gram_shape(out);
+                let shape = self.plan.gram_shape(out);
                 let grad_gram = ctx.buffer(&format!("gram gradient {}", term.layer), shape.gram_len())?;
                 // Normalized terms take their weights after the division by the L1 norm.
                 let scale = if normalize { term.scale } else { term.scale * plan.style_weight };
@@ -239,15 +217,9 @@ impl Executor {
                 continue;
             }
             let other = 1 - current;
-            let input = plan.acts[node.input()];
             match *node {
-                Node::Conv { conv, output, relu: fused, .. } => {
-                    let shape = conv::ConvShape {
-                        in_channels: input.channels,
-                        out_channels: plan.acts[output].channels,
-                        height: input.height,
-                        width: input.width,
-                    };
+                Node::Conv { conv, input, output, relu: fused } => {
+                    let shape = plan.conv_shape(input, output);
                     // A fused ReLU's backward (mask by its output > 0) happens inside the conv's loads.
                     let relu_output = fused.then_some(&self.acts[output]);
                     step.push(conv::backward_input(
@@ -266,13 +238,13 @@ impl Executor {
                     step.push(relu::backward(ctx, len, &self.acts[output], &self.grads[current], &self.grads[other])?);
                     current = other;
                 }
-                Node::MaxPool { input: x, .. } => {
-                    let shape = pool::PoolShape { channels: input.channels, height: input.height, width: input.width };
-                    step.push(pool::backward(ctx, shape, &self.acts[x], &self.grads[current], &self.grads[other])?);
+                Node::MaxPool { input, .. } => {
+                    let shape = plan.pool_shape(input);
+                    step.push(pool::backward(ctx, shape, &self.acts[input], &self.grads[current], &self.grads[other])?);
                     current = other;
                 }
-                Node::AvgPool { .. } => {
-                    let shape = pool::PoolShape { channels: input.channels, height: input.height, width: input.width };
+                Node::AvgPool { input, .. } => {
+                    let shape = plan.pool_shape(input);
                     step.push(pool::avg_backward(ctx, shape, &self.grads[current], &self.grads[other])?);
                     current = other;
                 }

@@ -260,6 +260,29 @@ impl Plan {
         })
     }
 
+    /// The convolution from activation `input` to activation `output`.
+    pub fn conv_shape(&self, input: usize, output: usize) -> crate::ops::conv::ConvShape {
+        let (i, o) = (self.acts[input], self.acts[output]);
+        crate::ops::conv::ConvShape {
+            in_channels: i.channels,
+            out_channels: o.channels,
+            height: i.height,
+            width: i.width,
+        }
+    }
+
+    /// The pooling layer that reads activation `input`.
+    pub fn pool_shape(&self, input: usize) -> crate::ops::pool::PoolShape {
+        let s = self.acts[input];
+        crate::ops::pool::PoolShape { channels: s.channels, height: s.height, width: s.width }
+    }
+
+    /// The Gram matrix of activation `act`.
+    pub fn gram_shape(&self, act: usize) -> crate::ops::gram::GramShape {
+        let s = self.acts[act];
+        crate::ops::gram::GramShape { channels: s.channels, n: s.height * s.width }
+    }
+
     /// Bytes of the largest single buffer the executor will allocate (an activation, a
     /// gradient or a Gram partial-sum buffer), and what it holds.
     pub fn largest_buffer(&self) -> (u64, String) {
@@ -271,8 +294,7 @@ impl Plan {
             }
         }
         for term in &self.style {
-            let s = self.acts[term.act];
-            let shape = crate::ops::gram::GramShape { channels: s.channels, n: s.height * s.width };
+            let shape = self.gram_shape(term.act);
             let bytes = (shape.splits() * shape.gram_len()) as u64 * 4;
             if bytes > largest.0 {
                 largest = (bytes, format!("Gram partial sums of {}", term.layer));

@@ -25,21 +25,6 @@ impl Reference {
         Self { plan, weights }
     }
 
-    fn conv_shape(&self, input: usize, output: usize) -> conv::ConvShape {
-        let (i, o) = (self.plan.acts[input], self.plan.acts[output]);
-        conv::ConvShape { in_channels: i.channels, out_channels: o.channels, height: i.height, width: i.width }
-    }
-
-    fn pool_shape(&self, input: usize) -> pool::PoolShape {
-        let s = self.plan.acts[input];
-        pool::PoolShape { channels: s.channels, height: s.height, width: s.width }
-    }
-
-    fn gram_shape(&self, act: usize) -> gram::GramShape {
-        let s = self.plan.acts[act];
-        gram::GramShape { channels: s.channels, n: s.height * s.width }
-    }
-
     /// Every activation of the schedule for a normalized image (activation 0 is the image).
     pub fn forward(&self, image: &[f64]) -> Vec<Vec<f64>> {
         let mut acts = vec![image.to_vec()];
@@ -48,12 +33,12 @@ impl Reference {
             let y = match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
                     let (w, b) = &self.weights[conv];
-                    let y = conv::reference::forward(self.conv_shape(input, output), x, w, b);
+                    let y = conv::reference::forward(self.plan.conv_shape(input, output), x, w, b);
                     if fused { relu::reference::forward(&y) } else { y }
                 }
                 Node::Relu { .. } => relu::reference::forward(x),
-                Node::MaxPool { input, .. } => pool::reference::forward(self.pool_shape(input), x),
-                Node::AvgPool { input, .. } => pool::reference::avg_forward(self.pool_shape(input), x),
+                Node::MaxPool { input, .. } => pool::reference::forward(self.plan.pool_shape(input), x),
+                Node::AvgPool { input, .. } => pool::reference::avg_forward(self.plan.pool_shape(input), x),
             };
             acts.push(y);
         }
@@ -70,7 +55,7 @@ impl Reference {
                 .plan
                 .style
                 .iter()
-                .map(|t| gram::reference::forward(self.gram_shape(t.act), &style_acts[t.act]))
+                .map(|t| gram::reference::forward(self.plan.gram_shape(t.act), &style_acts[t.act]))
                 .collect(),
         }
     }
@@ -101,7 +86,7 @@ impl Reference {
             add_grad(&mut grads, term.act, weighted(g, plan.content_weight));
         }
         for (term, style_gram) in plan.style.iter().zip(&targets.style_grams) {
-            let shape = self.gram_shape(term.act);
+            let shape = self.plan.gram_shape(term.act);
             let g = gram::reference::forward(shape, &acts[term.act]);
             slots.push(loss::reference::sq_diff(&g, style_gram, term.scale));
             let grad_gram = loss::reference::sq_diff_backward(&g, style_gram, term.scale);
@@ -117,13 +102,13 @@ impl Reference {
             let grad_in = match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
                     let masked = if fused { relu::reference::backward(&acts[output], &grad_out) } else { grad_out };
-                    conv::reference::backward_input(self.conv_shape(input, output), &masked, &self.weights[conv].0)
+                    conv::reference::backward_input(self.plan.conv_shape(input, output), &masked, &self.weights[conv].0)
                 }
                 Node::Relu { input, .. } => relu::reference::backward(&acts[input], &grad_out),
                 Node::MaxPool { input, .. } => {
-                    pool::reference::backward(self.pool_shape(input), &acts[input], &grad_out)
+                    pool::reference::backward(self.plan.pool_shape(input), &acts[input], &grad_out)
                 }
-                Node::AvgPool { input, .. } => pool::reference::avg_backward(self.pool_shape(input), &grad_out),
+                Node::AvgPool { input, .. } => pool::reference::avg_backward(self.plan.pool_shape(input), &grad_out),
             };
             add_grad(&mut grads, node.input(), grad_in);
         }
@@ -145,7 +130,7 @@ impl Reference {
             .zip(&targets.content)
             .map(|(term, target)| loss::reference::sq_diff(&acts[term.act], target, term.scale));
         let style = plan.style.iter().zip(&targets.style_grams).map(|(term, style_gram)| {
-            let g = gram::reference::forward(self.gram_shape(term.act), &acts[term.act]);
+            let g = gram::reference::forward(self.plan.gram_shape(term.act), &acts[term.act]);
             loss::reference::sq_diff(&g, style_gram, term.scale)
         });
         let mut slots: Vec<f64> = content.chain(style).collect();
