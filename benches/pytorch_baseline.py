@@ -34,8 +34,9 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
-def build_features(seed):
-    """nn.Sequential laid out as torchvision's vgg19().features[:30], with layer names beside."""
+def build_features(seed, inplace_relu=True):
+    """nn.Sequential laid out as torchvision's vgg19().features[:30], with layer names beside
+    (torchvision's ReLUs are in place, so each conv's output tensor is overwritten by its ReLU)."""
     gen = torch.Generator().manual_seed(seed)
     layers, names = [], []
     in_channels, block, index = 3, 1, 1
@@ -51,7 +52,7 @@ def build_features(seed):
             std = (2.0 / (in_channels * 9)) ** 0.5
             conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * std)
             conv.bias.copy_(torch.rand(conv.bias.shape, generator=gen) * 0.1 - 0.05)
-        layers += [conv, nn.ReLU(inplace=False)]
+        layers += [conv, nn.ReLU(inplace=inplace_relu)]
         names += [f"conv{block}_{index}", f"relu{block}_{index}"]
         in_channels, index = v, index + 1
     features = nn.Sequential(*layers)
@@ -138,18 +139,21 @@ def on_off(value):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=512, help="image side in pixels (square)")
+    parser.add_argument("--size", type=int, nargs="+", default=[512],
+                        help="image side in pixels (square); several sizes run one after another")
     parser.add_argument("--iterations", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tf32", type=on_off, default=False, help="allow TF32 in matmuls and cuDNN convs (on|off)")
     parser.add_argument("--cudnn-benchmark", type=on_off, default=True, help="cudnn.benchmark (on|off)")
+    parser.add_argument("--inplace-relu", type=on_off, default=True,
+                        help="ReLU(inplace=True) as torchvision builds VGG-19 (on|off)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args(argv)
 
-    if args.size < 16:
+    if min(args.size) < 16:
         parser.error("--size must be at least 16 (four poolings before conv5_1)")
     if args.iterations < 1 or args.warmup < 0:
         parser.error("--iterations must be >= 1 and --warmup >= 0")
@@ -160,9 +164,15 @@ def main(argv=None):
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    device = torch.device(args.device)
+    for size in args.size:
+        run_one(args, size)
+    return 0
 
-    features, names = build_features(args.seed)
+
+def run_one(args, size):
+    """Times one size and prints its result (one JSON line with --json)."""
+    device = torch.device(args.device)
+    features, names = build_features(args.seed, args.inplace_relu)
     features = features.to(device)
     wanted = [CONTENT_LAYER] + [n for n, _ in STYLE_LAYERS]
     extractor = Extractor(features, names, wanted)
@@ -170,11 +180,11 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed + 1)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    shape = (1, 3, args.size, args.size)
+    shape = (1, 3, size, size)
     content = ((torch.rand(shape, generator=gen) - mean) / std).to(device)
     style_image = ((torch.rand(shape, generator=gen) - mean) / std).to(device)
     with torch.no_grad():
-        content_target = extractor(content)[CONTENT_LAYER].detach()
+        content_target = extractor(content)[CONTENT_LAYER].detach().clone()
         style_acts = extractor(style_image)
         style_targets = [gram(style_acts[n]).detach() for n, _ in STYLE_LAYERS]
         del style_acts
@@ -200,7 +210,7 @@ def main(argv=None):
     final_loss = float(loss.detach())
 
     ms_per_step = 1e3 * elapsed / args.iterations
-    flops = stylize_flops(args.size)
+    flops = stylize_flops(size)
     gflops = flops / (ms_per_step * 1e-3) / 1e9
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
@@ -209,26 +219,26 @@ def main(argv=None):
         "gflops": round(gflops, 3),
         "peak_gpu_bytes": peak,
         "device": device_name,
-        "size": args.size,
+        "size": size,
         "iterations": args.iterations,
         "warmup": args.warmup,
         "tf32": args.tf32,
         "cudnn_benchmark": args.cudnn_benchmark,
+        "inplace_relu": args.inplace_relu,
         "gflop_per_step": round(flops / 1e9, 4),
         "final_loss": final_loss,
         "torch": torch.__version__,
     }
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result), flush=True)
     else:
-        print(f"PyTorch {torch.__version__} on {device_name}, {args.size}x{args.size}, "
+        print(f"PyTorch {torch.__version__} on {device_name}, {size}x{size}, "
               f"{args.iterations} steps after {args.warmup} warm-up (tf32 {'on' if args.tf32 else 'off'}, "
               f"cudnn.benchmark {'on' if args.cudnn_benchmark else 'off'})")
         print(f"  {ms_per_step:.3f} ms/step, {gflops:.2f} GFLOP/s effective ({flops / 1e9:.3f} GFLOP/step)")
         if peak is not None:
             print(f"  peak GPU memory allocated: {peak / 2**20:.1f} MiB")
-        print(f"  final loss {final_loss:.6g}")
-    return 0
+        print(f"  final loss {final_loss:.6g}", flush=True)
 
 
 if __name__ == "__main__":

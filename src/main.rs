@@ -362,6 +362,16 @@ fn bench(options: stylize::bench::BenchOptions, json: bool) -> Result<()> {
         for (label, ms, count) in report.profile_by_kernel() {
             println!("  {label:<28} {ms:>10.3} ms  {:>5.1} %  ({count} dispatches)", 100.0 * ms / total.max(1e-12));
         }
+        println!("convolutions and Gram products, in step order:");
+        for t in report.profile.iter().flatten().filter(|t| t.flops > 0) {
+            println!(
+                "  {:<22} {:<28} {:>10.3} ms  {:>9.1} GFLOP/s",
+                t.label,
+                t.detail,
+                t.milliseconds,
+                t.flops as f64 / (t.milliseconds * 1e6).max(1e-12)
+            );
+        }
     }
     if json {
         println!("{}", report.to_json());

@@ -28,6 +28,9 @@ pub struct Kernel {
     params: wgpu::Buffer,
     grid: [u32; 3],
     total_groups: u32,
+    /// What this dispatch works on (e.g. `64->128 @256x256`) and the FLOPs it does, for profiles.
+    detail: String,
+    flops: u64,
 }
 
 impl Kernel {
@@ -74,7 +77,24 @@ impl Kernel {
             params: params_buffer,
             grid,
             total_groups,
+            detail: String::new(),
+            flops: 0,
         })
+    }
+
+    /// Notes the shape this dispatch works on and its FLOPs, so profiles can report GFLOP/s.
+    pub fn with_work(mut self, detail: String, flops: u64) -> Self {
+        self.detail = detail;
+        self.flops = flops;
+        self
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    pub fn flops(&self) -> u64 {
+        self.flops
     }
 
     /// Replaces the uniform (e.g. Adam's bias corrections each step); takes effect at the next submit.

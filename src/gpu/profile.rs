@@ -7,6 +7,10 @@ use super::{Context, GpuError, Step};
 #[derive(Clone, Debug)]
 pub struct KernelTime {
     pub label: String,
+    /// The shape it worked on, where the kernel noted one (`Kernel::with_work`).
+    pub detail: String,
+    /// FLOPs it did, where noted (0 otherwise).
+    pub flops: u64,
     pub milliseconds: f64,
 }
 
@@ -74,6 +78,8 @@ pub fn profile_step(ctx: &Context, step: &Step) -> Result<Vec<KernelTime>, GpuEr
         .enumerate()
         .map(|(i, k)| KernelTime {
             label: k.label().to_string(),
+            detail: k.detail().to_string(),
+            flops: k.flops(),
             milliseconds: ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period_ns / 1e6,
         })
         .collect())

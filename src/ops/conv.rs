@@ -37,6 +37,10 @@ impl ConvShape {
     pub fn flops(&self) -> u64 {
         2 * (self.output_len() as u64) * (self.in_channels as u64) * 9
     }
+    /// `Cin->Cout @HxW`, for profiles.
+    pub fn describe(&self) -> String {
+        format!("{}->{} @{}x{}", self.in_channels, self.out_channels, self.height, self.width)
+    }
 }
 
 /// A layer's weights on the GPU in torchvision's layout [out, in, 3, 3]; the backward pass reads
@@ -158,6 +162,7 @@ pub fn forward(
         // The mask binding is unused without FLAG_MASK_INPUT; any buffer satisfies the layout.
         [input, &weights.weight, &weights.bias, output, input],
     )
+    .map(|k| k.with_work(format!("forward {}", shape.describe()), shape.flops()))
 }
 
 /// grad_input (=, or += when `accumulate`) the gradient of the loss with respect to the conv's
@@ -186,6 +191,7 @@ pub fn backward_input(
         // The bias binding is unused without FLAG_BIAS; any buffer satisfies the layout.
         [grad_output, &weights.weight, &weights.bias, grad_input, relu_output.unwrap_or(grad_output)],
     )
+    .map(|k| k.with_work(format!("backward {}", shape.describe()), shape.flops()))
 }
 
 /// f64 references, written from the definitions (no im2col, no flipping) so that they check the kernel.

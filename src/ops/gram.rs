@@ -79,7 +79,8 @@ pub fn forward(
         bytemuck::bytes_of(&params),
         &[features, &partials],
         (pairs * splits) as u32,
-    )?);
+    )?
+    .with_work(format!("forward {}x{}", shape.channels, shape.n), shape.flops()));
     step.push(reduce::sum_splits(ctx, shape.gram_len(), splits, &partials, gram)?);
     step.keep(partials);
     Ok(step)
@@ -120,6 +121,7 @@ pub fn backward(
         &[features, grad_features, grad_gram],
         (tiles_m * tiles_n) as u32,
     )
+    .map(|k| k.with_work(format!("backward {}x{}", shape.channels, shape.n), shape.flops()))
 }
 
 pub mod reference {
