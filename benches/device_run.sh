@@ -8,15 +8,7 @@ OUT=${OUT:-/tmp/stylize-device-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/log") 2>&1
 SIZES=${SIZES:-"128 256 512 1024 2048"}
-if ! ldconfig -p | grep -q libvulkan.so.1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-fi
-export XDG_RUNTIME_DIR=/tmp WGPU_BACKEND=vulkan WGPU_ADAPTER_NAME=${WGPU_ADAPTER_NAME-nvidia} STYLIZE_REQUIRE_GPU=1
-PYTHON=${PYTHON:-python3}
-if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-fi
+. benches/device_env.sh
 echo "== $(date -u +%FT%TZ)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.sm --format=csv
 .dev/stylize devices || exit 1

@@ -5,7 +5,10 @@
 // Backward to the input: the same product with a = the flipped, transposed weight
 // a'[ci, co * 9 + k] = w[co, ci, 8 - k], applied to the output gradient. Both read the one
 // torchvision buffer: `ci_stride` / `row_stride` and the flip flag say how (k = channel * 9 + tap).
-// Each workgroup computes a 64 x 64 tile of out; each thread a 4 x 4 block in registers.
+// conv3x3: each workgroup computes a 64 x 64 tile of out, each thread a 4 x 4 block in registers.
+// conv3x3_8x8: 128 x 128 or 64 x 256 tiles, 8 x 8 per thread. conv3x3_thin: one pixel per thread,
+// 4 rows at a time (for a handful of rows, e.g. the gradient of the 3-channel image).
+// conv3x3_direct: no workgroup memory, for CPU implementations.
 
 struct Params {
     groups: u32,        // logical workgroups (filled by the host); grid may be folded
@@ -19,19 +22,24 @@ struct Params {
                         // bit 4: taps flipped (8 - tap), for the backward pass
     ci_stride: u32,     // distance in `a` between consecutive input channels of one row
     row_stride: u32,    // distance in `a` between consecutive rows
-    _pad0: u32,
+    tile_m: u32,        // conv3x3_8x8: rows per tile, 128 (128 x 128 tiles) or 64 (64 x 256)
     _pad1: u32,
     _pad2: u32,
 }
 
-// Index in `a` of row m, reduction index k = channel * 9 + tap.
-fn weight_index(m: u32, k: u32) -> u32 {
+// Offset in `a` of reduction index k = channel * 9 + tap within any row.
+fn tap_offset(k: u32) -> u32 {
     let channel = k / 9u;
     var tap = k - channel * 9u;
     if ((params.flags & 16u) != 0u) {
         tap = 8u - tap;
     }
-    return channel * params.ci_stride + m * params.row_stride + tap;
+    return channel * params.ci_stride + tap;
+}
+
+// Index in `a` of row m, reduction index k.
+fn weight_index(m: u32, k: u32) -> u32 {
+    return tap_offset(k) + m * params.row_stride;
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -155,6 +163,284 @@ fn conv3x3(
             }
             out[index] = value;
         }
+    }
+}
+
+// The same implicit GEMM with 8 x 8 outputs per invocation, 256 invocations: tiles of tile_m x
+// (16384 / tile_m) outputs (128 x 128, or 64 x 256 for 64-row products), reduction steps of 8.
+// Workgroup memory holds the tiles as vec4 so each invocation reads its 8 rows and 8 columns with
+// four 16-byte loads per step and does 64 FMAs with them; the next step's tiles are loaded from
+// memory into registers while the current one is multiplied. An invocation's 8 rows (and
+// columns) are two groups of 4, half a tile apart, so a warp's loads hit distinct banks.
+const BLOCK_K: u32 = 8u;
+var<workgroup> a_block: array<vec4<f32>, 256>; // [BLOCK_K][tile_m / 4]
+var<workgroup> b_block: array<vec4<f32>, 512>; // [BLOCK_K][tile_n / 4]
+
+// a[m .. m + 3, k], zero outside the matrix.
+fn load_a4(m: u32, k: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (k >= params.in_channels * 9u) {
+        return v;
+    }
+    let offset = tap_offset(k);
+    let rows = params.out_channels;
+    if (m < rows) {
+        v.x = a[offset + m * params.row_stride];
+    }
+    if (m + 1u < rows) {
+        v.y = a[offset + (m + 1u) * params.row_stride];
+    }
+    if (m + 2u < rows) {
+        v.z = a[offset + (m + 2u) * params.row_stride];
+    }
+    if (m + 3u < rows) {
+        v.w = a[offset + (m + 3u) * params.row_stride];
+    }
+    return v;
+}
+
+// im2col(k, p) for the four pixels at rows ys, columns xs (a row of -4 marks a pixel past the end).
+fn load_b4(k: u32, ys: vec4<i32>, xs: vec4<i32>) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (k >= params.in_channels * 9u) {
+        return v;
+    }
+    let ci = k / 9u;
+    let tap = k - ci * 9u;
+    let ky = i32(tap / 3u) - 1;
+    let kx = i32(tap % 3u) - 1;
+    let yy = ys + vec4<i32>(ky);
+    let xx = xs + vec4<i32>(kx);
+    let h = i32(params.height);
+    let w = i32(params.width);
+    let inside = (yy >= vec4<i32>(0)) & (yy < vec4<i32>(h)) & (xx >= vec4<i32>(0)) & (xx < vec4<i32>(w));
+    let base = ci * params.height * params.width;
+    if (inside.x) {
+        v.x = masked_input(base + u32(yy.x * w + xx.x));
+    }
+    if (inside.y) {
+        v.y = masked_input(base + u32(yy.y * w + xx.y));
+    }
+    if (inside.z) {
+        v.z = masked_input(base + u32(yy.z * w + xx.z));
+    }
+    if (inside.w) {
+        v.w = masked_input(base + u32(yy.w * w + xx.w));
+    }
+    return v;
+}
+
+// Epilogue for out[m, n .. n + 3]: bias, ReLU, accumulate, as the flags say; skips what lies outside.
+fn store_quad(m: u32, n: u32, v: vec4<f32>) {
+    if (m >= params.out_channels) {
+        return;
+    }
+    let hw = params.height * params.width;
+    let values = array<f32, 4>(v.x, v.y, v.z, v.w);
+    for (var j = 0u; j < 4u; j++) {
+        if (n + j >= hw) {
+            return;
+        }
+        var value = values[j];
+        if ((params.flags & 1u) != 0u) {
+            value += bias[m];
+        }
+        if ((params.flags & 2u) != 0u) {
+            value = max(value, 0.0);
+        }
+        let index = m * hw + n + j;
+        if ((params.flags & 4u) != 0u) {
+            value += out[index];
+        }
+        out[index] = value;
+    }
+}
+
+@compute @workgroup_size(256)
+fn conv3x3_8x8(
+    @builtin(local_invocation_index) tid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    if (group >= params.groups) {
+        return;
+    }
+    let tile_m = params.tile_m;
+    let tile_n = 16384u / tile_m;
+    let quads_m = tile_m / 4u;
+    let quads_n = tile_n / 4u;
+    let m0 = (group / params.tiles_n) * tile_m;
+    let n0 = (group % params.tiles_n) * tile_n;
+    let hw = params.height * params.width;
+    let k_total = params.in_channels * 9u;
+
+    // Loading: a's BLOCK_K x quads_m quads, one per invocation (the first 128 when tile_m = 64),
+    // consecutive invocations on consecutive k; b's BLOCK_K x quads_n quads, one or two per
+    // invocation, consecutive invocations on consecutive pixels. Each invocation keeps its pixels.
+    let a_k = tid % BLOCK_K;
+    let a_quad = tid / BLOCK_K;
+    let loads_a = a_quad < quads_m;
+    let b_quad = tid % quads_n;
+    let b_k = tid / quads_n;
+    let two_b = quads_n == 64u;
+    let pixels = vec4<u32>(n0 + b_quad * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+    let width = vec4<u32>(params.width);
+    let ys = select(vec4<i32>(-4), vec4<i32>(pixels / width), pixels < vec4<u32>(hw));
+    let xs = vec4<i32>(pixels % width);
+
+    // Computing: rows m0 + 4 ty (+ tile_m / 2), columns n0 + 4 tx (+ tile_n / 2).
+    let tx = tid % (quads_n / 2u);
+    let ty = tid / (quads_n / 2u);
+
+    var a_next = vec4<f32>(0.0);
+    var b_next0 = vec4<f32>(0.0);
+    var b_next1 = vec4<f32>(0.0);
+    if (loads_a) {
+        a_next = load_a4(m0 + a_quad * 4u, a_k);
+    }
+    b_next0 = load_b4(b_k, ys, xs);
+    if (two_b) {
+        b_next1 = load_b4(b_k + 4u, ys, xs);
+    }
+    var c00 = vec4<f32>(0.0);
+    var c01 = vec4<f32>(0.0);
+    var c10 = vec4<f32>(0.0);
+    var c11 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0);
+    var c21 = vec4<f32>(0.0);
+    var c30 = vec4<f32>(0.0);
+    var c31 = vec4<f32>(0.0);
+    var c40 = vec4<f32>(0.0);
+    var c41 = vec4<f32>(0.0);
+    var c50 = vec4<f32>(0.0);
+    var c51 = vec4<f32>(0.0);
+    var c60 = vec4<f32>(0.0);
+    var c61 = vec4<f32>(0.0);
+    var c70 = vec4<f32>(0.0);
+    var c71 = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < k_total; k0 += BLOCK_K) {
+        workgroupBarrier();
+        if (loads_a) {
+            a_block[a_k * quads_m + a_quad] = a_next;
+        }
+        b_block[b_k * quads_n + b_quad] = b_next0;
+        if (two_b) {
+            b_block[(b_k + 4u) * quads_n + b_quad] = b_next1;
+        }
+        workgroupBarrier();
+        let k_next = k0 + BLOCK_K;
+        if (k_next < k_total) {
+            if (loads_a) {
+                a_next = load_a4(m0 + a_quad * 4u, k_next + a_k);
+            }
+            b_next0 = load_b4(k_next + b_k, ys, xs);
+            if (two_b) {
+                b_next1 = load_b4(k_next + b_k + 4u, ys, xs);
+            }
+        }
+        for (var kk = 0u; kk < BLOCK_K; kk++) {
+            let a0 = a_block[kk * quads_m + ty];
+            let a1 = a_block[kk * quads_m + quads_m / 2u + ty];
+            let b0 = b_block[kk * quads_n + tx];
+            let b1 = b_block[kk * quads_n + quads_n / 2u + tx];
+            c00 = fma(vec4<f32>(a0.x), b0, c00);
+            c01 = fma(vec4<f32>(a0.x), b1, c01);
+            c10 = fma(vec4<f32>(a0.y), b0, c10);
+            c11 = fma(vec4<f32>(a0.y), b1, c11);
+            c20 = fma(vec4<f32>(a0.z), b0, c20);
+            c21 = fma(vec4<f32>(a0.z), b1, c21);
+            c30 = fma(vec4<f32>(a0.w), b0, c30);
+            c31 = fma(vec4<f32>(a0.w), b1, c31);
+            c40 = fma(vec4<f32>(a1.x), b0, c40);
+            c41 = fma(vec4<f32>(a1.x), b1, c41);
+            c50 = fma(vec4<f32>(a1.y), b0, c50);
+            c51 = fma(vec4<f32>(a1.y), b1, c51);
+            c60 = fma(vec4<f32>(a1.z), b0, c60);
+            c61 = fma(vec4<f32>(a1.z), b1, c61);
+            c70 = fma(vec4<f32>(a1.w), b0, c70);
+            c71 = fma(vec4<f32>(a1.w), b1, c71);
+        }
+    }
+    let m_low = m0 + ty * 4u;
+    let m_high = m_low + tile_m / 2u;
+    let n_low = n0 + tx * 4u;
+    let n_high = n_low + tile_n / 2u;
+    store_quad(m_low, n_low, c00);
+    store_quad(m_low, n_high, c01);
+    store_quad(m_low + 1u, n_low, c10);
+    store_quad(m_low + 1u, n_high, c11);
+    store_quad(m_low + 2u, n_low, c20);
+    store_quad(m_low + 2u, n_high, c21);
+    store_quad(m_low + 3u, n_low, c30);
+    store_quad(m_low + 3u, n_high, c31);
+    store_quad(m_high, n_low, c40);
+    store_quad(m_high, n_high, c41);
+    store_quad(m_high + 1u, n_low, c50);
+    store_quad(m_high + 1u, n_high, c51);
+    store_quad(m_high + 2u, n_low, c60);
+    store_quad(m_high + 2u, n_high, c61);
+    store_quad(m_high + 3u, n_low, c70);
+    store_quad(m_high + 3u, n_high, c71);
+}
+
+// One invocation per pixel and 4 rows: for products with a handful of rows (the gradient of the
+// 3-channel image), where any 64-row tile would be mostly padding. tiles_n counts pixel blocks of
+// 256; the weights each invocation reads are the same across the workgroup.
+@compute @workgroup_size(256)
+fn conv3x3_thin(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    if (group >= params.groups) {
+        return;
+    }
+    let m0 = (group / params.tiles_n) * 4u;
+    let p = (group % params.tiles_n) * 256u + lid;
+    let hw = params.height * params.width;
+    if (p >= hw) {
+        return;
+    }
+    let y = i32(p / params.width);
+    let x = i32(p % params.width);
+    let rows = params.out_channels;
+    let r1 = min(m0 + 1u, rows - 1u) * params.row_stride;
+    let r2 = min(m0 + 2u, rows - 1u) * params.row_stride;
+    let r3 = min(m0 + 3u, rows - 1u) * params.row_stride;
+    let r0 = m0 * params.row_stride;
+    var acc = vec4<f32>(0.0);
+    for (var ci = 0u; ci < params.in_channels; ci++) {
+        for (var tap = 0u; tap < 9u; tap++) {
+            let yy = y + i32(tap / 3u) - 1;
+            let xx = x + i32(tap % 3u) - 1;
+            if (yy >= 0 && xx >= 0 && yy < i32(params.height) && xx < i32(params.width)) {
+                let value = masked_input(ci * hw + u32(yy) * params.width + u32(xx));
+                let offset = tap_offset(ci * 9u + tap);
+                let w = vec4<f32>(a[offset + r0], a[offset + r1], a[offset + r2], a[offset + r3]);
+                acc = fma(vec4<f32>(value), w, acc);
+            }
+        }
+    }
+    let values = array<f32, 4>(acc.x, acc.y, acc.z, acc.w);
+    for (var r = 0u; r < 4u; r++) {
+        let m = m0 + r;
+        if (m >= rows) {
+            return;
+        }
+        var value = values[r];
+        if ((params.flags & 1u) != 0u) {
+            value += bias[m];
+        }
+        if ((params.flags & 2u) != 0u) {
+            value = max(value, 0.0);
+        }
+        let index = m * hw + p;
+        if ((params.flags & 4u) != 0u) {
+            value += out[index];
+        }
+        out[index] = value;
     }
 }
 

@@ -171,7 +171,7 @@ impl Context {
             registry: Registry::default(),
             pending_error,
             wait_timeout: opts.wait_timeout,
-            conv_algorithm: None,
+            conv_algorithm: conv_algorithm_from_env()?,
         })
     }
 
@@ -284,4 +284,13 @@ impl Context {
             None => Ok(()),
         }
     }
+}
+
+/// `STYLIZE_CONV=tiled|tiled64|wide|square|thin|direct` forces one formulation of the convolution
+/// (for benchmarks that compare them); unset, the adapter's type decides.
+fn conv_algorithm_from_env() -> Result<Option<crate::ops::conv::ConvAlgorithm>, GpuError> {
+    let Ok(name) = std::env::var("STYLIZE_CONV") else { return Ok(None) };
+    crate::ops::conv::ConvAlgorithm::parse(&name).map(Some).ok_or_else(|| {
+        GpuError::Device(format!("STYLIZE_CONV={name}: expected tiled, tiled64, wide, square, thin or direct"))
+    })
 }

@@ -85,14 +85,23 @@ struct Params {
     flags: u32,
     ci_stride: u32,
     row_stride: u32,
-    _pad: [u32; 3],
+    tile_m: u32,
+    _pad: [u32; 2],
 }
 
-/// Which of the two formulations of the same product a kernel uses.
+/// Which formulation of the same product a kernel uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvAlgorithm {
-    /// 64 x 64 tiles staged in workgroup memory: for GPUs.
+    /// For GPUs: the tiling chosen per layer shape (`Tiled::choose`).
     Tiled,
+    /// 64 x 64 tiles staged in workgroup memory, 4 x 4 outputs per invocation.
+    Tiled64,
+    /// 64 x 256 tiles, 8 x 8 outputs per invocation.
+    Wide,
+    /// 128 x 128 tiles, 8 x 8 outputs per invocation.
+    Square,
+    /// One pixel and 4 rows per invocation: for a handful of rows (the image's gradient).
+    Thin,
     /// No workgroup memory or barriers, uniform weight loads: for CPU implementations.
     Direct,
 }
@@ -102,11 +111,52 @@ impl ConvAlgorithm {
     pub fn for_context(ctx: &Context) -> Self {
         if ctx.adapter.device_type == "Cpu" { ConvAlgorithm::Direct } else { ConvAlgorithm::Tiled }
     }
+
+    /// Every formulation, for tests and benchmarks.
+    pub const ALL: [ConvAlgorithm; 6] = [
+        ConvAlgorithm::Tiled,
+        ConvAlgorithm::Tiled64,
+        ConvAlgorithm::Wide,
+        ConvAlgorithm::Square,
+        ConvAlgorithm::Thin,
+        ConvAlgorithm::Direct,
+    ];
+
+    /// Parses `tiled`, `tiled64`, `wide`, `square`, `thin` or `direct` (`STYLIZE_CONV`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| format!("{a:?}").eq_ignore_ascii_case(name))
+    }
+
+    /// The concrete tiling `Tiled` uses for a product of `rows` x `pixels` outputs with a reduction
+    /// over `channels` x 9. Measured per VGG-19 layer on an H200 at 256, 512 and 1024 px
+    /// (BENCHMARKS.md): the thin kernel for a handful of rows (3.5x faster than any tile on
+    /// the image's gradient); 128 x 128 tiles where there are at least 128 of them, 64 x 256
+    /// for 64-row products with at least 256; 64 x 64 tiles for short reductions (conv1_1,
+    /// K = 27) and where big tiles would leave the GPU idle (conv5_1 at 512 px).
+    pub fn choose(self, rows: usize, channels: usize, pixels: usize) -> Self {
+        if self != ConvAlgorithm::Tiled {
+            return self;
+        }
+        let tiles = |tm: usize, tn: usize| rows.div_ceil(tm) * pixels.div_ceil(tn);
+        if rows <= 4 {
+            ConvAlgorithm::Thin
+        } else if channels * 9 < 64 {
+            ConvAlgorithm::Tiled64
+        } else if rows >= 128 && tiles(128, 128) >= 128 {
+            ConvAlgorithm::Square
+        } else if rows >= 64 && tiles(64, 256) >= 256 {
+            ConvAlgorithm::Wide
+        } else {
+            ConvAlgorithm::Tiled64
+        }
+    }
 }
 
 const DIRECT_ROWS: u32 = 16;
 const DIRECT_BLOCKS: u32 = 16;
 const DIRECT_PIXELS: u32 = 4;
+const THIN_ROWS: u32 = 4;
+const THIN_PIXELS: u32 = 256;
 
 fn gemm_kernel(
     ctx: &Context,
@@ -118,17 +168,22 @@ fn gemm_kernel(
     buffers: [&wgpu::Buffer; 5],
 ) -> Result<Kernel, GpuError> {
     let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
-    let (tiles_m, tiles_n, entry) = match algorithm {
-        ConvAlgorithm::Tiled => ((rows as u32).div_ceil(TILE), ((height * width) as u32).div_ceil(TILE), "conv3x3"),
+    let pixels = (height * width) as u32;
+    let m = rows as u32;
+    let (tiles_m, tiles_n, tile_m, entry) = match algorithm.choose(rows, in_channels, height * width) {
+        ConvAlgorithm::Tiled | ConvAlgorithm::Tiled64 => (m.div_ceil(TILE), pixels.div_ceil(TILE), TILE, "conv3x3"),
+        ConvAlgorithm::Wide => (m.div_ceil(64), pixels.div_ceil(256), 64, "conv3x3_8x8"),
+        ConvAlgorithm::Square => (m.div_ceil(128), pixels.div_ceil(128), 128, "conv3x3_8x8"),
+        ConvAlgorithm::Thin => (m.div_ceil(THIN_ROWS), pixels.div_ceil(THIN_PIXELS), THIN_ROWS, "conv3x3_thin"),
         ConvAlgorithm::Direct => {
             let blocks = (height as u32) * (width as u32).div_ceil(DIRECT_PIXELS);
-            ((rows as u32).div_ceil(DIRECT_ROWS), blocks.div_ceil(DIRECT_BLOCKS), "conv3x3_direct")
+            (m.div_ceil(DIRECT_ROWS), blocks.div_ceil(DIRECT_BLOCKS), DIRECT_ROWS, "conv3x3_direct")
         }
     };
     let params = Params {
         groups: 0,
         in_channels: in_channels as u32,
-        out_channels: rows as u32,
+        out_channels: m,
         height: height as u32,
         width: width as u32,
         tiles_n,
@@ -137,7 +192,8 @@ fn gemm_kernel(
         // forward's input channels, channels its outputs): c * (rows * 9) + m * 9 + (8 - t).
         ci_stride: if flags & FLAG_FLIP_TAPS != 0 { (rows * 9) as u32 } else { 9 },
         row_stride: if flags & FLAG_FLIP_TAPS != 0 { 9 } else { (in_channels * 9) as u32 },
-        _pad: [0; 3],
+        tile_m,
+        _pad: [0; 2],
     };
     Kernel::new(ctx, SHADER, entry, bytemuck::bytes_of(&params), &buffers, tiles_m * tiles_n)
 }

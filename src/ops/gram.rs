@@ -98,11 +98,11 @@ pub fn backward(
 ) -> Result<Kernel, GpuError> {
     let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
     let (tiles_m, tiles_n, entry) = match algorithm {
-        ConvAlgorithm::Tiled => (shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward"),
         // 16 rows by 16 invocations of 4 columns each.
         ConvAlgorithm::Direct => {
             (shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct")
         }
+        _ => (shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward"),
     };
     let params = Params {
         groups: 0,
