@@ -32,6 +32,9 @@ pub struct BenchReport {
     pub size: u32,
     pub iterations: usize,
     pub ms_per_step: f64,
+    /// Host time inside `StyleTransfer::step` (uniform writes, recording, submit): when it nears
+    /// `ms_per_step`, the CPU side bounds the step.
+    pub cpu_ms_per_step: f64,
     pub flops_per_step: u64,
     /// Effective GFLOP/s: `flops_per_step` over the measured wall time of a step.
     pub gflops: f64,
@@ -61,8 +64,11 @@ pub fn run(bench: &BenchOptions) -> Result<BenchReport, Error> {
     }
     transfer.sync()?;
     let started = Instant::now();
+    let mut recording = std::time::Duration::ZERO;
     for _ in 0..bench.iterations {
+        let submitted = Instant::now();
         transfer.step();
+        recording += submitted.elapsed();
     }
     transfer.sync()?;
     let seconds = started.elapsed().as_secs_f64() / bench.iterations.max(1) as f64;
@@ -75,6 +81,7 @@ pub fn run(bench: &BenchOptions) -> Result<BenchReport, Error> {
         size: bench.size,
         iterations: bench.iterations,
         ms_per_step: seconds * 1e3,
+        cpu_ms_per_step: recording.as_secs_f64() * 1e3 / bench.iterations.max(1) as f64,
         flops_per_step,
         gflops: flops_per_step as f64 / seconds / 1e9,
         peak_gpu_bytes: transfer.gpu_bytes(),
@@ -87,8 +94,9 @@ impl BenchReport {
     pub fn to_json(&self) -> String {
         let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
         format!(
-            "{{\"ms_per_step\":{:.4},\"gflops\":{:.4},\"peak_gpu_bytes\":{},\"adapter\":{},\"backend\":{},\"device_type\":{},\"size\":{},\"iterations\":{},\"flops_per_step\":{}}}",
+            "{{\"ms_per_step\":{:.4},\"cpu_ms_per_step\":{:.4},\"gflops\":{:.4},\"peak_gpu_bytes\":{},\"adapter\":{},\"backend\":{},\"device_type\":{},\"size\":{},\"iterations\":{},\"flops_per_step\":{}}}",
             self.ms_per_step,
+            self.cpu_ms_per_step,
             self.gflops,
             self.peak_gpu_bytes,
             quote(&self.adapter),
