@@ -212,8 +212,8 @@ const POOL_LAYERS: [(&str, usize, usize); 4] =
     [("pool1", 64, 512), ("pool2", 128, 256), ("pool3", 256, 128), ("pool4", 512, 64)];
 
 struct ConvCase {
-    forward: Kernel,
-    backward: Kernel,
+    forward: Step,
+    backward: Step,
     _buffers: Vec<wgpu::Buffer>,
     _weights: ConvWeights,
 }
@@ -243,8 +243,12 @@ fn bench_conv(c: &mut Criterion, bench: &Bench) {
         let label = format!("{name}_{in_channels}to{out_channels}@{side}");
         let make = || conv_case(bench, shape);
         let throughput = Throughput::Elements(shape.flops());
-        bench_kernels(&mut group, bench, &format!("forward/{label}"), throughput.clone(), make, |c| vec![&c.forward]);
-        bench_kernels(&mut group, bench, &format!("backward_input/{label}"), throughput, make, |c| vec![&c.backward]);
+        bench_kernels(&mut group, bench, &format!("forward/{label}"), throughput.clone(), make, |c| {
+            c.forward.kernels().iter().collect()
+        });
+        bench_kernels(&mut group, bench, &format!("backward_input/{label}"), throughput, make, |c| {
+            c.backward.kernels().iter().collect()
+        });
     }
     group.finish();
 }

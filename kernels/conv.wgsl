@@ -23,8 +23,31 @@ struct Params {
     ci_stride: u32,     // distance in `a` between consecutive input channels of one row
     row_stride: u32,    // distance in `a` between consecutive rows
     tile_m: u32,        // conv3x3_8x8: rows per tile, 128 (128 x 128 tiles) or 64 (64 x 256)
+    tiles: u32,         // tiles of one split (tiles_m * tiles_n)
+    k_chunk: u32,       // reduction indices per split (a multiple of 16); k_total when not split
+    splits: u32,        // split-K: workgroup g reduces over split g / tiles and writes partial sums
+                        // at split * M * H * W (conv3x3_split_sum finishes them)
+    _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+}
+
+// Which tile and which part of the reduction a workgroup owns.
+struct Work {
+    m0: u32,
+    n0: u32,
+    k_begin: u32,
+    k_end: u32,
+    out_base: u32,
+}
+
+fn split_work(group: u32, tile_m: u32, tile_n: u32) -> Work {
+    let split = group / params.tiles;
+    let tile = group % params.tiles;
+    let k_begin = split * params.k_chunk;
+    let k_end = min(k_begin + params.k_chunk, params.in_channels * 9u);
+    let out_base = split * params.out_channels * params.height * params.width;
+    return Work((tile / params.tiles_n) * tile_m, (tile % params.tiles_n) * tile_n, k_begin, k_end, out_base);
 }
 
 // Offset in `a` of reduction index k = channel * 9 + tap within any row.
@@ -94,9 +117,10 @@ fn conv3x3(
     if (group >= params.groups) {
         return;
     }
-    let m0 = (group / params.tiles_n) * TILE_M;
-    let n0 = (group % params.tiles_n) * TILE_N;
-    let k_total = params.in_channels * 9u;
+    let work = split_work(group, TILE_M, TILE_N);
+    let m0 = work.m0;
+    let n0 = work.n0;
+    let k_end = work.k_end;
     let hw = params.height * params.width;
     let tid = lid.y * 16u + lid.x;
 
@@ -105,7 +129,7 @@ fn conv3x3(
         acc[i] = 0.0;
     }
 
-    for (var k0 = 0u; k0 < k_total; k0 += TILE_K) {
+    for (var k0 = work.k_begin; k0 < k_end; k0 += TILE_K) {
         for (var i = 0u; i < 4u; i++) {
             let e = tid + i * THREADS;
             // a is row-major [M][K]: consecutive threads read consecutive k.
@@ -114,7 +138,7 @@ fn conv3x3(
             let m = m0 + mm;
             let k = k0 + kk;
             var value = 0.0;
-            if (m < params.out_channels && k < k_total) {
+            if (m < params.out_channels && k < k_end) {
                 value = a[weight_index(m, k)];
             }
             a_tile[kk * TILE_M + mm] = value;
@@ -157,7 +181,7 @@ fn conv3x3(
             if ((params.flags & 2u) != 0u) {
                 value = max(value, 0.0);
             }
-            let index = m * hw + n;
+            let index = work.out_base + m * hw + n;
             if ((params.flags & 4u) != 0u) {
                 value += out[index];
             }
@@ -231,7 +255,7 @@ fn load_b4(k: u32, ys: vec4<i32>, xs: vec4<i32>) -> vec4<f32> {
 }
 
 // Epilogue for out[m, n .. n + 3]: bias, ReLU, accumulate, as the flags say; skips what lies outside.
-fn store_quad(m: u32, n: u32, v: vec4<f32>) {
+fn store_quad(out_base: u32, m: u32, n: u32, v: vec4<f32>) {
     if (m >= params.out_channels) {
         return;
     }
@@ -248,7 +272,7 @@ fn store_quad(m: u32, n: u32, v: vec4<f32>) {
         if ((params.flags & 2u) != 0u) {
             value = max(value, 0.0);
         }
-        let index = m * hw + n + j;
+        let index = out_base + m * hw + n + j;
         if ((params.flags & 4u) != 0u) {
             value += out[index];
         }
@@ -270,10 +294,10 @@ fn conv3x3_8x8(
     let tile_n = 16384u / tile_m;
     let quads_m = tile_m / 4u;
     let quads_n = tile_n / 4u;
-    let m0 = (group / params.tiles_n) * tile_m;
-    let n0 = (group % params.tiles_n) * tile_n;
+    let work = split_work(group, tile_m, tile_n);
+    let m0 = work.m0;
+    let n0 = work.n0;
     let hw = params.height * params.width;
-    let k_total = params.in_channels * 9u;
 
     // Loading: a's BLOCK_K x quads_m quads, one per invocation (the first 128 when tile_m = 64),
     // consecutive invocations on consecutive k; b's BLOCK_K x quads_n quads, one or two per
@@ -297,11 +321,11 @@ fn conv3x3_8x8(
     var b_next0 = vec4<f32>(0.0);
     var b_next1 = vec4<f32>(0.0);
     if (loads_a) {
-        a_next = load_a4(m0 + a_quad * 4u, a_k);
+        a_next = load_a4(m0 + a_quad * 4u, work.k_begin + a_k);
     }
-    b_next0 = load_b4(b_k, ys, xs);
+    b_next0 = load_b4(work.k_begin + b_k, ys, xs);
     if (two_b) {
-        b_next1 = load_b4(b_k + 4u, ys, xs);
+        b_next1 = load_b4(work.k_begin + b_k + 4u, ys, xs);
     }
     var c00 = vec4<f32>(0.0);
     var c01 = vec4<f32>(0.0);
@@ -319,7 +343,7 @@ fn conv3x3_8x8(
     var c61 = vec4<f32>(0.0);
     var c70 = vec4<f32>(0.0);
     var c71 = vec4<f32>(0.0);
-    for (var k0 = 0u; k0 < k_total; k0 += BLOCK_K) {
+    for (var k0 = work.k_begin; k0 < work.k_end; k0 += BLOCK_K) {
         workgroupBarrier();
         if (loads_a) {
             a_block[a_k * quads_m + a_quad] = a_next;
@@ -330,7 +354,7 @@ fn conv3x3_8x8(
         }
         workgroupBarrier();
         let k_next = k0 + BLOCK_K;
-        if (k_next < k_total) {
+        if (k_next < work.k_end) {
             if (loads_a) {
                 a_next = load_a4(m0 + a_quad * 4u, k_next + a_k);
             }
@@ -366,22 +390,22 @@ fn conv3x3_8x8(
     let m_high = m_low + tile_m / 2u;
     let n_low = n0 + tx * 4u;
     let n_high = n_low + tile_n / 2u;
-    store_quad(m_low, n_low, c00);
-    store_quad(m_low, n_high, c01);
-    store_quad(m_low + 1u, n_low, c10);
-    store_quad(m_low + 1u, n_high, c11);
-    store_quad(m_low + 2u, n_low, c20);
-    store_quad(m_low + 2u, n_high, c21);
-    store_quad(m_low + 3u, n_low, c30);
-    store_quad(m_low + 3u, n_high, c31);
-    store_quad(m_high, n_low, c40);
-    store_quad(m_high, n_high, c41);
-    store_quad(m_high + 1u, n_low, c50);
-    store_quad(m_high + 1u, n_high, c51);
-    store_quad(m_high + 2u, n_low, c60);
-    store_quad(m_high + 2u, n_high, c61);
-    store_quad(m_high + 3u, n_low, c70);
-    store_quad(m_high + 3u, n_high, c71);
+    store_quad(work.out_base, m_low, n_low, c00);
+    store_quad(work.out_base, m_low, n_high, c01);
+    store_quad(work.out_base, m_low + 1u, n_low, c10);
+    store_quad(work.out_base, m_low + 1u, n_high, c11);
+    store_quad(work.out_base, m_low + 2u, n_low, c20);
+    store_quad(work.out_base, m_low + 2u, n_high, c21);
+    store_quad(work.out_base, m_low + 3u, n_low, c30);
+    store_quad(work.out_base, m_low + 3u, n_high, c31);
+    store_quad(work.out_base, m_high, n_low, c40);
+    store_quad(work.out_base, m_high, n_high, c41);
+    store_quad(work.out_base, m_high + 1u, n_low, c50);
+    store_quad(work.out_base, m_high + 1u, n_high, c51);
+    store_quad(work.out_base, m_high + 2u, n_low, c60);
+    store_quad(work.out_base, m_high + 2u, n_high, c61);
+    store_quad(work.out_base, m_high + 3u, n_low, c70);
+    store_quad(work.out_base, m_high + 3u, n_high, c71);
 }
 
 // One invocation per pixel and 4 rows: for products with a handful of rows (the gradient of the
@@ -442,6 +466,36 @@ fn conv3x3_thin(
         }
         out[index] = value;
     }
+}
+
+// Finishes a split-K product: out = the sum of the `splits` partial products in `input` (each
+// M * H * W long), then bias, ReLU and accumulation as the flags say.
+@compute @workgroup_size(256)
+fn conv3x3_split_sum(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * 256u + lid;
+    let hw = params.height * params.width;
+    let len = params.out_channels * hw;
+    if (i >= len) {
+        return;
+    }
+    var value = 0.0;
+    for (var split = 0u; split < params.splits; split++) {
+        value += input[split * len + i];
+    }
+    if ((params.flags & 1u) != 0u) {
+        value += bias[i / hw];
+    }
+    if ((params.flags & 2u) != 0u) {
+        value = max(value, 0.0);
+    }
+    if ((params.flags & 4u) != 0u) {
+        value += out[i];
+    }
+    out[i] = value;
 }
 
 // The same product computed directly, without workgroup memory or barriers: each invocation owns

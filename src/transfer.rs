@@ -586,7 +586,7 @@ impl StyleTransfer {
             // Direction, previous gradient and the history pairs held so far.
             OptimizerState::Lbfgs(lbfgs) => (2 + 2 * (lbfgs.history_len() as u64 + 1)) * self.image_bytes(),
         };
-        self.executor.allocated_bytes() + optimizer
+        self.executor.allocated_bytes() + self.ctx.shared_scratch_bytes() + optimizer
     }
 
     fn image_bytes(&self) -> u64 {

@@ -41,7 +41,7 @@ fn gpu_conv_forward_matches_reference() {
             let reference = conv::reference::forward(shape, &x, &wt, &b);
             for fused_relu in [false, true] {
                 let out = poisoned(&ctx, shape.output_len());
-                run(&ctx, &single(conv::forward(&ctx, shape, &input, &weights, &out, fused_relu)));
+                run(&ctx, &conv::forward(&ctx, shape, &input, &weights, &out, fused_relu).unwrap());
                 let expected = if fused_relu { relu::reference::forward(&reference) } else { reference.clone() };
                 assert_close(
                     &format!("conv forward {algorithm:?} {shape:?} relu={fused_relu} ({grid})"),
@@ -67,7 +67,7 @@ fn gpu_conv_backward_input_matches_reference() {
             let grad_output = upload(&ctx, &dy);
             let reference = conv::reference::backward_input(shape, &dy, &wt);
             let out = poisoned(&ctx, shape.input_len());
-            run(&ctx, &single(conv::backward_input(&ctx, shape, &grad_output, &weights, &out, false, None)));
+            run(&ctx, &conv::backward_input(&ctx, shape, &grad_output, &weights, &out, false, None).unwrap());
             assert_close(
                 &format!("conv backward {algorithm:?} {shape:?} ({grid})"),
                 &read(&ctx, &out, shape.input_len()),
@@ -77,7 +77,7 @@ fn gpu_conv_backward_input_matches_reference() {
             // Accumulating mode adds to what is there.
             let base = rng.vec(shape.input_len(), -1.0, 1.0);
             let acc = upload(&ctx, &base);
-            run(&ctx, &single(conv::backward_input(&ctx, shape, &grad_output, &weights, &acc, true, None)));
+            run(&ctx, &conv::backward_input(&ctx, shape, &grad_output, &weights, &acc, true, None).unwrap());
             let expected: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + b).collect();
             assert_close(
                 &format!("conv backward += {algorithm:?} ({grid})"),
@@ -91,7 +91,7 @@ fn gpu_conv_backward_input_matches_reference() {
             let masked_out = poisoned(&ctx, shape.input_len());
             let kernel =
                 conv::backward_input(&ctx, shape, &grad_output, &weights, &masked_out, false, Some(&relu_output));
-            run(&ctx, &single(kernel));
+            run(&ctx, &kernel.unwrap());
             let masked = conv::reference::backward_input(shape, &relu::reference::backward(&y, &dy), &wt);
             assert_close(
                 &format!("conv backward with fused ReLU mask {algorithm:?} {shape:?} ({grid})"),
@@ -550,9 +550,7 @@ fn gpu_waits_are_bounded() {
     let weights = ConvWeights::upload(&ctx, "w", &w, &vec![0.0; 64], 64, 64).unwrap();
     let x = ctx.upload("x", &vec![0.5f32; shape.input_len()]).unwrap();
     let y = ctx.buffer("y", shape.output_len()).unwrap();
-    let kernel = conv::forward(&ctx, shape, &x, &weights, &y, true).unwrap();
-    let mut step = Step::new();
-    step.push(kernel);
+    let step = conv::forward(&ctx, shape, &x, &weights, &y, true).unwrap();
     // Tens of milliseconds of work on a CPU adapter, far longer than the bound.
     step.submit(&ctx);
     match ctx.wait() {

@@ -126,6 +126,8 @@ pub struct Context {
     max_groups_per_dim: u32,
     /// Forces one convolution formulation (tests run both); `None` picks by adapter type.
     pub conv_algorithm: Option<crate::ops::conv::ConvAlgorithm>,
+    /// Every buffer `shared_scratch` has made, the current (largest) last.
+    shared_scratch: Mutex<Vec<wgpu::Buffer>>,
 }
 
 impl Context {
@@ -172,6 +174,7 @@ impl Context {
             pending_error,
             wait_timeout: opts.wait_timeout,
             conv_algorithm: conv_algorithm_from_env()?,
+            shared_scratch: Mutex::new(Vec::new()),
         })
     }
 
@@ -209,6 +212,27 @@ impl Context {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
+    }
+
+    /// A scratch buffer of at least `len` floats shared by every kernel that asks: for partial
+    /// results that the next dispatch consumes (split-K sums), which is safe because all work
+    /// runs in order on one queue. Grown when a larger one is asked for, never shrunk; kernels
+    /// recorded earlier keep the smaller one they were given.
+    pub fn shared_scratch(&self, len: usize) -> Result<wgpu::Buffer, GpuError> {
+        let mut made = self.shared_scratch.lock().expect("scratch list");
+        if let Some(current) = made.last()
+            && current.size() >= (len.max(1) * 4) as u64
+        {
+            return Ok(current.clone());
+        }
+        let buffer = self.buffer("shared scratch", len)?;
+        made.push(buffer.clone());
+        Ok(buffer)
+    }
+
+    /// Bytes of every buffer `shared_scratch` has made.
+    pub fn shared_scratch_bytes(&self) -> u64 {
+        self.shared_scratch.lock().expect("scratch list").iter().map(|b| b.size()).sum()
     }
 
     /// A storage buffer holding `data`.

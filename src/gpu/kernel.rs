@@ -44,6 +44,20 @@ impl Kernel {
         buffers: &[&wgpu::Buffer],
         total_groups: u32,
     ) -> Result<Self, GpuError> {
+        let numbered: Vec<(u32, &wgpu::Buffer)> = buffers.iter().enumerate().map(|(i, b)| (i as u32 + 1, *b)).collect();
+        Self::with_bindings(ctx, shader, entry, params, &numbered, total_groups)
+    }
+
+    /// As `new`, with each buffer's binding number given: for entry points that use only some
+    /// of their module's bindings (the layout is derived from what the entry point uses).
+    pub fn with_bindings(
+        ctx: &Context,
+        shader: ShaderSource,
+        entry: &str,
+        params: &[u8],
+        buffers: &[(u32, &wgpu::Buffer)],
+        total_groups: u32,
+    ) -> Result<Self, GpuError> {
         let pipeline = ctx.registry().pipeline(&ctx.device, shader, entry)?;
         let grid = fold_groups(total_groups, ctx.max_groups_per_dim())?;
         let params = with_group_count(params, total_groups);
@@ -56,10 +70,7 @@ impl Kernel {
         ctx.queue.write_buffer(&params_buffer, 0, &params);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params_buffer.as_entire_binding() }];
         entries.extend(
-            buffers
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
+            buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }),
         );
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -86,6 +86,20 @@ impl Executor {
             rgb_to_image,
             image_to_rgb,
         };
+        // One shared scratch, sized for the largest split-K convolution, serves every layer.
+        let split_scratch = executor
+            .plan
+            .nodes
+            .iter()
+            .filter_map(|node| match *node {
+                Node::Conv { input, output, .. } => Some(conv::scratch_floats(ctx, executor.plan.conv_shape(input, output))),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        if split_scratch > 0 {
+            ctx.shared_scratch(split_scratch)?;
+        }
         executor.forward = executor.record_forward(ctx)?;
         executor.capture_style = executor.record_style_capture(ctx)?;
         executor.train = executor.record_training(ctx)?;
@@ -98,7 +112,8 @@ impl Executor {
             let (x, y) = (&self.acts[node.input()], &self.acts[node.output()]);
             let kernel = match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
-                    conv::forward(ctx, self.plan.conv_shape(input, output), x, &self.convs[conv], y, fused)?
+                    step.extend(conv::forward(ctx, self.plan.conv_shape(input, output), x, &self.convs[conv], y, fused)?);
+                    continue;
                 }
                 Node::Relu { input, .. } => relu::forward(ctx, self.plan.acts[input].len(), x, y)?,
                 Node::MaxPool { input, .. } => pool::forward(ctx, self.plan.pool_shape(input), x, y)?,
@@ -222,7 +237,7 @@ impl Executor {
                     let shape = plan.conv_shape(input, output);
                     // A fused ReLU's backward (mask by its output > 0) happens inside the conv's loads.
                     let relu_output = fused.then_some(&self.acts[output]);
-                    step.push(conv::backward_input(
+                    step.extend(conv::backward_input(
                         ctx,
                         shape,
                         &self.grads[current],

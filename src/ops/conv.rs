@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
+use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "conv", source: include_str!("../../kernels/conv.wgsl") };
 
@@ -86,7 +86,10 @@ struct Params {
     ci_stride: u32,
     row_stride: u32,
     tile_m: u32,
-    _pad: [u32; 2],
+    tiles: u32,
+    k_chunk: u32,
+    splits: u32,
+    _pad: [u32; 3],
 }
 
 /// Which formulation of the same product a kernel uses.
@@ -157,16 +160,23 @@ const DIRECT_BLOCKS: u32 = 16;
 const DIRECT_PIXELS: u32 = 4;
 const THIN_ROWS: u32 = 4;
 const THIN_PIXELS: u32 = 256;
+/// Split-K: enough workgroups to fill a large GPU, each reducing over at least this many indices.
+const SPLIT_TARGET_GROUPS: usize = 256;
+const SPLIT_MIN_CHUNK: usize = 256;
 
-fn gemm_kernel(
-    ctx: &Context,
-    rows: usize,
-    in_channels: usize,
-    height: usize,
-    width: usize,
-    flags: u32,
-    buffers: [&wgpu::Buffer; 5],
-) -> Result<Kernel, GpuError> {
+/// How one product is dispatched.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    entry: &'static str,
+    tiles_m: u32,
+    tiles_n: u32,
+    tile_m: u32,
+    /// Split-K parts (1: none) and reduction indices per part (a multiple of 16).
+    splits: u32,
+    k_chunk: u32,
+}
+
+fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: usize) -> Layout {
     let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
     let pixels = (height * width) as u32;
     let m = rows as u32;
@@ -180,25 +190,95 @@ fn gemm_kernel(
             (m.div_ceil(DIRECT_ROWS), blocks.div_ceil(DIRECT_BLOCKS), DIRECT_ROWS, "conv3x3_direct")
         }
     };
+    let k_total = in_channels * 9;
+    // Few tiles over a long reduction (the deep layers at small sizes, conv5_1 at 512 px) leave
+    // most of a GPU idle while each workgroup walks the whole reduction: split it, sum after.
+    let tiles = (tiles_m * tiles_n) as usize;
+    let splittable = matches!(entry, "conv3x3" | "conv3x3_8x8");
+    let splits = if splittable && tiles < SPLIT_TARGET_GROUPS {
+        SPLIT_TARGET_GROUPS.div_ceil(tiles).min(k_total / SPLIT_MIN_CHUNK).max(1)
+    } else {
+        1
+    };
+    let k_chunk = k_total.div_ceil(splits).next_multiple_of(16);
+    Layout { entry, tiles_m, tiles_n, tile_m, splits: k_total.div_ceil(k_chunk) as u32, k_chunk: k_chunk as u32 }
+}
+
+/// Floats of shared scratch the product needs for its split-K partial sums (0 when not split).
+fn scratch_len(layout: &Layout, rows: usize, height: usize, width: usize) -> usize {
+    if layout.splits > 1 { layout.splits as usize * rows * height * width } else { 0 }
+}
+
+/// Floats of shared scratch (`Context::shared_scratch`) the forward and backward of `shape` need:
+/// ask for the largest first so that one buffer serves every layer.
+pub fn scratch_floats(ctx: &Context, shape: ConvShape) -> usize {
+    let (c_in, c_out, h, w) = (shape.in_channels, shape.out_channels, shape.height, shape.width);
+    let forward = scratch_len(&layout(ctx, c_out, c_in, h, w), c_out, h, w);
+    let backward = scratch_len(&layout(ctx, c_in, c_out, h, w), c_in, h, w);
+    forward.max(backward)
+}
+
+fn gemm_kernel(
+    ctx: &Context,
+    rows: usize,
+    in_channels: usize,
+    height: usize,
+    width: usize,
+    flags: u32,
+    [input, weight, bias, output, mask]: [&wgpu::Buffer; 5],
+    (detail, flops): (String, u64),
+) -> Result<Step, GpuError> {
+    let layout = layout(ctx, rows, in_channels, height, width);
+    let split = layout.splits > 1;
     let params = Params {
         groups: 0,
         in_channels: in_channels as u32,
-        out_channels: m,
+        out_channels: rows as u32,
         height: height as u32,
         width: width as u32,
-        tiles_n,
-        flags,
+        tiles_n: layout.tiles_n,
+        // Split parts write raw partial sums; the epilogue (bias, ReLU, accumulate) comes after.
+        flags: if split { flags & !(FLAG_BIAS | FLAG_RELU | FLAG_ACCUMULATE) } else { flags },
         // Forward: row m, channel c, tap t at m * (in * 9) + c * 9 + t. Backward (rows are the
         // forward's input channels, channels its outputs): c * (rows * 9) + m * 9 + (8 - t).
         ci_stride: if flags & FLAG_FLIP_TAPS != 0 { (rows * 9) as u32 } else { 9 },
         row_stride: if flags & FLAG_FLIP_TAPS != 0 { 9 } else { (in_channels * 9) as u32 },
-        tile_m,
-        _pad: [0; 2],
+        tile_m: layout.tile_m,
+        tiles: layout.tiles_m * layout.tiles_n,
+        k_chunk: layout.k_chunk,
+        splits: layout.splits,
+        _pad: [0; 3],
     };
-    Kernel::new(ctx, SHADER, entry, bytemuck::bytes_of(&params), &buffers, tiles_m * tiles_n)
+    let mut step = Step::new();
+    let groups = layout.tiles_m * layout.tiles_n * layout.splits;
+    if !split {
+        step.push(
+            Kernel::new(ctx, SHADER, layout.entry, bytemuck::bytes_of(&params), &[input, weight, bias, output, mask], groups)?
+                .with_work(detail, flops),
+        );
+        return Ok(step);
+    }
+    let partials = ctx.shared_scratch(scratch_len(&layout, rows, height, width))?;
+    step.push(
+        Kernel::new(ctx, SHADER, layout.entry, bytemuck::bytes_of(&params), &[input, weight, bias, &partials, mask], groups)?
+            .with_work(format!("{detail} ({} splits)", layout.splits), flops),
+    );
+    let sum = Params { flags, ..params };
+    let len = (rows * height * width) as u32;
+    // The partial sums are read as `input` (binding 1); the sum uses neither `a` nor `mask`.
+    step.push(Kernel::with_bindings(
+        ctx,
+        SHADER,
+        "conv3x3_split_sum",
+        bytemuck::bytes_of(&sum),
+        &[(1, &partials), (3, bias), (4, output)],
+        len.div_ceil(256),
+    )?);
+    Ok(step)
 }
 
-/// output = conv(input) + bias, optionally followed by ReLU (fused in the epilogue).
+/// output = conv(input) + bias, optionally followed by ReLU (fused in the epilogue): one dispatch,
+/// or two where the reduction is split (the second sums the parts in `Context::shared_scratch`).
 pub fn forward(
     ctx: &Context,
     shape: ConvShape,
@@ -206,7 +286,7 @@ pub fn forward(
     weights: &ConvWeights,
     output: &wgpu::Buffer,
     relu: bool,
-) -> Result<Kernel, GpuError> {
+) -> Result<Step, GpuError> {
     let flags = FLAG_BIAS | if relu { FLAG_RELU } else { 0 };
     gemm_kernel(
         ctx,
@@ -217,8 +297,8 @@ pub fn forward(
         flags,
         // The mask binding is unused without FLAG_MASK_INPUT; any buffer satisfies the layout.
         [input, &weights.weight, &weights.bias, output, input],
+        (format!("forward {}", shape.describe()), shape.flops()),
     )
-    .map(|k| k.with_work(format!("forward {}", shape.describe()), shape.flops()))
 }
 
 /// grad_input (=, or += when `accumulate`) the gradient of the loss with respect to the conv's
@@ -233,7 +313,7 @@ pub fn backward_input(
     grad_input: &wgpu::Buffer,
     accumulate: bool,
     relu_output: Option<&wgpu::Buffer>,
-) -> Result<Kernel, GpuError> {
+) -> Result<Step, GpuError> {
     let flags = FLAG_FLIP_TAPS
         | if accumulate { FLAG_ACCUMULATE } else { 0 }
         | if relu_output.is_some() { FLAG_MASK_INPUT } else { 0 };
@@ -246,8 +326,8 @@ pub fn backward_input(
         flags,
         // The bias binding is unused without FLAG_BIAS; any buffer satisfies the layout.
         [grad_output, &weights.weight, &weights.bias, grad_input, relu_output.unwrap_or(grad_output)],
+        (format!("backward {}", shape.describe()), shape.flops()),
     )
-    .map(|k| k.with_work(format!("backward {}", shape.describe()), shape.flops()))
 }
 
 /// f64 references, written from the definitions (no im2col, no flipping) so that they check the kernel.
