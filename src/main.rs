@@ -353,7 +353,10 @@ fn bench(options: stylize::bench::BenchOptions, json: bool) -> Result<()> {
     let report = stylize::bench::run(&options)?;
     println!("adapter      {} ({}, {})", report.adapter, report.backend, report.device_type);
     println!("size         {0}x{0}, {1} timed steps after {2} warm-up", report.size, report.iterations, options.warmup);
-    println!("ms/step      {:.2} ({:.2} ms of it on the CPU: recording and submitting)", report.ms_per_step, report.cpu_ms_per_step);
+    println!(
+        "ms/step      {:.2} ({:.2} ms of it on the CPU: recording and submitting)",
+        report.ms_per_step, report.cpu_ms_per_step
+    );
     println!("GFLOP/s      {:.2} (effective: {:.3} GFLOP per step)", report.gflops, report.flops_per_step as f64 / 1e9);
     println!("GPU memory   {:.1} MiB in our buffers", report.peak_gpu_bytes as f64 / (1u64 << 20) as f64);
     if report.profile.is_some() {

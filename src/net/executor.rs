@@ -92,7 +92,9 @@ impl Executor {
             .nodes
             .iter()
             .filter_map(|node| match *node {
-                Node::Conv { input, output, .. } => Some(conv::scratch_floats(ctx, executor.plan.conv_shape(input, output))),
+                Node::Conv { input, output, .. } => {
+                    Some(conv::scratch_floats(ctx, executor.plan.conv_shape(input, output)))
+                }
                 _ => None,
             })
             .max()
@@ -112,7 +114,14 @@ impl Executor {
             let (x, y) = (&self.acts[node.input()], &self.acts[node.output()]);
             let kernel = match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
-                    step.extend(conv::forward(ctx, self.plan.conv_shape(input, output), x, &self.convs[conv], y, fused)?);
+                    step.extend(conv::forward(
+                        ctx,
+                        self.plan.conv_shape(input, output),
+                        x,
+                        &self.convs[conv],
+                        y,
+                        fused,
+                    )?);
                     continue;
                 }
                 Node::Relu { input, .. } => relu::forward(ctx, self.plan.acts[input].len(), x, y)?,

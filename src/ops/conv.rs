@@ -131,28 +131,42 @@ impl ConvAlgorithm {
     }
 
     /// The concrete tiling `Tiled` uses for a product of `rows` x `pixels` outputs with a reduction
-    /// over `channels` x 9. Measured per VGG-19 layer on an H200 at 256, 512 and 1024 px
-    /// (BENCHMARKS.md): the thin kernel for a handful of rows (3.5x faster than any tile on
-    /// the image's gradient); 128 x 128 tiles where there are at least 128 of them, 64 x 256
-    /// for 64-row products with at least 256; 64 x 64 tiles for short reductions (conv1_1,
-    /// K = 27) and where big tiles would leave the GPU idle (conv5_1 at 512 px).
+    /// over `channels` x 9, from per-layer timings of every tiling on an H200 at 128 to 1024 px
+    /// (BENCHMARKS.md): the thin kernel for a handful of rows (3.5x faster than any tile for
+    /// the image's gradient at 512 px); 64 x 64 tiles for short reductions (conv1_1, K = 27);
+    /// else the largest tile that fits the rows (128 x 128 from 128 rows, 64 x 256 from 64),
+    /// unless even split-K leaves it under 128 workgroups (about one per multiprocessor), where
+    /// 64 x 64 tiles keep more of the GPU busy.
     pub fn choose(self, rows: usize, channels: usize, pixels: usize) -> Self {
         if self != ConvAlgorithm::Tiled {
             return self;
         }
-        let tiles = |tm: usize, tn: usize| rows.div_ceil(tm) * pixels.div_ceil(tn);
+        let k_total = channels * 9;
+        let groups = |tm: usize, tn: usize| {
+            let tiles = rows.div_ceil(tm) * pixels.div_ceil(tn);
+            tiles * split_parts(tiles, k_total)
+        };
         if rows <= 4 {
             ConvAlgorithm::Thin
-        } else if channels * 9 < 64 {
+        } else if k_total < 64 {
             ConvAlgorithm::Tiled64
-        } else if rows >= 128 && tiles(128, 128) >= 128 {
+        } else if rows >= 128 && groups(128, 128) >= 128 {
             ConvAlgorithm::Square
-        } else if rows >= 64 && tiles(64, 256) >= 256 {
+        } else if (64..128).contains(&rows) && groups(64, 256) >= 128 {
             ConvAlgorithm::Wide
         } else {
             ConvAlgorithm::Tiled64
         }
     }
+}
+
+/// Split-K parts for `tiles` workgroups over a reduction of `k_total`: enough to reach
+/// SPLIT_TARGET_GROUPS workgroups, each reducing over at least SPLIT_MIN_CHUNK indices.
+fn split_parts(tiles: usize, k_total: usize) -> usize {
+    if tiles >= SPLIT_TARGET_GROUPS {
+        return 1;
+    }
+    SPLIT_TARGET_GROUPS.div_ceil(tiles.max(1)).min(k_total / SPLIT_MIN_CHUNK).max(1)
 }
 
 const DIRECT_ROWS: u32 = 16;
@@ -195,11 +209,7 @@ fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: 
     // most of a GPU idle while each workgroup walks the whole reduction: split it, sum after.
     let tiles = (tiles_m * tiles_n) as usize;
     let splittable = matches!(entry, "conv3x3" | "conv3x3_8x8");
-    let splits = if splittable && tiles < SPLIT_TARGET_GROUPS {
-        SPLIT_TARGET_GROUPS.div_ceil(tiles).min(k_total / SPLIT_MIN_CHUNK).max(1)
-    } else {
-        1
-    };
+    let splits = if splittable { split_parts(tiles, k_total) } else { 1 };
     let k_chunk = k_total.div_ceil(splits).next_multiple_of(16);
     Layout { entry, tiles_m, tiles_n, tile_m, splits: k_total.div_ceil(k_chunk) as u32, k_chunk: k_chunk as u32 }
 }
@@ -253,15 +263,29 @@ fn gemm_kernel(
     let groups = layout.tiles_m * layout.tiles_n * layout.splits;
     if !split {
         step.push(
-            Kernel::new(ctx, SHADER, layout.entry, bytemuck::bytes_of(&params), &[input, weight, bias, output, mask], groups)?
-                .with_work(detail, flops),
+            Kernel::new(
+                ctx,
+                SHADER,
+                layout.entry,
+                bytemuck::bytes_of(&params),
+                &[input, weight, bias, output, mask],
+                groups,
+            )?
+            .with_work(detail, flops),
         );
         return Ok(step);
     }
     let partials = ctx.shared_scratch(scratch_len(&layout, rows, height, width))?;
     step.push(
-        Kernel::new(ctx, SHADER, layout.entry, bytemuck::bytes_of(&params), &[input, weight, bias, &partials, mask], groups)?
-            .with_work(format!("{detail} ({} splits)", layout.splits), flops),
+        Kernel::new(
+            ctx,
+            SHADER,
+            layout.entry,
+            bytemuck::bytes_of(&params),
+            &[input, weight, bias, &partials, mask],
+            groups,
+        )?
+        .with_work(format!("{detail} ({} splits)", layout.splits), flops),
     );
     let sum = Params { flags, ..params };
     let len = (rows * height * width) as u32;
@@ -385,5 +409,32 @@ pub mod reference {
             }
         }
         grad_input
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConvAlgorithm::{self, *};
+
+    /// The tiling `Tiled` picks for VGG-19's products, against the fastest measured on an H200
+    /// (benches/device_conv_variants.sh; BENCHMARKS.md): (rows, channels, side, expected).
+    #[test]
+    fn tiled_picks_the_measured_fastest_tiling() {
+        let cases = [
+            (64, 3, 512, Tiled64),   // conv1_1 forward, K = 27
+            (64, 64, 512, Wide),     // conv1_2 forward
+            (3, 64, 512, Thin),      // conv1_1 backward: the image's gradient
+            (256, 256, 128, Square), // conv3_x at 512 px
+            (512, 512, 32, Square),  // conv5_1 at 512 px, split 8 ways
+            (512, 512, 8, Tiled64),  // conv5_1 at 128 px: 4 big tiles even split
+            (256, 512, 16, Tiled64), // conv4_1 backward at 128 px
+            (512, 512, 16, Square),  // conv4_x at 128 px
+            (64, 128, 64, Tiled64),  // conv2_1 backward at 128 px
+            (64, 128, 128, Wide),    // conv2_1 backward at 256 px
+        ];
+        for (rows, channels, side, expected) in cases {
+            assert_eq!(ConvAlgorithm::Tiled.choose(rows, channels, side * side), expected, "{rows}x{channels}@{side}");
+        }
+        assert_eq!(ConvAlgorithm::Direct.choose(64, 64, 512 * 512), Direct, "forced choices stand");
     }
 }

@@ -72,15 +72,17 @@ pub fn forward(
     };
     let mut step = Step::new();
     let partials = ctx.buffer("gram partials", splits * shape.gram_len())?;
-    step.push(Kernel::new(
-        ctx,
-        SHADER,
-        "gram_forward",
-        bytemuck::bytes_of(&params),
-        &[features, &partials],
-        (pairs * splits) as u32,
-    )?
-    .with_work(format!("forward {}x{}", shape.channels, shape.n), shape.flops()));
+    step.push(
+        Kernel::new(
+            ctx,
+            SHADER,
+            "gram_forward",
+            bytemuck::bytes_of(&params),
+            &[features, &partials],
+            (pairs * splits) as u32,
+        )?
+        .with_work(format!("forward {}x{}", shape.channels, shape.n), shape.flops()),
+    );
     step.push(reduce::sum_splits(ctx, shape.gram_len(), splits, &partials, gram)?);
     step.keep(partials);
     Ok(step)
