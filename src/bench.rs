@@ -33,7 +33,8 @@ pub struct BenchReport {
     pub iterations: usize,
     pub ms_per_step: f64,
     /// Host time inside `StyleTransfer::step` (uniform writes, recording, submit): when it nears
-    /// `ms_per_step`, the CPU side bounds the step.
+    /// `ms_per_step` on a GPU, the host bounds the step (CPU drivers such as lavapipe may also
+    /// execute work inside the submit).
     pub cpu_ms_per_step: f64,
     pub flops_per_step: u64,
     /// Effective GFLOP/s: `flops_per_step` over the measured wall time of a step.
