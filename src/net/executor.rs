@@ -16,6 +16,9 @@ pub struct Executor {
     /// Which of the two ping-pong gradient buffers holds dL/d(image) after the backward pass.
     image_grad: usize,
     grads: [wgpu::Buffer; 2],
+    /// Per node: the bit mask of a fused ReLU's output, the arg-max codes of a max-pool.
+    masks: Vec<Option<wgpu::Buffer>>,
+    codes: Vec<Option<wgpu::Buffer>>,
     content_targets: Vec<wgpu::Buffer>,
     style_grams: Vec<wgpu::Buffer>,
     losses: wgpu::Buffer,
@@ -53,6 +56,21 @@ impl Executor {
             .collect::<Result<Vec<_>, _>>()?;
         let largest = plan.acts.iter().map(|s| s.len()).max().unwrap_or(1);
         let grads = [ctx.buffer("gradient A", largest)?, ctx.buffer("gradient B", largest)?];
+        let words = |what: &str, words: Option<usize>, i: usize| {
+            words.map(|len| ctx.buffer(&format!("{what} of node {i}"), len)).transpose()
+        };
+        let masks = plan
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| words("ReLU mask", plan.mask_words(n), i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let codes = plan
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| words("max-pool codes", plan.codes_words(n), i))
+            .collect::<Result<Vec<_>, _>>()?;
         let gram_buffer = |t: &super::LossTerm, what: &str| {
             let c = plan.acts[t.act].channels;
             ctx.buffer(&format!("{what} {}", t.layer), c * c)
@@ -80,31 +98,41 @@ impl Executor {
             acts,
             image_grad: 0,
             grads,
+            masks,
+            codes,
             content_targets,
             style_grams,
             losses,
             rgb_to_image,
             image_to_rgb,
         };
-        executor.forward = executor.record_forward(ctx)?;
+        executor.forward = executor.record_forward(ctx, false)?;
         executor.capture_style = executor.record_style_capture(ctx)?;
         executor.train = executor.record_training(ctx)?;
         Ok(executor)
     }
 
-    fn record_forward(&self, ctx: &Context) -> Result<Step, NetError> {
+    /// The forward pass; for `training`, also the fused ReLUs' masks the backward reads (the
+    /// max-pools write their arg-max codes either way).
+    fn record_forward(&self, ctx: &Context, training: bool) -> Result<Step, NetError> {
         let mut step = Step::new();
-        for node in &self.plan.nodes {
+        for (i, node) in self.plan.nodes.iter().enumerate() {
             let (x, y) = (&self.acts[node.input()], &self.acts[node.output()]);
             let kernel = match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
                     conv::forward(ctx, self.plan.conv_shape(input, output), x, &self.convs[conv], y, fused)?
                 }
                 Node::Relu { input, .. } => relu::forward(ctx, self.plan.acts[input].len(), x, y)?,
-                Node::MaxPool { input, .. } => pool::forward(ctx, self.plan.pool_shape(input), x, y)?,
+                Node::MaxPool { input, .. } => {
+                    let codes = self.codes[i].as_ref().expect("the plan gives every max-pool codes");
+                    pool::forward(ctx, self.plan.pool_shape(input), x, y, codes)?
+                }
                 Node::AvgPool { input, .. } => pool::avg_forward(ctx, self.plan.pool_shape(input), x, y)?,
             };
             step.push(kernel);
+            if let (true, Some(mask)) = (training, &self.masks[i]) {
+                step.push(relu::pack_mask(ctx, self.plan.acts[node.output()].len(), y, mask)?);
+            }
         }
         Ok(step)
     }
@@ -121,7 +149,7 @@ impl Executor {
     /// ping-pong between two buffers; a loss's gradient is added where its features are read.
     fn record_training(&mut self, ctx: &Context) -> Result<Step, NetError> {
         let plan = &self.plan;
-        let mut step = self.record_forward(ctx)?;
+        let mut step = self.record_forward(ctx, true)?;
         let mut target_grams = Vec::new();
         let slots_before_style = plan.content.len();
         for (slot, (term, target)) in plan.content.iter().zip(&self.content_targets).enumerate() {
@@ -155,7 +183,7 @@ impl Executor {
         let mut current = 0usize;
         let mut valid = false;
         let normalize = plan.losses.normalize_gradients;
-        for node in plan.nodes.iter().rev() {
+        for (i, node) in plan.nodes.iter().enumerate().rev() {
             let out = node.output();
             for (term, target) in plan.content.iter().zip(&self.content_targets).filter(|(t, _)| t.act == out) {
                 let len = plan.acts[out].len();
@@ -220,8 +248,10 @@ impl Executor {
             match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
                     let shape = plan.conv_shape(input, output);
-                    // A fused ReLU's backward (mask by its output > 0) happens inside the conv's loads.
-                    let relu_output = fused.then_some(&self.acts[output]);
+                    // A fused ReLU's backward (mask by its output > 0) happens inside the conv's
+                    // loads, from the mask bits the forward packed.
+                    let mask = if fused { self.masks[i].as_ref() } else { None };
+                    debug_assert_eq!(fused, mask.is_some(), "the plan gives every fused ReLU a mask");
                     step.push(conv::backward_input(
                         ctx,
                         shape,
@@ -229,7 +259,7 @@ impl Executor {
                         &self.convs[conv],
                         &self.grads[other],
                         false,
-                        relu_output,
+                        mask,
                     )?);
                     current = other;
                 }
@@ -239,8 +269,9 @@ impl Executor {
                     current = other;
                 }
                 Node::MaxPool { input, .. } => {
+                    let codes = self.codes[i].as_ref().expect("the plan gives every max-pool codes");
                     let shape = plan.pool_shape(input);
-                    step.push(pool::backward(ctx, shape, &self.acts[input], &self.grads[current], &self.grads[other])?);
+                    step.push(pool::backward(ctx, shape, codes, &self.grads[current], &self.grads[other])?);
                     current = other;
                 }
                 Node::AvgPool { input, .. } => {
@@ -409,9 +440,10 @@ impl Executor {
         let weights: u64 = self.convs.iter().map(|c| c.weight.size() + c.bias.size()).sum();
         let acts: u64 = self.acts.iter().map(|b| b.size()).sum();
         let grads: u64 = self.grads.iter().map(|b| b.size()).sum();
+        let masks: u64 = self.masks.iter().chain(&self.codes).flatten().map(|b| b.size()).sum();
         let targets: u64 = self.content_targets.iter().chain(&self.style_grams).map(|b| b.size()).sum();
         let scratch = self.forward.scratch_bytes() + self.capture_style.scratch_bytes() + self.train.scratch_bytes();
-        weights + acts + grads + targets + scratch + self.rgb.size() + self.losses.size()
+        weights + acts + grads + masks + targets + scratch + self.rgb.size() + self.losses.size()
     }
 }
 

@@ -283,6 +283,22 @@ impl Plan {
         crate::ops::gram::GramShape { channels: s.channels, n: s.height * s.width }
     }
 
+    /// `u32` words of the ReLU mask that `node`'s backward reads: Some for a convolution with a fused ReLU.
+    pub fn mask_words(&self, node: &Node) -> Option<usize> {
+        match *node {
+            Node::Conv { output, relu: true, .. } => Some(crate::ops::relu::mask_words(self.acts[output].len())),
+            _ => None,
+        }
+    }
+
+    /// `u32` words of the arg-max codes that `node`'s backward reads: Some for a max-pool.
+    pub fn codes_words(&self, node: &Node) -> Option<usize> {
+        match *node {
+            Node::MaxPool { input, .. } => Some(crate::ops::pool::codes_words(self.pool_shape(input))),
+            _ => None,
+        }
+    }
+
     /// Bytes of the largest single buffer the executor will allocate (an activation, a
     /// gradient or a Gram partial-sum buffer), and what it holds.
     pub fn largest_buffer(&self) -> (u64, String) {
