@@ -1,8 +1,9 @@
 // The ReLU mask as bits: bit i % 32 of word i / 32 is set where values[i] > 0 (0, -0, negatives and
 // NaN give 0), which is all the backward of a fused conv + ReLU reads of the forward's output
-// (1/32 of its bytes). One invocation per value, so loads stay coalesced; a workgroup's 256 bits
-// meet in workgroup memory and 8 of its invocations write its 8 words. The bits of the last word
-// past `len` are 0.
+// (1/32 of its bytes). The bits of the last word past `len` are 0. Two forms of the same packing:
+// `relu_mask` for GPUs, one invocation per value so that loads stay coalesced, a workgroup's 256
+// bits meeting in workgroup memory and 8 of its invocations writing its 8 words; `relu_mask_words`
+// for CPU adapters, where barriers are expensive: one invocation per word, no workgroup memory.
 
 struct Params {
     groups: u32, // logical workgroups (filled by the host)
@@ -44,4 +45,25 @@ fn relu_mask(
         }
         bits[word] = packed;
     }
+}
+
+@compute @workgroup_size(256)
+fn relu_mask_words(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let word = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * 256u + lid;
+    let first = word * 32u;
+    if (first >= params.len) {
+        return;
+    }
+    let count = min(params.len - first, 32u);
+    var packed = 0u;
+    for (var j = 0u; j < count; j++) {
+        if (values[first + j] > 0.0) {
+            packed |= 1u << j;
+        }
+    }
+    bits[word] = packed;
 }

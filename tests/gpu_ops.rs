@@ -151,8 +151,11 @@ fn gpu_relu_matches_reference() {
 #[test]
 fn gpu_relu_mask_bits_match_reference() {
     let mut rng = Rng::new(31);
-    for (grid, ctx) in contexts("gpu_relu_mask_bits_match_reference") {
-        for len in [1, 31, 33, 5 * 13 * 17, 256 * 40 + 17] {
+    for (grid, mut ctx) in contexts("gpu_relu_mask_bits_match_reference") {
+        // Per value (GPUs) and per word (CPU adapters); 256 * 40 * 32 + 17 values need a folded
+        // grid on the split context in both forms.
+        for (algorithm, len) in both_algorithms([1, 31, 33, 5 * 13 * 17, 256 * 40 + 17, 256 * 40 * 32 + 17]) {
+            ctx.conv_algorithm = Some(algorithm);
             let mut values = rng.vec(len, -1.0, 1.0);
             let specials = [0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-30, -1e-30];
             for (i, v) in values.iter_mut().enumerate().filter(|(i, _)| i % 5 == 2) {
@@ -165,7 +168,7 @@ fn gpu_relu_mask_bits_match_reference() {
             let expected = relu::reference::mask_bits(&values);
             assert_eq!(expected.len(), words);
             let got = ctx.read_words(&bits, words).unwrap();
-            assert_eq!(got, expected, "mask bits of {len} values ({grid})");
+            assert_eq!(got, expected, "mask bits of {len} values, {algorithm:?} ({grid})");
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::conv::ConvAlgorithm;
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "relu", source: include_str!("../../kernels/relu.wgsl") };
@@ -54,9 +55,15 @@ pub fn mask_words(len: usize) -> usize {
 
 /// bits[i / 32] bit i % 32 = values[i] > 0, over `len` values (`mask_words(len)` words; the bits
 /// past `len` are 0): the ReLU mask that `conv::backward_input` reads instead of the activation.
+/// One invocation per value on GPUs, one per word on CPU adapters (the convolution's choice,
+/// `ConvAlgorithm`).
 pub fn pack_mask(ctx: &Context, len: usize, values: &wgpu::Buffer, bits: &wgpu::Buffer) -> Result<Kernel, GpuError> {
     let (p, groups) = params(len);
-    Kernel::new(ctx, MASK_SHADER, "relu_mask", bytemuck::bytes_of(&p), &[values, bits], groups)
+    let (entry, groups) = match ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx)) {
+        ConvAlgorithm::Tiled => ("relu_mask", groups),
+        ConvAlgorithm::Direct => ("relu_mask_words", (mask_words(len) as u32).div_ceil(256)),
+    };
+    Kernel::new(ctx, MASK_SHADER, entry, bytemuck::bytes_of(&p), &[values, bits], groups)
 }
 
 pub mod reference {
