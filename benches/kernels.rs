@@ -303,9 +303,14 @@ fn pool_case(bench: &Bench, shape: PoolShape) -> PoolCase {
     let y = ctx.buffer("y", shape.output_len()).unwrap();
     let dy = bench.random_buffer("dy", shape.output_len(), &mut rng, -1.0, 1.0);
     let dx = ctx.buffer("dx", shape.input_len()).unwrap();
-    let forward = pool::forward(ctx, shape, &x, &y).unwrap();
-    let backward = pool::backward(ctx, shape, &x, &dy, &dx).unwrap();
-    PoolCase { forward, backward, _buffers: vec![x, y, dy, dx] }
+    let codes = ctx.buffer("codes", pool::codes_words(shape)).unwrap();
+    // The backward reads the codes a forward wrote.
+    let mut first = Step::new();
+    first.push(pool::forward(ctx, shape, &x, &y, &codes).unwrap());
+    first.run(ctx).unwrap();
+    let forward = pool::forward(ctx, shape, &x, &y, &codes).unwrap();
+    let backward = pool::backward(ctx, shape, &codes, &dy, &dx).unwrap();
+    PoolCase { forward, backward, _buffers: vec![x, y, codes, dy, dx] }
 }
 
 fn bench_pool(c: &mut Criterion, bench: &Bench) {
@@ -317,17 +322,18 @@ fn bench_pool(c: &mut Criterion, bench: &Bench) {
         let label = format!("{name}_{channels}@{side}");
         let make = || pool_case(bench, shape);
         let (input, output) = (4 * shape.input_len() as u64, 4 * shape.output_len() as u64);
-        // Forward: read the input, write the output. Backward: read the input and the output
-        // gradient, write the input gradient.
+        let codes = 4 * pool::codes_words(shape) as u64;
+        // Forward: read the input, write the output and the arg-max codes. Backward: read the
+        // codes and the output gradient, write the input gradient.
         bench_kernels(
             &mut group,
             bench,
             &format!("forward/{label}"),
-            Throughput::BytesDecimal(input + output),
+            Throughput::BytesDecimal(input + output + codes),
             make,
             |c| vec![&c.forward],
         );
-        let backward_bytes = Throughput::BytesDecimal(2 * input + output);
+        let backward_bytes = Throughput::BytesDecimal(input + output + codes);
         bench_kernels(&mut group, bench, &format!("backward/{label}"), backward_bytes, make, |c| vec![&c.backward]);
     }
     group.finish();

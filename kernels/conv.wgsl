@@ -70,13 +70,14 @@ fn weight_index(m: u32, k: u32) -> u32 {
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-// The forward ReLU output whose positive entries let the input through (bit 3); any buffer otherwise.
-@group(0) @binding(5) var<storage, read> mask: array<f32>;
+// The forward ReLU's mask as bits (bit 3): bit index % 32 of word index / 32 is set where the ReLU
+// output at `index` is > 0 and lets the input through (`relu_mask.wgsl` packs it); any buffer otherwise.
+@group(0) @binding(5) var<storage, read> mask: array<u32>;
 
 // input[index], or 0 where the fused ReLU backward blocks it.
 fn masked_input(index: u32) -> f32 {
     let value = input[index];
-    if ((params.flags & 8u) != 0u && !(mask[index] > 0.0)) {
+    if ((params.flags & 8u) != 0u && ((mask[index / 32u] >> (index % 32u)) & 1u) == 0u) {
         return 0.0;
     }
     return value;

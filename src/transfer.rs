@@ -579,14 +579,20 @@ impl StyleTransfer {
         Ok(Image::new(self.width, self.height, data))
     }
 
-    /// Bytes of GPU memory held by every buffer of the run (network, targets, scratch, Adam's moments).
+    /// Bytes of GPU memory held by every buffer of the run (network, targets, scratch, Adam's
+    /// moments, the previous and the last finite image, the iterate average).
     pub fn gpu_bytes(&self) -> u64 {
         let optimizer = match &self.optimizer {
             OptimizerState::Adam { adam, .. } => adam.exp_avg.size() + adam.exp_avg_sq.size(),
             // Direction, previous gradient and the history pairs held so far.
             OptimizerState::Lbfgs(lbfgs) => (2 + 2 * (lbfgs.history_len() as u64 + 1)) * self.image_bytes(),
         };
-        self.executor.allocated_bytes() + self.ctx.shared_scratch_bytes() + optimizer
+        let own = [&self.previous_image, &self.verified_image, &self.non_finite_flag]
+            .into_iter()
+            .chain(self.average.as_ref().map(|a| &a.buffer))
+            .map(|b| b.size())
+            .sum::<u64>();
+        self.executor.allocated_bytes() + self.ctx.shared_scratch_bytes() + optimizer + own
     }
 
     fn image_bytes(&self) -> u64 {

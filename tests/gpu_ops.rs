@@ -85,18 +85,36 @@ fn gpu_conv_backward_input_matches_reference() {
                 &expected,
                 F32_TOL,
             );
-            // With the ReLU that follows the conv fused into the loads: mask dL/dy by y > 0 first.
-            let y = rng.vec(shape.output_len(), -1.0, 1.0);
-            let relu_output = upload(&ctx, &relu::reference::forward(&y));
+            // With the ReLU that follows the conv fused into the loads: mask dL/dy by y > 0 first,
+            // the mask as bits (32 to a word; these output sizes are multiples of neither 32 nor 16
+            // except where the shape is tiny). Zeros and negative zeros block, like negatives.
+            let mut y = rng.vec(shape.output_len(), -1.0, 1.0);
+            for (i, v) in y.iter_mut().enumerate().filter(|(i, _)| i % 7 == 3) {
+                *v = if i % 2 == 0 { 0.0 } else { -0.0 };
+            }
+            let relu_mask = ctx.upload_words("mask", &relu::reference::mask_bits(&y)).unwrap();
             let masked_out = poisoned(&ctx, shape.input_len());
             let kernel =
-                conv::backward_input(&ctx, shape, &grad_output, &weights, &masked_out, false, Some(&relu_output));
+                conv::backward_input(&ctx, shape, &grad_output, &weights, &masked_out, false, Some(&relu_mask));
             run(&ctx, &kernel.unwrap());
             let masked = conv::reference::backward_input(shape, &relu::reference::backward(&y, &dy), &wt);
             assert_close(
                 &format!("conv backward with fused ReLU mask {algorithm:?} {shape:?} ({grid})"),
                 &read(&ctx, &masked_out, shape.input_len()),
                 &masked,
+                F32_TOL,
+            );
+            // The same with the mask packed on the GPU from the ReLU's output, and accumulating.
+            let relu_output = upload(&ctx, &relu::reference::forward(&y));
+            let gpu_mask = poisoned(&ctx, relu::mask_words(shape.output_len()));
+            run(&ctx, &single(relu::pack_mask(&ctx, shape.output_len(), &relu_output, &gpu_mask)));
+            let acc = upload(&ctx, &base);
+            run(&ctx, &conv::backward_input(&ctx, shape, &grad_output, &weights, &acc, true, Some(&gpu_mask)).unwrap());
+            let expected: Vec<f64> = masked.iter().zip(&base).map(|(r, b)| r + b).collect();
+            assert_close(
+                &format!("conv backward += with a GPU-packed ReLU mask {algorithm:?} {shape:?} ({grid})"),
+                &read(&ctx, &acc, shape.input_len()),
+                &expected,
                 F32_TOL,
             );
         }
@@ -115,14 +133,45 @@ fn gpu_relu_matches_reference() {
         run(&ctx, &single(relu::forward(&ctx, len, &input, &out)));
         assert_close(&format!("relu forward ({grid})"), &read(&ctx, &out, len), &relu::reference::forward(&x), F32_TOL);
         let grad_output = upload(&ctx, &dy);
-        let grad_input = poisoned(&ctx, len);
-        run(&ctx, &single(relu::backward(&ctx, len, &out, &grad_output, &grad_input)));
-        assert_close(
-            &format!("relu backward ({grid})"),
-            &read(&ctx, &grad_input, len),
-            &relu::reference::backward(&x, &dy),
-            F32_TOL,
-        );
+        // The backward masks by the forward's output or, as the executor runs it, by its input.
+        for (what, values) in [("output", &out), ("input", &input)] {
+            let grad_input = poisoned(&ctx, len);
+            run(&ctx, &single(relu::backward(&ctx, len, values, &grad_output, &grad_input)));
+            assert_close(
+                &format!("relu backward masked by its {what} ({grid})"),
+                &read(&ctx, &grad_input, len),
+                &relu::reference::backward(&x, &dy),
+                F32_TOL,
+            );
+        }
+    }
+}
+
+/// The ReLU mask packed 32 values to a word, against the reference bit for bit, at lengths that
+/// are no multiple of 32 (the last word's spare bits are 0), on a folded grid too. Zeros, negative
+/// zeros, NaNs and infinities included: only values > 0 set a bit.
+#[test]
+fn gpu_relu_mask_bits_match_reference() {
+    let mut rng = Rng::new(31);
+    for (grid, mut ctx) in contexts("gpu_relu_mask_bits_match_reference") {
+        // Per value (GPUs) and per word (CPU adapters); 256 * 40 * 32 + 17 values need a folded
+        // grid on the split context in both forms.
+        for (algorithm, len) in both_algorithms([1, 31, 33, 5 * 13 * 17, 256 * 40 + 17, 256 * 40 * 32 + 17]) {
+            ctx.conv_algorithm = Some(algorithm);
+            let mut values = rng.vec(len, -1.0, 1.0);
+            let specials = [0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-30, -1e-30];
+            for (i, v) in values.iter_mut().enumerate().filter(|(i, _)| i % 5 == 2) {
+                *v = specials[i % specials.len()];
+            }
+            let input = upload(&ctx, &values);
+            let words = relu::mask_words(len);
+            let bits = poisoned(&ctx, words);
+            run(&ctx, &single(relu::pack_mask(&ctx, len, &input, &bits)));
+            let expected = relu::reference::mask_bits(&values);
+            assert_eq!(expected.len(), words);
+            let got = ctx.read_words(&bits, words).unwrap();
+            assert_eq!(got, expected, "mask bits of {len} values, {algorithm:?} ({grid})");
+        }
     }
 }
 
@@ -144,37 +193,57 @@ fn gpu_relu_split_dispatch_beyond_65535_workgroups() {
     assert_close("relu forward, split grid", &read(&ctx, &out, len), &relu::reference::forward(&x), F32_TOL);
 }
 
+/// Max-pool forward (output and arg-max codes) and the backward from those codes, against the f64
+/// references: on random data, and on data drawn from four values so that windows tie often.
+/// Output counts are no multiple of 16 (the last code word's spare bits are 0), odd sizes drop a
+/// row or column, and the largest shape needs a folded grid on the split context.
 #[test]
 fn gpu_maxpool_matches_reference() {
     let mut rng = Rng::new(5);
     for (grid, ctx) in contexts("gpu_maxpool_matches_reference") {
-        for (c, h, w) in [(5, 13, 17), (3, 14, 9), (67, 3, 3)] {
+        for (c, h, w) in [(5, 13, 17), (3, 14, 9), (67, 3, 3), (7, 61, 45)] {
             let shape = pool::PoolShape { channels: c, height: h, width: w };
-            let x = rng.vec(shape.input_len(), -1.0, 1.0);
-            let dy = rng.vec(shape.output_len(), -1.0, 1.0);
-            let input = upload(&ctx, &x);
-            let out = poisoned(&ctx, shape.output_len());
-            run(&ctx, &single(pool::forward(&ctx, shape, &input, &out)));
-            assert_close(
-                &format!("maxpool forward {shape:?} ({grid})"),
-                &read(&ctx, &out, shape.output_len()),
-                &pool::reference::forward(shape, &x),
-                F32_TOL,
-            );
-            let grad_output = upload(&ctx, &dy);
-            let grad_input = poisoned(&ctx, shape.input_len());
-            run(&ctx, &single(pool::backward(&ctx, shape, &input, &grad_output, &grad_input)));
-            assert_close(
-                &format!("maxpool backward {shape:?} ({grid})"),
-                &read(&ctx, &grad_input, shape.input_len()),
-                &pool::reference::backward(shape, &x, &dy),
-                F32_TOL,
-            );
+            for ties in [false, true] {
+                let x = if ties {
+                    (0..shape.input_len()).map(|_| [-1.0, 0.0, 0.5, 1.0][(rng.uniform() * 4.0) as usize]).collect()
+                } else {
+                    rng.vec(shape.input_len(), -1.0, 1.0)
+                };
+                let dy = rng.vec(shape.output_len(), -1.0, 1.0);
+                let what = format!("{shape:?}{} ({grid})", if ties { " with ties" } else { "" });
+                let input = upload(&ctx, &x);
+                let out = poisoned(&ctx, shape.output_len());
+                let words = pool::codes_words(shape);
+                let codes = poisoned(&ctx, words);
+                run(&ctx, &single(pool::forward(&ctx, shape, &input, &out, &codes)));
+                assert_close(
+                    &format!("maxpool forward {what}"),
+                    &read(&ctx, &out, shape.output_len()),
+                    &pool::reference::forward(shape, &x),
+                    F32_TOL,
+                );
+                let expected_codes = pool::reference::argmax_codes(shape, &x);
+                assert_eq!(expected_codes.len(), words);
+                assert_eq!(ctx.read_words(&codes, words).unwrap(), expected_codes, "maxpool codes {what}");
+                let reference = pool::reference::backward(shape, &x, &dy);
+                assert_eq!(pool::reference::backward_from_codes(shape, &expected_codes, &dy), reference);
+                let grad_output = upload(&ctx, &dy);
+                let grad_input = poisoned(&ctx, shape.input_len());
+                run(&ctx, &single(pool::backward(&ctx, shape, &codes, &grad_output, &grad_input)));
+                assert_close(
+                    &format!("maxpool backward {what}"),
+                    &read(&ctx, &grad_input, shape.input_len()),
+                    &reference,
+                    F32_TOL,
+                );
+            }
         }
     }
 }
 
-/// Ties go to the first maximum in row-major window order, as in PyTorch.
+/// Ties go to the first maximum in row-major window order, as in PyTorch; a NaN first in its
+/// window keeps position 0 and a later NaN is never taken (`>` is false for NaN), as before the
+/// codes; infinities compare as numbers.
 #[test]
 fn gpu_maxpool_backward_breaks_ties_like_pytorch() {
     let Some(ctx) = gpu_or_skip("gpu_maxpool_backward_breaks_ties_like_pytorch") else {
@@ -185,12 +254,28 @@ fn gpu_maxpool_backward_breaks_ties_like_pytorch() {
     let x = [0.5, 0.5, 0.1, 0.7, 0.2, 0.1, 0.9, 0.3, 0.5, 0.5, 0.2, 0.7, 0.6, 0.6, 0.3, 0.9];
     let dy = [1.5, -2.0, 3.0, 0.25];
     let input = upload(&ctx, &x);
+    let out = poisoned(&ctx, 4);
+    let codes = poisoned(&ctx, 1);
+    run(&ctx, &single(pool::forward(&ctx, shape, &input, &out, &codes)));
     let grad_output = upload(&ctx, &dy);
     let grad_input = poisoned(&ctx, 16);
-    run(&ctx, &single(pool::backward(&ctx, shape, &input, &grad_output, &grad_input)));
+    run(&ctx, &single(pool::backward(&ctx, shape, &codes, &grad_output, &grad_input)));
     let expected = [1.5, 0.0, 0.0, -2.0, 0.0, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0];
     assert_eq!(pool::reference::backward(shape, &x, &dy), expected.to_vec());
     assert_eq!(read(&ctx, &grad_input, 16), to_f32(&expected));
+    // Window positions 0, 1, 2, 0, two bits each, the first window in the lowest bits.
+    assert_eq!(ctx.read_words(&codes, 1).unwrap(), vec![0b00_10_01_00]);
+
+    // NaN first (position 0 stays); a later NaN not taken, then an infinity taken and one tied;
+    // a window of -inf only; a NaN last after a finite maximum.
+    let (nan, inf) = (f64::NAN, f64::INFINITY);
+    let x = [nan, 0.5, 0.2, nan, -inf, -inf, -inf, 0.3, 0.7, 0.9, inf, inf, -inf, -inf, -inf, nan];
+    let input = upload(&ctx, &x);
+    let codes = poisoned(&ctx, 1);
+    run(&ctx, &single(pool::forward(&ctx, shape, &input, &poisoned(&ctx, 4), &codes)));
+    let expected_codes = pool::reference::argmax_codes(shape, &x);
+    assert_eq!(expected_codes, vec![0b01_00_10_00]);
+    assert_eq!(ctx.read_words(&codes, 1).unwrap(), expected_codes);
 }
 
 #[test]

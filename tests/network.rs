@@ -250,3 +250,37 @@ fn gpu_composed_network_with_normalized_gradients_matches_reference() {
         assert!(stylize::testing::rel_err_f64(&normalized_grad, &plain_grad) > 0.1);
     }
 }
+
+/// Every buffer the executor allocates (its own and its recorded steps') is what the plan counts
+/// (`Plan::gpu_bytes`), in each configuration that changes what it allocates; and VGG-19 at
+/// 512 x 512, built with its full widths (not stepped: a step takes minutes on a CPU adapter),
+/// holds at most 360 MiB with Adam's two moments (0.6 x PyTorch's 714.4 MiB is 428.6 MiB).
+#[test]
+fn gpu_executor_allocates_what_the_plan_counts() {
+    let Some(ctx) = gpu_or_skip("gpu_executor_allocates_what_the_plan_counts") else {
+        return;
+    };
+    let weights = random_weights(&[4, 5, 6, 3], 33);
+    let widths: Vec<(usize, usize)> = weights.iter().map(|c| (c.in_channels, c.out_channels)).collect();
+    for losses in [
+        tiny_losses("relu1_2"),
+        tiny_losses("conv1_2"),
+        LossLayers { tv_weight: 0.05, ..tiny_losses("relu3_1") },
+        LossLayers { normalize_gradients: true, ..tiny_losses("conv1_2") },
+        LossLayers { pooling: Pooling::Avg, ..tiny_losses("relu1_2") },
+        LossLayers { style: vec![], ..tiny_losses("relu2_1") },
+    ] {
+        let plan = Plan::new(&tiny_table(), &widths, 13, 17, &losses).unwrap();
+        let executor = Executor::new(&ctx, plan.clone(), &weights).unwrap();
+        assert_eq!(executor.allocated_bytes(), plan.gpu_bytes().total(), "{losses:?}");
+    }
+    let weights = random_weights(&VGG19_WIDTHS, 34);
+    let widths: Vec<(usize, usize)> = weights.iter().map(|c| (c.in_channels, c.out_channels)).collect();
+    let plan = Plan::new(&VGG19, &widths, 512, 512, &LossLayers::default()).unwrap();
+    let executor = Executor::new(&ctx, plan.clone(), &weights).unwrap();
+    let bytes = executor.allocated_bytes();
+    assert_eq!(bytes, plan.gpu_bytes().total());
+    let adam = 2 * 4 * executor.image_len() as u64;
+    let mib = (bytes + adam) as f64 / (1u64 << 20) as f64;
+    assert!(mib <= 360.0, "VGG-19 at 512 x 512 holds {mib:.1} MiB: {:?}", plan.gpu_bytes());
+}

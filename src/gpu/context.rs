@@ -244,6 +244,15 @@ impl Context {
         Ok(buffer)
     }
 
+    /// A storage buffer holding `u32` words (bit masks, pooling codes).
+    pub fn upload_words(&self, label: &str, data: &[u32]) -> Result<wgpu::Buffer, GpuError> {
+        let buffer = self.buffer(label, data.len())?;
+        if !data.is_empty() {
+            self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        }
+        Ok(buffer)
+    }
+
     /// Overwrites the start of `buffer` with `data`.
     pub fn write(&self, buffer: &wgpu::Buffer, data: &[f32]) {
         self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
@@ -257,7 +266,16 @@ impl Context {
 
     /// Copies the first `len` values of `buffer` back to the CPU, waiting for all work before it.
     pub fn read(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
-        let bytes = (len * 4) as u64;
+        self.read_pod(buffer, len)
+    }
+
+    /// Copies the first `len` `u32` words of `buffer` back to the CPU (bit masks, pooling codes).
+    pub fn read_words(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<u32>, GpuError> {
+        self.read_pod(buffer, len)
+    }
+
+    fn read_pod<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>, GpuError> {
+        let bytes = (len * std::mem::size_of::<T>()) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: bytes.max(4),
@@ -282,7 +300,7 @@ impl Context {
                 .slice(..bytes)
                 .get_mapped_range()
                 .map_err(|e| GpuError::Device(format!("readback failed: {e}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            bytemuck::cast_slice::<u8, T>(&view).to_vec()
         };
         staging.unmap();
         Ok(values)

@@ -151,6 +151,13 @@ impl Step {
         Self::default()
     }
 
+    /// A step of one kernel.
+    pub fn single(kernel: Kernel) -> Self {
+        let mut step = Self::new();
+        step.push(kernel);
+        step
+    }
+
     /// Appends a kernel and returns its position (to update its uniform later).
     pub fn push(&mut self, kernel: Kernel) -> usize {
         self.kernels.push(kernel);

@@ -1,7 +1,8 @@
 //! The network on the GPU: activations and gradients allocated once, the forward pass, the losses
-//! and the backward pass to the image recorded once into a `Step`.
+//! and the backward pass to the image recorded once into a `Step`. Where each activation lives
+//! (a buffer of its own or a shared scratch buffer) is the plan's decision (`Plan::storage`).
 
-use super::{ConvLayerWeights, Losses, NetError, Node, Plan};
+use super::{ConvLayerWeights, Losses, NetError, Node, Plan, Storage};
 use crate::gpu::{Context, Step};
 use crate::ops::{conv, gram, loss, normalize, pool, relu, tv, vector};
 
@@ -11,13 +12,24 @@ pub struct Executor {
     convs: Vec<conv::ConvWeights>,
     /// RGB in [0, 1], CHW: where images are uploaded and results read back.
     rgb: wgpu::Buffer,
-    /// Activation 0 (the normalized image being optimized) and every node's output.
+    /// The buffer of activation 0 (the normalized image being optimized) and of every node's
+    /// output: its own for kept activations, a handle on a shared scratch buffer for transient
+    /// ones, which hold their value only until a later node of the forward pass overwrites it.
     acts: Vec<wgpu::Buffer>,
-    /// Which of the two ping-pong gradient buffers holds dL/d(image) after the backward pass.
-    image_grad: usize,
-    grads: [wgpu::Buffer; 2],
+    /// The shared scratch buffers (`Plan::scratch`); the backward ping-pongs its gradients in the first two.
+    scratch: Vec<wgpu::Buffer>,
+    /// dL/d(image) after the backward pass, a buffer of its own so that it outlives the next forward pass.
+    image_grad: wgpu::Buffer,
+    /// Per node: the bit mask of a fused ReLU's output, the arg-max codes of a max-pool.
+    masks: Vec<Option<wgpu::Buffer>>,
+    codes: Vec<Option<wgpu::Buffer>>,
     content_targets: Vec<wgpu::Buffer>,
     style_grams: Vec<wgpu::Buffer>,
+    /// Partial sums of every Gram forward (one after the other, so one buffer serves all); None
+    /// without style terms.
+    gram_partials: Option<wgpu::Buffer>,
+    /// Each term's own gradient under `--normalize-gradients`, one term after the other; None without it.
+    term_grad: Option<wgpu::Buffer>,
     losses: wgpu::Buffer,
     rgb_to_image: Step,
     image_to_rgb: Step,
@@ -45,14 +57,45 @@ impl Executor {
         let image_len = plan.acts[0].len();
         let plane = image_len / 3;
         let rgb = ctx.buffer("rgb image", image_len)?;
+        let scratch = plan
+            .scratch
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| ctx.buffer(&format!("scratch {i} (activations, then gradients)"), len))
+            .collect::<Result<Vec<_>, _>>()?;
         let acts = plan
             .acts
             .iter()
+            .zip(&plan.storage)
             .enumerate()
-            .map(|(i, s)| ctx.buffer(&format!("activation {i}"), s.len()))
+            .map(|(i, (s, storage))| match *storage {
+                Storage::Kept => ctx.buffer(&format!("activation {i}"), s.len()),
+                Storage::Scratch(slot) => Ok(scratch[slot].clone()),
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let largest = plan.acts.iter().map(|s| s.len()).max().unwrap_or(1);
-        let grads = [ctx.buffer("gradient A", largest)?, ctx.buffer("gradient B", largest)?];
+        let image_grad = ctx.buffer("image gradient", image_len)?;
+        let words = |what: &str, words: Option<usize>, i: usize| {
+            words.map(|len| ctx.buffer(&format!("{what} of node {i}"), len)).transpose()
+        };
+        let masks = plan
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| words("ReLU mask", plan.mask_words(n), i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let codes = plan
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| words("max-pool codes", plan.codes_words(n), i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let gram_partials =
+            (!plan.style.is_empty()).then(|| ctx.buffer("gram partials", plan.gram_partials_len())).transpose()?;
+        let term_grad = plan
+            .losses
+            .normalize_gradients
+            .then(|| ctx.buffer("term gradient", plan.term_gradient_len()))
+            .transpose()?;
         let gram_buffer = |t: &super::LossTerm, what: &str| {
             let c = plan.acts[t.act].channels;
             ctx.buffer(&format!("{what} {}", t.layer), c * c)
@@ -78,10 +121,14 @@ impl Executor {
             convs,
             rgb,
             acts,
-            image_grad: 0,
-            grads,
+            scratch,
+            image_grad,
+            masks,
+            codes,
             content_targets,
             style_grams,
+            gram_partials,
+            term_grad,
             losses,
             rgb_to_image,
             image_to_rgb,
@@ -102,50 +149,65 @@ impl Executor {
         if split_scratch > 0 {
             ctx.shared_scratch(split_scratch)?;
         }
-        executor.forward = executor.record_forward(ctx)?;
+        executor.forward = executor.record_forward(ctx, false)?;
         executor.capture_style = executor.record_style_capture(ctx)?;
         executor.train = executor.record_training(ctx)?;
         Ok(executor)
     }
 
-    fn record_forward(&self, ctx: &Context) -> Result<Step, NetError> {
+    /// The forward pass; for `training`, also the fused ReLUs' masks the backward reads (the
+    /// max-pools write their arg-max codes either way).
+    fn record_forward(&self, ctx: &Context, training: bool) -> Result<Step, NetError> {
         let mut step = Step::new();
-        for node in &self.plan.nodes {
+        for (i, node) in self.plan.nodes.iter().enumerate() {
             let (x, y) = (&self.acts[node.input()], &self.acts[node.output()]);
-            let kernel = match *node {
+            let node_step = match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
-                    step.extend(conv::forward(
-                        ctx,
-                        self.plan.conv_shape(input, output),
-                        x,
-                        &self.convs[conv],
-                        y,
-                        fused,
-                    )?);
-                    continue;
+                    conv::forward(ctx, self.plan.conv_shape(input, output), x, &self.convs[conv], y, fused)?
                 }
-                Node::Relu { input, .. } => relu::forward(ctx, self.plan.acts[input].len(), x, y)?,
-                Node::MaxPool { input, .. } => pool::forward(ctx, self.plan.pool_shape(input), x, y)?,
-                Node::AvgPool { input, .. } => pool::avg_forward(ctx, self.plan.pool_shape(input), x, y)?,
+                Node::Relu { input, .. } => Step::single(relu::forward(ctx, self.plan.acts[input].len(), x, y)?),
+                Node::MaxPool { input, .. } => {
+                    let codes = self.codes[i].as_ref().expect("the plan gives every max-pool codes");
+                    Step::single(pool::forward(ctx, self.plan.pool_shape(input), x, y, codes)?)
+                }
+                Node::AvgPool { input, .. } => Step::single(pool::avg_forward(ctx, self.plan.pool_shape(input), x, y)?),
             };
-            step.push(kernel);
+            step.extend(node_step);
+            // Packed right after the conv, before a later node may overwrite a transient output.
+            if let (true, Some(mask)) = (training, &self.masks[i]) {
+                step.push(relu::pack_mask(ctx, self.plan.acts[node.output()].len(), y, mask)?);
+            }
         }
         Ok(step)
+    }
+
+    /// The Gram matrix of activation `act` into `gram`, through the shared partial-sum buffer.
+    fn gram_forward(&self, ctx: &Context, act: usize, gram: &wgpu::Buffer) -> Result<Step, NetError> {
+        let shape = self.plan.gram_shape(act);
+        let partials = self.gram_partials.as_ref().expect("allocated with the style terms");
+        Ok(gram::forward_with_partials(ctx, shape, &self.acts[act], partials, gram)?)
     }
 
     fn record_style_capture(&self, ctx: &Context) -> Result<Step, NetError> {
         let mut step = Step::new();
         for (term, style_gram) in self.plan.style.iter().zip(&self.style_grams) {
-            step.extend(gram::forward(ctx, self.plan.gram_shape(term.act), &self.acts[term.act], style_gram)?);
+            step.extend(self.gram_forward(ctx, term.act, style_gram)?);
         }
         Ok(step)
     }
 
     /// Forward, every loss value into its slot, then the backward pass to the image. Gradients
-    /// ping-pong between two buffers; a loss's gradient is added where its features are read.
-    fn record_training(&mut self, ctx: &Context) -> Result<Step, NetError> {
+    /// ping-pong between the first two scratch buffers (the forward's transient activations are
+    /// dead by then: losses read kept features, the backward masks and codes) and the last lands
+    /// in the image gradient's own buffer; a loss's gradient is added where its features are read.
+    fn record_training(&self, ctx: &Context) -> Result<Step, NetError> {
         let plan = &self.plan;
-        let mut step = self.record_forward(ctx)?;
+        debug_assert!(
+            plan.content.iter().chain(&plan.style).all(|t| plan.storage[t.act] == Storage::Kept),
+            "losses read kept features"
+        );
+        let grads = [&self.scratch[0], &self.scratch[1]];
+        let mut step = self.record_forward(ctx, true)?;
         let mut target_grams = Vec::new();
         let slots_before_style = plan.content.len();
         for (slot, (term, target)) in plan.content.iter().zip(&self.content_targets).enumerate() {
@@ -155,7 +217,7 @@ impl Executor {
         for (i, (term, style_gram)) in plan.style.iter().zip(&self.style_grams).enumerate() {
             let shape = self.plan.gram_shape(term.act);
             let target_gram = ctx.buffer(&format!("target gram {}", term.layer), shape.gram_len())?;
-            step.extend(gram::forward(ctx, shape, &self.acts[term.act], &target_gram)?);
+            step.extend(self.gram_forward(ctx, term.act, &target_gram)?);
             let slot = slots_before_style + i;
             loss::sq_diff_forward(
                 ctx,
@@ -179,33 +241,17 @@ impl Executor {
         let mut current = 0usize;
         let mut valid = false;
         let normalize = plan.losses.normalize_gradients;
-        for node in plan.nodes.iter().rev() {
+        for (i, node) in plan.nodes.iter().enumerate().rev() {
             let out = node.output();
             for (term, target) in plan.content.iter().zip(&self.content_targets).filter(|(t, _)| t.act == out) {
                 let len = plan.acts[out].len();
                 if normalize {
-                    let term_grad = step.keep(ctx.buffer(&format!("content gradient {}", term.layer), len)?).clone();
-                    step.push(loss::sq_diff_backward(
-                        ctx,
-                        len,
-                        &self.acts[out],
-                        target,
-                        &term_grad,
-                        term.scale,
-                        false,
-                    )?);
-                    add_normalized(ctx, &mut step, len, &term_grad, plan.content_weight, &self.grads[current], valid)?;
+                    let term_grad = self.term_grad.as_ref().expect("allocated with normalize_gradients");
+                    step.push(loss::sq_diff_backward(ctx, len, &self.acts[out], target, term_grad, term.scale, false)?);
+                    add_normalized(ctx, &mut step, len, term_grad, plan.content_weight, grads[current], valid)?;
                 } else {
                     let scale = term.scale * plan.content_weight;
-                    step.push(loss::sq_diff_backward(
-                        ctx,
-                        len,
-                        &self.acts[out],
-                        target,
-                        &self.grads[current],
-                        scale,
-                        valid,
-                    )?);
+                    step.push(loss::sq_diff_backward(ctx, len, &self.acts[out], target, grads[current], scale, valid)?);
                 }
                 valid = true;
             }
@@ -227,12 +273,12 @@ impl Executor {
                 )?);
                 if normalize {
                     let len = plan.acts[out].len();
-                    let term_grad = step.keep(ctx.buffer(&format!("style gradient {}", term.layer), len)?).clone();
-                    step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, &term_grad, false)?);
+                    let term_grad = self.term_grad.as_ref().expect("allocated with normalize_gradients");
+                    step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, term_grad, false)?);
                     let strength = plan.style_weight * term.weight;
-                    add_normalized(ctx, &mut step, len, &term_grad, strength, &self.grads[current], valid)?;
+                    add_normalized(ctx, &mut step, len, term_grad, strength, grads[current], valid)?;
                 } else {
-                    step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, &self.grads[current], valid)?);
+                    step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, grads[current], valid)?);
                 }
                 step.keep(grad_gram);
                 valid = true;
@@ -241,47 +287,48 @@ impl Executor {
                 continue;
             }
             let other = 1 - current;
+            // The gradient with respect to the image goes to its own buffer.
+            let grad_input = if node.input() == 0 { &self.image_grad } else { grads[other] };
             match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
                     let shape = plan.conv_shape(input, output);
-                    // A fused ReLU's backward (mask by its output > 0) happens inside the conv's loads.
-                    let relu_output = fused.then_some(&self.acts[output]);
+                    // A fused ReLU's backward (mask by its output > 0) happens inside the conv's
+                    // loads, from the mask bits the forward packed.
+                    let mask = if fused { self.masks[i].as_ref() } else { None };
+                    debug_assert_eq!(fused, mask.is_some(), "the plan gives every fused ReLU a mask");
                     step.extend(conv::backward_input(
                         ctx,
                         shape,
-                        &self.grads[current],
+                        grads[current],
                         &self.convs[conv],
-                        &self.grads[other],
+                        grad_input,
                         false,
-                        relu_output,
+                        mask,
                     )?);
-                    current = other;
                 }
-                Node::Relu { output, .. } => {
-                    let len = plan.acts[output].len();
-                    step.push(relu::backward(ctx, len, &self.acts[output], &self.grads[current], &self.grads[other])?);
-                    current = other;
+                Node::Relu { input, .. } => {
+                    // The input is kept (`Plan::storage`); it is positive exactly where the output is.
+                    debug_assert_eq!(plan.storage[input], Storage::Kept);
+                    let len = plan.acts[input].len();
+                    step.push(relu::backward(ctx, len, &self.acts[input], grads[current], grad_input)?);
                 }
                 Node::MaxPool { input, .. } => {
-                    let shape = plan.pool_shape(input);
-                    step.push(pool::backward(ctx, shape, &self.acts[input], &self.grads[current], &self.grads[other])?);
-                    current = other;
+                    let codes = self.codes[i].as_ref().expect("the plan gives every max-pool codes");
+                    step.push(pool::backward(ctx, plan.pool_shape(input), codes, grads[current], grad_input)?);
                 }
                 Node::AvgPool { input, .. } => {
-                    let shape = plan.pool_shape(input);
-                    step.push(pool::avg_backward(ctx, shape, &self.grads[current], &self.grads[other])?);
-                    current = other;
+                    step.push(pool::avg_backward(ctx, plan.pool_shape(input), grads[current], grad_input)?);
                 }
             }
+            current = other;
         }
         // The total variation reads the image itself: its gradient joins after the backward pass.
         if plan.has_tv() {
-            step.push(tv::backward(ctx, plan.tv_shape(), &self.acts[0], &self.grads[current], plan.tv_weight, valid)?);
+            step.push(tv::backward(ctx, plan.tv_shape(), &self.acts[0], &self.image_grad, plan.tv_weight, valid)?);
         }
         for target_gram in target_grams {
             step.keep(target_gram);
         }
-        self.image_grad = current;
         Ok(step)
     }
 
@@ -395,9 +442,9 @@ impl Executor {
         &self.acts[0]
     }
 
-    /// dL/d(image) after a training step.
+    /// dL/d(image) after a training step (a buffer of its own: the next step's forward pass leaves it be).
     pub fn image_grad_buffer(&self) -> &wgpu::Buffer {
-        &self.grads[self.image_grad]
+        &self.image_grad
     }
 
     /// Number of values in the image (3 H W).
@@ -428,14 +475,24 @@ impl Executor {
         Ok(ctx.read(&self.rgb, self.image_len())?)
     }
 
-    /// Bytes of every buffer this executor allocated (weights, activations, gradients, targets).
+    /// Bytes of every buffer this executor allocated (weights, activations, scratch, gradients,
+    /// masks, codes, targets, and its steps' own buffers), each counted once.
     pub fn allocated_bytes(&self) -> u64 {
+        let size = |b: &wgpu::Buffer| b.size();
         let weights: u64 = self.convs.iter().map(|c| c.weight.size() + c.bias.size()).sum();
-        let acts: u64 = self.acts.iter().map(|b| b.size()).sum();
-        let grads: u64 = self.grads.iter().map(|b| b.size()).sum();
-        let targets: u64 = self.content_targets.iter().chain(&self.style_grams).map(|b| b.size()).sum();
-        let scratch = self.forward.scratch_bytes() + self.capture_style.scratch_bytes() + self.train.scratch_bytes();
-        weights + acts + grads + targets + scratch + self.rgb.size() + self.losses.size()
+        let kept: u64 =
+            self.acts.iter().zip(&self.plan.storage).filter(|(_, s)| **s == Storage::Kept).map(|(b, _)| b.size()).sum();
+        let scratch: u64 = self.scratch.iter().map(size).sum();
+        let masks: u64 = self.masks.iter().chain(&self.codes).flatten().map(size).sum();
+        let targets: u64 = self.content_targets.iter().chain(&self.style_grams).map(size).sum();
+        let steps = self.forward.scratch_bytes() + self.capture_style.scratch_bytes() + self.train.scratch_bytes();
+        let own: u64 = [&self.rgb, &self.image_grad, &self.losses]
+            .into_iter()
+            .chain(&self.gram_partials)
+            .chain(&self.term_grad)
+            .map(size)
+            .sum();
+        weights + kept + scratch + masks + targets + steps + own
     }
 }
 

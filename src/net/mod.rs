@@ -7,7 +7,7 @@ pub mod reference;
 pub mod vgg;
 
 pub use executor::Executor;
-pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan, Pooling};
+pub use plan::{ActShape, GpuBytes, LossLayers, LossTerm, Node, Plan, Pooling, Storage};
 
 use crate::gpu::GpuError;
 

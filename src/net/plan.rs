@@ -57,6 +57,18 @@ pub enum Pooling {
     Avg,
 }
 
+/// Where an activation lives on the GPU: decided by `Plan::new`, followed by the executor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// A buffer of its own, valid from the forward pass to the next one: the image, every feature a
+    /// loss reads, and every input a backward reads as f32 (a separate ReLU's).
+    Kept,
+    /// Shared scratch buffer `n` of `Plan::scratch`: valid only until a later node of the forward pass
+    /// overwrites it. The backward reads none of these (a fused ReLU's backward reads its mask
+    /// bits, a max-pool's its arg-max codes) and ping-pongs its gradients in scratch 0 and 1.
+    Scratch(usize),
+}
+
 impl Node {
     pub fn input(&self) -> usize {
         match *self {
@@ -137,6 +149,33 @@ pub struct Plan {
     /// The layer table (cut after the deepest layer a loss reads) and the loss layers it was built from.
     pub layers: Vec<LayerDef>,
     pub losses: LossLayers,
+    /// Where each activation lives (see `Storage`).
+    pub storage: Vec<Storage>,
+    /// Values of each shared scratch buffer; there are at least two, each large enough for any
+    /// gradient (`Plan::gradient_len`).
+    pub scratch: Vec<usize>,
+}
+
+/// Bytes of the GPU buffers an `Executor` of a plan allocates, by purpose (`Plan::gpu_bytes`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuBytes {
+    /// Convolution weights and biases.
+    pub weights: u64,
+    /// Activations with a buffer of their own (`Storage::Kept`).
+    pub kept: u64,
+    /// The shared scratch buffers: transient activations, then the backward's two gradients.
+    pub scratch: u64,
+    /// Bit masks of the fused ReLUs and arg-max codes of the max-pools, for the backward.
+    pub masks_and_codes: u64,
+    /// The image gradient, the RGB buffer, content targets, Gram matrices and their scratch, loss
+    /// slots and reductions, and the per-term gradients of `--normalize-gradients`.
+    pub other: u64,
+}
+
+impl GpuBytes {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kept + self.scratch + self.masks_and_codes + self.other
+    }
 }
 
 impl Plan {
@@ -224,7 +263,7 @@ impl Plan {
             i += 1;
         }
         let act_of = |name: &str| names.iter().rev().find(|(n, _)| *n == name).map(|&(_, a)| a).expect("resolved");
-        let content = losses
+        let content: Vec<LossTerm> = losses
             .content
             .iter()
             .map(|name| {
@@ -232,7 +271,7 @@ impl Plan {
                 LossTerm { layer: name.clone(), act, scale: 1.0 / acts[act].len() as f64, weight: 1.0 }
             })
             .collect();
-        let style = losses
+        let style: Vec<LossTerm> = losses
             .style
             .iter()
             .map(|(name, weight)| {
@@ -246,7 +285,10 @@ impl Plan {
                 }
             })
             .collect();
+        let (storage, scratch) = assign_storage(&nodes, &acts, content.iter().chain(&style).map(|t: &LossTerm| t.act));
         Ok(Self {
+            storage,
+            scratch,
             nodes,
             acts,
             content,
@@ -283,6 +325,93 @@ impl Plan {
         crate::ops::gram::GramShape { channels: s.channels, n: s.height * s.width }
     }
 
+    /// Values of each gradient the backward pass holds in a scratch buffer: the largest activation
+    /// after the image (whose gradient has a buffer of its own).
+    pub fn gradient_len(&self) -> usize {
+        self.acts[1..].iter().map(ActShape::len).max().unwrap_or(0).max(1)
+    }
+
+    /// `u32` words of the ReLU mask that `node`'s backward reads: Some for a convolution with a fused ReLU.
+    pub fn mask_words(&self, node: &Node) -> Option<usize> {
+        match *node {
+            Node::Conv { output, relu: true, .. } => Some(crate::ops::relu::mask_words(self.acts[output].len())),
+            _ => None,
+        }
+    }
+
+    /// `u32` words of the arg-max codes that `node`'s backward reads: Some for a max-pool.
+    pub fn codes_words(&self, node: &Node) -> Option<usize> {
+        match *node {
+            Node::MaxPool { input, .. } => Some(crate::ops::pool::codes_words(self.pool_shape(input))),
+            _ => None,
+        }
+    }
+
+    /// Values of the Gram partial-sum buffer the style terms share (0 without style terms).
+    pub fn gram_partials_len(&self) -> usize {
+        self.style.iter().map(|t| self.gram_shape(t.act).partials_len()).max().unwrap_or(0)
+    }
+
+    /// Values of the buffer `--normalize-gradients` holds each term's own gradient in, one term
+    /// after the other (0 without it).
+    pub fn term_gradient_len(&self) -> usize {
+        if !self.losses.normalize_gradients {
+            return 0;
+        }
+        self.content.iter().chain(&self.style).map(|t| self.acts[t.act].len()).max().unwrap_or(0)
+    }
+
+    /// Bytes of every buffer an `Executor` of this plan allocates (its own and its recorded steps'),
+    /// from the plan alone: checked against the executor's `allocated_bytes` by the tests.
+    pub fn gpu_bytes(&self) -> GpuBytes {
+        // `Context::buffer` allocates at least one value.
+        let bytes = |values: usize| values.max(1) as u64 * 4;
+        let weights = self.conv_widths.iter().map(|&(cin, cout)| bytes(cout * cin * 9) + bytes(cout)).sum();
+        let kept = self
+            .acts
+            .iter()
+            .zip(&self.storage)
+            .filter(|(_, s)| **s == Storage::Kept)
+            .map(|(a, _)| bytes(a.len()))
+            .sum();
+        let scratch = self.scratch.iter().map(|&len| bytes(len)).sum();
+        let masks_and_codes =
+            self.nodes.iter().filter_map(|n| self.mask_words(n).or(self.codes_words(n))).map(bytes).sum();
+        let image = self.acts[0].len();
+        // The image gradient, the RGB buffer and the loss slots.
+        let mut other = 2 * bytes(image) + bytes(self.loss_slots());
+        if !self.style.is_empty() {
+            other += bytes(self.gram_partials_len());
+        }
+        let normalize = self.losses.normalize_gradients;
+        if normalize {
+            other += bytes(self.term_gradient_len());
+        }
+        // Bytes of a reduction's scratch buffers (none for a single block).
+        let reduce = |len: usize| crate::ops::reduce::scratch_len(len) as u64 * 4;
+        for term in &self.content {
+            let len = self.acts[term.act].len();
+            // The target, the loss's reduction; normalized: the L1 norm's two scalars and reduction.
+            other += bytes(len) + reduce(len);
+            if normalize {
+                other += bytes(2) + reduce(len);
+            }
+        }
+        for term in &self.style {
+            let gram = self.gram_shape(term.act).gram_len();
+            let len = self.acts[term.act].len();
+            // The style target, this step's Gram and its gradient, the loss's reduction.
+            other += 3 * bytes(gram) + reduce(gram);
+            if normalize {
+                other += bytes(2) + reduce(len);
+            }
+        }
+        if self.has_tv() {
+            other += reduce(image);
+        }
+        GpuBytes { weights, kept, scratch, masks_and_codes, other }
+    }
+
     /// Bytes of the largest single buffer the executor will allocate (an activation, a
     /// gradient or a Gram partial-sum buffer), and what it holds.
     pub fn largest_buffer(&self) -> (u64, String) {
@@ -295,7 +424,7 @@ impl Plan {
         }
         for term in &self.style {
             let shape = self.gram_shape(term.act);
-            let bytes = (shape.splits() * shape.gram_len()) as u64 * 4;
+            let bytes = shape.partials_len() as u64 * 4;
             if bytes > largest.0 {
                 largest = (bytes, format!("Gram partial sums of {}", term.layer));
             }
@@ -372,19 +501,172 @@ impl Plan {
     }
 }
 
+/// Which activations keep a buffer of their own and which share scratch buffers, and how large each
+/// scratch buffer is. Kept: the image, every activation a loss reads, and the input of every
+/// separate ReLU (its backward masks by it). Every other activation is transient: it goes to a
+/// scratch buffer whose previous occupant no later node reads, never the one the node reads from.
+/// The first two scratch buffers also hold the backward's gradients.
+fn assign_storage(
+    nodes: &[Node],
+    acts: &[ActShape],
+    loss_acts: impl Iterator<Item = usize>,
+) -> (Vec<Storage>, Vec<usize>) {
+    let mut kept = vec![false; acts.len()];
+    kept[0] = true;
+    for act in loss_acts {
+        kept[act] = true;
+    }
+    for node in nodes {
+        if let Node::Relu { input, .. } = *node {
+            kept[input] = true;
+        }
+    }
+    // The last node that reads each activation (None: no node does).
+    let mut last_read = vec![None; acts.len()];
+    for (k, node) in nodes.iter().enumerate() {
+        last_read[node.input()] = Some(k);
+    }
+    let mut storage = vec![Storage::Kept; acts.len()];
+    // Per scratch buffer: its size and the last node that reads what it holds now.
+    let mut slots: Vec<(usize, Option<usize>)> = Vec::new();
+    for (k, node) in nodes.iter().enumerate() {
+        let out = node.output();
+        if kept[out] {
+            continue;
+        }
+        let free = |&(_, busy_until): &(usize, Option<usize>)| busy_until.is_none_or(|last| last < k);
+        let slot = match slots.iter().position(free) {
+            Some(slot) => slot,
+            None => {
+                slots.push((0, None));
+                slots.len() - 1
+            }
+        };
+        slots[slot] = (slots[slot].0.max(acts[out].len()), last_read[out]);
+        storage[out] = Storage::Scratch(slot);
+    }
+    let gradient = acts[1..].iter().map(ActShape::len).max().unwrap_or(0).max(1);
+    let mut scratch: Vec<usize> = slots.into_iter().map(|(len, _)| len).collect();
+    scratch.resize(scratch.len().max(2), 0);
+    for len in &mut scratch[..2] {
+        *len = (*len).max(gradient);
+    }
+    (storage, scratch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::net::vgg::{VGG19, VGG19_WIDTHS};
 
     fn vgg_plan(height: usize, width: usize) -> Plan {
+        Plan::new(&VGG19, &vgg_widths(), height, width, &LossLayers::default()).unwrap()
+    }
+
+    fn vgg_widths() -> Vec<(usize, usize)> {
         let mut widths = Vec::new();
         let mut cin = 3;
         for w in VGG19_WIDTHS {
             widths.push((cin, w));
             cin = w;
         }
-        Plan::new(&VGG19, &widths, height, width, &LossLayers::default()).unwrap()
+        widths
+    }
+
+    /// Replays the forward pass over the plan's storage: every node reads an activation its buffer
+    /// still holds and never writes the buffer it reads; the scratch buffers fit what they hold
+    /// and the two gradients; every loss reads a kept activation, every separate ReLU a kept input.
+    fn check_storage(plan: &Plan) {
+        let what = format!("{:?} at {:?}", plan.losses, plan.acts[0]);
+        assert_eq!(plan.storage.len(), plan.acts.len());
+        assert_eq!(plan.storage[0], Storage::Kept, "{what}: the image is kept");
+        for term in plan.content.iter().chain(&plan.style) {
+            assert_eq!(plan.storage[term.act], Storage::Kept, "{what}: {} is read by a loss", term.layer);
+        }
+        assert!(plan.scratch.len() >= 2 && plan.scratch[..2].iter().all(|&len| len >= plan.gradient_len()));
+        // What each scratch buffer holds while the forward pass runs.
+        let mut holds: Vec<Option<usize>> = vec![None; plan.scratch.len()];
+        for node in &plan.nodes {
+            let (input, output) = (node.input(), node.output());
+            if let Storage::Scratch(slot) = plan.storage[input] {
+                assert_eq!(holds[slot], Some(input), "{what}: {node:?} reads an overwritten activation");
+            }
+            if let Node::Relu { input, .. } = *node {
+                assert_eq!(plan.storage[input], Storage::Kept, "{what}: the ReLU backward reads {input}");
+            }
+            if let Storage::Scratch(slot) = plan.storage[output] {
+                assert_ne!(plan.storage[input], Storage::Scratch(slot), "{what}: {node:?} reads and writes one buffer");
+                assert!(plan.scratch[slot] >= plan.acts[output].len());
+                holds[slot] = Some(output);
+            }
+        }
+    }
+
+    #[test]
+    fn storage_keeps_what_losses_and_backward_read_and_shares_the_rest() {
+        let widths = vgg_widths();
+        let plan = vgg_plan(512, 512);
+        check_storage(&plan);
+        // VGG-19 to relu5_1: the image and the six loss layers keep their buffers; the other eleven
+        // activations (relu1_2, pool1, relu2_2, pool2, relu3_2..3_4, pool3, relu4_3, relu4_4, pool4)
+        // alternate between two scratch buffers, the larger of which is relu1_2's size.
+        let kept: Vec<usize> = (0..plan.acts.len()).filter(|&a| plan.storage[a] == Storage::Kept).collect();
+        let mut expected: Vec<usize> = plan.content.iter().chain(&plan.style).map(|t| t.act).collect();
+        expected.push(0);
+        expected.sort();
+        assert_eq!(kept, expected);
+        assert_eq!(plan.scratch, vec![64 * 512 * 512; 2]);
+        let transient = plan.nodes.iter().filter(|n| matches!(plan.storage[n.output()], Storage::Scratch(_))).count();
+        assert_eq!(transient, 11);
+        // Masks for the 13 fused convolutions up to conv5_1, codes for the 4 pools.
+        assert_eq!(plan.nodes.iter().filter_map(|n| plan.mask_words(n)).count(), 13);
+        assert_eq!(plan.nodes.iter().filter_map(|n| plan.codes_words(n)).count(), 4);
+
+        let custom = |content: &str, style: &[&str], pooling: Pooling| LossLayers {
+            content: vec![content.to_string()],
+            style: style.iter().map(|s| (s.to_string(), 1.0)).collect(),
+            pooling,
+            ..LossLayers::default()
+        };
+        for (losses, (h, w)) in [
+            (custom("conv4_2", &["relu1_1", "relu3_1"], Pooling::Max), (37, 29)),
+            (custom("relu2_2", &["conv1_1", "pool1", "conv3_3"], Pooling::Avg), (24, 31)),
+            (custom("relu1_1", &["relu1_1"], Pooling::Max), (9, 9)),
+            (custom("pool3", &[], Pooling::Max), (16, 18)),
+        ] {
+            let plan = Plan::new(&VGG19, &widths, h, w, &losses).unwrap();
+            check_storage(&plan);
+            for node in &plan.nodes {
+                assert_eq!(plan.codes_words(node).is_some(), matches!(node, Node::MaxPool { .. }));
+                assert_eq!(plan.mask_words(node).is_some(), matches!(node, Node::Conv { relu: true, .. }));
+            }
+        }
+        // A pre-ReLU content layer: conv4_2 keeps its output for the loss and the separate ReLU.
+        let plan = Plan::new(&VGG19, &widths, 64, 64, &custom("conv4_2", &["relu5_1"], Pooling::Max)).unwrap();
+        let relu = plan.nodes.iter().find(|n| matches!(n, Node::Relu { .. })).unwrap();
+        assert_eq!(relu.input(), plan.content[0].act);
+        assert!(matches!(plan.storage[relu.output()], Storage::Scratch(_)));
+        assert_eq!(plan.mask_words(&plan.nodes[plan.nodes.iter().position(|n| n == relu).unwrap() - 1]), None);
+    }
+
+    /// The GPU memory of the default method at 512 x 512 (every buffer the executor allocates, as
+    /// the plan counts them; the GPU tests check that count against the executor's buffers), plus
+    /// Adam's two moments: at most 60 % of PyTorch's 714.4 MiB, and under a bound close to what it is,
+    /// so that it cannot grow unnoticed.
+    #[test]
+    fn vgg19_at_512_stays_within_its_memory_bound() {
+        let plan = vgg_plan(512, 512);
+        let bytes = plan.gpu_bytes();
+        let adam = 2 * 4 * plan.acts[0].len() as u64;
+        let mib = (bytes.total() + adam) as f64 / (1u64 << 20) as f64;
+        assert!(mib <= 360.0, "{mib:.1} MiB: {bytes:?}");
+        assert!(mib <= 0.6 * 714.4);
+        // Where it goes: weights, kept features (the image, relu1_1..5_1, relu4_2), the two shared
+        // scratch buffers of 64 MiB, masks and codes, the rest.
+        let part = |b: u64| b as f64 / (1u64 << 20) as f64;
+        assert!((part(bytes.kept) - 133.0).abs() < 0.1, "{bytes:?}");
+        assert_eq!(part(bytes.scratch), 128.0);
+        assert!(part(bytes.masks_and_codes) < 12.0, "{bytes:?}");
     }
 
     #[test]

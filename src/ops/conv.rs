@@ -326,9 +326,9 @@ pub fn forward(
 }
 
 /// grad_input (=, or += when `accumulate`) the gradient of the loss with respect to the conv's
-/// input, given the gradient with respect to its output. With `relu_output`, the conv is followed
-/// by a ReLU whose output that is: `grad_output` is then the gradient after the ReLU and the ReLU's
-/// backward (masking by output > 0) is fused into the loads.
+/// input, given the gradient with respect to its output. With `relu_mask`, the conv is followed by
+/// a ReLU and that is its output's mask packed as bits (`relu::pack_mask`): `grad_output` is then
+/// the gradient after the ReLU and the ReLU's backward (masking by output > 0) is fused into the loads.
 pub fn backward_input(
     ctx: &Context,
     shape: ConvShape,
@@ -336,11 +336,11 @@ pub fn backward_input(
     weights: &ConvWeights,
     grad_input: &wgpu::Buffer,
     accumulate: bool,
-    relu_output: Option<&wgpu::Buffer>,
+    relu_mask: Option<&wgpu::Buffer>,
 ) -> Result<Step, GpuError> {
     let flags = FLAG_FLIP_TAPS
         | if accumulate { FLAG_ACCUMULATE } else { 0 }
-        | if relu_output.is_some() { FLAG_MASK_INPUT } else { 0 };
+        | if relu_mask.is_some() { FLAG_MASK_INPUT } else { 0 };
     gemm_kernel(
         ctx,
         shape.in_channels,
@@ -349,7 +349,7 @@ pub fn backward_input(
         shape.width,
         flags,
         // The bias binding is unused without FLAG_BIAS; any buffer satisfies the layout.
-        [grad_output, &weights.weight, &weights.bias, grad_input, relu_output.unwrap_or(grad_output)],
+        [grad_output, &weights.weight, &weights.bias, grad_input, relu_mask.unwrap_or(grad_output)],
         (format!("backward {}", shape.describe()), shape.flops()),
     )
 }

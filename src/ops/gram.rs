@@ -32,6 +32,10 @@ impl GramShape {
     pub fn splits(&self) -> usize {
         self.n.div_ceil(CHUNK).max(1)
     }
+    /// Values of the forward's partial sums: one C x C matrix per split.
+    pub fn partials_len(&self) -> usize {
+        self.splits() * self.gram_len()
+    }
     /// FLOPs of the forward as a full product (the kernel computes only one triangle).
     pub fn flops(&self) -> u64 {
         2 * (self.gram_len() * self.n) as u64
@@ -58,6 +62,21 @@ pub fn forward(
     features: &wgpu::Buffer,
     gram: &wgpu::Buffer,
 ) -> Result<Step, GpuError> {
+    let partials = ctx.buffer("gram partials", shape.partials_len())?;
+    let mut step = forward_with_partials(ctx, shape, features, &partials, gram)?;
+    step.keep(partials);
+    Ok(step)
+}
+
+/// `forward` with a caller-owned partial buffer of at least `shape.partials_len()` values, which
+/// several Grams computed one after the other may share.
+pub fn forward_with_partials(
+    ctx: &Context,
+    shape: GramShape,
+    features: &wgpu::Buffer,
+    partials: &wgpu::Buffer,
+    gram: &wgpu::Buffer,
+) -> Result<Step, GpuError> {
     let tiles = shape.channels.div_ceil(TILE);
     let pairs = tiles * (tiles + 1) / 2;
     let splits = shape.splits();
@@ -71,20 +90,18 @@ pub fn forward(
         _pad: [0; 2],
     };
     let mut step = Step::new();
-    let partials = ctx.buffer("gram partials", splits * shape.gram_len())?;
     step.push(
         Kernel::new(
             ctx,
             SHADER,
             "gram_forward",
             bytemuck::bytes_of(&params),
-            &[features, &partials],
+            &[features, partials],
             (pairs * splits) as u32,
         )?
         .with_work(format!("forward {}x{}", shape.channels, shape.n), shape.flops()),
     );
-    step.push(reduce::sum_splits(ctx, shape.gram_len(), splits, &partials, gram)?);
-    step.keep(partials);
+    step.push(reduce::sum_splits(ctx, shape.gram_len(), splits, partials, gram)?);
     Ok(step)
 }
 

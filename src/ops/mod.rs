@@ -16,7 +16,7 @@ pub mod vector;
 use crate::gpu::ShaderSource;
 
 /// Every WGSL file the crate compiles, for validation and pipeline warm-up.
-pub const SHADERS: [ShaderSource; 11] = [
+pub const SHADERS: [ShaderSource; 12] = [
     adam::SHADER,
     check::SHADER,
     conv::SHADER,
@@ -26,6 +26,7 @@ pub const SHADERS: [ShaderSource; 11] = [
     pool::SHADER,
     reduce::SHADER,
     relu::SHADER,
+    relu::MASK_SHADER,
     tv::SHADER,
     vector::SHADER,
 ];

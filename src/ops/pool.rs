@@ -1,4 +1,5 @@
-//! 2x2 pooling, stride 2 (floor on odd sizes): max-pool (forward, backward to the arg-max) and
+//! 2x2 pooling, stride 2 (floor on odd sizes): max-pool (forward, which also records each window's
+//! arg-max as a 2-bit code, and backward to the arg-max from those codes) and
 //! average pool (PyTorch's `AvgPool2d(2, 2)`: forward, backward spreading a quarter to each input), f64 references.
 
 use bytemuck::{Pod, Zeroable};
@@ -54,22 +55,33 @@ fn params(shape: PoolShape) -> Params {
     }
 }
 
-/// output = the maximum of each 2x2 window of input.
+/// `u32` words of the arg-max codes of a max-pool: 2 bits per output, 16 outputs to a word.
+pub fn codes_words(shape: PoolShape) -> usize {
+    shape.output_len().div_ceil(CODES_PER_WORD)
+}
+
+/// Arg-max codes one `u32` word holds.
+pub const CODES_PER_WORD: usize = 16;
+
+/// output = the maximum of each 2x2 window of input; `codes` (`codes_words` words) = each window's
+/// first arg-max, the code the backward reads instead of the input.
 pub fn forward(
     ctx: &Context,
     shape: PoolShape,
     input: &wgpu::Buffer,
     output: &wgpu::Buffer,
+    codes: &wgpu::Buffer,
 ) -> Result<Kernel, GpuError> {
     let groups = (shape.output_len() as u32).div_ceil(256);
-    Kernel::new(ctx, SHADER, "maxpool_forward", bytemuck::bytes_of(&params(shape)), &[input, output], groups)
+    Kernel::new(ctx, SHADER, "maxpool_forward", bytemuck::bytes_of(&params(shape)), &[input, output, codes], groups)
 }
 
-/// grad_input = grad_output routed to each window's first arg-max, 0 elsewhere.
+/// grad_input = grad_output routed to each window's first arg-max, 0 elsewhere, from the
+/// forward's `codes`.
 pub fn backward(
     ctx: &Context,
     shape: PoolShape,
-    input: &wgpu::Buffer,
+    codes: &wgpu::Buffer,
     grad_output: &wgpu::Buffer,
     grad_input: &wgpu::Buffer,
 ) -> Result<Kernel, GpuError> {
@@ -79,7 +91,7 @@ pub fn backward(
         SHADER,
         "maxpool_backward",
         bytemuck::bytes_of(&params(shape)),
-        &[input, grad_input, grad_output],
+        &[grad_output, grad_input, codes],
         groups,
     )
 }
@@ -175,6 +187,48 @@ pub mod reference {
         let mut grad_input = vec![0.0; shape.input_len()];
         for (o, index) in pool(shape, input).1.into_iter().enumerate() {
             grad_input[index] += grad_output[o];
+        }
+        grad_input
+    }
+
+    /// The arg-max codes the GPU forward writes: per output, the row-major position (0..3) in its
+    /// window of the first value no later value exceeds (`>`: ties keep the first; a NaN first
+    /// value keeps position 0, later NaNs are never taken), 16 codes to a word, least significant
+    /// bits first, 0 past the last output.
+    pub fn argmax_codes(shape: PoolShape, input: &[f64]) -> Vec<u32> {
+        let (oh, ow) = (shape.out_height(), shape.out_width());
+        let mut words = vec![0u32; super::codes_words(shape)];
+        for c in 0..shape.channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let index = |dy: usize, dx: usize| (c * shape.height + 2 * oy + dy) * shape.width + 2 * ox + dx;
+                    let (mut best, mut code) = (input[index(0, 0)], 0u32);
+                    for (k, (dy, dx)) in [(0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                        if input[index(dy, dx)] > best {
+                            (best, code) = (input[index(dy, dx)], k as u32 + 1);
+                        }
+                    }
+                    let o = (c * oh + oy) * ow + ox;
+                    words[o / super::CODES_PER_WORD] |= code << (2 * (o % super::CODES_PER_WORD));
+                }
+            }
+        }
+        words
+    }
+
+    /// `backward` from `argmax_codes`: each output's gradient goes to the input its code names.
+    pub fn backward_from_codes(shape: PoolShape, codes: &[u32], grad_output: &[f64]) -> Vec<f64> {
+        let (oh, ow) = (shape.out_height(), shape.out_width());
+        let mut grad_input = vec![0.0; shape.input_len()];
+        for c in 0..shape.channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let o = (c * oh + oy) * ow + ox;
+                    let code = (codes[o / super::CODES_PER_WORD] >> (2 * (o % super::CODES_PER_WORD))) & 3;
+                    let (dy, dx) = (code as usize / 2, code as usize % 2);
+                    grad_input[(c * shape.height + 2 * oy + dy) * shape.width + 2 * ox + dx] += grad_output[o];
+                }
+            }
         }
         grad_input
     }

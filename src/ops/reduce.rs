@@ -26,6 +26,18 @@ pub fn blocks(len: usize) -> usize {
     len.div_ceil(BLOCK).max(1)
 }
 
+/// Values of the scratch buffers a sum of `len` values allocates (the first pass's block sums and
+/// every level `sum_into` adds): what `loss::sq_diff_forward`, `tv::forward` and the `vector`
+/// reductions keep in their step.
+pub fn scratch_len(len: usize) -> usize {
+    let (mut remaining, mut total) = (len, 0);
+    while blocks(remaining) > 1 {
+        remaining = blocks(remaining);
+        total += remaining;
+    }
+    total
+}
+
 /// Appends to `step` the passes that turn `len` values in `src` into `dst[dst_offset] = scale * sum`.
 pub fn sum_into(
     ctx: &Context,
