@@ -10,8 +10,12 @@ use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 pub const SHADER: ShaderSource = ShaderSource { name: "gram", source: include_str!("../../kernels/gram.wgsl") };
 
 const TILE: usize = 64;
-/// Products one accumulator sums before its partial is handed to the split-sum.
+/// Products one accumulator sums before its partial is handed to the split-sum: at most CHUNK,
+/// fewer (down to MIN_CHUNK) where more splits are needed to give a GPU enough workgroups.
 const CHUNK: usize = 1024;
+const MIN_CHUNK: usize = 256;
+/// Workgroups the forward aims for (triangle tiles times splits).
+const TARGET_GROUPS: usize = 256;
 const FLAG_ACCUMULATE: u32 = 4;
 
 /// Features of `channels` rows and `n` = H W columns.
@@ -30,7 +34,15 @@ impl GramShape {
     }
     /// Splits of the N axis in the forward pass.
     pub fn splits(&self) -> usize {
-        self.n.div_ceil(CHUNK).max(1)
+        self.n.div_ceil(self.chunk()).max(1)
+    }
+    /// Columns each split of the forward reduces. Few triangle tiles over many columns (relu1_1,
+    /// relu2_1) would otherwise leave a large GPU mostly idle while each workgroup walks 1024
+    /// columns.
+    pub fn chunk(&self) -> usize {
+        let tiles = self.channels.div_ceil(TILE);
+        let pairs = tiles * (tiles + 1) / 2;
+        self.n.div_ceil(TARGET_GROUPS.div_ceil(pairs)).clamp(MIN_CHUNK, CHUNK).next_multiple_of(16)
     }
     /// Values of the forward's partial sums: one C x C matrix per split.
     pub fn partials_len(&self) -> usize {
@@ -84,7 +96,7 @@ pub fn forward_with_partials(
         groups: 0,
         channels: shape.channels as u32,
         n: shape.n as u32,
-        chunk: CHUNK as u32,
+        chunk: shape.chunk() as u32,
         tiles: tiles as u32,
         flags: 0,
         _pad: [0; 2],
