@@ -354,7 +354,7 @@ fn bench(options: stylize::bench::BenchOptions, json: bool) -> Result<()> {
     println!("adapter      {} ({}, {})", report.adapter, report.backend, report.device_type);
     println!("size         {0}x{0}, {1} timed steps after {2} warm-up", report.size, report.iterations, options.warmup);
     println!(
-        "ms/step      {:.2} ({:.2} ms of it on the CPU: recording and submitting)",
+        "ms/step      {:.2} ({:.2} ms of it in the host's step call: uniforms, recording, submit)",
         report.ms_per_step, report.cpu_ms_per_step
     );
     println!("GFLOP/s      {:.2} (effective: {:.3} GFLOP per step)", report.gflops, report.flops_per_step as f64 / 1e9);
