@@ -4,9 +4,6 @@
 # of ConvAlgorithm::choose. Writes $OUT/log and $OUT/conv_variants.txt.
 # Carried: .dev/stylize (benches/device_prepare.sh) and .gl/*.deb. Logs under $OUT.
 set -u
-OUT=${OUT:-/tmp/stylize-device-out}
-mkdir -p "$OUT"
-exec > >(tee "$OUT/log") 2>&1
 . benches/device_env.sh
 SIZES=${SIZES:-"128 256 512 1024"}
 VARIANTS=${VARIANTS:-"tiled tiled64 wide square"}

@@ -1,5 +1,9 @@
-# Sourced by the device_*.sh scripts: the Vulkan loader (carried as .gl/*.deb, which the image
-# lacks), the NVIDIA ICD, and the environment every run uses.
+# Sourced by the device_*.sh scripts: everything they print also goes to $OUT/log; the Vulkan
+# loader (carried as .gl/*.deb, which the image lacks), the NVIDIA ICD, and the environment every
+# run uses.
+OUT=${OUT:-/tmp/stylize-device-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log") 2>&1
 if ! ldconfig -p | grep -q libvulkan.so.1; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig

@@ -5,9 +5,6 @@
 # network,kernels} (benches/device_prepare.sh) and .gl/*.deb (the Vulkan loader).
 # Writes $OUT/log, $OUT/stylize_bench.txt and $OUT/cargo_bench.txt.
 set -u
-OUT=${OUT:-/tmp/stylize-device-out}
-mkdir -p "$OUT"
-exec > >(tee "$OUT/log") 2>&1
 . benches/device_env.sh
 SIZES=${SIZES:-"128 256 512 1024 2048"}
 echo "== $(date -u +%FT%TZ)"

@@ -83,6 +83,22 @@ fn masked_input(index: u32) -> f32 {
     return value;
 }
 
+// out[index] = the product's value for row m after the epilogue the flags ask for: + bias[m]
+// (bit 0), ReLU (bit 1), + the value already there (bit 2).
+fn store_output(m: u32, index: u32, product: f32) {
+    var value = product;
+    if ((params.flags & 1u) != 0u) {
+        value += bias[m];
+    }
+    if ((params.flags & 2u) != 0u) {
+        value = max(value, 0.0);
+    }
+    if ((params.flags & 4u) != 0u) {
+        value += out[index];
+    }
+    out[index] = value;
+}
+
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;
@@ -175,18 +191,7 @@ fn conv3x3(
             if (n >= hw) {
                 continue;
             }
-            var value = acc[i * 4u + j];
-            if ((params.flags & 1u) != 0u) {
-                value += bias[m];
-            }
-            if ((params.flags & 2u) != 0u) {
-                value = max(value, 0.0);
-            }
-            let index = work.out_base + m * hw + n;
-            if ((params.flags & 4u) != 0u) {
-                value += out[index];
-            }
-            out[index] = value;
+            store_output(m, work.out_base + m * hw + n, acc[i * 4u + j]);
         }
     }
 }
@@ -266,18 +271,7 @@ fn store_quad(out_base: u32, m: u32, n: u32, v: vec4<f32>) {
         if (n + j >= hw) {
             return;
         }
-        var value = values[j];
-        if ((params.flags & 1u) != 0u) {
-            value += bias[m];
-        }
-        if ((params.flags & 2u) != 0u) {
-            value = max(value, 0.0);
-        }
-        let index = out_base + m * hw + n + j;
-        if ((params.flags & 4u) != 0u) {
-            value += out[index];
-        }
-        out[index] = value;
+        store_output(m, out_base + m * hw + n + j, values[j]);
     }
 }
 
@@ -454,18 +448,7 @@ fn conv3x3_thin(
         if (m >= rows) {
             return;
         }
-        var value = values[r];
-        if ((params.flags & 1u) != 0u) {
-            value += bias[m];
-        }
-        if ((params.flags & 2u) != 0u) {
-            value = max(value, 0.0);
-        }
-        let index = m * hw + p;
-        if ((params.flags & 4u) != 0u) {
-            value += out[index];
-        }
-        out[index] = value;
+        store_output(m, m * hw + p, values[r]);
     }
 }
 
@@ -487,16 +470,7 @@ fn conv3x3_split_sum(
     for (var split = 0u; split < params.splits; split++) {
         value += input[split * len + i];
     }
-    if ((params.flags & 1u) != 0u) {
-        value += bias[i / hw];
-    }
-    if ((params.flags & 2u) != 0u) {
-        value = max(value, 0.0);
-    }
-    if ((params.flags & 4u) != 0u) {
-        value += out[i];
-    }
-    out[i] = value;
+    store_output(i / hw, i, value);
 }
 
 // The same product computed directly, without workgroup memory or barriers: each invocation owns
@@ -526,18 +500,7 @@ fn store_direct(m: u32, y: u32, x0: u32, acc: vec4<f32>) {
         if (x >= params.width) {
             return;
         }
-        var value = acc[j];
-        if ((params.flags & 1u) != 0u) {
-            value += bias[m];
-        }
-        if ((params.flags & 2u) != 0u) {
-            value = max(value, 0.0);
-        }
-        let index = m * hw + y * params.width + x;
-        if ((params.flags & 4u) != 0u) {
-            value += out[index];
-        }
-        out[index] = value;
+        store_output(m, m * hw + y * params.width + x, acc[j]);
     }
 }
 

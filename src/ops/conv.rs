@@ -261,32 +261,20 @@ fn gemm_kernel(
     };
     let mut step = Step::new();
     let groups = layout.tiles_m * layout.tiles_n * layout.splits;
-    if !split {
-        step.push(
-            Kernel::new(
-                ctx,
-                SHADER,
-                layout.entry,
-                bytemuck::bytes_of(&params),
-                &[input, weight, bias, output, mask],
-                groups,
-            )?
-            .with_work(detail, flops),
-        );
-        return Ok(step);
-    }
-    let partials = ctx.shared_scratch(scratch_len(&layout, rows, height, width))?;
+    let partials = if split { Some(ctx.shared_scratch(scratch_len(&layout, rows, height, width))?) } else { None };
+    let detail = if split { format!("{detail} ({} splits)", layout.splits) } else { detail };
     step.push(
         Kernel::new(
             ctx,
             SHADER,
             layout.entry,
             bytemuck::bytes_of(&params),
-            &[input, weight, bias, &partials, mask],
+            &[input, weight, bias, partials.as_ref().unwrap_or(output), mask],
             groups,
         )?
-        .with_work(format!("{detail} ({} splits)", layout.splits), flops),
+        .with_work(detail, flops),
     );
+    let Some(partials) = partials else { return Ok(step) };
     let sum = Params { flags, ..params };
     let len = (rows * height * width) as u32;
     // The partial sums are read as `input` (binding 1); the sum uses neither `a` nor `mask`.
