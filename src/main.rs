@@ -656,11 +656,13 @@ impl Observer for CliProgress {
     }
 
     fn wants_losses(&mut self, step: usize) -> bool {
-        self.log.is_some() || step + 1 == self.iterations || (self.print_every > 0 && step % self.print_every == 0)
+        self.log.is_some()
+            || step + 1 == self.iterations
+            || (self.print_every > 0 && step.is_multiple_of(self.print_every))
     }
 
     fn wants_image(&mut self, step: usize) -> bool {
-        self.save_every.is_some_and(|n| (step as u64 + 1) % n == 0 && step + 1 < self.iterations)
+        self.save_every.is_some_and(|n| (step as u64 + 1).is_multiple_of(n) && step + 1 < self.iterations)
     }
 
     fn on_step(&mut self, step: usize, losses: Option<&Losses>, image: Option<&Image>) -> Result<(), TransferError> {
@@ -672,7 +674,7 @@ impl Observer for CliProgress {
                 writeln!(writer, "{scale}{step},{:e},{:e},{tv}{:e}", l.content, l.style, l.total)
                     .map_err(|e| TransferError::Observer(format!("loss log {}: {e}", path.display())))?;
             }
-            if self.print_every > 0 && step % self.print_every == 0 {
+            if self.print_every > 0 && step.is_multiple_of(self.print_every) {
                 let tv = if self.tv { format!("  tv {:.4e}", l.tv) } else { String::new() };
                 let line = format!(
                     "step {step:>5}  content {:.4e}  style {:.4e}{tv}  total {:.4e}",

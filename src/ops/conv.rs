@@ -228,16 +228,16 @@ pub fn scratch_floats(ctx: &Context, shape: ConvShape) -> usize {
     forward.max(backward)
 }
 
+/// The product `product` describes: its `out_channels` are the GEMM's rows, its `in_channels`
+/// the channels of the reduction (swapped from the layer's for the backward pass).
 fn gemm_kernel(
     ctx: &Context,
-    rows: usize,
-    in_channels: usize,
-    height: usize,
-    width: usize,
+    product: ConvShape,
     flags: u32,
     [input, weight, bias, output, mask]: [&wgpu::Buffer; 5],
     (detail, flops): (String, u64),
 ) -> Result<Step, GpuError> {
+    let ConvShape { in_channels, out_channels: rows, height, width } = product;
     let layout = layout(ctx, rows, in_channels, height, width);
     let split = layout.splits > 1;
     let params = Params {
@@ -302,10 +302,7 @@ pub fn forward(
     let flags = FLAG_BIAS | if relu { FLAG_RELU } else { 0 };
     gemm_kernel(
         ctx,
-        shape.out_channels,
-        shape.in_channels,
-        shape.height,
-        shape.width,
+        shape,
         flags,
         // The mask binding is unused without FLAG_MASK_INPUT; any buffer satisfies the layout.
         [input, &weights.weight, &weights.bias, output, input],
@@ -331,10 +328,7 @@ pub fn backward_input(
         | if relu_mask.is_some() { FLAG_MASK_INPUT } else { 0 };
     gemm_kernel(
         ctx,
-        shape.in_channels,
-        shape.out_channels,
-        shape.height,
-        shape.width,
+        ConvShape { in_channels: shape.out_channels, out_channels: shape.in_channels, ..shape },
         flags,
         // The bias binding is unused without FLAG_BIAS; any buffer satisfies the layout.
         [grad_output, &weights.weight, &weights.bias, grad_input, relu_mask.unwrap_or(grad_output)],
