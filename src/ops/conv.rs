@@ -95,7 +95,7 @@ struct Params {
 /// Which formulation of the same product a kernel uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvAlgorithm {
-    /// For GPUs: the tiling chosen per layer shape (`Tiled::choose`).
+    /// For GPUs: the tiling chosen per layer shape (`ConvAlgorithm::choose`).
     Tiled,
     /// 64 x 64 tiles staged in workgroup memory, 4 x 4 outputs per invocation.
     Tiled64,
