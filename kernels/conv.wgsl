@@ -18,7 +18,7 @@ struct Params {
     width: u32,
     tiles_n: u32,       // ceil(height * width / 64)
     flags: u32,         // bit 0: add bias, bit 1: apply ReLU, bit 2: accumulate into out,
-                        // bit 3: read input * (mask > 0) (the ReLU backward fused into the load),
+                        // bit 3: read input only where its mask bit is set (the ReLU backward fused into the load),
                         // bit 4: taps flipped (8 - tap), for the backward pass
     ci_stride: u32,     // distance in `a` between consecutive input channels of one row
     row_stride: u32,    // distance in `a` between consecutive rows
