@@ -16,7 +16,7 @@ struct Params {
     out_channels: u32,  // rows of `a` (M)
     height: u32,
     width: u32,
-    tiles_n: u32,       // ceil(height * width / 64)
+    tiles_n: u32,       // tiles along the pixels (ceil(height * width / tile width))
     flags: u32,         // bit 0: add bias, bit 1: apply ReLU, bit 2: accumulate into out,
                         // bit 3: read input only where its mask bit is set (the ReLU backward fused into the load),
                         // bit 4: taps flipped (8 - tap), for the backward pass
