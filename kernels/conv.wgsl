@@ -50,6 +50,11 @@ fn split_work(group: u32, tile_m: u32, tile_n: u32) -> Work {
     return Work((tile / params.tiles_n) * tile_m, (tile % params.tiles_n) * tile_n, k_begin, k_end, out_base);
 }
 
+// The logical workgroup index of a grid the host may have folded into 2-D or 3-D.
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+}
+
 // Offset in `a` of reduction index k = channel * 9 + tap within any row.
 fn tap_offset(k: u32) -> u32 {
     let channel = k / 9u;
@@ -130,7 +135,7 @@ fn conv3x3(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let group = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    let group = group_index(wid, nwg);
     if (group >= params.groups) {
         return;
     }
@@ -281,7 +286,7 @@ fn conv3x3_8x8(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let group = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    let group = group_index(wid, nwg);
     if (group >= params.groups) {
         return;
     }
@@ -412,7 +417,7 @@ fn conv3x3_thin(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let group = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    let group = group_index(wid, nwg);
     if (group >= params.groups) {
         return;
     }
@@ -460,7 +465,7 @@ fn conv3x3_split_sum(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * 256u + lid;
+    let i = group_index(wid, nwg) * 256u + lid;
     let hw = params.height * params.width;
     let len = params.out_channels * hw;
     if (i >= len) {
@@ -510,7 +515,7 @@ fn conv3x3_direct(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let group = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    let group = group_index(wid, nwg);
     if (group >= params.groups) {
         return;
     }
