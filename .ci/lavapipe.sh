@@ -26,7 +26,8 @@ debian_mirror() {
     fi
 }
 
-if [[ "$(mesa_version)" == 25.* ]]; then
+installed="$(mesa_version)"
+if [ -n "$installed" ] && dpkg --compare-versions "$installed" ge 25; then
     echo "lavapipe: mesa-vulkan-drivers $(mesa_version) already installed"
     exit 0
 fi
@@ -50,6 +51,9 @@ if [ -e "$list" ] && apt-get install -y -qq --no-install-recommends -t "$backpor
     echo "lavapipe: mesa-vulkan-drivers $(mesa_version) from $backports"
 else
     echo "lavapipe: $backports not available here, installing the release's mesa-vulkan-drivers"
-    apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
+    if ! apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null; then
+        # No package source at all: an installed lavapipe still serves.
+        ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || { echo "lavapipe: cannot be installed" >&2; exit 1; }
+    fi
     echo "lavapipe: mesa-vulkan-drivers $(mesa_version)"
 fi
