@@ -619,7 +619,9 @@ impl StyleTransfer {
             return mismatch("one of them averages the iterates, the other does not".into());
         }
         match (&mut self.optimizer, &state.optimizer) {
-            (OptimizerState::Adam { adam, .. }, OptimizerSnapshot::Adam(saved)) => adam.restore_state(&self.ctx, saved)?,
+            (OptimizerState::Adam { adam, .. }, OptimizerSnapshot::Adam(saved)) => {
+                adam.restore_state(&self.ctx, saved)?
+            }
             (OptimizerState::Lbfgs(lbfgs), OptimizerSnapshot::Lbfgs(saved)) => lbfgs.restore_state(&self.ctx, saved)?,
             _ => return mismatch("it was made with another optimizer".into()),
         }

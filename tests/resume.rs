@@ -123,7 +123,12 @@ struct StopAfter {
 }
 
 impl stylize::Observer for StopAfter {
-    fn on_step(&mut self, _: usize, _: Option<&stylize::Losses>, _: Option<&stylize::Image>) -> Result<(), stylize::TransferError> {
+    fn on_step(
+        &mut self,
+        _: usize,
+        _: Option<&stylize::Losses>,
+        _: Option<&stylize::Image>,
+    ) -> Result<(), stylize::TransferError> {
         self.seen += 1;
         Ok(())
     }

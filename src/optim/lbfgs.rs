@@ -365,7 +365,11 @@ impl Lbfgs {
             }
         }
         if used.contains(&false) || state.order.len() > self.config.history {
-            return Err(format!("{} active pairs and {slots} slots for a history of {}", state.order.len(), self.config.history));
+            return Err(format!(
+                "{} active pairs and {slots} slots for a history of {}",
+                state.order.len(),
+                self.config.history
+            ));
         }
         Ok(())
     }
