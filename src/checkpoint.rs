@@ -67,7 +67,8 @@ pub enum CheckpointError {
 /// What shapes the numbers of a run: a SHA-256 of each input (content, styles, initial image,
 /// network weights, as decoded) and every option that changes a value, by its flag name. Not
 /// `iterations` (the total may grow on resume), outputs, frequencies, the seed (it acts through
-/// the initial image and the weights, both hashed) or the GPU chosen.
+/// the initial image and the weights, both hashed) or the GPU chosen. An `Options` field that is
+/// neither named here nor in `NOT_FINGERPRINTED` enters as `Options::name` with its `Debug` value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fingerprint {
     pub entries: Vec<(String, String)>,
@@ -75,6 +76,62 @@ pub struct Fingerprint {
 
 /// Keys of hashed inputs (the others are flag names).
 const INPUTS: [&str; 4] = ["content image", "style images", "initial image", "network weights"];
+
+/// `Options` fields that do not enter the fingerprint as such: the total, where the weights come
+/// from (their values are hashed), the GPU, the seed and the initial image (they act through the
+/// hashed images and weights), and checkpointing itself.
+const NOT_FINGERPRINTED: [&str; 9] =
+    ["iterations", "weights", "backend", "adapter", "seed", "init", "checkpoint", "checkpoint_every", "resume"];
+
+/// `Options` fields that `Fingerprint::of` records under their flag names.
+const NAMED: [&str; 18] = [
+    "size",
+    "scales",
+    "min_size",
+    "learning_rate",
+    "content_weight",
+    "style_weight",
+    "content_layers",
+    "style_layers",
+    "style_layer_weights",
+    "optimizer",
+    "lbfgs_history",
+    "tv_weight",
+    "pooling",
+    "normalize_gradients",
+    "style_blend_weights",
+    "style_scale",
+    "preserve_colors",
+    "average_decay",
+];
+
+/// Every other `Options` field, as `Options::name` and its value (`Debug`, on one line): a field
+/// added later enters the fingerprint (strict by default) until it is named or excluded above.
+fn other_fields(options: &Options) -> Vec<(String, String)> {
+    all_fields(options)
+        .into_iter()
+        .filter(|(name, _)| !NOT_FINGERPRINTED.contains(&name.as_str()) && !NAMED.contains(&name.as_str()))
+        .map(|(name, value)| (format!("Options::{name}"), value))
+        .collect()
+}
+
+/// Every field of `options` and its `Debug` value on one line, read from the pretty `Debug`.
+fn all_fields(options: &Options) -> Vec<(String, String)> {
+    let text = format!("{options:#?}");
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in text.lines().skip(1) {
+        let top = line.strip_prefix("    ").filter(|l| !l.starts_with(' '));
+        match (top.and_then(|l| l.split_once(": ")), fields.last_mut()) {
+            (Some((name, value)), _) => fields.push((name.to_string(), value.trim().to_string())),
+            (None, Some((_, value))) if line != "}" => {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+            _ => {}
+        }
+    }
+    fields.into_iter().map(|(name, value)| (name, value.trim_end_matches(',').to_string())).collect()
+}
 
 impl Fingerprint {
     pub fn of(
@@ -134,6 +191,7 @@ impl Fingerprint {
             ("--average-decay", o.average_decay.to_string()),
         ];
         entries.extend(flags.into_iter().map(|(k, v)| (k.to_string(), v)));
+        entries.extend(other_fields(options));
         Self { entries }
     }
 
@@ -595,6 +653,21 @@ mod tests {
         let digest = Sha256::digest(&file);
         file.extend_from_slice(&digest);
         assert!(Checkpoint::from_bytes(&file).unwrap_err().contains("more than the body holds"));
+    }
+
+    #[test]
+    fn every_options_field_is_named_or_excluded() {
+        // A field added to `Options` shows up here: name it in `Fingerprint::of` (and `NAMED`) if
+        // it changes the numbers, else add it to `NOT_FINGERPRINTED`.
+        assert_eq!(other_fields(&Options::default()), Vec::<(String, String)>::new());
+        let fields = all_fields(&Options::default());
+        let mut names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        let mut known: Vec<&str> = NAMED.iter().chain(&NOT_FINGERPRINTED).copied().collect();
+        names.sort();
+        known.sort();
+        assert_eq!(names, known);
+        let layers = &fields.iter().find(|(n, _)| n == "style_layers").unwrap().1;
+        assert_eq!(layers, r#"[ "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", ]"#);
     }
 
     #[test]

@@ -474,6 +474,10 @@ fn transfer(cli: Cli) -> Result<()> {
     }
     if let Some(path) = &options.checkpoint {
         check_parent_folder("checkpoint", path)?;
+        let others = [Some(&cli.output), cli.side_by_side.as_ref(), cli.loss_log.as_ref()];
+        if others.into_iter().flatten().any(|other| other == path) {
+            bail!("checkpoint {}: is also an output of the run; give it a file of its own", path.display());
+        }
     }
     if let Some(path) = cli.resume.as_ref().filter(|p| !p.is_file()) {
         bail!("checkpoint {}: no such file", path.display());

@@ -300,6 +300,13 @@ fn a_sigint_run_resumed_to_the_end_equals_a_straight_run_in_either_scale() {
 }
 
 #[test]
+fn a_checkpoint_on_an_output_path_is_a_one_line_error() {
+    let f = Fixture::new();
+    let line = f.refused("out.png", &["--checkpoint", &f.arg("out.png")]);
+    assert!(line.contains("is also an output"), "{line}");
+}
+
+#[test]
 fn help_documents_checkpoint_and_resume() {
     let out = Command::new(env!("CARGO_BIN_EXE_stylize")).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
