@@ -633,6 +633,42 @@ mod tests {
         }
     }
 
+    /// Re-seals `bytes` with a body length and checksum that match, as a crafted file would.
+    fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
+        bytes.truncate(bytes.len() - CHECKSUM);
+        let body = (bytes.len() - HEADER) as u64;
+        bytes[12..20].copy_from_slice(&body.to_le_bytes());
+        let digest = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&digest);
+        bytes
+    }
+
+    #[test]
+    fn a_crafted_body_with_a_valid_checksum_never_panics() {
+        let mut rng = crate::testing::Rng::new(5);
+        for lbfgs in [false, true] {
+            let good = sample(lbfgs).to_bytes();
+            for round in 0..3000 {
+                let mut bytes = good.clone();
+                let body = HEADER..bytes.len() - CHECKSUM;
+                for _ in 0..1 + round % 4 {
+                    let at = body.start + (rng.uniform() * body.len() as f64) as usize % body.len();
+                    bytes[at] = (rng.uniform() * 256.0) as u8;
+                }
+                if round % 5 == 0 {
+                    let cut = body.start + (rng.uniform() * body.len() as f64) as usize % body.len();
+                    bytes.drain(cut..body.end);
+                    bytes = reseal(bytes);
+                } else {
+                    bytes = reseal(bytes);
+                }
+                let _ = Checkpoint::from_bytes(&bytes);
+            }
+            let cut = reseal(good[..good.len() - CHECKSUM - 10].iter().copied().chain([0; CHECKSUM]).collect());
+            assert!(Checkpoint::from_bytes(&cut).unwrap_err().contains("runs past the end"));
+        }
+    }
+
     #[test]
     fn the_header_is_checked_before_the_checksum() {
         let mut bytes = sample(false).to_bytes();
