@@ -119,6 +119,8 @@ pub struct ScaleRun {
     pub outcome: Result<Image, TransferError>,
     /// Steps taken over every scale.
     pub steps: usize,
+    /// Of those, the steps a resumed checkpoint had already taken (0 without `options.resume`).
+    pub resumed_steps: usize,
 }
 
 /// Runs the method coarse to fine over `scale_sizes(options.size, options.scales, options.min_size)`
@@ -149,6 +151,7 @@ pub fn run_scales(
     let mut ctx = Some(ctx);
     let mut previous: Option<Image> = None;
     let mut steps = 0;
+    let resumed_steps = resume.as_ref().map_or(0, |r| r.total_steps as usize);
     let first_scale = resume.as_ref().map_or(0, |r| r.scale);
     for (index, &size) in sizes.iter().enumerate().skip(first_scale) {
         let content = image_io::fit_within(original_content, size);
@@ -182,7 +185,7 @@ pub fn run_scales(
                 previous = Some(image);
                 ctx = Some(transfer.into_context());
             }
-            outcome => return Ok(ScaleRun { transfer, content, styles, outcome, steps }),
+            outcome => return Ok(ScaleRun { transfer, content, styles, outcome, steps, resumed_steps }),
         }
     }
     unreachable!("the last scale returns")

@@ -497,7 +497,7 @@ fn transfer(cli: Cli) -> Result<()> {
     let started = Instant::now();
     let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &init, &options, &mut progress);
     progress.finish();
-    let stylize::ScaleRun { transfer, content, styles, outcome, steps } = run?;
+    let stylize::ScaleRun { transfer, content, styles, outcome, steps, resumed_steps } = run?;
     let finish = |image: &Image| stylize::finish_colors(image, &content, &options);
     let target = match outcome {
         Ok(target) => target,
@@ -532,13 +532,15 @@ fn transfer(cli: Cli) -> Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let last = progress.last_losses.map(|l| format!(", final loss {:.4e}", l.total)).unwrap_or_default();
+    let resumed =
+        if cli.resume.is_some() { format!(" ({} after the resume)", steps - resumed_steps) } else { String::new() };
     eprintln!(
-        "stylize: wrote {} ({}x{}) after {steps} steps in {:.1} s ({:.1} steps/s) on {adapter}{last}",
+        "stylize: wrote {} ({}x{}) after {steps} steps{resumed} in {:.1} s ({:.1} steps/s) on {adapter}{last}",
         cli.output.display(),
         target.width,
         target.height,
         seconds,
-        steps as f64 / seconds.max(1e-9),
+        (steps - resumed_steps) as f64 / seconds.max(1e-9),
     );
     Ok(())
 }

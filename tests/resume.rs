@@ -92,7 +92,7 @@ fn resume_is_exact(test: &str, flags: &[&str], first: usize, steps: usize) {
     f.run("first.png", &with(&["--iterations", &first_s, "--checkpoint", &ckpt]));
     let out = f.run("resumed.png", &with(&["--iterations", &steps_s, "--resume", &ckpt]));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("after {steps} steps")), "{stderr}");
+    assert!(stderr.contains(&format!("after {steps} steps ({} after the resume)", steps - first)), "{stderr}");
     assert!(f.bytes("straight.png") == f.bytes("resumed.png"), "{test}: the resumed run wrote other bytes");
     f.run("init.png", &with(&["--iterations", &(steps - first).to_string(), "--init", &f.arg("first.png")]));
     assert!(f.bytes("straight.png") != f.bytes("init.png"), "{test}: --init alone already matched");
