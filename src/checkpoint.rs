@@ -442,16 +442,22 @@ impl Checkpointing {
     }
 
     /// Writes `transfer`'s state at `scale`, with `earlier_steps` taken in the scales before it.
+    /// A state whose image or gradient was flagged non-finite (the GPU checks both every step) is
+    /// not written: the previous checkpoint stays, and the run stops at its next loss check.
     pub fn save(&self, transfer: &mut StyleTransfer, scale: usize, earlier_steps: usize) -> Result<(), TransferError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        let state = transfer.state()?;
+        if state.non_finite_flag != crate::ops::check::CLEAN || !state.image.iter().all(|v| v.is_finite()) {
+            return Ok(());
+        }
         let checkpoint = Checkpoint {
             fingerprint: self.fingerprint.clone(),
             scale,
             scales: self.scales,
             total_steps: (earlier_steps + transfer.steps_done()) as u64,
-            state: transfer.state()?,
+            state,
         };
         Ok(checkpoint.save(path)?)
     }

@@ -307,6 +307,25 @@ fn a_checkpoint_on_an_output_path_is_a_one_line_error() {
 }
 
 #[test]
+fn a_non_finite_state_is_never_checkpointed() {
+    if gpu_or_skip("a_non_finite_state_is_never_checkpointed").is_none() {
+        return;
+    }
+    let f = Fixture::new();
+    let ckpt = f.arg("run.ckpt");
+    // A style weight beyond f32's range makes the first gradient infinite (see tests/hardening.rs).
+    let out = f
+        .command(
+            "out.png",
+            &["--iterations", "40", "--style-weight", "1e300", "--save-every", "1", "--checkpoint", &ckpt],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!f.path("run.ckpt").exists(), "a checkpoint of a non-finite state was written");
+}
+
+#[test]
 fn help_documents_checkpoint_and_resume() {
     let out = Command::new(env!("CARGO_BIN_EXE_stylize")).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
