@@ -13,6 +13,7 @@
 //! original) and an [`Observer`] for progress. [`StyleTransfer`] runs steps one at a time.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod gpu;
 pub mod image_io;
 pub mod net;
@@ -118,6 +119,8 @@ pub struct ScaleRun {
     pub outcome: Result<Image, TransferError>,
     /// Steps taken over every scale.
     pub steps: usize,
+    /// Of those, the steps a resumed checkpoint had already taken (0 without `options.resume`).
+    pub resumed_steps: usize,
 }
 
 /// Runs the method coarse to fine over `scale_sizes(options.size, options.scales, options.min_size)`
@@ -125,6 +128,9 @@ pub struct ScaleRun {
 /// styles are prepared for it (`prepare_styles`), and the run starts from `first_init` (first
 /// scale; see `first_initial_image`) or the previous scale's result resized to it; each scale runs
 /// `options.iterations` steps. Stops after a scale whose run failed or was asked to stop.
+/// With `options.resume`, it starts at the checkpoint's scale and step instead (refused if the
+/// checkpoint is damaged or was made from other inputs or options); with `options.checkpoint`,
+/// it writes one every `options.checkpoint_every` steps, when stopped and at the end.
 pub fn run_scales(
     ctx: gpu::Context,
     weights: &[ConvLayerWeights],
@@ -135,27 +141,51 @@ pub fn run_scales(
     observer: &mut dyn Observer,
 ) -> Result<ScaleRun, Error> {
     let sizes = scale_sizes(options.size, options.scales, options.min_size);
+    let checkpoints =
+        checkpoint::Checkpointing::new(original_content, raw_styles, first_init, weights, options, sizes.len())
+            .map_err(TransferError::from)?;
+    let (checkpoints, mut resume) = match checkpoints {
+        Some((checkpoints, resume)) => (Some(checkpoints), resume),
+        None => (None, None),
+    };
     let mut ctx = Some(ctx);
     let mut previous: Option<Image> = None;
     let mut steps = 0;
-    for (index, &size) in sizes.iter().enumerate() {
+    let resumed_steps = resume.as_ref().map_or(0, |r| r.total_steps as usize);
+    let first_scale = resume.as_ref().map_or(0, |r| r.scale);
+    for (index, &size) in sizes.iter().enumerate().skip(first_scale) {
         let content = image_io::fit_within(original_content, size);
         let styles = prepare_styles(raw_styles, &content, options)?;
         let init = match &previous {
-            None => first_init.clone(),
+            None if index == 0 => first_init.clone(),
+            // A resumed scale: the checkpoint's image replaces it.
+            None => content.clone(),
             Some(image) => image_io::resize_exact(image, content.width, content.height),
         };
         let mut transfer = new_transfer(ctx.take().expect("one context"), weights, &content, &styles, &init, options)?;
+        if let Some(saved) = resume.take() {
+            transfer.restore_state(&saved.state)?;
+            steps = (saved.total_steps - saved.state.steps_done) as usize;
+        }
         observer.on_scale(index, sizes.len(), content.width, content.height);
-        let outcome = transfer.run(options.iterations, observer);
+        let earlier = steps;
+        let outcome = transfer.run_to(options.iterations, observer, &mut |transfer, step| match &checkpoints {
+            Some(c) if c.due(step) => c.save(transfer, index, earlier),
+            _ => Ok(()),
+        });
         steps += transfer.steps_done();
         let last = index + 1 == sizes.len();
+        if let (Some(c), Ok(_)) = (&checkpoints, &outcome)
+            && (last || observer.should_stop())
+        {
+            c.save(&mut transfer, index, earlier)?;
+        }
         match outcome {
             Ok(image) if !last && !observer.should_stop() => {
                 previous = Some(image);
                 ctx = Some(transfer.into_context());
             }
-            outcome => return Ok(ScaleRun { transfer, content, styles, outcome, steps }),
+            outcome => return Ok(ScaleRun { transfer, content, styles, outcome, steps, resumed_steps }),
         }
     }
     unreachable!("the last scale returns")

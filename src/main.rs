@@ -182,6 +182,19 @@ struct Cli {
     /// Use the adapter whose name contains NAME (see `stylize devices`).
     #[arg(long, value_name = "NAME")]
     adapter: Option<String>,
+
+    /// Write a checkpoint to PATH (atomically) every --save-every steps, on Ctrl-C/SIGTERM and at
+    /// the end: the image and the optimizer's whole state as the GPU holds them, the iterate
+    /// average, the scale and step, and a fingerprint of the inputs and options. See --resume.
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
+
+    /// Continue exactly from a checkpoint (--checkpoint): give the same inputs and options;
+    /// --iterations stays the total, and the result is the one an uninterrupted run writes. A
+    /// checkpoint from other inputs or options, or a damaged one, is refused. Keeps writing the
+    /// checkpoint to PATH unless --checkpoint says elsewhere.
+    #[arg(long, value_name = "PATH")]
+    resume: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -445,6 +458,9 @@ fn transfer(cli: Cli) -> Result<()> {
             PreserveColorsArg::Luminance => stylize::PreserveColors::Luminance,
             PreserveColorsArg::Histogram => stylize::PreserveColors::Histogram,
         },
+        checkpoint: cli.checkpoint.clone().or_else(|| cli.resume.clone()),
+        checkpoint_every: cli.save_every.map(|n| n as usize),
+        resume: cli.resume.clone(),
     };
     options.validate()?;
     // Everything that can be checked is checked before the GPU is touched.
@@ -455,6 +471,16 @@ fn transfer(cli: Cli) -> Result<()> {
     }
     if let Some(path) = &cli.loss_log {
         check_parent_folder("loss log", path)?;
+    }
+    if let Some(path) = &options.checkpoint {
+        check_parent_folder("checkpoint", path)?;
+        let others = [Some(&cli.output), cli.side_by_side.as_ref(), cli.loss_log.as_ref()];
+        if others.into_iter().flatten().any(|other| other == path) {
+            bail!("checkpoint {}: is also an output of the run; give it a file of its own", path.display());
+        }
+    }
+    if let Some(path) = cli.resume.as_ref().filter(|p| !p.is_file()) {
+        bail!("checkpoint {}: no such file", path.display());
     }
     stylize::transfer::normalized_blend(&options.style_blend_weights, cli.style.len())?;
     let original = image_io::load_image(&content_path)?;
@@ -471,7 +497,7 @@ fn transfer(cli: Cli) -> Result<()> {
     let started = Instant::now();
     let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &init, &options, &mut progress);
     progress.finish();
-    let stylize::ScaleRun { transfer, content, styles, outcome, steps } = run?;
+    let stylize::ScaleRun { transfer, content, styles, outcome, steps, resumed_steps } = run?;
     let finish = |image: &Image| stylize::finish_colors(image, &content, &options);
     let target = match outcome {
         Ok(target) => target,
@@ -486,8 +512,12 @@ fn transfer(cli: Cli) -> Result<()> {
     image_io::save_image(&cli.output, &target, depth)?;
     let total_steps = options.iterations * options.scales.max(1);
     if let Some(code) = interrupt.exit_code() {
+        let resume = match &options.checkpoint {
+            Some(path) => format!("continue exactly with the same options and --resume {}", path.display()),
+            None => format!("resume with --init {}", cli.output.display()),
+        };
         eprintln!(
-            "stylize: interrupted after {steps} of {total_steps} steps; wrote the image so far to {} (resume with --init {0})",
+            "stylize: interrupted after {steps} of {total_steps} steps; wrote the image so far to {} ({resume})",
             cli.output.display()
         );
         std::process::exit(code);
@@ -502,13 +532,15 @@ fn transfer(cli: Cli) -> Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let last = progress.last_losses.map(|l| format!(", final loss {:.4e}", l.total)).unwrap_or_default();
+    let resumed =
+        if cli.resume.is_some() { format!(" ({} after the resume)", steps - resumed_steps) } else { String::new() };
     eprintln!(
-        "stylize: wrote {} ({}x{}) after {steps} steps in {:.1} s ({:.1} steps/s) on {adapter}{last}",
+        "stylize: wrote {} ({}x{}) after {steps} steps{resumed} in {:.1} s ({:.1} steps/s) on {adapter}{last}",
         cli.output.display(),
         target.width,
         target.height,
         seconds,
-        steps as f64 / seconds.max(1e-9),
+        (steps - resumed_steps) as f64 / seconds.max(1e-9),
     );
     Ok(())
 }

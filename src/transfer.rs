@@ -70,6 +70,16 @@ pub struct Options {
     /// Longer side of the first scale; `None`: each scale is sqrt(2) larger than the one before,
     /// the last at `size`. With it, the sizes are spaced geometrically from it to `size`.
     pub min_size: Option<u32>,
+    /// Where to write a checkpoint (`crate::checkpoint`): everything needed to continue the run
+    /// exactly, written atomically every `checkpoint_every` steps, when the observer stops the run
+    /// and at the end. `None`: no checkpoint.
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Steps (within a scale) between two checkpoints; `None`: only on a stop and at the end.
+    pub checkpoint_every: Option<usize>,
+    /// A checkpoint to continue from: the run goes on from its scale and step to the same
+    /// `iterations`, with the result of a run that was never interrupted. Refused if it was made
+    /// from other inputs or options (`checkpoint::Fingerprint`).
+    pub resume: Option<std::path::PathBuf>,
 }
 
 /// How the content's colours are kept (`--preserve-colors`).
@@ -134,6 +144,9 @@ impl Default for Options {
             average_decay: 0.0,
             scales: 1,
             min_size: None,
+            checkpoint: None,
+            checkpoint_every: None,
+            resume: None,
         }
     }
 }
@@ -211,6 +224,9 @@ impl Options {
         if self.min_size.is_some_and(|m| m == 0 || m > self.size) {
             return bad(format!("--min-size must be between 1 and --size ({})", self.size));
         }
+        if self.checkpoint_every == Some(0) {
+            return bad("the checkpoint interval must be at least 1 step".into());
+        }
         if self.lbfgs_history == 0 {
             return bad("--lbfgs-history must be at least 1".into());
         }
@@ -284,6 +300,38 @@ pub enum TransferError {
     Observer(String),
     #[error("{what} became non-finite (inf or NaN) at step {step}; stopped, {kept}")]
     NonFinite { step: usize, what: String, kept: String },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A saved state (`StyleTransfer::restore_state`) that does not fit this run.
+    #[error("the saved state does not fit this run: {0}")]
+    StateMismatch(String),
+}
+
+/// Everything a `StyleTransfer` needs to continue exactly where `StyleTransfer::state` was
+/// taken; every buffer bit for bit as the GPU held it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferSnapshot {
+    pub width: u32,
+    pub height: u32,
+    /// Steps taken (the next step's number).
+    pub steps_done: u64,
+    /// The optimizer's variable: the normalized image.
+    pub image: Vec<f32>,
+    /// The non-finite guard: the last image whose loss was checked finite, its step, and the
+    /// first step flagged non-finite (`check::CLEAN` if none).
+    pub verified_image: Vec<f32>,
+    pub verified_step: Option<u64>,
+    pub non_finite_flag: u32,
+    /// The iterate average (`average_decay > 0`): updates counted and the raw average.
+    pub average: Option<(u64, Vec<f32>)>,
+    pub optimizer: OptimizerSnapshot,
+}
+
+/// The optimizer part of a [`TransferSnapshot`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptimizerSnapshot {
+    Adam(crate::ops::adam::AdamSnapshot),
+    Lbfgs(Box<crate::optim::LbfgsSnapshot>),
 }
 
 /// The optimizer's state: Adam's kernel rides in the training step; L-BFGS runs after it.
@@ -522,6 +570,73 @@ impl StyleTransfer {
         self.steps_done
     }
 
+    /// The whole state of the run (waits for the GPU): with `restore_state` on a `StyleTransfer`
+    /// built from the same inputs and options, the following steps are bit for bit the ones this
+    /// one would take.
+    pub fn state(&mut self) -> Result<TransferSnapshot, TransferError> {
+        self.sync()?;
+        let len = self.executor.image_len();
+        let optimizer = match &self.optimizer {
+            OptimizerState::Adam { adam, .. } => OptimizerSnapshot::Adam(adam.state(&self.ctx)?),
+            OptimizerState::Lbfgs(lbfgs) => OptimizerSnapshot::Lbfgs(Box::new(lbfgs.state(&self.ctx)?)),
+        };
+        let average = match &self.average {
+            Some(average) => Some((average.updates, self.ctx.read(&average.buffer, len)?)),
+            None => None,
+        };
+        Ok(TransferSnapshot {
+            width: self.width,
+            height: self.height,
+            steps_done: self.steps_done as u64,
+            image: self.executor.read_normalized_image(&self.ctx)?,
+            verified_image: self.ctx.read(&self.verified_image, len)?,
+            verified_step: self.verified_step.map(|s| s as u64),
+            non_finite_flag: self.ctx.read(&self.non_finite_flag, 1)?[0].to_bits(),
+            average,
+            optimizer,
+        })
+    }
+
+    /// Puts a `state()` back, before this transfer's first step; checks that it fits (size,
+    /// optimizer, average) before anything is written.
+    pub fn restore_state(&mut self, state: &TransferSnapshot) -> Result<(), TransferError> {
+        let mismatch = |m: String| Err(TransferError::StateMismatch(m));
+        if self.steps_done != 0 {
+            return mismatch("a state can only be restored before the first step".into());
+        }
+        if (state.width, state.height) != (self.width, self.height) {
+            return mismatch(format!(
+                "it is {}x{}, this run {}x{}",
+                state.width, state.height, self.width, self.height
+            ));
+        }
+        let len = self.executor.image_len();
+        let average_len = state.average.as_ref().map(|(_, v)| v.len()).unwrap_or(len);
+        if [state.image.len(), state.verified_image.len(), average_len].iter().any(|&l| l != len) {
+            return mismatch(format!("its images do not have {len} values"));
+        }
+        if state.average.is_some() != self.average.is_some() {
+            return mismatch("one of them averages the iterates, the other does not".into());
+        }
+        match (&mut self.optimizer, &state.optimizer) {
+            (OptimizerState::Adam { adam, .. }, OptimizerSnapshot::Adam(saved)) => {
+                adam.restore_state(&self.ctx, saved)?
+            }
+            (OptimizerState::Lbfgs(lbfgs), OptimizerSnapshot::Lbfgs(saved)) => lbfgs.restore_state(&self.ctx, saved)?,
+            _ => return mismatch("it was made with another optimizer".into()),
+        }
+        if let (Some(average), Some((updates, values))) = (&mut self.average, &state.average) {
+            self.ctx.write(&average.buffer, values);
+            average.updates = *updates;
+        }
+        self.executor.set_normalized_image(&self.ctx, &state.image)?;
+        self.ctx.write(&self.verified_image, &state.verified_image);
+        self.ctx.write(&self.non_finite_flag, &[f32::from_bits(state.non_finite_flag)]);
+        self.verified_step = state.verified_step.map(|s| s as usize);
+        self.steps_done = state.steps_done as usize;
+        Ok(self.ctx.wait()?)
+    }
+
     /// One optimization step: forward, losses, backward, Adam; one submit, no wait. With L-BFGS
     /// the training step is submitted, then L-BFGS reads back a few scalars (waiting for it) and
     /// submits its direction and update; an error there is reported by the next `sync`.
@@ -615,7 +730,28 @@ impl StyleTransfer {
     /// is read back at least every 16 steps: a non-finite loss stops the run with
     /// `TransferError::NonFinite`, and the image is then reset to the last one whose loss was finite.
     pub fn run(&mut self, iterations: usize, observer: &mut dyn Observer) -> Result<Image, TransferError> {
-        for step in 0..iterations {
+        self.run_steps(0..iterations, observer, &mut |_, _| Ok(()))
+    }
+
+    /// As `run`, but from `steps_done` (where a restored state left off) up to `total` steps in
+    /// all, calling `after_step` after each step's observer (e.g. to write a checkpoint).
+    pub fn run_to(
+        &mut self,
+        total: usize,
+        observer: &mut dyn Observer,
+        after_step: &mut dyn FnMut(&mut StyleTransfer, usize) -> Result<(), TransferError>,
+    ) -> Result<Image, TransferError> {
+        self.run_steps(self.steps_done..total, observer, after_step)
+    }
+
+    fn run_steps(
+        &mut self,
+        steps: std::ops::Range<usize>,
+        observer: &mut dyn Observer,
+        after_step: &mut dyn FnMut(&mut StyleTransfer, usize) -> Result<(), TransferError>,
+    ) -> Result<Image, TransferError> {
+        let iterations = steps.end;
+        for step in steps {
             if observer.should_stop() {
                 break;
             }
@@ -628,6 +764,7 @@ impl StyleTransfer {
             let losses = if check { Some(self.checked_losses(step)?) } else { None };
             let image = if observer.wants_image(step) { Some(self.image()?) } else { None };
             observer.on_step(step, losses.as_ref().filter(|_| wanted), image.as_ref())?;
+            after_step(self, step)?;
         }
         self.sync()?;
         self.image()

@@ -96,6 +96,40 @@ impl Adam {
     pub fn steps_taken(&self) -> u64 {
         self.steps_taken
     }
+
+    /// The moments as the GPU holds them (exact f32 bits) and the step count, for a checkpoint.
+    pub fn state(&self, ctx: &Context) -> Result<AdamSnapshot, GpuError> {
+        Ok(AdamSnapshot {
+            steps_taken: self.steps_taken,
+            exp_avg: ctx.read(&self.exp_avg, self.len)?,
+            exp_avg_sq: ctx.read(&self.exp_avg_sq, self.len)?,
+        })
+    }
+
+    /// Puts a `state()` back: the next `advance` continues from its step count.
+    pub fn restore_state(&mut self, ctx: &Context, state: &AdamSnapshot) -> Result<(), GpuError> {
+        for (what, values) in [("exp_avg", &state.exp_avg), ("exp_avg_sq", &state.exp_avg_sq)] {
+            if values.len() != self.len {
+                return Err(GpuError::Device(format!(
+                    "Adam's saved {what} has {} values for {} parameters",
+                    values.len(),
+                    self.len
+                )));
+            }
+        }
+        ctx.write(&self.exp_avg, &state.exp_avg);
+        ctx.write(&self.exp_avg_sq, &state.exp_avg_sq);
+        self.steps_taken = state.steps_taken;
+        Ok(())
+    }
+}
+
+/// Adam's whole state: the step count and both moments, bit for bit as the GPU held them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamSnapshot {
+    pub steps_taken: u64,
+    pub exp_avg: Vec<f32>,
+    pub exp_avg_sq: Vec<f32>,
 }
 
 pub mod reference {

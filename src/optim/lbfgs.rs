@@ -96,10 +96,8 @@ fn slot_scalar(slot: usize, what: usize) -> usize {
 
 /// One history pair and the kernels that use it.
 struct Slot {
-    /// The pair's buffers, owned here (only the kernels' bind groups read them).
-    #[allow(dead_code)]
+    /// The pair's buffers (the kernels' bind groups use them; `state` reads them back).
     s: wgpu::Buffer,
-    #[allow(dead_code)]
     y: wgpu::Buffer,
     /// As the candidate: y = g - g_prev, s = t d, y's, y'y, max |g|, |g|_1.
     probe: Step,
@@ -294,6 +292,106 @@ impl Lbfgs {
     pub fn param(&self) -> &wgpu::Buffer {
         &self.param
     }
+
+    /// Everything the next iterations depend on, as the GPU holds it (exact f32 bits): the
+    /// scalars buffer, the direction, the previous gradient, every history slot allocated so far,
+    /// which slots are active (oldest first) and which one takes the next pair, and the host's
+    /// iteration count, `t`, `H_diag` and last `g'd`.
+    pub fn state(&self, ctx: &Context) -> Result<LbfgsSnapshot, GpuError> {
+        let pairs = self
+            .slots
+            .iter()
+            .map(|slot| Ok((ctx.read(&slot.s, self.len)?, ctx.read(&slot.y, self.len)?)))
+            .collect::<Result<_, GpuError>>()?;
+        Ok(LbfgsSnapshot {
+            n_iter: self.n_iter,
+            t: self.t,
+            h_diag: self.h_diag,
+            last_gtd: self.last_gtd,
+            scalars: ctx.read(&self.scalars, self.scalars_len())?,
+            direction: ctx.read(&self.direction, self.len)?,
+            prev_grad: ctx.read(&self.prev_grad, self.len)?,
+            pairs,
+            order: self.order.iter().copied().collect(),
+            candidate: self.candidate,
+        })
+    }
+
+    /// Puts a `state()` back into an optimizer that has not stepped yet (same length and
+    /// history size); checks it fully before writing anything.
+    pub fn restore_state(&mut self, ctx: &Context, state: &LbfgsSnapshot) -> Result<(), GpuError> {
+        self.check_state(state).map_err(|m| GpuError::Device(format!("saved L-BFGS state: {m}")))?;
+        if !self.slots.is_empty() {
+            return Err(GpuError::Device("L-BFGS state can only be restored before the first step".into()));
+        }
+        for (index, (s, y)) in state.pairs.iter().enumerate() {
+            let slot = self.new_slot(ctx, index)?;
+            ctx.write(&slot.s, s);
+            ctx.write(&slot.y, y);
+            self.slots.push(slot);
+        }
+        ctx.write(&self.scalars, &state.scalars);
+        ctx.write(&self.direction, &state.direction);
+        ctx.write(&self.prev_grad, &state.prev_grad);
+        self.order = state.order.iter().copied().collect();
+        self.candidate = state.candidate;
+        self.n_iter = state.n_iter;
+        self.t = state.t;
+        self.h_diag = state.h_diag;
+        self.last_gtd = state.last_gtd;
+        Ok(())
+    }
+
+    fn scalars_len(&self) -> usize {
+        SLOT_BASE + 4 * (self.config.history + 1)
+    }
+
+    /// The invariants `step` keeps: every slot is either active or the candidate, at most
+    /// `history` are active, every vector has `len` values.
+    fn check_state(&self, state: &LbfgsSnapshot) -> Result<(), String> {
+        let vectors = [("direction", &state.direction), ("previous gradient", &state.prev_grad)];
+        let pairs = state.pairs.iter().flat_map(|(s, y)| [("s", s), ("y", y)]);
+        if let Some((what, v)) = vectors.into_iter().chain(pairs).find(|(_, v)| v.len() != self.len) {
+            return Err(format!("{what} has {} values for {}", v.len(), self.len));
+        }
+        if state.scalars.len() != self.scalars_len() {
+            return Err(format!("{} scalars for {}", state.scalars.len(), self.scalars_len()));
+        }
+        let slots = state.pairs.len();
+        let mut used = vec![false; slots];
+        for &index in state.order.iter().chain(&state.candidate) {
+            if index >= slots || std::mem::replace(&mut used[index], true) {
+                return Err(format!("slot {index} is out of range or used twice ({slots} slots)"));
+            }
+        }
+        if used.contains(&false) || state.order.len() > self.config.history {
+            return Err(format!(
+                "{} active pairs and {slots} slots for a history of {}",
+                state.order.len(),
+                self.config.history
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// L-BFGS's whole state (see [`Lbfgs::state`]); vectors bit for bit as the GPU held them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LbfgsSnapshot {
+    pub n_iter: u64,
+    pub t: f64,
+    pub h_diag: f64,
+    pub last_gtd: Option<f64>,
+    /// The GPU's scalars buffer (layout private to this module).
+    pub scalars: Vec<f32>,
+    pub direction: Vec<f32>,
+    pub prev_grad: Vec<f32>,
+    /// `(s, y)` of every slot allocated, by slot index.
+    pub pairs: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Active slots, oldest first.
+    pub order: Vec<usize>,
+    /// The slot the next curvature pair is written into, if one is set aside.
+    pub candidate: Option<usize>,
 }
 
 /// Records the kernels of several steps into one compute pass and submits once.

@@ -4,4 +4,4 @@
 
 pub mod lbfgs;
 
-pub use lbfgs::{Lbfgs, LbfgsConfig, LbfgsOutcome};
+pub use lbfgs::{Lbfgs, LbfgsConfig, LbfgsOutcome, LbfgsSnapshot};
