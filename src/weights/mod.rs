@@ -6,6 +6,7 @@
 
 mod error;
 pub mod fetch;
+mod lock;
 pub mod manifest;
 mod npz;
 mod pickle;
@@ -19,7 +20,10 @@ use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
 pub use error::{Problem, WeightsError};
-pub use fetch::{FetchEvent, default_weights_path, download, ensure_weights, resolve_weights_arg};
+pub use fetch::{
+    DownloadOptions, FetchEvent, default_weights_path, download, download_with, ensure_weights, ensure_weights_with,
+    resolve_weights_arg,
+};
 pub use manifest::{ManifestEntry, default_entry, manifest};
 pub use vgg::{ConvWeights, VGG19_CONV_INDICES, VggWeights, load_vgg19, load_vgg19_from_bytes};
 
