@@ -757,7 +757,9 @@ impl DownloadBar {
                     lock.display()
                 );
             }
-            FetchEvent::Reused { path } => eprintln!("stylize: using the weights downloaded meanwhile at {}", path.display()),
+            FetchEvent::Reused { path } => {
+                eprintln!("stylize: using the weights downloaded meanwhile at {}", path.display())
+            }
             FetchEvent::Verifying => {}
             FetchEvent::Done { path } => {
                 self.finish();

@@ -306,7 +306,10 @@ fn two_downloads_of_one_file_at_once_fetch_it_once() {
     assert_eq!(second.unwrap(), dest);
     assert!(first_events.contains(&FetchEvent::Done { path: dest.clone() }));
     let lock = dest.with_file_name("w.pth.lock");
-    assert!(matches!(events.first(), Some(FetchEvent::Waiting { lock: l, holder: Some(_) }) if *l == lock), "{events:?}");
+    assert!(
+        matches!(events.first(), Some(FetchEvent::Waiting { lock: l, holder: Some(_) }) if *l == lock),
+        "{events:?}"
+    );
     assert_eq!(events.last(), Some(&FetchEvent::Reused { path: dest.clone() }));
     assert!(!events.iter().any(|e| matches!(e, FetchEvent::Started { .. })), "{events:?}");
     assert_eq!(fs::read(&dest).unwrap(), body);
@@ -317,7 +320,8 @@ fn two_downloads_of_one_file_at_once_fetch_it_once() {
 fn a_lock_file_left_by_a_dead_process_is_taken_over() {
     let body = body_bytes(6, 10_000);
     let served = body.clone();
-    let (base, _requests, server) = serve(1, move |_, _| Reply::Full { head: ok_head(served.len()), body: served.clone() });
+    let (base, _requests, server) =
+        serve(1, move |_, _| Reply::Full { head: ok_head(served.len()), body: served.clone() });
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("w.pth");
     // What a crash leaves: the file, but no process holding the OS lock on it.
@@ -335,7 +339,8 @@ fn a_lock_file_left_by_a_dead_process_is_taken_over() {
 fn a_holder_that_makes_no_progress_is_stepped_around() {
     let body = body_bytes(7, 10_000);
     let served = body.clone();
-    let (base, _requests, server) = serve(1, move |_, _| Reply::Full { head: ok_head(served.len()), body: served.clone() });
+    let (base, _requests, server) =
+        serve(1, move |_, _| Reply::Full { head: ok_head(served.len()), body: served.clone() });
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("w.pth");
     // A live but stuck holder: the lock is held, its partial file never grows.
@@ -371,10 +376,8 @@ fn http_errors_that_may_pass_are_retried_and_others_are_not() {
     assert_eq!(server.join().unwrap(), 2);
     assert_eq!(fs::read(&dest).unwrap(), body);
 
-    let (base, _requests, server) = serve(1, |_, _| Reply::Full {
-        head: "HTTP/1.1 404 Not Found\r\nContent-Length: 0".into(),
-        body: Vec::new(),
-    });
+    let (base, _requests, server) =
+        serve(1, |_, _| Reply::Full { head: "HTTP/1.1 404 Not Found\r\nContent-Length: 0".into(), body: Vec::new() });
     let dest = dir.path().join("gone.pth");
     let err = download_with(&format!("{base}/gone.pth"), &dest, None, None, &fast(), &mut |_| {}).unwrap_err();
     assert_eq!(server.join().unwrap(), 1, "a 404 is not retried");

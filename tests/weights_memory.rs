@@ -98,7 +98,11 @@ fn tiny_npz(path: &Path, padding: u64) {
     for (layer, index) in random_weights(&TINY_WIDTHS, 5).into_iter().zip(VGG19_CONV_INDICES) {
         let shape = [layer.out_channels, layer.in_channels, 3, 3];
         let zeros = if index == 0 { padding } else { 0 };
-        members.push(Member { name: format!("features.{index}.weight.npy"), bytes: npy_f32(&shape, &layer.weight), zeros });
+        members.push(Member {
+            name: format!("features.{index}.weight.npy"),
+            bytes: npy_f32(&shape, &layer.weight),
+            zeros,
+        });
         members.push(Member {
             name: format!("features.{index}.bias.npy"),
             bytes: npy_f32(&[layer.out_channels], &layer.bias),
@@ -198,11 +202,8 @@ fn zip_members_claiming_more_than_the_file_holds_are_refused() {
 
     // torch zip: data.pkl, and a storage, each claiming 2 GiB.
     let original = fs::read(fixture("vgg19_tiny_zip.pth")).unwrap();
-    let names: Vec<String> = zip::ZipArchive::new(std::io::Cursor::new(&original))
-        .unwrap()
-        .file_names()
-        .map(str::to_string)
-        .collect();
+    let names: Vec<String> =
+        zip::ZipArchive::new(std::io::Cursor::new(&original)).unwrap().file_names().map(str::to_string).collect();
     let pickle = names.iter().find(|n| n.ends_with("data.pkl")).unwrap();
     let storage = names.iter().find(|n| n.contains("/data/")).unwrap();
     for member in [pickle, storage] {

@@ -308,7 +308,8 @@ impl Job<'_> {
                     let first = first_reason.get_or_insert_with(|| reason.clone());
                     if failures >= self.options.attempts {
                         let tries = self.options.attempts;
-                        let first = if *first == reason { String::new() } else { format!("; the first failure: {first}") };
+                        let first =
+                            if *first == reason { String::new() } else { format!("; the first failure: {first}") };
                         let detail = format!("{reason} ({tries} tries without progress{first})");
                         break Err(self.fail(self.kept(&part, detail)));
                     }
@@ -343,8 +344,11 @@ impl Job<'_> {
         if part.len == 0 {
             detail
         } else {
-            format!("{detail}; the {} bytes received are kept in {} and the next run continues from there",
-                part.len, part.path.display())
+            format!(
+                "{detail}; the {} bytes received are kept in {} and the next run continues from there",
+                part.len,
+                part.path.display()
+            )
         }
     }
 

@@ -90,7 +90,9 @@ fn read_npy_header(r: &mut impl Read, key: &str, capacity: u64) -> Result<NpyHea
         return Err(bad(&format!("header of {header_len} bytes (at most {MAX_HEADER})")));
     }
     if header_len as u64 > capacity {
-        return Err(Problem::Truncated(format!("{key}.npy header needs {header_len} bytes, its member holds {capacity}")));
+        return Err(Problem::Truncated(format!(
+            "{key}.npy header needs {header_len} bytes, its member holds {capacity}"
+        )));
     }
     let mut text = vec![0u8; header_len];
     r.read_exact(&mut text).map_err(|e| Problem::from_read(e, key))?;
