@@ -494,6 +494,7 @@ fn transfer(cli: Cli) -> Result<()> {
     let ctx = stylize::gpu::Context::new(&options.context_options())?;
     let adapter = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
     let mut progress = CliProgress::new(&cli, &adapter, &original, &options, interrupt.clone())?;
+    progress.cpu = ctx.adapter.is_cpu().then(|| CpuNotice::new(&adapter, &options));
     let started = Instant::now();
     let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &init, &options, &mut progress);
     progress.finish();
@@ -604,6 +605,8 @@ struct CliProgress {
     multiscale: bool,
     scale: usize,
     last_losses: Option<Losses>,
+    /// On a CPU adapter: the one line saying so, with the expected time of the run.
+    cpu: Option<CpuNotice>,
 }
 
 impl CliProgress {
@@ -653,6 +656,7 @@ impl CliProgress {
             multiscale,
             scale: 0,
             last_losses: None,
+            cpu: None,
         })
     }
 
@@ -699,6 +703,9 @@ impl Observer for CliProgress {
 
     fn on_step(&mut self, step: usize, losses: Option<&Losses>, image: Option<&Image>) -> Result<(), TransferError> {
         self.bar.set_position(step as u64 + 1);
+        if let Some(line) = self.cpu.as_mut().and_then(|c| c.on_step(self.scale, step)) {
+            if self.interactive { self.bar.println(line) } else { eprintln!("{line}") }
+        }
         if let Some(l) = losses {
             if let Some((path, writer)) = &mut self.log {
                 let tv = if self.tv { format!("{:e},", l.tv) } else { String::new() };
@@ -729,7 +736,8 @@ impl Observer for CliProgress {
     }
 }
 
-/// A progress bar for weight downloads (silent when stderr is not a terminal).
+/// A progress bar for weight downloads: size, bytes, rate and ETA (the bar itself only on a
+/// terminal; the lines about starts, retries, resumes and waits always).
 #[derive(Default)]
 struct DownloadBar {
     bar: Option<ProgressBar>,
@@ -739,7 +747,8 @@ impl DownloadBar {
     fn event(&mut self, event: &FetchEvent) {
         match event {
             FetchEvent::Started { url, total } => {
-                eprintln!("stylize: downloading {url}");
+                let size = total.map(|t| format!(" ({})", indicatif::HumanBytes(t))).unwrap_or_default();
+                eprintln!("stylize: downloading {url}{size}");
                 let bar = ProgressBar::with_draw_target(*total, ProgressDrawTarget::stderr());
                 bar.set_style(
                     ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}")
@@ -752,6 +761,37 @@ impl DownloadBar {
                     bar.set_position(*done);
                 }
             }
+            FetchEvent::Resumed { from, total } => {
+                let of = total.map(|t| format!(" of {}", indicatif::HumanBytes(t))).unwrap_or_default();
+                self.say(&format!("stylize: resuming the download at {}{of}", indicatif::HumanBytes(*from)));
+                if let Some(bar) = &self.bar {
+                    // The bytes from before the resume are not part of the rate.
+                    bar.set_position(*from);
+                    bar.reset_eta();
+                }
+            }
+            FetchEvent::Retrying { attempt, attempts, delay, reason } => {
+                let secs = delay.as_secs_f64();
+                self.say(&format!("stylize: download: {reason}; try {attempt} of {attempts} in {secs:.0} s"));
+            }
+            FetchEvent::Restarted { reason } => self.say(&format!("stylize: download starts over: {reason}")),
+            FetchEvent::Waiting { lock, holder } => {
+                let who = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                eprintln!(
+                    "stylize: another process{who} is downloading the weights (lock {}); waiting for it",
+                    lock.display()
+                );
+            }
+            FetchEvent::LockStalled { lock, holder } => {
+                let who = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                eprintln!(
+                    "stylize: the other download{who} has made no progress for a while (lock {}); downloading here",
+                    lock.display()
+                );
+            }
+            FetchEvent::Reused { path } => {
+                eprintln!("stylize: using the weights downloaded meanwhile at {}", path.display())
+            }
             FetchEvent::Verifying => {}
             FetchEvent::Done { path } => {
                 self.finish();
@@ -760,9 +800,92 @@ impl DownloadBar {
         }
     }
 
+    /// One line above the bar (or plainly when there is none).
+    fn say(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
     fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Says once, on a CPU adapter (lavapipe, llvmpipe, WARP, SwiftShader), that the run is on the
+/// CPU and slow, with the expected time of the whole run from the speed of the first steps.
+struct CpuNotice {
+    adapter: String,
+    created: Instant,
+    /// When the first step ended (it includes pipeline creation, so it is not timed).
+    first_step_end: Option<Instant>,
+    iterations: usize,
+    /// The run's work in first-scale steps: Σ over scales of (side / first side)² × iterations.
+    work_in_steps: f64,
+    said: bool,
+}
+
+impl CpuNotice {
+    /// Steps timed before the estimate, unless they take longer than `ESTIMATE_AFTER` in all.
+    const TIMED_STEPS: usize = 3;
+    const ESTIMATE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn new(adapter: &str, options: &Options) -> Self {
+        let sides = stylize::scale_sizes(options.size, options.scales.max(1), options.min_size);
+        let first = f64::from(sides[0].max(1));
+        let work = sides.iter().map(|&s| (f64::from(s) / first).powi(2)).sum::<f64>() * options.iterations as f64;
+        CpuNotice {
+            adapter: adapter.to_string(),
+            created: Instant::now(),
+            first_step_end: None,
+            iterations: options.iterations,
+            work_in_steps: work,
+            said: false,
+        }
+    }
+
+    /// The line to print after `step` of the first scale, once.
+    fn on_step(&mut self, scale: usize, step: usize) -> Option<String> {
+        if self.said || scale > 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let per_step = match self.first_step_end {
+            None if self.iterations > 1 => {
+                self.first_step_end = Some(now);
+                return None;
+            }
+            // A single step: its time, warm-up included, is all there is.
+            None => now.duration_since(self.created).as_secs_f64(),
+            Some(first) => {
+                let timed = now.duration_since(first);
+                if step < Self::TIMED_STEPS && timed < Self::ESTIMATE_AFTER && step + 1 < self.iterations {
+                    return None;
+                }
+                timed.as_secs_f64() / step as f64
+            }
+        };
+        self.said = true;
+        let done = now.duration_since(self.created).as_secs_f64();
+        let expected = done + per_step * (self.work_in_steps - (step + 1) as f64).max(0.0);
+        Some(format!(
+            "stylize: running on the CPU ({}, no GPU in use), which is slow: {per_step:.2} s per step, \
+             about {} for the whole run",
+            self.adapter,
+            human_duration(expected)
+        ))
+    }
+}
+
+/// `42 s`, `3 min 20 s`, `2 h 05 min`.
+fn human_duration(seconds: f64) -> String {
+    let s = seconds.round().max(0.0) as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
     }
 }

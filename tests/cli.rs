@@ -150,8 +150,10 @@ fn cli_runs_end_to_end_with_tiny_weights() {
     }
     // The target starts as the content image: no content loss at step 0.
     assert!(rows[1].starts_with("0,0e0,"), "{}", rows[1]);
-    // stderr is not a terminal here: no progress bar, no loss lines, only the final line.
-    let lines = stderr_lines(&output);
+    // stderr is not a terminal here: no progress bar, no loss lines, only the final line (and,
+    // on a CPU adapter, the line saying so).
+    let lines: Vec<String> =
+        stderr_lines(&output).into_iter().filter(|l| !l.starts_with("stylize: running on the CPU")).collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("wrote") && lines[0].contains("3 steps"), "{}", lines[0]);
 }
@@ -381,4 +383,48 @@ fn cli_normalize_gradients_changes_the_result() {
     let (a, b) = (image::open(&plain).unwrap().to_rgb8(), image::open(&normalized).unwrap().to_rgb8());
     assert_eq!(a.dimensions(), b.dimensions());
     assert_ne!(a.as_raw(), b.as_raw(), "normalizing the gradients must change the steps");
+}
+
+#[test]
+fn cli_on_a_cpu_adapter_says_so_once_with_the_expected_time() {
+    let Some(ctx) = gpu_or_skip("cli_on_a_cpu_adapter_says_so_once_with_the_expected_time") else {
+        return;
+    };
+    let f = fixture();
+    let out = f.path("result.png");
+    let output = stylize().args(with_arg(base_args(&f, &out), "--iterations", "4")).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = stderr_lines(&output);
+    let notices: Vec<&String> = lines.iter().filter(|l| l.contains("running on the CPU")).collect();
+    if ctx.adapter.is_cpu() {
+        assert_eq!(notices.len(), 1, "{lines:?}");
+        let notice = notices[0];
+        assert!(notice.contains(&ctx.adapter.name), "{notice}");
+        assert!(notice.contains("s per step") && notice.contains("for the whole run"), "{notice}");
+    } else {
+        assert!(notices.is_empty(), "{lines:?}");
+    }
+}
+
+#[test]
+fn cli_without_network_says_where_to_put_the_weights() {
+    let f = fixture();
+    let out = f.path("out.png");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/vgg19.pth", listener.local_addr().unwrap());
+    drop(listener);
+    let cache = f.path("cache");
+    let output = stylize()
+        .args(with_arg(base_args(&f, &out), "--weights", &url))
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .unwrap();
+    let expected_path = cache.join("stylize/vgg19.pth");
+    assert_clean_failure(
+        "closed port",
+        &output,
+        1,
+        &[&url, &expected_path.display().to_string(), "--weights PATH", "STYLIZE_WEIGHTS"],
+        &out,
+    );
 }

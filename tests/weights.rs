@@ -7,12 +7,13 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::thread;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use stylize::testing::npy;
 use stylize::weights::{
-    FetchEvent, ManifestEntry, Problem, VGG19_CONV_INDICES, WeightsError, default_weights_path, download,
-    ensure_weights, load_vgg19, read_tensors, resolve_weights_arg,
+    DownloadOptions, FetchEvent, ManifestEntry, Problem, VGG19_CONV_INDICES, WeightsError, default_weights_path,
+    download, download_with, ensure_weights, load_vgg19, read_tensors, resolve_weights_arg,
 };
 
 const GOOD_FILES: [&str; 4] = ["vgg19_tiny_legacy.pth", "vgg19_tiny_2017.pth", "vgg19_tiny_zip.pth", "vgg19_tiny.npz"];
@@ -632,18 +633,23 @@ fn download_with_a_wrong_size_leaves_nothing() {
 }
 
 #[test]
-fn download_of_a_truncated_body_leaves_nothing() {
+fn download_of_a_truncated_body_keeps_only_the_partial_file() {
     let body = xorshift_bytes(5, 50_000);
     let (base, server) = serve(vec![ok_response(&body, 100_000)]);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("w.pth");
     let url = format!("{base}/w.pth");
-    let err = download(&url, &dest, None, None, &mut |_| {}).unwrap_err();
+    // The server is gone after one answer: the retries fail fast, then the error says where
+    // the bytes received wait for the next run.
+    let options = DownloadOptions { attempts: 2, first_backoff: Duration::from_millis(1), ..Default::default() };
+    let err = download_with(&url, &dest, None, None, &options, &mut |_| {}).unwrap_err();
     server.join().unwrap();
     let text = err.to_string();
     assert!(text.starts_with(&format!("download {url}: ")), "{text}");
+    assert!(text.contains("w.pth.part"), "{text}");
     assert!(!text.contains('\n'), "{text}");
-    assert!(folder_entries(dir.path()).is_empty());
+    assert_eq!(folder_entries(dir.path()), vec!["w.pth.part".to_string()]);
+    assert_eq!(fs::read(dir.path().join("w.pth.part")).unwrap(), body);
 }
 
 #[test]
@@ -652,7 +658,9 @@ fn download_of_an_http_error_names_the_status() {
     let (base, server) = serve(vec![response.to_vec()]);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("w.pth");
-    let err = download(&format!("{base}/w.pth"), &dest, None, None, &mut |_| {}).unwrap_err();
+    // A 500 is retried (the server is gone by then); the error names both failures.
+    let options = DownloadOptions { attempts: 2, first_backoff: Duration::from_millis(1), ..Default::default() };
+    let err = download_with(&format!("{base}/w.pth"), &dest, None, None, &options, &mut |_| {}).unwrap_err();
     server.join().unwrap();
     assert!(err.to_string().contains("500"), "{err}");
     assert!(folder_entries(dir.path()).is_empty());
@@ -664,8 +672,18 @@ fn download_of_a_closed_port_fails_cleanly() {
     let url = format!("http://{}/w.pth", listener.local_addr().unwrap());
     drop(listener);
     let dir = tempfile::tempdir().unwrap();
-    let err = download(&url, &dir.path().join("w.pth"), None, None, &mut |_| {}).unwrap_err();
-    assert!(err.to_string().starts_with(&format!("download {url}: ")), "{err}");
+    let dest = dir.path().join("w.pth");
+    let started = std::time::Instant::now();
+    let err = download(&url, &dest, None, None, &mut |_| {}).unwrap_err();
+    // A download that cannot start is not retried (no 1+2+4+8 s of backoff) and says what to do.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(matches!(err, WeightsError::Unreachable { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("cannot download {url} (")), "{text}");
+    for needed in [dest.display().to_string(), "--weights PATH".into(), "STYLIZE_WEIGHTS".into()] {
+        assert!(text.contains(&needed), "{needed} missing in: {text}");
+    }
+    assert!(!text.contains('\n'), "{text}");
     assert!(folder_entries(dir.path()).is_empty());
 }
 

@@ -56,6 +56,18 @@ pub struct AdapterSummary {
     pub timestamp_queries: bool,
 }
 
+/// Names of software renderers, for drivers that do not report `DeviceType::Cpu`.
+const CPU_ADAPTER_NAMES: [&str; 5] = ["llvmpipe", "lavapipe", "swiftshader", "microsoft basic render", "warp"];
+
+impl AdapterSummary {
+    /// Whether this adapter runs on the CPU (Mesa's lavapipe/llvmpipe, WARP, SwiftShader):
+    /// wgpu says `DeviceType::Cpu`, or the name is a known software renderer's.
+    pub fn is_cpu(&self) -> bool {
+        let name = self.name.to_lowercase();
+        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu) || CPU_ADAPTER_NAMES.iter().any(|n| name.contains(n))
+    }
+}
+
 fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
     let info = adapter.get_info();
     let limits = adapter.limits();

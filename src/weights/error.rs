@@ -31,6 +31,21 @@ pub enum WeightsError {
         /// What went wrong.
         detail: String,
     },
+    /// The download could not start (no network, unknown host, refused connection, proxy
+    /// failure); the message says where the file can be put by hand instead.
+    #[error(
+        "cannot download {url} ({detail}). Without network, fetch that URL elsewhere and put the file at {}, \
+         or pass --weights PATH, or set STYLIZE_WEIGHTS=PATH",
+        dest.display()
+    )]
+    Unreachable {
+        /// The URL that could not be fetched.
+        url: String,
+        /// Where the file is looked for (the cache path, or `$STYLIZE_WEIGHTS`).
+        dest: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 impl WeightsError {

@@ -6,6 +6,7 @@
 
 mod error;
 pub mod fetch;
+mod lock;
 pub mod manifest;
 mod npz;
 mod pickle;
@@ -19,7 +20,10 @@ use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
 pub use error::{Problem, WeightsError};
-pub use fetch::{FetchEvent, default_weights_path, download, ensure_weights, resolve_weights_arg};
+pub use fetch::{
+    DownloadOptions, FetchEvent, default_weights_path, download, download_with, ensure_weights, ensure_weights_with,
+    resolve_weights_arg,
+};
 pub use manifest::{ManifestEntry, default_entry, manifest};
 pub use vgg::{ConvWeights, VGG19_CONV_INDICES, VggWeights, load_vgg19, load_vgg19_from_bytes};
 
@@ -105,8 +109,30 @@ fn read_zip_kind<R: Read + Seek>(file: R, file_len: u64, keys: &[String]) -> Res
     if let Some(prefix) = pth::torch_zip_prefix(&zip) {
         pth::read_zip(&mut zip, &prefix, file_len, keys)
     } else if npz::looks_npz(&zip) {
-        npz::read_npz(&mut zip, keys)
+        npz::read_npz(&mut zip, file_len, keys)
     } else {
         Err(Problem::NotWeights)
     }
+}
+
+/// Most bytes DEFLATE can expand one byte into (258-byte matches coded in about 2 bits).
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
+/// The most bytes a zip member can really yield: its declared size, checked against what its
+/// stored bytes can hold (the file's length for a stored member; the DEFLATE limit times its
+/// compressed size for a deflated one). A member that claims more is refused naming it, before
+/// anything is allocated for it.
+pub(crate) fn member_capacity(member: &zip::read::ZipFile<'_>, file_len: u64) -> Result<u64, Problem> {
+    let (declared, compressed) = (member.size(), member.compressed_size());
+    let holds = match member.compression() {
+        zip::CompressionMethod::Stored => compressed.min(file_len),
+        _ => compressed.min(file_len).saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1 << 10),
+    };
+    if declared > holds {
+        return Err(Problem::Malformed(format!(
+            "zip member {} claims {declared} bytes, but its {compressed} stored bytes in a file of {file_len} can hold at most {holds}",
+            member.name()
+        )));
+    }
+    Ok(declared)
 }

@@ -21,12 +21,14 @@ pub(crate) fn looks_npz<R: Read + Seek>(zip: &zip::ZipArchive<R>) -> bool {
 /// Reads `keys` from an npz archive.
 pub(crate) fn read_npz<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
+    file_len: u64,
     keys: &[String],
 ) -> Result<HashMap<String, Tensor>, Problem> {
     let mut out = HashMap::new();
     for key in keys {
         let member = zip.by_name(&format!("{key}.npy")).map_err(|_| Problem::MissingKey(key.clone()))?;
-        out.insert(key.clone(), read_npy(member, key)?);
+        let capacity = super::member_capacity(&member, file_len)?;
+        out.insert(key.clone(), read_npy(member, capacity, key)?);
     }
     Ok(out)
 }
@@ -38,8 +40,10 @@ struct NpyHeader {
     shape: Vec<usize>,
 }
 
-fn read_npy(mut member: impl Read, key: &str) -> Result<Tensor, Problem> {
-    let header = read_npy_header(&mut member, key)?;
+/// Reads one `.npy` member of `capacity` bytes: the header, then only the bytes its shape needs.
+fn read_npy(member: impl Read, capacity: u64, key: &str) -> Result<Tensor, Problem> {
+    let mut member = member.take(capacity);
+    let header = read_npy_header(&mut member, key, capacity)?;
     let strides = if header.fortran_order {
         tensor::column_major_strides(&header.shape)
     } else {
@@ -49,6 +53,10 @@ fn read_npy(mut member: impl Read, key: &str) -> Result<Tensor, Problem> {
     let len = (layout.span as u64)
         .checked_mul(header.dtype.size() as u64)
         .ok_or_else(|| Problem::Malformed(format!("{key}: shape too large")))?;
+    let room = member.limit();
+    if len > room {
+        return Err(Problem::Truncated(format!("{key} needs {len} bytes of data, its member holds {room}")));
+    }
     let mut bytes = Vec::new();
     member.take(len).read_to_end(&mut bytes).map_err(|e| Problem::from_read(e, key))?;
     if (bytes.len() as u64) < len {
@@ -58,7 +66,7 @@ fn read_npy(mut member: impl Read, key: &str) -> Result<Tensor, Problem> {
     Ok(Tensor { data: tensor::gather(&values, &header.shape, &strides, &layout), shape: header.shape })
 }
 
-fn read_npy_header(r: &mut impl Read, key: &str) -> Result<NpyHeader, Problem> {
+fn read_npy_header(r: &mut impl Read, key: &str, capacity: u64) -> Result<NpyHeader, Problem> {
     let bad = |what: &str| Problem::Malformed(format!("{key}.npy: {what}"));
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).map_err(|e| Problem::from_read(e, key))?;
@@ -79,7 +87,12 @@ fn read_npy_header(r: &mut impl Read, key: &str) -> Result<NpyHeader, Problem> {
         _ => return Err(bad("unknown .npy version")),
     };
     if header_len > MAX_HEADER {
-        return Err(bad("header too long"));
+        return Err(bad(&format!("header of {header_len} bytes (at most {MAX_HEADER})")));
+    }
+    if header_len as u64 > capacity {
+        return Err(Problem::Truncated(format!(
+            "{key}.npy header needs {header_len} bytes, its member holds {capacity}"
+        )));
     }
     let mut text = vec![0u8; header_len];
     r.read_exact(&mut text).map_err(|e| Problem::from_read(e, key))?;

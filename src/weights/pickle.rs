@@ -166,8 +166,20 @@ impl<R: Read> PickleInput<R> {
             return Err(Problem::Truncated(format!("pickle item needs {n} bytes, {} remain", self.remaining)));
         }
         let len = usize::try_from(n).map_err(|_| malformed("pickle item too large"))?;
-        let mut buf = vec![0u8; len];
-        self.inner.read_exact(&mut buf).map_err(|e| Problem::from_read(e, "pickle"))?;
+        // Grown as bytes arrive rather than allocated up front: a length that only a deflated
+        // member's declared size backs costs no more than the bytes really there.
+        let buf = if len <= 1 << 16 {
+            let mut buf = vec![0u8; len];
+            self.inner.read_exact(&mut buf).map_err(|e| Problem::from_read(e, "pickle"))?;
+            buf
+        } else {
+            let mut buf = Vec::with_capacity(1 << 16);
+            (&mut self.inner).take(n).read_to_end(&mut buf).map_err(|e| Problem::from_read(e, "pickle"))?;
+            if buf.len() < len {
+                return Err(Problem::Truncated(format!("pickle item needs {n} bytes, {} remain", buf.len())));
+            }
+            buf
+        };
         self.remaining -= n;
         self.consumed += n;
         Ok(buf)
@@ -347,7 +359,11 @@ fn step<R: Read>(m: &mut Machine, input: &mut PickleInput<R>, op: u8) -> Result<
             input.byte()?;
         }
         0x95 => {
-            input.array::<8>()?;
+            // FRAME: its length is only a hint, but one longer than the input is a lie.
+            let len = u64::from_le_bytes(input.array::<8>()?);
+            if len > input.remaining {
+                return Err(Problem::Truncated(format!("pickle frame of {len} bytes, {} remain", input.remaining)));
+            }
         }
         b'}' => m.push(Value::Dict(Rc::new(Map { depth: 1, items: Vec::new() })))?,
         b']' => m.push(Value::List(new_seq(Vec::new())?))?,

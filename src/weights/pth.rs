@@ -214,14 +214,19 @@ pub(crate) fn read_zip<R: Read + Seek>(
     let state = {
         let member =
             zip.by_name(&format!("{prefix}data.pkl")).map_err(|e| Problem::Malformed(format!("data.pkl: {e}")))?;
-        let limit = member.size().min(file_len.saturating_mul(64)).min(MAX_PICKLE_BYTES);
-        let mut input = PickleInput::new(member, limit);
+        let capacity = super::member_capacity(&member, file_len)?;
+        if capacity > MAX_PICKLE_BYTES {
+            return Err(Problem::Malformed(format!(
+                "data.pkl claims {capacity} bytes (a state dict's pickle is kilobytes; at most {MAX_PICKLE_BYTES})"
+            )));
+        }
+        let mut input = PickleInput::new(member, capacity);
         pickle::unpickle(&mut input)?
     };
     let mut out = HashMap::new();
     for key in keys {
         let t = pickle::find_tensor(&state, key)?;
-        let tensor = read_zip_tensor(zip, prefix, t, key)?;
+        let tensor = read_zip_tensor(zip, prefix, file_len, t, key)?;
         out.insert(key.clone(), tensor);
     }
     Ok(out)
@@ -242,6 +247,7 @@ fn check_byteorder<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, prefix: &str) -
 fn read_zip_tensor<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
     prefix: &str,
+    file_len: u64,
     t: &TensorRef,
     key: &str,
 ) -> Result<Tensor, Problem> {
@@ -258,6 +264,14 @@ fn read_zip_tensor<R: Read + Seek>(
     let too_large = || Problem::Malformed(format!("{key}: storage too large"));
     let skip = first.checked_mul(size).ok_or_else(too_large)?;
     let len = (layout.span as u64).checked_mul(size).ok_or_else(too_large)?;
+    let capacity = super::member_capacity(&member, file_len)?;
+    if skip.checked_add(len).is_none_or(|end| end > capacity) {
+        return Err(Problem::Truncated(format!(
+            "{key} needs bytes {skip}..{} of storage {}, which holds {capacity}",
+            skip.saturating_add(len),
+            t.storage.key
+        )));
+    }
     let mut reader = member;
     io::copy(&mut (&mut reader).take(skip), &mut io::sink()).map_err(|e| Problem::from_read(e, "storage data"))?;
     let mut bytes = Vec::new();
