@@ -84,6 +84,43 @@ fn gradcheck_gram() {
     assert_gradcheck("gram", &gram::reference::backward(shape, &f, &r), &numeric);
 }
 
+/// The guided Gram F diag(T^2) F^T / a (Gatys et al. 2017) and the masked style term
+/// a * mean((G^ - S)^2) / (C N) on a mask with zeros, ones and values between.
+#[test]
+fn gradcheck_masked_gram() {
+    let mut rng = Rng::new(41);
+    let shape = GramShape { channels: 5, n: 13 };
+    let f = rng.vec(shape.features_len(), -1.0, 1.0);
+    let mask: Vec<f64> = (0..shape.n).map(|p| [0.0, 1.0, rng.uniform()][p % 3]).collect();
+    let r = rng.vec(shape.gram_len(), -1.0, 1.0);
+    let numeric = finite_differences(&f, |f| dot(&r, &gram::reference::forward_masked(shape, f, &mask)));
+    assert_gradcheck("masked gram", &gram::reference::backward_masked(shape, &f, &mask, &r), &numeric);
+
+    let style = gram::reference::forward(shape, &rng.vec(shape.features_len(), -1.0, 1.0));
+    let (coverage, _) = gram::mask_column_weights(&mask);
+    let scale = coverage * loss::style_scale(0.75, 5, 1, 13) * 1e3;
+    let term = |f: &[f64]| loss::reference::sq_diff(&gram::reference::forward_masked(shape, f, &mask), &style, scale);
+    let numeric = finite_differences(&f, term);
+    let grad_gram =
+        loss::reference::sq_diff_backward(&gram::reference::forward_masked(shape, &f, &mask), &style, scale);
+    assert_gradcheck("masked style loss", &gram::reference::backward_masked(shape, &f, &mask, &grad_gram), &numeric);
+}
+
+/// An all-white mask gives exactly the plain Gram; a mask of zeros gives nothing.
+#[test]
+fn masked_gram_of_white_mask_is_the_plain_gram() {
+    let mut rng = Rng::new(42);
+    let shape = GramShape { channels: 4, n: 11 };
+    let f = rng.vec(shape.features_len(), -1.0, 1.0);
+    let plain = gram::reference::forward(shape, &f);
+    let white = gram::reference::forward_masked(shape, &f, &vec![1.0; shape.n]);
+    assert!(rel_err_f64(&white, &plain) < 1e-14);
+    assert_eq!(gram::mask_column_weights(&vec![1.0; shape.n]).1, vec![1.0; shape.n]);
+    let (coverage, w) = gram::mask_column_weights(&vec![0.0; shape.n]);
+    assert!(coverage == 0.0 && w.iter().all(|&v| v == 0.0));
+    assert!(gram::reference::forward_masked(shape, &f, &vec![0.0; shape.n]).iter().all(|&v| v == 0.0));
+}
+
 #[test]
 fn gradcheck_content_loss() {
     let mut rng = Rng::new(15);
