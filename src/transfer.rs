@@ -230,6 +230,7 @@ impl Options {
             tv_weight: self.tv_weight,
             pooling: self.pooling,
             normalize_gradients: self.normalize_gradients,
+            masks: Vec::new(),
         }
     }
 

@@ -161,6 +161,7 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
         tv_weight,
         pooling,
         normalize_gradients: false,
+        masks: Vec::new(),
     };
     let (h, w) = (9, 11);
     let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
@@ -178,6 +179,40 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
         &grad,
         &numeric,
     );
+}
+
+/// The whole method with two masked styles (guided Grams at every style layer, masks pooled
+/// with the network) against finite differences of its loss, with max and with average pools.
+#[test]
+fn gradcheck_composed_network_with_masks() {
+    let widths = [4, 5, 6, 3];
+    let weights = random_weights(&widths, 43);
+    let conv_widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
+    let (h, w) = (9, 11);
+    let mut rng = Rng::new(44);
+    let left: Vec<f32> = (0..h * w).map(|i| if i % w < 5 { 1.0 } else { rng.uniform() as f32 * 0.3 }).collect();
+    let right: Vec<f32> = left.iter().map(|v| 1.0 - v).collect();
+    for pooling in [Pooling::Max, Pooling::Avg] {
+        let losses = LossLayers {
+            content: vec!["relu1_2".into()],
+            style: vec![("relu1_1".into(), 1.0), ("relu2_1".into(), 0.75), ("relu3_1".into(), 0.2)],
+            style_weight: 1e3,
+            pooling,
+            masks: vec![left.clone(), right.clone()],
+            ..LossLayers::default()
+        };
+        let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
+        assert_eq!(plan.style.len(), 6);
+        let reference = Reference::new(plan, &weights);
+        let content = rng.vec(3 * h * w, -2.0, 2.0);
+        let styles = vec![rng.vec(3 * h * w, -2.0, 2.0), rng.vec(3 * h * w, -2.0, 2.0)];
+        let targets = reference.targets_per_region(&content, &styles);
+        let image = rng.vec(3 * h * w, -2.0, 2.0);
+        let (losses, grad) = reference.loss_and_grad(&image, &targets);
+        assert!(losses.content > 0.0 && losses.style > 0.0);
+        let numeric = finite_differences(&image, |x| reference.losses(x, &targets).total);
+        assert_gradcheck(&format!("network with two masked styles, {pooling:?} pooling"), &grad, &numeric);
+    }
 }
 
 #[test]
