@@ -748,6 +748,43 @@ mod tests {
         assert!(part(bytes.masks_and_codes) < 12.0, "{bytes:?}");
     }
 
+    /// Masks shrink with every pool by a 2x2 average (floor), whatever the pooling; each style
+    /// layer gets one term per region that covers something there, scaled by its coverage.
+    #[test]
+    fn masks_are_average_pooled_at_every_pool() {
+        assert_eq!(pool_mask(&[1.0, 0.0, 1.0, 7.0, 0.0, 0.0, 1.0, 7.0, 9.0, 9.0, 9.0, 9.0], 3, 4), vec![0.25, 4.0]);
+        let (h, w) = (37, 29);
+        let left: Vec<f32> = (0..h * w).map(|i| if i % w < 10 { 1.0 } else { 0.0 }).collect();
+        // White only in the last row, which the first pool drops (37 is odd).
+        let last_row: Vec<f32> = (0..h * w).map(|i| if i / w == h - 1 { 1.0 } else { 0.0 }).collect();
+        for pooling in [Pooling::Max, Pooling::Avg] {
+            let losses = LossLayers { masks: vec![left.clone(), last_row.clone()], pooling, ..LossLayers::default() };
+            let plan = Plan::new(&VGG19, &vgg_widths(), h, w, &losses).unwrap();
+            let unmasked = Plan::new(&VGG19, &vgg_widths(), h, w, &LossLayers { pooling, ..LossLayers::default() }).unwrap();
+            // relu1_1 for both regions, relu2_1..relu5_1 for the left one only.
+            let terms: Vec<(&str, usize)> =
+                plan.style.iter().map(|t| (t.layer.as_str(), t.mask.as_ref().unwrap().region)).collect();
+            assert_eq!(terms, [("relu1_1", 0), ("relu1_1", 1), ("relu2_1", 0), ("relu3_1", 0), ("relu4_1", 0), ("relu5_1", 0)]);
+            let mut expected: Vec<f64> = left.iter().map(|&v| v as f64).collect();
+            let (mut mh, mut mw) = (h, w);
+            for term in plan.style.iter().filter(|t| t.mask.as_ref().unwrap().region == 0) {
+                let s = plan.acts[term.act];
+                while (mh, mw) != (s.height, s.width) {
+                    expected = pool_mask(&expected, mh, mw);
+                    (mh, mw) = (mh / 2, mw / 2);
+                }
+                let mask = term.mask.as_ref().unwrap();
+                assert_eq!(mask.values, expected, "{}", term.layer);
+                let coverage = expected.iter().map(|v| v * v).sum::<f64>() / expected.len() as f64;
+                assert!((mask.coverage - coverage).abs() < 1e-15 && coverage > 0.0);
+                let plain = unmasked.style.iter().find(|t| t.layer == term.layer).unwrap();
+                assert!((term.scale - coverage * plain.scale).abs() <= 1e-15 * plain.scale);
+            }
+        }
+        let bad = LossLayers { masks: vec![vec![1.0; 10]], ..LossLayers::default() };
+        assert!(matches!(Plan::new(&VGG19, &vgg_widths(), h, w, &bad), Err(NetError::BadSize(_))));
+    }
+
     #[test]
     fn too_large_plans_name_the_largest_size_that_fits() {
         let limit = 128 << 20;
