@@ -368,3 +368,15 @@ fn cli_recolor_keeps_16_bits_and_reports_bad_input() {
     let result = run("content.png", "bad_out.xyz");
     assert_clean_failure("unknown format", &result, 1, &["xyz"], &f.path("bad_out.xyz"));
 }
+
+#[test]
+fn help_documents_masks_and_recolor() {
+    let output = stylize().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("--mask") && help.contains("recolor"), "{help}");
+    let output = stylize().args(["recolor", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in ["--content", "--style", "--output", "Cov_s^1/2"] {
+        assert!(help.contains(flag), "recolor --help lacks {flag}:\n{help}");
+    }
+}
