@@ -110,7 +110,8 @@ fn white_mask_run_equals_the_unmasked_run() {
     let options = Options { learning_rate: 0.02, ..Options::default() };
     let white = vec![vec![1.0; (w * h) as usize]];
     let ctx2 = gpu_or_skip("white_mask_run_equals_the_unmasked_run").unwrap();
-    let mut masked = StyleTransfer::with_masks(ctx, &weights, &content, &[style.clone()], &white, &content, &options).unwrap();
+    let mut masked =
+        StyleTransfer::with_masks(ctx, &weights, &content, &[style.clone()], &white, &content, &options).unwrap();
     let mut plain = StyleTransfer::new(ctx2, &weights, &content, &style, &content, &options).unwrap();
     for step in 0..6 {
         masked.step();
@@ -119,7 +120,9 @@ fn white_mask_run_equals_the_unmasked_run() {
         plain.sync().unwrap();
         let (a, b) = (masked.losses().unwrap(), plain.losses().unwrap());
         assert!(b.style > 0.0);
-        for (what, x, y) in [("total", a.total, b.total), ("style", a.style, b.style), ("content", a.content, b.content)] {
+        for (what, x, y) in
+            [("total", a.total, b.total), ("style", a.style, b.style), ("content", a.content, b.content)]
+        {
             assert!((x - y).abs() <= 1e-6 * y.abs().max(1e-12), "step {step}: {what} {x} vs {y}");
         }
     }
@@ -141,7 +144,8 @@ impl Files {
         save(&files.path("red.png"), &random_image(&mut rng, 17, 13, RED));
         save(&files.path("blue.png"), &random_image(&mut rng, 20, 20, BLUE));
         // A colour mask (luminance is read) and a grey one, of other sizes than the content.
-        let colour_left = Image::new(12, 10, (0..3 * 120).map(|i| if (i % 120) % 12 < 6 { 1.0 } else { 0.0 }).collect());
+        let colour_left =
+            Image::new(12, 10, (0..3 * 120).map(|i| if (i % 120) % 12 < 6 { 1.0 } else { 0.0 }).collect());
         save(&files.path("left.png"), &colour_left);
         image::GrayImage::from_fn(12, 10, |x, _| image::Luma([if x >= 6 { 255 } else { 0 }]))
             .save(files.path("right.png"))
@@ -197,7 +201,18 @@ fn cli_bad_masks_give_one_line_and_write_nothing() {
         ),
         (
             "masks with blend weights",
-            vec!["--style", "red.png", "--mask", "left.png", "--style", "blue.png", "--mask", "right.png", "--style-blend-weights", "1,2"],
+            vec![
+                "--style",
+                "red.png",
+                "--mask",
+                "left.png",
+                "--style",
+                "blue.png",
+                "--mask",
+                "right.png",
+                "--style-blend-weights",
+                "1,2",
+            ],
             1,
             vec!["--mask and --style-blend-weights exclude each other"],
         ),
@@ -260,7 +275,9 @@ fn recolor_f64(content: &Image, style: &Image) -> Vec<f64> {
         }
         (mean, cov)
     };
-    let mul = |a: &M, b: &M| -> M { std::array::from_fn(|r| std::array::from_fn(|c| (0..3).map(|k| a[r][k] * b[k][c]).sum())) };
+    let mul = |a: &M, b: &M| -> M {
+        std::array::from_fn(|r| std::array::from_fn(|c| (0..3).map(|k| a[r][k] * b[k][c]).sum()))
+    };
     let inv = |m: &M| -> M {
         let cof = |r: usize, c: usize| {
             let (r1, r2, c1, c2) = ((r + 1) % 3, (r + 2) % 3, (c + 1) % 3, (c + 2) % 3);
@@ -301,7 +318,9 @@ fn recolor_matches_its_formula_in_f64() {
         let plane = (w * h) as usize;
         let shared: Vec<f64> = (0..plane).map(|_| rng.range(-0.3, 0.3)).collect();
         let data: Vec<f32> = (0..3 * plane)
-            .map(|i| (base[i / plane] + mix[i / plane] * shared[i % plane] + rng.range(-0.1, 0.1)).clamp(0.0, 1.0) as f32)
+            .map(|i| {
+                (base[i / plane] + mix[i / plane] * shared[i % plane] + rng.range(-0.1, 0.1)).clamp(0.0, 1.0) as f32
+            })
             .collect();
         Image::new(w, h, data)
     };

@@ -111,11 +111,18 @@ fn gpu_composed_network_with_masks_matches_reference() {
         // relu1_1: three regions; relu2_1 and relu3_1 (after pools): the last row is gone.
         let regions: Vec<(String, usize)> =
             plan.style.iter().map(|t| (t.layer.clone(), t.mask.as_ref().unwrap().region)).collect();
-        let expected: Vec<(String, usize)> =
-            [("relu1_1", 0), ("relu1_1", 1), ("relu1_1", 2), ("relu2_1", 0), ("relu2_1", 1), ("relu3_1", 0), ("relu3_1", 1)]
-                .iter()
-                .map(|&(l, r)| (l.to_string(), r))
-                .collect();
+        let expected: Vec<(String, usize)> = [
+            ("relu1_1", 0),
+            ("relu1_1", 1),
+            ("relu1_1", 2),
+            ("relu2_1", 0),
+            ("relu2_1", 1),
+            ("relu3_1", 0),
+            ("relu3_1", 1),
+        ]
+        .iter()
+        .map(|&(l, r)| (l.to_string(), r))
+        .collect();
         assert_eq!(regions, expected);
         // Three different style images, one per region; the GPU gets the reference's targets.
         let mut rng = Rng::new(43);
@@ -152,7 +159,12 @@ fn gpu_white_mask_is_the_unmasked_method() {
         let (la, lb) = (masked.executor.read_losses(&ctx).unwrap(), plain.executor.read_losses(&ctx).unwrap());
         assert_close(&format!("white mask: total ({grid})"), &[la.total as f32], &[lb.total], 1e-6);
         let gb: Vec<f64> = to_f64(&plain.executor.read_image_grad(&ctx).unwrap());
-        assert_close(&format!("white mask: gradient ({grid})"), &masked.executor.read_image_grad(&ctx).unwrap(), &gb, 1e-6);
+        assert_close(
+            &format!("white mask: gradient ({grid})"),
+            &masked.executor.read_image_grad(&ctx).unwrap(),
+            &gb,
+            1e-6,
+        );
     }
 }
 

@@ -41,7 +41,8 @@ pub fn source_bit_depth(path: &Path) -> Result<u8, ImageError> {
     let fail = |problem| ImageError::load(path, problem);
     check_input_file(path).map_err(fail)?;
     let file = File::open(path).map_err(|err| fail(problem_from_io(&err)))?;
-    let reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(|err| fail(problem_from_io(&err)))?;
+    let reader =
+        ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(|err| fail(problem_from_io(&err)))?;
     let format = reader.format().ok_or(LoadProblem::UnrecognisedFormat).map_err(fail)?;
     let decoder = reader.into_decoder().map_err(|err| fail(problem_from_decoder(err, &format_name(format))))?;
     let color = decoder.color_type();

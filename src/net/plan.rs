@@ -299,8 +299,7 @@ impl Plan {
                     acts.push(ActShape { channels: shape.channels, height: shape.height / 2, width: shape.width / 2 });
                     depth.push(depth[input] + 1);
                     if masks_by_depth.len() == depth[input] + 1 {
-                        region_masks =
-                            region_masks.iter().map(|m| pool_mask(m, shape.height, shape.width)).collect();
+                        region_masks = region_masks.iter().map(|m| pool_mask(m, shape.height, shape.width)).collect();
                         masks_by_depth.push(region_masks.clone());
                     }
                     let output = acts.len() - 1;
@@ -760,11 +759,15 @@ mod tests {
         for pooling in [Pooling::Max, Pooling::Avg] {
             let losses = LossLayers { masks: vec![left.clone(), last_row.clone()], pooling, ..LossLayers::default() };
             let plan = Plan::new(&VGG19, &vgg_widths(), h, w, &losses).unwrap();
-            let unmasked = Plan::new(&VGG19, &vgg_widths(), h, w, &LossLayers { pooling, ..LossLayers::default() }).unwrap();
+            let unmasked =
+                Plan::new(&VGG19, &vgg_widths(), h, w, &LossLayers { pooling, ..LossLayers::default() }).unwrap();
             // relu1_1 for both regions, relu2_1..relu5_1 for the left one only.
             let terms: Vec<(&str, usize)> =
                 plan.style.iter().map(|t| (t.layer.as_str(), t.mask.as_ref().unwrap().region)).collect();
-            assert_eq!(terms, [("relu1_1", 0), ("relu1_1", 1), ("relu2_1", 0), ("relu3_1", 0), ("relu4_1", 0), ("relu5_1", 0)]);
+            assert_eq!(
+                terms,
+                [("relu1_1", 0), ("relu1_1", 1), ("relu2_1", 0), ("relu3_1", 0), ("relu4_1", 0), ("relu5_1", 0)]
+            );
             let mut expected: Vec<f64> = left.iter().map(|&v| v as f64).collect();
             let (mut mh, mut mw) = (h, w);
             for term in plan.style.iter().filter(|t| t.mask.as_ref().unwrap().region == 0) {
