@@ -111,7 +111,8 @@ fn white_mask_run_equals_the_unmasked_run() {
     let white = vec![vec![1.0; (w * h) as usize]];
     let ctx2 = gpu_or_skip("white_mask_run_equals_the_unmasked_run").unwrap();
     let mut masked =
-        StyleTransfer::with_masks(ctx, &weights, &content, &[style.clone()], &white, &content, &options).unwrap();
+        StyleTransfer::with_masks(ctx, &weights, &content, std::slice::from_ref(&style), &white, &content, &options)
+            .unwrap();
     let mut plain = StyleTransfer::new(ctx2, &weights, &content, &style, &content, &options).unwrap();
     for step in 0..6 {
         masked.step();

@@ -1,5 +1,7 @@
 //! Gram matrix G = F F^T of features F (C x N, N = H W), unnormalized, and its backward
-//! dL/dF = (dL/dG + dL/dG^T) F. f64 references beside.
+//! dL/dF = (dL/dG + dL/dG^T) F. f64 references beside. The guided Gram of spatial control
+//! (`--mask`, Gatys et al. 2017), G^ = F diag(T^2) F^T / a, has entry points of its own that
+//! weight the same kernels' loads (forward) and stores (backward) by w = T^2 / a.
 
 use bytemuck::{Pod, Zeroable};
 
