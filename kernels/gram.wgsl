@@ -285,3 +285,244 @@ fn gram_backward_direct(
     store_gram_grad(m0 + 14u, col, acc14);
     store_gram_grad(m0 + 15u, col, acc15);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Guided (masked) Gram matrix (Gatys et al., "Controlling Perceptual Factors in Neural Style
+// Transfer", CVPR 2017): G^ = F diag(w) F^T with per-column weights w(p) = T(p)^2 / a, a the mask's
+// coverage (filled by the host, `ops::gram::mask_column_weights`). The weighting is fused into the
+// loads of the forward (the left operand's columns) and into the stores of the backward:
+// dL/dF[m, p] = w(p) sum_k S[m, k] F[k, p]. Same parameters, tiles and grids as the plain entry
+// points above; binding 4 is read only by these.
+
+@group(0) @binding(4) var<storage, read> column_weights: array<f32>; // w, [N]
+
+@compute @workgroup_size(16, 16, 1)
+fn gram_forward_masked(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = group_index(wid, nwg);
+    if (group >= params.groups) {
+        return;
+    }
+    let pairs = params.tiles * (params.tiles + 1u) / 2u;
+    let split = group / pairs;
+    // Walk the upper triangle row by row to find this workgroup's (tile_m <= tile_n).
+    var rest = group % pairs;
+    var tile_m = 0u;
+    loop {
+        let row_len = params.tiles - tile_m;
+        if (rest < row_len) {
+            break;
+        }
+        rest -= row_len;
+        tile_m += 1u;
+    }
+    let m0 = tile_m * TILE;
+    let n0 = (tile_m + rest) * TILE;
+    let k_begin = split * params.chunk;
+    let k_end = min(k_begin + params.chunk, params.n);
+    let tid = lid.y * 16u + lid.x;
+
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = tid + i * THREADS;
+            let kk = e % TILE_K;
+            let row = e / TILE_K;
+            var a_value = 0.0;
+            var b_value = 0.0;
+            if (k0 + kk < k_end) {
+                a_value = load_feature(m0 + row, k0 + kk) * column_weights[k0 + kk];
+                b_value = load_feature(n0 + row, k0 + kk);
+            }
+            a_tile[kk * TILE + row] = a_value;
+            b_tile[kk * TILE + row] = b_value;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            var a_reg: array<f32, 4>;
+            var b_reg: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                a_reg[i] = a_tile[kk * TILE + lid.y + i * 16u];
+                b_reg[i] = b_tile[kk * TILE + lid.x + i * 16u];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(a_reg[i], b_reg[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    let c = params.channels;
+    let base = split * c * c;
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + lid.y + i * 16u;
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + lid.x + j * 16u;
+            if (m < c && n < c) {
+                dst[base + m * c + n] = acc[i * 4u + j];
+                dst[base + n * c + m] = acc[i * 4u + j];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn gram_backward_masked(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = group_index(wid, nwg);
+    if (group >= params.groups) {
+        return;
+    }
+    let c = params.channels;
+    let m0 = (group / params.tiles) * TILE;
+    let n0 = (group % params.tiles) * TILE;
+    let tid = lid.y * 16u + lid.x;
+
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var k0 = 0u; k0 < c; k0 += TILE_K) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = tid + i * THREADS;
+            let kk = e % TILE_K;
+            let mm = e / TILE_K;
+            let m = m0 + mm;
+            let k = k0 + kk;
+            var s = 0.0;
+            if (m < c && k < c) {
+                s = grad_gram[m * c + k] + grad_gram[k * c + m];
+            }
+            a_tile[kk * TILE + mm] = s;
+            let nn = e % TILE;
+            let kb = e / TILE;
+            b_tile[kb * TILE + nn] = load_feature(k0 + kb, n0 + nn);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            var a_reg: array<f32, 4>;
+            var b_reg: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                a_reg[i] = a_tile[kk * TILE + lid.y + i * 16u];
+                b_reg[i] = b_tile[kk * TILE + lid.x + i * 16u];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(a_reg[i], b_reg[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + lid.y + i * 16u;
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + lid.x + j * 16u;
+            if (m < c && n < params.n) {
+                let index = m * params.n + n;
+                var value = acc[i * 4u + j] * column_weights[n];
+                if ((params.flags & 4u) != 0u) {
+                    value += dst[index];
+                }
+                dst[index] = value;
+            }
+        }
+    }
+}
+
+fn store_masked_gram_grad(m: u32, col: u32, acc: vec4<f32>) {
+    if (m >= params.channels) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let n = col + j;
+        if (n >= params.n) {
+            return;
+        }
+        let index = m * params.n + n;
+        var value = acc[j] * column_weights[n];
+        if ((params.flags & 4u) != 0u) {
+            value += dst[index];
+        }
+        dst[index] = value;
+    }
+}
+
+@compute @workgroup_size(16, 1, 1)
+fn gram_backward_direct_masked(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = group_index(wid, nwg);
+    if (group >= params.groups) {
+        return;
+    }
+    let m0 = (group / params.tiles) * 16u;
+    let col = ((group % params.tiles) * 16u + lid) * 4u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    var acc8 = vec4<f32>(0.0);
+    var acc9 = vec4<f32>(0.0);
+    var acc10 = vec4<f32>(0.0);
+    var acc11 = vec4<f32>(0.0);
+    var acc12 = vec4<f32>(0.0);
+    var acc13 = vec4<f32>(0.0);
+    var acc14 = vec4<f32>(0.0);
+    var acc15 = vec4<f32>(0.0);
+    for (var k = 0u; k < params.channels; k++) {
+        let f = load_feature4(k, col);
+        acc0 = fma(vec4<f32>(symmetric_grad(m0 + 0u, k)), f, acc0);
+        acc1 = fma(vec4<f32>(symmetric_grad(m0 + 1u, k)), f, acc1);
+        acc2 = fma(vec4<f32>(symmetric_grad(m0 + 2u, k)), f, acc2);
+        acc3 = fma(vec4<f32>(symmetric_grad(m0 + 3u, k)), f, acc3);
+        acc4 = fma(vec4<f32>(symmetric_grad(m0 + 4u, k)), f, acc4);
+        acc5 = fma(vec4<f32>(symmetric_grad(m0 + 5u, k)), f, acc5);
+        acc6 = fma(vec4<f32>(symmetric_grad(m0 + 6u, k)), f, acc6);
+        acc7 = fma(vec4<f32>(symmetric_grad(m0 + 7u, k)), f, acc7);
+        acc8 = fma(vec4<f32>(symmetric_grad(m0 + 8u, k)), f, acc8);
+        acc9 = fma(vec4<f32>(symmetric_grad(m0 + 9u, k)), f, acc9);
+        acc10 = fma(vec4<f32>(symmetric_grad(m0 + 10u, k)), f, acc10);
+        acc11 = fma(vec4<f32>(symmetric_grad(m0 + 11u, k)), f, acc11);
+        acc12 = fma(vec4<f32>(symmetric_grad(m0 + 12u, k)), f, acc12);
+        acc13 = fma(vec4<f32>(symmetric_grad(m0 + 13u, k)), f, acc13);
+        acc14 = fma(vec4<f32>(symmetric_grad(m0 + 14u, k)), f, acc14);
+        acc15 = fma(vec4<f32>(symmetric_grad(m0 + 15u, k)), f, acc15);
+    }
+    if (col >= params.n) {
+        return;
+    }
+    store_masked_gram_grad(m0 + 0u, col, acc0);
+    store_masked_gram_grad(m0 + 1u, col, acc1);
+    store_masked_gram_grad(m0 + 2u, col, acc2);
+    store_masked_gram_grad(m0 + 3u, col, acc3);
+    store_masked_gram_grad(m0 + 4u, col, acc4);
+    store_masked_gram_grad(m0 + 5u, col, acc5);
+    store_masked_gram_grad(m0 + 6u, col, acc6);
+    store_masked_gram_grad(m0 + 7u, col, acc7);
+    store_masked_gram_grad(m0 + 8u, col, acc8);
+    store_masked_gram_grad(m0 + 9u, col, acc9);
+    store_masked_gram_grad(m0 + 10u, col, acc10);
+    store_masked_gram_grad(m0 + 11u, col, acc11);
+    store_masked_gram_grad(m0 + 12u, col, acc12);
+    store_masked_gram_grad(m0 + 13u, col, acc13);
+    store_masked_gram_grad(m0 + 14u, col, acc14);
+    store_masked_gram_grad(m0 + 15u, col, acc15);
+}

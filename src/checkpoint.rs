@@ -64,7 +64,7 @@ pub enum CheckpointError {
     Beyond { path: PathBuf, step: u64, scale: usize, iterations: usize },
 }
 
-/// What shapes the numbers of a run: a SHA-256 of each input (content, styles, initial image,
+/// What shapes the numbers of a run: a SHA-256 of each input (content, styles, masks, initial image,
 /// network weights, as decoded) and every option that changes a value, by its flag name. Not
 /// `iterations` (the total may grow on resume), outputs, frequencies, the seed (it acts through
 /// the initial image and the weights, both hashed) or the GPU chosen. An `Options` field that is
@@ -75,13 +75,24 @@ pub struct Fingerprint {
 }
 
 /// Keys of hashed inputs (the others are flag names).
-const INPUTS: [&str; 4] = ["content image", "style images", "initial image", "network weights"];
+const INPUTS: [&str; 5] = ["content image", "style images", "initial image", "network weights", "mask images"];
 
 /// `Options` fields that do not enter the fingerprint as such: the total, where the weights come
 /// from (their values are hashed), the GPU, the seed and the initial image (they act through the
 /// hashed images and weights), and checkpointing itself.
-const NOT_FINGERPRINTED: [&str; 9] =
-    ["iterations", "weights", "backend", "adapter", "seed", "init", "checkpoint", "checkpoint_every", "resume"];
+/// The masks' paths do not enter either: their images are hashed.
+const NOT_FINGERPRINTED: [&str; 10] = [
+    "iterations",
+    "weights",
+    "backend",
+    "adapter",
+    "seed",
+    "init",
+    "checkpoint",
+    "checkpoint_every",
+    "resume",
+    "masks",
+];
 
 /// `Options` fields that `Fingerprint::of` records under their flag names.
 const NAMED: [&str; 18] = [
@@ -137,6 +148,7 @@ impl Fingerprint {
     pub fn of(
         content: &Image,
         styles: &[Image],
+        masks: &[Image],
         init: &Image,
         weights: &[ConvLayerWeights],
         options: &Options,
@@ -155,6 +167,9 @@ impl Fingerprint {
         let mut all_styles = Sha256::new();
         all_styles.update((styles.len() as u64).to_le_bytes());
         styles.iter().for_each(|s| image_hash(&mut all_styles, s));
+        let mut all_masks = Sha256::new();
+        all_masks.update((masks.len() as u64).to_le_bytes());
+        masks.iter().for_each(|m| image_hash(&mut all_masks, m));
         let mut net = Sha256::new();
         for layer in weights {
             net.update((layer.in_channels as u64).to_le_bytes());
@@ -169,6 +184,7 @@ impl Fingerprint {
             (INPUTS[1].into(), hex(all_styles)),
             (INPUTS[2].into(), one(init)),
             (INPUTS[3].into(), hex(net)),
+            (INPUTS[4].into(), hex(all_masks)),
         ];
         let flags: [(&str, String); 18] = [
             ("--size", o.size.to_string()),
@@ -403,6 +419,7 @@ impl Checkpointing {
     pub fn new(
         content: &Image,
         styles: &[Image],
+        masks: &[Image],
         init: &Image,
         weights: &[ConvLayerWeights],
         options: &Options,
@@ -411,7 +428,7 @@ impl Checkpointing {
         if options.checkpoint.is_none() && options.resume.is_none() {
             return Ok(None);
         }
-        let fingerprint = Fingerprint::of(content, styles, init, weights, options);
+        let fingerprint = Fingerprint::of(content, styles, masks, init, weights, options);
         let resume = match &options.resume {
             Some(path) => {
                 let saved = Checkpoint::load(path)?;
@@ -564,7 +581,7 @@ mod tests {
         let image = Image::new(3, 2, values(18, 1));
         let weights = [ConvLayerWeights { in_channels: 3, out_channels: 2, weight: values(54, 2), bias: values(2, 3) }];
         let options = Options { style_weight, ..Options::default() };
-        Fingerprint::of(&image, std::slice::from_ref(&image), &image, &weights, &options)
+        Fingerprint::of(&image, std::slice::from_ref(&image), &[], &image, &weights, &options)
     }
 
     fn sample(lbfgs: bool) -> Checkpoint {

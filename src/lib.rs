@@ -88,6 +88,8 @@ pub fn apply_style_transfer_multi<P: AsRef<Path>>(
     let original = image_io::load_image(content_path.as_ref())?;
     let raw_styles = load_style_images(style_paths)?;
     transfer::normalized_blend(&options.style_blend_weights, raw_styles.len())?;
+    // Bad masks are reported before any GPU work (`run_scales` loads them for the run).
+    load_masks(&options.masks, raw_styles.len())?;
     let init = first_initial_image(&original, options)?;
     let weights = load_network_weights(options.weights.as_deref(), options.seed, &mut |e| observer.on_fetch(&e))?;
     let ctx = gpu::Context::new(&options.context_options())?;
@@ -141,9 +143,17 @@ pub fn run_scales(
     observer: &mut dyn Observer,
 ) -> Result<ScaleRun, Error> {
     let sizes = scale_sizes(options.size, options.scales, options.min_size);
-    let checkpoints =
-        checkpoint::Checkpointing::new(original_content, raw_styles, first_init, weights, options, sizes.len())
-            .map_err(TransferError::from)?;
+    let raw_masks = load_masks(&options.masks, raw_styles.len())?;
+    let checkpoints = checkpoint::Checkpointing::new(
+        original_content,
+        raw_styles,
+        &raw_masks,
+        first_init,
+        weights,
+        options,
+        sizes.len(),
+    )
+    .map_err(TransferError::from)?;
     let (checkpoints, mut resume) = match checkpoints {
         Some((checkpoints, resume)) => (Some(checkpoints), resume),
         None => (None, None),
@@ -156,13 +166,19 @@ pub fn run_scales(
     for (index, &size) in sizes.iter().enumerate().skip(first_scale) {
         let content = image_io::fit_within(original_content, size);
         let styles = prepare_styles(raw_styles, &content, options)?;
+        let masks = prepare_masks(&raw_masks, &content);
         let init = match &previous {
             None if index == 0 => first_init.clone(),
             // A resumed scale: the checkpoint's image replaces it.
             None => content.clone(),
             Some(image) => image_io::resize_exact(image, content.width, content.height),
         };
-        let mut transfer = new_transfer(ctx.take().expect("one context"), weights, &content, &styles, &init, options)?;
+        let scale_ctx = ctx.take().expect("one context");
+        let mut transfer = if masks.is_empty() {
+            new_transfer(scale_ctx, weights, &content, &styles, &init, options)?
+        } else {
+            StyleTransfer::with_masks(scale_ctx, weights, &content, &styles, &masks, &init, options)?
+        };
         if let Some(saved) = resume.take() {
             transfer.restore_state(&saved.state)?;
             steps = (saved.total_steps - saved.state.steps_done) as usize;
@@ -209,6 +225,35 @@ pub fn new_transfer(
             Ok(StyleTransfer::with_styles(ctx, weights, content, styles, &options.style_blend_weights, init, options)?)
         }
     }
+}
+
+/// Loads the `--mask` files (`Options::masks`) as they are: none, or one per style image.
+pub fn load_masks<P: AsRef<Path>>(paths: &[P], styles: usize) -> Result<Vec<Image>, Error> {
+    if !paths.is_empty() && paths.len() != styles {
+        return Err(InvalidOption(format!(
+            "--mask is given {} times for {styles} --style images: give every style a mask (in the same order), or none",
+            paths.len()
+        ))
+        .into());
+    }
+    paths.iter().map(|path| Ok(image_io::load_image(path.as_ref())?)).collect()
+}
+
+/// The masks at the content's size, one H x W plane each: resized like the images, colour read as
+/// luminance 0.299 R + 0.587 G + 0.114 B (grey files have R = G = B), clamped to [0, 1].
+pub fn prepare_masks(raw: &[Image], content: &Image) -> Vec<Vec<f32>> {
+    raw.iter()
+        .map(|mask| {
+            let mask = image_io::resize_exact(mask, content.width, content.height);
+            let plane = mask.plane_len();
+            (0..plane)
+                .map(|i| {
+                    let [r, g, b] = [mask.data[i], mask.data[plane + i], mask.data[2 * plane + i]];
+                    (0.299 * r + 0.587 * g + 0.114 * b).clamp(0.0, 1.0)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The size a style image is resized to: the content's size times `scale`, rounded, at least 16

@@ -195,6 +195,13 @@ struct Cli {
     /// checkpoint to PATH unless --checkpoint says elsewhere.
     #[arg(long, value_name = "PATH")]
     resume: Option<PathBuf>,
+    /// Give the --style before it a region of the result (guided Gram matrices, Gatys et al.
+    /// 2017): a grayscale image, white where that style applies, black where it does not, grey
+    /// in between (colour files are read as luminance 0.299 R + 0.587 G + 0.114 B); resized to the
+    /// content's size. Either every --style has a --mask or none does; not with
+    /// --style-blend-weights. One mask with one style stylizes only that region.
+    #[arg(long, value_name = "PATH")]
+    mask: Vec<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -229,6 +236,21 @@ enum Command {
         backend: Option<BackendArg>,
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
+    },
+    /// Move only the colours of --style onto --content, no network: each pixel x becomes
+    /// A (x - mean_c) + mean_s with A = Cov_s^1/2 Cov_c^-1/2 (RGB mean and covariance of each image,
+    /// symmetric square roots), clamped to [0, 1]. 16-bit PNG/TIFF content gives 16-bit output
+    /// where the output format allows.
+    Recolor {
+        /// The image whose colours change.
+        #[arg(long, value_name = "PATH")]
+        content: PathBuf,
+        /// The image whose colour statistics it takes.
+        #[arg(long, value_name = "PATH")]
+        style: PathBuf,
+        /// Where to write the result; the format follows the extension.
+        #[arg(long, short, value_name = "PATH")]
+        output: PathBuf,
     },
     /// Manage VGG-19 weight files.
     Weights {
@@ -307,15 +329,35 @@ fn non_negative_f64(s: &str) -> Result<f64, String> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(problem) = misplaced_mask(&matches) {
+        eprintln!("stylize: error: {problem}");
+        std::process::exit(2);
+    }
     if let Err(err) = run(cli) {
         eprintln!("stylize: error: {err:#}");
         std::process::exit(1);
     }
 }
 
+/// Each --mask must follow the --style it belongs to (the i-th mask after the i-th style and
+/// before the next one), so that the command line reads as style/mask pairs.
+fn misplaced_mask(matches: &clap::ArgMatches) -> Option<String> {
+    let masks: Vec<usize> = matches.indices_of("mask")?.collect();
+    let styles: Vec<usize> = matches.indices_of("style").map(|i| i.collect()).unwrap_or_default();
+    masks.iter().enumerate().find_map(|(i, &at)| {
+        let after_own = styles.get(i).is_some_and(|&s| s < at);
+        let before_next = styles.get(i + 1).is_none_or(|&s| at < s);
+        (!(after_own && before_next)).then(|| {
+            format!("--mask number {} must come right after the --style it belongs to (style number {})", i + 1, i + 1)
+        })
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Some(Command::Recolor { content, style, output }) => recolor(&content, &style, &output),
         Some(Command::Devices { backend }) => devices(backend),
         Some(Command::Weights { action: WeightsAction::Fetch }) => fetch_weights(),
         Some(Command::Bench { size, iterations, warmup, weights, profile, json, backend, adapter }) => {
@@ -395,6 +437,20 @@ fn bench(options: stylize::bench::BenchOptions, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `stylize recolor`: the colour-only transfer, 16-bit out for 16-bit content where the format allows.
+fn recolor(content_path: &Path, style_path: &Path, output: &Path) -> Result<()> {
+    image_io::check_output_path(output, 8)?;
+    let content = image_io::load_image(content_path)?;
+    let style = image_io::load_image(style_path)?;
+    let wide = image_io::source_bit_depth(content_path)? == 16;
+    let format = image_io::OutputFormat::from_path(output).map_err(|p| anyhow::anyhow!("{}: {p}", output.display()))?;
+    let depth = if wide && format.supports_16_bit() { 16 } else { 8 };
+    let result = image_io::color::recolor(&content, &style);
+    image_io::save_image(output, &result, depth)?;
+    eprintln!("stylize: wrote {} ({}x{}, {depth}-bit)", output.display(), result.width, result.height);
+    Ok(())
+}
+
 fn fetch_weights() -> Result<()> {
     let entry = stylize::weights::default_entry();
     let dest = stylize::weights::default_weights_path(&entry)?;
@@ -461,6 +517,7 @@ fn transfer(cli: Cli) -> Result<()> {
         checkpoint: cli.checkpoint.clone().or_else(|| cli.resume.clone()),
         checkpoint_every: cli.save_every.map(|n| n as usize),
         resume: cli.resume.clone(),
+        masks: cli.mask.clone(),
     };
     options.validate()?;
     // Everything that can be checked is checked before the GPU is touched.
@@ -485,6 +542,7 @@ fn transfer(cli: Cli) -> Result<()> {
     stylize::transfer::normalized_blend(&options.style_blend_weights, cli.style.len())?;
     let original = image_io::load_image(&content_path)?;
     let raw_styles = stylize::load_style_images(&cli.style)?;
+    let raw_masks = stylize::load_masks(&options.masks, raw_styles.len())?;
     // A bad --init file is reported before the GPU is touched.
     let init = stylize::first_initial_image(&original, &options)?;
     let mut download = DownloadBar::default();
@@ -526,8 +584,16 @@ fn transfer(cli: Cli) -> Result<()> {
     if let Some(path) = &cli.side_by_side {
         let shown: Vec<Image> =
             styles.iter().map(|s| image_io::resize_exact(s, content.width, content.height)).collect();
+        // Each mask as a grey panel after its style.
+        let masks: Vec<Image> = stylize::prepare_masks(&raw_masks, &content)
+            .into_iter()
+            .map(|m| Image::new(content.width, content.height, m.repeat(3)))
+            .collect();
         let mut row = vec![&content];
-        row.extend(&shown);
+        for (i, style) in shown.iter().enumerate() {
+            row.push(style);
+            row.extend(masks.get(i));
+        }
         row.push(&target);
         image_io::save_image(path, &image_io::side_by_side(&row), depth)?;
     }

@@ -80,6 +80,11 @@ pub struct Options {
     /// `iterations`, with the result of a run that was never interrupted. Refused if it was made
     /// from other inputs or options (`checkpoint::Fingerprint`).
     pub resume: Option<std::path::PathBuf>,
+    /// Spatial control (`--mask`, Gatys et al. 2017): one grayscale mask file per style image,
+    /// matched by order (white: that style applies there), or none (the original). Each is resized
+    /// to the content's size (colour files are read as luminance 0.299 R + 0.587 G + 0.114 B).
+    /// Excludes `style_blend_weights`.
+    pub masks: Vec<std::path::PathBuf>,
 }
 
 /// How the content's colours are kept (`--preserve-colors`).
@@ -147,6 +152,7 @@ impl Default for Options {
             checkpoint: None,
             checkpoint_every: None,
             resume: None,
+            masks: Vec::new(),
         }
     }
 }
@@ -230,6 +236,11 @@ impl Options {
         if self.lbfgs_history == 0 {
             return bad("--lbfgs-history must be at least 1".into());
         }
+        if !self.masks.is_empty() && !self.style_blend_weights.is_empty() {
+            return bad("--mask and --style-blend-weights exclude each other: masks give each style its own \
+                        region, blend weights mix the styles everywhere"
+                .into());
+        }
         if self.content_layers.is_empty() && self.style_layers.is_empty() {
             return bad("no content or style layer".into());
         }
@@ -246,6 +257,7 @@ impl Options {
             tv_weight: self.tv_weight,
             pooling: self.pooling,
             normalize_gradients: self.normalize_gradients,
+            masks: Vec::new(),
         }
     }
 
@@ -380,6 +392,40 @@ enum Styles<'a> {
     Single(&'a Image),
     /// Several images of any size and their blend weights.
     Blend(&'a [Image], &'a [f64]),
+    /// One image of any size per region of the masks (content-size masks, values in [0, 1]).
+    Masked(&'a [Image], &'a [Vec<f32>]),
+}
+
+/// The style targets of a masked plan (`LossLayers::masks`), one per style term: the plain Gram
+/// of the term's region's style image, as `blended_style_grams` computes it for that image alone
+/// (so style images of other sizes compare like Gram / N).
+pub fn region_style_grams(
+    ctx: &Context,
+    weights: &[ConvLayerWeights],
+    target: &Plan,
+    styles: &[Image],
+    options: &Options,
+) -> Result<Vec<Vec<f32>>, TransferError> {
+    let regions = target.losses.masks.len();
+    if styles.len() != regions {
+        return Err(NetError::BadSize(format!("{} style images for {regions} masks", styles.len())).into());
+    }
+    let image = target.acts[0];
+    let unmasked = LossLayers { masks: Vec::new(), ..target.losses.clone() };
+    let plain = Plan::new(&target.layers, &target.conv_widths, image.height, image.width, &unmasked)?;
+    let mut per_region = Vec::new();
+    for style in styles {
+        per_region.push(blended_style_grams(ctx, weights, &plain, std::slice::from_ref(style), &[1.0], options)?);
+    }
+    Ok(target
+        .style
+        .iter()
+        .map(|term| {
+            let layer = target.losses.style.iter().position(|(name, _)| *name == term.layer).expect("a style layer");
+            let region = term.mask.as_ref().map_or(0, |m| m.region);
+            per_region[region][layer].clone()
+        })
+        .collect())
 }
 
 /// Normalizes blend weights to sum 1; empty means equal weights.
@@ -469,6 +515,23 @@ impl StyleTransfer {
         Self::build(ctx, weights, content, Styles::Blend(styles, blend), init, options)
     }
 
+    /// As `new` with spatial control (Gatys et al. 2017): style image `r` (of any size) applies
+    /// where mask `r` (content-size, values in [0, 1]) is white. Each style layer gets one term
+    /// per region, a * mean((G^ - S)^2) / (C N) with the guided Gram G^ = F diag(T^2) F^T / a of
+    /// the mask T pooled to the layer, its coverage a = sum T^2 / N, and S the plain Gram of the
+    /// region's style image (see `region_style_grams`).
+    pub fn with_masks(
+        ctx: Context,
+        weights: &[ConvLayerWeights],
+        content: &Image,
+        styles: &[Image],
+        masks: &[Vec<f32>],
+        init: &Image,
+        options: &Options,
+    ) -> Result<Self, TransferError> {
+        Self::build(ctx, weights, content, Styles::Masked(styles, masks), init, options)
+    }
+
     fn build(
         ctx: Context,
         weights: &[ConvLayerWeights],
@@ -492,13 +555,21 @@ impl StyleTransfer {
             }
         }
         let widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
-        let plan = Plan::new(&VGG19, &widths, height as usize, width as usize, &options.loss_layers())?;
+        let mut losses = options.loss_layers();
+        if let Styles::Masked(_, masks) = styles {
+            losses.masks = masks.to_vec();
+        }
+        let plan = Plan::new(&VGG19, &widths, height as usize, width as usize, &losses)?;
         let mut executor = Executor::new(&ctx, plan, weights)?;
         executor.set_content(&ctx, &content.data)?;
         match styles {
             Styles::Single(style) => executor.set_style(&ctx, &style.data)?,
             Styles::Blend(styles, blend) => {
                 let grams = blended_style_grams(&ctx, weights, &executor.plan, styles, blend, options)?;
+                executor.set_style_grams(&ctx, &grams)?;
+            }
+            Styles::Masked(styles, _) => {
+                let grams = region_style_grams(&ctx, weights, &executor.plan, styles, options)?;
                 executor.set_style_grams(&ctx, &grams)?;
             }
         }

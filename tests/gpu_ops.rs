@@ -324,6 +324,66 @@ fn gpu_gram_matches_reference() {
     }
 }
 
+/// The guided Gram of a mask with zeros, ones and values between (Gatys et al. 2017), forward and
+/// backward (both algorithms, = and +=), at the plain Gram's odd sizes, on both grids.
+#[test]
+fn gpu_masked_gram_matches_reference() {
+    let mut rng = Rng::new(61);
+    for (grid, mut ctx) in contexts("gpu_masked_gram_matches_reference") {
+        for (c, n) in [(3, 13 * 17), (5, 13 * 17), (67, 13 * 17), (67, 37 * 61), (130, 5)] {
+            let shape = GramShape { channels: c, n };
+            let f = rng.vec(shape.features_len(), -1.0, 1.0);
+            let mask: Vec<f64> = (0..n)
+                .map(|p| match p % 5 {
+                    0 => 0.0,
+                    1 => 1.0,
+                    _ => rng.uniform(),
+                })
+                .collect();
+            let (coverage, w) = gram::mask_column_weights(&mask);
+            assert!(coverage > 0.0 && coverage < 1.0);
+            let features = upload(&ctx, &f);
+            let weights = upload(&ctx, &w);
+            let partials = poisoned(&ctx, shape.partials_len());
+            let out = poisoned(&ctx, shape.gram_len());
+            run(&ctx, &gram::forward_masked_with_partials(&ctx, shape, &features, &weights, &partials, &out).unwrap());
+            assert_close(
+                &format!("masked gram forward {shape:?} ({grid})"),
+                &read(&ctx, &out, shape.gram_len()),
+                &gram::reference::forward_masked(shape, &f, &mask),
+                F32_TOL,
+            );
+            let dg = rng.vec(shape.gram_len(), -1.0, 1.0);
+            let grad_gram = upload(&ctx, &dg);
+            let reference = gram::reference::backward_masked(shape, &f, &mask, &dg);
+            for algorithm in [ConvAlgorithm::Tiled, ConvAlgorithm::Direct] {
+                ctx.conv_algorithm = Some(algorithm);
+                let grad_features = poisoned(&ctx, shape.features_len());
+                run(
+                    &ctx,
+                    &single(gram::backward_masked(&ctx, shape, &features, &weights, &grad_gram, &grad_features, false)),
+                );
+                assert_close(
+                    &format!("masked gram backward {algorithm:?} {shape:?} ({grid})"),
+                    &read(&ctx, &grad_features, shape.features_len()),
+                    &reference,
+                    F32_TOL,
+                );
+                let base = rng.vec(shape.features_len(), -1.0, 1.0);
+                let acc = upload(&ctx, &base);
+                run(&ctx, &single(gram::backward_masked(&ctx, shape, &features, &weights, &grad_gram, &acc, true)));
+                let expected: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + b).collect();
+                assert_close(
+                    &format!("masked gram backward += {algorithm:?} ({grid})"),
+                    &read(&ctx, &acc, shape.features_len()),
+                    &expected,
+                    F32_TOL,
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn gpu_sum_splits_matches_reference() {
     let mut rng = Rng::new(7);

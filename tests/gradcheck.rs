@@ -84,6 +84,43 @@ fn gradcheck_gram() {
     assert_gradcheck("gram", &gram::reference::backward(shape, &f, &r), &numeric);
 }
 
+/// The guided Gram F diag(T^2) F^T / a (Gatys et al. 2017) and the masked style term
+/// a * mean((G^ - S)^2) / (C N) on a mask with zeros, ones and values between.
+#[test]
+fn gradcheck_masked_gram() {
+    let mut rng = Rng::new(41);
+    let shape = GramShape { channels: 5, n: 13 };
+    let f = rng.vec(shape.features_len(), -1.0, 1.0);
+    let mask: Vec<f64> = (0..shape.n).map(|p| [0.0, 1.0, rng.uniform()][p % 3]).collect();
+    let r = rng.vec(shape.gram_len(), -1.0, 1.0);
+    let numeric = finite_differences(&f, |f| dot(&r, &gram::reference::forward_masked(shape, f, &mask)));
+    assert_gradcheck("masked gram", &gram::reference::backward_masked(shape, &f, &mask, &r), &numeric);
+
+    let style = gram::reference::forward(shape, &rng.vec(shape.features_len(), -1.0, 1.0));
+    let (coverage, _) = gram::mask_column_weights(&mask);
+    let scale = coverage * loss::style_scale(0.75, 5, 1, 13) * 1e3;
+    let term = |f: &[f64]| loss::reference::sq_diff(&gram::reference::forward_masked(shape, f, &mask), &style, scale);
+    let numeric = finite_differences(&f, term);
+    let grad_gram =
+        loss::reference::sq_diff_backward(&gram::reference::forward_masked(shape, &f, &mask), &style, scale);
+    assert_gradcheck("masked style loss", &gram::reference::backward_masked(shape, &f, &mask, &grad_gram), &numeric);
+}
+
+/// An all-white mask gives exactly the plain Gram; a mask of zeros gives nothing.
+#[test]
+fn masked_gram_of_white_mask_is_the_plain_gram() {
+    let mut rng = Rng::new(42);
+    let shape = GramShape { channels: 4, n: 11 };
+    let f = rng.vec(shape.features_len(), -1.0, 1.0);
+    let plain = gram::reference::forward(shape, &f);
+    let white = gram::reference::forward_masked(shape, &f, &vec![1.0; shape.n]);
+    assert!(rel_err_f64(&white, &plain) < 1e-14);
+    assert_eq!(gram::mask_column_weights(&vec![1.0; shape.n]).1, vec![1.0; shape.n]);
+    let (coverage, w) = gram::mask_column_weights(&vec![0.0; shape.n]);
+    assert!(coverage == 0.0 && w.iter().all(|&v| v == 0.0));
+    assert!(gram::reference::forward_masked(shape, &f, &vec![0.0; shape.n]).iter().all(|&v| v == 0.0));
+}
+
 #[test]
 fn gradcheck_content_loss() {
     let mut rng = Rng::new(15);
@@ -124,6 +161,7 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
         tv_weight,
         pooling,
         normalize_gradients: false,
+        masks: Vec::new(),
     };
     let (h, w) = (9, 11);
     let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
@@ -141,6 +179,40 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
         &grad,
         &numeric,
     );
+}
+
+/// The whole method with two masked styles (guided Grams at every style layer, masks pooled
+/// with the network) against finite differences of its loss, with max and with average pools.
+#[test]
+fn gradcheck_composed_network_with_masks() {
+    let widths = [4, 5, 6, 3];
+    let weights = random_weights(&widths, 43);
+    let conv_widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
+    let (h, w) = (9, 11);
+    let mut rng = Rng::new(44);
+    let left: Vec<f32> = (0..h * w).map(|i| if i % w < 5 { 1.0 } else { rng.uniform() as f32 * 0.3 }).collect();
+    let right: Vec<f32> = left.iter().map(|v| 1.0 - v).collect();
+    for pooling in [Pooling::Max, Pooling::Avg] {
+        let losses = LossLayers {
+            content: vec!["relu1_2".into()],
+            style: vec![("relu1_1".into(), 1.0), ("relu2_1".into(), 0.75), ("relu3_1".into(), 0.2)],
+            style_weight: 1e3,
+            pooling,
+            masks: vec![left.clone(), right.clone()],
+            ..LossLayers::default()
+        };
+        let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
+        assert_eq!(plan.style.len(), 6);
+        let reference = Reference::new(plan, &weights);
+        let content = rng.vec(3 * h * w, -2.0, 2.0);
+        let styles = vec![rng.vec(3 * h * w, -2.0, 2.0), rng.vec(3 * h * w, -2.0, 2.0)];
+        let targets = reference.targets_per_region(&content, &styles);
+        let image = rng.vec(3 * h * w, -2.0, 2.0);
+        let (losses, grad) = reference.loss_and_grad(&image, &targets);
+        assert!(losses.content > 0.0 && losses.style > 0.0);
+        let numeric = finite_differences(&image, |x| reference.losses(x, &targets).total);
+        assert_gradcheck(&format!("network with two masked styles, {pooling:?} pooling"), &grad, &numeric);
+    }
 }
 
 #[test]

@@ -87,6 +87,87 @@ fn gpu_composed_network_matches_reference() {
     }
 }
 
+/// Two soft complementary masks over a 13 x 17 image (the left one fades out towards the right)
+/// and a third that is white only in its last row, which pooling drops: it covers nothing below
+/// the first pool.
+fn tiny_masks(h: usize, w: usize) -> Vec<Vec<f32>> {
+    let left: Vec<f32> = (0..h * w).map(|i| (1.0 - (i % w) as f32 / (w - 1) as f32).powi(2)).collect();
+    let right = left.iter().map(|v| 1.0 - v).collect();
+    let last_row = (0..h * w).map(|i| if i / w == h - 1 { 1.0 } else { 0.0 }).collect();
+    vec![left, right, last_row]
+}
+
+/// Guided Grams (`--mask`): one term per (layer, region) with the mask average-pooled at every
+/// pool (max pools here), each region's target the plain Gram of its own style image; losses and
+/// the image gradient against the f64 reference, on both grids.
+#[test]
+fn gpu_composed_network_with_masks_matches_reference() {
+    for (grid, ctx) in contexts("gpu_composed_network_with_masks_matches_reference") {
+        let weights = random_weights(&[4, 5, 6, 3], 41);
+        let (h, w) = (13, 17);
+        let losses = LossLayers { masks: tiny_masks(h, w), ..tiny_losses("relu1_2") };
+        let mut case = build(&ctx, &tiny_table(), &weights, (h, w), &losses, 42);
+        let plan = &case.reference.plan;
+        // relu1_1: three regions; relu2_1 and relu3_1 (after pools): the last row is gone.
+        let regions: Vec<(String, usize)> =
+            plan.style.iter().map(|t| (t.layer.clone(), t.mask.as_ref().unwrap().region)).collect();
+        let expected: Vec<(String, usize)> = [
+            ("relu1_1", 0),
+            ("relu1_1", 1),
+            ("relu1_1", 2),
+            ("relu2_1", 0),
+            ("relu2_1", 1),
+            ("relu3_1", 0),
+            ("relu3_1", 1),
+        ]
+        .iter()
+        .map(|&(l, r)| (l.to_string(), r))
+        .collect();
+        assert_eq!(regions, expected);
+        // Three different style images, one per region; the GPU gets the reference's targets.
+        let mut rng = Rng::new(43);
+        let styles: Vec<Vec<f64>> = (0..3).map(|_| rng.vec(3 * h * w, -2.0, 2.0)).collect();
+        let content = case.targets.content.clone();
+        case.targets = case.reference.targets_per_region(&rng.vec(3 * h * w, -2.0, 2.0), &styles);
+        case.targets.content = content;
+        let grams: Vec<Vec<f32>> = case.targets.style_grams.iter().map(|g| to_f32(g)).collect();
+        case.executor.set_style_grams(&ctx, &grams).unwrap();
+        check_step_against_reference(&mut case, &ctx, &format!("tiny network with masks ({grid})"), 1e-4);
+        // The guided terms differ from the plain ones.
+        let plain = build(&ctx, &tiny_table(), &weights, (h, w), &tiny_losses("relu1_2"), 42);
+        let (plain_losses, _) = plain.reference.loss_and_grad(&plain.image, &plain.targets);
+        let (masked_losses, _) = case.reference.loss_and_grad(&case.image, &case.targets);
+        assert!((masked_losses.style - plain_losses.style).abs() > 1e-3 * plain_losses.style);
+    }
+}
+
+/// One all-white mask is exactly the original method, in the reference and on the GPU.
+#[test]
+fn gpu_white_mask_is_the_unmasked_method() {
+    for (grid, ctx) in contexts("gpu_white_mask_is_the_unmasked_method") {
+        let weights = random_weights(&[4, 5, 6, 3], 44);
+        let (h, w) = (13, 17);
+        let white = LossLayers { masks: vec![vec![1.0; h * w]], ..tiny_losses("relu1_2") };
+        let mut masked = build(&ctx, &tiny_table(), &weights, (h, w), &white, 45);
+        let mut plain = build(&ctx, &tiny_table(), &weights, (h, w), &tiny_losses("relu1_2"), 45);
+        assert!(masked.reference.plan.style.iter().all(|t| t.mask.as_ref().is_some_and(|m| m.coverage == 1.0)));
+        let (a, ga) = masked.reference.loss_and_grad(&masked.image, &masked.targets);
+        let (b, gb) = plain.reference.loss_and_grad(&plain.image, &plain.targets);
+        assert!((a.total - b.total).abs() <= 1e-12 * b.total && stylize::testing::rel_err_f64(&ga, &gb) < 1e-12);
+        masked.executor.training_step().run(&ctx).unwrap();
+        plain.executor.training_step().run(&ctx).unwrap();
+        let (la, lb) = (masked.executor.read_losses(&ctx).unwrap(), plain.executor.read_losses(&ctx).unwrap());
+        assert_close(&format!("white mask: total ({grid})"), &[la.total as f32], &[lb.total], 1e-6);
+        let gb: Vec<f64> = to_f64(&plain.executor.read_image_grad(&ctx).unwrap());
+        assert_close(
+            &format!("white mask: gradient ({grid})"),
+            &masked.executor.read_image_grad(&ctx).unwrap(),
+            &gb,
+            1e-6,
+        );
+    }
+}
+
 /// The total-variation term (`--tv-weight`) in the GPU schedule against the reference.
 #[test]
 fn gpu_composed_network_with_tv_matches_reference() {
@@ -269,6 +350,7 @@ fn gpu_executor_allocates_what_the_plan_counts() {
         LossLayers { normalize_gradients: true, ..tiny_losses("conv1_2") },
         LossLayers { pooling: Pooling::Avg, ..tiny_losses("relu1_2") },
         LossLayers { style: vec![], ..tiny_losses("relu2_1") },
+        LossLayers { masks: tiny_masks(13, 17), ..tiny_losses("relu1_2") },
     ] {
         let plan = Plan::new(&tiny_table(), &widths, 13, 17, &losses).unwrap();
         let executor = Executor::new(&ctx, plan.clone(), &weights).unwrap();

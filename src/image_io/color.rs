@@ -95,14 +95,36 @@ pub fn match_histogram_with(source: &Image, target: &Image, method: ColorTransfe
             matmul3(&cholesky3(&cov_t_reg), &invert3(&cholesky3(&cov_s_reg)))
         }
     };
+    apply_affine(source, &map, mu_s, mu_t)
+}
+
+/// Eigenvalues below this are taken as it by [`recolor`], so that flat images stay invertible.
+pub const RECOLOR_EIGENVALUE_FLOOR: f64 = 1e-10;
+
+/// `stylize recolor`, colour-only transfer: each pixel x of `content` becomes
+/// `A (x - μ_c) + μ_s` with `A = Σ_s^{1/2} Σ_c^{-1/2}` (population mean and covariance of each
+/// image's RGB values, symmetric square roots from the eigen-decomposition with eigenvalues
+/// below [`RECOLOR_EIGENVALUE_FLOOR`] taken as it), clamped to [0, 1]. The transform of
+/// [`match_histogram`] (`--preserve-colors histogram`) applied the other way: the content takes
+/// the style's colours.
+pub fn recolor(content: &Image, style: &Image) -> Image {
+    let (mu_c, cov_c) = statistics(content);
+    let (mu_s, cov_s) = statistics(style);
+    let floor = RECOLOR_EIGENVALUE_FLOOR;
+    let map = matmul3(&sym_power_floored(&cov_s, 0.5, floor), &sym_power_floored(&cov_c, -0.5, floor));
+    apply_affine(content, &map, mu_c, mu_s)
+}
+
+/// `x' = map (x - from) + to` for every pixel, clamped to [0, 1].
+fn apply_affine(source: &Image, map: &[[f64; 3]; 3], from: [f64; 3], to: [f64; 3]) -> Image {
     let plane = source.plane_len();
     let mut data = vec![0.0f32; 3 * plane];
     for i in 0..plane {
         let x = sample(source, i);
-        let centred = [x[0] - mu_s[0], x[1] - mu_s[1], x[2] - mu_s[2]];
-        let mapped = mul3(&map, centred);
+        let centred = [x[0] - from[0], x[1] - from[1], x[2] - from[2]];
+        let mapped = mul3(map, centred);
         for c in 0..3 {
-            data[c * plane + i] = (mapped[c] + mu_t[c]).clamp(0.0, 1.0) as f32;
+            data[c * plane + i] = (mapped[c] + to[c]).clamp(0.0, 1.0) as f32;
         }
     }
     Image::new(source.width, source.height, data)
@@ -174,6 +196,11 @@ fn cholesky3(m: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
 
 /// `V diag(max(λ, 0)^power) Vᵀ` for a symmetric 3x3 matrix (cyclic Jacobi eigen-decomposition).
 fn sym_power(m: &[[f64; 3]; 3], power: f64) -> [[f64; 3]; 3] {
+    sym_power_floored(m, power, 0.0)
+}
+
+/// `V diag(max(λ, floor)^power) Vᵀ` for a symmetric 3x3 matrix (cyclic Jacobi eigen-decomposition).
+fn sym_power_floored(m: &[[f64; 3]; 3], power: f64, floor: f64) -> [[f64; 3]; 3] {
     let mut a = *m;
     let mut v = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
     for _sweep in 0..50 {
@@ -206,7 +233,7 @@ fn sym_power(m: &[[f64; 3]; 3], power: f64) -> [[f64; 3]; 3] {
             }
         }
     }
-    let lambda: [f64; 3] = std::array::from_fn(|k| a[k][k].max(0.0).powf(power));
+    let lambda: [f64; 3] = std::array::from_fn(|k| a[k][k].max(floor).powf(power));
     std::array::from_fn(|r| std::array::from_fn(|c| (0..3).map(|k| v[r][k] * lambda[k] * v[c][k]).sum()))
 }
 

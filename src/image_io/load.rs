@@ -35,6 +35,20 @@ pub fn load_image(path: &Path) -> Result<Image, ImageError> {
     decode_guarded(BufReader::new(file)).map_err(fail)
 }
 
+/// Bits per sample the file stores: 16 for 16-bit or floating-point samples, 8 otherwise. Reads
+/// the header only; errors as [`load_image`]'s.
+pub fn source_bit_depth(path: &Path) -> Result<u8, ImageError> {
+    let fail = |problem| ImageError::load(path, problem);
+    check_input_file(path).map_err(fail)?;
+    let file = File::open(path).map_err(|err| fail(problem_from_io(&err)))?;
+    let reader =
+        ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(|err| fail(problem_from_io(&err)))?;
+    let format = reader.format().ok_or(LoadProblem::UnrecognisedFormat).map_err(fail)?;
+    let decoder = reader.into_decoder().map_err(|err| fail(problem_from_decoder(err, &format_name(format))))?;
+    let color = decoder.color_type();
+    Ok(if color.bits_per_pixel() / u16::from(color.channel_count()) > 8 { 16 } else { 8 })
+}
+
 /// [`load_image`] on the bytes of an image file held in memory; `name` is the path that
 /// errors name.
 pub fn load_image_from_bytes(bytes: &[u8], name: &Path) -> Result<Image, ImageError> {

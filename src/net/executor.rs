@@ -30,6 +30,8 @@ pub struct Executor {
     gram_partials: Option<wgpu::Buffer>,
     /// Each term's own gradient under `--normalize-gradients`, one term after the other; None without it.
     term_grad: Option<wgpu::Buffer>,
+    /// Per style term: a masked term's column weights T^2 / a (`gram::mask_column_weights`).
+    column_weights: Vec<Option<wgpu::Buffer>>,
     losses: wgpu::Buffer,
     rgb_to_image: Step,
     image_to_rgb: Step,
@@ -107,6 +109,20 @@ impl Executor {
             .collect::<Result<Vec<_>, _>>()?;
         let style_grams = plan.style.iter().map(|t| gram_buffer(t, "style gram")).collect::<Result<Vec<_>, _>>()?;
         let losses = ctx.buffer("losses", plan.loss_slots())?;
+        let column_weights = plan
+            .style
+            .iter()
+            .map(|t| {
+                t.mask
+                    .as_ref()
+                    .map(|m| {
+                        let weights: Vec<f32> =
+                            gram::mask_column_weights(&m.values).1.into_iter().map(|w| w as f32).collect();
+                        ctx.upload(&format!("mask weights {} region {}", t.layer, m.region), &weights)
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
 
         let mut rgb_to_image = Step::new();
         rgb_to_image.push(normalize::normalize(ctx, plane, &rgb, &acts[0])?);
@@ -129,6 +145,7 @@ impl Executor {
             style_grams,
             gram_partials,
             term_grad,
+            column_weights,
             losses,
             rgb_to_image,
             image_to_rgb,
@@ -188,6 +205,35 @@ impl Executor {
         Ok(gram::forward_with_partials(ctx, shape, &self.acts[act], partials, gram)?)
     }
 
+    /// Style term `index`'s Gram of the image being optimized into `gram`: the guided Gram for a
+    /// masked term, the plain one otherwise.
+    fn term_gram_forward(&self, ctx: &Context, index: usize, gram: &wgpu::Buffer) -> Result<Step, NetError> {
+        let act = self.plan.style[index].act;
+        let Some(weights) = &self.column_weights[index] else {
+            return self.gram_forward(ctx, act, gram);
+        };
+        let shape = self.plan.gram_shape(act);
+        let partials = self.gram_partials.as_ref().expect("allocated with the style terms");
+        Ok(gram::forward_masked_with_partials(ctx, shape, &self.acts[act], weights, partials, gram)?)
+    }
+
+    /// grad (=, or += when `accumulate`) the backward of style term `index`'s Gram.
+    fn term_gram_backward(
+        &self,
+        ctx: &Context,
+        index: usize,
+        grad_gram: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        accumulate: bool,
+    ) -> Result<crate::gpu::Kernel, NetError> {
+        let act = self.plan.style[index].act;
+        let shape = self.plan.gram_shape(act);
+        Ok(match &self.column_weights[index] {
+            Some(weights) => gram::backward_masked(ctx, shape, &self.acts[act], weights, grad_gram, grad, accumulate)?,
+            None => gram::backward(ctx, shape, &self.acts[act], grad_gram, grad, accumulate)?,
+        })
+    }
+
     fn record_style_capture(&self, ctx: &Context) -> Result<Step, NetError> {
         let mut step = Step::new();
         for (term, style_gram) in self.plan.style.iter().zip(&self.style_grams) {
@@ -217,7 +263,7 @@ impl Executor {
         for (i, (term, style_gram)) in plan.style.iter().zip(&self.style_grams).enumerate() {
             let shape = self.plan.gram_shape(term.act);
             let target_gram = ctx.buffer(&format!("target gram {}", term.layer), shape.gram_len())?;
-            step.extend(self.gram_forward(ctx, term.act, &target_gram)?);
+            step.extend(self.term_gram_forward(ctx, i, &target_gram)?);
             let slot = slots_before_style + i;
             loss::sq_diff_forward(
                 ctx,
@@ -255,8 +301,13 @@ impl Executor {
                 }
                 valid = true;
             }
-            for ((term, style_gram), target_gram) in
-                plan.style.iter().zip(&self.style_grams).zip(&target_grams).filter(|((t, _), _)| t.act == out)
+            for (index, ((term, style_gram), target_gram)) in plan
+                .style
+                .iter()
+                .zip(&self.style_grams)
+                .zip(&target_grams)
+                .enumerate()
+                .filter(|(_, ((t, _), _))| t.act == out)
             {
                 let shape = self.plan.gram_shape(out);
                 let grad_gram = ctx.buffer(&format!("gram gradient {}", term.layer), shape.gram_len())?;
@@ -274,11 +325,11 @@ impl Executor {
                 if normalize {
                     let len = plan.acts[out].len();
                     let term_grad = self.term_grad.as_ref().expect("allocated with normalize_gradients");
-                    step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, term_grad, false)?);
+                    step.push(self.term_gram_backward(ctx, index, &grad_gram, term_grad, false)?);
                     let strength = plan.style_weight * term.weight;
                     add_normalized(ctx, &mut step, len, term_grad, strength, grads[current], valid)?;
                 } else {
-                    step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, grads[current], valid)?);
+                    step.push(self.term_gram_backward(ctx, index, &grad_gram, grads[current], valid)?);
                 }
                 step.keep(grad_gram);
                 valid = true;
@@ -490,6 +541,7 @@ impl Executor {
             .into_iter()
             .chain(&self.gram_partials)
             .chain(&self.term_grad)
+            .chain(self.column_weights.iter().flatten())
             .map(size)
             .sum();
         weights + kept + scratch + masks + targets + steps + own

@@ -7,7 +7,7 @@ pub mod reference;
 pub mod vgg;
 
 pub use executor::Executor;
-pub use plan::{ActShape, GpuBytes, LossLayers, LossTerm, Node, Plan, Pooling, Storage};
+pub use plan::{ActShape, GpuBytes, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
 
 use crate::gpu::GpuError;
 

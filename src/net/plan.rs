@@ -106,6 +106,10 @@ pub struct LossLayers {
     /// neural-style's `-normalize_gradients`: each term's gradient with respect to its features
     /// is divided by its L1 norm (+ 1e-8) before its weight is applied (off in the original).
     pub normalize_gradients: bool,
+    /// Spatial control (Gatys et al. 2017, `--mask`): one mask per style region, the image's
+    /// height x width values in [0, 1] (white: that region's style applies). Empty: none (the
+    /// original). With masks every style layer has one guided-Gram term per region (`TermMask`).
+    pub masks: Vec<Vec<f32>>,
 }
 
 impl Default for LossLayers {
@@ -118,6 +122,7 @@ impl Default for LossLayers {
             tv_weight: 0.0,
             normalize_gradients: false,
             pooling: Pooling::Max,
+            masks: Vec::new(),
         }
     }
 }
@@ -131,6 +136,33 @@ pub struct LossTerm {
     pub scale: f64,
     /// The term's weight (w_l for style layers, 1 for content layers), already inside `scale`.
     pub weight: f64,
+    /// A masked style term's region and mask at its layer; None: a plain term.
+    pub mask: Option<TermMask>,
+}
+
+/// The mask of one style region at one layer: the image-size mask average-pooled 2x2 (floor) at
+/// every pool before the layer, whatever the network's pooling.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TermMask {
+    /// Index of the region (its style image and mask) in `LossLayers::masks`.
+    pub region: usize,
+    /// a = sum_p T(p)^2 / N, already inside the term's `scale` (never 0: such terms are left out).
+    pub coverage: f64,
+    /// T at the layer, H x W values.
+    pub values: Vec<f64>,
+}
+
+/// 2x2 average pool with stride 2 of one H x W plane (floor: a last odd row or column is dropped),
+/// as the network's pools shrink its maps.
+pub fn pool_mask(values: &[f64], height: usize, width: usize) -> Vec<f64> {
+    let (h, w) = (height / 2, width / 2);
+    let at = |y: usize, x: usize| values[y * width + x];
+    (0..h * w)
+        .map(|i| {
+            let (y, x) = (2 * (i / w), 2 * (i % w));
+            (at(y, x) + at(y, x + 1) + at(y + 1, x) + at(y + 1, x + 1)) / 4.0
+        })
+        .collect()
 }
 
 /// The resolved schedule.
@@ -205,7 +237,18 @@ impl Plan {
         let last = layers.iter().rposition(|l| wanted.contains(&l.name)).expect("checked above");
         let layers = &layers[..=last];
 
+        if let Some(mask) = losses.masks.iter().find(|m| m.len() != height * width) {
+            return Err(NetError::BadSize(format!(
+                "a style mask has {} values, the image {width}x{height} pixels",
+                mask.len()
+            )));
+        }
         let mut acts = vec![ActShape { channels: 3, height, width }];
+        // Each region's mask at each pooling depth (index: pools passed), built as pools appear.
+        let mut region_masks: Vec<Vec<f64>> =
+            losses.masks.iter().map(|m| m.iter().map(|&v| v as f64).collect()).collect();
+        let mut masks_by_depth = vec![region_masks.clone()];
+        let mut depth = vec![0usize];
         let mut names: Vec<(&str, usize)> = Vec::new();
         let mut nodes = Vec::new();
         let mut conv_widths = Vec::new();
@@ -231,6 +274,7 @@ impl Plan {
                     let next_is_relu = layers.get(i + 1).is_some_and(|l| l.kind == LayerKind::Relu);
                     let fuse = next_is_relu && !wanted.contains(&layer.name);
                     acts.push(ActShape { channels: cout, ..shape });
+                    depth.push(depth[input]);
                     let output = acts.len() - 1;
                     nodes.push(Node::Conv { conv, input, output, relu: fuse });
                     names.push((layer.name, output));
@@ -241,6 +285,7 @@ impl Plan {
                 }
                 LayerKind::Relu => {
                     acts.push(shape);
+                    depth.push(depth[input]);
                     nodes.push(Node::Relu { input, output: acts.len() - 1 });
                     names.push((layer.name, acts.len() - 1));
                 }
@@ -252,6 +297,11 @@ impl Plan {
                         )));
                     }
                     acts.push(ActShape { channels: shape.channels, height: shape.height / 2, width: shape.width / 2 });
+                    depth.push(depth[input] + 1);
+                    if masks_by_depth.len() == depth[input] + 1 {
+                        region_masks = region_masks.iter().map(|m| pool_mask(m, shape.height, shape.width)).collect();
+                        masks_by_depth.push(region_masks.clone());
+                    }
                     let output = acts.len() - 1;
                     nodes.push(match losses.pooling {
                         Pooling::Max => Node::MaxPool { input, output },
@@ -268,23 +318,34 @@ impl Plan {
             .iter()
             .map(|name| {
                 let act = act_of(name);
-                LossTerm { layer: name.clone(), act, scale: 1.0 / acts[act].len() as f64, weight: 1.0 }
+                LossTerm { layer: name.clone(), act, scale: 1.0 / acts[act].len() as f64, weight: 1.0, mask: None }
             })
             .collect();
-        let style: Vec<LossTerm> = losses
-            .style
-            .iter()
-            .map(|(name, weight)| {
-                let act = act_of(name);
-                let s = acts[act];
-                LossTerm {
-                    layer: name.clone(),
-                    act,
-                    scale: crate::ops::loss::style_scale(*weight, s.channels, s.height, s.width),
-                    weight: *weight,
+        let mut style: Vec<LossTerm> = Vec::new();
+        for (name, weight) in &losses.style {
+            let act = act_of(name);
+            let s = acts[act];
+            let term = LossTerm {
+                layer: name.clone(),
+                act,
+                scale: crate::ops::loss::style_scale(*weight, s.channels, s.height, s.width),
+                weight: *weight,
+                mask: None,
+            };
+            if losses.masks.is_empty() {
+                style.push(term);
+                continue;
+            }
+            // One guided-Gram term per region, scaled by its coverage; a region that covers
+            // nothing at this layer adds nothing.
+            for (region, values) in masks_by_depth[depth[act]].iter().enumerate() {
+                let (coverage, _) = crate::ops::gram::mask_column_weights(values);
+                if coverage > 0.0 {
+                    let mask = Some(TermMask { region, coverage, values: values.clone() });
+                    style.push(LossTerm { scale: coverage * term.scale, mask, ..term.clone() });
                 }
-            })
-            .collect();
+            }
+        }
         let (storage, scratch) = assign_storage(&nodes, &acts, content.iter().chain(&style).map(|t: &LossTerm| t.act));
         Ok(Self {
             storage,
@@ -402,6 +463,10 @@ impl Plan {
             let len = self.acts[term.act].len();
             // The style target, this step's Gram and its gradient, the loss's reduction.
             other += 3 * bytes(gram) + reduce(gram);
+            // A masked term's column weights.
+            if term.mask.is_some() {
+                other += bytes(self.gram_shape(term.act).n);
+            }
             if normalize {
                 other += bytes(2) + reduce(len);
             }
@@ -461,7 +526,20 @@ impl Plan {
         let image = self.acts[0];
         let scale = side as f64 / image.height.max(image.width) as f64;
         let scaled = |v: usize| ((v as f64 * scale).round() as usize).max(1);
-        Plan::new(&self.layers, &self.conv_widths, scaled(image.height), scaled(image.width), &self.losses)
+        let (height, width) = (scaled(image.height), scaled(image.width));
+        // Masks follow by nearest neighbour (only the sizes matter to `check_fits`).
+        let masks = self
+            .losses
+            .masks
+            .iter()
+            .map(|m| {
+                (0..height * width)
+                    .map(|i| m[(i / width) * image.height / height * image.width + (i % width) * image.width / width])
+                    .collect()
+            })
+            .collect();
+        let losses = LossLayers { masks, ..self.losses.clone() };
+        Plan::new(&self.layers, &self.conv_widths, height, width, &losses)
     }
 
     /// Slot of each loss term in the loss buffer: content terms first, then style terms, then
@@ -667,6 +745,47 @@ mod tests {
         assert!((part(bytes.kept) - 133.0).abs() < 0.1, "{bytes:?}");
         assert_eq!(part(bytes.scratch), 128.0);
         assert!(part(bytes.masks_and_codes) < 12.0, "{bytes:?}");
+    }
+
+    /// Masks shrink with every pool by a 2x2 average (floor), whatever the pooling; each style
+    /// layer gets one term per region that covers something there, scaled by its coverage.
+    #[test]
+    fn masks_are_average_pooled_at_every_pool() {
+        assert_eq!(pool_mask(&[1.0, 0.0, 1.0, 7.0, 0.0, 0.0, 1.0, 7.0, 9.0, 9.0, 9.0, 9.0], 3, 4), vec![0.25, 4.0]);
+        let (h, w) = (37, 29);
+        let left: Vec<f32> = (0..h * w).map(|i| if i % w < 10 { 1.0 } else { 0.0 }).collect();
+        // White only in the last row, which the first pool drops (37 is odd).
+        let last_row: Vec<f32> = (0..h * w).map(|i| if i / w == h - 1 { 1.0 } else { 0.0 }).collect();
+        for pooling in [Pooling::Max, Pooling::Avg] {
+            let losses = LossLayers { masks: vec![left.clone(), last_row.clone()], pooling, ..LossLayers::default() };
+            let plan = Plan::new(&VGG19, &vgg_widths(), h, w, &losses).unwrap();
+            let unmasked =
+                Plan::new(&VGG19, &vgg_widths(), h, w, &LossLayers { pooling, ..LossLayers::default() }).unwrap();
+            // relu1_1 for both regions, relu2_1..relu5_1 for the left one only.
+            let terms: Vec<(&str, usize)> =
+                plan.style.iter().map(|t| (t.layer.as_str(), t.mask.as_ref().unwrap().region)).collect();
+            assert_eq!(
+                terms,
+                [("relu1_1", 0), ("relu1_1", 1), ("relu2_1", 0), ("relu3_1", 0), ("relu4_1", 0), ("relu5_1", 0)]
+            );
+            let mut expected: Vec<f64> = left.iter().map(|&v| v as f64).collect();
+            let (mut mh, mut mw) = (h, w);
+            for term in plan.style.iter().filter(|t| t.mask.as_ref().unwrap().region == 0) {
+                let s = plan.acts[term.act];
+                while (mh, mw) != (s.height, s.width) {
+                    expected = pool_mask(&expected, mh, mw);
+                    (mh, mw) = (mh / 2, mw / 2);
+                }
+                let mask = term.mask.as_ref().unwrap();
+                assert_eq!(mask.values, expected, "{}", term.layer);
+                let coverage = expected.iter().map(|v| v * v).sum::<f64>() / expected.len() as f64;
+                assert!((mask.coverage - coverage).abs() < 1e-15 && coverage > 0.0);
+                let plain = unmasked.style.iter().find(|t| t.layer == term.layer).unwrap();
+                assert!((term.scale - coverage * plain.scale).abs() <= 1e-15 * plain.scale);
+            }
+        }
+        let bad = LossLayers { masks: vec![vec![1.0; 10]], ..LossLayers::default() };
+        assert!(matches!(Plan::new(&VGG19, &vgg_widths(), h, w, &bad), Err(NetError::BadSize(_))));
     }
 
     #[test]

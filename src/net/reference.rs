@@ -60,6 +60,35 @@ impl Reference {
         }
     }
 
+    /// As `targets` with one style image per mask region (`LossLayers::masks`): each style term's
+    /// target is the plain Gram of its region's style image (of every term's, without masks:
+    /// `styles[0]`).
+    pub fn targets_per_region(&self, content_image: &[f64], styles: &[Vec<f64>]) -> Targets {
+        let content_acts = self.forward(content_image);
+        let style_acts: Vec<Vec<Vec<f64>>> = styles.iter().map(|s| self.forward(s)).collect();
+        Targets {
+            content: self.plan.content.iter().map(|t| content_acts[t.act].clone()).collect(),
+            style_grams: self
+                .plan
+                .style
+                .iter()
+                .map(|t| {
+                    let region = t.mask.as_ref().map_or(0, |m| m.region);
+                    gram::reference::forward(self.plan.gram_shape(t.act), &style_acts[region][t.act])
+                })
+                .collect(),
+        }
+    }
+
+    /// A style term's Gram of `features`: guided for a masked term (F diag(T^2) F^T / a), plain otherwise.
+    fn term_gram(&self, term: &super::LossTerm, features: &[f64]) -> Vec<f64> {
+        let shape = self.plan.gram_shape(term.act);
+        match &term.mask {
+            Some(mask) => gram::reference::forward_masked(shape, features, &mask.values),
+            None => gram::reference::forward(shape, features),
+        }
+    }
+
     /// The losses at `image` and their total's gradient with respect to `image`.
     pub fn loss_and_grad(&self, image: &[f64], targets: &Targets) -> (Losses, Vec<f64>) {
         let plan = &self.plan;
@@ -87,10 +116,13 @@ impl Reference {
         }
         for (term, style_gram) in plan.style.iter().zip(&targets.style_grams) {
             let shape = self.plan.gram_shape(term.act);
-            let g = gram::reference::forward(shape, &acts[term.act]);
+            let g = self.term_gram(term, &acts[term.act]);
             slots.push(loss::reference::sq_diff(&g, style_gram, term.scale));
             let grad_gram = loss::reference::sq_diff_backward(&g, style_gram, term.scale);
-            let grad_features = gram::reference::backward(shape, &acts[term.act], &grad_gram);
+            let grad_features = match &term.mask {
+                Some(mask) => gram::reference::backward_masked(shape, &acts[term.act], &mask.values, &grad_gram),
+                None => gram::reference::backward(shape, &acts[term.act], &grad_gram),
+            };
             let strength =
                 if plan.losses.normalize_gradients { plan.style_weight * term.weight } else { plan.style_weight };
             add_grad(&mut grads, term.act, weighted(grad_features, strength));
@@ -130,7 +162,7 @@ impl Reference {
             .zip(&targets.content)
             .map(|(term, target)| loss::reference::sq_diff(&acts[term.act], target, term.scale));
         let style = plan.style.iter().zip(&targets.style_grams).map(|(term, style_gram)| {
-            let g = gram::reference::forward(self.plan.gram_shape(term.act), &acts[term.act]);
+            let g = self.term_gram(term, &acts[term.act]);
             loss::reference::sq_diff(&g, style_gram, term.scale)
         });
         let mut slots: Vec<f64> = content.chain(style).collect();

@@ -1,5 +1,7 @@
 //! Gram matrix G = F F^T of features F (C x N, N = H W), unnormalized, and its backward
-//! dL/dF = (dL/dG + dL/dG^T) F. f64 references beside.
+//! dL/dF = (dL/dG + dL/dG^T) F. f64 references beside. The guided Gram of spatial control
+//! (`--mask`, Gatys et al. 2017), G^ = F diag(T^2) F^T / a, has entry points of its own that
+//! weight the same kernels' loads (forward) and stores (backward) by w = T^2 / a.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -155,6 +157,91 @@ pub fn backward(
     .map(|k| k.with_work(format!("backward {}x{}", shape.channels, shape.n), shape.flops()))
 }
 
+/// The guided Gram matrix's column weights for a mask `t` over the N positions of a layer
+/// (Gatys et al. 2017): w(p) = T(p)^2 / a with the coverage a = sum_p T(p)^2 / N, so that
+/// G^ = F diag(w) F^T = F diag(T^2) F^T / a. Returns (a, w); w is all 0 when a = 0.
+pub fn mask_column_weights(t: &[f64]) -> (f64, Vec<f64>) {
+    let coverage = t.iter().map(|v| v * v).sum::<f64>() / t.len().max(1) as f64;
+    let weights = t.iter().map(|v| if coverage > 0.0 { v * v / coverage } else { 0.0 }).collect();
+    (coverage, weights)
+}
+
+/// `forward_with_partials` for the guided Gram G^ = F diag(w) F^T, with `column_weights` the
+/// N values of `mask_column_weights` (applied in the forward's loads).
+pub fn forward_masked_with_partials(
+    ctx: &Context,
+    shape: GramShape,
+    features: &wgpu::Buffer,
+    column_weights: &wgpu::Buffer,
+    partials: &wgpu::Buffer,
+    gram: &wgpu::Buffer,
+) -> Result<Step, GpuError> {
+    let tiles = shape.channels.div_ceil(TILE);
+    let pairs = tiles * (tiles + 1) / 2;
+    let splits = shape.splits();
+    let params = Params {
+        groups: 0,
+        channels: shape.channels as u32,
+        n: shape.n as u32,
+        chunk: shape.chunk() as u32,
+        tiles: tiles as u32,
+        flags: 0,
+        _pad: [0; 2],
+    };
+    let mut step = Step::new();
+    step.push(
+        Kernel::with_bindings(
+            ctx,
+            SHADER,
+            "gram_forward_masked",
+            bytemuck::bytes_of(&params),
+            &[(1, features), (2, partials), (4, column_weights)],
+            (pairs * splits) as u32,
+        )?
+        .with_work(format!("masked forward {}x{}", shape.channels, shape.n), shape.flops()),
+    );
+    step.push(reduce::sum_splits(ctx, shape.gram_len(), splits, partials, gram)?);
+    Ok(step)
+}
+
+/// `backward` of the guided Gram: grad_features (=, or +=) ((dL/dG^ + dL/dG^^T) F) diag(w), the
+/// weights applied where each gradient value is stored.
+pub fn backward_masked(
+    ctx: &Context,
+    shape: GramShape,
+    features: &wgpu::Buffer,
+    column_weights: &wgpu::Buffer,
+    grad_gram: &wgpu::Buffer,
+    grad_features: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Kernel, GpuError> {
+    let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
+    let (tiles_m, tiles_n, entry) = match algorithm {
+        ConvAlgorithm::Direct => {
+            (shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct_masked")
+        }
+        _ => (shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward_masked"),
+    };
+    let params = Params {
+        groups: 0,
+        channels: shape.channels as u32,
+        n: shape.n as u32,
+        chunk: 0,
+        tiles: tiles_n as u32,
+        flags: if accumulate { FLAG_ACCUMULATE } else { 0 },
+        _pad: [0; 2],
+    };
+    Kernel::with_bindings(
+        ctx,
+        SHADER,
+        entry,
+        bytemuck::bytes_of(&params),
+        &[(1, features), (2, grad_features), (3, grad_gram), (4, column_weights)],
+        (tiles_m * tiles_n) as u32,
+    )
+    .map(|k| k.with_work(format!("masked backward {}x{}", shape.channels, shape.n), shape.flops()))
+}
+
 pub mod reference {
     use super::GramShape;
 
@@ -179,5 +266,35 @@ pub mod reference {
             }
         }
         grad
+    }
+
+    /// The guided Gram F diag(T^2) F^T / a with a = sum_p T(p)^2 / N, from the mask T itself
+    /// (Gatys et al. 2017, the formula); all 0 when a = 0.
+    pub fn forward_masked(shape: GramShape, features: &[f64], mask: &[f64]) -> Vec<f64> {
+        let (c, n) = (shape.channels, shape.n);
+        let a = mask.iter().map(|t| t * t).sum::<f64>() / n as f64;
+        let mut gram = vec![0.0; c * c];
+        if a == 0.0 {
+            return gram;
+        }
+        for i in 0..c {
+            for j in 0..c {
+                gram[i * c + j] =
+                    (0..n).map(|p| features[i * n + p] * mask[p] * mask[p] * features[j * n + p]).sum::<f64>() / a;
+            }
+        }
+        gram
+    }
+
+    /// dL/dF of the guided Gram: dL/dF[i, p] = T(p)^2 / a sum_k (dL/dG^[i, k] + dL/dG^[k, i]) F[k, p].
+    pub fn backward_masked(shape: GramShape, features: &[f64], mask: &[f64], grad_gram: &[f64]) -> Vec<f64> {
+        let n = shape.n;
+        let a = mask.iter().map(|t| t * t).sum::<f64>() / n as f64;
+        let plain = backward(shape, features, grad_gram);
+        plain
+            .iter()
+            .enumerate()
+            .map(|(index, g)| if a == 0.0 { 0.0 } else { g * mask[index % n] * mask[index % n] / a })
+            .collect()
     }
 }
