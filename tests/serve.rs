@@ -351,15 +351,18 @@ fn preview_page_updates_in_headless_chromium() {
     if gpu_or_skip("preview_page_updates_in_headless_chromium").is_none() {
         return;
     }
-    // The sample photos when the checkout has them (a nicer screenshot), else noise.
-    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/images");
+    // The sample photos beside the checkout (or in $STYLIZE_SAMPLE_IMAGES) when there, for a
+    // nicer screenshot; else noise.
+    let samples = std::env::var_os("STYLIZE_SAMPLE_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/images"));
     let mut inputs = Inputs::random(64, 48);
     if samples.join("astronaut.png").is_file() && samples.join("coffee.png").is_file() {
         inputs.content = samples.join("astronaut.png");
         inputs.style = samples.join("coffee.png");
     }
     let mut run =
-        Running::start(inputs.command(&["--iterations", "100000", "--size", "96", "--serve", "127.0.0.1:0"]));
+        Running::start(inputs.command(&["--iterations", "5000", "--size", "96", "--serve", "127.0.0.1:0"]));
     let addr = run.preview_addr();
     wait_for("steps and an image", Duration::from_secs(60), || {
         get(addr, "/image.png").0 == 200 && step_of(addr) > 0
@@ -387,9 +390,9 @@ fn preview_page_updates_in_headless_chromium() {
     let shot = std::env::var_os("STYLIZE_SCREENSHOT").map(PathBuf::from).unwrap_or_else(|| inputs.path("page.png"));
     let profile = tempfile::tempdir().unwrap();
     let screenshot_arg = format!("--screenshot={}", shot.display());
-    chromium(&browser, profile.path(), &["--virtual-time-budget=4000", "--window-size=1000,720", &screenshot_arg, &url]);
+    chromium(&browser, profile.path(), &["--virtual-time-budget=4000", "--window-size=1000,820", &screenshot_arg, &url]);
     let picture = image::open(&shot).expect("chromium wrote a PNG screenshot").to_rgb8();
-    assert_eq!(picture.dimensions(), (1000, 720));
+    assert_eq!(picture.dimensions(), (1000, 820));
     let distinct: std::collections::HashSet<[u8; 3]> = picture.pixels().map(|p| p.0).collect();
     assert!(distinct.len() > 100, "a blank screenshot ({} colours)", distinct.len());
 
