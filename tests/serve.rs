@@ -399,3 +399,40 @@ fn preview_page_updates_in_headless_chromium() {
     let (code, stderr) = run.interrupt(Duration::from_secs(30));
     assert_eq!(code, Some(130), "stderr:\n{stderr}");
 }
+
+#[test]
+fn a_watching_client_gets_the_final_image_and_the_whole_loss_log() {
+    if gpu_or_skip("a_watching_client_gets_the_final_image").is_none() {
+        return;
+    }
+    let inputs = Inputs::random(24, 20);
+    let log = inputs.path("losses.csv");
+    let mut run = Running::start(inputs.command(&[
+        "--iterations",
+        "40",
+        "--scales",
+        "2",
+        "--loss-log",
+        log.to_str().unwrap(),
+        "--serve",
+        "127.0.0.1:0",
+    ]));
+    let addr = run.preview_addr();
+    // Polls as the page does; once the run is done the server waits for its final image.
+    wait_for("the end of the run", Duration::from_secs(120), || get_text(addr, "/state.json").contains(r#""done":true"#));
+    let served = get_text(addr, "/losses.csv");
+    let (status, png) = get(addr, "/image.png");
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    while run.child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the server outlived the run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(run.child.try_wait().unwrap().unwrap().success());
+    // With --loss-log every step is read back, and the page's CSV is the log, byte for byte.
+    assert_eq!(served, std::fs::read_to_string(&log).unwrap());
+    assert_eq!(served.lines().count(), 1 + 2 * 40);
+    let last = image::load_from_memory(&png).unwrap().to_rgb8();
+    let written = image::open(inputs.path("out.png")).unwrap().to_rgb8();
+    assert_eq!(last, written, "the last image served is the one written");
+}
