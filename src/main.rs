@@ -511,8 +511,14 @@ fn transfer(cli: Cli) -> Result<()> {
     let mut progress = CliProgress::new(&cli, &adapter, &original, &options, interrupt.clone())?;
     let started = Instant::now();
     let save_every = cli.save_every.map(|n| n as usize);
-    let mut watch =
-        stylize::serve::Watch::new(&mut progress, preview.as_ref(), cli.loss_plot.clone(), save_every, &original, &options);
+    let mut watch = stylize::serve::Watch::new(
+        &mut progress,
+        preview.as_ref(),
+        cli.loss_plot.clone(),
+        save_every,
+        &original,
+        &options,
+    );
     let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &init, &options, &mut watch);
     let plotted = watch.write_plot();
     drop(watch);

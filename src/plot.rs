@@ -73,7 +73,11 @@ impl LossHistory {
     /// TV term when on, and the total.
     fn series(&self) -> Vec<(String, RGBColor, Vec<(f64, f64)>)> {
         let pick = |f: &dyn Fn(&Losses) -> f64| -> Vec<(f64, f64)> {
-            self.rows.iter().map(|r| (r.run_step as f64, f(&r.losses))).filter(|(_, y)| y.is_finite() && *y > 0.0).collect()
+            self.rows
+                .iter()
+                .map(|r| (r.run_step as f64, f(&r.losses)))
+                .filter(|(_, y)| y.is_finite() && *y > 0.0)
+                .collect()
         };
         let (alpha, beta) = (self.content_weight, self.style_weight);
         // The total first, so the term that dominates it is drawn on top and stays visible.
@@ -122,7 +126,8 @@ pub fn render(history: &LossHistory, width: u32, height: u32) -> Result<Vec<u8>,
         let series = history.series();
         let points = series.iter().flat_map(|(_, _, p)| p.iter());
         let x_max = points.clone().map(|p| p.0).fold(1.0f64, f64::max);
-        let (mut y_min, mut y_max) = points.map(|p| p.1).fold((f64::INFINITY, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+        let (mut y_min, mut y_max) =
+            points.map(|p| p.1).fold((f64::INFINITY, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
         if !(y_min.is_finite() && y_max > 0.0) {
             (y_min, y_max) = (1e-3, 1.0);
         }
@@ -185,11 +190,22 @@ mod tests {
     use super::*;
 
     fn losses(content: f64, style: f64, tv: f64) -> Losses {
-        Losses { content_terms: vec![content], style_terms: vec![style], content, style, tv, total: content + 1e6 * style + tv }
+        Losses {
+            content_terms: vec![content],
+            style_terms: vec![style],
+            content,
+            style,
+            tv,
+            total: content + 1e6 * style + tv,
+        }
     }
 
     fn history(multiscale: bool, tv: bool) -> LossHistory {
-        let options = crate::Options { scales: if multiscale { 2 } else { 1 }, tv_weight: if tv { 1.0 } else { 0.0 }, ..Default::default() };
+        let options = crate::Options {
+            scales: if multiscale { 2 } else { 1 },
+            tv_weight: if tv { 1.0 } else { 0.0 },
+            ..Default::default()
+        };
         let mut h = LossHistory::new(&options);
         for step in 0..50 {
             let s = step as f64;

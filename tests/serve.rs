@@ -361,18 +361,19 @@ fn preview_page_updates_in_headless_chromium() {
         inputs.content = samples.join("astronaut.png");
         inputs.style = samples.join("coffee.png");
     }
-    let mut run =
-        Running::start(inputs.command(&["--iterations", "5000", "--size", "96", "--serve", "127.0.0.1:0"]));
+    let mut run = Running::start(inputs.command(&["--iterations", "5000", "--size", "96", "--serve", "127.0.0.1:0"]));
     let addr = run.preview_addr();
-    wait_for("steps and an image", Duration::from_secs(60), || {
-        get(addr, "/image.png").0 == 200 && step_of(addr) > 0
-    });
+    wait_for("steps and an image", Duration::from_secs(60), || get(addr, "/image.png").0 == 200 && step_of(addr) > 0);
     let url = format!("http://{addr}/");
 
     let profile = tempfile::tempdir().unwrap();
     let dumped = chromium(&browser, profile.path(), &["--virtual-time-budget=4000", "--dump-dom", &url]);
     let dom = String::from_utf8_lossy(&dumped.stdout);
-    assert!(dom.contains("stylize: live preview"), "no page in the dump; chromium said:\n{}", String::from_utf8_lossy(&dumped.stderr));
+    assert!(
+        dom.contains("stylize: live preview"),
+        "no page in the dump; chromium said:\n{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
     let step_text = dom.split(r#"<span id="step">"#).nth(1).and_then(|r| r.split('<').next()).unwrap_or("");
     let shown_step: usize = step_text.parse().unwrap_or_else(|_| panic!("step {step_text:?} in:\n{dom}"));
     assert!(shown_step > 0, "the page's script got no update:\n{dom}");
@@ -390,7 +391,11 @@ fn preview_page_updates_in_headless_chromium() {
     let shot = std::env::var_os("STYLIZE_SCREENSHOT").map(PathBuf::from).unwrap_or_else(|| inputs.path("page.png"));
     let profile = tempfile::tempdir().unwrap();
     let screenshot_arg = format!("--screenshot={}", shot.display());
-    chromium(&browser, profile.path(), &["--virtual-time-budget=4000", "--window-size=1000,820", &screenshot_arg, &url]);
+    chromium(
+        &browser,
+        profile.path(),
+        &["--virtual-time-budget=4000", "--window-size=1000,820", &screenshot_arg, &url],
+    );
     let picture = image::open(&shot).expect("chromium wrote a PNG screenshot").to_rgb8();
     assert_eq!(picture.dimensions(), (1000, 820));
     let distinct: std::collections::HashSet<[u8; 3]> = picture.pixels().map(|p| p.0).collect();
@@ -419,7 +424,9 @@ fn a_watching_client_gets_the_final_image_and_the_whole_loss_log() {
     ]));
     let addr = run.preview_addr();
     // Polls as the page does; once the run is done the server waits for its final image.
-    wait_for("the end of the run", Duration::from_secs(120), || get_text(addr, "/state.json").contains(r#""done":true"#));
+    wait_for("the end of the run", Duration::from_secs(120), || {
+        get_text(addr, "/state.json").contains(r#""done":true"#)
+    });
     let served = get_text(addr, "/losses.csv");
     let (status, png) = get(addr, "/image.png");
     assert_eq!(status, 200);

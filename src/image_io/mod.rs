@@ -13,8 +13,8 @@ pub use compose::side_by_side;
 pub use error::{ImageError, LoadProblem, SaveProblem};
 pub use load::{MAX_DECODE_BYTES, MAX_SIDE_PIXELS, load_image, load_image_from_bytes};
 pub use resize::{fit_within, fitted_size, resize_exact};
-pub use save::{OutputFormat, check_output_path, save_image};
 pub(crate) use save::write_atomically;
+pub use save::{OutputFormat, check_output_path, save_image};
 
 use image::{DynamicImage, Rgb, Rgb32FImage, RgbImage};
 

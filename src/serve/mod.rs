@@ -9,8 +9,8 @@
 //! - `/state.json?since=K`: step, totals, rate, ETA, the latest losses and the rows from K on;
 //! - `/content.png`, `/style/N.png`: the inputs.
 
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -152,8 +152,11 @@ impl Preview {
             source,
         })?;
         let bound = listener.local_addr().unwrap_or(resolved);
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| ServeError::Bind { addr: addr.to_string(), resolved, source: std::io::Error::other(e.to_string()) })?;
+        let server = tiny_http::Server::from_listener(listener, None).map_err(|e| ServeError::Bind {
+            addr: addr.to_string(),
+            resolved,
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State { scales: 1, ..State::default() }),
             changed: Condvar::new(),
@@ -335,7 +338,8 @@ fn answer(request: tiny_http::Request, shared: &Shared) {
     match path {
         "/" | "/index.html" => respond(request, 200, "text/html; charset=utf-8", PAGE.as_bytes().to_vec()),
         "/state.json" => {
-            let since = query.split('&').find_map(|kv| kv.strip_prefix("since=")).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let since =
+                query.split('&').find_map(|kv| kv.strip_prefix("since=")).and_then(|v| v.parse().ok()).unwrap_or(0);
             let body = state_json(&shared.lock(), since);
             respond(request, 200, "application/json", body.into_bytes())
         }
@@ -417,7 +421,13 @@ fn state_json(s: &State, since: usize) -> String {
         .collect();
     let losses = h.rows.last().map_or("null".to_string(), |r| {
         let l = &r.losses;
-        format!(r#"{{"content":{},"style":{},"tv":{},"total":{}}}"#, num(l.content), num(l.style), num(l.tv), num(l.total))
+        format!(
+            r#"{{"content":{},"style":{},"tv":{},"total":{}}}"#,
+            num(l.content),
+            num(l.style),
+            num(l.tv),
+            num(l.total)
+        )
     });
     format!(
         r#"{{"step":{},"total":{total},"scale":{},"scales":{},"width":{},"height":{},"image":{},"rate":{},"eta":{},"done":{},"tv":{},"has_inputs":{},"styles":{},"losses":{losses},"rows":[{}]}}"#,

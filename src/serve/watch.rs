@@ -85,7 +85,8 @@ impl<'a> Watch<'a> {
 impl Observer for Watch<'_> {
     fn wants_losses(&mut self, step: usize) -> bool {
         self.inner_losses = self.inner.wants_losses(step);
-        let for_plot = self.plot.is_some() && (step.is_multiple_of(self.plot_stride) || step + 1 == self.options.iterations);
+        let for_plot =
+            self.plot.is_some() && (step.is_multiple_of(self.plot_stride) || step + 1 == self.options.iterations);
         let for_preview = self.preview.is_some() && Self::due(self.last_losses, LOSSES_EVERY);
         self.inner_losses || for_plot || for_preview
     }
