@@ -19,6 +19,8 @@ pub mod image_io;
 pub mod net;
 pub mod ops;
 pub mod optim;
+pub mod plot;
+pub mod serve;
 pub mod testing;
 pub mod transfer;
 pub mod weights;

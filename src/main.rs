@@ -195,6 +195,7 @@ struct Cli {
     /// checkpoint to PATH unless --checkpoint says elsewhere.
     #[arg(long, value_name = "PATH")]
     resume: Option<PathBuf>,
+
     /// Give the --style before it a region of the result (guided Gram matrices, Gatys et al.
     /// 2017): a grayscale image, white where that style applies, black where it does not, grey
     /// in between (colour files are read as luminance 0.299 R + 0.587 G + 0.114 B); resized to the
@@ -202,6 +203,24 @@ struct Cli {
     /// --style-blend-weights. One mask with one style stylizes only that region.
     #[arg(long, value_name = "PATH")]
     mask: Vec<PathBuf>,
+
+    /// Serve a live preview of the run at http://ADDR/ (default 127.0.0.1:8787; a bare PORT
+    /// means 127.0.0.1:PORT, port 0 a free one): the latest image (read back at most once a
+    /// second), steps/s, ETA, losses and their curve; also /image.png and /losses.csv. Only
+    /// loopback addresses unless --serve-public. The server ends with the run, after a watching
+    /// page got the final image (at most 3 s more).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = stylize::serve::DEFAULT_ADDR)]
+    serve: Option<String>,
+
+    /// Allow --serve on an address other machines can reach (e.g. 0.0.0.0:8787): anyone who can
+    /// reach it sees the images; there is no authentication.
+    #[arg(long, requires = "serve")]
+    serve_public: bool,
+
+    /// Write a PNG plot of the loss curves (log scale, one line per term) at the end and at every
+    /// --save-every; the losses are read back about 200 times a scale (every step with --loss-log).
+    #[arg(long, value_name = "PATH")]
+    loss_plot: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -539,12 +558,35 @@ fn transfer(cli: Cli) -> Result<()> {
     if let Some(path) = cli.resume.as_ref().filter(|p| !p.is_file()) {
         bail!("checkpoint {}: no such file", path.display());
     }
+    if let Some(path) = &cli.loss_plot {
+        if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+            bail!("loss plot {}: the plot is a PNG; give a path ending in .png", path.display());
+        }
+        image_io::check_output_path(path, 8)?;
+    }
+    let preview = match &cli.serve {
+        Some(addr) => {
+            let preview = stylize::serve::Preview::bind(addr, cli.serve_public)?;
+            eprintln!("stylize: live preview at {}", preview.url());
+            Some(preview)
+        }
+        None => None,
+    };
     stylize::transfer::normalized_blend(&options.style_blend_weights, cli.style.len())?;
     let original = image_io::load_image(&content_path)?;
     let raw_styles = stylize::load_style_images(&cli.style)?;
     let raw_masks = stylize::load_masks(&options.masks, raw_styles.len())?;
     // A bad --init file is reported before the GPU is touched.
     let init = stylize::first_initial_image(&original, &options)?;
+    if let Some(preview) = &preview {
+        preview.set_run(stylize::serve::RunInfo {
+            content: image_io::fit_within(&original, options.size),
+            styles: raw_styles.iter().map(|s| image_io::fit_within(s, 256)).collect(),
+            iterations: options.iterations,
+            scales: options.scales,
+            history: stylize::plot::LossHistory::new(&options),
+        });
+    }
     let mut download = DownloadBar::default();
     let weights = stylize::load_network_weights(options.weights.as_deref(), options.seed, &mut |e| download.event(&e))?;
     download.finish();
@@ -554,8 +596,20 @@ fn transfer(cli: Cli) -> Result<()> {
     let mut progress = CliProgress::new(&cli, &adapter, &original, &options, interrupt.clone())?;
     progress.cpu = ctx.adapter.is_cpu().then(|| CpuNotice::new(&adapter, &options));
     let started = Instant::now();
-    let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &init, &options, &mut progress);
+    let save_every = cli.save_every.map(|n| n as usize);
+    let mut watch = stylize::serve::Watch::new(
+        &mut progress,
+        preview.as_ref(),
+        cli.loss_plot.clone(),
+        save_every,
+        &original,
+        &options,
+    );
+    let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &init, &options, &mut watch);
+    let plotted = watch.write_plot();
+    drop(watch);
     progress.finish();
+    plotted?;
     let stylize::ScaleRun { transfer, content, styles, outcome, steps, resumed_steps } = run?;
     let finish = |image: &Image| stylize::finish_colors(image, &content, &options);
     let target = match outcome {
@@ -569,6 +623,9 @@ fn transfer(cli: Cli) -> Result<()> {
     };
     let target = finish(&target);
     image_io::save_image(&cli.output, &target, depth)?;
+    if let Some(preview) = preview {
+        preview.finish(target.clone(), stylize::serve::FINAL_GRACE);
+    }
     let total_steps = options.iterations * options.scales.max(1);
     if let Some(code) = interrupt.exit_code() {
         let resume = match &options.checkpoint {
