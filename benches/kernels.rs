@@ -255,7 +255,7 @@ fn bench_conv(c: &mut Criterion, bench: &Bench) {
 
 struct GramCase {
     forward: Step,
-    backward: Kernel,
+    backward: Step,
     _buffers: Vec<wgpu::Buffer>,
 }
 
@@ -285,7 +285,9 @@ fn bench_gram(c: &mut Criterion, bench: &Bench) {
         bench_kernels(&mut group, bench, &format!("forward/{label}"), throughput.clone(), make, |c| {
             c.forward.kernels().iter().collect()
         });
-        bench_kernels(&mut group, bench, &format!("backward/{label}"), throughput, make, |c| vec![&c.backward]);
+        bench_kernels(&mut group, bench, &format!("backward/{label}"), throughput, make, |c| {
+            c.backward.kernels().iter().collect()
+        });
     }
     group.finish();
 }

@@ -19,7 +19,9 @@ struct Params {
     tiles_n: u32,       // tiles along the pixels (ceil(height * width / tile width))
     flags: u32,         // bit 0: add bias, bit 1: apply ReLU, bit 2: accumulate into out,
                         // bit 3: read input only where its mask bit is set (the ReLU backward fused into the load),
-                        // bit 4: taps flipped (8 - tap), for the backward pass
+                        // bit 4: taps flipped (8 - tap), for the backward pass,
+                        // bit 5: mixed precision: `input` is scaled by 2^-range_scale() and rounded
+                        // to f16 as it is loaded (`a` arrives f16-rounded), the f32 sum unscaled
     ci_stride: u32,     // distance in `a` between consecutive input channels of one row
     row_stride: u32,    // distance in `a` between consecutive rows
     tile_m: u32,        // conv3x3_8x8: rows per tile, 128 (128 x 128 tiles) or 64 (64 x 256)
@@ -78,20 +80,66 @@ fn weight_index(m: u32, k: u32) -> u32 {
 // The forward ReLU's mask as bits (bit 3): bit index % 32 of word index / 32 is set where the ReLU
 // output at `index` is > 0 and lets the input through (`relu_mask.wgsl` packs it); any buffer otherwise.
 @group(0) @binding(5) var<storage, read> mask: array<u32>;
+// Mixed precision (bit 5): range[0] is the largest biased f32 exponent of |input| (range.wgsl);
+// any buffer otherwise.
+@group(0) @binding(6) var<storage, read> range: array<u32>;
 
-// input[index], or 0 where the fused ReLU backward blocks it.
+// The power of two `input` is divided by before rounding, from its range (ops/mixed.rs,
+// `scale_exponent`): its largest magnitude lands in [2^14, 2^15), so f16 neither overflows nor
+// flushes what matters.
+fn range_scale() -> i32 {
+    return clamp(i32(range[0]) - 141, -126, 126);
+}
+
+// x rounded to the nearest f16 value, ties to even (ops/mixed.rs, `round_f16`, bit for bit):
+// magnitudes from 65520 become infinite, those up to 2^-25 zero; NaN and infinities pass.
+// Written with integer operations because pack2x16float's rounding is implementation-defined.
+fn round_f16(x: f32) -> f32 {
+    let bits = bitcast<u32>(x);
+    let sign = bits & 0x80000000u;
+    let magnitude = bits & 0x7fffffffu;
+    if (magnitude >= 0x7f800000u) {
+        return x;
+    }
+    if (magnitude >= 0x477ff000u) {
+        return bitcast<f32>(sign | 0x7f800000u);
+    }
+    if (magnitude >= 0x38800000u) {
+        return bitcast<f32>(sign | ((magnitude + 0x0fffu + ((magnitude >> 13u) & 1u)) & 0xffffe000u));
+    }
+    if (magnitude <= 0x33000000u) {
+        return bitcast<f32>(sign);
+    }
+    let shift = 126u - (magnitude >> 23u);
+    let mantissa = (magnitude & 0x007fffffu) | 0x00800000u;
+    var units = mantissa >> shift;
+    let rest = mantissa & ((1u << shift) - 1u);
+    let half = 1u << (shift - 1u);
+    if (rest > half || (rest == half && (units & 1u) == 1u)) {
+        units += 1u;
+    }
+    return bitcast<f32>(sign | bitcast<u32>(f32(units) * bitcast<f32>(0x33800000u)));
+}
+
+// input[index] (scaled and rounded to f16 in mixed precision), or 0 where the fused ReLU backward blocks it.
 fn masked_input(index: u32) -> f32 {
     let value = input[index];
     if ((params.flags & 8u) != 0u && ((mask[index / 32u] >> (index % 32u)) & 1u) == 0u) {
         return 0.0;
     }
+    if ((params.flags & 32u) != 0u) {
+        return round_f16(ldexp(value, -range_scale()));
+    }
     return value;
 }
 
-// out[index] = the product's value for row m after the epilogue the flags ask for: + bias[m]
-// (bit 0), ReLU (bit 1), + the value already there (bit 2).
+// out[index] = the product's value for row m after the epilogue the flags ask for: unscaled
+// (bit 5), + bias[m] (bit 0), ReLU (bit 1), + the value already there (bit 2).
 fn store_output(m: u32, index: u32, product: f32) {
     var value = product;
+    if ((params.flags & 32u) != 0u) {
+        value = ldexp(value, range_scale());
+    }
     if ((params.flags & 1u) != 0u) {
         value += bias[m];
     }

@@ -274,11 +274,11 @@ impl Executor {
                 if normalize {
                     let len = plan.acts[out].len();
                     let term_grad = self.term_grad.as_ref().expect("allocated with normalize_gradients");
-                    step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, term_grad, false)?);
+                    step.extend(gram::backward(ctx, shape, &self.acts[out], &grad_gram, term_grad, false)?);
                     let strength = plan.style_weight * term.weight;
                     add_normalized(ctx, &mut step, len, term_grad, strength, grads[current], valid)?;
                 } else {
-                    step.push(gram::backward(ctx, shape, &self.acts[out], &grad_gram, grads[current], valid)?);
+                    step.extend(gram::backward(ctx, shape, &self.acts[out], &grad_gram, grads[current], valid)?);
                 }
                 step.keep(grad_gram);
                 valid = true;

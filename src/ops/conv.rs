@@ -13,6 +13,9 @@ const FLAG_RELU: u32 = 2;
 const FLAG_ACCUMULATE: u32 = 4;
 const FLAG_MASK_INPUT: u32 = 8;
 const FLAG_FLIP_TAPS: u32 = 16;
+/// Mixed precision: the input operand is scaled by its range and rounded to f16 as it is loaded,
+/// the f32 sum unscaled before the epilogue; the weights are f16-rounded at upload.
+const FLAG_MIXED: u32 = 32;
 
 /// Sizes of one convolution layer on a CHW image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,12 +47,16 @@ impl ConvShape {
 }
 
 /// A layer's weights on the GPU in torchvision's layout [out, in, 3, 3]; the backward pass reads
-/// the same buffer transposed and flipped, so no second copy is kept.
+/// the same buffer transposed and flipped, so no second copy is kept. Under mixed precision
+/// (`Context::precision` when uploading) the weights are stored rounded to f16 (nearest even),
+/// the operand every product with them takes; the bias stays f32.
 pub struct ConvWeights {
     pub in_channels: usize,
     pub out_channels: usize,
     pub weight: wgpu::Buffer,
     pub bias: wgpu::Buffer,
+    /// Whether `weight` holds f16-rounded values (uploaded under mixed precision).
+    pub f16_rounded: bool,
 }
 
 impl ConvWeights {
@@ -64,10 +71,17 @@ impl ConvWeights {
     ) -> Result<Self, GpuError> {
         assert_eq!(weight.len(), out_channels * in_channels * 9, "{label} weight length");
         assert_eq!(bias.len(), out_channels, "{label} bias length");
+        let f16_rounded = ctx.precision.arithmetic.is_mixed();
         Ok(Self {
+            f16_rounded,
             in_channels,
             out_channels,
-            weight: ctx.upload(&format!("{label}.weight"), weight)?,
+            weight: if f16_rounded {
+                let rounded: Vec<f32> = weight.iter().map(|&w| super::mixed::round_f16(w)).collect();
+                ctx.upload(&format!("{label}.weight (f16-rounded)"), &rounded)?
+            } else {
+                ctx.upload(&format!("{label}.weight"), weight)?
+            },
             bias: ctx.upload(&format!("{label}.bias"), bias)?,
         })
     }
@@ -235,11 +249,32 @@ fn gemm_kernel(
     product: ConvShape,
     flags: u32,
     [input, weight, bias, output, mask]: [&wgpu::Buffer; 5],
+    rounded_weights: bool,
     (detail, flops): (String, u64),
 ) -> Result<Step, GpuError> {
     let ConvShape { in_channels, out_channels: rows, height, width } = product;
     let layout = layout(ctx, rows, in_channels, height, width);
     let split = layout.splits > 1;
+    let mut step = Step::new();
+    // Mixed precision: the input operand's range, found on the GPU just before the product.
+    let mixed = ctx.precision.arithmetic.is_mixed();
+    if mixed != rounded_weights {
+        return Err(GpuError::Device(format!(
+            "{detail}: weights uploaded for {} used in a {} product",
+            if rounded_weights { "mixed precision" } else { "f32" },
+            if mixed { "mixed-precision" } else { "f32" }
+        )));
+    }
+    let range = if mixed {
+        let range = super::mixed::range_buffer(ctx, 1)?;
+        step.extend(super::mixed::range(ctx, product.input_len(), input, &range, 0)?);
+        Some(step.keep(range).clone())
+    } else {
+        None
+    };
+    let flags = if mixed { flags | FLAG_MIXED } else { flags };
+    // The range binding is unused without FLAG_MIXED; any buffer satisfies the layout.
+    let range = range.as_ref().unwrap_or(input);
     let params = Params {
         groups: 0,
         in_channels: in_channels as u32,
@@ -259,7 +294,6 @@ fn gemm_kernel(
         splits: layout.splits,
         _pad: [0; 3],
     };
-    let mut step = Step::new();
     let groups = layout.tiles_m * layout.tiles_n * layout.splits;
     let partials = if split { Some(ctx.shared_scratch(scratch_len(&layout, rows, height, width))?) } else { None };
     let detail = if split { format!("{detail} ({} splits)", layout.splits) } else { detail };
@@ -269,13 +303,14 @@ fn gemm_kernel(
             SHADER,
             layout.entry,
             bytemuck::bytes_of(&params),
-            &[input, weight, bias, partials.as_ref().unwrap_or(output), mask],
+            &[input, weight, bias, partials.as_ref().unwrap_or(output), mask, range],
             groups,
         )?
         .with_work(detail, flops),
     );
     let Some(partials) = partials else { return Ok(step) };
-    let sum = Params { flags, ..params };
+    // The parts were unscaled as they were written: the sum adds f32 values.
+    let sum = Params { flags: flags & !FLAG_MIXED, ..params };
     let len = (rows * height * width) as u32;
     // The partial sums are read as `input` (binding 1); the sum uses neither `a` nor `mask`.
     step.push(Kernel::with_bindings(
@@ -283,7 +318,7 @@ fn gemm_kernel(
         SHADER,
         "conv3x3_split_sum",
         bytemuck::bytes_of(&sum),
-        &[(1, &partials), (3, bias), (4, output)],
+        &[(1, &partials), (3, bias), (4, output), (6, range)],
         len.div_ceil(256),
     )?);
     Ok(step)
@@ -306,6 +341,7 @@ pub fn forward(
         flags,
         // The mask binding is unused without FLAG_MASK_INPUT; any buffer satisfies the layout.
         [input, &weights.weight, &weights.bias, output, input],
+        weights.f16_rounded,
         (format!("forward {}", shape.describe()), shape.flops()),
     )
 }
@@ -332,6 +368,7 @@ pub fn backward_input(
         flags,
         // The bias binding is unused without FLAG_BIAS; any buffer satisfies the layout.
         [grad_output, &weights.weight, &weights.bias, grad_input, relu_mask.unwrap_or(grad_output)],
+        weights.f16_rounded,
         (format!("backward {}", shape.describe()), shape.flops()),
     )
 }
@@ -339,6 +376,34 @@ pub fn backward_input(
 /// f64 references, written from the definitions (no im2col, no flipping) so that they check the kernel.
 pub mod reference {
     use super::ConvShape;
+    use crate::ops::mixed;
+
+    /// `forward` on the operands a mixed-precision convolution takes: the input scaled by its
+    /// range and rounded to f16, the weight rounded to f16 (the bias stays as given).
+    pub fn forward_mixed(shape: ConvShape, input: &[f32], weight: &[f32], bias: &[f64]) -> Vec<f64> {
+        forward(shape, &mixed::round_operand(input), &rounded_weight(weight), bias)
+    }
+
+    /// `backward_input` on the operands a mixed-precision backward takes: the output gradient,
+    /// masked by `keep` (the fused ReLU's output > 0) where given, scaled by the range of the
+    /// unmasked gradient (what the kernel measures) and rounded to f16; the weight rounded to f16.
+    pub fn backward_input_mixed(
+        shape: ConvShape,
+        grad_output: &[f32],
+        keep: Option<&[bool]>,
+        weight: &[f32],
+    ) -> Vec<f64> {
+        let exponent = mixed::scale_exponent(mixed::max_biased_exponent(grad_output));
+        let masked: Vec<f32> = match keep {
+            Some(keep) => grad_output.iter().zip(keep).map(|(&g, &k)| if k { g } else { 0.0 }).collect(),
+            None => grad_output.to_vec(),
+        };
+        backward_input(shape, &mixed::round_scaled(&masked, exponent), &rounded_weight(weight))
+    }
+
+    fn rounded_weight(weight: &[f32]) -> Vec<f64> {
+        weight.iter().map(|&w| mixed::round_f16(w) as f64).collect()
+    }
 
     /// out[co, y, x] = bias[co] + sum over ci, ky, kx of w[co, ci, ky, kx] * in[ci, y + ky - 1, x + kx - 1].
     pub fn forward(shape: ConvShape, input: &[f64], weight: &[f64], bias: &[f64]) -> Vec<f64> {

@@ -6,6 +6,7 @@ pub mod check;
 pub mod conv;
 pub mod gram;
 pub mod loss;
+pub mod mixed;
 pub mod normalize;
 pub mod pool;
 pub mod reduce;
@@ -16,12 +17,13 @@ pub mod vector;
 use crate::gpu::ShaderSource;
 
 /// Every WGSL file the crate compiles, for validation and pipeline warm-up.
-pub const SHADERS: [ShaderSource; 12] = [
+pub const SHADERS: [ShaderSource; 13] = [
     adam::SHADER,
     check::SHADER,
     conv::SHADER,
     gram::SHADER,
     loss::SHADER,
+    mixed::SHADER,
     normalize::SHADER,
     pool::SHADER,
     reduce::SHADER,
