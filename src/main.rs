@@ -182,6 +182,29 @@ struct Cli {
     /// Use the adapter whose name contains NAME (see `stylize devices`).
     #[arg(long, value_name = "NAME")]
     adapter: Option<String>,
+
+    /// Arithmetic of the convolutions and Gram products: `f32`; `mixed` (operands rounded to f16,
+    /// sums in f32: on matrix units where the adapter has cooperative matrices, else emulated,
+    /// slower, with a warning); `auto`: mixed where matrix units exist, else f32.
+    #[arg(long, value_enum, default_value = "auto")]
+    precision: PrecisionArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    Mixed,
+    Auto,
+}
+
+impl From<PrecisionArg> for stylize::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => stylize::Precision::F32,
+            PrecisionArg::Mixed => stylize::Precision::Mixed,
+            PrecisionArg::Auto => stylize::Precision::Auto,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -216,6 +239,9 @@ enum Command {
         backend: Option<BackendArg>,
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
+        /// f32, mixed or auto, as for a run (see `stylize --help`).
+        #[arg(long, value_enum, default_value = "auto")]
+        precision: PrecisionArg,
     },
     /// Manage VGG-19 weight files.
     Weights {
@@ -305,8 +331,9 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Devices { backend }) => devices(backend),
         Some(Command::Weights { action: WeightsAction::Fetch }) => fetch_weights(),
-        Some(Command::Bench { size, iterations, warmup, weights, profile, json, backend, adapter }) => {
-            let options = Options { backend: backend.map(Into::into), adapter, ..Options::default() };
+        Some(Command::Bench { size, iterations, warmup, weights, profile, json, backend, adapter, precision }) => {
+            let options =
+                Options { backend: backend.map(Into::into), adapter, precision: precision.into(), ..Options::default() };
             bench(
                 stylize::bench::BenchOptions {
                     size,
@@ -345,6 +372,11 @@ fn devices(backend: Option<BackendArg>) -> Result<()> {
             a.max_compute_workgroups_per_dimension,
             if a.timestamp_queries { "yes" } else { "no" }
         );
+        println!(
+            "    matrix units (16x16x16 f16 cooperative matrices) {}: --precision auto runs {}",
+            if a.matrix_units { "yes" } else { "no" },
+            stylize::gpu::PrecisionChoice::resolve(stylize::Precision::Auto, a.matrix_units).reason
+        );
     }
     Ok(())
 }
@@ -352,6 +384,12 @@ fn devices(backend: Option<BackendArg>) -> Result<()> {
 fn bench(options: stylize::bench::BenchOptions, json: bool) -> Result<()> {
     let report = stylize::bench::run(&options)?;
     println!("adapter      {} ({}, {})", report.adapter, report.backend, report.device_type);
+    println!("precision    {}", report.precision);
+    if report.arithmetic == stylize::gpu::Arithmetic::MixedEmulated.name()
+        && let Some(warning) = stylize::gpu::PrecisionChoice::emulated().warning()
+    {
+        eprintln!("stylize: warning: {warning}");
+    }
     println!("size         {0}x{0}, {1} timed steps after {2} warm-up", report.size, report.iterations, options.warmup);
     println!(
         "ms/step      {:.2} ({:.2} ms of it in the host's step call: uniforms, recording, submit)",
@@ -440,6 +478,7 @@ fn transfer(cli: Cli) -> Result<()> {
         average_decay: cli.average_decay,
         scales: cli.scales as usize,
         min_size: cli.min_size,
+        precision: cli.precision.into(),
         preserve_colors: match cli.preserve_colors {
             PreserveColorsArg::None => stylize::PreserveColors::None,
             PreserveColorsArg::Luminance => stylize::PreserveColors::Luminance,
@@ -467,6 +506,10 @@ fn transfer(cli: Cli) -> Result<()> {
     let interrupt = Interrupt::install()?;
     let ctx = stylize::gpu::Context::new(&options.context_options())?;
     let adapter = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
+    let precision = ctx.precision.reason.clone();
+    if let Some(warning) = ctx.precision.warning() {
+        eprintln!("stylize: warning: {warning}");
+    }
     let mut progress = CliProgress::new(&cli, &adapter, &original, &options, interrupt.clone())?;
     let started = Instant::now();
     let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &init, &options, &mut progress);
@@ -503,7 +546,7 @@ fn transfer(cli: Cli) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let last = progress.last_losses.map(|l| format!(", final loss {:.4e}", l.total)).unwrap_or_default();
     eprintln!(
-        "stylize: wrote {} ({}x{}) after {steps} steps in {:.1} s ({:.1} steps/s) on {adapter}{last}",
+        "stylize: wrote {} ({}x{}) after {steps} steps in {:.1} s ({:.1} steps/s) on {adapter}, precision {precision}{last}",
         cli.output.display(),
         target.width,
         target.height,

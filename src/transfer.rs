@@ -1,7 +1,7 @@
 //! The optimization loop of the method: targets computed once, then Adam steps on the image,
 //! each one recorded once and submitted once, with an observer for progress, logs and saves.
 
-use crate::gpu::{Context, ContextOptions, GpuError};
+use crate::gpu::{Context, ContextOptions, GpuError, Precision};
 use crate::image_io::Image;
 use crate::net::vgg::{DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, VGG19};
 use crate::net::{ConvLayerWeights, Executor, LossLayers, Losses, NetError, Plan, Pooling};
@@ -70,6 +70,9 @@ pub struct Options {
     /// Longer side of the first scale; `None`: each scale is sqrt(2) larger than the one before,
     /// the last at `size`. With it, the sizes are spaced geometrically from it to `size`.
     pub min_size: Option<u32>,
+    /// Arithmetic of the convolutions and Gram products: f32, mixed (f16-rounded operands, f32
+    /// accumulation; emulated where the adapter has no matrix units), or auto (mixed where it has them).
+    pub precision: Precision,
 }
 
 /// How the content's colours are kept (`--preserve-colors`).
@@ -134,6 +137,7 @@ impl Default for Options {
             average_decay: 0.0,
             scales: 1,
             min_size: None,
+            precision: Precision::Auto,
         }
     }
 }
@@ -238,6 +242,7 @@ impl Options {
         ContextOptions {
             backends: self.backend.map(Backend::backends),
             adapter_name: self.adapter.clone(),
+            precision: self.precision,
             ..ContextOptions::default()
         }
     }

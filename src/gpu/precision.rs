@@ -45,6 +45,15 @@ impl Arithmetic {
     pub fn is_mixed(self) -> bool {
         self != Arithmetic::F32
     }
+
+    /// `f32`, `mixed-emulated` or `mixed-matrix` (bench JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arithmetic::F32 => "f32",
+            Arithmetic::MixedEmulated => "mixed-emulated",
+            Arithmetic::MixedMatrix => "mixed-matrix",
+        }
+    }
 }
 
 /// The arithmetic chosen for one adapter, and why.
