@@ -293,3 +293,62 @@ fn gpu_mixed_refuses_weights_of_the_other_precision() {
     let err = conv::forward(&ctx, shape, &x, &weights, &y, false).err().expect("refused");
     assert!(err.to_string().contains("weights uploaded for f32"), "{err}");
 }
+
+/// The cooperative-matrix kernels (conv forward and backward to the input, every split, and the
+/// Gram forward) against the emulation and the rounded f64 reference: the same rounded operands,
+/// so only the order of the f32 sums differs. Skipped, visibly, where the adapter has no
+/// 16x16x16 f16 cooperative matrices (lavapipe); `STYLIZE_REQUIRE_MATRIX_UNITS=1` fails instead.
+#[test]
+fn gpu_mixed_matrix_kernels_match_the_emulation() {
+    let test = "gpu_mixed_matrix_kernels_match_the_emulation";
+    if gpu_or_skip(test).is_none() {
+        return;
+    }
+    let options = stylize::gpu::ContextOptions { precision: stylize::gpu::Precision::Mixed, ..Default::default() };
+    let matrix = Context::new(&options).unwrap();
+    if matrix.precision.arithmetic != stylize::gpu::Arithmetic::MixedMatrix {
+        let why = format!("{test}: SKIPPED: {} has no 16x16x16 f16 cooperative matrices", matrix.adapter.name);
+        assert!(std::env::var_os("STYLIZE_REQUIRE_MATRIX_UNITS").is_none(), "{why}");
+        eprintln!("{why}");
+        return;
+    }
+    let mut emulated = Context::new(&options).unwrap();
+    emulated.precision = PrecisionChoice::emulated();
+    let mut rng = Rng::new(26);
+    for (cin, cout, h, w) in CONV_SHAPES.into_iter().chain([(64, 64, 32, 32), (256, 128, 8, 8)]) {
+        let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
+        let x = f32s(&rng.vec(shape.input_len(), -1.0, 1.0));
+        let dy = f32s(&rng.vec(shape.output_len(), -1.0, 1.0));
+        let wt = f32s(&rng.vec(shape.weight_len(), -0.5, 0.5));
+        let b = f32s(&rng.vec(cout, -0.5, 0.5));
+        let mut outputs = Vec::new();
+        for ctx in [&matrix, &emulated] {
+            let weights = ConvWeights::upload(ctx, "t", &wt, &b, cout, cin).unwrap();
+            let (input, grad_output) = (ctx.upload("x", &x).unwrap(), ctx.upload("dy", &dy).unwrap());
+            let (out, back) = (poisoned(ctx, shape.output_len()), poisoned(ctx, shape.input_len()));
+            run(ctx, &conv::forward(ctx, shape, &input, &weights, &out, true).unwrap());
+            run(ctx, &conv::backward_input(ctx, shape, &grad_output, &weights, &back, false, None).unwrap());
+            outputs.push((read(ctx, &out, shape.output_len()), read(ctx, &back, shape.input_len())));
+        }
+        let forward = relu::reference::forward(&conv::reference::forward_mixed(shape, &x, &wt, &to_f64(&b)));
+        let backward = conv::reference::backward_input_mixed(shape, &dy, None, &wt);
+        assert_close(&format!("matrix conv forward {shape:?}"), &outputs[0].0, &forward, F32_TOL);
+        assert_close(&format!("matrix conv backward {shape:?}"), &outputs[0].1, &backward, F32_TOL);
+        assert_close(&format!("matrix against emulated forward {shape:?}"), &outputs[0].0, &to_f64(&outputs[1].0), F32_TOL);
+        assert_close(&format!("matrix against emulated backward {shape:?}"), &outputs[0].1, &to_f64(&outputs[1].1), F32_TOL);
+    }
+    for (c, n) in [(3, 13 * 17), (67, 37 * 61), (130, 5), (512, 64)] {
+        let shape = GramShape { channels: c, n };
+        let f = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
+        let features = matrix.upload("f", &f).unwrap();
+        let out = poisoned(&matrix, shape.gram_len());
+        run(&matrix, &gram::forward(&matrix, shape, &features, &out).unwrap());
+        assert_close(
+            &format!("matrix gram forward {shape:?}"),
+            &read(&matrix, &out, shape.gram_len()),
+            &gram::reference::forward_mixed(shape, &f),
+            F32_TOL,
+        );
+    }
+    eprintln!("{test}: cooperative-matrix kernels on {} agree with the emulation", matrix.adapter.name);
+}

@@ -3,9 +3,14 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
+use crate::gpu::{Arithmetic, Context, GpuError, Kernel, ShaderSource, Step};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "conv", source: include_str!("../../kernels/conv.wgsl") };
+/// The same product on cooperative matrices (mixed precision on adapters with matrix units).
+pub const COOP_SHADER: ShaderSource =
+    ShaderSource { name: "conv_coop", source: include_str!("../../kernels/conv_coop.wgsl") };
+/// Rows and pixels of one cooperative-matrix tile (`conv3x3_coop`).
+const COOP_TILE: u32 = 32;
 
 const TILE: u32 = 64;
 const FLAG_BIAS: u32 = 1;
@@ -195,6 +200,7 @@ const SPLIT_MIN_CHUNK: usize = 256;
 /// How one product is dispatched.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
+    shader: ShaderSource,
     entry: &'static str,
     tiles_m: u32,
     tiles_n: u32,
@@ -218,14 +224,22 @@ fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: 
             (m.div_ceil(DIRECT_ROWS), blocks.div_ceil(DIRECT_BLOCKS), DIRECT_ROWS, "conv3x3_direct")
         }
     };
+    // Mixed precision on matrix units: every product but the handful-of-rows one (the image's
+    // gradient, where a 32-row tile would be mostly padding) runs on cooperative matrices.
+    let coop = ctx.precision.arithmetic == Arithmetic::MixedMatrix && entry != "conv3x3_thin";
+    let (shader, tiles_m, tiles_n, tile_m, entry) = if coop {
+        (COOP_SHADER, m.div_ceil(COOP_TILE), pixels.div_ceil(COOP_TILE), COOP_TILE, "conv3x3_coop")
+    } else {
+        (SHADER, tiles_m, tiles_n, tile_m, entry)
+    };
     let k_total = in_channels * 9;
     // Few tiles over a long reduction (the deep layers at small sizes, conv5_1 at 512 px) leave
     // most of a GPU idle while each workgroup walks the whole reduction: split it, sum after.
     let tiles = (tiles_m * tiles_n) as usize;
-    let splittable = matches!(entry, "conv3x3" | "conv3x3_8x8");
+    let splittable = matches!(entry, "conv3x3" | "conv3x3_8x8" | "conv3x3_coop");
     let splits = if splittable { split_parts(tiles, k_total) } else { 1 };
     let k_chunk = k_total.div_ceil(splits).next_multiple_of(16);
-    Layout { entry, tiles_m, tiles_n, tile_m, splits: k_total.div_ceil(k_chunk) as u32, k_chunk: k_chunk as u32 }
+    Layout { shader, entry, tiles_m, tiles_n, tile_m, splits: k_total.div_ceil(k_chunk) as u32, k_chunk: k_chunk as u32 }
 }
 
 /// Floats of shared scratch the product needs for its split-K partial sums (0 when not split).
@@ -300,7 +314,7 @@ fn gemm_kernel(
     step.push(
         Kernel::new(
             ctx,
-            SHADER,
+            layout.shader,
             layout.entry,
             bytemuck::bytes_of(&params),
             &[input, weight, bias, partials.as_ref().unwrap_or(output), mask, range],

@@ -8,6 +8,10 @@ use super::{mixed, reduce};
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "gram", source: include_str!("../../kernels/gram.wgsl") };
+/// The forward on cooperative matrices (mixed precision on adapters with matrix units), 32 x 32 tiles.
+pub const COOP_SHADER: ShaderSource =
+    ShaderSource { name: "gram_coop", source: include_str!("../../kernels/gram_coop.wgsl") };
+const COOP_TILE: usize = 32;
 
 const TILE: usize = 64;
 /// Products one accumulator sums before its partial is handed to the split-sum: at most CHUNK,
@@ -92,7 +96,9 @@ pub fn forward_with_partials(
     partials: &wgpu::Buffer,
     gram: &wgpu::Buffer,
 ) -> Result<Step, GpuError> {
-    let tiles = shape.channels.div_ceil(TILE);
+    let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
+    let (shader, entry, tile) = if coop { (COOP_SHADER, "gram_forward_coop", COOP_TILE) } else { (SHADER, "gram_forward", TILE) };
+    let tiles = shape.channels.div_ceil(tile);
     let pairs = tiles * (tiles + 1) / 2;
     let splits = shape.splits();
     let mut step = Step::new();
@@ -109,8 +115,8 @@ pub fn forward_with_partials(
     step.push(
         Kernel::with_bindings(
             ctx,
-            SHADER,
-            "gram_forward",
+            shader,
+            entry,
             bytemuck::bytes_of(&params),
             &[(1, features), (2, partials), (6, range.as_ref().unwrap_or(features))],
             (pairs * splits) as u32,

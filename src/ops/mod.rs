@@ -16,12 +16,15 @@ pub mod vector;
 
 use crate::gpu::ShaderSource;
 
-/// Every WGSL file the crate compiles, for validation and pipeline warm-up.
-pub const SHADERS: [ShaderSource; 13] = [
+/// Every WGSL file the crate compiles, for validation and pipeline warm-up (the `COOP_SHADER`s
+/// only on adapters with cooperative matrices).
+pub const SHADERS: [ShaderSource; 15] = [
     adam::SHADER,
     check::SHADER,
     conv::SHADER,
+    conv::COOP_SHADER,
     gram::SHADER,
+    gram::COOP_SHADER,
     loss::SHADER,
     mixed::SHADER,
     normalize::SHADER,
