@@ -101,7 +101,14 @@ struct Bench {
 
 impl Bench {
     fn new() -> Self {
-        let ctx = Context::new(&ContextOptions::default()).expect("no GPU adapter for the benchmarks");
+        // STYLIZE_BENCH_PRECISION=f32|mixed|auto: the products' arithmetic (default f32).
+        let precision = match std::env::var("STYLIZE_BENCH_PRECISION") {
+            Ok(p) => stylize::gpu::Precision::parse(&p).expect("STYLIZE_BENCH_PRECISION: expected f32, mixed or auto"),
+            Err(_) => stylize::gpu::Precision::F32,
+        };
+        let ctx = Context::new(&ContextOptions { precision, ..ContextOptions::default() })
+            .expect("no GPU adapter for the benchmarks");
+        eprintln!("precision: {}", ctx.precision.reason);
         let scale = env_usize("STYLIZE_BENCH_SCALE", 1).max(1);
         let use_gpu_timer = match std::env::var("STYLIZE_BENCH_TIMER").as_deref() {
             Ok("wall") => false,
@@ -383,7 +390,7 @@ fn bench_step(c: &mut Criterion, bench: &Bench) {
         group.bench_function(format!("vgg19_random/{side}x{side}"), |b| {
             let transfer = transfer.get_or_insert_with(|| {
                 // Each StyleTransfer owns its context; open a second one beside the shared one.
-                let ctx = Context::new(&ContextOptions::default()).expect("context");
+                let ctx = Context::new(&ContextOptions { precision: bench.ctx.precision.requested, ..ContextOptions::default() }).expect("context");
                 let weights = random_weights(&VGG19_WIDTHS, 0);
                 let mut rng = Rng::new(5);
                 let n = 3 * (side * side) as usize;

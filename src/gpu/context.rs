@@ -35,13 +35,15 @@ pub struct ContextOptions {
     pub adapter_name: Option<String>,
     /// Longest wait for one submission before it is reported as a hang.
     pub wait_timeout: Duration,
-    /// Arithmetic of the products (`--precision`), resolved against the adapter.
+    /// Arithmetic of the products (`--precision`), resolved against the adapter. The default
+    /// here is f32, the reference (tests and callers that open a bare context);
+    /// `Options::precision` (the CLI's and the library's runs) defaults to auto.
     pub precision: Precision,
 }
 
 impl Default for ContextOptions {
     fn default() -> Self {
-        Self { backends: None, adapter_name: None, wait_timeout: Duration::from_secs(600), precision: Precision::Auto }
+        Self { backends: None, adapter_name: None, wait_timeout: Duration::from_secs(600), precision: Precision::F32 }
     }
 }
 
@@ -137,6 +139,8 @@ pub struct Context {
     pub precision: PrecisionChoice,
     /// Every buffer `shared_scratch` has made, the current (largest) last.
     shared_scratch: Mutex<Vec<wgpu::Buffer>>,
+    /// The words `shared_words` hands out (made on first use).
+    shared_words: Mutex<Option<wgpu::Buffer>>,
 }
 
 impl Context {
@@ -196,6 +200,7 @@ impl Context {
             conv_algorithm: conv_algorithm_from_env()?,
             precision,
             shared_scratch: Mutex::new(Vec::new()),
+            shared_words: Mutex::new(None),
         })
     }
 
@@ -248,6 +253,19 @@ impl Context {
         }
         let buffer = self.buffer("shared scratch", len)?;
         made.push(buffer.clone());
+        Ok(buffer)
+    }
+
+    /// A buffer of SHARED_WORDS words shared by every kernel that asks, for values one dispatch
+    /// writes and the next ones read (the ranges of mixed-precision operands), safe for the
+    /// reason `shared_scratch` is: all work runs in order on one queue.
+    pub fn shared_words(&self) -> Result<wgpu::Buffer, GpuError> {
+        let mut made = self.shared_words.lock().expect("shared words");
+        if let Some(buffer) = made.as_ref() {
+            return Ok(buffer.clone());
+        }
+        let buffer = self.buffer("shared words", SHARED_WORDS)?;
+        *made = Some(buffer.clone());
         Ok(buffer)
     }
 
@@ -348,6 +366,9 @@ impl Context {
         }
     }
 }
+
+/// Words of `Context::shared_words`.
+pub const SHARED_WORDS: usize = 4;
 
 /// `STYLIZE_CONV=tiled|tiled64|wide|square|thin|direct` forces one formulation of the convolution
 /// (for benchmarks that compare them); unset, the adapter's type decides.

@@ -280,9 +280,9 @@ fn gemm_kernel(
         )));
     }
     let range = if mixed {
-        let range = super::mixed::range_buffer(ctx, 1)?;
+        let range = super::mixed::range_buffer(ctx)?;
         step.extend(super::mixed::range(ctx, product.input_len(), input, &range, 0)?);
-        Some(step.keep(range).clone())
+        Some(range)
     } else {
         None
     };

@@ -128,7 +128,7 @@ pub fn forward_with_partials(
 }
 
 /// Under mixed precision, appends to `step` the kernels that find the ranges of F (slot 0) and
-/// of dL/dG (slot 1, the backward's) and returns their buffer (kept by `step`) and the flag.
+/// of dL/dG (slot 1, the backward's) and returns their buffer (`Context::shared_words`) and the flag.
 fn mixed_ranges(
     ctx: &Context,
     step: &mut Step,
@@ -139,12 +139,12 @@ fn mixed_ranges(
     if !ctx.precision.arithmetic.is_mixed() {
         return Ok((None, 0));
     }
-    let range = mixed::range_buffer(ctx, 2)?;
+    let range = mixed::range_buffer(ctx)?;
     step.extend(mixed::range(ctx, shape.features_len(), features, &range, 0)?);
     if let Some(grad_gram) = grad_gram {
         step.extend(mixed::range(ctx, shape.gram_len(), grad_gram, &range, 1)?);
     }
-    Ok((Some(step.keep(range).clone()), FLAG_MIXED))
+    Ok((Some(range), FLAG_MIXED))
 }
 
 /// grad_features (=, or += when `accumulate`) (dL/dG + dL/dG^T) F: a tiled GEMM on GPUs, the

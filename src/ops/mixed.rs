@@ -84,9 +84,10 @@ pub fn round_operand(values: &[f32]) -> Vec<f64> {
     round_scaled(values, scale_exponent(max_biased_exponent(values)))
 }
 
-/// A buffer of range words (`slots` of them) for `range`.
-pub fn range_buffer(ctx: &Context, slots: usize) -> Result<wgpu::Buffer, GpuError> {
-    ctx.buffer("mixed-precision range", slots)
+/// The range words (2: an operand's and, for the Gram backward, a second one's) every mixed
+/// product shares: each product's range kernels run right before it (`Context::shared_words`).
+pub fn range_buffer(ctx: &Context) -> Result<wgpu::Buffer, GpuError> {
+    ctx.shared_words()
 }
 
 #[repr(C)]
