@@ -390,7 +390,11 @@ fn bench_step(c: &mut Criterion, bench: &Bench) {
         group.bench_function(format!("vgg19_random/{side}x{side}"), |b| {
             let transfer = transfer.get_or_insert_with(|| {
                 // Each StyleTransfer owns its context; open a second one beside the shared one.
-                let ctx = Context::new(&ContextOptions { precision: bench.ctx.precision.requested, ..ContextOptions::default() }).expect("context");
+                let ctx = Context::new(&ContextOptions {
+                    precision: bench.ctx.precision.requested,
+                    ..ContextOptions::default()
+                })
+                .expect("context");
                 let weights = random_weights(&VGG19_WIDTHS, 0);
                 let mut rng = Rng::new(5);
                 let n = 3 * (side * side) as usize;

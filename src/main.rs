@@ -332,8 +332,12 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Devices { backend }) => devices(backend),
         Some(Command::Weights { action: WeightsAction::Fetch }) => fetch_weights(),
         Some(Command::Bench { size, iterations, warmup, weights, profile, json, backend, adapter, precision }) => {
-            let options =
-                Options { backend: backend.map(Into::into), adapter, precision: precision.into(), ..Options::default() };
+            let options = Options {
+                backend: backend.map(Into::into),
+                adapter,
+                precision: precision.into(),
+                ..Options::default()
+            };
             bench(
                 stylize::bench::BenchOptions {
                     size,

@@ -153,7 +153,12 @@ fn gpu_mixed_conv_backward_input_matches_rounded_reference() {
                 let exact = conv::reference::backward_input(shape, &to_f64(&dy), &to_f64(&wt));
                 let out = poisoned(&ctx, shape.input_len());
                 run(&ctx, &conv::backward_input(&ctx, shape, &grad_output, &weights, &out, false, None).unwrap());
-                assert_mixed(&format!("mixed conv backward {what}"), &read(&ctx, &out, shape.input_len()), &rounded, &exact);
+                assert_mixed(
+                    &format!("mixed conv backward {what}"),
+                    &read(&ctx, &out, shape.input_len()),
+                    &rounded,
+                    &exact,
+                );
                 // With the fused ReLU mask, accumulating: the range is the unmasked gradient's.
                 let y = rng.vec(shape.output_len(), -1.0, 1.0);
                 let keep: Vec<bool> = y.iter().map(|&v| v > 0.0).collect();
@@ -163,8 +168,17 @@ fn gpu_mixed_conv_backward_input_matches_rounded_reference() {
                 run(&ctx, &conv::backward_input(&ctx, shape, &grad_output, &weights, &acc, true, Some(&mask)).unwrap());
                 let plus = |r: Vec<f64>| -> Vec<f64> { r.iter().zip(&base).map(|(r, b)| r + b).collect() };
                 let rounded = plus(conv::reference::backward_input_mixed(shape, &dy, Some(&keep), &wt));
-                let exact = plus(conv::reference::backward_input(shape, &relu::reference::backward(&y, &to_f64(&dy)), &to_f64(&wt)));
-                assert_mixed(&format!("mixed conv backward += masked {what}"), &read(&ctx, &acc, shape.input_len()), &rounded, &exact);
+                let exact = plus(conv::reference::backward_input(
+                    shape,
+                    &relu::reference::backward(&y, &to_f64(&dy)),
+                    &to_f64(&wt),
+                ));
+                assert_mixed(
+                    &format!("mixed conv backward += masked {what}"),
+                    &read(&ctx, &acc, shape.input_len()),
+                    &rounded,
+                    &exact,
+                );
             }
         }
     }
@@ -201,7 +215,12 @@ fn gpu_mixed_gram_matches_rounded_reference() {
                 let acc = upload(&ctx, &base);
                 run(&ctx, &gram::backward(&ctx, shape, &features, &grad_gram, &acc, true).unwrap());
                 let plus = |r: &[f64]| -> Vec<f64> { r.iter().zip(&base).map(|(r, b)| r + b).collect() };
-                assert_close(&format!("mixed gram backward += {what}"), &read(&ctx, &acc, shape.features_len()), &plus(&rounded), F32_TOL);
+                assert_close(
+                    &format!("mixed gram backward += {what}"),
+                    &read(&ctx, &acc, shape.features_len()),
+                    &plus(&rounded),
+                    F32_TOL,
+                );
             }
         }
     }
@@ -334,8 +353,18 @@ fn gpu_mixed_matrix_kernels_match_the_emulation() {
         let backward = conv::reference::backward_input_mixed(shape, &dy, None, &wt);
         assert_close(&format!("matrix conv forward {shape:?}"), &outputs[0].0, &forward, F32_TOL);
         assert_close(&format!("matrix conv backward {shape:?}"), &outputs[0].1, &backward, F32_TOL);
-        assert_close(&format!("matrix against emulated forward {shape:?}"), &outputs[0].0, &to_f64(&outputs[1].0), F32_TOL);
-        assert_close(&format!("matrix against emulated backward {shape:?}"), &outputs[0].1, &to_f64(&outputs[1].1), F32_TOL);
+        assert_close(
+            &format!("matrix against emulated forward {shape:?}"),
+            &outputs[0].0,
+            &to_f64(&outputs[1].0),
+            F32_TOL,
+        );
+        assert_close(
+            &format!("matrix against emulated backward {shape:?}"),
+            &outputs[0].1,
+            &to_f64(&outputs[1].1),
+            F32_TOL,
+        );
     }
     for (c, n) in [(3, 13 * 17), (67, 37 * 61), (130, 5), (512, 64)] {
         let shape = GramShape { channels: c, n };

@@ -64,8 +64,9 @@ fn naga_cooperative_matrix_kernels_need_their_capabilities() {
         let source = std::fs::read_to_string(&file).unwrap();
         assert!(source.contains("coop_mat16x16<f16, A>") && source.contains("coopMultiplyAdd"), "{}", file.display());
         let module = naga::front::wgsl::parse_str(&source).unwrap();
-        let refused = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-            .validate(&module);
+        let refused =
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+                .validate(&module);
         assert!(refused.is_err(), "{} validated without f16 and cooperative matrices", file.display());
     }
 }

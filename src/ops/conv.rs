@@ -239,7 +239,15 @@ fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: 
     let splittable = matches!(entry, "conv3x3" | "conv3x3_8x8" | "conv3x3_coop");
     let splits = if splittable { split_parts(tiles, k_total) } else { 1 };
     let k_chunk = k_total.div_ceil(splits).next_multiple_of(16);
-    Layout { shader, entry, tiles_m, tiles_n, tile_m, splits: k_total.div_ceil(k_chunk) as u32, k_chunk: k_chunk as u32 }
+    Layout {
+        shader,
+        entry,
+        tiles_m,
+        tiles_n,
+        tile_m,
+        splits: k_total.div_ceil(k_chunk) as u32,
+        k_chunk: k_chunk as u32,
+    }
 }
 
 /// Floats of shared scratch the product needs for its split-K partial sums (0 when not split).

@@ -136,15 +136,15 @@ mod tests {
             (65519.996, 65504.0),
             (65520.0, f32::INFINITY),
             (-70000.0, f32::NEG_INFINITY),
-            (1.0 + 2f32.powi(-11), 1.0),                             // tie, even below
-            (1.0 + 3.0 * 2f32.powi(-11), 1.0 + 2f32.powi(-9)),       // tie, even above
+            (1.0 + 2f32.powi(-11), 1.0),                                   // tie, even below
+            (1.0 + 3.0 * 2f32.powi(-11), 1.0 + 2f32.powi(-9)),             // tie, even above
             (1.0 + 2f32.powi(-11) + 2f32.powi(-20), 1.0 + 2f32.powi(-10)), // just above the tie
-            (2f32.powi(-24), 2f32.powi(-24)),                        // smallest subnormal
-            (2f32.powi(-25), 0.0),                                   // tie with zero: even
+            (2f32.powi(-24), 2f32.powi(-24)),                              // smallest subnormal
+            (2f32.powi(-25), 0.0),                                         // tie with zero: even
             (1.5 * 2f32.powi(-25), 2f32.powi(-24)),
-            (3.0 * 2f32.powi(-25), 2.0 * 2f32.powi(-24)),            // tie between 1 and 2 units
-            (5.0 * 2f32.powi(-25), 2.0 * 2f32.powi(-24)),            // tie between 2 and 3 units
-            (2f32.powi(-14) - 2f32.powi(-26), 2f32.powi(-14)),       // subnormal rounds up to normal
+            (3.0 * 2f32.powi(-25), 2.0 * 2f32.powi(-24)), // tie between 1 and 2 units
+            (5.0 * 2f32.powi(-25), 2.0 * 2f32.powi(-24)), // tie between 2 and 3 units
+            (2f32.powi(-14) - 2f32.powi(-26), 2f32.powi(-14)), // subnormal rounds up to normal
             (1e-30, 0.0),
             (0.1, 0.099975586),
         ];
