@@ -667,3 +667,133 @@ fn conv3x3_direct(
     store_direct(m0 + 14u, y, x0, acc14);
     store_direct(m0 + 15u, y, x0, acc15);
 }
+
+// Winograd F(2x2, 3x3), f32 only: the same convolution with 16 multiplications per 2 x 2 outputs
+// and input channel instead of 36. conv3x3_winograd_weights first writes U = G g G^T (4 x 4) for
+// every row m and channel c of the product into `out` (the host binds a scratch buffer there),
+// reading g through tap_offset, so the backward's flipped, transposed weights come out of the same
+// strides and flags. conv3x3_winograd then reads U as `a`: each invocation owns one 2 x 2 output
+// tile of one row, transforms each channel's 4 x 4 input patch (V = B^T d B, through
+// masked_input, so the fused ReLU backward works as everywhere), accumulates U .* V and
+// transforms back (Y = A^T M A) into the shared epilogue. tiles_n counts workgroups of 64 tiles.
+const WINOGRAD_THREADS: u32 = 64u;
+
+@compute @workgroup_size(64)
+fn conv3x3_winograd_weights(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let index = group_index(wid, nwg) * WINOGRAD_THREADS + lid;
+    if (index >= params.out_channels * params.in_channels) {
+        return;
+    }
+    let m = index / params.in_channels;
+    let c = index % params.in_channels;
+    var g: array<f32, 9>;
+    for (var t = 0u; t < 9u; t++) {
+        g[t] = a[weight_index(m, c * 9u + t)];
+    }
+    // G g (4 x 3), G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], then (G g) G^T (4 x 4).
+    var gg: array<f32, 12>;
+    for (var j = 0u; j < 3u; j++) {
+        let g0 = g[j];
+        let g1 = g[3u + j];
+        let g2 = g[6u + j];
+        gg[j] = g0;
+        gg[3u + j] = 0.5 * (g0 + g1 + g2);
+        gg[6u + j] = 0.5 * (g0 - g1 + g2);
+        gg[9u + j] = g2;
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let r0 = gg[i * 3u];
+        let r1 = gg[i * 3u + 1u];
+        let r2 = gg[i * 3u + 2u];
+        let base = index * 16u + i * 4u;
+        out[base] = r0;
+        out[base + 1u] = 0.5 * (r0 + r1 + r2);
+        out[base + 2u] = 0.5 * (r0 - r1 + r2);
+        out[base + 3u] = r2;
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv3x3_winograd(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = group_index(wid, nwg);
+    if (group >= params.groups) {
+        return;
+    }
+    let m = group / params.tiles_n;
+    let tile = (group % params.tiles_n) * WINOGRAD_THREADS + lid;
+    let tiles_x = (params.width + 1u) / 2u;
+    let tiles_y = (params.height + 1u) / 2u;
+    if (tile >= tiles_x * tiles_y) {
+        return;
+    }
+    let y0 = i32(tile / tiles_x) * 2 - 1;
+    let x0 = i32(tile % tiles_x) * 2 - 1;
+    let hw = params.height * params.width;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var c = 0u; c < params.in_channels; c++) {
+        // d: the 4 x 4 patch with its top-left at (y0, x0), zero outside the image.
+        var d: array<f32, 16>;
+        for (var i = 0u; i < 4u; i++) {
+            let y = y0 + i32(i);
+            for (var j = 0u; j < 4u; j++) {
+                let x = x0 + i32(j);
+                var value = 0.0;
+                if (y >= 0 && x >= 0 && y < i32(params.height) && x < i32(params.width)) {
+                    value = masked_input(c * hw + u32(y) * params.width + u32(x));
+                }
+                d[i * 4u + j] = value;
+            }
+        }
+        // B^T d (rows), B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+        var bd: array<f32, 16>;
+        for (var j = 0u; j < 4u; j++) {
+            bd[j] = d[j] - d[8u + j];
+            bd[4u + j] = d[4u + j] + d[8u + j];
+            bd[8u + j] = d[8u + j] - d[4u + j];
+            bd[12u + j] = d[4u + j] - d[12u + j];
+        }
+        // (B^T d) B (columns), then M += U .* V.
+        let u = (m * params.in_channels + c) * 16u;
+        for (var i = 0u; i < 4u; i++) {
+            let r = i * 4u;
+            let v0 = bd[r] - bd[r + 2u];
+            let v1 = bd[r + 1u] + bd[r + 2u];
+            let v2 = bd[r + 2u] - bd[r + 1u];
+            let v3 = bd[r + 1u] - bd[r + 3u];
+            acc[r] = fma(a[u + r], v0, acc[r]);
+            acc[r + 1u] = fma(a[u + r + 1u], v1, acc[r + 1u]);
+            acc[r + 2u] = fma(a[u + r + 2u], v2, acc[r + 2u]);
+            acc[r + 3u] = fma(a[u + r + 3u], v3, acc[r + 3u]);
+        }
+    }
+    // Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1].
+    var am: array<f32, 8>;
+    for (var j = 0u; j < 4u; j++) {
+        am[j] = acc[j] + acc[4u + j] + acc[8u + j];
+        am[4u + j] = acc[4u + j] - acc[8u + j] - acc[12u + j];
+    }
+    for (var i = 0u; i < 2u; i++) {
+        let y = u32(y0 + 1) + i;
+        let r = i * 4u;
+        let out0 = am[r] + am[r + 1u] + am[r + 2u];
+        let out1 = am[r + 1u] - am[r + 2u] - am[r + 3u];
+        let x = u32(x0 + 1);
+        if (y < params.height) {
+            store_output(m, m * hw + y * params.width + x, out0);
+            if (x + 1u < params.width) {
+                store_output(m, m * hw + y * params.width + x + 1u, out1);
+            }
+        }
+    }
+}

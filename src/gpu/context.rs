@@ -370,11 +370,13 @@ impl Context {
 /// Words of `Context::shared_words`.
 pub const SHARED_WORDS: usize = 4;
 
-/// `STYLIZE_CONV=tiled|tiled64|wide|square|thin|direct` forces one formulation of the convolution
+/// `STYLIZE_CONV=tiled|tiled64|wide|square|thin|direct|winograd` forces one formulation of the convolution
 /// (for benchmarks that compare them); unset, the adapter's type decides.
 fn conv_algorithm_from_env() -> Result<Option<crate::ops::conv::ConvAlgorithm>, GpuError> {
     let Ok(name) = std::env::var("STYLIZE_CONV") else { return Ok(None) };
     crate::ops::conv::ConvAlgorithm::parse(&name).map(Some).ok_or_else(|| {
-        GpuError::Device(format!("STYLIZE_CONV={name}: expected tiled, tiled64, wide, square, thin or direct"))
+        GpuError::Device(format!(
+            "STYLIZE_CONV={name}: expected tiled, tiled64, wide, square, thin, direct or winograd"
+        ))
     })
 }

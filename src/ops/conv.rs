@@ -126,6 +126,10 @@ pub enum ConvAlgorithm {
     Thin,
     /// No workgroup memory or barriers, uniform weight loads: for CPU implementations.
     Direct,
+    /// Winograd F(2x2, 3x3): 16 multiplications per 2 x 2 outputs and channel instead of 36,
+    /// after a transform of the weights into the shared scratch; f32 only (mixed products
+    /// take `Tiled` instead), never split. Only when forced (`STYLIZE_CONV=winograd`).
+    Winograd,
 }
 
 impl ConvAlgorithm {
@@ -135,16 +139,17 @@ impl ConvAlgorithm {
     }
 
     /// Every formulation, for tests and benchmarks.
-    pub const ALL: [ConvAlgorithm; 6] = [
+    pub const ALL: [ConvAlgorithm; 7] = [
         ConvAlgorithm::Tiled,
         ConvAlgorithm::Tiled64,
         ConvAlgorithm::Wide,
         ConvAlgorithm::Square,
         ConvAlgorithm::Thin,
         ConvAlgorithm::Direct,
+        ConvAlgorithm::Winograd,
     ];
 
-    /// Parses `tiled`, `tiled64`, `wide`, `square`, `thin` or `direct` (`STYLIZE_CONV`).
+    /// Parses `tiled`, `tiled64`, `wide`, `square`, `thin`, `direct` or `winograd` (`STYLIZE_CONV`).
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| format!("{a:?}").eq_ignore_ascii_case(name))
     }
@@ -193,6 +198,8 @@ const DIRECT_BLOCKS: u32 = 16;
 const DIRECT_PIXELS: u32 = 4;
 const THIN_ROWS: u32 = 4;
 const THIN_PIXELS: u32 = 256;
+/// 2 x 2 output tiles per workgroup of `conv3x3_winograd`.
+const WINOGRAD_TILES: u32 = 64;
 /// Split-K: enough workgroups to fill a large GPU, each reducing over at least this many indices.
 const SPLIT_TARGET_GROUPS: usize = 256;
 const SPLIT_MIN_CHUNK: usize = 256;
@@ -211,7 +218,11 @@ struct Layout {
 }
 
 fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: usize) -> Layout {
-    let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
+    let mut algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
+    if algorithm == ConvAlgorithm::Winograd && ctx.precision.arithmetic.is_mixed() {
+        // Rounded operands are defined in the direct product's terms, not in Winograd's transforms.
+        algorithm = ConvAlgorithm::Tiled;
+    }
     let pixels = (height * width) as u32;
     let m = rows as u32;
     let (tiles_m, tiles_n, tile_m, entry) = match algorithm.choose(rows, in_channels, height * width) {
@@ -222,6 +233,10 @@ fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: 
         ConvAlgorithm::Direct => {
             let blocks = (height as u32) * (width as u32).div_ceil(DIRECT_PIXELS);
             (m.div_ceil(DIRECT_ROWS), blocks.div_ceil(DIRECT_BLOCKS), DIRECT_ROWS, "conv3x3_direct")
+        }
+        ConvAlgorithm::Winograd => {
+            let tiles = ((height as u32).div_ceil(2)) * ((width as u32).div_ceil(2));
+            (m, tiles.div_ceil(WINOGRAD_TILES), 1, "conv3x3_winograd")
         }
     };
     // Mixed precision on matrix units: every product but the handful-of-rows one (the image's
@@ -250,8 +265,12 @@ fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: 
     }
 }
 
-/// Floats of shared scratch the product needs for its split-K partial sums (0 when not split).
-fn scratch_len(layout: &Layout, rows: usize, height: usize, width: usize) -> usize {
+/// Floats of shared scratch the product needs: its split-K partial sums (0 when not split), or
+/// Winograd's transformed weights (16 per row and channel).
+fn scratch_len(layout: &Layout, rows: usize, channels: usize, height: usize, width: usize) -> usize {
+    if layout.entry == "conv3x3_winograd" {
+        return rows * channels * 16;
+    }
     if layout.splits > 1 { layout.splits as usize * rows * height * width } else { 0 }
 }
 
@@ -259,8 +278,8 @@ fn scratch_len(layout: &Layout, rows: usize, height: usize, width: usize) -> usi
 /// ask for the largest first so that one buffer serves every layer.
 pub fn scratch_floats(ctx: &Context, shape: ConvShape) -> usize {
     let (c_in, c_out, h, w) = (shape.in_channels, shape.out_channels, shape.height, shape.width);
-    let forward = scratch_len(&layout(ctx, c_out, c_in, h, w), c_out, h, w);
-    let backward = scratch_len(&layout(ctx, c_in, c_out, h, w), c_in, h, w);
+    let forward = scratch_len(&layout(ctx, c_out, c_in, h, w), c_out, c_in, h, w);
+    let backward = scratch_len(&layout(ctx, c_in, c_out, h, w), c_in, c_out, h, w);
     forward.max(backward)
 }
 
@@ -317,7 +336,33 @@ fn gemm_kernel(
         _pad: [0; 3],
     };
     let groups = layout.tiles_m * layout.tiles_n * layout.splits;
-    let partials = if split { Some(ctx.shared_scratch(scratch_len(&layout, rows, height, width))?) } else { None };
+    if layout.entry == "conv3x3_winograd" {
+        // U = G g G^T into the shared scratch (written through `out`), then the product reads it as `a`.
+        let transformed = ctx.shared_scratch(scratch_len(&layout, rows, in_channels, height, width))?;
+        let pairs = (rows * in_channels) as u32;
+        step.push(Kernel::with_bindings(
+            ctx,
+            SHADER,
+            "conv3x3_winograd_weights",
+            bytemuck::bytes_of(&params),
+            &[(2, weight), (4, &transformed)],
+            pairs.div_ceil(WINOGRAD_TILES),
+        )?);
+        step.push(
+            Kernel::new(
+                ctx,
+                SHADER,
+                layout.entry,
+                bytemuck::bytes_of(&params),
+                &[input, &transformed, bias, output, mask, range],
+                groups,
+            )?
+            .with_work(detail, flops),
+        );
+        return Ok(step);
+    }
+    let partials =
+        if split { Some(ctx.shared_scratch(scratch_len(&layout, rows, in_channels, height, width))?) } else { None };
     let detail = if split { format!("{detail} ({} splits)", layout.splits) } else { detail };
     step.push(
         Kernel::new(
