@@ -10,9 +10,9 @@ names = sys.argv[1:]
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in names:
-        print(m["target"]["name"], m["executable"])' gpu_ops network kernels stylize; }
+        print(m["target"]["name"], m["executable"])' gpu_ops network mixed mixed_network kernels stylize; }
 cargo build --release --bin stylize
-{ exe build --release --bin stylize; exe test --release --no-run --test gpu_ops --test network; exe bench --no-run --bench kernels; } |
+{ exe build --release --bin stylize; exe test --release --no-run --test gpu_ops --test network --test mixed --test mixed_network; exe bench --no-run --bench kernels; } |
   while read -r name path; do cp "$path" ".dev/$name"; strip ".dev/$name"; done
 ls -la .dev
 if [ ! -d .gl ] || [ -z "$(ls .gl/*.deb 2>/dev/null)" ]; then

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One prepared benchmark run on a lent NVIDIA GPU (H100/H200), as recorded in BENCHMARKS.md:
-# stylize bench at each size (with each kernel's time), the PyTorch baseline with TF32 off
+# stylize bench at each size in f32 and mixed precision (with each kernel's time), the PyTorch baseline with TF32 off
 # and on, the GPU test suites on this card, and `cargo bench`. Carried: .dev/{stylize,gpu_ops,
-# network,kernels} (benches/device_prepare.sh) and .gl/*.deb (the Vulkan loader).
+# network,mixed,mixed_network,kernels} (benches/device_prepare.sh) and .gl/*.deb (the Vulkan loader).
 # Writes $OUT/log, $OUT/stylize_bench.txt and $OUT/cargo_bench.txt.
 set -u
 . benches/device_env.sh
@@ -25,11 +25,13 @@ with_memory_peak() {
 }
 iterations() { case $1 in 128|256) echo 50 ;; 512) echo 30 ;; 1024) echo 10 ;; *) echo 4 ;; esac; }
 
-echo "== stylize bench"
+echo "== stylize bench (PRECISIONS: f32, then mixed on the matrix units)"
+for p in ${PRECISIONS:-f32 mixed}; do
 for s in $SIZES; do
-  echo "### size $s" >> "$OUT/stylize_bench.txt"
+  echo "### size $s precision $p" >> "$OUT/stylize_bench.txt"
   with_memory_peak .dev/stylize bench --size "$s" --iterations "$(iterations "$s")" --warmup 3 --profile --json \
-    2>&1 | tee -a "$OUT/stylize_bench.txt" | grep -Ev '^  |^(kernel times|convolutions)'
+    --precision "$p" 2>&1 | tee -a "$OUT/stylize_bench.txt" | grep -Ev '^  |^(kernel times|convolutions)'
+done
 done
 
 echo "== PyTorch (cudnn.benchmark on): TF32 off, one process per size; TF32 on, one process"
@@ -41,8 +43,8 @@ PYTHONUNBUFFERED=1 $PYTHON benches/pytorch_baseline.py --size $SIZES --iteration
   --tf32 on --cudnn-benchmark on --json 2>&1 | grep -v Warning
 
 echo "== the GPU tests on this card"
-for t in gpu_ops network; do
-  timeout 300 .dev/$t --test-threads 1 2>&1 | grep -E "^test result|FAILED|panicked|SKIPPED" | head -20
+for t in gpu_ops network mixed mixed_network; do
+  STYLIZE_REQUIRE_MATRIX_UNITS=1 timeout 300 .dev/$t --test-threads 1 2>&1 | grep -E "^test result|FAILED|panicked|SKIPPED" | head -20
 done
 
 echo "== cargo bench (kernels at VGG-19's 512 x 512 shapes, training steps at 256 and 512)"

@@ -101,7 +101,14 @@ struct Bench {
 
 impl Bench {
     fn new() -> Self {
-        let ctx = Context::new(&ContextOptions::default()).expect("no GPU adapter for the benchmarks");
+        // STYLIZE_BENCH_PRECISION=f32|mixed|auto: the products' arithmetic (default f32).
+        let precision = match std::env::var("STYLIZE_BENCH_PRECISION") {
+            Ok(p) => stylize::gpu::Precision::parse(&p).expect("STYLIZE_BENCH_PRECISION: expected f32, mixed or auto"),
+            Err(_) => stylize::gpu::Precision::F32,
+        };
+        let ctx = Context::new(&ContextOptions { precision, ..ContextOptions::default() })
+            .expect("no GPU adapter for the benchmarks");
+        eprintln!("precision: {}", ctx.precision.reason);
         let scale = env_usize("STYLIZE_BENCH_SCALE", 1).max(1);
         let use_gpu_timer = match std::env::var("STYLIZE_BENCH_TIMER").as_deref() {
             Ok("wall") => false,
@@ -255,7 +262,7 @@ fn bench_conv(c: &mut Criterion, bench: &Bench) {
 
 struct GramCase {
     forward: Step,
-    backward: Kernel,
+    backward: Step,
     _buffers: Vec<wgpu::Buffer>,
 }
 
@@ -285,7 +292,9 @@ fn bench_gram(c: &mut Criterion, bench: &Bench) {
         bench_kernels(&mut group, bench, &format!("forward/{label}"), throughput.clone(), make, |c| {
             c.forward.kernels().iter().collect()
         });
-        bench_kernels(&mut group, bench, &format!("backward/{label}"), throughput, make, |c| vec![&c.backward]);
+        bench_kernels(&mut group, bench, &format!("backward/{label}"), throughput, make, |c| {
+            c.backward.kernels().iter().collect()
+        });
     }
     group.finish();
 }
@@ -381,7 +390,11 @@ fn bench_step(c: &mut Criterion, bench: &Bench) {
         group.bench_function(format!("vgg19_random/{side}x{side}"), |b| {
             let transfer = transfer.get_or_insert_with(|| {
                 // Each StyleTransfer owns its context; open a second one beside the shared one.
-                let ctx = Context::new(&ContextOptions::default()).expect("context");
+                let ctx = Context::new(&ContextOptions {
+                    precision: bench.ctx.precision.requested,
+                    ..ContextOptions::default()
+                })
+                .expect("context");
                 let weights = random_weights(&VGG19_WIDTHS, 0);
                 let mut rng = Rng::new(5);
                 let n = 3 * (side * side) as usize;

@@ -19,7 +19,9 @@ struct Params {
     tiles_n: u32,       // tiles along the pixels (ceil(height * width / tile width))
     flags: u32,         // bit 0: add bias, bit 1: apply ReLU, bit 2: accumulate into out,
                         // bit 3: read input only where its mask bit is set (the ReLU backward fused into the load),
-                        // bit 4: taps flipped (8 - tap), for the backward pass
+                        // bit 4: taps flipped (8 - tap), for the backward pass,
+                        // bit 5: mixed precision: `input` is scaled by 2^-range_scale() and rounded
+                        // to f16 as it is loaded (`a` arrives f16-rounded), the f32 sum unscaled
     ci_stride: u32,     // distance in `a` between consecutive input channels of one row
     row_stride: u32,    // distance in `a` between consecutive rows
     tile_m: u32,        // conv3x3_8x8: rows per tile, 128 (128 x 128 tiles) or 64 (64 x 256)
@@ -78,20 +80,66 @@ fn weight_index(m: u32, k: u32) -> u32 {
 // The forward ReLU's mask as bits (bit 3): bit index % 32 of word index / 32 is set where the ReLU
 // output at `index` is > 0 and lets the input through (`relu_mask.wgsl` packs it); any buffer otherwise.
 @group(0) @binding(5) var<storage, read> mask: array<u32>;
+// Mixed precision (bit 5): range[0] is the largest biased f32 exponent of |input| (range.wgsl);
+// any buffer otherwise.
+@group(0) @binding(6) var<storage, read> range: array<u32>;
 
-// input[index], or 0 where the fused ReLU backward blocks it.
+// The power of two `input` is divided by before rounding, from its range (ops/mixed.rs,
+// `scale_exponent`): its largest magnitude lands in [2^14, 2^15), so f16 neither overflows nor
+// flushes what matters.
+fn range_scale() -> i32 {
+    return clamp(i32(range[0]) - 141, -126, 126);
+}
+
+// x rounded to the nearest f16 value, ties to even (ops/mixed.rs, `round_f16`, bit for bit):
+// magnitudes from 65520 become infinite, those up to 2^-25 zero; NaN and infinities pass.
+// Written with integer operations because pack2x16float's rounding is implementation-defined.
+fn round_f16(x: f32) -> f32 {
+    let bits = bitcast<u32>(x);
+    let sign = bits & 0x80000000u;
+    let magnitude = bits & 0x7fffffffu;
+    if (magnitude >= 0x7f800000u) {
+        return x;
+    }
+    if (magnitude >= 0x477ff000u) {
+        return bitcast<f32>(sign | 0x7f800000u);
+    }
+    if (magnitude >= 0x38800000u) {
+        return bitcast<f32>(sign | ((magnitude + 0x0fffu + ((magnitude >> 13u) & 1u)) & 0xffffe000u));
+    }
+    if (magnitude <= 0x33000000u) {
+        return bitcast<f32>(sign);
+    }
+    let shift = 126u - (magnitude >> 23u);
+    let mantissa = (magnitude & 0x007fffffu) | 0x00800000u;
+    var units = mantissa >> shift;
+    let rest = mantissa & ((1u << shift) - 1u);
+    let half = 1u << (shift - 1u);
+    if (rest > half || (rest == half && (units & 1u) == 1u)) {
+        units += 1u;
+    }
+    return bitcast<f32>(sign | bitcast<u32>(f32(units) * bitcast<f32>(0x33800000u)));
+}
+
+// input[index] (scaled and rounded to f16 in mixed precision), or 0 where the fused ReLU backward blocks it.
 fn masked_input(index: u32) -> f32 {
     let value = input[index];
     if ((params.flags & 8u) != 0u && ((mask[index / 32u] >> (index % 32u)) & 1u) == 0u) {
         return 0.0;
     }
+    if ((params.flags & 32u) != 0u) {
+        return round_f16(ldexp(value, -range_scale()));
+    }
     return value;
 }
 
-// out[index] = the product's value for row m after the epilogue the flags ask for: + bias[m]
-// (bit 0), ReLU (bit 1), + the value already there (bit 2).
+// out[index] = the product's value for row m after the epilogue the flags ask for: unscaled
+// (bit 5), + bias[m] (bit 0), ReLU (bit 1), + the value already there (bit 2).
 fn store_output(m: u32, index: u32, product: f32) {
     var value = product;
+    if ((params.flags & 32u) != 0u) {
+        value = ldexp(value, range_scale());
+    }
     if ((params.flags & 1u) != 0u) {
         value += bias[m];
     }
@@ -618,4 +666,134 @@ fn conv3x3_direct(
     store_direct(m0 + 13u, y, x0, acc13);
     store_direct(m0 + 14u, y, x0, acc14);
     store_direct(m0 + 15u, y, x0, acc15);
+}
+
+// Winograd F(2x2, 3x3), f32 only: the same convolution with 16 multiplications per 2 x 2 outputs
+// and input channel instead of 36. conv3x3_winograd_weights first writes U = G g G^T (4 x 4) for
+// every row m and channel c of the product into `out` (the host binds a scratch buffer there),
+// reading g through tap_offset, so the backward's flipped, transposed weights come out of the same
+// strides and flags. conv3x3_winograd then reads U as `a`: each invocation owns one 2 x 2 output
+// tile of one row, transforms each channel's 4 x 4 input patch (V = B^T d B, through
+// masked_input, so the fused ReLU backward works as everywhere), accumulates U .* V and
+// transforms back (Y = A^T M A) into the shared epilogue. tiles_n counts workgroups of 64 tiles.
+const WINOGRAD_THREADS: u32 = 64u;
+
+@compute @workgroup_size(64)
+fn conv3x3_winograd_weights(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let index = group_index(wid, nwg) * WINOGRAD_THREADS + lid;
+    if (index >= params.out_channels * params.in_channels) {
+        return;
+    }
+    let m = index / params.in_channels;
+    let c = index % params.in_channels;
+    var g: array<f32, 9>;
+    for (var t = 0u; t < 9u; t++) {
+        g[t] = a[weight_index(m, c * 9u + t)];
+    }
+    // G g (4 x 3), G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], then (G g) G^T (4 x 4).
+    var gg: array<f32, 12>;
+    for (var j = 0u; j < 3u; j++) {
+        let g0 = g[j];
+        let g1 = g[3u + j];
+        let g2 = g[6u + j];
+        gg[j] = g0;
+        gg[3u + j] = 0.5 * (g0 + g1 + g2);
+        gg[6u + j] = 0.5 * (g0 - g1 + g2);
+        gg[9u + j] = g2;
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let r0 = gg[i * 3u];
+        let r1 = gg[i * 3u + 1u];
+        let r2 = gg[i * 3u + 2u];
+        let base = index * 16u + i * 4u;
+        out[base] = r0;
+        out[base + 1u] = 0.5 * (r0 + r1 + r2);
+        out[base + 2u] = 0.5 * (r0 - r1 + r2);
+        out[base + 3u] = r2;
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv3x3_winograd(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = group_index(wid, nwg);
+    if (group >= params.groups) {
+        return;
+    }
+    let m = group / params.tiles_n;
+    let tile = (group % params.tiles_n) * WINOGRAD_THREADS + lid;
+    let tiles_x = (params.width + 1u) / 2u;
+    let tiles_y = (params.height + 1u) / 2u;
+    if (tile >= tiles_x * tiles_y) {
+        return;
+    }
+    let y0 = i32(tile / tiles_x) * 2 - 1;
+    let x0 = i32(tile % tiles_x) * 2 - 1;
+    let hw = params.height * params.width;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var c = 0u; c < params.in_channels; c++) {
+        // d: the 4 x 4 patch with its top-left at (y0, x0), zero outside the image.
+        var d: array<f32, 16>;
+        for (var i = 0u; i < 4u; i++) {
+            let y = y0 + i32(i);
+            for (var j = 0u; j < 4u; j++) {
+                let x = x0 + i32(j);
+                var value = 0.0;
+                if (y >= 0 && x >= 0 && y < i32(params.height) && x < i32(params.width)) {
+                    value = masked_input(c * hw + u32(y) * params.width + u32(x));
+                }
+                d[i * 4u + j] = value;
+            }
+        }
+        // B^T d (rows), B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+        var bd: array<f32, 16>;
+        for (var j = 0u; j < 4u; j++) {
+            bd[j] = d[j] - d[8u + j];
+            bd[4u + j] = d[4u + j] + d[8u + j];
+            bd[8u + j] = d[8u + j] - d[4u + j];
+            bd[12u + j] = d[4u + j] - d[12u + j];
+        }
+        // (B^T d) B (columns), then M += U .* V.
+        let u = (m * params.in_channels + c) * 16u;
+        for (var i = 0u; i < 4u; i++) {
+            let r = i * 4u;
+            let v0 = bd[r] - bd[r + 2u];
+            let v1 = bd[r + 1u] + bd[r + 2u];
+            let v2 = bd[r + 2u] - bd[r + 1u];
+            let v3 = bd[r + 1u] - bd[r + 3u];
+            acc[r] = fma(a[u + r], v0, acc[r]);
+            acc[r + 1u] = fma(a[u + r + 1u], v1, acc[r + 1u]);
+            acc[r + 2u] = fma(a[u + r + 2u], v2, acc[r + 2u]);
+            acc[r + 3u] = fma(a[u + r + 3u], v3, acc[r + 3u]);
+        }
+    }
+    // Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1].
+    var am: array<f32, 8>;
+    for (var j = 0u; j < 4u; j++) {
+        am[j] = acc[j] + acc[4u + j] + acc[8u + j];
+        am[4u + j] = acc[4u + j] - acc[8u + j] - acc[12u + j];
+    }
+    for (var i = 0u; i < 2u; i++) {
+        let y = u32(y0 + 1) + i;
+        let r = i * 4u;
+        let out0 = am[r] + am[r + 1u] + am[r + 2u];
+        let out1 = am[r + 1u] - am[r + 2u] - am[r + 3u];
+        let x = u32(x0 + 1);
+        if (y < params.height) {
+            store_output(m, m * hw + y * params.width + x, out0);
+            if (x + 1u < params.width) {
+                store_output(m, m * hw + y * params.width + x + 1u, out1);
+            }
+        }
+    }
 }

@@ -11,7 +11,7 @@ struct Params {
     n: u32,        // N = H * W
     chunk: u32,    // forward: products per split (a multiple of TILE_K)
     tiles: u32,    // forward: ceil(C / 64), backward: ceil(N / 64)
-    flags: u32,    // backward: bit 2 accumulates into the output
+    flags: u32,    // backward: bit 2 accumulates into the output; bit 5: mixed precision (below)
     _pad0: u32,
     _pad1: u32,
 }
@@ -20,6 +20,63 @@ struct Params {
 @group(0) @binding(1) var<storage, read> features: array<f32>;  // F, [C][N]
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>; // forward: partials [splits][C][C]; backward: dL/dF
 @group(0) @binding(3) var<storage, read> grad_gram: array<f32>; // backward only: dL/dG, [C][C]
+// Mixed precision (flag bit 5): F and S = dL/dG + dL/dG^T are scaled by powers of two and
+// rounded to f16 as they are loaded, the f32 sums unscaled as they are stored. range[0] is the
+// largest biased exponent of |F|, range[1] that of |dL/dG| (range.wgsl); any buffer otherwise.
+@group(0) @binding(6) var<storage, read> range: array<u32>;
+
+fn is_mixed() -> bool {
+    return (params.flags & 32u) != 0u;
+}
+
+// As in conv.wgsl (ops/mixed.rs, `scale_exponent`); S = dG + dG^T takes one octave more than dG.
+fn range_scale(slot: u32) -> i32 {
+    return clamp(i32(range[slot]) - 141, -126, 126) + i32(slot);
+}
+
+// x rounded to the nearest f16 value, ties to even: conv.wgsl's round_f16, bit for bit.
+fn round_f16(x: f32) -> f32 {
+    let bits = bitcast<u32>(x);
+    let sign = bits & 0x80000000u;
+    let magnitude = bits & 0x7fffffffu;
+    if (magnitude >= 0x7f800000u) {
+        return x;
+    }
+    if (magnitude >= 0x477ff000u) {
+        return bitcast<f32>(sign | 0x7f800000u);
+    }
+    if (magnitude >= 0x38800000u) {
+        return bitcast<f32>(sign | ((magnitude + 0x0fffu + ((magnitude >> 13u) & 1u)) & 0xffffe000u));
+    }
+    if (magnitude <= 0x33000000u) {
+        return bitcast<f32>(sign);
+    }
+    let shift = 126u - (magnitude >> 23u);
+    let mantissa = (magnitude & 0x007fffffu) | 0x00800000u;
+    var units = mantissa >> shift;
+    let rest = mantissa & ((1u << shift) - 1u);
+    let half = 1u << (shift - 1u);
+    if (rest > half || (rest == half && (units & 1u) == 1u)) {
+        units += 1u;
+    }
+    return bitcast<f32>(sign | bitcast<u32>(f32(units) * bitcast<f32>(0x33800000u)));
+}
+
+// An operand as a mixed product takes it: divided by 2^range_scale(slot), rounded to f16.
+fn mixed_operand(value: f32, slot: u32) -> f32 {
+    if (is_mixed()) {
+        return round_f16(ldexp(value, -range_scale(slot)));
+    }
+    return value;
+}
+
+// A product's f32 sum unscaled: forward F F^T (2^(2 s0)), backward S F (2^(s0 + s1)).
+fn unscale(sum: f32, second_slot: u32) -> f32 {
+    if (is_mixed()) {
+        return ldexp(ldexp(sum, range_scale(0u)), range_scale(second_slot));
+    }
+    return sum;
+}
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
@@ -34,7 +91,7 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 fn load_feature(row: u32, col: u32) -> f32 {
     if (row < params.channels && col < params.n) {
-        return features[row * params.n + col];
+        return mixed_operand(features[row * params.n + col], 0u);
     }
     return 0.0;
 }
@@ -110,8 +167,9 @@ fn gram_forward(
         for (var j = 0u; j < 4u; j++) {
             let n = n0 + lid.x + j * 16u;
             if (m < c && n < c) {
-                dst[base + m * c + n] = acc[i * 4u + j];
-                dst[base + n * c + m] = acc[i * 4u + j];
+                let value = unscale(acc[i * 4u + j], 0u);
+                dst[base + m * c + n] = value;
+                dst[base + n * c + m] = value;
             }
         }
     }
@@ -146,7 +204,7 @@ fn gram_backward(
             let k = k0 + kk;
             var s = 0.0;
             if (m < c && k < c) {
-                s = grad_gram[m * c + k] + grad_gram[k * c + m];
+                s = mixed_operand(grad_gram[m * c + k] + grad_gram[k * c + m], 1u);
             }
             a_tile[kk * TILE + mm] = s;
             let nn = e % TILE;
@@ -175,7 +233,7 @@ fn gram_backward(
             let n = n0 + lid.x + j * 16u;
             if (m < c && n < params.n) {
                 let index = m * params.n + n;
-                var value = acc[i * 4u + j];
+                var value = unscale(acc[i * 4u + j], 1u);
                 if ((params.flags & 4u) != 0u) {
                     value += dst[index];
                 }
@@ -197,7 +255,7 @@ fn load_feature4(row: u32, col: u32) -> vec4<f32> {
 fn symmetric_grad(m: u32, k: u32) -> f32 {
     let c = params.channels;
     let row = min(m, c - 1u);
-    return grad_gram[row * c + k] + grad_gram[k * c + row];
+    return mixed_operand(grad_gram[row * c + k] + grad_gram[k * c + row], 1u);
 }
 
 fn store_gram_grad(m: u32, col: u32, acc: vec4<f32>) {
@@ -210,7 +268,7 @@ fn store_gram_grad(m: u32, col: u32, acc: vec4<f32>) {
             return;
         }
         let index = m * params.n + n;
-        var value = acc[j];
+        var value = unscale(acc[j], 1u);
         if ((params.flags & 4u) != 0u) {
             value += dst[index];
         }

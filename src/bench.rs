@@ -29,6 +29,10 @@ pub struct BenchReport {
     pub adapter: String,
     pub backend: String,
     pub device_type: String,
+    /// The products' arithmetic and why (`PrecisionChoice::reason`).
+    pub precision: String,
+    /// `f32`, `mixed-emulated` or `mixed-matrix`.
+    pub arithmetic: String,
     pub size: u32,
     pub iterations: usize,
     pub ms_per_step: f64,
@@ -56,6 +60,8 @@ pub fn run(bench: &BenchOptions) -> Result<BenchReport, Error> {
     let ctx = Context::new(&options.context_options())?;
     let (adapter, backend, device_type) =
         (ctx.adapter.name.clone(), ctx.adapter.backend.clone(), ctx.adapter.device_type.clone());
+    let precision = ctx.precision.reason.clone();
+    let arithmetic = ctx.precision.arithmetic.name().to_string();
     let mut rng = Rng::new(options.seed);
     let content = noise_image(bench.size, &mut rng);
     let style = noise_image(bench.size, &mut rng);
@@ -79,6 +85,8 @@ pub fn run(bench: &BenchOptions) -> Result<BenchReport, Error> {
         adapter,
         backend,
         device_type,
+        precision,
+        arithmetic,
         size: bench.size,
         iterations: bench.iterations,
         ms_per_step: seconds * 1e3,
@@ -95,7 +103,7 @@ impl BenchReport {
     pub fn to_json(&self) -> String {
         let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
         format!(
-            "{{\"ms_per_step\":{:.4},\"cpu_ms_per_step\":{:.4},\"gflops\":{:.4},\"peak_gpu_bytes\":{},\"adapter\":{},\"backend\":{},\"device_type\":{},\"size\":{},\"iterations\":{},\"flops_per_step\":{}}}",
+            "{{\"ms_per_step\":{:.4},\"cpu_ms_per_step\":{:.4},\"gflops\":{:.4},\"peak_gpu_bytes\":{},\"adapter\":{},\"backend\":{},\"device_type\":{},\"size\":{},\"iterations\":{},\"flops_per_step\":{},\"precision\":{}}}",
             self.ms_per_step,
             self.cpu_ms_per_step,
             self.gflops,
@@ -105,7 +113,8 @@ impl BenchReport {
             quote(&self.device_type),
             self.size,
             self.iterations,
-            self.flops_per_step
+            self.flops_per_step,
+            quote(&self.arithmetic)
         )
     }
 

@@ -95,7 +95,7 @@ const NOT_FINGERPRINTED: [&str; 10] = [
 ];
 
 /// `Options` fields that `Fingerprint::of` records under their flag names.
-const NAMED: [&str; 18] = [
+const NAMED: [&str; 19] = [
     "size",
     "scales",
     "min_size",
@@ -114,6 +114,7 @@ const NAMED: [&str; 18] = [
     "style_scale",
     "preserve_colors",
     "average_decay",
+    "precision",
 ];
 
 /// Every other `Options` field, as `Options::name` and its value (`Debug`, on one line): a field
@@ -186,7 +187,7 @@ impl Fingerprint {
             (INPUTS[3].into(), hex(net)),
             (INPUTS[4].into(), hex(all_masks)),
         ];
-        let flags: [(&str, String); 18] = [
+        let flags: [(&str, String); 19] = [
             ("--size", o.size.to_string()),
             ("--scales", o.scales.to_string()),
             ("--min-size", o.min_size.map_or("none".into(), |m| m.to_string())),
@@ -205,6 +206,7 @@ impl Fingerprint {
             ("--style-scale", o.style_scale.to_string()),
             ("--preserve-colors", format!("{:?}", o.preserve_colors).to_lowercase()),
             ("--average-decay", o.average_decay.to_string()),
+            ("--precision", format!("{:?}", o.precision).to_lowercase()),
         ];
         entries.extend(flags.into_iter().map(|(k, v)| (k.to_string(), v)));
         entries.extend(other_fields(options));

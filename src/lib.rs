@@ -27,6 +27,7 @@ pub mod weights;
 
 use std::path::Path;
 
+pub use gpu::Precision;
 pub use image_io::Image;
 pub use net::Pooling;
 pub use net::{ConvLayerWeights, Losses};

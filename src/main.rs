@@ -221,6 +221,28 @@ struct Cli {
     /// --save-every; the losses are read back about 200 times a scale (every step with --loss-log).
     #[arg(long, value_name = "PATH")]
     loss_plot: Option<PathBuf>,
+    /// Arithmetic of the convolutions and Gram products: `f32`; `mixed` (operands rounded to f16,
+    /// sums in f32: on matrix units where the adapter has cooperative matrices, else emulated,
+    /// slower, with a warning); `auto`: mixed where matrix units exist, else f32.
+    #[arg(long, value_enum, default_value = "auto")]
+    precision: PrecisionArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    Mixed,
+    Auto,
+}
+
+impl From<PrecisionArg> for stylize::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => stylize::Precision::F32,
+            PrecisionArg::Mixed => stylize::Precision::Mixed,
+            PrecisionArg::Auto => stylize::Precision::Auto,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,6 +277,9 @@ enum Command {
         backend: Option<BackendArg>,
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
+        /// f32, mixed or auto, as for a run (see `stylize --help`).
+        #[arg(long, value_enum, default_value = "auto")]
+        precision: PrecisionArg,
     },
     /// Move only the colours of --style onto --content, no network: each pixel x becomes
     /// A (x - mean_c) + mean_s with A = Cov_s^1/2 Cov_c^-1/2 (RGB mean and covariance of each image,
@@ -379,8 +404,13 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Recolor { content, style, output }) => recolor(&content, &style, &output),
         Some(Command::Devices { backend }) => devices(backend),
         Some(Command::Weights { action: WeightsAction::Fetch }) => fetch_weights(),
-        Some(Command::Bench { size, iterations, warmup, weights, profile, json, backend, adapter }) => {
-            let options = Options { backend: backend.map(Into::into), adapter, ..Options::default() };
+        Some(Command::Bench { size, iterations, warmup, weights, profile, json, backend, adapter, precision }) => {
+            let options = Options {
+                backend: backend.map(Into::into),
+                adapter,
+                precision: precision.into(),
+                ..Options::default()
+            };
             bench(
                 stylize::bench::BenchOptions {
                     size,
@@ -419,6 +449,11 @@ fn devices(backend: Option<BackendArg>) -> Result<()> {
             a.max_compute_workgroups_per_dimension,
             if a.timestamp_queries { "yes" } else { "no" }
         );
+        println!(
+            "    matrix units (16x16x16 f16 cooperative matrices) {}: --precision auto runs {}",
+            if a.matrix_units { "yes" } else { "no" },
+            stylize::gpu::PrecisionChoice::resolve(stylize::Precision::Auto, a.matrix_units).reason
+        );
     }
     Ok(())
 }
@@ -426,6 +461,12 @@ fn devices(backend: Option<BackendArg>) -> Result<()> {
 fn bench(options: stylize::bench::BenchOptions, json: bool) -> Result<()> {
     let report = stylize::bench::run(&options)?;
     println!("adapter      {} ({}, {})", report.adapter, report.backend, report.device_type);
+    println!("precision    {}", report.precision);
+    if report.arithmetic == stylize::gpu::Arithmetic::MixedEmulated.name()
+        && let Some(warning) = stylize::gpu::PrecisionChoice::emulated().warning()
+    {
+        eprintln!("stylize: warning: {warning}");
+    }
     println!("size         {0}x{0}, {1} timed steps after {2} warm-up", report.size, report.iterations, options.warmup);
     println!(
         "ms/step      {:.2} ({:.2} ms of it in the host's step call: uniforms, recording, submit)",
@@ -528,6 +569,7 @@ fn transfer(cli: Cli) -> Result<()> {
         average_decay: cli.average_decay,
         scales: cli.scales as usize,
         min_size: cli.min_size,
+        precision: cli.precision.into(),
         preserve_colors: match cli.preserve_colors {
             PreserveColorsArg::None => stylize::PreserveColors::None,
             PreserveColorsArg::Luminance => stylize::PreserveColors::Luminance,
@@ -593,6 +635,10 @@ fn transfer(cli: Cli) -> Result<()> {
     let interrupt = Interrupt::install()?;
     let ctx = stylize::gpu::Context::new(&options.context_options())?;
     let adapter = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
+    let precision = ctx.precision.reason.clone();
+    if let Some(warning) = ctx.precision.warning() {
+        eprintln!("stylize: warning: {warning}");
+    }
     let mut progress = CliProgress::new(&cli, &adapter, &original, &options, interrupt.clone())?;
     progress.cpu = ctx.adapter.is_cpu().then(|| CpuNotice::new(&adapter, &options));
     let started = Instant::now();
@@ -659,7 +705,7 @@ fn transfer(cli: Cli) -> Result<()> {
     let resumed =
         if cli.resume.is_some() { format!(" ({} after the resume)", steps - resumed_steps) } else { String::new() };
     eprintln!(
-        "stylize: wrote {} ({}x{}) after {steps} steps{resumed} in {:.1} s ({:.1} steps/s) on {adapter}{last}",
+        "stylize: wrote {} ({}x{}) after {steps} steps{resumed} in {:.1} s ({:.1} steps/s) on {adapter}, precision {precision}{last}",
         cli.output.display(),
         target.width,
         target.height,

@@ -1,7 +1,7 @@
 //! The optimization loop of the method: targets computed once, then Adam steps on the image,
 //! each one recorded once and submitted once, with an observer for progress, logs and saves.
 
-use crate::gpu::{Context, ContextOptions, GpuError};
+use crate::gpu::{Context, ContextOptions, GpuError, Precision};
 use crate::image_io::Image;
 use crate::net::vgg::{DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, VGG19};
 use crate::net::{ConvLayerWeights, Executor, LossLayers, Losses, NetError, Plan, Pooling};
@@ -85,6 +85,9 @@ pub struct Options {
     /// to the content's size (colour files are read as luminance 0.299 R + 0.587 G + 0.114 B).
     /// Excludes `style_blend_weights`.
     pub masks: Vec<std::path::PathBuf>,
+    /// Arithmetic of the convolutions and Gram products: f32, mixed (f16-rounded operands, f32
+    /// accumulation; emulated where the adapter has no matrix units), or auto (mixed where it has them).
+    pub precision: Precision,
 }
 
 /// How the content's colours are kept (`--preserve-colors`).
@@ -153,6 +156,7 @@ impl Default for Options {
             checkpoint_every: None,
             resume: None,
             masks: Vec::new(),
+            precision: Precision::Auto,
         }
     }
 }
@@ -266,6 +270,7 @@ impl Options {
         ContextOptions {
             backends: self.backend.map(Backend::backends),
             adapter_name: self.adapter.clone(),
+            precision: self.precision,
             ..ContextOptions::default()
         }
     }

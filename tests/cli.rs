@@ -428,3 +428,47 @@ fn cli_without_network_says_where_to_put_the_weights() {
         &out,
     );
 }
+
+/// `--precision`: the summary line says which arithmetic ran and why; mixed on an adapter
+/// without matrix units warns once that it is emulated; `stylize devices` and `bench` say it too.
+#[test]
+fn cli_precision_is_reported() {
+    let help = String::from_utf8_lossy(&stylize().arg("--help").output().unwrap().stdout).to_string();
+    assert!(help.contains("--precision"), "{help}");
+    let f = fixture();
+    let out = f.path("bad.png");
+    let mut args = base_args(&f, &out);
+    args.extend(["--precision".into(), "f16".into()]);
+    assert_eq!(stylize().args(&args).output().unwrap().status.code(), Some(2), "f16 is no precision");
+    if gpu_or_skip("cli_precision_is_reported").is_none() {
+        return;
+    }
+    let matrix_units = stylize::testing::gpu_or_skip("cli_precision_is_reported").unwrap().adapter.matrix_units;
+    for (precision, expected) in [("f32", "precision f32"), ("mixed", "precision mixed"), ("auto", "precision ")] {
+        let out = f.path(&format!("{precision}.png"));
+        let mut args = base_args(&f, &out);
+        args.extend(["--precision".into(), precision.into()]);
+        let output = stylize().args(&args).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let lines = stderr_lines(&output);
+        let last = lines.last().unwrap();
+        assert!(last.contains("wrote") && last.contains(expected), "{precision}: {last}");
+        let warned = lines.iter().any(|l| l.contains("warning") && l.contains("emulated"));
+        assert_eq!(warned, precision == "mixed" && !matrix_units, "{precision}: {lines:?}");
+        // Besides the summary and the warning, only the CPU adapter's notice (see
+        // cli_on_a_cpu_adapter_says_so_once_with_the_expected_time).
+        let others = lines.iter().filter(|l| !l.contains("running on the CPU")).count();
+        assert_eq!(others, 1 + warned as usize, "{precision}: {lines:?}");
+    }
+    let devices = String::from_utf8_lossy(&stylize().arg("devices").output().unwrap().stdout).to_string();
+    assert!(devices.contains("matrix units") && devices.contains("--precision auto runs"), "{devices}");
+    let bench = stylize()
+        .args(["bench", "--size", "16", "--iterations", "1", "--warmup", "0", "--precision", "mixed", "--json"])
+        .output()
+        .unwrap();
+    assert!(bench.status.success(), "{}", String::from_utf8_lossy(&bench.stderr));
+    let stdout = String::from_utf8_lossy(&bench.stdout);
+    assert!(stdout.contains("precision    mixed"), "{stdout}");
+    let expected = if matrix_units { "\"precision\":\"mixed-matrix\"" } else { "\"precision\":\"mixed-emulated\"" };
+    assert!(stdout.contains(expected), "{stdout}");
+}

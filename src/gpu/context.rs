@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Registry;
+use super::precision::{Precision, PrecisionChoice, has_matrix_units};
 
 /// Everything that can go wrong on the GPU side, as values rather than panics.
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +35,15 @@ pub struct ContextOptions {
     pub adapter_name: Option<String>,
     /// Longest wait for one submission before it is reported as a hang.
     pub wait_timeout: Duration,
+    /// Arithmetic of the products (`--precision`), resolved against the adapter. The default
+    /// here is f32, the reference (tests and callers that open a bare context);
+    /// `Options::precision` (the CLI's and the library's runs) defaults to auto.
+    pub precision: Precision,
 }
 
 impl Default for ContextOptions {
     fn default() -> Self {
-        Self { backends: None, adapter_name: None, wait_timeout: Duration::from_secs(600) }
+        Self { backends: None, adapter_name: None, wait_timeout: Duration::from_secs(600), precision: Precision::F32 }
     }
 }
 
@@ -54,6 +59,8 @@ pub struct AdapterSummary {
     pub max_compute_workgroup_storage_size: u32,
     pub max_compute_workgroups_per_dimension: u32,
     pub timestamp_queries: bool,
+    /// 16x16x16 f16 -> f32 cooperative matrices (matrix units), which `--precision auto` uses.
+    pub matrix_units: bool,
 }
 
 /// Names of software renderers, for drivers that do not report `DeviceType::Cpu`.
@@ -81,6 +88,7 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
         timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        matrix_units: has_matrix_units(adapter),
     }
 }
 
@@ -138,8 +146,13 @@ pub struct Context {
     max_groups_per_dim: u32,
     /// Forces one convolution formulation (tests run both); `None` picks by adapter type.
     pub conv_algorithm: Option<crate::ops::conv::ConvAlgorithm>,
+    /// The products' arithmetic (f32, or f16 operands with f32 accumulation) and why; tests
+    /// may replace it before building kernels.
+    pub precision: PrecisionChoice,
     /// Every buffer `shared_scratch` has made, the current (largest) last.
     shared_scratch: Mutex<Vec<wgpu::Buffer>>,
+    /// The words `shared_words` hands out (made on first use).
+    shared_words: Mutex<Option<wgpu::Buffer>>,
 }
 
 impl Context {
@@ -150,12 +163,23 @@ impl Context {
         let summary = summarize(&adapter);
         let limits = adapter.limits();
         let timestamp_queries = summary.timestamp_queries;
-        let features = if timestamp_queries { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
+        let precision = PrecisionChoice::resolve(opts.precision, summary.matrix_units);
+        let mut features = if timestamp_queries { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
+        let matrix = precision.arithmetic == super::Arithmetic::MixedMatrix;
+        if matrix {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("stylize"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: Default::default(),
+            // SAFETY: wgpu asks callers of experimental features to accept that they may have
+            // bugs; only the cooperative-matrix kernels use one, and only when mixed is chosen.
+            experimental_features: if matrix {
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -186,7 +210,9 @@ impl Context {
             pending_error,
             wait_timeout: opts.wait_timeout,
             conv_algorithm: conv_algorithm_from_env()?,
+            precision,
             shared_scratch: Mutex::new(Vec::new()),
+            shared_words: Mutex::new(None),
         })
     }
 
@@ -239,6 +265,19 @@ impl Context {
         }
         let buffer = self.buffer("shared scratch", len)?;
         made.push(buffer.clone());
+        Ok(buffer)
+    }
+
+    /// A buffer of SHARED_WORDS words shared by every kernel that asks, for values one dispatch
+    /// writes and the next ones read (the ranges of mixed-precision operands), safe for the
+    /// reason `shared_scratch` is: all work runs in order on one queue.
+    pub fn shared_words(&self) -> Result<wgpu::Buffer, GpuError> {
+        let mut made = self.shared_words.lock().expect("shared words");
+        if let Some(buffer) = made.as_ref() {
+            return Ok(buffer.clone());
+        }
+        let buffer = self.buffer("shared words", SHARED_WORDS)?;
+        *made = Some(buffer.clone());
         Ok(buffer)
     }
 
@@ -340,11 +379,16 @@ impl Context {
     }
 }
 
-/// `STYLIZE_CONV=tiled|tiled64|wide|square|thin|direct` forces one formulation of the convolution
+/// Words of `Context::shared_words`.
+pub const SHARED_WORDS: usize = 4;
+
+/// `STYLIZE_CONV=tiled|tiled64|wide|square|thin|direct|winograd` forces one formulation of the convolution
 /// (for benchmarks that compare them); unset, the adapter's type decides.
 fn conv_algorithm_from_env() -> Result<Option<crate::ops::conv::ConvAlgorithm>, GpuError> {
     let Ok(name) = std::env::var("STYLIZE_CONV") else { return Ok(None) };
     crate::ops::conv::ConvAlgorithm::parse(&name).map(Some).ok_or_else(|| {
-        GpuError::Device(format!("STYLIZE_CONV={name}: expected tiled, tiled64, wide, square, thin or direct"))
+        GpuError::Device(format!(
+            "STYLIZE_CONV={name}: expected tiled, tiled64, wide, square, thin, direct or winograd"
+        ))
     })
 }

@@ -3,10 +3,12 @@
 
 mod context;
 mod kernel;
+mod precision;
 mod profile;
 mod registry;
 
 pub use context::{AdapterSummary, Context, ContextOptions, GpuError, list_adapters};
 pub use kernel::{Kernel, Step, fold_groups};
+pub use precision::{Arithmetic, Precision, PrecisionChoice};
 pub use profile::{KernelTime, profile_step};
 pub use registry::{Registry, ShaderSource};

@@ -225,11 +225,13 @@ impl Executor {
         grad_gram: &wgpu::Buffer,
         grad: &wgpu::Buffer,
         accumulate: bool,
-    ) -> Result<crate::gpu::Kernel, NetError> {
+    ) -> Result<Step, NetError> {
         let act = self.plan.style[index].act;
         let shape = self.plan.gram_shape(act);
         Ok(match &self.column_weights[index] {
-            Some(weights) => gram::backward_masked(ctx, shape, &self.acts[act], weights, grad_gram, grad, accumulate)?,
+            Some(weights) => {
+                Step::single(gram::backward_masked(ctx, shape, &self.acts[act], weights, grad_gram, grad, accumulate)?)
+            }
             None => gram::backward(ctx, shape, &self.acts[act], grad_gram, grad, accumulate)?,
         })
     }
@@ -325,11 +327,11 @@ impl Executor {
                 if normalize {
                     let len = plan.acts[out].len();
                     let term_grad = self.term_grad.as_ref().expect("allocated with normalize_gradients");
-                    step.push(self.term_gram_backward(ctx, index, &grad_gram, term_grad, false)?);
+                    step.extend(self.term_gram_backward(ctx, index, &grad_gram, term_grad, false)?);
                     let strength = plan.style_weight * term.weight;
                     add_normalized(ctx, &mut step, len, term_grad, strength, grads[current], valid)?;
                 } else {
-                    step.push(self.term_gram_backward(ctx, index, &grad_gram, grads[current], valid)?);
+                    step.extend(self.term_gram_backward(ctx, index, &grad_gram, grads[current], valid)?);
                 }
                 step.keep(grad_gram);
                 valid = true;

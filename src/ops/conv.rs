@@ -3,9 +3,14 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
+use crate::gpu::{Arithmetic, Context, GpuError, Kernel, ShaderSource, Step};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "conv", source: include_str!("../../kernels/conv.wgsl") };
+/// The same product on cooperative matrices (mixed precision on adapters with matrix units).
+pub const COOP_SHADER: ShaderSource =
+    ShaderSource { name: "conv_coop", source: include_str!("../../kernels/conv_coop.wgsl") };
+/// Rows and pixels of one cooperative-matrix tile (`conv3x3_coop`).
+const COOP_TILE: u32 = 32;
 
 const TILE: u32 = 64;
 const FLAG_BIAS: u32 = 1;
@@ -13,6 +18,9 @@ const FLAG_RELU: u32 = 2;
 const FLAG_ACCUMULATE: u32 = 4;
 const FLAG_MASK_INPUT: u32 = 8;
 const FLAG_FLIP_TAPS: u32 = 16;
+/// Mixed precision: the input operand is scaled by its range and rounded to f16 as it is loaded,
+/// the f32 sum unscaled before the epilogue; the weights are f16-rounded at upload.
+const FLAG_MIXED: u32 = 32;
 
 /// Sizes of one convolution layer on a CHW image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,12 +52,16 @@ impl ConvShape {
 }
 
 /// A layer's weights on the GPU in torchvision's layout [out, in, 3, 3]; the backward pass reads
-/// the same buffer transposed and flipped, so no second copy is kept.
+/// the same buffer transposed and flipped, so no second copy is kept. Under mixed precision
+/// (`Context::precision` when uploading) the weights are stored rounded to f16 (nearest even),
+/// the operand every product with them takes; the bias stays f32.
 pub struct ConvWeights {
     pub in_channels: usize,
     pub out_channels: usize,
     pub weight: wgpu::Buffer,
     pub bias: wgpu::Buffer,
+    /// Whether `weight` holds f16-rounded values (uploaded under mixed precision).
+    pub f16_rounded: bool,
 }
 
 impl ConvWeights {
@@ -64,10 +76,17 @@ impl ConvWeights {
     ) -> Result<Self, GpuError> {
         assert_eq!(weight.len(), out_channels * in_channels * 9, "{label} weight length");
         assert_eq!(bias.len(), out_channels, "{label} bias length");
+        let f16_rounded = ctx.precision.arithmetic.is_mixed();
         Ok(Self {
+            f16_rounded,
             in_channels,
             out_channels,
-            weight: ctx.upload(&format!("{label}.weight"), weight)?,
+            weight: if f16_rounded {
+                let rounded: Vec<f32> = weight.iter().map(|&w| super::mixed::round_f16(w)).collect();
+                ctx.upload(&format!("{label}.weight (f16-rounded)"), &rounded)?
+            } else {
+                ctx.upload(&format!("{label}.weight"), weight)?
+            },
             bias: ctx.upload(&format!("{label}.bias"), bias)?,
         })
     }
@@ -107,6 +126,10 @@ pub enum ConvAlgorithm {
     Thin,
     /// No workgroup memory or barriers, uniform weight loads: for CPU implementations.
     Direct,
+    /// Winograd F(2x2, 3x3): 16 multiplications per 2 x 2 outputs and channel instead of 36,
+    /// after a transform of the weights into the shared scratch; f32 only (mixed products
+    /// take `Tiled` instead), never split. Only when forced (`STYLIZE_CONV=winograd`).
+    Winograd,
 }
 
 impl ConvAlgorithm {
@@ -116,16 +139,17 @@ impl ConvAlgorithm {
     }
 
     /// Every formulation, for tests and benchmarks.
-    pub const ALL: [ConvAlgorithm; 6] = [
+    pub const ALL: [ConvAlgorithm; 7] = [
         ConvAlgorithm::Tiled,
         ConvAlgorithm::Tiled64,
         ConvAlgorithm::Wide,
         ConvAlgorithm::Square,
         ConvAlgorithm::Thin,
         ConvAlgorithm::Direct,
+        ConvAlgorithm::Winograd,
     ];
 
-    /// Parses `tiled`, `tiled64`, `wide`, `square`, `thin` or `direct` (`STYLIZE_CONV`).
+    /// Parses `tiled`, `tiled64`, `wide`, `square`, `thin`, `direct` or `winograd` (`STYLIZE_CONV`).
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| format!("{a:?}").eq_ignore_ascii_case(name))
     }
@@ -174,6 +198,8 @@ const DIRECT_BLOCKS: u32 = 16;
 const DIRECT_PIXELS: u32 = 4;
 const THIN_ROWS: u32 = 4;
 const THIN_PIXELS: u32 = 256;
+/// 2 x 2 output tiles per workgroup of `conv3x3_winograd`.
+const WINOGRAD_TILES: u32 = 64;
 /// Split-K: enough workgroups to fill a large GPU, each reducing over at least this many indices.
 const SPLIT_TARGET_GROUPS: usize = 256;
 const SPLIT_MIN_CHUNK: usize = 256;
@@ -181,6 +207,7 @@ const SPLIT_MIN_CHUNK: usize = 256;
 /// How one product is dispatched.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
+    shader: ShaderSource,
     entry: &'static str,
     tiles_m: u32,
     tiles_n: u32,
@@ -191,7 +218,11 @@ struct Layout {
 }
 
 fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: usize) -> Layout {
-    let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
+    let mut algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
+    if algorithm == ConvAlgorithm::Winograd && ctx.precision.arithmetic.is_mixed() {
+        // Rounded operands are defined in the direct product's terms, not in Winograd's transforms.
+        algorithm = ConvAlgorithm::Tiled;
+    }
     let pixels = (height * width) as u32;
     let m = rows as u32;
     let (tiles_m, tiles_n, tile_m, entry) = match algorithm.choose(rows, in_channels, height * width) {
@@ -203,19 +234,43 @@ fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: 
             let blocks = (height as u32) * (width as u32).div_ceil(DIRECT_PIXELS);
             (m.div_ceil(DIRECT_ROWS), blocks.div_ceil(DIRECT_BLOCKS), DIRECT_ROWS, "conv3x3_direct")
         }
+        ConvAlgorithm::Winograd => {
+            let tiles = ((height as u32).div_ceil(2)) * ((width as u32).div_ceil(2));
+            (m, tiles.div_ceil(WINOGRAD_TILES), 1, "conv3x3_winograd")
+        }
+    };
+    // Mixed precision on matrix units: every product but the handful-of-rows one (the image's
+    // gradient, where a 32-row tile would be mostly padding) runs on cooperative matrices.
+    let coop = ctx.precision.arithmetic == Arithmetic::MixedMatrix && entry != "conv3x3_thin";
+    let (shader, tiles_m, tiles_n, tile_m, entry) = if coop {
+        (COOP_SHADER, m.div_ceil(COOP_TILE), pixels.div_ceil(COOP_TILE), COOP_TILE, "conv3x3_coop")
+    } else {
+        (SHADER, tiles_m, tiles_n, tile_m, entry)
     };
     let k_total = in_channels * 9;
     // Few tiles over a long reduction (the deep layers at small sizes, conv5_1 at 512 px) leave
     // most of a GPU idle while each workgroup walks the whole reduction: split it, sum after.
     let tiles = (tiles_m * tiles_n) as usize;
-    let splittable = matches!(entry, "conv3x3" | "conv3x3_8x8");
+    let splittable = matches!(entry, "conv3x3" | "conv3x3_8x8" | "conv3x3_coop");
     let splits = if splittable { split_parts(tiles, k_total) } else { 1 };
     let k_chunk = k_total.div_ceil(splits).next_multiple_of(16);
-    Layout { entry, tiles_m, tiles_n, tile_m, splits: k_total.div_ceil(k_chunk) as u32, k_chunk: k_chunk as u32 }
+    Layout {
+        shader,
+        entry,
+        tiles_m,
+        tiles_n,
+        tile_m,
+        splits: k_total.div_ceil(k_chunk) as u32,
+        k_chunk: k_chunk as u32,
+    }
 }
 
-/// Floats of shared scratch the product needs for its split-K partial sums (0 when not split).
-fn scratch_len(layout: &Layout, rows: usize, height: usize, width: usize) -> usize {
+/// Floats of shared scratch the product needs: its split-K partial sums (0 when not split), or
+/// Winograd's transformed weights (16 per row and channel).
+fn scratch_len(layout: &Layout, rows: usize, channels: usize, height: usize, width: usize) -> usize {
+    if layout.entry == "conv3x3_winograd" {
+        return rows * channels * 16;
+    }
     if layout.splits > 1 { layout.splits as usize * rows * height * width } else { 0 }
 }
 
@@ -223,8 +278,8 @@ fn scratch_len(layout: &Layout, rows: usize, height: usize, width: usize) -> usi
 /// ask for the largest first so that one buffer serves every layer.
 pub fn scratch_floats(ctx: &Context, shape: ConvShape) -> usize {
     let (c_in, c_out, h, w) = (shape.in_channels, shape.out_channels, shape.height, shape.width);
-    let forward = scratch_len(&layout(ctx, c_out, c_in, h, w), c_out, h, w);
-    let backward = scratch_len(&layout(ctx, c_in, c_out, h, w), c_in, h, w);
+    let forward = scratch_len(&layout(ctx, c_out, c_in, h, w), c_out, c_in, h, w);
+    let backward = scratch_len(&layout(ctx, c_in, c_out, h, w), c_in, c_out, h, w);
     forward.max(backward)
 }
 
@@ -235,11 +290,32 @@ fn gemm_kernel(
     product: ConvShape,
     flags: u32,
     [input, weight, bias, output, mask]: [&wgpu::Buffer; 5],
+    rounded_weights: bool,
     (detail, flops): (String, u64),
 ) -> Result<Step, GpuError> {
     let ConvShape { in_channels, out_channels: rows, height, width } = product;
     let layout = layout(ctx, rows, in_channels, height, width);
     let split = layout.splits > 1;
+    let mut step = Step::new();
+    // Mixed precision: the input operand's range, found on the GPU just before the product.
+    let mixed = ctx.precision.arithmetic.is_mixed();
+    if mixed != rounded_weights {
+        return Err(GpuError::Device(format!(
+            "{detail}: weights uploaded for {} used in a {} product",
+            if rounded_weights { "mixed precision" } else { "f32" },
+            if mixed { "mixed-precision" } else { "f32" }
+        )));
+    }
+    let range = if mixed {
+        let range = super::mixed::range_buffer(ctx)?;
+        step.extend(super::mixed::range(ctx, product.input_len(), input, &range, 0)?);
+        Some(range)
+    } else {
+        None
+    };
+    let flags = if mixed { flags | FLAG_MIXED } else { flags };
+    // The range binding is unused without FLAG_MIXED; any buffer satisfies the layout.
+    let range = range.as_ref().unwrap_or(input);
     let params = Params {
         groups: 0,
         in_channels: in_channels as u32,
@@ -259,23 +335,49 @@ fn gemm_kernel(
         splits: layout.splits,
         _pad: [0; 3],
     };
-    let mut step = Step::new();
     let groups = layout.tiles_m * layout.tiles_n * layout.splits;
-    let partials = if split { Some(ctx.shared_scratch(scratch_len(&layout, rows, height, width))?) } else { None };
+    if layout.entry == "conv3x3_winograd" {
+        // U = G g G^T into the shared scratch (written through `out`), then the product reads it as `a`.
+        let transformed = ctx.shared_scratch(scratch_len(&layout, rows, in_channels, height, width))?;
+        let pairs = (rows * in_channels) as u32;
+        step.push(Kernel::with_bindings(
+            ctx,
+            SHADER,
+            "conv3x3_winograd_weights",
+            bytemuck::bytes_of(&params),
+            &[(2, weight), (4, &transformed)],
+            pairs.div_ceil(WINOGRAD_TILES),
+        )?);
+        step.push(
+            Kernel::new(
+                ctx,
+                SHADER,
+                layout.entry,
+                bytemuck::bytes_of(&params),
+                &[input, &transformed, bias, output, mask, range],
+                groups,
+            )?
+            .with_work(detail, flops),
+        );
+        return Ok(step);
+    }
+    let partials =
+        if split { Some(ctx.shared_scratch(scratch_len(&layout, rows, in_channels, height, width))?) } else { None };
     let detail = if split { format!("{detail} ({} splits)", layout.splits) } else { detail };
     step.push(
         Kernel::new(
             ctx,
-            SHADER,
+            layout.shader,
             layout.entry,
             bytemuck::bytes_of(&params),
-            &[input, weight, bias, partials.as_ref().unwrap_or(output), mask],
+            &[input, weight, bias, partials.as_ref().unwrap_or(output), mask, range],
             groups,
         )?
         .with_work(detail, flops),
     );
     let Some(partials) = partials else { return Ok(step) };
-    let sum = Params { flags, ..params };
+    // The parts were unscaled as they were written: the sum adds f32 values.
+    let sum = Params { flags: flags & !FLAG_MIXED, ..params };
     let len = (rows * height * width) as u32;
     // The partial sums are read as `input` (binding 1); the sum uses neither `a` nor `mask`.
     step.push(Kernel::with_bindings(
@@ -283,7 +385,7 @@ fn gemm_kernel(
         SHADER,
         "conv3x3_split_sum",
         bytemuck::bytes_of(&sum),
-        &[(1, &partials), (3, bias), (4, output)],
+        &[(1, &partials), (3, bias), (4, output), (6, range)],
         len.div_ceil(256),
     )?);
     Ok(step)
@@ -306,6 +408,7 @@ pub fn forward(
         flags,
         // The mask binding is unused without FLAG_MASK_INPUT; any buffer satisfies the layout.
         [input, &weights.weight, &weights.bias, output, input],
+        weights.f16_rounded,
         (format!("forward {}", shape.describe()), shape.flops()),
     )
 }
@@ -332,6 +435,7 @@ pub fn backward_input(
         flags,
         // The bias binding is unused without FLAG_BIAS; any buffer satisfies the layout.
         [grad_output, &weights.weight, &weights.bias, grad_input, relu_mask.unwrap_or(grad_output)],
+        weights.f16_rounded,
         (format!("backward {}", shape.describe()), shape.flops()),
     )
 }
@@ -339,6 +443,34 @@ pub fn backward_input(
 /// f64 references, written from the definitions (no im2col, no flipping) so that they check the kernel.
 pub mod reference {
     use super::ConvShape;
+    use crate::ops::mixed;
+
+    /// `forward` on the operands a mixed-precision convolution takes: the input scaled by its
+    /// range and rounded to f16, the weight rounded to f16 (the bias stays as given).
+    pub fn forward_mixed(shape: ConvShape, input: &[f32], weight: &[f32], bias: &[f64]) -> Vec<f64> {
+        forward(shape, &mixed::round_operand(input), &rounded_weight(weight), bias)
+    }
+
+    /// `backward_input` on the operands a mixed-precision backward takes: the output gradient,
+    /// masked by `keep` (the fused ReLU's output > 0) where given, scaled by the range of the
+    /// unmasked gradient (what the kernel measures) and rounded to f16; the weight rounded to f16.
+    pub fn backward_input_mixed(
+        shape: ConvShape,
+        grad_output: &[f32],
+        keep: Option<&[bool]>,
+        weight: &[f32],
+    ) -> Vec<f64> {
+        let exponent = mixed::scale_exponent(mixed::max_biased_exponent(grad_output));
+        let masked: Vec<f32> = match keep {
+            Some(keep) => grad_output.iter().zip(keep).map(|(&g, &k)| if k { g } else { 0.0 }).collect(),
+            None => grad_output.to_vec(),
+        };
+        backward_input(shape, &mixed::round_scaled(&masked, exponent), &rounded_weight(weight))
+    }
+
+    fn rounded_weight(weight: &[f32]) -> Vec<f64> {
+        weight.iter().map(|&w| mixed::round_f16(w) as f64).collect()
+    }
 
     /// out[co, y, x] = bias[co] + sum over ci, ky, kx of w[co, ci, ky, kx] * in[ci, y + ky - 1, x + kx - 1].
     pub fn forward(shape: ConvShape, input: &[f64], weight: &[f64], bias: &[f64]) -> Vec<f64> {

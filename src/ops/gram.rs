@@ -6,10 +6,14 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::conv::ConvAlgorithm;
-use super::reduce;
+use super::{mixed, reduce};
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "gram", source: include_str!("../../kernels/gram.wgsl") };
+/// The forward on cooperative matrices (mixed precision on adapters with matrix units), 32 x 32 tiles.
+pub const COOP_SHADER: ShaderSource =
+    ShaderSource { name: "gram_coop", source: include_str!("../../kernels/gram_coop.wgsl") };
+const COOP_TILE: usize = 32;
 
 const TILE: usize = 64;
 /// Products one accumulator sums before its partial is handed to the split-sum: at most CHUNK,
@@ -19,6 +23,9 @@ const MIN_CHUNK: usize = 256;
 /// Workgroups the forward aims for (triangle tiles times splits).
 const TARGET_GROUPS: usize = 256;
 const FLAG_ACCUMULATE: u32 = 4;
+/// Mixed precision: F (and the backward's dL/dG + dL/dG^T) scaled by its range and rounded to
+/// f16 as loaded, the f32 sums unscaled as stored (`ops::mixed`).
+const FLAG_MIXED: u32 = 32;
 
 /// Features of `channels` rows and `n` = H W columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,26 +98,30 @@ pub fn forward_with_partials(
     partials: &wgpu::Buffer,
     gram: &wgpu::Buffer,
 ) -> Result<Step, GpuError> {
-    let tiles = shape.channels.div_ceil(TILE);
+    let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
+    let (shader, entry, tile) =
+        if coop { (COOP_SHADER, "gram_forward_coop", COOP_TILE) } else { (SHADER, "gram_forward", TILE) };
+    let tiles = shape.channels.div_ceil(tile);
     let pairs = tiles * (tiles + 1) / 2;
     let splits = shape.splits();
+    let mut step = Step::new();
+    let (range, flags) = mixed_ranges(ctx, &mut step, shape, features, None)?;
     let params = Params {
         groups: 0,
         channels: shape.channels as u32,
         n: shape.n as u32,
         chunk: shape.chunk() as u32,
         tiles: tiles as u32,
-        flags: 0,
+        flags,
         _pad: [0; 2],
     };
-    let mut step = Step::new();
     step.push(
-        Kernel::new(
+        Kernel::with_bindings(
             ctx,
-            SHADER,
-            "gram_forward",
+            shader,
+            entry,
             bytemuck::bytes_of(&params),
-            &[features, partials],
+            &[(1, features), (2, partials), (6, range.as_ref().unwrap_or(features))],
             (pairs * splits) as u32,
         )?
         .with_work(format!("forward {}x{}", shape.channels, shape.n), shape.flops()),
@@ -119,8 +130,29 @@ pub fn forward_with_partials(
     Ok(step)
 }
 
+/// Under mixed precision, appends to `step` the kernels that find the ranges of F (slot 0) and
+/// of dL/dG (slot 1, the backward's) and returns their buffer (`Context::shared_words`) and the flag.
+fn mixed_ranges(
+    ctx: &Context,
+    step: &mut Step,
+    shape: GramShape,
+    features: &wgpu::Buffer,
+    grad_gram: Option<&wgpu::Buffer>,
+) -> Result<(Option<wgpu::Buffer>, u32), GpuError> {
+    if !ctx.precision.arithmetic.is_mixed() {
+        return Ok((None, 0));
+    }
+    let range = mixed::range_buffer(ctx)?;
+    step.extend(mixed::range(ctx, shape.features_len(), features, &range, 0)?);
+    if let Some(grad_gram) = grad_gram {
+        step.extend(mixed::range(ctx, shape.gram_len(), grad_gram, &range, 1)?);
+    }
+    Ok((Some(range), FLAG_MIXED))
+}
+
 /// grad_features (=, or += when `accumulate`) (dL/dG + dL/dG^T) F: a tiled GEMM on GPUs, the
-/// direct form on CPU adapters (the same choice as the convolution's, `ConvAlgorithm`).
+/// direct form on CPU adapters (the same choice as the convolution's, `ConvAlgorithm`); under
+/// mixed precision preceded by the kernels that find its operands' ranges.
 pub fn backward(
     ctx: &Context,
     shape: GramShape,
@@ -128,7 +160,9 @@ pub fn backward(
     grad_gram: &wgpu::Buffer,
     grad_features: &wgpu::Buffer,
     accumulate: bool,
-) -> Result<Kernel, GpuError> {
+) -> Result<Step, GpuError> {
+    let mut step = Step::new();
+    let (range, mixed_flag) = mixed_ranges(ctx, &mut step, shape, features, Some(grad_gram))?;
     let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
     let (tiles_m, tiles_n, entry) = match algorithm {
         // 16 rows by 16 invocations of 4 columns each.
@@ -143,18 +177,21 @@ pub fn backward(
         n: shape.n as u32,
         chunk: 0,
         tiles: tiles_n as u32,
-        flags: if accumulate { FLAG_ACCUMULATE } else { 0 },
+        flags: if accumulate { FLAG_ACCUMULATE } else { 0 } | mixed_flag,
         _pad: [0; 2],
     };
-    Kernel::new(
-        ctx,
-        SHADER,
-        entry,
-        bytemuck::bytes_of(&params),
-        &[features, grad_features, grad_gram],
-        (tiles_m * tiles_n) as u32,
-    )
-    .map(|k| k.with_work(format!("backward {}x{}", shape.channels, shape.n), shape.flops()))
+    step.push(
+        Kernel::with_bindings(
+            ctx,
+            SHADER,
+            entry,
+            bytemuck::bytes_of(&params),
+            &[(1, features), (2, grad_features), (3, grad_gram), (6, range.as_ref().unwrap_or(features))],
+            (tiles_m * tiles_n) as u32,
+        )?
+        .with_work(format!("backward {}x{}", shape.channels, shape.n), shape.flops()),
+    );
+    Ok(step)
 }
 
 /// The guided Gram matrix's column weights for a mask `t` over the N positions of a layer
@@ -244,6 +281,25 @@ pub fn backward_masked(
 
 pub mod reference {
     use super::GramShape;
+    use crate::ops::mixed;
+
+    /// `forward` on the operand a mixed-precision Gram takes: F scaled by its range and rounded to f16.
+    pub fn forward_mixed(shape: GramShape, features: &[f32]) -> Vec<f64> {
+        forward(shape, &mixed::round_operand(features))
+    }
+
+    /// `backward` on the operands a mixed-precision Gram backward takes: F as in the forward, and
+    /// S = dL/dG + dL/dG^T (summed in f32, as the kernel does) scaled by the range of dL/dG and
+    /// one octave more, rounded to f16. Returns (dL/dF).
+    pub fn backward_mixed(shape: GramShape, features: &[f32], grad_gram: &[f32]) -> Vec<f64> {
+        let c = shape.channels;
+        let s: Vec<f32> = (0..c * c).map(|i| grad_gram[i] + grad_gram[(i % c) * c + i / c]).collect();
+        let exponent = mixed::scale_exponent(mixed::max_biased_exponent(grad_gram)) + 1;
+        let s = mixed::round_scaled(&s, exponent);
+        // `backward` symmetrizes its argument: hand it S / 2 so that it forms S (exact in f64).
+        let half: Vec<f64> = s.iter().map(|v| v / 2.0).collect();
+        backward(shape, &mixed::round_operand(features), &half)
+    }
 
     pub fn forward(shape: GramShape, features: &[f64]) -> Vec<f64> {
         let (c, n) = (shape.channels, shape.n);

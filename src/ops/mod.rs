@@ -6,6 +6,7 @@ pub mod check;
 pub mod conv;
 pub mod gram;
 pub mod loss;
+pub mod mixed;
 pub mod normalize;
 pub mod pool;
 pub mod reduce;
@@ -15,13 +16,17 @@ pub mod vector;
 
 use crate::gpu::ShaderSource;
 
-/// Every WGSL file the crate compiles, for validation and pipeline warm-up.
-pub const SHADERS: [ShaderSource; 12] = [
+/// Every WGSL file the crate compiles, for validation and pipeline warm-up (the `COOP_SHADER`s
+/// only on adapters with cooperative matrices).
+pub const SHADERS: [ShaderSource; 15] = [
     adam::SHADER,
     check::SHADER,
     conv::SHADER,
+    conv::COOP_SHADER,
     gram::SHADER,
+    gram::COOP_SHADER,
     loss::SHADER,
+    mixed::SHADER,
     normalize::SHADER,
     pool::SHADER,
     reduce::SHADER,

@@ -1,0 +1,242 @@
+// The 3x3 convolution's implicit GEMM (conv.wgsl) on cooperative matrices (matrix units), for
+// mixed precision on adapters that have them: each workgroup of 32 invocations (one subgroup on
+// NVIDIA, and AMD RDNA in wave32) computes a 32 x 32 tile of out as four 16 x 16 f32 accumulators;
+// every reduction step of 16 stages the 32 x 16 block of `a` and the 16 x 32 block of im2col(input)
+// in workgroup memory as f16 (rounded to nearest even by round_f16 first, so the conversion is
+// exact and the operands are the emulation's, bit for bit), then multiplies them with
+// coopMultiplyAdd (16x16x16, f16 -> f32). The epilogue (unscale, bias, ReLU, accumulate) and
+// split-K are conv.wgsl's; the helpers below are copies of conv.wgsl's (WGSL has no includes, and
+// this file needs `enable f16;`, which adapters without f16 reject). Forward and backward to the
+// input, like conv.wgsl (flags, strides). The host always sets flag bit 5 (mixed) here.
+
+enable f16;
+enable wgpu_cooperative_matrix;
+
+struct Params {
+    groups: u32,        // logical workgroups (filled by the host); grid may be folded
+    in_channels: u32,   // channels of `input` (K = in_channels * 9)
+    out_channels: u32,  // rows of `a` (M)
+    height: u32,
+    width: u32,
+    tiles_n: u32,       // tiles along the pixels (ceil(height * width / tile width))
+    flags: u32,         // bit 0: add bias, bit 1: apply ReLU, bit 2: accumulate into out,
+                        // bit 3: read input only where its mask bit is set (the ReLU backward fused into the load),
+                        // bit 4: taps flipped (8 - tap), for the backward pass,
+                        // bit 5: mixed precision: `input` is scaled by 2^-range_scale() and rounded
+                        // to f16 as it is loaded (`a` arrives f16-rounded), the f32 sum unscaled
+    ci_stride: u32,     // distance in `a` between consecutive input channels of one row
+    row_stride: u32,    // distance in `a` between consecutive rows
+    tile_m: u32,        // conv3x3_8x8: rows per tile, 128 (128 x 128 tiles) or 64 (64 x 256)
+    tiles: u32,         // tiles of one split (tiles_m * tiles_n)
+    k_chunk: u32,       // reduction indices per split (a multiple of 16); k_total when not split
+    splits: u32,        // split-K: workgroup g reduces over split g / tiles and writes partial sums
+                        // at split * M * H * W (conv3x3_split_sum finishes them)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Which tile and which part of the reduction a workgroup owns.
+struct Work {
+    m0: u32,
+    n0: u32,
+    k_begin: u32,
+    k_end: u32,
+    out_base: u32,
+}
+
+fn split_work(group: u32, tile_m: u32, tile_n: u32) -> Work {
+    let split = group / params.tiles;
+    let tile = group % params.tiles;
+    let k_begin = split * params.k_chunk;
+    let k_end = min(k_begin + params.k_chunk, params.in_channels * 9u);
+    let out_base = split * params.out_channels * params.height * params.width;
+    return Work((tile / params.tiles_n) * tile_m, (tile % params.tiles_n) * tile_n, k_begin, k_end, out_base);
+}
+
+// The logical workgroup index of a grid the host may have folded into 2-D or 3-D.
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+}
+
+// Offset in `a` of reduction index k = channel * 9 + tap within any row.
+fn tap_offset(k: u32) -> u32 {
+    let channel = k / 9u;
+    var tap = k - channel * 9u;
+    if ((params.flags & 16u) != 0u) {
+        tap = 8u - tap;
+    }
+    return channel * params.ci_stride + tap;
+}
+
+// Index in `a` of row m, reduction index k.
+fn weight_index(m: u32, k: u32) -> u32 {
+    return tap_offset(k) + m * params.row_stride;
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// The forward ReLU's mask as bits (bit 3): bit index % 32 of word index / 32 is set where the ReLU
+// output at `index` is > 0 and lets the input through (`relu_mask.wgsl` packs it); any buffer otherwise.
+@group(0) @binding(5) var<storage, read> mask: array<u32>;
+// Mixed precision (bit 5): range[0] is the largest biased f32 exponent of |input| (range.wgsl);
+// any buffer otherwise.
+@group(0) @binding(6) var<storage, read> range: array<u32>;
+
+// The power of two `input` is divided by before rounding, from its range (ops/mixed.rs,
+// `scale_exponent`): its largest magnitude lands in [2^14, 2^15), so f16 neither overflows nor
+// flushes what matters.
+fn range_scale() -> i32 {
+    return clamp(i32(range[0]) - 141, -126, 126);
+}
+
+// x rounded to the nearest f16 value, ties to even (ops/mixed.rs, `round_f16`, bit for bit):
+// magnitudes from 65520 become infinite, those up to 2^-25 zero; NaN and infinities pass.
+// Written with integer operations because pack2x16float's rounding is implementation-defined.
+fn round_f16(x: f32) -> f32 {
+    let bits = bitcast<u32>(x);
+    let sign = bits & 0x80000000u;
+    let magnitude = bits & 0x7fffffffu;
+    if (magnitude >= 0x7f800000u) {
+        return x;
+    }
+    if (magnitude >= 0x477ff000u) {
+        return bitcast<f32>(sign | 0x7f800000u);
+    }
+    if (magnitude >= 0x38800000u) {
+        return bitcast<f32>(sign | ((magnitude + 0x0fffu + ((magnitude >> 13u) & 1u)) & 0xffffe000u));
+    }
+    if (magnitude <= 0x33000000u) {
+        return bitcast<f32>(sign);
+    }
+    let shift = 126u - (magnitude >> 23u);
+    let mantissa = (magnitude & 0x007fffffu) | 0x00800000u;
+    var units = mantissa >> shift;
+    let rest = mantissa & ((1u << shift) - 1u);
+    let half = 1u << (shift - 1u);
+    if (rest > half || (rest == half && (units & 1u) == 1u)) {
+        units += 1u;
+    }
+    return bitcast<f32>(sign | bitcast<u32>(f32(units) * bitcast<f32>(0x33800000u)));
+}
+
+// input[index] (scaled and rounded to f16 in mixed precision), or 0 where the fused ReLU backward blocks it.
+fn masked_input(index: u32) -> f32 {
+    let value = input[index];
+    if ((params.flags & 8u) != 0u && ((mask[index / 32u] >> (index % 32u)) & 1u) == 0u) {
+        return 0.0;
+    }
+    if ((params.flags & 32u) != 0u) {
+        return round_f16(ldexp(value, -range_scale()));
+    }
+    return value;
+}
+
+// out[index] = the product's value for row m after the epilogue the flags ask for: unscaled
+// (bit 5), + bias[m] (bit 0), ReLU (bit 1), + the value already there (bit 2).
+fn store_output(m: u32, index: u32, product: f32) {
+    var value = product;
+    if ((params.flags & 32u) != 0u) {
+        value = ldexp(value, range_scale());
+    }
+    if ((params.flags & 1u) != 0u) {
+        value += bias[m];
+    }
+    if ((params.flags & 2u) != 0u) {
+        value = max(value, 0.0);
+    }
+    if ((params.flags & 4u) != 0u) {
+        value += out[index];
+    }
+    out[index] = value;
+}
+
+fn im2col(k: u32, p: u32) -> f32 {
+    let hw = params.height * params.width;
+    if (k >= params.in_channels * 9u || p >= hw) {
+        return 0.0;
+    }
+    let ci = k / 9u;
+    let r = k - ci * 9u;
+    let ky = r / 3u;
+    let kx = r - ky * 3u;
+    let y = i32(p / params.width) + i32(ky) - 1;
+    let x = i32(p % params.width) + i32(kx) - 1;
+    if (y < 0 || x < 0 || y >= i32(params.height) || x >= i32(params.width)) {
+        return 0.0;
+    }
+    return masked_input(ci * hw + u32(y) * params.width + u32(x));
+}
+
+
+const TILE: u32 = 32u;
+const STEP: u32 = 16u;
+
+var<workgroup> a_stage: array<f16, 512>;  // [TILE rows][STEP reduction indices], row-major
+var<workgroup> b_stage: array<f16, 512>;  // [STEP reduction indices][TILE pixels], row-major
+var<workgroup> c_stage: array<f32, 1024>; // [TILE rows][TILE pixels], row-major
+
+@compute @workgroup_size(32)
+fn conv3x3_coop(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    // No early return: cooperative operations need uniform control flow. A workgroup past the
+    // logical count (a folded grid's padding) takes an empty reduction and stores nothing.
+    let group = min(group_index(wid, nwg), params.groups - 1u);
+    let live = group_index(wid, nwg) < params.groups;
+    let work = split_work(group, TILE, TILE);
+    let hw = params.height * params.width;
+    let step = STEP;
+    let tile = TILE;
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    for (var k0 = work.k_begin; k0 < work.k_end; k0 += STEP) {
+        for (var i = 0u; i < 16u; i++) {
+            let e = lid + i * 32u;
+            // a: consecutive invocations on consecutive reduction indices of one row.
+            let mm = e / STEP;
+            let kk = e % STEP;
+            let m = work.m0 + mm;
+            let k = k0 + kk;
+            var w = 0.0;
+            if (m < params.out_channels && k < work.k_end) {
+                w = a[weight_index(m, k)];
+            }
+            a_stage[e] = f16(w); // the weights were rounded to f16 at upload: exact
+            // im2col: consecutive invocations on consecutive pixels.
+            let kb = e / TILE;
+            let nn = e % TILE;
+            b_stage[e] = f16(im2col(k0 + kb, work.n0 + nn));
+        }
+        workgroupBarrier();
+        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_stage[0], step);
+        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_stage[256], step);
+        let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_stage[0], tile);
+        let b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_stage[16], tile);
+        c00 = coopMultiplyAdd(a0, b0, c00);
+        c01 = coopMultiplyAdd(a0, b1, c01);
+        c10 = coopMultiplyAdd(a1, b0, c10);
+        c11 = coopMultiplyAdd(a1, b1, c11);
+        workgroupBarrier();
+    }
+    coopStoreT(c00, &c_stage[0], tile);
+    coopStoreT(c01, &c_stage[16], tile);
+    coopStoreT(c10, &c_stage[512], tile);
+    coopStoreT(c11, &c_stage[528], tile);
+    workgroupBarrier();
+    for (var i = 0u; i < 32u; i++) {
+        let e = lid + i * 32u;
+        let m = work.m0 + e / TILE;
+        let n = work.n0 + e % TILE;
+        if (live && m < params.out_channels && n < hw) {
+            store_output(m, work.out_base + m * hw + n, c_stage[e]);
+        }
+    }
+}

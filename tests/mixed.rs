@@ -1,0 +1,383 @@
+//! Mixed precision (`--precision mixed`) emulated on the adapter at hand: every convolution
+//! formulation and the Gram, forward and backward, take f16-rounded operands (round to nearest
+//! even, after a power-of-two scale chosen on the GPU from each operand's range) and accumulate in
+//! f32. Each kernel is compared with the f64 reference fed the same rounded operands (1e-5, the
+//! f32 tolerance) and with the unrounded f64 reference (5e-3), at odd sizes, poisoned outputs, on
+//! the full and on a folded grid; the rounding itself is checked bit for bit.
+
+mod common;
+
+use common::*;
+use stylize::gpu::{Context, PrecisionChoice};
+use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, ConvWeights};
+use stylize::ops::gram::{self, GramShape};
+use stylize::ops::{mixed, relu};
+
+const CONV_SHAPES: [(usize, usize, usize, usize); 5] =
+    [(3, 5, 13, 17), (67, 3, 13, 17), (5, 9, 1, 2), (4, 19, 37, 5), (21, 131, 19, 23)];
+const MIXED_TOL: f64 = 5e-3;
+
+/// `contexts` (full and folded grids) with mixed precision emulated.
+fn mixed_contexts(test: &str) -> Vec<(String, Context)> {
+    contexts(test)
+        .into_iter()
+        .map(|(grid, mut ctx)| {
+            ctx.precision = PrecisionChoice::emulated();
+            (grid, ctx)
+        })
+        .collect()
+}
+
+/// Within F32_TOL of the rounded reference, within MIXED_TOL of the exact one, and visibly
+/// rounded (f32 kernels land about 1e-7 from the exact reference, f16 operands 1e-5 to 1e-3).
+fn assert_mixed(what: &str, out: &[f32], rounded: &[f64], exact: &[f64]) {
+    assert_close(&format!("{what} against the rounded reference"), out, rounded, F32_TOL);
+    assert_close(&format!("{what} against the exact reference"), out, exact, MIXED_TOL);
+    let err = rel_err(out, exact);
+    assert!(err > 2e-6, "{what}: {err:e} from the exact reference: the operands were not rounded");
+}
+
+fn f32s(values: &[f64]) -> Vec<f32> {
+    to_f32(values)
+}
+
+/// Scaled values that probe every branch of the rounding: ties to even in normal and subnormal
+/// f16, the smallest subnormal and half of it, a subnormal rounding up into the normals, values
+/// that flush, negative zero. The largest is 16384, so the scale is exactly 2^-14.
+fn rounding_probes(rng: &mut Rng, len: usize) -> Vec<f32> {
+    let p = |e: i32| 2f32.powi(e);
+    let mut scaled = vec![
+        16384.0,
+        1.0 + p(-11),
+        1.0 + 3.0 * p(-11),
+        -(1.0 + p(-11) + p(-20)),
+        p(-24),
+        p(-25),
+        -1.5 * p(-25),
+        3.0 * p(-25),
+        5.0 * p(-25),
+        p(-14) - p(-26),
+        1e-30,
+        -0.0,
+        0.1,
+        12345.678,
+        16383.99,
+        -2.5 * p(-24),
+    ];
+    while scaled.len() < len {
+        let exponent = rng.range(-27.0, 13.9);
+        let sign = if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
+        scaled.push(sign * 2f64.powf(exponent) as f32);
+    }
+    scaled.iter().map(|s| s * p(-14)).collect()
+}
+
+/// The rounding of each formulation's input operand and the range kernel's scale, bit for bit:
+/// a 1-channel convolution whose only tap is the centre's 1.0 returns each rounded value.
+#[test]
+fn gpu_mixed_rounding_is_exact_in_every_formulation() {
+    let mut rng = Rng::new(21);
+    for (grid, mut ctx) in mixed_contexts("gpu_mixed_rounding_is_exact_in_every_formulation") {
+        let shape = ConvShape { in_channels: 1, out_channels: 1, height: 7, width: 9 };
+        let x = rounding_probes(&mut rng, shape.input_len());
+        let mut centre = vec![0.0f32; 9];
+        centre[4] = 1.0;
+        let weights = ConvWeights::upload(&ctx, "centre", &centre, &[0.0], 1, 1).unwrap();
+        let input = ctx.upload("probes", &x).unwrap();
+        let expected: Vec<f32> = mixed::round_operand(&x).iter().map(|&v| v as f32).collect();
+        assert_eq!(mixed::scale_exponent(mixed::max_biased_exponent(&x)), -14);
+        for algorithm in ConvAlgorithm::ALL {
+            ctx.conv_algorithm = Some(algorithm);
+            let out = poisoned(&ctx, shape.output_len());
+            run(&ctx, &conv::forward(&ctx, shape, &input, &weights, &out, false).unwrap());
+            let got = read(&ctx, &out, shape.output_len());
+            let back = poisoned(&ctx, shape.input_len());
+            run(&ctx, &conv::backward_input(&ctx, shape, &input, &weights, &back, false, None).unwrap());
+            let got_back = read(&ctx, &back, shape.input_len());
+            for (i, ((&g, &b), &e)) in got.iter().zip(&got_back).zip(&expected).enumerate() {
+                // Adding the zero bias turns -0 into +0; compare values, and bits elsewhere.
+                let same = |v: f32| if e == 0.0 { v == 0.0 } else { v.to_bits() == e.to_bits() };
+                assert!(same(g), "{algorithm:?} forward ({grid}): x = {:e} gave {g:e}, expected {e:e}", x[i]);
+                assert!(same(b), "{algorithm:?} backward ({grid}): x = {:e} gave {b:e}, expected {e:e}", x[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_mixed_conv_forward_matches_rounded_reference() {
+    let mut rng = Rng::new(22);
+    for (grid, mut ctx) in mixed_contexts("gpu_mixed_conv_forward_matches_rounded_reference") {
+        for algorithm in ConvAlgorithm::ALL {
+            ctx.conv_algorithm = Some(algorithm);
+            for (cin, cout, h, w) in CONV_SHAPES {
+                let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
+                let x = f32s(&rng.vec(shape.input_len(), -1.0, 1.0));
+                let wt = f32s(&rng.vec(shape.weight_len(), -0.5, 0.5));
+                let b = rng.vec(cout, -0.5, 0.5);
+                let weights = ConvWeights::upload(&ctx, "t", &wt, &f32s(&b), cout, cin).unwrap();
+                let input = ctx.upload("x", &x).unwrap();
+                let b = to_f64(&f32s(&b));
+                let rounded = conv::reference::forward_mixed(shape, &x, &wt, &b);
+                let exact = conv::reference::forward(shape, &to_f64(&x), &to_f64(&wt), &b);
+                for fused_relu in [false, true] {
+                    let out = poisoned(&ctx, shape.output_len());
+                    run(&ctx, &conv::forward(&ctx, shape, &input, &weights, &out, fused_relu).unwrap());
+                    let relu_if = |v: &[f64]| if fused_relu { relu::reference::forward(v) } else { v.to_vec() };
+                    assert_mixed(
+                        &format!("mixed conv forward {algorithm:?} {shape:?} relu={fused_relu} ({grid})"),
+                        &read(&ctx, &out, shape.output_len()),
+                        &relu_if(&rounded),
+                        &relu_if(&exact),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_mixed_conv_backward_input_matches_rounded_reference() {
+    let mut rng = Rng::new(23);
+    for (grid, mut ctx) in mixed_contexts("gpu_mixed_conv_backward_input_matches_rounded_reference") {
+        for algorithm in ConvAlgorithm::ALL {
+            ctx.conv_algorithm = Some(algorithm);
+            for (cin, cout, h, w) in CONV_SHAPES {
+                let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
+                let dy = f32s(&rng.vec(shape.output_len(), -1.0, 1.0));
+                let wt = f32s(&rng.vec(shape.weight_len(), -0.5, 0.5));
+                let weights = ConvWeights::upload(&ctx, "t", &wt, &vec![0.0; cout], cout, cin).unwrap();
+                let grad_output = ctx.upload("dy", &dy).unwrap();
+                let what = format!("{algorithm:?} {shape:?} ({grid})");
+                let rounded = conv::reference::backward_input_mixed(shape, &dy, None, &wt);
+                let exact = conv::reference::backward_input(shape, &to_f64(&dy), &to_f64(&wt));
+                let out = poisoned(&ctx, shape.input_len());
+                run(&ctx, &conv::backward_input(&ctx, shape, &grad_output, &weights, &out, false, None).unwrap());
+                assert_mixed(
+                    &format!("mixed conv backward {what}"),
+                    &read(&ctx, &out, shape.input_len()),
+                    &rounded,
+                    &exact,
+                );
+                // With the fused ReLU mask, accumulating: the range is the unmasked gradient's.
+                let y = rng.vec(shape.output_len(), -1.0, 1.0);
+                let keep: Vec<bool> = y.iter().map(|&v| v > 0.0).collect();
+                let mask = ctx.upload_words("mask", &relu::reference::mask_bits(&y)).unwrap();
+                let base = rng.vec(shape.input_len(), -1.0, 1.0);
+                let acc = upload(&ctx, &base);
+                run(&ctx, &conv::backward_input(&ctx, shape, &grad_output, &weights, &acc, true, Some(&mask)).unwrap());
+                let plus = |r: Vec<f64>| -> Vec<f64> { r.iter().zip(&base).map(|(r, b)| r + b).collect() };
+                let rounded = plus(conv::reference::backward_input_mixed(shape, &dy, Some(&keep), &wt));
+                let exact = plus(conv::reference::backward_input(
+                    shape,
+                    &relu::reference::backward(&y, &to_f64(&dy)),
+                    &to_f64(&wt),
+                ));
+                assert_mixed(
+                    &format!("mixed conv backward += masked {what}"),
+                    &read(&ctx, &acc, shape.input_len()),
+                    &rounded,
+                    &exact,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_mixed_gram_matches_rounded_reference() {
+    let mut rng = Rng::new(24);
+    for (grid, mut ctx) in mixed_contexts("gpu_mixed_gram_matches_rounded_reference") {
+        for (c, n) in [(3, 13 * 17), (67, 13 * 17), (67, 37 * 61), (130, 5)] {
+            let shape = GramShape { channels: c, n };
+            let f = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
+            let features = ctx.upload("f", &f).unwrap();
+            let out = poisoned(&ctx, shape.gram_len());
+            run(&ctx, &gram::forward(&ctx, shape, &features, &out).unwrap());
+            assert_mixed(
+                &format!("mixed gram forward {shape:?} ({grid})"),
+                &read(&ctx, &out, shape.gram_len()),
+                &gram::reference::forward_mixed(shape, &f),
+                &gram::reference::forward(shape, &to_f64(&f)),
+            );
+            let dg = f32s(&rng.vec(shape.gram_len(), -1.0, 1.0));
+            let grad_gram = ctx.upload("dg", &dg).unwrap();
+            let rounded = gram::reference::backward_mixed(shape, &f, &dg);
+            let exact = gram::reference::backward(shape, &to_f64(&f), &to_f64(&dg));
+            for algorithm in [ConvAlgorithm::Tiled, ConvAlgorithm::Direct] {
+                ctx.conv_algorithm = Some(algorithm);
+                let grad_features = poisoned(&ctx, shape.features_len());
+                run(&ctx, &gram::backward(&ctx, shape, &features, &grad_gram, &grad_features, false).unwrap());
+                let what = format!("{algorithm:?} {shape:?} ({grid})");
+                let got = read(&ctx, &grad_features, shape.features_len());
+                assert_mixed(&format!("mixed gram backward {what}"), &got, &rounded, &exact);
+                let base = rng.vec(shape.features_len(), -1.0, 1.0);
+                let acc = upload(&ctx, &base);
+                run(&ctx, &gram::backward(&ctx, shape, &features, &grad_gram, &acc, true).unwrap());
+                let plus = |r: &[f64]| -> Vec<f64> { r.iter().zip(&base).map(|(r, b)| r + b).collect() };
+                assert_close(
+                    &format!("mixed gram backward += {what}"),
+                    &read(&ctx, &acc, shape.features_len()),
+                    &plus(&rounded),
+                    F32_TOL,
+                );
+            }
+        }
+    }
+}
+
+/// Range: gradients around 1e-9 (all below f16's smallest subnormal, 6e-8) and around 1e5 (above
+/// its largest value, 65504), and activations in the thousands, neither flush nor overflow.
+#[test]
+fn gpu_mixed_range_keeps_tiny_and_huge_operands() {
+    let mut rng = Rng::new(25);
+    for (grid, mut ctx) in mixed_contexts("gpu_mixed_range_keeps_tiny_and_huge_operands") {
+        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Tiled, ConvAlgorithm::Thin] {
+            ctx.conv_algorithm = Some(algorithm);
+            for magnitude in [1e-9, 1e5] {
+                let shape = ConvShape { in_channels: 5, out_channels: 19, height: 13, width: 11 };
+                let dy = f32s(&rng.vec(shape.output_len(), -magnitude, magnitude));
+                let wt = f32s(&rng.vec(shape.weight_len(), -0.5, 0.5));
+                // Unscaled, f16 would flush these to zero or make them infinite.
+                let naive = conv::reference::backward_input(shape, &mixed::round_scaled(&dy, 0), &to_f64(&wt));
+                let exact = conv::reference::backward_input(shape, &to_f64(&dy), &to_f64(&wt));
+                let naive_err = stylize::testing::rel_err_f64(&naive, &exact);
+                assert!(!(naive_err < 0.5), "{magnitude:e}: unscaled f16 should fail here ({naive_err:e})");
+                let weights = ConvWeights::upload(&ctx, "t", &wt, &vec![0.0; 19], 19, 5).unwrap();
+                let grad_output = ctx.upload("dy", &dy).unwrap();
+                let out = poisoned(&ctx, shape.input_len());
+                run(&ctx, &conv::backward_input(&ctx, shape, &grad_output, &weights, &out, false, None).unwrap());
+                assert_mixed(
+                    &format!("mixed conv backward, gradient ~{magnitude:e}, {algorithm:?} ({grid})"),
+                    &read(&ctx, &out, shape.input_len()),
+                    &conv::reference::backward_input_mixed(shape, &dy, None, &wt),
+                    &exact,
+                );
+                // Activations of that size in the forward.
+                let x = f32s(&rng.vec(shape.input_len(), 0.0, magnitude));
+                let x_buffer = ctx.upload("x", &x).unwrap();
+                let out = poisoned(&ctx, shape.output_len());
+                let forward_shape = ConvShape { in_channels: 5, out_channels: 19, ..shape };
+                let fw = ConvWeights::upload(&ctx, "f", &wt, &vec![0.0; 19], 19, 5).unwrap();
+                run(&ctx, &conv::forward(&ctx, forward_shape, &x_buffer, &fw, &out, false).unwrap());
+                let zeros = vec![0.0; 19];
+                assert_mixed(
+                    &format!("mixed conv forward, activations ~{magnitude:e}, {algorithm:?} ({grid})"),
+                    &read(&ctx, &out, shape.output_len()),
+                    &conv::reference::forward_mixed(forward_shape, &x, &wt, &zeros),
+                    &conv::reference::forward(forward_shape, &to_f64(&x), &to_f64(&wt), &zeros),
+                );
+            }
+        }
+        // The Gram: features in the thousands, dL/dG around 1e-9 and 1e5.
+        let shape = GramShape { channels: 67, n: 13 * 11 };
+        let f = f32s(&rng.vec(shape.features_len(), 0.0, 3000.0));
+        let features = ctx.upload("f", &f).unwrap();
+        let out = poisoned(&ctx, shape.gram_len());
+        run(&ctx, &gram::forward(&ctx, shape, &features, &out).unwrap());
+        assert_mixed(
+            &format!("mixed gram forward, features ~3e3 ({grid})"),
+            &read(&ctx, &out, shape.gram_len()),
+            &gram::reference::forward_mixed(shape, &f),
+            &gram::reference::forward(shape, &to_f64(&f)),
+        );
+        for magnitude in [1e-9, 1e5] {
+            let dg = f32s(&rng.vec(shape.gram_len(), -magnitude, magnitude));
+            let grad_gram = ctx.upload("dg", &dg).unwrap();
+            for algorithm in [ConvAlgorithm::Tiled, ConvAlgorithm::Direct] {
+                ctx.conv_algorithm = Some(algorithm);
+                let grad_features = poisoned(&ctx, shape.features_len());
+                run(&ctx, &gram::backward(&ctx, shape, &features, &grad_gram, &grad_features, false).unwrap());
+                assert_mixed(
+                    &format!("mixed gram backward, dL/dG ~{magnitude:e}, {algorithm:?} ({grid})"),
+                    &read(&ctx, &grad_features, shape.features_len()),
+                    &gram::reference::backward_mixed(shape, &f, &dg),
+                    &gram::reference::backward(shape, &to_f64(&f), &to_f64(&dg)),
+                );
+            }
+        }
+    }
+}
+
+/// Weights uploaded for one arithmetic are refused by a product of the other, instead of
+/// silently skipping (or double-applying) their rounding.
+#[test]
+fn gpu_mixed_refuses_weights_of_the_other_precision() {
+    let Some(mut ctx) = gpu_or_skip("gpu_mixed_refuses_weights_of_the_other_precision") else { return };
+    let shape = ConvShape { in_channels: 2, out_channels: 3, height: 4, width: 5 };
+    let weights = ConvWeights::upload(&ctx, "f32", &vec![0.25; shape.weight_len()], &[0.0; 3], 3, 2).unwrap();
+    let x = ctx.upload("x", &vec![1.0; shape.input_len()]).unwrap();
+    let y = ctx.buffer("y", shape.output_len()).unwrap();
+    ctx.precision = PrecisionChoice::emulated();
+    let err = conv::forward(&ctx, shape, &x, &weights, &y, false).err().expect("refused");
+    assert!(err.to_string().contains("weights uploaded for f32"), "{err}");
+}
+
+/// The cooperative-matrix kernels (conv forward and backward to the input, every split, and the
+/// Gram forward) against the emulation and the rounded f64 reference: the same rounded operands,
+/// so only the order of the f32 sums differs. Skipped, visibly, where the adapter has no
+/// 16x16x16 f16 cooperative matrices (lavapipe); `STYLIZE_REQUIRE_MATRIX_UNITS=1` fails instead.
+#[test]
+fn gpu_mixed_matrix_kernels_match_the_emulation() {
+    let test = "gpu_mixed_matrix_kernels_match_the_emulation";
+    if gpu_or_skip(test).is_none() {
+        return;
+    }
+    let options = stylize::gpu::ContextOptions { precision: stylize::gpu::Precision::Mixed, ..Default::default() };
+    let matrix = Context::new(&options).unwrap();
+    if matrix.precision.arithmetic != stylize::gpu::Arithmetic::MixedMatrix {
+        let why = format!("{test}: SKIPPED: {} has no 16x16x16 f16 cooperative matrices", matrix.adapter.name);
+        assert!(std::env::var_os("STYLIZE_REQUIRE_MATRIX_UNITS").is_none(), "{why}");
+        eprintln!("{why}");
+        return;
+    }
+    let mut emulated = Context::new(&options).unwrap();
+    emulated.precision = PrecisionChoice::emulated();
+    let mut rng = Rng::new(26);
+    for (cin, cout, h, w) in CONV_SHAPES.into_iter().chain([(64, 64, 32, 32), (256, 128, 8, 8)]) {
+        let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
+        let x = f32s(&rng.vec(shape.input_len(), -1.0, 1.0));
+        let dy = f32s(&rng.vec(shape.output_len(), -1.0, 1.0));
+        let wt = f32s(&rng.vec(shape.weight_len(), -0.5, 0.5));
+        let b = f32s(&rng.vec(cout, -0.5, 0.5));
+        let mut outputs = Vec::new();
+        for ctx in [&matrix, &emulated] {
+            let weights = ConvWeights::upload(ctx, "t", &wt, &b, cout, cin).unwrap();
+            let (input, grad_output) = (ctx.upload("x", &x).unwrap(), ctx.upload("dy", &dy).unwrap());
+            let (out, back) = (poisoned(ctx, shape.output_len()), poisoned(ctx, shape.input_len()));
+            run(ctx, &conv::forward(ctx, shape, &input, &weights, &out, true).unwrap());
+            run(ctx, &conv::backward_input(ctx, shape, &grad_output, &weights, &back, false, None).unwrap());
+            outputs.push((read(ctx, &out, shape.output_len()), read(ctx, &back, shape.input_len())));
+        }
+        let forward = relu::reference::forward(&conv::reference::forward_mixed(shape, &x, &wt, &to_f64(&b)));
+        let backward = conv::reference::backward_input_mixed(shape, &dy, None, &wt);
+        assert_close(&format!("matrix conv forward {shape:?}"), &outputs[0].0, &forward, F32_TOL);
+        assert_close(&format!("matrix conv backward {shape:?}"), &outputs[0].1, &backward, F32_TOL);
+        assert_close(
+            &format!("matrix against emulated forward {shape:?}"),
+            &outputs[0].0,
+            &to_f64(&outputs[1].0),
+            F32_TOL,
+        );
+        assert_close(
+            &format!("matrix against emulated backward {shape:?}"),
+            &outputs[0].1,
+            &to_f64(&outputs[1].1),
+            F32_TOL,
+        );
+    }
+    for (c, n) in [(3, 13 * 17), (67, 37 * 61), (130, 5), (512, 64)] {
+        let shape = GramShape { channels: c, n };
+        let f = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
+        let features = matrix.upload("f", &f).unwrap();
+        let out = poisoned(&matrix, shape.gram_len());
+        run(&matrix, &gram::forward(&matrix, shape, &features, &out).unwrap());
+        assert_close(
+            &format!("matrix gram forward {shape:?}"),
+            &read(&matrix, &out, shape.gram_len()),
+            &gram::reference::forward_mixed(shape, &f),
+            F32_TOL,
+        );
+    }
+    eprintln!("{test}: cooperative-matrix kernels on {} agree with the emulation", matrix.adapter.name);
+}
