@@ -98,46 +98,58 @@ fn tiny_masks(h: usize, w: usize) -> Vec<Vec<f32>> {
 }
 
 /// Guided Grams (`--mask`): one term per (layer, region) with the mask average-pooled at every
-/// pool (max pools here), each region's target the plain Gram of its own style image; losses and
-/// the image gradient against the f64 reference, on both grids.
+/// pool (max or average pools, also with normalized gradients), each region's target the plain
+/// Gram of its own style image; losses and the image gradient against the f64 reference, on both
+/// grids.
 #[test]
 fn gpu_composed_network_with_masks_matches_reference() {
     for (grid, ctx) in contexts("gpu_composed_network_with_masks_matches_reference") {
         let weights = random_weights(&[4, 5, 6, 3], 41);
         let (h, w) = (13, 17);
-        let losses = LossLayers { masks: tiny_masks(h, w), ..tiny_losses("relu1_2") };
-        let mut case = build(&ctx, &tiny_table(), &weights, (h, w), &losses, 42);
-        let plan = &case.reference.plan;
-        // relu1_1: three regions; relu2_1 and relu3_1 (after pools): the last row is gone.
-        let regions: Vec<(String, usize)> =
-            plan.style.iter().map(|t| (t.layer.clone(), t.mask.as_ref().unwrap().region)).collect();
-        let expected: Vec<(String, usize)> = [
-            ("relu1_1", 0),
-            ("relu1_1", 1),
-            ("relu1_1", 2),
-            ("relu2_1", 0),
-            ("relu2_1", 1),
-            ("relu3_1", 0),
-            ("relu3_1", 1),
-        ]
-        .iter()
-        .map(|&(l, r)| (l.to_string(), r))
-        .collect();
-        assert_eq!(regions, expected);
-        // Three different style images, one per region; the GPU gets the reference's targets.
-        let mut rng = Rng::new(43);
-        let styles: Vec<Vec<f64>> = (0..3).map(|_| rng.vec(3 * h * w, -2.0, 2.0)).collect();
-        let content = case.targets.content.clone();
-        case.targets = case.reference.targets_per_region(&rng.vec(3 * h * w, -2.0, 2.0), &styles);
-        case.targets.content = content;
-        let grams: Vec<Vec<f32>> = case.targets.style_grams.iter().map(|g| to_f32(g)).collect();
-        case.executor.set_style_grams(&ctx, &grams).unwrap();
-        check_step_against_reference(&mut case, &ctx, &format!("tiny network with masks ({grid})"), 1e-4);
-        // The guided terms differ from the plain ones.
-        let plain = build(&ctx, &tiny_table(), &weights, (h, w), &tiny_losses("relu1_2"), 42);
-        let (plain_losses, _) = plain.reference.loss_and_grad(&plain.image, &plain.targets);
-        let (masked_losses, _) = case.reference.loss_and_grad(&case.image, &case.targets);
-        assert!((masked_losses.style - plain_losses.style).abs() > 1e-3 * plain_losses.style);
+        let masked = LossLayers { masks: tiny_masks(h, w), ..tiny_losses("relu1_2") };
+        for (variant, losses) in [
+            ("max pools", masked.clone()),
+            ("avg pools", LossLayers { pooling: Pooling::Avg, ..masked.clone() }),
+            ("normalized gradients", LossLayers { normalize_gradients: true, ..masked.clone() }),
+        ] {
+            let mut case = build(&ctx, &tiny_table(), &weights, (h, w), &losses, 42);
+            let plan = &case.reference.plan;
+            // relu1_1: three regions; relu2_1 and relu3_1 (after pools): the last row is gone.
+            let regions: Vec<(String, usize)> =
+                plan.style.iter().map(|t| (t.layer.clone(), t.mask.as_ref().unwrap().region)).collect();
+            let expected: Vec<(String, usize)> = [
+                ("relu1_1", 0),
+                ("relu1_1", 1),
+                ("relu1_1", 2),
+                ("relu2_1", 0),
+                ("relu2_1", 1),
+                ("relu3_1", 0),
+                ("relu3_1", 1),
+            ]
+            .iter()
+            .map(|&(l, r)| (l.to_string(), r))
+            .collect();
+            assert_eq!(regions, expected);
+            // Three different style images, one per region; the GPU gets the reference's targets.
+            let mut rng = Rng::new(43);
+            let styles: Vec<Vec<f64>> = (0..3).map(|_| rng.vec(3 * h * w, -2.0, 2.0)).collect();
+            let content = case.targets.content.clone();
+            case.targets = case.reference.targets_per_region(&rng.vec(3 * h * w, -2.0, 2.0), &styles);
+            case.targets.content = content;
+            let grams: Vec<Vec<f32>> = case.targets.style_grams.iter().map(|g| to_f32(g)).collect();
+            case.executor.set_style_grams(&ctx, &grams).unwrap();
+            check_step_against_reference(
+                &mut case,
+                &ctx,
+                &format!("tiny network with masks, {variant} ({grid})"),
+                1e-4,
+            );
+            // The guided terms differ from the plain ones.
+            let plain = build(&ctx, &tiny_table(), &weights, (h, w), &tiny_losses("relu1_2"), 42);
+            let (plain_losses, _) = plain.reference.loss_and_grad(&plain.image, &plain.targets);
+            let (masked_losses, _) = case.reference.loss_and_grad(&case.image, &case.targets);
+            assert!((masked_losses.style - plain_losses.style).abs() > 1e-3 * plain_losses.style);
+        }
     }
 }
 

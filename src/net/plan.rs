@@ -784,6 +784,13 @@ mod tests {
                 assert!((term.scale - coverage * plain.scale).abs() <= 1e-15 * plain.scale);
             }
         }
+        // `resized` (for `check_fits`) resamples the masks to the new size.
+        let plan = Plan::new(&VGG19, &vgg_widths(), h, w, &LossLayers { masks: vec![left], ..LossLayers::default() });
+        let small = plan.unwrap().resized(32).unwrap();
+        let (sh, sw) = (small.acts[0].height, small.acts[0].width);
+        assert_eq!((sh, sw), (32, 25));
+        let row: Vec<f32> = small.losses.masks[0][..sw].to_vec();
+        assert_eq!(row, (0..sw).map(|x| if x * w / sw < 10 { 1.0 } else { 0.0 }).collect::<Vec<f32>>());
         let bad = LossLayers { masks: vec![vec![1.0; 10]], ..LossLayers::default() };
         assert!(matches!(Plan::new(&VGG19, &vgg_widths(), h, w, &bad), Err(NetError::BadSize(_))));
     }
