@@ -71,7 +71,7 @@ impl LossHistory {
 
     /// The plotted series: (label, colour, points) for the weighted content and style terms, the
     /// TV term when on, and the total.
-    fn series(&self) -> Vec<(String, RGBColor, Vec<(f64, f64)>)> {
+    fn series(&self) -> Vec<Series> {
         let pick = |f: &dyn Fn(&Losses) -> f64| -> Vec<(f64, f64)> {
             self.rows
                 .iter()
@@ -92,6 +92,9 @@ impl LossHistory {
         series
     }
 }
+
+/// One plotted curve: its legend label, colour and (step, value) points.
+type Series = (String, RGBColor, Vec<(f64, f64)>);
 
 pub const CONTENT_COLOR: RGBColor = RGBColor(31, 119, 180);
 pub const STYLE_COLOR: RGBColor = RGBColor(214, 39, 40);

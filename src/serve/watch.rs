@@ -116,10 +116,11 @@ impl Observer for Watch<'_> {
                 preview.publish_image(crate::finish_colors(image, &self.content, &self.options));
             }
         }
-        if let Some(n) = self.save_every {
-            if (step + 1).is_multiple_of(n) && step + 1 < self.options.iterations {
-                self.write_plot().map_err(|e| TransferError::Observer(e.to_string()))?;
-            }
+        if let Some(n) = self.save_every
+            && (step + 1).is_multiple_of(n)
+            && step + 1 < self.options.iterations
+        {
+            self.write_plot().map_err(|e| TransferError::Observer(e.to_string()))?;
         }
         self.inner.on_step(step, losses.filter(|_| self.inner_losses), image.filter(|_| self.inner_image))
     }
