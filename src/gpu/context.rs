@@ -163,27 +163,42 @@ impl Context {
         let summary = summarize(&adapter);
         let limits = adapter.limits();
         let timestamp_queries = summary.timestamp_queries;
-        let precision = PrecisionChoice::resolve(opts.precision, summary.matrix_units);
-        let mut features = if timestamp_queries { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
-        let matrix = precision.arithmetic == super::Arithmetic::MixedMatrix;
-        if matrix {
-            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
-        }
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("stylize"),
-            required_features: features,
-            required_limits: limits.clone(),
-            // SAFETY: wgpu asks callers of experimental features to accept that they may have
-            // bugs; only the cooperative-matrix kernels use one, and only when mixed is chosen.
-            experimental_features: if matrix {
-                unsafe { wgpu::ExperimentalFeatures::enabled() }
+        let mut precision = PrecisionChoice::resolve(opts.precision, summary.matrix_units);
+        let base = if timestamp_queries { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
+        let request = |matrix: bool| {
+            let features = if matrix {
+                base | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16
             } else {
-                wgpu::ExperimentalFeatures::disabled()
-            },
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), message: e.to_string() })?;
+                base
+            };
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("stylize"),
+                required_features: features,
+                required_limits: limits.clone(),
+                // SAFETY: wgpu asks callers of experimental features to accept that they may have
+                // bugs; only the cooperative-matrix kernels use one, and only when mixed is chosen.
+                experimental_features: if matrix {
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            }))
+        };
+        let matrix = precision.arithmetic == super::Arithmetic::MixedMatrix;
+        let device = match request(matrix) {
+            // `auto` must never cost a run: a driver that lists matrix units but refuses the
+            // experimental features gets the f32 device instead, and the reason says so.
+            Err(refused) if matrix && opts.precision == super::Precision::Auto => {
+                precision = PrecisionChoice::resolve(super::Precision::Auto, false);
+                precision.reason = format!("f32 (auto: the device refused cooperative matrices: {refused})");
+                request(false)
+            }
+            other => other,
+        };
+        let (device, queue) =
+            device.map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), message: e.to_string() })?;
         let pending_error: Arc<Mutex<Option<GpuError>>> = Arc::default();
         let sink = pending_error.clone();
         device.on_uncaptured_error(Arc::new(move |err: wgpu::Error| {

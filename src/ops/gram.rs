@@ -232,7 +232,9 @@ pub fn forward_masked_with_partials(
             SHADER,
             "gram_forward_masked",
             bytemuck::bytes_of(&params),
-            &[(1, features), (2, partials), (4, column_weights)],
+            // The masked kernels share the mixed-aware loads but always run in f32 (no mixed flag),
+            // so the range binding is only a placeholder.
+            &[(1, features), (2, partials), (4, column_weights), (6, features)],
             (pairs * splits) as u32,
         )?
         .with_work(format!("masked forward {}x{}", shape.channels, shape.n), shape.flops()),
@@ -273,7 +275,7 @@ pub fn backward_masked(
         SHADER,
         entry,
         bytemuck::bytes_of(&params),
-        &[(1, features), (2, grad_features), (3, grad_gram), (4, column_weights)],
+        &[(1, features), (2, grad_features), (3, grad_gram), (4, column_weights), (6, features)],
         (tiles_m * tiles_n) as u32,
     )
     .map(|k| k.with_work(format!("masked backward {}x{}", shape.channels, shape.n), shape.flops()))
