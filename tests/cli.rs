@@ -1,6 +1,8 @@
 //! The `stylize` command line: a real run on tiny weights, every bad input giving one line that
 //! names the file and the problem (no panic, no output file), usage errors, help and devices.
 
+mod common;
+use common::random_png;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -30,13 +32,6 @@ impl Fixture {
     }
 }
 
-fn random_png(path: &Path, width: u32, height: u32, seed: u64) {
-    let mut rng = Rng::new(seed);
-    let img = image::RgbImage::from_fn(width, height, |_, _| {
-        image::Rgb([0, 0, 0].map(|_: u8| (rng.uniform() * 255.0) as u8))
-    });
-    img.save(path).unwrap();
-}
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();

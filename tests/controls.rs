@@ -1,6 +1,8 @@
 //! The method's extra controls on the command line and in the library, on tiny weights:
 //! `--optimizer lbfgs`, `--tv-weight`, `--pooling avg` and friends.
 
+mod common;
+use common::{random_png, tiny_weights};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -13,17 +15,7 @@ fn stylize() -> Command {
     cmd
 }
 
-fn tiny_weights() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vgg19_tiny_legacy.pth")
-}
 
-fn random_png(path: &Path, width: u32, height: u32, seed: u64) {
-    let mut rng = Rng::new(seed);
-    let img = image::RgbImage::from_fn(width, height, |_, _| {
-        image::Rgb([0, 0, 0].map(|_: u8| (rng.uniform() * 255.0) as u8))
-    });
-    img.save(path).unwrap();
-}
 
 struct Fixture {
     dir: tempfile::TempDir,

@@ -2,6 +2,8 @@
 //! (`stylize recolor`): end to end on lavapipe with small random networks, the command line's bad
 //! input, and `recolor` against an f64 computation of its formula.
 
+mod common;
+use common::tiny_weights;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -17,9 +19,6 @@ fn stylize() -> Command {
     cmd
 }
 
-fn tiny_weights() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vgg19_tiny_legacy.pth")
-}
 
 /// An image whose channel c is uniform in `ranges[c]`.
 fn random_image(rng: &mut Rng, width: u32, height: u32, ranges: [(f64, f64); 3]) -> Image {

@@ -2,24 +2,16 @@
 //! (Adam, L-BFGS, the iterate average, several scales, SIGINT), and a checkpoint from other
 //! inputs or options, or a damaged one, is refused in one line.
 
+mod common;
+use common::{random_png, tiny_weights};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use stylize::testing::{Rng, gpu_or_skip};
 
-fn tiny_weights() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vgg19_tiny_legacy.pth")
-}
 
-fn random_png(path: &Path, width: u32, height: u32, seed: u64) {
-    let mut rng = Rng::new(seed);
-    let img = image::RgbImage::from_fn(width, height, |_, _| {
-        image::Rgb([0, 0, 0].map(|_: u8| (rng.uniform() * 255.0) as u8))
-    });
-    img.save(path).unwrap();
-}
 
 struct Fixture {
     dir: tempfile::TempDir,

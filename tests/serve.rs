@@ -3,6 +3,8 @@
 //! Chromium is installed; required with STYLIZE_REQUIRE_BROWSER=1) a headless browser sees the
 //! page update and its image load.
 
+mod common;
+use common::{random_png, tiny_weights};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,21 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use stylize::testing::{Rng, gpu_or_skip};
+use stylize::testing::gpu_or_skip;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stylize");
 
-fn tiny_weights() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vgg19_tiny_legacy.pth")
-}
 
-fn random_png(path: &Path, width: u32, height: u32, seed: u64) {
-    let mut rng = Rng::new(seed);
-    let img = image::RgbImage::from_fn(width, height, |_, _| {
-        image::Rgb([0, 0, 0].map(|_: u8| (rng.uniform() * 255.0) as u8))
-    });
-    img.save(path).unwrap();
-}
 
 struct Inputs {
     dir: tempfile::TempDir,

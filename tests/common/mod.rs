@@ -1,5 +1,5 @@
 //! Shared by the GPU test suites.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use stylize::gpu::{Context, GpuError, Step};
 pub use stylize::testing::{Rng, gpu_or_skip, rel_err, to_f32, to_f64};
@@ -45,4 +45,18 @@ pub const F32_TOL: f64 = 1e-5;
 pub fn assert_close(what: &str, out: &[f32], reference: &[f64], tol: f64) {
     let err = rel_err(out, reference);
     assert!(err <= tol, "{what}: relative error {err:e} > {tol:e}");
+}
+
+/// The reduced-channel VGG-19 the CLI tests run (tests/fixtures, written by PyTorch).
+pub fn tiny_weights() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vgg19_tiny_legacy.pth")
+}
+
+/// A `width` x `height` PNG of uniform random 8-bit pixels at `path`.
+pub fn random_png(path: &std::path::Path, width: u32, height: u32, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let img = image::RgbImage::from_fn(width, height, |_, _| {
+        image::Rgb([0, 0, 0].map(|_: u8| (rng.uniform() * 255.0) as u8))
+    });
+    img.save(path).unwrap();
 }
