@@ -32,7 +32,6 @@ impl Fixture {
     }
 }
 
-
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let content = dir.path().join("content.png");

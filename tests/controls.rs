@@ -15,8 +15,6 @@ fn stylize() -> Command {
     cmd
 }
 
-
-
 struct Fixture {
     dir: tempfile::TempDir,
 }

@@ -157,8 +157,7 @@ fn a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_finite_image() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     // The one line besides the CPU adapter's notice (lavapipe).
-    let lines: Vec<&str> =
-        stderr.lines().filter(|l| !l.is_empty() && !l.contains("running on the CPU")).collect();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty() && !l.contains("running on the CPU")).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("at step") && lines[0].contains("is kept"), "{stderr}");
     let image = image::open(&out).expect("the last finite image is written");

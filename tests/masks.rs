@@ -19,7 +19,6 @@ fn stylize() -> Command {
     cmd
 }
 
-
 /// An image whose channel c is uniform in `ranges[c]`.
 fn random_image(rng: &mut Rng, width: u32, height: u32, ranges: [(f64, f64); 3]) -> Image {
     let plane = (width * height) as usize;

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use stylize::testing::{Rng, gpu_or_skip};
 
-
-
 struct Fixture {
     dir: tempfile::TempDir,
 }

@@ -16,8 +16,6 @@ use stylize::testing::gpu_or_skip;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stylize");
 
-
-
 struct Inputs {
     dir: tempfile::TempDir,
     content: PathBuf,
