@@ -91,12 +91,12 @@ pub fn apply_style_transfer_multi<P: AsRef<Path>>(
     let original = image_io::load_image(content_path.as_ref())?;
     let raw_styles = load_style_images(style_paths)?;
     transfer::normalized_blend(&options.style_blend_weights, raw_styles.len())?;
-    // Bad masks are reported before any GPU work (`run_scales` loads them for the run).
-    load_masks(&options.masks, raw_styles.len())?;
+    // Bad masks are reported before any GPU work.
+    let raw_masks = load_masks(&options.masks, raw_styles.len())?;
     let init = first_initial_image(&original, options)?;
     let weights = load_network_weights(options.weights.as_deref(), options.seed, &mut |e| observer.on_fetch(&e))?;
     let ctx = gpu::Context::new(&options.context_options())?;
-    let run = run_scales(ctx, &weights, &original, &raw_styles, &init, options, observer)?;
+    let run = run_scales(ctx, &weights, &original, &raw_styles, &raw_masks, &init, options, observer)?;
     let target = finish_colors(&run.outcome?, &run.content, options);
     Ok(Outcome { content: run.content, style: run.styles[0].clone(), target })
 }
@@ -130,7 +130,8 @@ pub struct ScaleRun {
 
 /// Runs the method coarse to fine over `scale_sizes(options.size, options.scales, options.min_size)`
 /// (one scale: the original method): at each, the content is fitted to the scale's size, the
-/// styles are prepared for it (`prepare_styles`), and the run starts from `first_init` (first
+/// styles are prepared for it (`prepare_styles`), the masks (`load_masks`: one per style, or none)
+/// resized to it (`prepare_masks`), and the run starts from `first_init` (first
 /// scale; see `first_initial_image`) or the previous scale's result resized to it; each scale runs
 /// `options.iterations` steps. Stops after a scale whose run failed or was asked to stop.
 /// With `options.resume`, it starts at the checkpoint's scale and step instead (refused if the
@@ -141,16 +142,16 @@ pub fn run_scales(
     weights: &[ConvLayerWeights],
     original_content: &Image,
     raw_styles: &[Image],
+    raw_masks: &[Image],
     first_init: &Image,
     options: &Options,
     observer: &mut dyn Observer,
 ) -> Result<ScaleRun, Error> {
     let sizes = scale_sizes(options.size, options.scales, options.min_size);
-    let raw_masks = load_masks(&options.masks, raw_styles.len())?;
     let checkpoints = checkpoint::Checkpointing::new(
         original_content,
         raw_styles,
-        &raw_masks,
+        raw_masks,
         first_init,
         weights,
         options,
@@ -169,7 +170,7 @@ pub fn run_scales(
     for (index, &size) in sizes.iter().enumerate().skip(first_scale) {
         let content = image_io::fit_within(original_content, size);
         let styles = prepare_styles(raw_styles, &content, options)?;
-        let masks = prepare_masks(&raw_masks, &content);
+        let masks = prepare_masks(raw_masks, &content);
         let init = match &previous {
             None if index == 0 => first_init.clone(),
             // A resumed scale: the checkpoint's image replaces it.

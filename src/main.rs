@@ -651,7 +651,7 @@ fn transfer(cli: Cli) -> Result<()> {
         &original,
         &options,
     );
-    let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &init, &options, &mut watch);
+    let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &raw_masks, &init, &options, &mut watch);
     let plotted = watch.write_plot();
     drop(watch);
     progress.finish();
