@@ -2,22 +2,15 @@
 //! names the file and the problem (no panic, no output file), usage errors, help and devices.
 
 mod common;
-use common::random_png;
+use common::{random_png, stylize};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
 use stylize::net::random_weights;
 use stylize::testing::{Rng, gpu_or_skip, write_npz};
 use stylize::weights::VGG19_CONV_INDICES;
 
 const TINY_WIDTHS: [usize; 13] = [4, 4, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 32];
-
-fn stylize() -> Command {
-    let mut cmd = Command::cargo_bin("stylize").unwrap();
-    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env_remove("STYLIZE_WEIGHTS");
-    cmd
-}
 
 struct Fixture {
     dir: tempfile::TempDir,

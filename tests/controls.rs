@@ -2,18 +2,11 @@
 //! `--optimizer lbfgs`, `--tv-weight`, `--pooling avg` and friends.
 
 mod common;
-use common::{random_png, tiny_weights};
+use common::{random_png, stylize, tiny_weights};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
 use stylize::testing::{Rng, gpu_or_skip};
-
-fn stylize() -> Command {
-    let mut cmd = Command::cargo_bin("stylize").unwrap();
-    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env_remove("STYLIZE_WEIGHTS");
-    cmd
-}
 
 struct Fixture {
     dir: tempfile::TempDir,

@@ -1,21 +1,16 @@
 //! End to end on the GPU: the full-width VGG-19 (random He weights) through the CLI at a small
 //! size, the library entry point, and weights fetched from a URL served on 127.0.0.1.
 
+mod common;
+use common::stylize;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-use assert_cmd::Command;
 use stylize::testing::gpu_or_skip;
 
 fn example(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)
-}
-
-fn stylize() -> Command {
-    let mut cmd = Command::cargo_bin("stylize").unwrap();
-    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env_remove("STYLIZE_WEIGHTS");
-    cmd
 }
 
 #[test]

@@ -3,21 +3,14 @@
 //! input, and `recolor` against an f64 computation of its formula.
 
 mod common;
-use common::tiny_weights;
+use common::{stylize, tiny_weights};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
 use stylize::image_io::{self, Image};
 use stylize::net::random_weights;
 use stylize::testing::{Rng, gpu_or_skip};
 use stylize::{Options, Silent, StyleTransfer};
-
-fn stylize() -> Command {
-    let mut cmd = Command::cargo_bin("stylize").unwrap();
-    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env_remove("STYLIZE_WEIGHTS");
-    cmd
-}
 
 /// An image whose channel c is uniform in `ranges[c]`.
 fn random_image(rng: &mut Rng, width: u32, height: u32, ranges: [(f64, f64); 3]) -> Image {

@@ -60,3 +60,11 @@ pub fn random_png(path: &std::path::Path, width: u32, height: u32, seed: u64) {
     });
     img.save(path).unwrap();
 }
+
+/// The `stylize` binary, with the loader's runtime folder set and no `STYLIZE_WEIGHTS` from the
+/// caller's environment.
+pub fn stylize() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("stylize").unwrap();
+    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env_remove("STYLIZE_WEIGHTS");
+    cmd
+}
