@@ -1,14 +1,13 @@
 //! The `stylize` command line: parses, checks everything it can before work starts, calls the
 //! library, reports progress. Exit codes: 0 success, 1 runtime or input error, 2 usage error.
 
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -49,13 +48,13 @@ struct Cli {
 
     /// Resize each style image to the content's size times F (at least 16 px a side when F is
     /// not 1) instead of exactly the content's size: larger F gives smaller style features.
-    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = positive_f64, allow_negative_numbers = true)]
+    #[arg(long, value_name = "F", default_value_t = defaults().style_scale, value_parser = positive_f64, allow_negative_numbers = true)]
     style_scale: f64,
 
     /// Keep the content's colours: `none` (the original), `luminance` (after the run, the result's
     /// luminance with the content's chroma, in YIQ) or `histogram` (before the run, each style
     /// image's colour mean and covariance matched to the content's).
-    #[arg(long, value_enum, default_value_t = PreserveColorsArg::None)]
+    #[arg(long, value_enum, default_value_t = defaults().preserve_colors.into())]
     preserve_colors: PreserveColorsArg,
 
     /// Where to write the result; the format follows the extension (png, jpg, webp, tif, bmp).
@@ -70,52 +69,52 @@ struct Cli {
     weights: Option<String>,
 
     /// Longest side of the content image in pixels (never upscaled).
-    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=16384), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().size, value_parser = clap::value_parser!(u32).range(1..=16384), allow_negative_numbers = true)]
     size: u32,
 
     /// Optimization steps.
-    #[arg(long, default_value_t = 2000, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().iterations, allow_negative_numbers = true)]
     iterations: usize,
 
     /// Learning rate: Adam's, or L-BFGS's fixed step length (neural-style uses 1 with L-BFGS).
-    #[arg(long, default_value_t = 0.003, value_parser = positive_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().learning_rate, value_parser = positive_f64, allow_negative_numbers = true)]
     learning_rate: f64,
 
     /// Content loss weight (alpha).
-    #[arg(long, default_value_t = 1.0, value_parser = non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().content_weight, value_parser = non_negative_f64, allow_negative_numbers = true)]
     content_weight: f64,
 
     /// Style loss weight (beta).
-    #[arg(long, default_value_t = 1e6, value_parser = non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().style_weight, value_parser = non_negative_f64, allow_negative_numbers = true)]
     style_weight: f64,
 
     /// Content layers, comma-separated: relu4_2 reads features after the ReLU (the original's
     /// behaviour), conv4_2 the raw convolution output.
-    #[arg(long, value_delimiter = ',', default_value = "relu4_2")]
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_LISTS.content_layers.as_str())]
     content_layers: Vec<String>,
 
     /// Style layers, comma-separated (conv* or relu* names up to 5_1).
-    #[arg(long, value_delimiter = ',', default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")]
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_LISTS.style_layers.as_str())]
     style_layers: Vec<String>,
 
     /// One weight per style layer, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,0.75,0.2,0.2,0.2", value_parser = non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_LISTS.style_layer_weights.as_str(), value_parser = non_negative_f64, allow_negative_numbers = true)]
     style_layer_weights: Vec<f64>,
 
     /// Optimizer: `adam` (the original) or `lbfgs`, which runs like PyTorch's
     /// `LBFGS(lr=--learning-rate, line_search_fn=None)`: one gradient evaluation and one
     /// fixed-length step per iteration, no line search (jcjohnson/neural-style's default, with
     /// learning rate 1; the --learning-rate given is used as is).
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    #[arg(long, value_enum, default_value_t = defaults().optimizer.into())]
     optimizer: OptimizerArg,
 
     /// Curvature pairs L-BFGS keeps (PyTorch's history_size).
-    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().lbfgs_history as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     lbfgs_history: u64,
 
     /// Weight of a total-variation term W * sum of squared neighbour differences of the
     /// normalized image, added to the loss (0: none, the original).
-    #[arg(long, default_value_t = 0.0, value_name = "W", value_parser = non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().tv_weight, value_name = "W", value_parser = non_negative_f64, allow_negative_numbers = true)]
     tv_weight: f64,
 
     /// Divide each loss term's gradient by its L1 norm before weighting it, as neural-style's
@@ -124,13 +123,13 @@ struct Cli {
     normalize_gradients: bool,
 
     /// VGG's 2x2 pools: `max` (the original) or `avg` (average pools, as Gatys et al. suggest).
-    #[arg(long, value_enum, default_value_t = PoolingArg::Max)]
+    #[arg(long, value_enum, default_value_t = defaults().pooling.into())]
     pooling: PoolingArg,
 
     /// Output an exponential moving average of the iterates instead of the last one: after every
     /// step avg = D avg + (1 - D) x, bias-corrected as avg / (1 - D^t) (as crowsonkb's
     /// style-transfer-pytorch does); e.g. 0.9. 0: off (the original).
-    #[arg(long, value_name = "D", default_value_t = 0.0, value_parser = decay, allow_negative_numbers = true)]
+    #[arg(long, value_name = "D", default_value_t = defaults().average_decay, value_parser = decay, allow_negative_numbers = true)]
     average_decay: f64,
 
     /// Bits per sample of --output (and --side-by-side, periodic saves): 8, or 16 for PNG and TIFF.
@@ -140,7 +139,7 @@ struct Cli {
     /// Run coarse to fine over N scales: each sqrt(2) larger than the one before (or spaced
     /// geometrically from --min-size), the last at --size; each scale's result, upsampled,
     /// starts the next, and each runs --iterations steps. 1: the original single run.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16), allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", default_value_t = defaults().scales as u64, value_parser = clap::value_parser!(u64).range(1..=16), allow_negative_numbers = true)]
     scales: u64,
 
     /// Longer side of the first scale with --scales > 1 (default: --size / sqrt(2)^(N-1)).
@@ -168,11 +167,11 @@ struct Cli {
 
     /// Start from `content` (the original method), `random` noise (seeded by --seed), or an image
     /// file, e.g. an interrupted result to resume from (resized to the content's size).
-    #[arg(long, value_name = "content|random|PATH", default_value = "content")]
+    #[arg(long, value_name = "content|random|PATH", default_value = default_init())]
     init: String,
 
     /// Seed for everything random (--init random, --weights random).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().seed, allow_negative_numbers = true)]
     seed: u64,
 
     /// GPU API to use (default: WGPU_BACKEND or the best available).
@@ -224,25 +223,8 @@ struct Cli {
     /// Arithmetic of the convolutions and Gram products: `f32`; `mixed` (operands rounded to f16,
     /// sums in f32: on matrix units where the adapter has cooperative matrices, else emulated,
     /// slower, with a warning); `auto`: mixed where matrix units exist, else f32.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value_t = defaults().precision.into())]
     precision: PrecisionArg,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum PrecisionArg {
-    F32,
-    Mixed,
-    Auto,
-}
-
-impl From<PrecisionArg> for stylize::Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
-            PrecisionArg::F32 => stylize::Precision::F32,
-            PrecisionArg::Mixed => stylize::Precision::Mixed,
-            PrecisionArg::Auto => stylize::Precision::Auto,
-        }
-    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -278,7 +260,7 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
         /// f32, mixed or auto, as for a run (see `stylize --help`).
-        #[arg(long, value_enum, default_value = "auto")]
+        #[arg(long, value_enum, default_value_t = defaults().precision.into())]
         precision: PrecisionArg,
     },
     /// Move only the colours of --style onto --content, no network: each pixel x becomes
@@ -310,66 +292,84 @@ enum WeightsAction {
     Fetch,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum OptimizerArg {
-    Adam,
-    Lbfgs,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum PreserveColorsArg {
-    None,
-    Luminance,
-    Histogram,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum PoolingArg {
-    Max,
-    Avg,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum BackendArg {
-    Vulkan,
-    Metal,
-    Dx12,
-    Gl,
-}
-
-impl From<BackendArg> for stylize::Backend {
-    fn from(b: BackendArg) -> Self {
-        match b {
-            BackendArg::Vulkan => stylize::Backend::Vulkan,
-            BackendArg::Metal => stylize::Backend::Metal,
-            BackendArg::Dx12 => stylize::Backend::Dx12,
-            BackendArg::Gl => stylize::Backend::Gl,
+/// A command-line twin of a library enum, converted both ways (so that clap's defaults can be
+/// read from `Options::default()`).
+macro_rules! cli_enum {
+    ($cli:ident => $lib:path { $($variant:ident),+ }) => {
+        #[derive(Clone, Copy, Debug, ValueEnum)]
+        enum $cli {
+            $($variant),+
         }
+
+        impl From<$cli> for $lib {
+            fn from(v: $cli) -> Self {
+                match v {
+                    $($cli::$variant => <$lib>::$variant),+
+                }
+            }
+        }
+
+        impl From<$lib> for $cli {
+            fn from(v: $lib) -> Self {
+                match v {
+                    $(<$lib>::$variant => $cli::$variant),+
+                }
+            }
+        }
+    };
+}
+
+cli_enum!(PrecisionArg => stylize::Precision { F32, Mixed, Auto });
+cli_enum!(OptimizerArg => stylize::Optimizer { Adam, Lbfgs });
+cli_enum!(PreserveColorsArg => stylize::PreserveColors { None, Luminance, Histogram });
+cli_enum!(PoolingArg => stylize::Pooling { Max, Avg });
+cli_enum!(BackendArg => stylize::Backend { Vulkan, Metal, Dx12, Gl });
+
+/// The method's defaults, as the library writes them once.
+fn defaults() -> Options {
+    Options::default()
+}
+
+/// The list-valued defaults as their flags take them, comma-separated.
+struct DefaultLists {
+    content_layers: String,
+    style_layers: String,
+    style_layer_weights: String,
+}
+
+static DEFAULT_LISTS: std::sync::LazyLock<DefaultLists> = std::sync::LazyLock::new(|| {
+    let d = defaults();
+    let weights: Vec<String> = d.style_layer_weights.iter().map(f64::to_string).collect();
+    DefaultLists {
+        content_layers: d.content_layers.join(","),
+        style_layers: d.style_layers.join(","),
+        style_layer_weights: weights.join(","),
     }
+});
+
+/// `--init`'s default, the library's.
+fn default_init() -> &'static str {
+    match defaults().init {
+        stylize::Init::Random => "random",
+        _ => "content",
+    }
+}
+
+/// Parses a number and checks it with one of the library's rules (`stylize::transfer::rules`).
+fn number(s: &str, rule: fn(f64) -> Result<f64, String>) -> Result<f64, String> {
+    s.parse::<f64>().map_err(|_| format!("{s:?} is not a number")).and_then(rule)
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(v) => Err(format!("must be a positive number, not {v}")),
-        Err(_) => Err(format!("{s:?} is not a number")),
-    }
+    number(s, stylize::transfer::rules::positive)
 }
 
 fn decay(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
-        Ok(v) => Err(format!("must be in [0, 1), not {v}")),
-        Err(_) => Err(format!("{s:?} is not a number")),
-    }
+    number(s, stylize::transfer::rules::decay)
 }
 
 fn non_negative_f64(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        Ok(v) => Err(format!("must be a finite number >= 0, not {v}")),
-        Err(_) => Err(format!("{s:?} is not a number")),
-    }
+    number(s, stylize::transfer::rules::non_negative)
 }
 
 fn main() {
@@ -380,8 +380,30 @@ fn main() {
         std::process::exit(2);
     }
     if let Err(err) = run(cli) {
-        eprintln!("stylize: error: {err:#}");
+        eprintln!("stylize: error: {}", describe(&err));
         std::process::exit(1);
+    }
+}
+
+/// The error's one line; an invalid option is named by its flag.
+fn describe(err: &anyhow::Error) -> String {
+    let invalid = match err.downcast_ref::<stylize::Error>() {
+        Some(stylize::Error::Options(invalid)) => Some(invalid),
+        _ => err.downcast_ref::<stylize::InvalidOption>(),
+    };
+    match invalid {
+        Some(invalid) => format!("invalid option: {}", invalid.render(flag)),
+        None => format!("{err:#}"),
+    }
+}
+
+/// The flag (or input) that sets `Options` field (or `Job` input) `name`.
+fn flag(name: &str) -> String {
+    match name {
+        "masks" => "--mask".into(),
+        "styles" => "--style".into(),
+        "checkpoint_every" => "--save-every".into(),
+        _ => format!("--{}", name.replace('_', "-")),
     }
 }
 
@@ -521,21 +543,9 @@ fn fetch_weights() -> Result<()> {
     Ok(())
 }
 
-/// Checks that `path`'s folder exists before any work starts.
-fn check_parent_folder(what: &str, path: &Path) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        bail!("{what} {}: folder {} does not exist", path.display(), parent.display());
-    }
-    if path.is_dir() {
-        bail!("{what} {}: is a directory", path.display());
-    }
-    Ok(())
-}
-
-fn transfer(cli: Cli) -> Result<()> {
-    let content_path = cli.content.clone().expect("required");
-    let options = Options {
+/// The run's options as the command line gives them.
+fn options(cli: &Cli) -> Options {
+    Options {
         size: cli.size,
         iterations: cli.iterations,
         learning_rate: cli.learning_rate,
@@ -553,127 +563,50 @@ fn transfer(cli: Cli) -> Result<()> {
             "random" => stylize::Init::Random,
             path => stylize::Init::Image(PathBuf::from(path)),
         },
-        optimizer: match cli.optimizer {
-            OptimizerArg::Adam => stylize::Optimizer::Adam,
-            OptimizerArg::Lbfgs => stylize::Optimizer::Lbfgs,
-        },
+        optimizer: cli.optimizer.into(),
         lbfgs_history: cli.lbfgs_history as usize,
         tv_weight: cli.tv_weight,
         normalize_gradients: cli.normalize_gradients,
-        pooling: match cli.pooling {
-            PoolingArg::Max => stylize::Pooling::Max,
-            PoolingArg::Avg => stylize::Pooling::Avg,
-        },
+        pooling: cli.pooling.into(),
         style_blend_weights: cli.style_blend_weights.clone(),
         style_scale: cli.style_scale,
         average_decay: cli.average_decay,
         scales: cli.scales as usize,
         min_size: cli.min_size,
         precision: cli.precision.into(),
-        preserve_colors: match cli.preserve_colors {
-            PreserveColorsArg::None => stylize::PreserveColors::None,
-            PreserveColorsArg::Luminance => stylize::PreserveColors::Luminance,
-            PreserveColorsArg::Histogram => stylize::PreserveColors::Histogram,
-        },
+        preserve_colors: cli.preserve_colors.into(),
         checkpoint: cli.checkpoint.clone().or_else(|| cli.resume.clone()),
         checkpoint_every: cli.save_every.map(|n| n as usize),
         resume: cli.resume.clone(),
         masks: cli.mask.clone(),
-    };
-    options.validate()?;
-    // Everything that can be checked is checked before the GPU is touched.
-    let depth = cli.output_depth;
-    image_io::check_output_path(&cli.output, depth)?;
-    if let Some(path) = &cli.side_by_side {
-        image_io::check_output_path(path, depth)?;
     }
-    if let Some(path) = &cli.loss_log {
-        check_parent_folder("loss log", path)?;
+}
+
+/// What the run writes, as the command line gives it.
+fn outputs(cli: &Cli) -> stylize::Outputs {
+    stylize::Outputs {
+        output: Some(cli.output.clone()),
+        depth: cli.output_depth,
+        side_by_side: cli.side_by_side.clone(),
+        loss_log: cli.loss_log.clone(),
+        save_every: cli.save_every.map(|n| n as usize),
+        loss_plot: cli.loss_plot.clone(),
+        serve: cli.serve.clone(),
+        serve_public: cli.serve_public,
     }
-    if let Some(path) = &options.checkpoint {
-        check_parent_folder("checkpoint", path)?;
-        let others = [Some(&cli.output), cli.side_by_side.as_ref(), cli.loss_log.as_ref()];
-        if others.into_iter().flatten().any(|other| other == path) {
-            bail!("checkpoint {}: is also an output of the run; give it a file of its own", path.display());
-        }
-    }
-    if let Some(path) = cli.resume.as_ref().filter(|p| !p.is_file()) {
-        bail!("checkpoint {}: no such file", path.display());
-    }
-    if let Some(path) = &cli.loss_plot {
-        if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
-            bail!("loss plot {}: the plot is a PNG; give a path ending in .png", path.display());
-        }
-        image_io::check_output_path(path, 8)?;
-    }
-    let preview = match &cli.serve {
-        Some(addr) => {
-            let preview = stylize::serve::Preview::bind(addr, cli.serve_public)?;
-            eprintln!("stylize: live preview at {}", preview.url());
-            Some(preview)
-        }
-        None => None,
-    };
-    stylize::transfer::normalized_blend(&options.style_blend_weights, cli.style.len())?;
-    let original = image_io::load_image(&content_path)?;
-    let raw_styles = stylize::load_style_images(&cli.style)?;
-    let raw_masks = stylize::load_masks(&options.masks, raw_styles.len())?;
-    // A bad --init file is reported before the GPU is touched.
-    let init = stylize::first_initial_image(&original, &options)?;
-    if let Some(preview) = &preview {
-        preview.set_run(stylize::serve::RunInfo {
-            content: image_io::fit_within(&original, options.size),
-            styles: raw_styles.iter().map(|s| image_io::fit_within(s, 256)).collect(),
-            iterations: options.iterations,
-            scales: options.scales,
-            history: stylize::plot::LossHistory::new(&options),
-        });
-    }
-    let mut download = DownloadBar::default();
-    let weights = stylize::load_network_weights(options.weights.as_deref(), options.seed, &mut |e| download.event(&e))?;
-    download.finish();
-    let interrupt = Interrupt::install()?;
-    let ctx = stylize::gpu::Context::new(&options.context_options())?;
-    let adapter = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
-    let precision = ctx.precision.reason.clone();
-    if let Some(warning) = ctx.precision.warning() {
-        eprintln!("stylize: warning: {warning}");
-    }
-    let mut progress = CliProgress::new(&cli, &adapter, &original, &options, interrupt.clone())?;
-    progress.cpu = ctx.adapter.is_cpu().then(|| CpuNotice::new(&adapter, &options));
-    let started = Instant::now();
-    let save_every = cli.save_every.map(|n| n as usize);
-    let mut watch = stylize::serve::Watch::new(
-        &mut progress,
-        preview.as_ref(),
-        cli.loss_plot.clone(),
-        save_every,
-        &original,
-        &options,
-    );
-    let run = stylize::run_scales(ctx, &weights, &original, &raw_styles, &raw_masks, &init, &options, &mut watch);
-    let plotted = watch.write_plot();
-    drop(watch);
+}
+
+fn transfer(cli: Cli) -> Result<()> {
+    let options = options(&cli);
+    let content = cli.content.clone().expect("required");
+    let mut progress = CliProgress::new(&cli, &options);
+    let job = stylize::Job::new(&content, &cli.style, options.clone(), outputs(&cli), &mut progress)?;
+    let finished = job.run(&mut progress);
     progress.finish();
-    plotted?;
-    let stylize::ScaleRun { transfer, content, styles, outcome, steps, resumed_steps } = run?;
-    let finish = |image: &Image| stylize::finish_colors(image, &content, &options);
-    let target = match outcome {
-        Ok(target) => target,
-        Err(err @ TransferError::NonFinite { .. }) => {
-            // The run already put the last finite image back: keep it for the user.
-            image_io::save_image(&cli.output, &finish(&transfer.image()?), depth)?;
-            bail!("{err}; it was written to {}", cli.output.display());
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let target = finish(&target);
-    image_io::save_image(&cli.output, &target, depth)?;
-    if let Some(preview) = preview {
-        preview.finish(target.clone(), stylize::serve::FINAL_GRACE);
-    }
-    let total_steps = options.iterations * options.scales.max(1);
-    if let Some(code) = interrupt.exit_code() {
+    let finished = finished?;
+    let (steps, resumed_steps) = (finished.steps, finished.resumed_steps);
+    if let Some(code) = progress.interrupt.as_ref().and_then(Interrupt::exit_code) {
+        let total_steps = options.iterations * options.scales.max(1);
         let resume = match &options.checkpoint {
             Some(path) => format!("continue exactly with the same options and --resume {}", path.display()),
             None => format!("resume with --init {}", cli.output.display()),
@@ -684,33 +617,20 @@ fn transfer(cli: Cli) -> Result<()> {
         );
         std::process::exit(code);
     }
-    if let Some(path) = &cli.side_by_side {
-        let shown: Vec<Image> =
-            styles.iter().map(|s| image_io::resize_exact(s, content.width, content.height)).collect();
-        // Each mask as a grey panel after its style.
-        let masks: Vec<Image> = stylize::prepare_masks(&raw_masks, &content)
-            .into_iter()
-            .map(|m| Image::new(content.width, content.height, m.repeat(3)))
-            .collect();
-        let mut row = vec![&content];
-        for (i, style) in shown.iter().enumerate() {
-            row.push(style);
-            row.extend(masks.get(i));
-        }
-        row.push(&target);
-        image_io::save_image(path, &image_io::side_by_side(&row), depth)?;
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let target = &finished.outcome.target;
+    let seconds = progress.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
     let last = progress.last_losses.map(|l| format!(", final loss {:.4e}", l.total)).unwrap_or_default();
     let resumed =
         if cli.resume.is_some() { format!(" ({} after the resume)", steps - resumed_steps) } else { String::new() };
     eprintln!(
-        "stylize: wrote {} ({}x{}) after {steps} steps{resumed} in {:.1} s ({:.1} steps/s) on {adapter}, precision {precision}{last}",
+        "stylize: wrote {} ({}x{}) after {steps} steps{resumed} in {:.1} s ({:.1} steps/s) on {}, precision {}{last}",
         cli.output.display(),
         target.width,
         target.height,
         seconds,
         (steps - resumed_steps) as f64 / seconds.max(1e-9),
+        finished.gpu.adapter,
+        finished.gpu.precision,
     );
     Ok(())
 }
@@ -753,33 +673,28 @@ impl Interrupt {
     }
 }
 
-/// Progress bar, periodic loss lines, the CSV loss log and periodic saves.
+/// Progress bar, periodic loss lines, the download bar, the CPU notice and the signals.
 struct CliProgress {
-    interrupt: Interrupt,
+    /// Installed once the GPU is open (a Ctrl-C before that ends the process at once).
+    interrupt: Option<Interrupt>,
     bar: ProgressBar,
     interactive: bool,
     print_every: usize,
-    save_every: Option<u64>,
     iterations: usize,
-    output: PathBuf,
-    depth: u8,
-    log: Option<(PathBuf, BufWriter<File>)>,
     tv: bool,
-    /// The content image at the current scale, for `--preserve-colors luminance` on saves.
     options: Options,
-    original: Image,
-    content: Image,
+    download: DownloadBar,
     adapter: String,
-    /// Whether there are several scales (the loss log then starts each row with the scale).
-    multiscale: bool,
     scale: usize,
+    /// When the GPU was opened (the run's time in the final line counts from there).
+    started: Option<Instant>,
     last_losses: Option<Losses>,
     /// On a CPU adapter: the one line saying so, with the expected time of the run.
     cpu: Option<CpuNotice>,
 }
 
 impl CliProgress {
-    fn new(cli: &Cli, adapter: &str, original: &Image, options: &Options, interrupt: Interrupt) -> Result<Self> {
+    fn new(cli: &Cli, options: &Options) -> Self {
         let interactive = std::io::stderr().is_terminal();
         let bar = if interactive {
             let bar = ProgressBar::with_draw_target(Some(cli.iterations as u64), ProgressDrawTarget::stderr());
@@ -791,20 +706,8 @@ impl CliProgress {
         } else {
             ProgressBar::hidden()
         };
-        let multiscale = options.scales > 1;
-        let log = match &cli.loss_log {
-            Some(path) => {
-                let file = File::create(path).with_context(|| format!("loss log {}: cannot create", path.display()))?;
-                let mut writer = BufWriter::new(file);
-                let scale = if multiscale { "scale," } else { "" };
-                let tv = if cli.tv_weight > 0.0 { "tv," } else { "" };
-                writeln!(writer, "{scale}step,content,style,{tv}total")?;
-                Some((path.clone(), writer))
-            }
-            None => None,
-        };
-        Ok(Self {
-            interrupt,
+        Self {
+            interrupt: None,
             bar,
             interactive,
             print_every: match cli.print_every {
@@ -812,41 +715,60 @@ impl CliProgress {
                 None if interactive => 50,
                 None => 0,
             },
-            save_every: cli.save_every,
             iterations: cli.iterations,
-            output: cli.output.clone(),
-            depth: cli.output_depth,
-            log,
             tv: cli.tv_weight > 0.0,
             options: options.clone(),
-            original: original.clone(),
-            content: original.clone(),
-            adapter: adapter.to_string(),
-            multiscale,
+            download: DownloadBar::default(),
+            adapter: String::new(),
             scale: 0,
+            started: None,
             last_losses: None,
             cpu: None,
-        })
+        }
     }
 
     fn finish(&mut self) {
         self.bar.finish_and_clear();
-        if let Some((path, writer)) = &mut self.log {
-            if let Err(e) = writer.flush() {
-                eprintln!("stylize: warning: loss log {}: {e}", path.display());
-            }
-        }
+    }
+
+    /// A line above the bar, or plainly when there is none.
+    fn say(&self, line: &str) {
+        if self.interactive { self.bar.println(line) } else { eprintln!("{line}") }
     }
 }
 
 impl Observer for CliProgress {
     fn should_stop(&mut self) -> bool {
-        self.interrupt.requested()
+        self.interrupt.as_ref().is_some_and(Interrupt::requested)
+    }
+
+    fn on_preview(&mut self, url: &str) {
+        eprintln!("stylize: live preview at {url}");
+    }
+
+    fn on_fetch(&mut self, event: &FetchEvent) {
+        self.download.event(event);
+    }
+
+    fn on_gpu(&mut self, gpu: &stylize::GpuInfo) -> Result<(), TransferError> {
+        self.download.finish();
+        let interrupt = Interrupt::install().map_err(|e| TransferError::Observer(format!("signals: {e}")))?;
+        self.interrupt = Some(interrupt);
+        if let Some(warning) = &gpu.precision_warning {
+            eprintln!("stylize: warning: {warning}");
+        }
+        self.adapter = gpu.adapter.clone();
+        self.cpu = gpu.is_cpu.then(|| CpuNotice::new(&gpu.adapter, &self.options));
+        self.started = Some(Instant::now());
+        Ok(())
+    }
+
+    fn on_warning(&mut self, message: &str) {
+        eprintln!("stylize: warning: {message}");
     }
 
     fn on_scale(&mut self, index: usize, count: usize, width: u32, height: u32) {
         self.scale = index;
-        self.content = image_io::resize_exact(&self.original, width, height);
         let line = if count > 1 {
             format!("stylize: scale {}/{count}: {width}x{height} on {}", index + 1, self.adapter)
         } else {
@@ -861,27 +783,15 @@ impl Observer for CliProgress {
     }
 
     fn wants_losses(&mut self, step: usize) -> bool {
-        self.log.is_some()
-            || step + 1 == self.iterations
-            || (self.print_every > 0 && step.is_multiple_of(self.print_every))
+        step + 1 == self.iterations || (self.print_every > 0 && step.is_multiple_of(self.print_every))
     }
 
-    fn wants_image(&mut self, step: usize) -> bool {
-        self.save_every.is_some_and(|n| (step as u64 + 1).is_multiple_of(n) && step + 1 < self.iterations)
-    }
-
-    fn on_step(&mut self, step: usize, losses: Option<&Losses>, image: Option<&Image>) -> Result<(), TransferError> {
+    fn on_step(&mut self, step: usize, losses: Option<&Losses>, _image: Option<&Image>) -> Result<(), TransferError> {
         self.bar.set_position(step as u64 + 1);
         if let Some(line) = self.cpu.as_mut().and_then(|c| c.on_step(self.scale, step)) {
-            if self.interactive { self.bar.println(line) } else { eprintln!("{line}") }
+            self.say(&line);
         }
         if let Some(l) = losses {
-            if let Some((path, writer)) = &mut self.log {
-                let tv = if self.tv { format!("{:e},", l.tv) } else { String::new() };
-                let scale = if self.multiscale { format!("{},", self.scale + 1) } else { String::new() };
-                writeln!(writer, "{scale}{step},{:e},{:e},{tv}{:e}", l.content, l.style, l.total)
-                    .map_err(|e| TransferError::Observer(format!("loss log {}: {e}", path.display())))?;
-            }
             if self.print_every > 0 && step.is_multiple_of(self.print_every) {
                 let tv = if self.tv { format!("  tv {:.4e}", l.tv) } else { String::new() };
                 let line = format!(
@@ -895,11 +805,6 @@ impl Observer for CliProgress {
                 }
             }
             self.last_losses = Some(l.clone());
-        }
-        if let Some(image) = image {
-            let image = stylize::finish_colors(image, &self.content, &self.options);
-            image_io::save_image(&self.output, &image, self.depth)
-                .map_err(|e| TransferError::Observer(e.to_string()))?;
         }
         Ok(())
     }

@@ -220,7 +220,8 @@ fn library_blended_style_grams() {
         |w: u32, h: u32| stylize::Image::new(w, h, (0..3 * (w * h) as usize).map(|_| rng.uniform() as f32).collect());
     let (a, b, x) = (image(16, 16), image(16, 16), image(16, 16));
     let grams = |styles: &[stylize::Image], blend: &[f64]| {
-        stylize::transfer::blended_style_grams(&ctx, &weights, &plan, styles, blend, &options).unwrap()
+        let blend = stylize::transfer::normalized_blend(blend, styles.len()).unwrap();
+        stylize::net::style_grams::blended(&ctx, &weights, &plan, styles, &blend).unwrap()
     };
     let ga = grams(std::slice::from_ref(&a), &[]);
     let gb = grams(std::slice::from_ref(&b), &[]);

@@ -1,12 +1,14 @@
 //! GPU plumbing: the device context (adapter choice, limits, error capture), the shader/pipeline
 //! registry, recorded-once kernels and the step recorder. Ops build on this; nothing here knows a layer.
 
+mod backend;
 mod context;
 mod kernel;
 mod precision;
 mod profile;
 mod registry;
 
+pub use backend::Backend;
 pub use context::{AdapterSummary, Context, ContextOptions, GpuError, list_adapters};
 pub use kernel::{Kernel, Step, fold_groups};
 pub use precision::{Arithmetic, Precision, PrecisionChoice};

@@ -4,9 +4,12 @@
 mod executor;
 mod plan;
 pub mod reference;
+pub mod style_grams;
+mod training;
 pub mod vgg;
 
 pub use executor::Executor;
+pub use training::FiniteGuard;
 pub use plan::{ActShape, GpuBytes, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
 
 use crate::gpu::GpuError;

@@ -56,6 +56,17 @@ pub fn denormalize_clamp(
     kernel(ctx, "denormalize_clamp", plane, src, dst)
 }
 
+/// clamp(x * std + mean, 0, 1) per channel on the host, in f64: for a CHW image the host holds
+/// (the bias-corrected iterate average, `optim::average`).
+pub fn denormalize_clamp_host(image: &[f64]) -> Vec<f64> {
+    let plane = image.len() / 3;
+    image
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (x * IMAGENET_STD[i / plane] + IMAGENET_MEAN[i / plane]).clamp(0.0, 1.0))
+        .collect()
+}
+
 pub mod reference {
     use super::{IMAGENET_MEAN, IMAGENET_STD};
 
@@ -64,12 +75,6 @@ pub mod reference {
         image.iter().enumerate().map(|(i, &x)| (x - IMAGENET_MEAN[i / plane]) / IMAGENET_STD[i / plane]).collect()
     }
 
-    pub fn denormalize_clamp(image: &[f64]) -> Vec<f64> {
-        let plane = image.len() / 3;
-        image
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| (x * IMAGENET_STD[i / plane] + IMAGENET_MEAN[i / plane]).clamp(0.0, 1.0))
-            .collect()
-    }
+    /// The host computation is already f64 and independent of the GPU kernel it checks.
+    pub use super::denormalize_clamp_host as denormalize_clamp;
 }

@@ -141,4 +141,16 @@ impl Observer for Watch<'_> {
     fn should_stop(&mut self) -> bool {
         self.inner.should_stop()
     }
+
+    fn on_preview(&mut self, url: &str) {
+        self.inner.on_preview(url);
+    }
+
+    fn on_gpu(&mut self, gpu: &crate::GpuInfo) -> Result<(), TransferError> {
+        self.inner.on_gpu(gpu)
+    }
+
+    fn on_warning(&mut self, message: &str) {
+        self.inner.on_warning(message);
+    }
 }

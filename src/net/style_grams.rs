@@ -1,0 +1,75 @@
+//! Style targets from style images other than one at the content's size: a blend of several
+//! images' Grams (each at its own size), and one Gram per region of a masked plan.
+
+use super::vgg::VGG19;
+use super::{ConvLayerWeights, Executor, LossLayers, NetError, Plan};
+use crate::gpu::Context;
+use crate::image_io::Image;
+
+/// The blended style Grams of `styles` for `target`: per style layer `sum_i blend_i * G_i * N / N_i`,
+/// where `G_i` is style image `i`'s Gram from a forward pass at its own size, `N_i` its number of
+/// positions at that layer and `N` the target's (so that images of other sizes compare like
+/// Gram / N). `blend` holds one weight per image, already normalized (`transfer::normalized_blend`).
+pub fn blended(
+    ctx: &Context,
+    weights: &[ConvLayerWeights],
+    target: &Plan,
+    styles: &[Image],
+    blend: &[f64],
+) -> Result<Vec<Vec<f32>>, NetError> {
+    if styles.is_empty() {
+        return Err(NetError::BadSize("no style image".into()));
+    }
+    if blend.len() != styles.len() {
+        return Err(NetError::BadSize(format!("{} blend weights for {} style images", blend.len(), styles.len())));
+    }
+    let widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
+    // Only the style layers, unmasked: no content target, no total variation.
+    let losses = LossLayers { content: Vec::new(), tv_weight: 0.0, masks: Vec::new(), ..target.losses.clone() };
+    let positions = |plan: &Plan, act: usize| (plan.acts[act].height * plan.acts[act].width) as f64;
+    let mut sums: Vec<Vec<f64>> = target.style.iter().map(|t| vec![0.0; target.acts[t.act].channels.pow(2)]).collect();
+    for (style, &b) in styles.iter().zip(blend) {
+        if b == 0.0 {
+            continue;
+        }
+        let plan = Plan::new(&VGG19, &widths, style.height as usize, style.width as usize, &losses)?;
+        let executor = Executor::new(ctx, plan, weights)?;
+        let grams = executor.style_grams(ctx, &style.data)?;
+        for (((sum, gram), term), own) in sums.iter_mut().zip(&grams).zip(&target.style).zip(&executor.plan.style) {
+            let factor = b * positions(target, term.act) / positions(&executor.plan, own.act);
+            sum.iter_mut().zip(gram).for_each(|(s, &g)| *s += factor * g as f64);
+        }
+    }
+    Ok(sums.into_iter().map(|g| g.into_iter().map(|v| v as f32).collect()).collect())
+}
+
+/// The style targets of a masked plan (`LossLayers::masks`), one per style term: the plain Gram
+/// of the term's region's style image, as `blended` computes it for that image alone (so style
+/// images of other sizes compare like Gram / N).
+pub fn per_region(
+    ctx: &Context,
+    weights: &[ConvLayerWeights],
+    target: &Plan,
+    styles: &[Image],
+) -> Result<Vec<Vec<f32>>, NetError> {
+    let regions = target.losses.masks.len();
+    if styles.len() != regions {
+        return Err(NetError::BadSize(format!("{} style images for {regions} masks", styles.len())));
+    }
+    let image = target.acts[0];
+    let unmasked = LossLayers { masks: Vec::new(), ..target.losses.clone() };
+    let plain = Plan::new(&target.layers, &target.conv_widths, image.height, image.width, &unmasked)?;
+    let mut grams_per_region = Vec::new();
+    for style in styles {
+        grams_per_region.push(blended(ctx, weights, &plain, std::slice::from_ref(style), &[1.0])?);
+    }
+    Ok(target
+        .style
+        .iter()
+        .map(|term| {
+            let layer = target.losses.style.iter().position(|(name, _)| *name == term.layer).expect("a style layer");
+            let region = term.mask.as_ref().map_or(0, |m| m.region);
+            grams_per_region[region][layer].clone()
+        })
+        .collect())
+}

@@ -1,0 +1,145 @@
+//! Coarse-to-fine over the scales of a run, with checkpoints and resume.
+
+use super::inputs::{prepare_masks, prepare_styles};
+use crate::image_io::{self, Image};
+use crate::net::ConvLayerWeights;
+use crate::transfer::{Observer, Options, StyleTransfer, TransferError};
+use crate::{Error, checkpoint, gpu};
+
+/// Longer sides of the scales of a coarse-to-fine run, coarse first, the last `size`: each
+/// sqrt(2) larger than the one before, or, with `min_size`, spaced geometrically from it.
+pub fn scale_sizes(size: u32, scales: usize, min_size: Option<u32>) -> Vec<u32> {
+    let n = scales.max(1);
+    let ratio = match (min_size, n) {
+        (_, 1) => 1.0,
+        (Some(min), _) => (size as f64 / min.max(1) as f64).powf(1.0 / (n - 1) as f64),
+        (None, _) => std::f64::consts::SQRT_2,
+    };
+    (0..n).map(|i| ((size as f64 / ratio.powi((n - 1 - i) as i32)).round() as u32).max(1)).collect()
+}
+
+/// Where a (multi-scale) run ended: the last scale's transfer (for the image so far and the steps
+/// taken), its content and style images, and how its run ended.
+pub(super) struct ScaleRun {
+    pub transfer: StyleTransfer,
+    pub content: Image,
+    pub styles: Vec<Image>,
+    /// The last scale's result (the last iterate, or the moving average), before any colour
+    /// preservation; or why it stopped.
+    pub outcome: Result<Image, TransferError>,
+    /// Steps taken over every scale.
+    pub steps: usize,
+    /// Of those, the steps a resumed checkpoint had already taken (0 without `options.resume`).
+    pub resumed_steps: usize,
+}
+
+/// The decoded inputs `run_scales` fits to each scale.
+pub(super) struct ScaleInputs<'a> {
+    pub weights: &'a [ConvLayerWeights],
+    pub original_content: &'a Image,
+    pub raw_styles: &'a [Image],
+    /// One per style, or none.
+    pub raw_masks: &'a [Image],
+    /// The first scale's initial image (`first_initial_image`).
+    pub first_init: &'a Image,
+}
+
+/// Runs the method coarse to fine over `scale_sizes(options.size, options.scales, options.min_size)`
+/// (one scale: the original method): at each, the content is fitted to the scale's size, the
+/// styles are prepared for it (`prepare_styles`), the masks resized to it (`prepare_masks`),
+/// and the run starts from `first_init` (first scale) or the previous scale's result resized to
+/// it; each scale runs `options.iterations` steps. Stops after a scale whose run failed or was
+/// asked to stop. With `options.resume`, it starts at the checkpoint's scale and step instead
+/// (refused if the checkpoint is damaged or was made from other inputs or options); with
+/// `options.checkpoint`, it writes one every `options.checkpoint_every` steps, when stopped and
+/// at the end.
+pub(super) fn run_scales(
+    ctx: gpu::Context,
+    inputs: &ScaleInputs<'_>,
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Result<ScaleRun, Error> {
+    let sizes = scale_sizes(options.size, options.scales, options.min_size);
+    let checkpoints = checkpoint::Checkpointing::new(
+        inputs.original_content,
+        inputs.raw_styles,
+        inputs.raw_masks,
+        inputs.first_init,
+        inputs.weights,
+        options,
+        sizes.len(),
+    )
+    .map_err(TransferError::from)?;
+    let (checkpoints, mut resume) = match checkpoints {
+        Some((checkpoints, resume)) => (Some(checkpoints), resume),
+        None => (None, None),
+    };
+    let mut ctx = Some(ctx);
+    let mut previous: Option<Image> = None;
+    let mut steps = 0;
+    let resumed_steps = resume.as_ref().map_or(0, |r| r.total_steps as usize);
+    let first_scale = resume.as_ref().map_or(0, |r| r.scale);
+    for (index, &size) in sizes.iter().enumerate().skip(first_scale) {
+        let content = image_io::fit_within(inputs.original_content, size);
+        let styles = prepare_styles(inputs.raw_styles, &content, options);
+        let init = match &previous {
+            None if index == 0 => inputs.first_init.clone(),
+            // A resumed scale: the checkpoint's image replaces it.
+            None => content.clone(),
+            Some(image) => image_io::resize_exact(image, content.width, content.height),
+        };
+        let scale_ctx = ctx.take().expect("one context");
+        let mut transfer = new_transfer(scale_ctx, inputs, &content, &styles, &init, options)?;
+        if let Some(saved) = resume.take() {
+            transfer.restore_state(&saved.state)?;
+            steps = (saved.total_steps - saved.state.steps_done) as usize;
+        }
+        observer.on_scale(index, sizes.len(), content.width, content.height);
+        let earlier = steps;
+        let outcome = transfer.run_to(options.iterations, observer, &mut |transfer, step| match &checkpoints {
+            Some(c) if c.due(step) => c.save(transfer, index, earlier),
+            _ => Ok(()),
+        });
+        steps += transfer.steps_done();
+        let last = index + 1 == sizes.len();
+        if let (Some(c), Ok(_)) = (&checkpoints, &outcome)
+            && (last || observer.should_stop())
+        {
+            c.save(&mut transfer, index, earlier)?;
+        }
+        match outcome {
+            Ok(image) if !last && !observer.should_stop() => {
+                previous = Some(image);
+                ctx = Some(transfer.into_context());
+            }
+            outcome => return Ok(ScaleRun { transfer, content, styles, outcome, steps, resumed_steps }),
+        }
+    }
+    unreachable!("the last scale returns")
+}
+
+/// The `StyleTransfer` of one scale: masked Grams with masks; the original path
+/// (`StyleTransfer::new`) for one image at the content's size; blended Grams
+/// (`StyleTransfer::with_styles`) otherwise.
+fn new_transfer(
+    ctx: gpu::Context,
+    inputs: &ScaleInputs<'_>,
+    content: &Image,
+    styles: &[Image],
+    init: &Image,
+    options: &Options,
+) -> Result<StyleTransfer, Error> {
+    let weights = inputs.weights;
+    if !inputs.raw_masks.is_empty() {
+        let masks = prepare_masks(inputs.raw_masks, content);
+        return Ok(StyleTransfer::with_masks(ctx, weights, content, styles, &masks, init, options)?);
+    }
+    match styles {
+        [style] if (style.width, style.height) == (content.width, content.height) => {
+            Ok(StyleTransfer::new(ctx, weights, content, style, init, options)?)
+        }
+        _ => {
+            Ok(StyleTransfer::with_styles(ctx, weights, content, styles, &options.style_blend_weights, init, options)?)
+        }
+    }
+}

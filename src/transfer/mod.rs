@@ -1,0 +1,451 @@
+//! The optimization loop of the method: targets computed once, then optimizer steps on the
+//! image, each one recorded once and submitted once, with an observer for progress, logs and saves.
+//! `options` holds every knob of the method, `observer` what a run reports.
+
+mod observer;
+mod options;
+
+pub use observer::{GpuInfo, Observer, Silent};
+pub use options::{Init, InvalidOption, Optimizer, Options, PreserveColors, normalized_blend, rules};
+
+use crate::gpu::{Context, GpuError};
+use crate::image_io::Image;
+use crate::net::vgg::VGG19;
+use crate::net::{ConvLayerWeights, Executor, FiniteGuard, Losses, NetError, Plan, style_grams};
+use crate::optim::adam::{Adam, AdamConfig};
+use crate::optim::average::IterateAverage;
+use crate::optim::lbfgs::{Lbfgs, LbfgsConfig};
+
+/// Errors of the optimization loop.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("{0}")]
+    Observer(String),
+    #[error("{what} became non-finite (inf or NaN) at step {step}; stopped, {kept}")]
+    NonFinite { step: usize, what: String, kept: String },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A saved state (`StyleTransfer::restore_state`) that does not fit this run.
+    #[error("the saved state does not fit this run: {0}")]
+    StateMismatch(String),
+}
+
+/// Everything a `StyleTransfer` needs to continue exactly where `StyleTransfer::state` was
+/// taken; every buffer bit for bit as the GPU held it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferSnapshot {
+    pub width: u32,
+    pub height: u32,
+    /// Steps taken (the next step's number).
+    pub steps_done: u64,
+    /// The optimizer's variable: the normalized image.
+    pub image: Vec<f32>,
+    /// The non-finite guard: the last image whose loss was checked finite, its step, and the
+    /// first step flagged non-finite (`check::CLEAN` if none).
+    pub verified_image: Vec<f32>,
+    pub verified_step: Option<u64>,
+    pub non_finite_flag: u32,
+    /// The iterate average (`average_decay > 0`): updates counted and the raw average.
+    pub average: Option<(u64, Vec<f32>)>,
+    pub optimizer: OptimizerSnapshot,
+}
+
+/// The optimizer part of a [`TransferSnapshot`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptimizerSnapshot {
+    Adam(crate::optim::adam::AdamSnapshot),
+    Lbfgs(Box<crate::optim::LbfgsSnapshot>),
+}
+
+/// The optimizer's state: Adam's kernel rides in the training step; L-BFGS runs after it.
+enum OptimizerState {
+    Adam { adam: Adam, kernel: usize },
+    Lbfgs(Box<Lbfgs>),
+}
+
+/// One style-transfer problem on the GPU: the network with its targets, the image and its optimizer.
+pub struct StyleTransfer {
+    ctx: Context,
+    executor: Executor,
+    optimizer: OptimizerState,
+    /// An error L-BFGS raised in `step`, reported by the next `sync`.
+    deferred: Option<GpuError>,
+    /// The moving average of the iterates, when `average_decay > 0`.
+    average: Option<IterateAverage>,
+    width: u32,
+    height: u32,
+    steps_done: usize,
+    /// The non-finite checks of the training step and the last image with a finite loss.
+    guard: FiniteGuard,
+    /// The step of that image (`None`: the initial image, no check passed yet).
+    verified_step: Option<usize>,
+}
+
+/// Where the style targets come from.
+#[derive(Clone, Copy)]
+enum Styles<'a> {
+    /// One image at the content's size (the original).
+    Single(&'a Image),
+    /// Several images of any size and their blend weights.
+    Blend(&'a [Image], &'a [f64]),
+    /// One image of any size per region of the masks (content-size masks, values in [0, 1]).
+    Masked(&'a [Image], &'a [Vec<f32>]),
+}
+/// Steps between two finiteness checks when the observer reads no losses.
+const CHECK_EVERY: usize = 16;
+
+impl StyleTransfer {
+    /// Builds the network for the content's size, computes the content features and style Grams
+    /// once, and starts the image from `init` (the content image in the original method).
+    /// `style` must already have the content's size.
+    pub fn new(
+        ctx: Context,
+        weights: &[ConvLayerWeights],
+        content: &Image,
+        style: &Image,
+        init: &Image,
+        options: &Options,
+    ) -> Result<Self, TransferError> {
+        Self::build(ctx, weights, content, Styles::Single(style), init, options)
+    }
+
+    /// As `new`, with the style target a blend of several style images of any size: the target
+    /// Gram of each layer is `sum_i blend_i * G_i * N / N_i`, where `G_i` is style image `i`'s Gram
+    /// from a forward pass at its own size, `N_i` its number of positions at that layer and `N`
+    /// the content's (so that images of other sizes compare like Gram / N, as neural-style's
+    /// normalized Grams do). `blend` is normalized to sum 1; empty means equal weights.
+    pub fn with_styles(
+        ctx: Context,
+        weights: &[ConvLayerWeights],
+        content: &Image,
+        styles: &[Image],
+        blend: &[f64],
+        init: &Image,
+        options: &Options,
+    ) -> Result<Self, TransferError> {
+        Self::build(ctx, weights, content, Styles::Blend(styles, blend), init, options)
+    }
+
+    /// As `new` with spatial control (Gatys et al. 2017): style image `r` (of any size) applies
+    /// where mask `r` (content-size, values in [0, 1]) is white. Each style layer gets one term
+    /// per region, a * mean((G^ - S)^2) / (C N) with the guided Gram G^ = F diag(T^2) F^T / a of
+    /// the mask T pooled to the layer, its coverage a = sum T^2 / N, and S the plain Gram of the
+    /// region's style image (see `region_style_grams`).
+    pub fn with_masks(
+        ctx: Context,
+        weights: &[ConvLayerWeights],
+        content: &Image,
+        styles: &[Image],
+        masks: &[Vec<f32>],
+        init: &Image,
+        options: &Options,
+    ) -> Result<Self, TransferError> {
+        Self::build(ctx, weights, content, Styles::Masked(styles, masks), init, options)
+    }
+
+    fn build(
+        ctx: Context,
+        weights: &[ConvLayerWeights],
+        content: &Image,
+        styles: Styles<'_>,
+        init: &Image,
+        options: &Options,
+    ) -> Result<Self, TransferError> {
+        let (width, height) = (content.width, content.height);
+        let mut same_size = vec![("initial", init)];
+        if let Styles::Single(style) = styles {
+            same_size.push(("style", style));
+        }
+        for (what, image) in same_size {
+            if (image.width, image.height) != (width, height) {
+                return Err(NetError::BadSize(format!(
+                    "the {what} image is {}x{}, the content image {width}x{height}",
+                    image.width, image.height
+                ))
+                .into());
+            }
+        }
+        let widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
+        let mut losses = options.loss_layers();
+        if let Styles::Masked(_, masks) = styles {
+            losses.masks = masks.to_vec();
+        }
+        let plan = Plan::new(&VGG19, &widths, height as usize, width as usize, &losses)?;
+        let mut executor = Executor::new(&ctx, plan, weights)?;
+        executor.set_content(&ctx, &content.data)?;
+        match styles {
+            Styles::Single(style) => executor.set_style(&ctx, &style.data)?,
+            Styles::Blend(styles, blend) => {
+                let blend = normalized_blend(blend, styles.len())
+                    .map_err(|e| NetError::BadSize(e.render(|name| name.to_string())))?;
+                let grams = style_grams::blended(&ctx, weights, &executor.plan, styles, &blend)?;
+                executor.set_style_grams(&ctx, &grams)?;
+            }
+            Styles::Masked(styles, _) => {
+                let grams = style_grams::per_region(&ctx, weights, &executor.plan, styles)?;
+                executor.set_style_grams(&ctx, &grams)?;
+            }
+        }
+        executor.set_image(&ctx, &init.data)?;
+        // Flag the first step whose image or gradient holds an inf or NaN, before Adam uses them.
+        let guard = FiniteGuard::install(&ctx, &mut executor)?;
+        let (len, image, grad) = (executor.image_len(), executor.image_buffer(), executor.image_grad_buffer());
+        let optimizer = match options.optimizer {
+            Optimizer::Adam => {
+                let config = AdamConfig { lr: options.learning_rate, ..AdamConfig::default() };
+                let (adam, kernel) = Adam::new(&ctx, len, image, grad, config)?;
+                OptimizerState::Adam { adam, kernel: executor.training_step().push(kernel) }
+            }
+            Optimizer::Lbfgs => {
+                let config =
+                    LbfgsConfig { lr: options.learning_rate, history: options.lbfgs_history, ..LbfgsConfig::default() };
+                OptimizerState::Lbfgs(Box::new(Lbfgs::new(&ctx, len, image, grad, config)?))
+            }
+        };
+        let average = match options.average_decay {
+            decay if decay > 0.0 => Some(IterateAverage::new(&ctx, len, executor.image_buffer(), decay)?),
+            _ => None,
+        };
+        Ok(Self {
+            ctx,
+            executor,
+            optimizer,
+            deferred: None,
+            average,
+            width,
+            height,
+            steps_done: 0,
+            guard,
+            verified_step: None,
+        })
+    }
+
+    /// The GPU context (adapter name, limits).
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Gives the GPU context back (e.g. for the next scale), dropping the network's buffers.
+    pub fn into_context(self) -> Context {
+        self.ctx
+    }
+
+    /// Steps taken so far.
+    pub fn steps_done(&self) -> usize {
+        self.steps_done
+    }
+
+    /// The whole state of the run (waits for the GPU): with `restore_state` on a `StyleTransfer`
+    /// built from the same inputs and options, the following steps are bit for bit the ones this
+    /// one would take.
+    pub fn state(&mut self) -> Result<TransferSnapshot, TransferError> {
+        self.sync()?;
+        let len = self.executor.image_len();
+        let optimizer = match &self.optimizer {
+            OptimizerState::Adam { adam, .. } => OptimizerSnapshot::Adam(adam.state(&self.ctx)?),
+            OptimizerState::Lbfgs(lbfgs) => OptimizerSnapshot::Lbfgs(Box::new(lbfgs.state(&self.ctx)?)),
+        };
+        let average = match &self.average {
+            Some(average) => Some(average.state(&self.ctx)?),
+            None => None,
+        };
+        let (verified_image, non_finite_flag) = self.guard.state(&self.ctx, len)?;
+        Ok(TransferSnapshot {
+            width: self.width,
+            height: self.height,
+            steps_done: self.steps_done as u64,
+            image: self.executor.read_normalized_image(&self.ctx)?,
+            verified_image,
+            verified_step: self.verified_step.map(|s| s as u64),
+            non_finite_flag,
+            average,
+            optimizer,
+        })
+    }
+
+    /// Puts a `state()` back, before this transfer's first step; checks that it fits (size,
+    /// optimizer, average) before anything is written.
+    pub fn restore_state(&mut self, state: &TransferSnapshot) -> Result<(), TransferError> {
+        let mismatch = |m: String| Err(TransferError::StateMismatch(m));
+        if self.steps_done != 0 {
+            return mismatch("a state can only be restored before the first step".into());
+        }
+        if (state.width, state.height) != (self.width, self.height) {
+            return mismatch(format!(
+                "it is {}x{}, this run {}x{}",
+                state.width, state.height, self.width, self.height
+            ));
+        }
+        let len = self.executor.image_len();
+        let average_len = state.average.as_ref().map(|(_, v)| v.len()).unwrap_or(len);
+        if [state.image.len(), state.verified_image.len(), average_len].iter().any(|&l| l != len) {
+            return mismatch(format!("its images do not have {len} values"));
+        }
+        if state.average.is_some() != self.average.is_some() {
+            return mismatch("one of them averages the iterates, the other does not".into());
+        }
+        match (&mut self.optimizer, &state.optimizer) {
+            (OptimizerState::Adam { adam, .. }, OptimizerSnapshot::Adam(saved)) => {
+                adam.restore_state(&self.ctx, saved)?
+            }
+            (OptimizerState::Lbfgs(lbfgs), OptimizerSnapshot::Lbfgs(saved)) => lbfgs.restore_state(&self.ctx, saved)?,
+            _ => return mismatch("it was made with another optimizer".into()),
+        }
+        if let (Some(average), Some((updates, values))) = (&mut self.average, &state.average) {
+            average.restore_state(&self.ctx, *updates, values);
+        }
+        self.executor.set_normalized_image(&self.ctx, &state.image)?;
+        self.guard.restore_state(&self.ctx, &state.verified_image, state.non_finite_flag);
+        self.verified_step = state.verified_step.map(|s| s as usize);
+        self.steps_done = state.steps_done as usize;
+        Ok(self.ctx.wait()?)
+    }
+
+    /// One optimization step: forward, losses, backward, Adam; one submit, no wait. With L-BFGS
+    /// the training step is submitted, then L-BFGS reads back a few scalars (waiting for it) and
+    /// submits its direction and update; an error there is reported by the next `sync`.
+    pub fn step(&mut self) {
+        self.prepare_step();
+        self.executor.training_step().submit(&self.ctx);
+        if let OptimizerState::Lbfgs(lbfgs) = &mut self.optimizer
+            && let Err(e) = lbfgs.step(&self.ctx)
+        {
+            self.deferred.get_or_insert(e);
+        }
+        if let Some(average) = &mut self.average {
+            average.submit(&self.ctx);
+        }
+        self.steps_done += 1;
+    }
+
+    /// Writes the uniforms that change every step (Adam's bias corrections, the step number the
+    /// non-finite checks report) before the training step is submitted.
+    fn prepare_step(&mut self) {
+        if let OptimizerState::Adam { adam, kernel } = &mut self.optimizer {
+            adam.advance(&self.ctx, self.executor.training_step().kernel(*kernel));
+        }
+        self.guard.set_step(&self.ctx, &mut self.executor, self.steps_done);
+    }
+
+    /// Waits for the GPU and reports any error it raised.
+    pub fn sync(&mut self) -> Result<(), TransferError> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e.into());
+        }
+        Ok(self.ctx.wait()?)
+    }
+
+    /// Losses of the image before the last step's update.
+    pub fn losses(&self) -> Result<Losses, TransferError> {
+        Ok(self.executor.read_losses(&self.ctx)?)
+    }
+
+    /// The current image, RGB in [0, 1]: the last iterate, or with `average_decay` the
+    /// bias-corrected moving average of the iterates (once a step was taken).
+    pub fn image(&self) -> Result<Image, TransferError> {
+        if let Some(rgb) = self.average.as_ref().map(|a| a.read_rgb(&self.ctx)).transpose()?.flatten() {
+            return Ok(Image::new(self.width, self.height, rgb));
+        }
+        let data = self.executor.read_rgb(&self.ctx)?;
+        Ok(Image::new(self.width, self.height, data))
+    }
+
+    /// Bytes of GPU memory held by every buffer of the run (network, targets, scratch, Adam's
+    /// moments, the previous and the last finite image, the iterate average).
+    pub fn gpu_bytes(&self) -> u64 {
+        let optimizer = match &self.optimizer {
+            OptimizerState::Adam { adam, .. } => adam.exp_avg.size() + adam.exp_avg_sq.size(),
+            // Direction, previous gradient and the history pairs held so far.
+            OptimizerState::Lbfgs(lbfgs) => (2 + 2 * (lbfgs.history_len() as u64 + 1)) * self.image_bytes(),
+        };
+        let own = self.guard.bytes() + self.average.as_ref().map_or(0, IterateAverage::bytes);
+        self.executor.allocated_bytes() + self.ctx.shared_scratch_bytes() + optimizer + own
+    }
+
+    fn image_bytes(&self) -> u64 {
+        self.executor.image_len() as u64 * 4
+    }
+
+    /// GPU time of every kernel of one training step (needs timestamp queries).
+    pub fn profile_step(&mut self) -> Result<Vec<crate::gpu::KernelTime>, TransferError> {
+        self.prepare_step();
+        self.steps_done += 1;
+        Ok(crate::gpu::profile_step(&self.ctx, self.executor.training_step())?)
+    }
+
+    /// Floating-point operations of one step (forward and backward to the image).
+    pub fn flops_per_step(&self) -> u64 {
+        self.executor.plan.flops_per_step()
+    }
+
+    /// Runs `iterations` steps, telling `observer` as it goes; returns the final image. The loss
+    /// is read back at least every 16 steps: a non-finite loss stops the run with
+    /// `TransferError::NonFinite`, and the image is then reset to the last one whose loss was finite.
+    pub fn run(&mut self, iterations: usize, observer: &mut dyn Observer) -> Result<Image, TransferError> {
+        self.run_steps(0, iterations, observer, &mut |_, _| Ok(()))
+    }
+
+    /// As `run`, but from `steps_done` (where a restored state left off) up to `total` steps in
+    /// all, calling `after_step` after each step's observer (e.g. to write a checkpoint).
+    pub fn run_to(
+        &mut self,
+        total: usize,
+        observer: &mut dyn Observer,
+        after_step: &mut dyn FnMut(&mut StyleTransfer, usize) -> Result<(), TransferError>,
+    ) -> Result<Image, TransferError> {
+        self.run_steps(self.steps_done, total, observer, after_step)
+    }
+
+    fn run_steps(
+        &mut self,
+        first: usize,
+        iterations: usize,
+        observer: &mut dyn Observer,
+        after_step: &mut dyn FnMut(&mut StyleTransfer, usize) -> Result<(), TransferError>,
+    ) -> Result<Image, TransferError> {
+        for step in first..iterations {
+            if observer.should_stop() {
+                break;
+            }
+            self.step();
+            if let Some(e) = self.deferred.take() {
+                return Err(e.into());
+            }
+            let wanted = observer.wants_losses(step);
+            let check = wanted || step % CHECK_EVERY == CHECK_EVERY - 1 || step + 1 == iterations;
+            let losses = if check { Some(self.checked_losses(step)?) } else { None };
+            let image = if observer.wants_image(step) { Some(self.image()?) } else { None };
+            observer.on_step(step, losses.as_ref().filter(|_| wanted), image.as_ref())?;
+            after_step(self, step)?;
+        }
+        self.sync()?;
+        self.image()
+    }
+
+    /// Reads the losses of `step`; if finite, keeps the image they belong to as the last finite one,
+    /// else puts that one back and reports the step.
+    fn checked_losses(&mut self, step: usize) -> Result<Losses, TransferError> {
+        let losses = self.losses()?;
+        let bad_values = self.guard.flagged_step(&self.ctx)?;
+        if losses.total.is_finite() && bad_values.is_none() {
+            self.guard.keep_previous(&self.ctx)?;
+            self.verified_step = Some(step);
+            return Ok(losses);
+        }
+        let (step, what) = match bad_values {
+            Some(first) => (first as usize, "the image or its gradient".to_string()),
+            None => (step, format!("the loss ({})", losses.total)),
+        };
+        // The last verified image (the initial one until a check passed) goes back in place.
+        self.guard.restore_verified(&self.ctx, &self.executor)?;
+        let kept = match self.verified_step {
+            Some(verified) => format!("the image of step {verified} (the last with a finite loss) is kept"),
+            None => "no checked step had a finite loss; the initial image is kept".to_string(),
+        };
+        Err(TransferError::NonFinite { step, what, kept })
+    }
+}

@@ -1,0 +1,323 @@
+//! Every knob of the method (`Options`, whose `Default` is the original), their domains and
+//! their one validation.
+
+use crate::gpu::{Backend, ContextOptions, Precision};
+use crate::net::{LossLayers, Pooling};
+
+/// Every knob of the method. `Default` reproduces the original exactly: VGG-19, content at
+/// relu4_2, style at relu1_1..relu5_1 weighted 1, 0.75, 0.2, 0.2, 0.2, alpha 1, beta 1e6,
+/// Adam with lr 0.003 for 2000 steps, longer side 400 px.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Longest side of the content image in pixels (never upscaled).
+    pub size: u32,
+    pub iterations: usize,
+    pub learning_rate: f64,
+    /// alpha
+    pub content_weight: f64,
+    /// beta
+    pub style_weight: f64,
+    /// Content layers by name: `relu4_2` (after the ReLU) or `conv4_2` (the raw conv output).
+    pub content_layers: Vec<String>,
+    pub style_layers: Vec<String>,
+    /// One weight per style layer.
+    pub style_layer_weights: Vec<f64>,
+    /// Weights: a file path, an http(s) URL, `random` / `random:SEED` (He-initialized, for tests
+    /// and benchmarks), or `None` for `$STYLIZE_WEIGHTS`, then the cache, then a download.
+    pub weights: Option<String>,
+    /// GPU backend (`None`: `WGPU_BACKEND` or any).
+    pub backend: Option<Backend>,
+    /// Substring of the adapter name (`None`: `WGPU_ADAPTER_NAME` or the default adapter).
+    pub adapter: Option<String>,
+    /// Seed of everything random (random weights, random initial image); the default method
+    /// itself is deterministic.
+    pub seed: u64,
+    /// Where the optimization starts: the content image (the original method), noise, or an
+    /// image file (e.g. an interrupted result, to resume).
+    pub init: Init,
+    /// Adam (the original) or L-BFGS.
+    pub optimizer: Optimizer,
+    /// Curvature pairs L-BFGS keeps (PyTorch's `history_size`).
+    pub lbfgs_history: usize,
+    /// Weight of the total-variation regularizer `tv_weight * sum((dx)^2 + (dy)^2)` on the
+    /// normalized image (the `tv` kernels); 0 (the original) adds nothing.
+    pub tv_weight: f64,
+    /// Max pools (the original) or average pools.
+    pub pooling: Pooling,
+    /// neural-style's `-normalize_gradients`: each loss term's gradient is divided by its L1 norm
+    /// before its weight (alpha, or beta times the layer's weight) is applied. Off in the original.
+    pub normalize_gradients: bool,
+    /// Weights of the style images when there are several (normalized to sum 1; empty: equal).
+    pub style_blend_weights: Vec<f64>,
+    /// Each style image is resized to the content's size times this (at least 16 px a side when
+    /// not 1); 1 (the original) gives exactly the content's size.
+    pub style_scale: f64,
+    /// Keep the content's colours: none (the original), luminance transfer after the run, or
+    /// histogram matching of the style images to the content before it.
+    pub preserve_colors: PreserveColors,
+    /// Decay D of an exponential moving average of the iterates (0: off, the original): after
+    /// every step `avg = D avg + (1 - D) x`, and the output is the bias-corrected
+    /// `avg / (1 - D^t)` (as crowsonkb's style-transfer-pytorch does), not the last iterate.
+    pub average_decay: f64,
+    /// Scales of a coarse-to-fine run (1: the original, one run at `size`): each scale's result,
+    /// upsampled, starts the next; each scale runs `iterations` steps.
+    pub scales: usize,
+    /// Longer side of the first scale; `None`: each scale is sqrt(2) larger than the one before,
+    /// the last at `size`. With it, the sizes are spaced geometrically from it to `size`.
+    pub min_size: Option<u32>,
+    /// Where to write a checkpoint (`crate::checkpoint`): everything needed to continue the run
+    /// exactly, written atomically every `checkpoint_every` steps, when the observer stops the run
+    /// and at the end. `None`: no checkpoint.
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Steps (within a scale) between two checkpoints; `None`: only on a stop and at the end.
+    pub checkpoint_every: Option<usize>,
+    /// A checkpoint to continue from: the run goes on from its scale and step to the same
+    /// `iterations`, with the result of a run that was never interrupted. Refused if it was made
+    /// from other inputs or options (`checkpoint::Fingerprint`).
+    pub resume: Option<std::path::PathBuf>,
+    /// Spatial control (`--mask`, Gatys et al. 2017): one grayscale mask file per style image,
+    /// matched by order (white: that style applies there), or none (the original). Each is resized
+    /// to the content's size (colour files are read as luminance 0.299 R + 0.587 G + 0.114 B).
+    /// Excludes `style_blend_weights`.
+    pub masks: Vec<std::path::PathBuf>,
+    /// Arithmetic of the convolutions and Gram products: f32, mixed (f16-rounded operands, f32
+    /// accumulation; emulated where the adapter has no matrix units), or auto (mixed where it has them).
+    pub precision: Precision,
+}
+
+/// How the content's colours are kept (`--preserve-colors`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PreserveColors {
+    /// The result keeps the style's colours (the original).
+    #[default]
+    None,
+    /// After the run, the result's luminance (YIQ Y) is combined with the content's I and Q.
+    Luminance,
+    /// Before the run, each style image's colours are matched to the content's (mean and
+    /// covariance, `image_io::color::match_histogram`).
+    Histogram,
+}
+
+/// Which optimizer updates the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimizer {
+    /// Adam with `learning_rate` (the original method).
+    Adam,
+    /// L-BFGS as `torch.optim.LBFGS(lr=learning_rate, line_search_fn=None)` computes it, one
+    /// iteration (one gradient evaluation, one fixed-length step) per step; no line search.
+    /// jcjohnson/neural-style uses it with a learning rate of 1.
+    Lbfgs,
+}
+
+/// The image the optimization starts from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    Content,
+    /// Gaussian noise of standard deviation 0.001 around the ImageNet mean (neural-style's
+    /// `-init random`), seeded by `Options::seed`.
+    Random,
+    /// An image file, resized to the content's size if it differs.
+    Image(std::path::PathBuf),
+}
+
+impl Default for Options {
+    /// The original method. The loss's defaults (layers, their weights, alpha, beta, pooling)
+    /// come from `LossLayers::default`; the rest are written here once (the CLI's defaults read them).
+    fn default() -> Self {
+        let loss = LossLayers::default();
+        Self {
+            size: 400,
+            iterations: 2000,
+            learning_rate: 0.003,
+            content_weight: loss.content_weight,
+            style_weight: loss.style_weight,
+            content_layers: loss.content,
+            style_layers: loss.style.iter().map(|(name, _)| name.clone()).collect(),
+            style_layer_weights: loss.style.iter().map(|&(_, weight)| weight).collect(),
+            weights: None,
+            backend: None,
+            adapter: None,
+            seed: 0,
+            init: Init::Content,
+            optimizer: Optimizer::Adam,
+            lbfgs_history: 100,
+            tv_weight: loss.tv_weight,
+            pooling: loss.pooling,
+            normalize_gradients: loss.normalize_gradients,
+            style_blend_weights: Vec::new(),
+            style_scale: 1.0,
+            preserve_colors: PreserveColors::None,
+            average_decay: 0.0,
+            scales: 1,
+            min_size: None,
+            checkpoint: None,
+            checkpoint_every: None,
+            resume: None,
+            masks: Vec::new(),
+            precision: Precision::Auto,
+        }
+    }
+}
+
+/// A knob outside its domain, or inputs that do not go together. `message` names options by
+/// their `Options` field (or input) names in braces, e.g. `{learning_rate}`: the library shows
+/// them as they are, the CLI as its flags (`InvalidOption::render`).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid option: {}", self.render(|name| name.to_string()))]
+pub struct InvalidOption {
+    /// The option (or input: `content`, `styles`) at fault.
+    pub option: &'static str,
+    pub message: String,
+}
+
+impl InvalidOption {
+    /// `message` is a sentence with every option written `{name}`.
+    pub fn new(option: &'static str, message: impl Into<String>) -> Self {
+        Self { option, message: message.into() }
+    }
+
+    /// The message with every `{name}` replaced by `show(name)`.
+    pub fn render(&self, show: impl Fn(&str) -> String) -> String {
+        let mut out = String::new();
+        let mut rest = self.message.as_str();
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}').map(|c| open + c) else { break };
+            out.push_str(&rest[..open]);
+            out.push_str(&show(&rest[open + 1..close]));
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// The domains of the numeric options, one source for `Options::validate` and the CLI's parsers:
+/// each returns the value, or what is wrong with it.
+pub mod rules {
+    /// Finite and > 0 (learning rate, style scale).
+    pub fn positive(v: f64) -> Result<f64, String> {
+        if v.is_finite() && v > 0.0 { Ok(v) } else { Err(format!("must be a positive number, not {v}")) }
+    }
+
+    /// Finite and >= 0 (loss weights, layer and blend weights).
+    pub fn non_negative(v: f64) -> Result<f64, String> {
+        if v.is_finite() && v >= 0.0 { Ok(v) } else { Err(format!("must be a finite number >= 0, not {v}")) }
+    }
+
+    /// In [0, 1) (the iterate average's decay).
+    pub fn decay(v: f64) -> Result<f64, String> {
+        if (0.0..1.0).contains(&v) { Ok(v) } else { Err(format!("must be in [0, 1), not {v}")) }
+    }
+}
+
+impl Options {
+    /// Checks every value before any work starts.
+    pub fn validate(&self) -> Result<(), InvalidOption> {
+        let bad = |option: &'static str, message: String| Err(InvalidOption::new(option, message));
+        if self.size == 0 {
+            return bad("size", "{size} must be at least 1 pixel".into());
+        }
+        if let Err(problem) = rules::positive(self.learning_rate) {
+            return bad("learning_rate", format!("{{learning_rate}} {problem}"));
+        }
+        for (name, value) in
+            [("content_weight", self.content_weight), ("style_weight", self.style_weight), ("tv_weight", self.tv_weight)]
+        {
+            if let Err(problem) = rules::non_negative(value) {
+                return bad(name, format!("{{{name}}} {problem}"));
+            }
+        }
+        if self.style_layer_weights.len() != self.style_layers.len() {
+            return bad(
+                "style_layer_weights",
+                format!(
+                    "{{style_layer_weights}} has {} values for {} style layers ({})",
+                    self.style_layer_weights.len(),
+                    self.style_layers.len(),
+                    self.style_layers.join(",")
+                ),
+            );
+        }
+        if let Some(w) = self.style_layer_weights.iter().find(|w| rules::non_negative(**w).is_err()) {
+            return bad("style_layer_weights", format!("{{style_layer_weights}} must be finite numbers >= 0, not {w}"));
+        }
+        if let Err(problem) = rules::positive(self.style_scale) {
+            return bad("style_scale", format!("{{style_scale}} {problem}"));
+        }
+        if let Some(w) = self.style_blend_weights.iter().find(|w| rules::non_negative(**w).is_err()) {
+            return bad("style_blend_weights", format!("{{style_blend_weights}} must be finite numbers >= 0, not {w}"));
+        }
+        if !self.style_blend_weights.is_empty() && self.style_blend_weights.iter().sum::<f64>() <= 0.0 {
+            return bad("style_blend_weights", "{style_blend_weights} must not all be 0".into());
+        }
+        if let Err(problem) = rules::decay(self.average_decay) {
+            return bad("average_decay", format!("{{average_decay}} {problem}"));
+        }
+        if self.scales == 0 {
+            return bad("scales", "{scales} must be at least 1".into());
+        }
+        if self.min_size.is_some_and(|m| m == 0 || m > self.size) {
+            return bad("min_size", format!("{{min_size}} must be between 1 and {{size}} ({})", self.size));
+        }
+        if self.checkpoint_every == Some(0) {
+            return bad("checkpoint_every", "the checkpoint interval ({checkpoint_every}) must be at least 1 step".into());
+        }
+        if self.lbfgs_history == 0 {
+            return bad("lbfgs_history", "{lbfgs_history} must be at least 1".into());
+        }
+        if !self.masks.is_empty() && !self.style_blend_weights.is_empty() {
+            return bad(
+                "masks",
+                "{masks} and {style_blend_weights} exclude each other: masks give each style its own \
+                 region, blend weights mix the styles everywhere"
+                    .into(),
+            );
+        }
+        if self.content_layers.is_empty() && self.style_layers.is_empty() {
+            return bad("content_layers", "no content or style layer".into());
+        }
+        Ok(())
+    }
+
+    /// The loss layers these options describe.
+    pub fn loss_layers(&self) -> LossLayers {
+        LossLayers {
+            content: self.content_layers.clone(),
+            style: self.style_layers.iter().cloned().zip(self.style_layer_weights.iter().copied()).collect(),
+            content_weight: self.content_weight,
+            style_weight: self.style_weight,
+            tv_weight: self.tv_weight,
+            pooling: self.pooling,
+            normalize_gradients: self.normalize_gradients,
+            masks: Vec::new(),
+        }
+    }
+
+    /// How to open the GPU.
+    pub fn context_options(&self) -> ContextOptions {
+        ContextOptions {
+            backends: self.backend.map(Backend::backends),
+            adapter_name: self.adapter.clone(),
+            precision: self.precision,
+            ..ContextOptions::default()
+        }
+    }
+}
+
+/// Normalizes blend weights to sum 1; empty means equal weights.
+pub fn normalized_blend(blend: &[f64], styles: usize) -> Result<Vec<f64>, InvalidOption> {
+    if blend.is_empty() {
+        return Ok(vec![1.0 / styles as f64; styles]);
+    }
+    if blend.len() != styles {
+        return Err(InvalidOption::new(
+            "style_blend_weights",
+            format!("{{style_blend_weights}} has {} values for {styles} style images", blend.len()),
+        ));
+    }
+    let sum: f64 = blend.iter().sum();
+    if blend.iter().any(|w| rules::non_negative(*w).is_err()) || sum <= 0.0 {
+        return Err(InvalidOption::new("style_blend_weights", "{style_blend_weights} must be numbers >= 0, not all 0"));
+    }
+    Ok(blend.iter().map(|w| w / sum).collect())
+}
