@@ -60,20 +60,7 @@ pub(super) fn run_scales(
     observer: &mut dyn Observer,
 ) -> Result<ScaleRun, Error> {
     let sizes = scale_sizes(options.size, options.scales, options.min_size);
-    let checkpoints = checkpoint::Checkpointing::new(
-        inputs.original_content,
-        inputs.raw_styles,
-        inputs.raw_masks,
-        inputs.first_init,
-        inputs.weights,
-        options,
-        sizes.len(),
-    )
-    .map_err(TransferError::from)?;
-    let (checkpoints, mut resume) = match checkpoints {
-        Some((checkpoints, resume)) => (Some(checkpoints), resume),
-        None => (None, None),
-    };
+    let (checkpoints, mut resume) = checkpointing(inputs, options, sizes.len())?;
     let mut ctx = Some(ctx);
     let mut previous: Option<Image> = None;
     let mut steps = 0;
@@ -116,6 +103,29 @@ pub(super) fn run_scales(
         }
     }
     unreachable!("the last scale returns")
+}
+
+/// The run's checkpointing (none without `options.checkpoint`) and the checkpoint it resumes
+/// from (none without `options.resume`), checked against these inputs and options.
+fn checkpointing(
+    inputs: &ScaleInputs<'_>,
+    options: &Options,
+    scales: usize,
+) -> Result<(Option<checkpoint::Checkpointing>, Option<checkpoint::Checkpoint>), Error> {
+    let checkpoints = checkpoint::Checkpointing::new(
+        inputs.original_content,
+        inputs.raw_styles,
+        inputs.raw_masks,
+        inputs.first_init,
+        inputs.weights,
+        options,
+        scales,
+    )
+    .map_err(TransferError::from)?;
+    Ok(match checkpoints {
+        Some((checkpoints, resume)) => (Some(checkpoints), resume),
+        None => (None, None),
+    })
 }
 
 /// The `StyleTransfer` of one scale: masked Grams with masks; the original path

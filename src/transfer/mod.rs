@@ -156,19 +156,7 @@ impl StyleTransfer {
         options: &Options,
     ) -> Result<Self, TransferError> {
         let (width, height) = (content.width, content.height);
-        let mut same_size = vec![("initial", init)];
-        if let Styles::Single(style) = styles {
-            same_size.push(("style", style));
-        }
-        for (what, image) in same_size {
-            if (image.width, image.height) != (width, height) {
-                return Err(NetError::BadSize(format!(
-                    "the {what} image is {}x{}, the content image {width}x{height}",
-                    image.width, image.height
-                ))
-                .into());
-            }
-        }
+        check_sizes(content, styles, init)?;
         let widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
         let mut losses = options.loss_layers();
         if let Styles::Masked(_, masks) = styles {
@@ -177,35 +165,12 @@ impl StyleTransfer {
         let plan = Plan::new(&VGG19, &widths, height as usize, width as usize, &losses)?;
         let mut executor = Executor::new(&ctx, plan, weights)?;
         executor.set_content(&ctx, &content.data)?;
-        match styles {
-            Styles::Single(style) => executor.set_style(&ctx, &style.data)?,
-            Styles::Blend(styles, blend) => {
-                let blend = normalized_blend(blend, styles.len())
-                    .map_err(|e| NetError::BadSize(e.render(|name| name.to_string())))?;
-                let grams = style_grams::blended(&ctx, weights, &executor.plan, styles, &blend)?;
-                executor.set_style_grams(&ctx, &grams)?;
-            }
-            Styles::Masked(styles, _) => {
-                let grams = style_grams::per_region(&ctx, weights, &executor.plan, styles)?;
-                executor.set_style_grams(&ctx, &grams)?;
-            }
-        }
+        set_style_targets(&ctx, &mut executor, weights, styles)?;
         executor.set_image(&ctx, &init.data)?;
         // Flag the first step whose image or gradient holds an inf or NaN, before Adam uses them.
         let guard = FiniteGuard::install(&ctx, &mut executor)?;
-        let (len, image, grad) = (executor.image_len(), executor.image_buffer(), executor.image_grad_buffer());
-        let optimizer = match options.optimizer {
-            Optimizer::Adam => {
-                let config = AdamConfig { lr: options.learning_rate, ..AdamConfig::default() };
-                let (adam, kernel) = Adam::new(&ctx, len, image, grad, config)?;
-                OptimizerState::Adam { adam, kernel: executor.training_step().push(kernel) }
-            }
-            Optimizer::Lbfgs => {
-                let config =
-                    LbfgsConfig { lr: options.learning_rate, history: options.lbfgs_history, ..LbfgsConfig::default() };
-                OptimizerState::Lbfgs(Box::new(Lbfgs::new(&ctx, len, image, grad, config)?))
-            }
-        };
+        let optimizer = OptimizerState::new(&ctx, &mut executor, options)?;
+        let len = executor.image_len();
         let average = match options.average_decay {
             decay if decay > 0.0 => Some(IterateAverage::new(&ctx, len, executor.image_buffer(), decay)?),
             _ => None,
@@ -447,5 +412,67 @@ impl StyleTransfer {
             None => "no checked step had a finite loss; the initial image is kept".to_string(),
         };
         Err(TransferError::NonFinite { step, what, kept })
+    }
+}
+
+/// The initial image (and the one style image of the original path) have the content's size.
+fn check_sizes(content: &Image, styles: Styles<'_>, init: &Image) -> Result<(), TransferError> {
+    let (width, height) = (content.width, content.height);
+    let mut same_size = vec![("initial", init)];
+    if let Styles::Single(style) = styles {
+        same_size.push(("style", style));
+    }
+    for (what, image) in same_size {
+        if (image.width, image.height) != (width, height) {
+            return Err(NetError::BadSize(format!(
+                "the {what} image is {}x{}, the content image {width}x{height}",
+                image.width, image.height
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Computes the style targets once: from the style image's own forward pass, a blend of
+/// several images' Grams, or one Gram per mask region.
+fn set_style_targets(
+    ctx: &Context,
+    executor: &mut Executor,
+    weights: &[ConvLayerWeights],
+    styles: Styles<'_>,
+) -> Result<(), TransferError> {
+    match styles {
+        Styles::Single(style) => executor.set_style(ctx, &style.data)?,
+        Styles::Blend(styles, blend) => {
+            let blend =
+                normalized_blend(blend, styles.len()).map_err(|e| NetError::BadSize(e.render(|name| name.to_string())))?;
+            let grams = style_grams::blended(ctx, weights, &executor.plan, styles, &blend)?;
+            executor.set_style_grams(ctx, &grams)?;
+        }
+        Styles::Masked(styles, _) => {
+            let grams = style_grams::per_region(ctx, weights, &executor.plan, styles)?;
+            executor.set_style_grams(ctx, &grams)?;
+        }
+    }
+    Ok(())
+}
+
+impl OptimizerState {
+    /// Adam's kernel joins the training step (after the finite checks); L-BFGS runs after it.
+    fn new(ctx: &Context, executor: &mut Executor, options: &Options) -> Result<Self, TransferError> {
+        let (len, image, grad) = (executor.image_len(), executor.image_buffer(), executor.image_grad_buffer());
+        Ok(match options.optimizer {
+            Optimizer::Adam => {
+                let config = AdamConfig { lr: options.learning_rate, ..AdamConfig::default() };
+                let (adam, kernel) = Adam::new(ctx, len, image, grad, config)?;
+                OptimizerState::Adam { adam, kernel: executor.training_step().push(kernel) }
+            }
+            Optimizer::Lbfgs => {
+                let config =
+                    LbfgsConfig { lr: options.learning_rate, history: options.lbfgs_history, ..LbfgsConfig::default() };
+                OptimizerState::Lbfgs(Box::new(Lbfgs::new(ctx, len, image, grad, config)?))
+            }
+        })
     }
 }
