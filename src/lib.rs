@@ -20,8 +20,10 @@ pub mod net;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod rng;
 pub mod serve;
-pub mod testing;
+#[cfg(feature = "testing")]
+pub mod test_support;
 pub mod transfer;
 pub mod weights;
 
@@ -315,7 +317,7 @@ pub fn initial_image(init: &Init, content: &Image, seed: u64) -> Result<Image, E
     Ok(match init {
         Init::Content => content.clone(),
         Init::Random => {
-            let mut rng = testing::Rng::new(seed);
+            let mut rng = rng::Rng::new(seed);
             let plane = content.plane_len();
             let data = (0..3 * plane)
                 .map(|i| {
