@@ -25,7 +25,7 @@ use stylize::ops::adam::{Adam, AdamConfig};
 use stylize::ops::conv::{self, ConvShape, ConvWeights};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::pool::{self, PoolShape};
-use stylize::testing::Rng;
+use stylize::rng::Rng;
 use stylize::{Options, StyleTransfer};
 
 /// Timestamp queries around one compute pass: a query set of two, a resolve buffer and a

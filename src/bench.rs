@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::gpu::{Context, KernelTime};
 use crate::image_io::Image;
-use crate::testing::Rng;
+use crate::rng::Rng;
 use crate::{Error, Options, StyleTransfer};
 
 /// What to measure.

@@ -575,7 +575,7 @@ mod tests {
     use super::*;
 
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::testing::Rng::new(seed);
+        let mut rng = crate::rng::Rng::new(seed);
         (0..n).map(|_| rng.normal() as f32).collect()
     }
 
@@ -670,7 +670,7 @@ mod tests {
 
     #[test]
     fn a_crafted_body_with_a_valid_checksum_never_panics() {
-        let mut rng = crate::testing::Rng::new(5);
+        let mut rng = crate::rng::Rng::new(5);
         for lbfgs in [false, true] {
             let good = sample(lbfgs).to_bytes();
             for round in 0..3000 {

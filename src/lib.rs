@@ -21,15 +21,12 @@ pub mod ops;
 pub mod optim;
 pub mod pipeline;
 pub mod plot;
+pub mod rng;
 pub mod serve;
-pub mod testing;
+#[cfg(feature = "testing")]
+pub mod test_support;
 pub mod transfer;
 pub mod weights;
-
-/// The seeded generator of random weights and `--init random` (until it gets its own file).
-pub mod rng {
-    pub use crate::testing::Rng;
-}
 
 use std::path::{Path, PathBuf};
 

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use stylize::net::random_weights;
-use stylize::testing::{Rng, gpu_or_skip, write_npz};
+use stylize::rng::Rng;
+use stylize::test_support::{gpu_or_skip, write_npz};
 use stylize::weights::VGG19_CONV_INDICES;
 
 const TINY_WIDTHS: [usize; 13] = [4, 4, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 32];
@@ -430,7 +431,7 @@ fn cli_precision_is_reported() {
     if gpu_or_skip("cli_precision_is_reported").is_none() {
         return;
     }
-    let matrix_units = stylize::testing::gpu_or_skip("cli_precision_is_reported").unwrap().adapter.matrix_units;
+    let matrix_units = stylize::test_support::gpu_or_skip("cli_precision_is_reported").unwrap().adapter.matrix_units;
     for (precision, expected) in [("f32", "precision f32"), ("mixed", "precision mixed"), ("auto", "precision ")] {
         let out = f.path(&format!("{precision}.png"));
         let mut args = base_args(&f, &out);

@@ -2,7 +2,7 @@
 
 use stylize::image_io::Image;
 use stylize::image_io::color::{self, ColorTransfer};
-use stylize::testing::Rng;
+use stylize::rng::Rng;
 
 fn random_image(rng: &mut Rng, width: u32, height: u32, lo: f64, hi: f64) -> Image {
     Image::new(width, height, rng.vec(3 * (width * height) as usize, lo, hi).into_iter().map(|v| v as f32).collect())

@@ -6,7 +6,8 @@ use common::{random_png, stylize, tiny_weights};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use stylize::testing::{Rng, gpu_or_skip};
+use stylize::rng::Rng;
+use stylize::test_support::gpu_or_skip;
 
 struct Fixture {
     dir: tempfile::TempDir,

@@ -7,7 +7,8 @@ use stylize::net::{LossLayers, Plan, Pooling, random_weights};
 use stylize::ops::conv::{self, ConvShape};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::{loss, pool, relu, tv};
-use stylize::testing::{Rng, rel_err_f64, tiny_table};
+use stylize::rng::Rng;
+use stylize::test_support::{rel_err_f64, tiny_table};
 
 const H: f64 = 1e-5;
 const TOL: f64 = 1e-6;

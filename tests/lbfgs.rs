@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use stylize::optim::lbfgs::reference::{self, LbfgsState};
 use stylize::optim::{Lbfgs, LbfgsConfig, LbfgsOutcome};
-use stylize::testing::rel_err_f64;
+use stylize::test_support::rel_err_f64;
 
 /// f(x) = 1/2 x'Ax - b'x with A = 0.5 I + B'B / n (positive definite, condition number ~10).
 struct Quadratic {

@@ -9,7 +9,8 @@ use std::process::Output;
 
 use stylize::image_io::{self, Image};
 use stylize::net::random_weights;
-use stylize::testing::{Rng, gpu_or_skip};
+use stylize::rng::Rng;
+use stylize::test_support::gpu_or_skip;
 use stylize::{Options, Silent, StyleTransfer};
 
 /// An image whose channel c is uniform in `ranges[c]`.
@@ -321,7 +322,7 @@ fn recolor_matches_its_formula_in_f64() {
     let out = stylize::image_io::color::recolor(&content, &style);
     assert_eq!((out.width, out.height), (19, 13));
     let expected = recolor_f64(&content, &style);
-    let err = stylize::testing::rel_err(&out.data, &expected);
+    let err = stylize::test_support::rel_err(&out.data, &expected);
     assert!(err < 1e-6, "relative error {err:e}");
     // The style's colour statistics where nothing was clamped: the mean moved to the style's.
     let (mu_out, _) = stylize::image_io::color::statistics(&out);

@@ -241,7 +241,7 @@ fn gpu_mixed_range_keeps_tiny_and_huge_operands() {
                 // Unscaled, f16 would flush these to zero or make them infinite.
                 let naive = conv::reference::backward_input(shape, &mixed::round_scaled(&dy, 0), &to_f64(&wt));
                 let exact = conv::reference::backward_input(shape, &to_f64(&dy), &to_f64(&wt));
-                let naive_err = stylize::testing::rel_err_f64(&naive, &exact);
+                let naive_err = stylize::test_support::rel_err_f64(&naive, &exact);
                 assert!(!(naive_err < 0.5), "{magnitude:e}: unscaled f16 should fail here ({naive_err:e})");
                 let weights = ConvWeights::upload(&ctx, "t", &wt, &vec![0.0; 19], 19, 5).unwrap();
                 let grad_output = ctx.upload("dy", &dy).unwrap();

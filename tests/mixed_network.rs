@@ -11,7 +11,7 @@ use stylize::gpu::{Context, ContextOptions, Precision, PrecisionChoice};
 use stylize::net::reference::Reference;
 use stylize::net::vgg::{VGG19, VGG19_WIDTHS};
 use stylize::net::{ConvLayerWeights, Executor, LossLayers, Plan, random_weights};
-use stylize::testing::tiny_table;
+use stylize::test_support::tiny_table;
 use stylize::{Image, Options, StyleTransfer};
 
 /// The image gradient of one training step in mixed precision, and the f64 method's.

@@ -8,7 +8,7 @@ use stylize::net::reference::{Reference, Targets};
 use stylize::net::vgg::{VGG19, VGG19_WIDTHS};
 use stylize::net::{ConvLayerWeights, Executor, LossLayers, Node, Plan, Pooling, random_weights};
 use stylize::ops::adam::{self, Adam, AdamConfig};
-use stylize::testing::tiny_table;
+use stylize::test_support::tiny_table;
 
 struct Case {
     executor: Executor,
@@ -165,7 +165,7 @@ fn gpu_white_mask_is_the_unmasked_method() {
         assert!(masked.reference.plan.style.iter().all(|t| t.mask.as_ref().is_some_and(|m| m.coverage == 1.0)));
         let (a, ga) = masked.reference.loss_and_grad(&masked.image, &masked.targets);
         let (b, gb) = plain.reference.loss_and_grad(&plain.image, &plain.targets);
-        assert!((a.total - b.total).abs() <= 1e-12 * b.total && stylize::testing::rel_err_f64(&ga, &gb) < 1e-12);
+        assert!((a.total - b.total).abs() <= 1e-12 * b.total && stylize::test_support::rel_err_f64(&ga, &gb) < 1e-12);
         masked.executor.training_step().run(&ctx).unwrap();
         plain.executor.training_step().run(&ctx).unwrap();
         let (la, lb) = (masked.executor.read_losses(&ctx).unwrap(), plain.executor.read_losses(&ctx).unwrap());
@@ -340,7 +340,7 @@ fn gpu_composed_network_with_normalized_gradients_matches_reference() {
         let plain = build(&ctx, &tiny_table(), &weights, (13, 17), &tiny_losses("relu1_2"), 32);
         let (_, plain_grad) = plain.reference.loss_and_grad(&plain.image, &plain.targets);
         let (_, normalized_grad) = case.reference.loss_and_grad(&case.image, &case.targets);
-        assert!(stylize::testing::rel_err_f64(&normalized_grad, &plain_grad) > 0.1);
+        assert!(stylize::test_support::rel_err_f64(&normalized_grad, &plain_grad) > 0.1);
     }
 }
 

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use stylize::testing::{Rng, gpu_or_skip};
+use stylize::rng::Rng;
+use stylize::test_support::gpu_or_skip;
 
 struct Fixture {
     dir: tempfile::TempDir,

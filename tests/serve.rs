@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use stylize::testing::gpu_or_skip;
+use stylize::test_support::gpu_or_skip;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stylize");
 

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use stylize::testing::npy;
+use stylize::test_support::npy;
 use stylize::weights::{
     DownloadOptions, FetchEvent, ManifestEntry, Problem, VGG19_CONV_INDICES, WeightsError, default_weights_path,
     download, download_with, ensure_weights, load_vgg19, read_tensors, resolve_weights_arg,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use stylize::net::random_weights;
-use stylize::testing::{npy, npy_f32};
+use stylize::test_support::{npy, npy_f32};
 use stylize::weights::{VGG19_CONV_INDICES, load_vgg19, read_tensors, unpickle_bytes};
 
 const TINY_WIDTHS: [usize; 13] = [4, 4, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 32];

@@ -243,6 +243,7 @@ impl Context {
 
     /// Lowers the per-dimension workgroup cap (tests use it to exercise split dispatches on
     /// small problems). Kernels built afterwards fold their grids under the new cap.
+    #[cfg(feature = "testing")]
     pub fn set_max_groups_per_dim(&mut self, cap: u32) {
         self.max_groups_per_dim = cap.clamp(1, self.limits.max_compute_workgroups_per_dimension);
     }
@@ -311,6 +312,7 @@ impl Context {
     }
 
     /// A storage buffer holding `u32` words (bit masks, pooling codes).
+    #[cfg(feature = "testing")]
     pub fn upload_words(&self, label: &str, data: &[u32]) -> Result<wgpu::Buffer, GpuError> {
         let buffer = self.buffer(label, data.len())?;
         if !data.is_empty() {
@@ -325,6 +327,7 @@ impl Context {
     }
 
     /// Fills a buffer with NaN (tests poison outputs so an unwritten element cannot pass).
+    #[cfg(feature = "testing")]
     pub fn poison(&self, buffer: &wgpu::Buffer) {
         let nan = vec![f32::NAN; (buffer.size() / 4) as usize];
         self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&nan));
@@ -336,6 +339,7 @@ impl Context {
     }
 
     /// Copies the first `len` `u32` words of `buffer` back to the CPU (bit masks, pooling codes).
+    #[cfg(feature = "testing")]
     pub fn read_words(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<u32>, GpuError> {
         self.read_pod(buffer, len)
     }

@@ -513,6 +513,7 @@ impl Executor {
     }
 
     /// Reads dL/d(image) of the last training step.
+    #[cfg(feature = "testing")]
     pub fn read_image_grad(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
         Ok(ctx.read(self.image_grad_buffer(), self.image_len())?)
     }

@@ -43,7 +43,7 @@ pub struct ConvLayerWeights {
 /// He-initialized (normal, std sqrt(2 / fan_in)) weights and small biases for convolutions of the
 /// given output widths, starting from 3 input channels. For benchmarks and tests.
 pub fn random_weights(widths: &[usize], seed: u64) -> Vec<ConvLayerWeights> {
-    let mut rng = crate::testing::Rng::new(seed);
+    let mut rng = crate::rng::Rng::new(seed);
     let mut in_channels = 3;
     widths
         .iter()

@@ -279,6 +279,7 @@ impl Lbfgs {
 
     /// `g'd` of the last iteration but one (read back with the latest step's scalars): a value
     /// above `-tolerance_change` means that iteration left the parameters where they were.
+    #[cfg(feature = "testing")]
     pub fn previous_gtd(&self) -> Option<f64> {
         self.last_gtd
     }

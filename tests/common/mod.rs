@@ -2,7 +2,8 @@
 #![allow(dead_code, unused_imports)]
 
 use stylize::gpu::{Context, GpuError, Step};
-pub use stylize::testing::{Rng, gpu_or_skip, rel_err, to_f32, to_f64};
+pub use stylize::rng::Rng;
+pub use stylize::test_support::{gpu_or_skip, rel_err, to_f32, to_f64};
 
 /// The context twice: with the adapter's own dispatch limit, and with the per-dimension workgroup
 /// cap lowered to 11 so every kernel's grid is folded (split) across dimensions.

@@ -1,47 +1,11 @@
-//! Helpers shared by the test suites and benchmarks: a seeded generator, the relative-error
-//! measure the project compares by, and GPU acquisition that skips or fails visibly.
+//! Helpers shared by the test suites and benchmarks (behind the `testing` cargo feature, which
+//! `cargo test` and `cargo bench` turn on through the crate's dev-dependency on itself; a plain
+//! build compiles none of this): the relative-error measure the project compares by, GPU
+//! acquisition that skips or fails visibly, a tiny network, and weight-file writers.
+//! The seeded generator lives in [`crate::rng`], since production code needs it too.
 
 use crate::gpu::{Context, ContextOptions};
 use crate::net::vgg::{LayerDef, LayerKind};
-
-/// SplitMix64: small, seeded, good enough for test data.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [lo, hi).
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.uniform()
-    }
-
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(1e-300);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-
-    /// `len` values uniform in [lo, hi), already rounded to f32 so GPU and reference see the same inputs.
-    pub fn vec(&mut self, len: usize, lo: f64, hi: f64) -> Vec<f64> {
-        (0..len).map(|_| self.range(lo, hi) as f32 as f64).collect()
-    }
-}
 
 /// ||out - reference|| / ||reference||; infinite when anything is NaN or the lengths differ.
 pub fn rel_err(out: &[f32], reference: &[f64]) -> f64 {
