@@ -5,8 +5,8 @@ use crate::gpu::{Context, ContextOptions, GpuError, Precision};
 use crate::image_io::Image;
 use crate::net::vgg::{DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, VGG19};
 use crate::net::{ConvLayerWeights, Executor, LossLayers, Losses, NetError, Plan, Pooling};
-use crate::ops::adam::{Adam, AdamConfig};
 use crate::ops::check;
+use crate::optim::adam::{Adam, AdamConfig};
 use crate::optim::lbfgs::{Lbfgs, LbfgsConfig};
 
 /// Every knob of the method. `Default` reproduces the original exactly: VGG-19, content at
@@ -347,7 +347,7 @@ pub struct TransferSnapshot {
 /// The optimizer part of a [`TransferSnapshot`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum OptimizerSnapshot {
-    Adam(crate::ops::adam::AdamSnapshot),
+    Adam(crate::optim::adam::AdamSnapshot),
     Lbfgs(Box<crate::optim::LbfgsSnapshot>),
 }
 
@@ -588,13 +588,13 @@ impl StyleTransfer {
         let (len, image, grad) = (executor.image_len(), executor.image_buffer(), executor.image_grad_buffer());
         let optimizer = match options.optimizer {
             Optimizer::Adam => {
-                let config = AdamConfig { lr: options.learning_rate, ..AdamConfig::default() };
+                let config = AdamConfig::new(options.learning_rate);
                 let (adam, kernel) = Adam::new(&ctx, len, image, grad, config)?;
                 OptimizerState::Adam { adam, kernel: executor.training_step().push(kernel) }
             }
             Optimizer::Lbfgs => {
                 let config =
-                    LbfgsConfig { lr: options.learning_rate, history: options.lbfgs_history, ..LbfgsConfig::default() };
+                    LbfgsConfig { history: options.lbfgs_history, ..LbfgsConfig::new(options.learning_rate) };
                 OptimizerState::Lbfgs(Box::new(Lbfgs::new(&ctx, len, image, grad, config)?))
             }
         };

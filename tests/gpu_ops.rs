@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use stylize::gpu::Step;
-use stylize::ops::adam::{self, Adam, AdamConfig};
+use stylize::optim::adam::{self, Adam, AdamConfig};
 use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, ConvWeights};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::{check, loss, normalize, pool, reduce, relu, tv, vector};
@@ -450,7 +450,7 @@ fn gpu_adam_steps_match_reference() {
     let mut rng = Rng::new(9);
     for (grid, ctx) in contexts("gpu_adam_steps_match_reference") {
         let len = 3 * 13 * 17;
-        let config = AdamConfig { lr: 0.05, ..AdamConfig::default() };
+        let config = AdamConfig::new(0.05);
         let mut param = rng.vec(len, -2.0, 2.0);
         let param_buffer = upload(&ctx, &param);
         let grad_buffer = ctx.buffer("grad", len).unwrap();

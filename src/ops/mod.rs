@@ -1,7 +1,6 @@
 //! One module per op family: its launchers (which build recorded-once kernels), its f64 CPU
 //! reference, side by side. Ops know the GPU plumbing, never layers or the optimization loop.
 
-pub mod adam;
 pub mod check;
 pub mod conv;
 pub mod gram;
@@ -16,10 +15,9 @@ pub mod vector;
 
 use crate::gpu::ShaderSource;
 
-/// Every WGSL file the crate compiles, for validation and pipeline warm-up (the `COOP_SHADER`s
-/// only on adapters with cooperative matrices).
-pub const SHADERS: [ShaderSource; 15] = [
-    adam::SHADER,
+/// Every WGSL file the ops compile (`optim::SHADERS` has the optimizers'), for validation (the
+/// `COOP_SHADER`s run only on adapters with cooperative matrices).
+pub const SHADERS: [ShaderSource; 14] = [
     check::SHADER,
     conv::SHADER,
     conv::COOP_SHADER,
