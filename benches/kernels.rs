@@ -21,10 +21,10 @@ use stylize::gpu::{Context, ContextOptions, Kernel, Step};
 use stylize::image_io::Image;
 use stylize::net::random_weights;
 use stylize::net::vgg::VGG19_WIDTHS;
-use stylize::optim::adam::{Adam, AdamConfig};
 use stylize::ops::conv::{self, ConvShape, ConvWeights};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::pool::{self, PoolShape};
+use stylize::optim::adam::{Adam, AdamConfig};
 use stylize::testing::Rng;
 use stylize::{Options, StyleTransfer};
 

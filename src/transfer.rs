@@ -593,8 +593,7 @@ impl StyleTransfer {
                 OptimizerState::Adam { adam, kernel: executor.training_step().push(kernel) }
             }
             Optimizer::Lbfgs => {
-                let config =
-                    LbfgsConfig { history: options.lbfgs_history, ..LbfgsConfig::new(options.learning_rate) };
+                let config = LbfgsConfig { history: options.lbfgs_history, ..LbfgsConfig::new(options.learning_rate) };
                 OptimizerState::Lbfgs(Box::new(Lbfgs::new(&ctx, len, image, grad, config)?))
             }
         };
