@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every tiling of the convolution (STYLIZE_CONV, in f32; winograd too) on a lent GPU, per layer: `stylize bench
 # --profile` at each size with each forced tiling (split-K applies to each), to choose the rule
-# of ConvAlgorithm::choose. Writes $OUT/log and $OUT/conv_variants.txt.
+# of ConvAlgorithm::choose (`tiled` is ConvAlgorithm::Auto: that rule itself). Writes $OUT/log
+# and $OUT/conv_variants.txt.
 # Carried: .dev/stylize (benches/device_prepare.sh) and .gl/*.deb. Logs under $OUT.
 set -u
 . benches/device_env.sh

@@ -21,10 +21,10 @@ use stylize::gpu::{Context, ContextOptions, Kernel, Step};
 use stylize::image_io::Image;
 use stylize::net::random_weights;
 use stylize::net::vgg::VGG19_WIDTHS;
-use stylize::ops::adam::{Adam, AdamConfig};
 use stylize::ops::conv::{self, ConvShape, ConvWeights};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::pool::{self, PoolShape};
+use stylize::optim::adam::{Adam, AdamConfig};
 use stylize::rng::Rng;
 use stylize::{Options, StyleTransfer};
 
@@ -357,7 +357,7 @@ fn bench_adam(c: &mut Criterion, bench: &Bench) {
         let mut rng = Rng::new(4);
         let param = bench.random_buffer("param", len, &mut rng, -2.0, 2.0);
         let grad = bench.random_buffer("grad", len, &mut rng, -1.0, 1.0);
-        let (adam, kernel) = Adam::new(&bench.ctx, len, &param, &grad, AdamConfig::default()).unwrap();
+        let (adam, kernel) = Adam::new(&bench.ctx, len, &param, &grad, AdamConfig::new(0.003)).unwrap();
         (adam, kernel, param, grad)
     };
     // Reads grad, param and both moments; writes param and both moments.

@@ -37,8 +37,7 @@ use sha2::{Digest, Sha256};
 
 use crate::image_io::Image;
 use crate::net::ConvLayerWeights;
-use crate::ops::adam::AdamSnapshot;
-use crate::optim::LbfgsSnapshot;
+use crate::optim::{AdamSnapshot, LbfgsSnapshot};
 use crate::transfer::{OptimizerSnapshot, Options, StyleTransfer, TransferError, TransferSnapshot};
 
 pub const MAGIC: &[u8; 8] = b"STYLCKPT";

@@ -6,10 +6,10 @@ mod common;
 
 use common::*;
 use stylize::gpu::Step;
-use stylize::ops::adam::{self, Adam, AdamConfig};
 use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, ConvWeights};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::{check, loss, normalize, pool, reduce, relu, tv, vector};
+use stylize::optim::adam::{self, Adam, AdamConfig};
 
 // (Cin, Cout, H, W). The last spans two tiles of every tiling in rows (131 > 128) and pixels
 // (437 > 256), with a reduction (21 * 9 or 131 * 9) that is no multiple of any step.
@@ -33,7 +33,7 @@ fn gpu_conv_forward_matches_reference() {
     let mut rng = Rng::new(1);
     for (grid, mut ctx) in contexts("gpu_conv_forward_matches_reference") {
         for (algorithm, (cin, cout, h, w)) in both_algorithms(CONV_SHAPES) {
-            ctx.conv_algorithm = Some(algorithm);
+            algorithm.force(&mut ctx);
             let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
             let (x, wt, b) = random_conv(&mut rng, shape);
             let weights = ConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
@@ -59,7 +59,7 @@ fn gpu_conv_backward_input_matches_reference() {
     let mut rng = Rng::new(2);
     for (grid, mut ctx) in contexts("gpu_conv_backward_input_matches_reference") {
         for (algorithm, (cin, cout, h, w)) in both_algorithms(CONV_SHAPES) {
-            ctx.conv_algorithm = Some(algorithm);
+            algorithm.force(&mut ctx);
             let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
             let (_, wt, b) = random_conv(&mut rng, shape);
             let dy = rng.vec(shape.output_len(), -1.0, 1.0);
@@ -157,7 +157,7 @@ fn gpu_relu_mask_bits_match_reference() {
         // Per value (GPUs) and per word (CPU adapters); 256 * 40 * 32 + 17 values need a folded
         // grid on the split context in both forms.
         for (algorithm, len) in both_algorithms([1, 31, 33, 5 * 13 * 17, 256 * 40 + 17, 256 * 40 * 32 + 17]) {
-            ctx.conv_algorithm = Some(algorithm);
+            algorithm.force(&mut ctx);
             let mut values = rng.vec(len, -1.0, 1.0);
             let specials = [0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-30, -1e-30];
             for (i, v) in values.iter_mut().enumerate().filter(|(i, _)| i % 5 == 2) {
@@ -298,8 +298,8 @@ fn gpu_gram_matches_reference() {
             // An asymmetric dL/dG exercises the (dG + dG^T) form.
             let dg = rng.vec(shape.gram_len(), -1.0, 1.0);
             let grad_gram = upload(&ctx, &dg);
-            for algorithm in [ConvAlgorithm::Tiled, ConvAlgorithm::Direct] {
-                ctx.conv_algorithm = Some(algorithm);
+            for algorithm in [ConvAlgorithm::Auto, ConvAlgorithm::Direct] {
+                algorithm.force(&mut ctx);
                 let grad_features = poisoned(&ctx, shape.features_len());
                 run(&ctx, &gram::backward(&ctx, shape, &features, &grad_gram, &grad_features, false).unwrap());
                 let reference = gram::reference::backward(shape, &f, &dg);
@@ -356,8 +356,8 @@ fn gpu_masked_gram_matches_reference() {
             let dg = rng.vec(shape.gram_len(), -1.0, 1.0);
             let grad_gram = upload(&ctx, &dg);
             let reference = gram::reference::backward_masked(shape, &f, &mask, &dg);
-            for algorithm in [ConvAlgorithm::Tiled, ConvAlgorithm::Direct] {
-                ctx.conv_algorithm = Some(algorithm);
+            for algorithm in [ConvAlgorithm::Auto, ConvAlgorithm::Direct] {
+                algorithm.force(&mut ctx);
                 let grad_features = poisoned(&ctx, shape.features_len());
                 run(
                     &ctx,
@@ -450,7 +450,7 @@ fn gpu_adam_steps_match_reference() {
     let mut rng = Rng::new(9);
     for (grid, ctx) in contexts("gpu_adam_steps_match_reference") {
         let len = 3 * 13 * 17;
-        let config = AdamConfig { lr: 0.05, ..AdamConfig::default() };
+        let config = AdamConfig::new(0.05);
         let mut param = rng.vec(len, -2.0, 2.0);
         let param_buffer = upload(&ctx, &param);
         let grad_buffer = ctx.buffer("grad", len).unwrap();

@@ -66,7 +66,7 @@ fn lbfgs_reference_converges_on_a_quadratic() {
     let q = Quadratic::new(50, 31);
     let solution = q.solution();
     // With tolerances out of the way, the fixed-step iteration converges to rounding level.
-    let config = LbfgsConfig { tolerance_change: 1e-20, tolerance_grad: 1e-20, ..LbfgsConfig::default() };
+    let config = LbfgsConfig { tolerance_change: 1e-20, tolerance_grad: 1e-20, ..LbfgsConfig::new(1.0) };
     let mut state = LbfgsState::default();
     let mut x = vec![0.0; q.n];
     for _ in 0..50 {
@@ -76,7 +76,7 @@ fn lbfgs_reference_converges_on_a_quadratic() {
     assert!(err < 1e-9, "after 50 iterations ||x - x*|| / ||x*|| = {err:e}");
     // With PyTorch's defaults it gets close, then stops where g'd > -tolerance_change: the
     // iterate no longer moves (PyTorch breaks before the update, every call).
-    let config = LbfgsConfig::default();
+    let config = LbfgsConfig::new(1.0);
     let mut state = LbfgsState::default();
     let mut x = vec![0.0; q.n];
     for _ in 0..40 {
@@ -97,7 +97,7 @@ fn lbfgs_reference_converges_on_a_quadratic() {
 fn lbfgs_reference_one_call_of_n_iterations_equals_n_calls_of_one() {
     let q = Quadratic::new(30, 32);
     for history in [100, 4] {
-        let config = LbfgsConfig { history, ..LbfgsConfig::default() };
+        let config = LbfgsConfig { history, ..LbfgsConfig::new(1.0) };
         let mut one_call = vec![0.0; q.n];
         let mut state = LbfgsState::default();
         reference::step(config, 15, &mut state, &mut one_call, |x| q.loss_and_grad(x));
@@ -118,7 +118,7 @@ fn lbfgs_reference_stops_at_tolerance_grad() {
     let mut x = q.solution();
     let before = x.clone();
     let mut state = LbfgsState::default();
-    reference::step(LbfgsConfig { tolerance_grad: 1e-6, ..LbfgsConfig::default() }, 1, &mut state, &mut x, |x| {
+    reference::step(LbfgsConfig { tolerance_grad: 1e-6, ..LbfgsConfig::new(1.0) }, 1, &mut state, &mut x, |x| {
         q.loss_and_grad(x)
     });
     assert_eq!(x, before);
@@ -133,7 +133,7 @@ fn gpu_lbfgs_matches_reference_on_a_quadratic() {
     let q = Quadratic::new(50, 34);
     for (grid, ctx) in contexts("gpu_lbfgs_matches_reference_on_a_quadratic") {
         for history in [100, 5] {
-            let config = LbfgsConfig { history, ..LbfgsConfig::default() };
+            let config = LbfgsConfig { history, ..LbfgsConfig::new(1.0) };
             let mut rng = Rng::new(35);
             let start = rng.vec(q.n, -1.0, 1.0);
             let param = upload(&ctx, &start);
@@ -166,7 +166,7 @@ fn gpu_lbfgs_stops_at_tolerance_grad() {
     let start = [0.5, -0.25, 1.0];
     let param = upload(&ctx, &start);
     let grad = upload(&ctx, &[0.0, 1e-8, -1e-8]);
-    let mut lbfgs = Lbfgs::new(&ctx, 3, &param, &grad, LbfgsConfig::default()).unwrap();
+    let mut lbfgs = Lbfgs::new(&ctx, 3, &param, &grad, LbfgsConfig::new(1.0)).unwrap();
     let outcome = lbfgs.step(&ctx).unwrap();
     assert!(matches!(outcome, LbfgsOutcome::Converged { .. }), "{outcome:?}");
     assert_eq!(read(&ctx, &param, 3), to_f32(&start));
@@ -182,7 +182,7 @@ fn gpu_lbfgs_does_not_follow_a_direction_below_tolerance_change() {
     };
     let start = vec![0.25; 10];
     let gradient = vec![2e-7; 10];
-    let config = LbfgsConfig::default();
+    let config = LbfgsConfig::new(1.0);
     let param = upload(&ctx, &start);
     let grad = upload(&ctx, &gradient);
     let mut lbfgs = Lbfgs::new(&ctx, 10, &param, &grad, config).unwrap();

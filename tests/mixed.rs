@@ -87,7 +87,7 @@ fn gpu_mixed_rounding_is_exact_in_every_formulation() {
         let expected: Vec<f32> = mixed::round_operand(&x).iter().map(|&v| v as f32).collect();
         assert_eq!(mixed::scale_exponent(mixed::max_biased_exponent(&x)), -14);
         for algorithm in ConvAlgorithm::ALL {
-            ctx.conv_algorithm = Some(algorithm);
+            algorithm.force(&mut ctx);
             let out = poisoned(&ctx, shape.output_len());
             run(&ctx, &conv::forward(&ctx, shape, &input, &weights, &out, false).unwrap());
             let got = read(&ctx, &out, shape.output_len());
@@ -109,7 +109,7 @@ fn gpu_mixed_conv_forward_matches_rounded_reference() {
     let mut rng = Rng::new(22);
     for (grid, mut ctx) in mixed_contexts("gpu_mixed_conv_forward_matches_rounded_reference") {
         for algorithm in ConvAlgorithm::ALL {
-            ctx.conv_algorithm = Some(algorithm);
+            algorithm.force(&mut ctx);
             for (cin, cout, h, w) in CONV_SHAPES {
                 let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
                 let x = f32s(&rng.vec(shape.input_len(), -1.0, 1.0));
@@ -141,7 +141,7 @@ fn gpu_mixed_conv_backward_input_matches_rounded_reference() {
     let mut rng = Rng::new(23);
     for (grid, mut ctx) in mixed_contexts("gpu_mixed_conv_backward_input_matches_rounded_reference") {
         for algorithm in ConvAlgorithm::ALL {
-            ctx.conv_algorithm = Some(algorithm);
+            algorithm.force(&mut ctx);
             for (cin, cout, h, w) in CONV_SHAPES {
                 let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
                 let dy = f32s(&rng.vec(shape.output_len(), -1.0, 1.0));
@@ -204,8 +204,8 @@ fn gpu_mixed_gram_matches_rounded_reference() {
             let grad_gram = ctx.upload("dg", &dg).unwrap();
             let rounded = gram::reference::backward_mixed(shape, &f, &dg);
             let exact = gram::reference::backward(shape, &to_f64(&f), &to_f64(&dg));
-            for algorithm in [ConvAlgorithm::Tiled, ConvAlgorithm::Direct] {
-                ctx.conv_algorithm = Some(algorithm);
+            for algorithm in [ConvAlgorithm::Auto, ConvAlgorithm::Direct] {
+                algorithm.force(&mut ctx);
                 let grad_features = poisoned(&ctx, shape.features_len());
                 run(&ctx, &gram::backward(&ctx, shape, &features, &grad_gram, &grad_features, false).unwrap());
                 let what = format!("{algorithm:?} {shape:?} ({grid})");
@@ -232,8 +232,8 @@ fn gpu_mixed_gram_matches_rounded_reference() {
 fn gpu_mixed_range_keeps_tiny_and_huge_operands() {
     let mut rng = Rng::new(25);
     for (grid, mut ctx) in mixed_contexts("gpu_mixed_range_keeps_tiny_and_huge_operands") {
-        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Tiled, ConvAlgorithm::Thin] {
-            ctx.conv_algorithm = Some(algorithm);
+        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Auto, ConvAlgorithm::Thin] {
+            algorithm.force(&mut ctx);
             for magnitude in [1e-9, 1e5] {
                 let shape = ConvShape { in_channels: 5, out_channels: 19, height: 13, width: 11 };
                 let dy = f32s(&rng.vec(shape.output_len(), -magnitude, magnitude));
@@ -284,8 +284,8 @@ fn gpu_mixed_range_keeps_tiny_and_huge_operands() {
         for magnitude in [1e-9, 1e5] {
             let dg = f32s(&rng.vec(shape.gram_len(), -magnitude, magnitude));
             let grad_gram = ctx.upload("dg", &dg).unwrap();
-            for algorithm in [ConvAlgorithm::Tiled, ConvAlgorithm::Direct] {
-                ctx.conv_algorithm = Some(algorithm);
+            for algorithm in [ConvAlgorithm::Auto, ConvAlgorithm::Direct] {
+                algorithm.force(&mut ctx);
                 let grad_features = poisoned(&ctx, shape.features_len());
                 run(&ctx, &gram::backward(&ctx, shape, &features, &grad_gram, &grad_features, false).unwrap());
                 assert_mixed(

@@ -7,7 +7,7 @@ use common::*;
 use stylize::net::reference::{Reference, Targets};
 use stylize::net::vgg::{VGG19, VGG19_WIDTHS};
 use stylize::net::{ConvLayerWeights, Executor, LossLayers, Node, Plan, Pooling, random_weights};
-use stylize::ops::adam::{self, Adam, AdamConfig};
+use stylize::optim::adam::{self, Adam, AdamConfig};
 use stylize::test_support::tiny_table;
 
 struct Case {
@@ -270,7 +270,7 @@ fn gpu_adam_trajectory_on_tiny_network_matches_reference() {
     };
     let weights = random_weights(&[4, 5, 6, 3], 26);
     let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &tiny_losses("relu1_2"), 27);
-    let (gpu, reference) = run_adam(&mut case, &ctx, 10, AdamConfig { lr: 0.05, ..AdamConfig::default() });
+    let (gpu, reference) = run_adam(&mut case, &ctx, 10, AdamConfig::new(0.05));
     assert!(reference[9] < reference[0], "the loss should fall: {reference:?}");
     assert_close("10 Adam steps, losses", &to_f32(&gpu), &reference, 1e-3);
 }
@@ -286,7 +286,7 @@ fn gpu_reduced_vgg19_step_and_trajectory_match_reference() {
     let weights = random_weights(&widths, 28);
     let mut case = build(&ctx, &VGG19, &weights, (20, 24), &LossLayers::default(), 29);
     check_step_against_reference(&mut case, &ctx, "VGG-19 / 8", 1e-4);
-    let (gpu, reference) = run_adam(&mut case, &ctx, 10, AdamConfig::default());
+    let (gpu, reference) = run_adam(&mut case, &ctx, 10, AdamConfig::new(0.003));
     assert!(reference[9] < reference[0], "the loss should fall: {reference:?}");
     assert_close("VGG-19 / 8, 10 Adam steps, losses", &to_f32(&gpu), &reference, 1e-3);
 }
@@ -302,7 +302,7 @@ fn gpu_lbfgs_trajectory_on_tiny_network_matches_reference() {
     };
     let weights = random_weights(&[4, 5, 6, 3], 30);
     let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &tiny_losses("relu1_2"), 31);
-    let config = LbfgsConfig { history: 5, ..LbfgsConfig::default() };
+    let config = LbfgsConfig { history: 5, ..LbfgsConfig::new(1.0) };
     let len = case.executor.image_len();
     let mut lbfgs =
         Lbfgs::new(&ctx, len, case.executor.image_buffer(), case.executor.image_grad_buffer(), config).unwrap();

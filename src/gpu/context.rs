@@ -66,12 +66,30 @@ pub struct AdapterSummary {
 /// Names of software renderers, for drivers that do not report `DeviceType::Cpu`.
 const CPU_ADAPTER_NAMES: [&str; 5] = ["llvmpipe", "lavapipe", "swiftshader", "microsoft basic render", "warp"];
 
+/// The kind of processor an adapter is, for ops that have a kernel for each: CPU implementations
+/// run best without workgroup memory or barriers, GPUs with tiles staged in workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterClass {
+    Cpu,
+    Gpu,
+}
+
 impl AdapterSummary {
     /// Whether this adapter runs on the CPU (Mesa's lavapipe/llvmpipe, WARP, SwiftShader):
     /// wgpu says `DeviceType::Cpu`, or the name is a known software renderer's.
     pub fn is_cpu(&self) -> bool {
         let name = self.name.to_lowercase();
-        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu) || CPU_ADAPTER_NAMES.iter().any(|n| name.contains(n))
+        self.reports_cpu() || CPU_ADAPTER_NAMES.iter().any(|n| name.contains(n))
+    }
+
+    /// The class kernels are chosen for: `Cpu` where wgpu says `DeviceType::Cpu` (a driver that
+    /// hides it behind another type keeps the GPU kernels, unlike `is_cpu`'s notice).
+    pub fn class(&self) -> AdapterClass {
+        if self.reports_cpu() { AdapterClass::Cpu } else { AdapterClass::Gpu }
+    }
+
+    fn reports_cpu(&self) -> bool {
+        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
     }
 }
 
@@ -144,8 +162,10 @@ pub struct Context {
     pending_error: Arc<Mutex<Option<GpuError>>>,
     wait_timeout: Duration,
     max_groups_per_dim: u32,
-    /// Forces one convolution formulation (tests run both); `None` picks by adapter type.
-    pub conv_algorithm: Option<crate::ops::conv::ConvAlgorithm>,
+    /// A kernel formulation forced by name, for benchmarks and tests: `KERNEL_OVERRIDE_VAR` as
+    /// the context opened. The ops that offer several formulations read it and reject names
+    /// they do not know; `None` lets them choose by the adapter's class.
+    pub kernel_override: Option<String>,
     /// The products' arithmetic (f32, or f16 operands with f32 accumulation) and why; tests
     /// may replace it before building kernels.
     pub precision: PrecisionChoice,
@@ -164,56 +184,9 @@ impl Context {
         let limits = adapter.limits();
         let timestamp_queries = summary.timestamp_queries;
         let mut precision = PrecisionChoice::resolve(opts.precision, summary.matrix_units);
-        let base = if timestamp_queries { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
-        let request = |matrix: bool| {
-            let features = if matrix {
-                base | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16
-            } else {
-                base
-            };
-            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-                label: Some("stylize"),
-                required_features: features,
-                required_limits: limits.clone(),
-                // SAFETY: wgpu asks callers of experimental features to accept that they may have
-                // bugs; only the cooperative-matrix kernels use one, and only when mixed is chosen.
-                experimental_features: if matrix {
-                    unsafe { wgpu::ExperimentalFeatures::enabled() }
-                } else {
-                    wgpu::ExperimentalFeatures::disabled()
-                },
-                memory_hints: wgpu::MemoryHints::Performance,
-                trace: wgpu::Trace::Off,
-            }))
-        };
-        let matrix = precision.arithmetic == super::Arithmetic::MixedMatrix;
-        let device = match request(matrix) {
-            // `auto` must never cost a run: a driver that lists matrix units but refuses the
-            // experimental features gets the f32 device instead, and the reason says so.
-            Err(refused) if matrix && opts.precision == super::Precision::Auto => {
-                precision = PrecisionChoice::resolve(super::Precision::Auto, false);
-                precision.reason = format!("f32 (auto: the device refused cooperative matrices: {refused})");
-                request(false)
-            }
-            other => other,
-        };
-        let (device, queue) =
-            device.map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), message: e.to_string() })?;
-        let pending_error: Arc<Mutex<Option<GpuError>>> = Arc::default();
-        let sink = pending_error.clone();
-        device.on_uncaptured_error(Arc::new(move |err: wgpu::Error| {
-            let mapped = match err {
-                wgpu::Error::OutOfMemory { .. } => GpuError::Device("out of GPU memory".into()),
-                other => GpuError::Device(other.to_string()),
-            };
-            sink.lock().expect("error sink").get_or_insert(mapped);
-        }));
-        let sink = pending_error.clone();
-        device.set_device_lost_callback(move |reason, message| {
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                sink.lock().expect("error sink").get_or_insert(GpuError::DeviceLost(format!("{reason:?}: {message}")));
-            }
-        });
+        let (device, queue) = open_device(&adapter, &limits, opts.precision, &mut precision)
+            .map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), message: e.to_string() })?;
+        let pending_error = capture_errors(&device);
         Ok(Self {
             device,
             queue,
@@ -224,7 +197,7 @@ impl Context {
             registry: Registry::default(),
             pending_error,
             wait_timeout: opts.wait_timeout,
-            conv_algorithm: conv_algorithm_from_env()?,
+            kernel_override: std::env::var(KERNEL_OVERRIDE_VAR).ok(),
             precision,
             shared_scratch: Mutex::new(Vec::new()),
             shared_words: Mutex::new(None),
@@ -398,16 +371,77 @@ impl Context {
     }
 }
 
+/// Requests the device with the adapter's `limits`, timestamp queries where offered, and the
+/// cooperative-matrix features where `precision` chose them. Under `requested` auto, a driver
+/// that refuses those features gets the f32 device instead and `precision` says why.
+fn open_device(
+    adapter: &wgpu::Adapter,
+    limits: &wgpu::Limits,
+    requested: Precision,
+    precision: &mut PrecisionChoice,
+) -> Result<(wgpu::Device, wgpu::Queue), wgpu::RequestDeviceError> {
+    let base = if adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        wgpu::Features::TIMESTAMP_QUERY
+    } else {
+        wgpu::Features::empty()
+    };
+    let request = |matrix: bool| {
+        let features = if matrix {
+            base | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16
+        } else {
+            base
+        };
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("stylize"),
+            required_features: features,
+            required_limits: limits.clone(),
+            // SAFETY: wgpu asks callers of experimental features to accept that they may have
+            // bugs; only the cooperative-matrix kernels use one, and only when mixed is chosen.
+            experimental_features: if matrix {
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+    };
+    let matrix = precision.arithmetic == super::Arithmetic::MixedMatrix;
+    match request(matrix) {
+        // `auto` must never cost a run: a driver that lists matrix units but refuses the
+        // experimental features gets the f32 device instead, and the reason says so.
+        Err(refused) if matrix && requested == super::Precision::Auto => {
+            *precision = PrecisionChoice::resolve(super::Precision::Auto, false);
+            precision.reason = format!("f32 (auto: the device refused cooperative matrices: {refused})");
+            request(false)
+        }
+        other => other,
+    }
+}
+
+/// Collects the errors wgpu reports asynchronously on `device` (validation, out of memory, device
+/// loss; the first one wins) for `Context::take_error`.
+fn capture_errors(device: &wgpu::Device) -> Arc<Mutex<Option<GpuError>>> {
+    let pending_error: Arc<Mutex<Option<GpuError>>> = Arc::default();
+    let sink = pending_error.clone();
+    device.on_uncaptured_error(Arc::new(move |err: wgpu::Error| {
+        let mapped = match err {
+            wgpu::Error::OutOfMemory { .. } => GpuError::Device("out of GPU memory".into()),
+            other => GpuError::Device(other.to_string()),
+        };
+        sink.lock().expect("error sink").get_or_insert(mapped);
+    }));
+    let sink = pending_error.clone();
+    device.set_device_lost_callback(move |reason, message| {
+        if reason != wgpu::DeviceLostReason::Destroyed {
+            sink.lock().expect("error sink").get_or_insert(GpuError::DeviceLost(format!("{reason:?}: {message}")));
+        }
+    });
+    pending_error
+}
+
 /// Words of `Context::shared_words`.
 pub const SHARED_WORDS: usize = 4;
 
-/// `STYLIZE_CONV=tiled|tiled64|wide|square|thin|direct|winograd` forces one formulation of the convolution
-/// (for benchmarks that compare them); unset, the adapter's type decides.
-fn conv_algorithm_from_env() -> Result<Option<crate::ops::conv::ConvAlgorithm>, GpuError> {
-    let Ok(name) = std::env::var("STYLIZE_CONV") else { return Ok(None) };
-    crate::ops::conv::ConvAlgorithm::parse(&name).map(Some).ok_or_else(|| {
-        GpuError::Device(format!(
-            "STYLIZE_CONV={name}: expected tiled, tiled64, wide, square, thin, direct or winograd"
-        ))
-    })
-}
+/// The environment variable `Context::kernel_override` is read from.
+pub const KERNEL_OVERRIDE_VAR: &str = "STYLIZE_CONV";

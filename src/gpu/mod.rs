@@ -9,7 +9,9 @@ mod profile;
 mod registry;
 
 pub use backend::Backend;
-pub use context::{AdapterSummary, Context, ContextOptions, GpuError, list_adapters};
+pub use context::{
+    AdapterClass, AdapterSummary, Context, ContextOptions, GpuError, KERNEL_OVERRIDE_VAR, list_adapters,
+};
 pub use kernel::{Kernel, Step, fold_groups};
 pub use precision::{Arithmetic, Precision, PrecisionChoice};
 pub use profile::{KernelTime, profile_step};

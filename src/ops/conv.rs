@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Arithmetic, Context, GpuError, Kernel, ShaderSource, Step};
+use crate::gpu::{AdapterClass, Arithmetic, Context, GpuError, KERNEL_OVERRIDE_VAR, Kernel, ShaderSource, Step};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "conv", source: include_str!("../../kernels/conv.wgsl") };
 /// The same product on cooperative matrices (mixed precision on adapters with matrix units).
@@ -114,8 +114,9 @@ struct Params {
 /// Which formulation of the same product a kernel uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvAlgorithm {
-    /// For GPUs: the tiling chosen per layer shape (`ConvAlgorithm::choose`).
-    Tiled,
+    /// Choose for me: the GPU tiling that suits each product's shape (`ConvAlgorithm::choose`),
+    /// the default on GPUs (`STYLIZE_CONV=tiled`).
+    Auto,
     /// 64 x 64 tiles staged in workgroup memory, 4 x 4 outputs per invocation.
     Tiled64,
     /// 64 x 256 tiles, 8 x 8 outputs per invocation.
@@ -128,19 +129,50 @@ pub enum ConvAlgorithm {
     Direct,
     /// Winograd F(2x2, 3x3): 16 multiplications per 2 x 2 outputs and channel instead of 36,
     /// after a transform of the weights into the shared scratch; f32 only (mixed products
-    /// take `Tiled` instead), never split. Only when forced (`STYLIZE_CONV=winograd`).
+    /// take `Auto` instead), never split. Only when forced (`STYLIZE_CONV=winograd`).
     Winograd,
 }
 
 impl ConvAlgorithm {
-    /// The formulation that suits the adapter.
-    pub fn for_context(ctx: &Context) -> Self {
-        if ctx.adapter.device_type == "Cpu" { ConvAlgorithm::Direct } else { ConvAlgorithm::Tiled }
+    /// The formulation forced on `ctx` (`Context::kernel_override`, from `STYLIZE_CONV`), else
+    /// the one that suits the adapter's class; an unknown forced name is an error.
+    pub fn for_context(ctx: &Context) -> Result<Self, GpuError> {
+        match &ctx.kernel_override {
+            Some(name) => Self::forced(name),
+            None => Ok(Self::for_class(ctx.adapter.class())),
+        }
+    }
+
+    /// The formulation a forced `name` means, or the error that lists the names.
+    fn forced(name: &str) -> Result<Self, GpuError> {
+        Self::parse(name).ok_or_else(|| {
+            GpuError::Device(format!(
+                "{KERNEL_OVERRIDE_VAR}={name}: expected tiled, tiled64, wide, square, thin, direct or winograd"
+            ))
+        })
+    }
+
+    /// The default formulation on adapters of `class`.
+    pub fn for_class(class: AdapterClass) -> Self {
+        match class {
+            AdapterClass::Cpu => ConvAlgorithm::Direct,
+            AdapterClass::Gpu => ConvAlgorithm::Auto,
+        }
+    }
+
+    /// The adapter class this formulation is written for: `Direct` is the CPU form.
+    pub fn class(self) -> AdapterClass {
+        if self == ConvAlgorithm::Direct { AdapterClass::Cpu } else { AdapterClass::Gpu }
+    }
+
+    /// Forces this formulation on the kernels `ctx` builds from now on (tests run every one).
+    pub fn force(self, ctx: &mut Context) {
+        ctx.kernel_override = Some(self.name().to_string());
     }
 
     /// Every formulation, for tests and benchmarks.
     pub const ALL: [ConvAlgorithm; 7] = [
-        ConvAlgorithm::Tiled,
+        ConvAlgorithm::Auto,
         ConvAlgorithm::Tiled64,
         ConvAlgorithm::Wide,
         ConvAlgorithm::Square,
@@ -149,20 +181,34 @@ impl ConvAlgorithm {
         ConvAlgorithm::Winograd,
     ];
 
-    /// Parses `tiled`, `tiled64`, `wide`, `square`, `thin`, `direct` or `winograd` (`STYLIZE_CONV`).
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| format!("{a:?}").eq_ignore_ascii_case(name))
+    /// The formulation's `STYLIZE_CONV` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvAlgorithm::Auto => "tiled",
+            ConvAlgorithm::Tiled64 => "tiled64",
+            ConvAlgorithm::Wide => "wide",
+            ConvAlgorithm::Square => "square",
+            ConvAlgorithm::Thin => "thin",
+            ConvAlgorithm::Direct => "direct",
+            ConvAlgorithm::Winograd => "winograd",
+        }
     }
 
-    /// The concrete tiling `Tiled` uses for a product of `rows` x `pixels` outputs with a reduction
+    /// Parses `tiled`, `tiled64`, `wide`, `square`, `thin`, `direct` or `winograd` (`STYLIZE_CONV`),
+    /// in any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The concrete tiling `Auto` stands for on a product of `rows` x `pixels` outputs with a reduction
     /// over `channels` x 9, from per-layer timings of every tiling on an H200 at 128 to 1024 px
     /// (BENCHMARKS.md): the thin kernel for a handful of rows (3.5x faster than any tile for
     /// the image's gradient at 512 px); 64 x 64 tiles for short reductions (conv1_1, K = 27);
     /// else the largest tile that fits the rows (128 x 128 from 128 rows, 64 x 256 from 64),
     /// unless even split-K leaves it under 128 workgroups (about one per multiprocessor), where
-    /// 64 x 64 tiles keep more of the GPU busy.
+    /// 64 x 64 tiles keep more of the GPU busy. Every other formulation stands for itself.
     pub fn choose(self, rows: usize, channels: usize, pixels: usize) -> Self {
-        if self != ConvAlgorithm::Tiled {
+        if self != ConvAlgorithm::Auto {
             return self;
         }
         let k_total = channels * 9;
@@ -217,16 +263,16 @@ struct Layout {
     k_chunk: u32,
 }
 
-fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: usize) -> Layout {
-    let mut algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
+fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: usize) -> Result<Layout, GpuError> {
+    let mut algorithm = ConvAlgorithm::for_context(ctx)?;
     if algorithm == ConvAlgorithm::Winograd && ctx.precision.arithmetic.is_mixed() {
         // Rounded operands are defined in the direct product's terms, not in Winograd's transforms.
-        algorithm = ConvAlgorithm::Tiled;
+        algorithm = ConvAlgorithm::Auto;
     }
     let pixels = (height * width) as u32;
     let m = rows as u32;
     let (tiles_m, tiles_n, tile_m, entry) = match algorithm.choose(rows, in_channels, height * width) {
-        ConvAlgorithm::Tiled | ConvAlgorithm::Tiled64 => (m.div_ceil(TILE), pixels.div_ceil(TILE), TILE, "conv3x3"),
+        ConvAlgorithm::Auto | ConvAlgorithm::Tiled64 => (m.div_ceil(TILE), pixels.div_ceil(TILE), TILE, "conv3x3"),
         ConvAlgorithm::Wide => (m.div_ceil(64), pixels.div_ceil(256), 64, "conv3x3_8x8"),
         ConvAlgorithm::Square => (m.div_ceil(128), pixels.div_ceil(128), 128, "conv3x3_8x8"),
         ConvAlgorithm::Thin => (m.div_ceil(THIN_ROWS), pixels.div_ceil(THIN_PIXELS), THIN_ROWS, "conv3x3_thin"),
@@ -254,7 +300,7 @@ fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: 
     let splittable = matches!(entry, "conv3x3" | "conv3x3_8x8" | "conv3x3_coop");
     let splits = if splittable { split_parts(tiles, k_total) } else { 1 };
     let k_chunk = k_total.div_ceil(splits).next_multiple_of(16);
-    Layout {
+    Ok(Layout {
         shader,
         entry,
         tiles_m,
@@ -262,7 +308,7 @@ fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: 
         tile_m,
         splits: k_total.div_ceil(k_chunk) as u32,
         k_chunk: k_chunk as u32,
-    }
+    })
 }
 
 /// Floats of shared scratch the product needs: its split-K partial sums (0 when not split), or
@@ -275,12 +321,12 @@ fn scratch_len(layout: &Layout, rows: usize, channels: usize, height: usize, wid
 }
 
 /// Floats of shared scratch (`Context::shared_scratch`) the forward and backward of `shape` need:
-/// ask for the largest first so that one buffer serves every layer.
+/// ask for the largest first so that one buffer serves every layer. An unknown forced
+/// formulation needs none: the kernels this scratch would serve report it.
 pub fn scratch_floats(ctx: &Context, shape: ConvShape) -> usize {
     let (c_in, c_out, h, w) = (shape.in_channels, shape.out_channels, shape.height, shape.width);
-    let forward = scratch_len(&layout(ctx, c_out, c_in, h, w), c_out, c_in, h, w);
-    let backward = scratch_len(&layout(ctx, c_in, c_out, h, w), c_in, c_out, h, w);
-    forward.max(backward)
+    let need = |rows, channels| layout(ctx, rows, channels, h, w).map_or(0, |l| scratch_len(&l, rows, channels, h, w));
+    need(c_out, c_in).max(need(c_in, c_out))
 }
 
 /// The product `product` describes: its `out_channels` are the GEMM's rows, its `in_channels`
@@ -291,21 +337,13 @@ fn gemm_kernel(
     flags: u32,
     [input, weight, bias, output, mask]: [&wgpu::Buffer; 5],
     rounded_weights: bool,
-    (detail, flops): (String, u64),
+    work: (String, u64),
 ) -> Result<Step, GpuError> {
-    let ConvShape { in_channels, out_channels: rows, height, width } = product;
-    let layout = layout(ctx, rows, in_channels, height, width);
-    let split = layout.splits > 1;
+    let layout = layout(ctx, product.out_channels, product.in_channels, product.height, product.width)?;
+    let mixed = ctx.precision.arithmetic.is_mixed();
+    check_weight_rounding(&work.0, rounded_weights, mixed)?;
     let mut step = Step::new();
     // Mixed precision: the input operand's range, found on the GPU just before the product.
-    let mixed = ctx.precision.arithmetic.is_mixed();
-    if mixed != rounded_weights {
-        return Err(GpuError::Device(format!(
-            "{detail}: weights uploaded for {} used in a {} product",
-            if rounded_weights { "mixed precision" } else { "f32" },
-            if mixed { "mixed-precision" } else { "f32" }
-        )));
-    }
     let range = if mixed {
         let range = super::mixed::range_buffer(ctx)?;
         step.extend(super::mixed::range(ctx, product.input_len(), input, &range, 0)?);
@@ -315,8 +353,32 @@ fn gemm_kernel(
     };
     let flags = if mixed { flags | FLAG_MIXED } else { flags };
     // The range binding is unused without FLAG_MIXED; any buffer satisfies the layout.
-    let range = range.as_ref().unwrap_or(input);
-    let params = Params {
+    let operands = [input, weight, bias, output, mask, range.as_ref().unwrap_or(input)];
+    step.extend(if layout.entry == "conv3x3_winograd" {
+        winograd_product(ctx, product, &layout, flags, operands, work)?
+    } else {
+        tiled_product(ctx, product, &layout, flags, operands, work)?
+    });
+    Ok(step)
+}
+
+/// Refuses weights rounded for another arithmetic than the context's.
+fn check_weight_rounding(detail: &str, rounded_weights: bool, mixed: bool) -> Result<(), GpuError> {
+    if mixed == rounded_weights {
+        return Ok(());
+    }
+    Err(GpuError::Device(format!(
+        "{detail}: weights uploaded for {} used in a {} product",
+        if rounded_weights { "mixed precision" } else { "f32" },
+        if mixed { "mixed-precision" } else { "f32" }
+    )))
+}
+
+/// The uniform of `product` dispatched as `layout`, with `flags` (including FLAG_MIXED).
+fn gemm_params(product: ConvShape, layout: &Layout, flags: u32) -> Params {
+    let ConvShape { in_channels, out_channels: rows, height, width } = product;
+    let split = layout.splits > 1;
+    Params {
         groups: 0,
         in_channels: in_channels as u32,
         out_channels: rows as u32,
@@ -334,36 +396,66 @@ fn gemm_kernel(
         k_chunk: layout.k_chunk,
         splits: layout.splits,
         _pad: [0; 3],
-    };
+    }
+}
+
+/// Winograd's two kernels: U = G g G^T into the shared scratch (written through `out`), then the
+/// product, which reads U as `a`. `operands` are input, weight, bias, output, mask and range.
+fn winograd_product(
+    ctx: &Context,
+    product: ConvShape,
+    layout: &Layout,
+    flags: u32,
+    [input, weight, bias, output, mask, range]: [&wgpu::Buffer; 6],
+    (detail, flops): (String, u64),
+) -> Result<Step, GpuError> {
+    let ConvShape { in_channels, out_channels: rows, height, width } = product;
+    let params = gemm_params(product, layout, flags);
     let groups = layout.tiles_m * layout.tiles_n * layout.splits;
-    if layout.entry == "conv3x3_winograd" {
-        // U = G g G^T into the shared scratch (written through `out`), then the product reads it as `a`.
-        let transformed = ctx.shared_scratch(scratch_len(&layout, rows, in_channels, height, width))?;
-        let pairs = (rows * in_channels) as u32;
-        step.push(Kernel::with_bindings(
+    let transformed = ctx.shared_scratch(scratch_len(layout, rows, in_channels, height, width))?;
+    let pairs = (rows * in_channels) as u32;
+    let mut step = Step::new();
+    step.push(Kernel::with_bindings(
+        ctx,
+        SHADER,
+        "conv3x3_winograd_weights",
+        bytemuck::bytes_of(&params),
+        &[(2, weight), (4, &transformed)],
+        pairs.div_ceil(WINOGRAD_TILES),
+    )?);
+    step.push(
+        Kernel::new(
             ctx,
             SHADER,
-            "conv3x3_winograd_weights",
+            layout.entry,
             bytemuck::bytes_of(&params),
-            &[(2, weight), (4, &transformed)],
-            pairs.div_ceil(WINOGRAD_TILES),
-        )?);
-        step.push(
-            Kernel::new(
-                ctx,
-                SHADER,
-                layout.entry,
-                bytemuck::bytes_of(&params),
-                &[input, &transformed, bias, output, mask, range],
-                groups,
-            )?
-            .with_work(detail, flops),
-        );
-        return Ok(step);
-    }
+            &[input, &transformed, bias, output, mask, range],
+            groups,
+        )?
+        .with_work(detail, flops),
+    );
+    Ok(step)
+}
+
+/// The tiled, thin, direct or cooperative-matrix product: one kernel, or, split along the
+/// reduction, the parts into the shared scratch and then their sum with the epilogue.
+/// `operands` are input, weight, bias, output, mask and range.
+fn tiled_product(
+    ctx: &Context,
+    product: ConvShape,
+    layout: &Layout,
+    flags: u32,
+    [input, weight, bias, output, mask, range]: [&wgpu::Buffer; 6],
+    (detail, flops): (String, u64),
+) -> Result<Step, GpuError> {
+    let ConvShape { in_channels, out_channels: rows, height, width } = product;
+    let params = gemm_params(product, layout, flags);
+    let groups = layout.tiles_m * layout.tiles_n * layout.splits;
+    let split = layout.splits > 1;
     let partials =
-        if split { Some(ctx.shared_scratch(scratch_len(&layout, rows, in_channels, height, width))?) } else { None };
+        if split { Some(ctx.shared_scratch(scratch_len(layout, rows, in_channels, height, width))?) } else { None };
     let detail = if split { format!("{detail} ({} splits)", layout.splits) } else { detail };
+    let mut step = Step::new();
     step.push(
         Kernel::new(
             ctx,
@@ -530,10 +622,10 @@ pub mod reference {
 mod tests {
     use super::ConvAlgorithm::{self, *};
 
-    /// The tiling `Tiled` picks for VGG-19's products, against the fastest measured on an H200
+    /// The tiling `Auto` picks for VGG-19's products, against the fastest measured on an H200
     /// (benches/device_conv_variants.sh; BENCHMARKS.md): (rows, channels, side, expected).
     #[test]
-    fn tiled_picks_the_measured_fastest_tiling() {
+    fn auto_picks_the_measured_fastest_tiling() {
         let cases = [
             (64, 3, 512, Tiled64),   // conv1_1 forward, K = 27
             (64, 64, 512, Wide),     // conv1_2 forward
@@ -547,8 +639,50 @@ mod tests {
             (64, 128, 128, Wide),    // conv2_1 backward at 256 px
         ];
         for (rows, channels, side, expected) in cases {
-            assert_eq!(ConvAlgorithm::Tiled.choose(rows, channels, side * side), expected, "{rows}x{channels}@{side}");
+            assert_eq!(ConvAlgorithm::Auto.choose(rows, channels, side * side), expected, "{rows}x{channels}@{side}");
         }
         assert_eq!(ConvAlgorithm::Direct.choose(64, 64, 512 * 512), Direct, "forced choices stand");
+    }
+
+    /// `STYLIZE_CONV` takes each formulation's name in any case (`tiled` is `Auto`) and names
+    /// the accepted values otherwise.
+    #[test]
+    fn forced_names_parse_and_unknown_ones_are_refused() {
+        for (name, expected) in [
+            ("tiled", Auto),
+            ("TILED", Auto),
+            ("tiled64", Tiled64),
+            ("Wide", Wide),
+            ("square", Square),
+            ("thin", Thin),
+            ("direct", Direct),
+            ("winograd", Winograd),
+        ] {
+            assert_eq!(ConvAlgorithm::forced(name).unwrap(), expected, "{name}");
+        }
+        for algorithm in ConvAlgorithm::ALL {
+            assert_eq!(ConvAlgorithm::forced(algorithm.name()).unwrap(), algorithm);
+        }
+        for bad in ["auto", "", "tiled 64", "bogus"] {
+            let err = ConvAlgorithm::forced(bad).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "GPU error: STYLIZE_CONV={bad}: expected tiled, tiled64, wide, square, thin, direct or winograd"
+                )
+            );
+        }
+    }
+
+    /// The CPU form is `Direct` both ways; every other formulation is written for GPUs.
+    #[test]
+    fn adapter_classes_map_to_their_formulations() {
+        use crate::gpu::AdapterClass;
+        assert_eq!(ConvAlgorithm::for_class(AdapterClass::Cpu), Direct);
+        assert_eq!(ConvAlgorithm::for_class(AdapterClass::Gpu), Auto);
+        for algorithm in ConvAlgorithm::ALL {
+            let class = if algorithm == Direct { AdapterClass::Cpu } else { AdapterClass::Gpu };
+            assert_eq!(algorithm.class(), class, "{algorithm:?}");
+        }
     }
 }

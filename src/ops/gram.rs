@@ -5,9 +5,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::conv::ConvAlgorithm;
-use super::{mixed, reduce};
-use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
+use super::{kernel_class, mixed, reduce};
+use crate::gpu::{AdapterClass, Context, GpuError, Kernel, ShaderSource, Step};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "gram", source: include_str!("../../kernels/gram.wgsl") };
 /// The forward on cooperative matrices (mixed precision on adapters with matrix units), 32 x 32 tiles.
@@ -151,7 +150,7 @@ fn mixed_ranges(
 }
 
 /// grad_features (=, or += when `accumulate`) (dL/dG + dL/dG^T) F: a tiled GEMM on GPUs, the
-/// direct form on CPU adapters (the same choice as the convolution's, `ConvAlgorithm`); under
+/// direct form on CPU adapters (`ops::kernel_class`, which honours a forced convolution); under
 /// mixed precision preceded by the kernels that find its operands' ranges.
 pub fn backward(
     ctx: &Context,
@@ -163,13 +162,10 @@ pub fn backward(
 ) -> Result<Step, GpuError> {
     let mut step = Step::new();
     let (range, mixed_flag) = mixed_ranges(ctx, &mut step, shape, features, Some(grad_gram))?;
-    let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
-    let (tiles_m, tiles_n, entry) = match algorithm {
+    let (tiles_m, tiles_n, entry) = match kernel_class(ctx)? {
         // 16 rows by 16 invocations of 4 columns each.
-        ConvAlgorithm::Direct => {
-            (shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct")
-        }
-        _ => (shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward"),
+        AdapterClass::Cpu => (shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct"),
+        AdapterClass::Gpu => (shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward"),
     };
     let params = Params {
         groups: 0,
@@ -254,12 +250,11 @@ pub fn backward_masked(
     grad_features: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Kernel, GpuError> {
-    let algorithm = ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx));
-    let (tiles_m, tiles_n, entry) = match algorithm {
-        ConvAlgorithm::Direct => {
+    let (tiles_m, tiles_n, entry) = match kernel_class(ctx)? {
+        AdapterClass::Cpu => {
             (shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct_masked")
         }
-        _ => (shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward_masked"),
+        AdapterClass::Gpu => (shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward_masked"),
     };
     let params = Params {
         groups: 0,

@@ -1,7 +1,6 @@
 //! One module per op family: its launchers (which build recorded-once kernels), its f64 CPU
 //! reference, side by side. Ops know the GPU plumbing, never layers or the optimization loop.
 
-pub mod adam;
 pub mod check;
 pub mod conv;
 pub mod gram;
@@ -14,12 +13,19 @@ pub mod relu;
 pub mod tv;
 pub mod vector;
 
-use crate::gpu::ShaderSource;
+use crate::gpu::{AdapterClass, Context, GpuError, ShaderSource};
 
-/// Every WGSL file the crate compiles, for validation and pipeline warm-up (the `COOP_SHADER`s
-/// only on adapters with cooperative matrices).
-pub const SHADERS: [ShaderSource; 15] = [
-    adam::SHADER,
+/// The adapter class the op families with a CPU and a GPU kernel (the Gram backward, the ReLU
+/// mask) build for: the adapter's own, or, where a convolution formulation is forced
+/// (`STYLIZE_CONV`), the class that formulation is written for, so that one forced run takes one
+/// kind of kernel throughout. An unknown forced name is an error.
+pub fn kernel_class(ctx: &Context) -> Result<AdapterClass, GpuError> {
+    Ok(conv::ConvAlgorithm::for_context(ctx)?.class())
+}
+
+/// Every WGSL file the ops compile (`optim::SHADERS` has the optimizers'), for validation (the
+/// `COOP_SHADER`s run only on adapters with cooperative matrices).
+pub const SHADERS: [ShaderSource; 14] = [
     check::SHADER,
     conv::SHADER,
     conv::COOP_SHADER,

@@ -5,8 +5,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::conv::ConvAlgorithm;
-use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
+use super::kernel_class;
+use crate::gpu::{AdapterClass, Context, GpuError, Kernel, ShaderSource};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "relu", source: include_str!("../../kernels/relu.wgsl") };
 /// The mask packing lives in its own file: its output is `u32` words where `relu.wgsl` binds `f32`.
@@ -55,13 +55,13 @@ pub fn mask_words(len: usize) -> usize {
 
 /// bits[i / 32] bit i % 32 = values[i] > 0, over `len` values (`mask_words(len)` words; the bits
 /// past `len` are 0): the ReLU mask that `conv::backward_input` reads instead of the activation.
-/// One invocation per value on GPUs, one per word on CPU adapters (the convolution's choice,
-/// `ConvAlgorithm`).
+/// One invocation per value on GPUs, one per word on CPU adapters (`ops::kernel_class`, which
+/// honours a forced convolution).
 pub fn pack_mask(ctx: &Context, len: usize, values: &wgpu::Buffer, bits: &wgpu::Buffer) -> Result<Kernel, GpuError> {
     let (p, groups) = params(len);
-    let (entry, groups) = match ctx.conv_algorithm.unwrap_or_else(|| ConvAlgorithm::for_context(ctx)) {
-        ConvAlgorithm::Direct => ("relu_mask_words", (mask_words(len) as u32).div_ceil(256)),
-        _ => ("relu_mask", groups),
+    let (entry, groups) = match kernel_class(ctx)? {
+        AdapterClass::Cpu => ("relu_mask_words", (mask_words(len) as u32).div_ceil(256)),
+        AdapterClass::Gpu => ("relu_mask", groups),
     };
     Kernel::new(ctx, MASK_SHADER, entry, bytemuck::bytes_of(&p), &[values, bits], groups)
 }

@@ -34,7 +34,7 @@ use std::collections::VecDeque;
 use crate::gpu::{Context, GpuError, Kernel, Step};
 use crate::ops::vector;
 
-/// Hyper-parameters; `Default` is PyTorch's (`lr` 1, history 100, tolerances 1e-7 and 1e-9).
+/// Hyper-parameters; `new` takes the step length and the rest as PyTorch's defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LbfgsConfig {
     /// Fixed step length (`lr`).
@@ -47,9 +47,11 @@ pub struct LbfgsConfig {
     pub tolerance_change: f64,
 }
 
-impl Default for LbfgsConfig {
-    fn default() -> Self {
-        Self { lr: 1.0, history: 100, tolerance_grad: 1e-7, tolerance_change: 1e-9 }
+impl LbfgsConfig {
+    /// Step length `lr` with torch.optim.LBFGS's history 100 and tolerances 1e-7 and 1e-9. The
+    /// method's rate is `Options::default().learning_rate`, its one source.
+    pub fn new(lr: f64) -> Self {
+        Self { lr, history: 100, tolerance_grad: 1e-7, tolerance_change: 1e-9 }
     }
 }
 

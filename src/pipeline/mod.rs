@@ -129,6 +129,8 @@ impl Job {
         let options = &self.options;
         let weights = load_network_weights(options.weights.as_deref(), options.seed, &mut |e| observer.on_fetch(&e))?;
         let ctx = gpu::Context::new(&options.context_options())?;
+        // A bad STYLIZE_CONV is reported now, before anything is written.
+        crate::ops::conv::ConvAlgorithm::for_context(&ctx)?;
         let gpu = GpuInfo {
             adapter: format!("{} ({})", ctx.adapter.name, ctx.adapter.backend),
             is_cpu: ctx.adapter.is_cpu(),

@@ -464,13 +464,12 @@ impl OptimizerState {
         let (len, image, grad) = (executor.image_len(), executor.image_buffer(), executor.image_grad_buffer());
         Ok(match options.optimizer {
             Optimizer::Adam => {
-                let config = AdamConfig { lr: options.learning_rate, ..AdamConfig::default() };
+                let config = AdamConfig::new(options.learning_rate);
                 let (adam, kernel) = Adam::new(ctx, len, image, grad, config)?;
                 OptimizerState::Adam { adam, kernel: executor.training_step().push(kernel) }
             }
             Optimizer::Lbfgs => {
-                let config =
-                    LbfgsConfig { lr: options.learning_rate, history: options.lbfgs_history, ..LbfgsConfig::default() };
+                let config = LbfgsConfig { history: options.lbfgs_history, ..LbfgsConfig::new(options.learning_rate) };
                 OptimizerState::Lbfgs(Box::new(Lbfgs::new(ctx, len, image, grad, config)?))
             }
         })

@@ -3,6 +3,7 @@
 
 use crate::gpu::{Backend, ContextOptions, Precision};
 use crate::net::{LossLayers, Pooling};
+use crate::optim::LbfgsConfig;
 
 /// Every knob of the method. `Default` reproduces the original exactly: VGG-19, content at
 /// relu4_2, style at relu1_1..relu5_1 weighted 1, 0.75, 0.2, 0.2, 0.2, alpha 1, beta 1e6,
@@ -125,10 +126,11 @@ impl Default for Options {
     /// come from `LossLayers::default`; the rest are written here once (the CLI's defaults read them).
     fn default() -> Self {
         let loss = LossLayers::default();
+        let learning_rate = 0.003;
         Self {
             size: 400,
             iterations: 2000,
-            learning_rate: 0.003,
+            learning_rate,
             content_weight: loss.content_weight,
             style_weight: loss.style_weight,
             content_layers: loss.content,
@@ -140,7 +142,7 @@ impl Default for Options {
             seed: 0,
             init: Init::Content,
             optimizer: Optimizer::Adam,
-            lbfgs_history: 100,
+            lbfgs_history: LbfgsConfig::new(learning_rate).history,
             tv_weight: loss.tv_weight,
             pooling: loss.pooling,
             normalize_gradients: loss.normalize_gradients,

@@ -7,7 +7,7 @@ use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "adam", source: include_str!("../../kernels/adam.wgsl") };
 
-/// Adam's hyper-parameters; `Default` is PyTorch's with the method's learning rate.
+/// Adam's hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
     pub lr: f64,
@@ -16,9 +16,11 @@ pub struct AdamConfig {
     pub eps: f64,
 }
 
-impl Default for AdamConfig {
-    fn default() -> Self {
-        Self { lr: 0.003, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+impl AdamConfig {
+    /// Learning rate `lr` with the rest as torch.optim.Adam's defaults. The method's rate is
+    /// `Options::default().learning_rate`, its one source.
+    pub fn new(lr: f64) -> Self {
+        Self { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
     }
 }
 
