@@ -20,11 +20,7 @@ use stylize::{Losses, Observer, Options, TransferError};
     name = "stylize",
     version,
     about = "Neural style transfer (Gatys, Ecker & Bethge 2016) on any Vulkan, Metal or DX12 GPU",
-    long_about = "Neural style transfer (Gatys, Ecker & Bethge, CVPR 2016) on any Vulkan, Metal or DX12 GPU.\n\n\
-The defaults reproduce the original method: VGG-19 features with content at relu4_2 and style at \
-relu1_1..relu5_1 (weights 1, 0.75, 0.2, 0.2, 0.2), content weight 1, style weight 1e6, Adam with \
-learning rate 0.003 for 2000 steps, starting from the content image, longer side 400 px.\n\n\
-Example:\n  stylize --content photo.jpg --style painting.jpg --output out.png",
+    long_about = long_about(),
     subcommand_negates_reqs = true,
     args_conflicts_with_subcommands = true
 )]
@@ -328,6 +324,28 @@ cli_enum!(BackendArg => stylize::Backend { Vulkan, Metal, Dx12, Gl });
 /// The method's defaults, as the library writes them once.
 fn defaults() -> Options {
     Options::default()
+}
+
+/// `--help`'s description, with the method's defaults as the library has them.
+fn long_about() -> String {
+    let d = defaults();
+    let weights: Vec<String> = d.style_layer_weights.iter().map(f64::to_string).collect();
+    format!(
+        "Neural style transfer (Gatys, Ecker & Bethge, CVPR 2016) on any Vulkan, Metal or DX12 GPU.\n\n\
+The defaults reproduce the original method: VGG-19 features with content at {} and style at \
+{}..{} (weights {}), content weight {}, style weight {:e}, Adam with \
+learning rate {} for {} steps, starting from the content image, longer side {} px.\n\n\
+Example:\n  stylize --content photo.jpg --style painting.jpg --output out.png",
+        d.content_layers.join(","),
+        d.style_layers.first().map_or("", String::as_str),
+        d.style_layers.last().map_or("", String::as_str),
+        weights.join(", "),
+        d.content_weight,
+        d.style_weight,
+        d.learning_rate,
+        d.iterations,
+        d.size,
+    )
 }
 
 /// The list-valued defaults as their flags take them, comma-separated.
