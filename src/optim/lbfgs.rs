@@ -444,6 +444,43 @@ pub mod reference {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
 
+    /// After the first iteration: admits the last curvature pair (if `y's > 1e-10`, dropping the
+    /// oldest past `config.history`) and sets `state.d` by the two-loop recursion.
+    fn update_direction(config: LbfgsConfig, state: &mut LbfgsState, flat_grad: &[f64]) {
+        let prev = state.prev_flat_grad.as_ref().expect("set after the first iteration");
+        let y: Vec<f64> = flat_grad.iter().zip(prev).map(|(g, p)| g - p).collect();
+        let s: Vec<f64> = state.d.iter().map(|d| d * state.t).collect();
+        let ys = dot(&y, &s);
+        if ys > 1e-10 {
+            if state.old_dirs.len() == config.history {
+                state.old_dirs.pop_front();
+                state.old_stps.pop_front();
+                state.ro.pop_front();
+            }
+            state.h_diag = ys / dot(&y, &y);
+            state.old_dirs.push_back(y);
+            state.old_stps.push_back(s);
+            state.ro.push_back(1.0 / ys);
+        }
+        let num_old = state.old_dirs.len();
+        let mut al = vec![0.0; num_old];
+        let mut q: Vec<f64> = flat_grad.iter().map(|g| -g).collect();
+        for i in (0..num_old).rev() {
+            al[i] = dot(&state.old_stps[i], &q) * state.ro[i];
+            for (qk, yk) in q.iter_mut().zip(&state.old_dirs[i]) {
+                *qk -= al[i] * yk;
+            }
+        }
+        let mut r: Vec<f64> = q.iter().map(|v| v * state.h_diag).collect();
+        for (i, &al_i) in al.iter().enumerate() {
+            let be_i = dot(&state.old_dirs[i], &r) * state.ro[i];
+            for (rk, sk) in r.iter_mut().zip(&state.old_stps[i]) {
+                *rk += (al_i - be_i) * sk;
+            }
+        }
+        state.d = r;
+    }
+
     /// One `LBFGS.step(closure)` with `max_iter` iterations (and PyTorch's `max_eval =
     /// max_iter * 5 / 4`) on `x`; `closure` returns the loss and its gradient at a point.
     /// Returns the loss at the starting point, as PyTorch does.
@@ -475,38 +512,7 @@ pub mod reference {
                 state.ro.clear();
                 state.h_diag = 1.0;
             } else {
-                let prev = state.prev_flat_grad.as_ref().expect("set after the first iteration");
-                let y: Vec<f64> = flat_grad.iter().zip(prev).map(|(g, p)| g - p).collect();
-                let s: Vec<f64> = state.d.iter().map(|d| d * state.t).collect();
-                let ys = dot(&y, &s);
-                if ys > 1e-10 {
-                    if state.old_dirs.len() == config.history {
-                        state.old_dirs.pop_front();
-                        state.old_stps.pop_front();
-                        state.ro.pop_front();
-                    }
-                    state.h_diag = ys / dot(&y, &y);
-                    state.old_dirs.push_back(y);
-                    state.old_stps.push_back(s);
-                    state.ro.push_back(1.0 / ys);
-                }
-                let num_old = state.old_dirs.len();
-                let mut al = vec![0.0; num_old];
-                let mut q: Vec<f64> = flat_grad.iter().map(|g| -g).collect();
-                for i in (0..num_old).rev() {
-                    al[i] = dot(&state.old_stps[i], &q) * state.ro[i];
-                    for (qk, yk) in q.iter_mut().zip(&state.old_dirs[i]) {
-                        *qk -= al[i] * yk;
-                    }
-                }
-                let mut r: Vec<f64> = q.iter().map(|v| v * state.h_diag).collect();
-                for (i, &al_i) in al.iter().enumerate() {
-                    let be_i = dot(&state.old_dirs[i], &r) * state.ro[i];
-                    for (rk, sk) in r.iter_mut().zip(&state.old_stps[i]) {
-                        *rk += (al_i - be_i) * sk;
-                    }
-                }
-                state.d = r;
+                update_direction(config, state, &flat_grad);
             }
             state.prev_flat_grad = Some(flat_grad.clone());
             state.prev_loss = loss;

@@ -229,20 +229,7 @@ impl Options {
                 return bad(name, format!("{{{name}}} {problem}"));
             }
         }
-        if self.style_layer_weights.len() != self.style_layers.len() {
-            return bad(
-                "style_layer_weights",
-                format!(
-                    "{{style_layer_weights}} has {} values for {} style layers ({})",
-                    self.style_layer_weights.len(),
-                    self.style_layers.len(),
-                    self.style_layers.join(",")
-                ),
-            );
-        }
-        if let Some(w) = self.style_layer_weights.iter().find(|w| rules::non_negative(**w).is_err()) {
-            return bad("style_layer_weights", format!("{{style_layer_weights}} must be finite numbers >= 0, not {w}"));
-        }
+        self.validate_counts()?;
         if let Err(problem) = rules::positive(self.style_scale) {
             return bad("style_scale", format!("{{style_scale}} {problem}"));
         }
@@ -277,6 +264,26 @@ impl Options {
         }
         if self.content_layers.is_empty() && self.style_layers.is_empty() {
             return bad("content_layers", "no content or style layer".into());
+        }
+        Ok(())
+    }
+
+    /// The style layers and their weights go together.
+    fn validate_counts(&self) -> Result<(), InvalidOption> {
+        let bad = |option: &'static str, message: String| Err(InvalidOption::new(option, message));
+        if self.style_layer_weights.len() != self.style_layers.len() {
+            return bad(
+                "style_layer_weights",
+                format!(
+                    "{{style_layer_weights}} has {} values for {} style layers ({})",
+                    self.style_layer_weights.len(),
+                    self.style_layers.len(),
+                    self.style_layers.join(",")
+                ),
+            );
+        }
+        if let Some(w) = self.style_layer_weights.iter().find(|w| rules::non_negative(**w).is_err()) {
+            return bad("style_layer_weights", format!("{{style_layer_weights}} must be finite numbers >= 0, not {w}"));
         }
         Ok(())
     }
