@@ -144,7 +144,76 @@ fn all_fields(options: &Options) -> Vec<(String, String)> {
     fields.into_iter().map(|(name, value)| (name, value.trim_end_matches(',').to_string())).collect()
 }
 
+/// SHA-256 of each input (content, styles, initial image, weights, masks) under its `INPUTS` key.
+fn input_hashes(
+    content: &Image,
+    styles: &[Image],
+    masks: &[Image],
+    init: &Image,
+    weights: &[ConvLayerWeights],
+) -> Vec<(String, String)> {
+    let image_hash = |hasher: &mut Sha256, image: &Image| {
+        hasher.update(image.width.to_le_bytes());
+        hasher.update(image.height.to_le_bytes());
+        hasher.update(bytemuck::cast_slice::<f32, u8>(&image.data));
+    };
+    let hex = |hasher: Sha256| hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let one = |image: &Image| {
+        let mut h = Sha256::new();
+        image_hash(&mut h, image);
+        hex(h)
+    };
+    let mut all_styles = Sha256::new();
+    all_styles.update((styles.len() as u64).to_le_bytes());
+    styles.iter().for_each(|s| image_hash(&mut all_styles, s));
+    let mut all_masks = Sha256::new();
+    all_masks.update((masks.len() as u64).to_le_bytes());
+    masks.iter().for_each(|m| image_hash(&mut all_masks, m));
+    let mut net = Sha256::new();
+    for layer in weights {
+        net.update((layer.in_channels as u64).to_le_bytes());
+        net.update((layer.out_channels as u64).to_le_bytes());
+        net.update(bytemuck::cast_slice::<f32, u8>(&layer.weight));
+        net.update(bytemuck::cast_slice::<f32, u8>(&layer.bias));
+    }
+    vec![
+        (INPUTS[0].into(), one(content)),
+        (INPUTS[1].into(), hex(all_styles)),
+        (INPUTS[2].into(), one(init)),
+        (INPUTS[3].into(), hex(net)),
+        (INPUTS[4].into(), hex(all_masks)),
+    ]
+}
+
+/// The options that shape the result, by the flag that sets them, as text.
+fn option_values(o: &Options) -> [(&'static str, String); 19] {
+    let list = |values: &[f64]| values.iter().map(f64::to_string).collect::<Vec<_>>().join(",");
+    [
+        ("--size", o.size.to_string()),
+        ("--scales", o.scales.to_string()),
+        ("--min-size", o.min_size.map_or("none".into(), |m| m.to_string())),
+        ("--learning-rate", o.learning_rate.to_string()),
+        ("--content-weight", o.content_weight.to_string()),
+        ("--style-weight", o.style_weight.to_string()),
+        ("--content-layers", o.content_layers.join(",")),
+        ("--style-layers", o.style_layers.join(",")),
+        ("--style-layer-weights", list(&o.style_layer_weights)),
+        ("--optimizer", format!("{:?}", o.optimizer).to_lowercase()),
+        ("--lbfgs-history", o.lbfgs_history.to_string()),
+        ("--tv-weight", o.tv_weight.to_string()),
+        ("--pooling", format!("{:?}", o.pooling).to_lowercase()),
+        ("--normalize-gradients", o.normalize_gradients.to_string()),
+        ("--style-blend-weights", list(&o.style_blend_weights)),
+        ("--style-scale", o.style_scale.to_string()),
+        ("--preserve-colors", format!("{:?}", o.preserve_colors).to_lowercase()),
+        ("--average-decay", o.average_decay.to_string()),
+        ("--precision", format!("{:?}", o.precision).to_lowercase()),
+    ]
+}
+
 impl Fingerprint {
+    /// The inputs' hashes, the options that shape the result (by flag name: the keys are part of
+    /// the file format) and every other field's value.
     pub fn of(
         content: &Image,
         styles: &[Image],
@@ -153,61 +222,8 @@ impl Fingerprint {
         weights: &[ConvLayerWeights],
         options: &Options,
     ) -> Self {
-        let image_hash = |hasher: &mut Sha256, image: &Image| {
-            hasher.update(image.width.to_le_bytes());
-            hasher.update(image.height.to_le_bytes());
-            hasher.update(bytemuck::cast_slice::<f32, u8>(&image.data));
-        };
-        let hex = |hasher: Sha256| hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>();
-        let one = |image: &Image| {
-            let mut h = Sha256::new();
-            image_hash(&mut h, image);
-            hex(h)
-        };
-        let mut all_styles = Sha256::new();
-        all_styles.update((styles.len() as u64).to_le_bytes());
-        styles.iter().for_each(|s| image_hash(&mut all_styles, s));
-        let mut all_masks = Sha256::new();
-        all_masks.update((masks.len() as u64).to_le_bytes());
-        masks.iter().for_each(|m| image_hash(&mut all_masks, m));
-        let mut net = Sha256::new();
-        for layer in weights {
-            net.update((layer.in_channels as u64).to_le_bytes());
-            net.update((layer.out_channels as u64).to_le_bytes());
-            net.update(bytemuck::cast_slice::<f32, u8>(&layer.weight));
-            net.update(bytemuck::cast_slice::<f32, u8>(&layer.bias));
-        }
-        let list = |values: &[f64]| values.iter().map(f64::to_string).collect::<Vec<_>>().join(",");
-        let o = options;
-        let mut entries: Vec<(String, String)> = vec![
-            (INPUTS[0].into(), one(content)),
-            (INPUTS[1].into(), hex(all_styles)),
-            (INPUTS[2].into(), one(init)),
-            (INPUTS[3].into(), hex(net)),
-            (INPUTS[4].into(), hex(all_masks)),
-        ];
-        let flags: [(&str, String); 19] = [
-            ("--size", o.size.to_string()),
-            ("--scales", o.scales.to_string()),
-            ("--min-size", o.min_size.map_or("none".into(), |m| m.to_string())),
-            ("--learning-rate", o.learning_rate.to_string()),
-            ("--content-weight", o.content_weight.to_string()),
-            ("--style-weight", o.style_weight.to_string()),
-            ("--content-layers", o.content_layers.join(",")),
-            ("--style-layers", o.style_layers.join(",")),
-            ("--style-layer-weights", list(&o.style_layer_weights)),
-            ("--optimizer", format!("{:?}", o.optimizer).to_lowercase()),
-            ("--lbfgs-history", o.lbfgs_history.to_string()),
-            ("--tv-weight", o.tv_weight.to_string()),
-            ("--pooling", format!("{:?}", o.pooling).to_lowercase()),
-            ("--normalize-gradients", o.normalize_gradients.to_string()),
-            ("--style-blend-weights", list(&o.style_blend_weights)),
-            ("--style-scale", o.style_scale.to_string()),
-            ("--preserve-colors", format!("{:?}", o.preserve_colors).to_lowercase()),
-            ("--average-decay", o.average_decay.to_string()),
-            ("--precision", format!("{:?}", o.precision).to_lowercase()),
-        ];
-        entries.extend(flags.into_iter().map(|(k, v)| (k.to_string(), v)));
+        let mut entries = input_hashes(content, styles, masks, init, weights);
+        entries.extend(option_values(options).into_iter().map(|(k, v)| (k.to_string(), v)));
         entries.extend(other_fields(options));
         Self { entries }
     }

@@ -9,8 +9,8 @@ mod training;
 pub mod vgg;
 
 pub use executor::Executor;
-pub use training::FiniteGuard;
 pub use plan::{ActShape, GpuBytes, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
+pub use training::FiniteGuard;
 
 use crate::gpu::GpuError;
 

@@ -215,8 +215,7 @@ impl Job {
 /// Content | style (| its mask as a grey panel) ... | result.
 fn side_by_side(content: &Image, styles: &[Image], masks: &[Vec<f32>], target: &Image) -> Image {
     let shown: Vec<Image> = styles.iter().map(|s| image_io::resize_exact(s, content.width, content.height)).collect();
-    let masks: Vec<Image> =
-        masks.iter().map(|m| Image::new(content.width, content.height, m.repeat(3))).collect();
+    let masks: Vec<Image> = masks.iter().map(|m| Image::new(content.width, content.height, m.repeat(3))).collect();
     let mut row = vec![content];
     for (i, style) in shown.iter().enumerate() {
         row.push(style);

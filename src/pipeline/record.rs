@@ -41,9 +41,8 @@ impl<'a> Record<'a> {
     ) -> Result<Self, TransferError> {
         let log = match log {
             Some(path) => {
-                let file = File::create(&path).map_err(|e| {
-                    TransferError::Observer(format!("loss log {}: cannot create: {e}", path.display()))
-                })?;
+                let file = File::create(&path)
+                    .map_err(|e| TransferError::Observer(format!("loss log {}: cannot create: {e}", path.display())))?;
                 let mut writer = BufWriter::new(file);
                 let scale = if options.scales > 1 { "scale," } else { "" };
                 let tv = if options.tv_weight > 0.0 { "tv," } else { "" };

@@ -445,8 +445,8 @@ fn set_style_targets(
     match styles {
         Styles::Single(style) => executor.set_style(ctx, &style.data)?,
         Styles::Blend(styles, blend) => {
-            let blend =
-                normalized_blend(blend, styles.len()).map_err(|e| NetError::BadSize(e.render(|name| name.to_string())))?;
+            let blend = normalized_blend(blend, styles.len())
+                .map_err(|e| NetError::BadSize(e.render(|name| name.to_string())))?;
             let grams = style_grams::blended(ctx, weights, &executor.plan, styles, &blend)?;
             executor.set_style_grams(ctx, &grams)?;
         }

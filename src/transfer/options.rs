@@ -222,9 +222,11 @@ impl Options {
         if let Err(problem) = rules::positive(self.learning_rate) {
             return bad("learning_rate", format!("{{learning_rate}} {problem}"));
         }
-        for (name, value) in
-            [("content_weight", self.content_weight), ("style_weight", self.style_weight), ("tv_weight", self.tv_weight)]
-        {
+        for (name, value) in [
+            ("content_weight", self.content_weight),
+            ("style_weight", self.style_weight),
+            ("tv_weight", self.tv_weight),
+        ] {
             if let Err(problem) = rules::non_negative(value) {
                 return bad(name, format!("{{{name}}} {problem}"));
             }
@@ -249,7 +251,10 @@ impl Options {
             return bad("min_size", format!("{{min_size}} must be between 1 and {{size}} ({})", self.size));
         }
         if self.checkpoint_every == Some(0) {
-            return bad("checkpoint_every", "the checkpoint interval ({checkpoint_every}) must be at least 1 step".into());
+            return bad(
+                "checkpoint_every",
+                "the checkpoint interval ({checkpoint_every}) must be at least 1 step".into(),
+            );
         }
         if self.lbfgs_history == 0 {
             return bad("lbfgs_history", "{lbfgs_history} must be at least 1".into());
