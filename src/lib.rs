@@ -373,12 +373,4 @@ fn load_file_weights(arg: &str, on_fetch: &mut dyn FnMut(weights::FetchEvent)) -
 
 fn to_layers(vgg: weights::VggWeights) -> Vec<ConvLayerWeights> {
     vgg.convs
-        .into_iter()
-        .map(|c| ConvLayerWeights {
-            in_channels: c.in_channels,
-            out_channels: c.out_channels,
-            weight: c.weight,
-            bias: c.bias,
-        })
-        .collect()
 }

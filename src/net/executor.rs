@@ -9,7 +9,7 @@ use crate::ops::{conv, gram, loss, normalize, pool, relu, tv, vector};
 /// Buffers and recorded steps of one network at one image size.
 pub struct Executor {
     pub plan: Plan,
-    convs: Vec<conv::ConvWeights>,
+    convs: Vec<conv::GpuConvWeights>,
     /// RGB in [0, 1], CHW: where images are uploaded and results read back.
     rgb: wgpu::Buffer,
     /// The buffer of activation 0 (the normalized image being optimized) and of every node's
@@ -53,7 +53,7 @@ impl Executor {
                 if (w.in_channels, w.out_channels) != (cin, cout) {
                     return Err(NetError::WeightsMismatch(format!("convolution {i} widths differ from the plan")));
                 }
-                Ok(conv::ConvWeights::upload(ctx, &format!("conv{i}"), &w.weight, &w.bias, cout, cin)?)
+                Ok(conv::GpuConvWeights::upload(ctx, &format!("conv{i}"), &w.weight, &w.bias, cout, cin)?)
             })
             .collect::<Result<Vec<_>, NetError>>()?;
         let image_len = plan.acts[0].len();

@@ -7,6 +7,7 @@ pub mod reference;
 pub mod vgg;
 
 pub use executor::Executor;
+pub use vgg::ConvLayerWeights;
 pub use plan::{ActShape, GpuBytes, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
 
 use crate::gpu::GpuError;
@@ -26,15 +27,6 @@ pub enum NetError {
         "a {width}x{height} image needs {needed_mib} MiB in one buffer ({what}), but this adapter allows {limit_mib} MiB per buffer; the largest image that fits has a longer side of {largest_side} px (--size {largest_side})"
     )]
     TooLarge { width: usize, height: usize, needed_mib: u64, what: String, limit_mib: u64, largest_side: usize },
-}
-
-/// One convolution's weights on the host: [out, in, 3, 3] row-major and [out].
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConvLayerWeights {
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub weight: Vec<f32>,
-    pub bias: Vec<f32>,
 }
 
 /// He-initialized (normal, std sqrt(2 / fan_in)) weights and small biases for convolutions of the

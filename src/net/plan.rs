@@ -3,24 +3,8 @@
 //! both run exactly the same graph.
 
 use super::NetError;
+pub use crate::ops::ActShape;
 use super::vgg::{LayerDef, LayerKind};
-
-/// Channels, height and width of one activation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ActShape {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl ActShape {
-    pub fn len(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// One step of the forward schedule. Activation 0 is the (normalized) image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -375,9 +359,8 @@ impl Plan {
     }
 
     /// The pooling layer that reads activation `input`.
-    pub fn pool_shape(&self, input: usize) -> crate::ops::pool::PoolShape {
-        let s = self.acts[input];
-        crate::ops::pool::PoolShape { channels: s.channels, height: s.height, width: s.width }
+    pub fn pool_shape(&self, input: usize) -> ActShape {
+        self.acts[input]
     }
 
     /// The Gram matrix of activation `act`.
@@ -554,9 +537,8 @@ impl Plan {
     }
 
     /// The shape the total-variation term sees: the image, activation 0.
-    pub fn tv_shape(&self) -> crate::ops::tv::TvShape {
-        let s = self.acts[0];
-        crate::ops::tv::TvShape { channels: s.channels, height: s.height, width: s.width }
+    pub fn tv_shape(&self) -> ActShape {
+        self.acts[0]
     }
 
     /// Floating-point operations of one forward pass plus the backward to the image (convolutions

@@ -11,8 +11,11 @@ pub mod normalize;
 pub mod pool;
 pub mod reduce;
 pub mod relu;
+mod shape;
 pub mod tv;
 pub mod vector;
+
+pub use shape::ActShape;
 
 use crate::gpu::ShaderSource;
 
