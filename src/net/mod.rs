@@ -1,14 +1,16 @@
 //! The VGG-19 layer table and its executor: the forward pass, the losses and the backward pass to
 //! the image, recorded once as a `Step` over buffers allocated once. Knows layers, not WGSL.
 
+mod buffers;
 mod executor;
 mod plan;
 pub mod reference;
 pub mod vgg;
 
+pub use buffers::{BufferKind, BufferSpec, Buffers, GpuBytes};
 pub use executor::Executor;
 pub use vgg::ConvLayerWeights;
-pub use plan::{ActShape, GpuBytes, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
+pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
 
 use crate::gpu::GpuError;
 
