@@ -9,8 +9,8 @@ pub mod vgg;
 
 pub use buffers::{BufferKind, BufferSpec, Buffers, GpuBytes};
 pub use executor::Executor;
-pub use vgg::ConvLayerWeights;
 pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
+pub use vgg::ConvLayerWeights;
 
 use crate::gpu::GpuError;
 
