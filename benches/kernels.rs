@@ -21,9 +21,9 @@ use stylize::gpu::{Context, ContextOptions, Kernel, Step};
 use stylize::image_io::Image;
 use stylize::net::random_weights;
 use stylize::net::vgg::VGG19_WIDTHS;
-use stylize::ops::conv::{self, ConvShape, ConvWeights};
+use stylize::ops::conv::{self, ConvShape, GpuConvWeights};
 use stylize::ops::gram::{self, GramShape};
-use stylize::ops::pool::{self, PoolShape};
+use stylize::ops::{ActShape, pool};
 use stylize::optim::adam::{Adam, AdamConfig};
 use stylize::rng::Rng;
 use stylize::{Options, StyleTransfer};
@@ -222,7 +222,7 @@ struct ConvCase {
     forward: Step,
     backward: Step,
     _buffers: Vec<wgpu::Buffer>,
-    _weights: ConvWeights,
+    _weights: GpuConvWeights,
 }
 
 fn conv_case(bench: &Bench, shape: ConvShape) -> ConvCase {
@@ -231,7 +231,7 @@ fn conv_case(bench: &Bench, shape: ConvShape) -> ConvCase {
     let std = (2.0 / (shape.in_channels * 9) as f64).sqrt();
     let w: Vec<f32> = (0..shape.weight_len()).map(|_| (rng.normal() * std) as f32).collect();
     let bias: Vec<f32> = (0..shape.out_channels).map(|_| rng.range(-0.05, 0.05) as f32).collect();
-    let weights = ConvWeights::upload(ctx, "bench conv", &w, &bias, shape.out_channels, shape.in_channels).unwrap();
+    let weights = GpuConvWeights::upload(ctx, "bench conv", &w, &bias, shape.out_channels, shape.in_channels).unwrap();
     let x = bench.random_buffer("x", shape.input_len(), &mut rng, 0.0, 1.0);
     let y = ctx.buffer("y", shape.output_len()).unwrap();
     let dy = bench.random_buffer("dy", shape.output_len(), &mut rng, -1.0, 1.0);
@@ -305,7 +305,7 @@ struct PoolCase {
     _buffers: Vec<wgpu::Buffer>,
 }
 
-fn pool_case(bench: &Bench, shape: PoolShape) -> PoolCase {
+fn pool_case(bench: &Bench, shape: ActShape) -> PoolCase {
     let ctx = &bench.ctx;
     let mut rng = Rng::new(3);
     let x = bench.random_buffer("x", shape.input_len(), &mut rng, 0.0, 1.0);
@@ -327,7 +327,7 @@ fn bench_pool(c: &mut Criterion, bench: &Bench) {
     configure(&mut group);
     for (name, channels, side) in POOL_LAYERS {
         let side = bench.side(side);
-        let shape = PoolShape { channels, height: side, width: side };
+        let shape = ActShape { channels, height: side, width: side };
         let label = format!("{name}_{channels}@{side}");
         let make = || pool_case(bench, shape);
         let (input, output) = (4 * shape.input_len() as u64, 4 * shape.output_len() as u64);

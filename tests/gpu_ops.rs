@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use stylize::gpu::Step;
-use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, ConvWeights};
+use stylize::ops::ActShape;
+use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, GpuConvWeights};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::{check, loss, normalize, pool, reduce, relu, tv, vector};
 use stylize::optim::adam::{self, Adam, AdamConfig};
@@ -36,7 +37,7 @@ fn gpu_conv_forward_matches_reference() {
             algorithm.force(&mut ctx);
             let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
             let (x, wt, b) = random_conv(&mut rng, shape);
-            let weights = ConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
+            let weights = GpuConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
             let input = upload(&ctx, &x);
             let reference = conv::reference::forward(shape, &x, &wt, &b);
             for fused_relu in [false, true] {
@@ -63,7 +64,7 @@ fn gpu_conv_backward_input_matches_reference() {
             let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
             let (_, wt, b) = random_conv(&mut rng, shape);
             let dy = rng.vec(shape.output_len(), -1.0, 1.0);
-            let weights = ConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
+            let weights = GpuConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
             let grad_output = upload(&ctx, &dy);
             let reference = conv::reference::backward_input(shape, &dy, &wt);
             let out = poisoned(&ctx, shape.input_len());
@@ -202,7 +203,7 @@ fn gpu_maxpool_matches_reference() {
     let mut rng = Rng::new(5);
     for (grid, ctx) in contexts("gpu_maxpool_matches_reference") {
         for (c, h, w) in [(5, 13, 17), (3, 14, 9), (67, 3, 3), (7, 61, 45)] {
-            let shape = pool::PoolShape { channels: c, height: h, width: w };
+            let shape = ActShape { channels: c, height: h, width: w };
             for ties in [false, true] {
                 let x = if ties {
                     (0..shape.input_len()).map(|_| [-1.0, 0.0, 0.5, 1.0][(rng.uniform() * 4.0) as usize]).collect()
@@ -249,7 +250,7 @@ fn gpu_maxpool_backward_breaks_ties_like_pytorch() {
     let Some(ctx) = gpu_or_skip("gpu_maxpool_backward_breaks_ties_like_pytorch") else {
         return;
     };
-    let shape = pool::PoolShape { channels: 1, height: 2, width: 8 };
+    let shape = ActShape { channels: 1, height: 2, width: 8 };
     // Four windows: all equal; right pair tied; bottom pair tied; diagonal tie.
     let x = [0.5, 0.5, 0.1, 0.7, 0.2, 0.1, 0.9, 0.3, 0.5, 0.5, 0.2, 0.7, 0.6, 0.6, 0.3, 0.9];
     let dy = [1.5, -2.0, 3.0, 0.25];
@@ -530,7 +531,7 @@ fn gpu_avgpool_matches_reference() {
     let mut rng = Rng::new(21);
     for (grid, ctx) in contexts("gpu_avgpool_matches_reference") {
         for (c, h, w) in [(5, 13, 17), (3, 14, 9), (67, 3, 3)] {
-            let shape = pool::PoolShape { channels: c, height: h, width: w };
+            let shape = ActShape { channels: c, height: h, width: w };
             let x = rng.vec(shape.input_len(), -1.0, 1.0);
             let dy = rng.vec(shape.output_len(), -1.0, 1.0);
             let input = upload(&ctx, &x);
@@ -562,7 +563,7 @@ fn gpu_total_variation_matches_reference() {
         // 663 values fit one block; 3 x 61 x 43 = 7869 need a reduction pass; one-row and
         // one-column images have no term at all.
         for (c, h, w) in [(3, 13, 17), (3, 61, 43), (2, 1, 9), (2, 7, 1)] {
-            let shape = tv::TvShape { channels: c, height: h, width: w };
+            let shape = ActShape { channels: c, height: h, width: w };
             let x = rng.vec(shape.len(), 0.0, 1.0);
             let image = upload(&ctx, &x);
             let losses = poisoned(&ctx, 3);
@@ -692,7 +693,7 @@ fn gpu_waits_are_bounded() {
     let ctx = stylize::gpu::Context::new(&options).unwrap();
     let shape = ConvShape { in_channels: 64, out_channels: 64, height: 96, width: 96 };
     let w = vec![0.01f32; shape.weight_len()];
-    let weights = ConvWeights::upload(&ctx, "w", &w, &vec![0.0; 64], 64, 64).unwrap();
+    let weights = GpuConvWeights::upload(&ctx, "w", &w, &vec![0.0; 64], 64, 64).unwrap();
     let x = ctx.upload("x", &vec![0.5f32; shape.input_len()]).unwrap();
     let y = ctx.buffer("y", shape.output_len()).unwrap();
     let step = conv::forward(&ctx, shape, &x, &weights, &y, true).unwrap();

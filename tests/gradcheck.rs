@@ -4,6 +4,7 @@
 
 use stylize::net::reference::Reference;
 use stylize::net::{LossLayers, Plan, Pooling, random_weights};
+use stylize::ops::ActShape;
 use stylize::ops::conv::{self, ConvShape};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::{loss, pool, relu, tv};
@@ -62,7 +63,7 @@ fn gradcheck_relu() {
 #[test]
 fn gradcheck_maxpool() {
     let mut rng = Rng::new(13);
-    let shape = pool::PoolShape { channels: 3, height: 7, width: 9 };
+    let shape = ActShape { channels: 3, height: 7, width: 9 };
     // Distinct values spaced well beyond H, so no tie and no arg-max change under the probe.
     let mut x: Vec<f64> = (0..shape.input_len()).map(|i| i as f64 * 0.01).collect();
     for i in (1..x.len()).rev() {
@@ -240,7 +241,7 @@ fn gradcheck_composed_network_with_pre_relu_content_layer() {
 fn gradcheck_total_variation() {
     let mut rng = Rng::new(19);
     for (c, h, w) in [(3, 5, 7), (2, 1, 6), (1, 6, 2)] {
-        let shape = tv::TvShape { channels: c, height: h, width: w };
+        let shape = ActShape { channels: c, height: h, width: w };
         let x = rng.vec(shape.len(), -1.0, 1.0);
         let scale = 0.37;
         let numeric = finite_differences(&x, |x| tv::reference::forward(shape, x, scale));
@@ -259,7 +260,7 @@ fn gradcheck_total_variation() {
 fn gradcheck_avgpool() {
     let mut rng = Rng::new(20);
     for (c, h, w) in [(3, 7, 9), (2, 6, 4)] {
-        let shape = pool::PoolShape { channels: c, height: h, width: w };
+        let shape = ActShape { channels: c, height: h, width: w };
         let x = rng.vec(shape.input_len(), -1.0, 1.0);
         let r = rng.vec(shape.output_len(), -1.0, 1.0);
         let numeric = finite_differences(&x, |x| dot(&r, &pool::reference::avg_forward(shape, x)));

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use stylize::gpu::{Context, PrecisionChoice};
-use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, ConvWeights};
+use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, GpuConvWeights};
 use stylize::ops::gram::{self, GramShape};
 use stylize::ops::{mixed, relu};
 
@@ -82,7 +82,7 @@ fn gpu_mixed_rounding_is_exact_in_every_formulation() {
         let x = rounding_probes(&mut rng, shape.input_len());
         let mut centre = vec![0.0f32; 9];
         centre[4] = 1.0;
-        let weights = ConvWeights::upload(&ctx, "centre", &centre, &[0.0], 1, 1).unwrap();
+        let weights = GpuConvWeights::upload(&ctx, "centre", &centre, &[0.0], 1, 1).unwrap();
         let input = ctx.upload("probes", &x).unwrap();
         let expected: Vec<f32> = mixed::round_operand(&x).iter().map(|&v| v as f32).collect();
         assert_eq!(mixed::scale_exponent(mixed::max_biased_exponent(&x)), -14);
@@ -115,7 +115,7 @@ fn gpu_mixed_conv_forward_matches_rounded_reference() {
                 let x = f32s(&rng.vec(shape.input_len(), -1.0, 1.0));
                 let wt = f32s(&rng.vec(shape.weight_len(), -0.5, 0.5));
                 let b = rng.vec(cout, -0.5, 0.5);
-                let weights = ConvWeights::upload(&ctx, "t", &wt, &f32s(&b), cout, cin).unwrap();
+                let weights = GpuConvWeights::upload(&ctx, "t", &wt, &f32s(&b), cout, cin).unwrap();
                 let input = ctx.upload("x", &x).unwrap();
                 let b = to_f64(&f32s(&b));
                 let rounded = conv::reference::forward_mixed(shape, &x, &wt, &b);
@@ -146,7 +146,7 @@ fn gpu_mixed_conv_backward_input_matches_rounded_reference() {
                 let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
                 let dy = f32s(&rng.vec(shape.output_len(), -1.0, 1.0));
                 let wt = f32s(&rng.vec(shape.weight_len(), -0.5, 0.5));
-                let weights = ConvWeights::upload(&ctx, "t", &wt, &vec![0.0; cout], cout, cin).unwrap();
+                let weights = GpuConvWeights::upload(&ctx, "t", &wt, &vec![0.0; cout], cout, cin).unwrap();
                 let grad_output = ctx.upload("dy", &dy).unwrap();
                 let what = format!("{algorithm:?} {shape:?} ({grid})");
                 let rounded = conv::reference::backward_input_mixed(shape, &dy, None, &wt);
@@ -243,7 +243,7 @@ fn gpu_mixed_range_keeps_tiny_and_huge_operands() {
                 let exact = conv::reference::backward_input(shape, &to_f64(&dy), &to_f64(&wt));
                 let naive_err = stylize::test_support::rel_err_f64(&naive, &exact);
                 assert!(!(naive_err < 0.5), "{magnitude:e}: unscaled f16 should fail here ({naive_err:e})");
-                let weights = ConvWeights::upload(&ctx, "t", &wt, &vec![0.0; 19], 19, 5).unwrap();
+                let weights = GpuConvWeights::upload(&ctx, "t", &wt, &vec![0.0; 19], 19, 5).unwrap();
                 let grad_output = ctx.upload("dy", &dy).unwrap();
                 let out = poisoned(&ctx, shape.input_len());
                 run(&ctx, &conv::backward_input(&ctx, shape, &grad_output, &weights, &out, false, None).unwrap());
@@ -258,7 +258,7 @@ fn gpu_mixed_range_keeps_tiny_and_huge_operands() {
                 let x_buffer = ctx.upload("x", &x).unwrap();
                 let out = poisoned(&ctx, shape.output_len());
                 let forward_shape = ConvShape { in_channels: 5, out_channels: 19, ..shape };
-                let fw = ConvWeights::upload(&ctx, "f", &wt, &vec![0.0; 19], 19, 5).unwrap();
+                let fw = GpuConvWeights::upload(&ctx, "f", &wt, &vec![0.0; 19], 19, 5).unwrap();
                 run(&ctx, &conv::forward(&ctx, forward_shape, &x_buffer, &fw, &out, false).unwrap());
                 let zeros = vec![0.0; 19];
                 assert_mixed(
@@ -305,7 +305,7 @@ fn gpu_mixed_range_keeps_tiny_and_huge_operands() {
 fn gpu_mixed_refuses_weights_of_the_other_precision() {
     let Some(mut ctx) = gpu_or_skip("gpu_mixed_refuses_weights_of_the_other_precision") else { return };
     let shape = ConvShape { in_channels: 2, out_channels: 3, height: 4, width: 5 };
-    let weights = ConvWeights::upload(&ctx, "f32", &vec![0.25; shape.weight_len()], &[0.0; 3], 3, 2).unwrap();
+    let weights = GpuConvWeights::upload(&ctx, "f32", &vec![0.25; shape.weight_len()], &[0.0; 3], 3, 2).unwrap();
     let x = ctx.upload("x", &vec![1.0; shape.input_len()]).unwrap();
     let y = ctx.buffer("y", shape.output_len()).unwrap();
     ctx.precision = PrecisionChoice::emulated();
@@ -342,7 +342,7 @@ fn gpu_mixed_matrix_kernels_match_the_emulation() {
         let b = f32s(&rng.vec(cout, -0.5, 0.5));
         let mut outputs = Vec::new();
         for ctx in [&matrix, &emulated] {
-            let weights = ConvWeights::upload(ctx, "t", &wt, &b, cout, cin).unwrap();
+            let weights = GpuConvWeights::upload(ctx, "t", &wt, &b, cout, cin).unwrap();
             let (input, grad_output) = (ctx.upload("x", &x).unwrap(), ctx.upload("dy", &dy).unwrap());
             let (out, back) = (poisoned(ctx, shape.output_len()), poisoned(ctx, shape.input_len()));
             run(ctx, &conv::forward(ctx, shape, &input, &weights, &out, true).unwrap());

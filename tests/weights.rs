@@ -161,14 +161,14 @@ fn every_good_file_loads_vgg19_matching_the_summary() {
         assert_eq!(vgg.convs.len(), 13, "{file}");
         let mut previous_out = 3;
         for (conv, index) in vgg.convs.iter().zip(VGG19_CONV_INDICES) {
-            assert_eq!(conv.key_prefix, format!("features.{index}"));
+            let prefix = format!("features.{index}");
             assert_eq!(conv.in_channels, previous_out, "{file} {index}");
             previous_out = conv.out_channels;
-            let w = &summary[&format!("features.{index}.weight")];
-            let b = &summary[&format!("features.{index}.bias")];
+            let w = &summary[&format!("{prefix}.weight")];
+            let b = &summary[&format!("{prefix}.bias")];
             let w_shape = [conv.out_channels, conv.in_channels, 3, 3];
-            check_against_summary(&conv.key_prefix, &w_shape, &conv.weight, w, file);
-            check_against_summary(&conv.key_prefix, &[conv.out_channels], &conv.bias, b, file);
+            check_against_summary(&prefix, &w_shape, &conv.weight, w, file);
+            check_against_summary(&prefix, &[conv.out_channels], &conv.bias, b, file);
         }
         assert_eq!(vgg.convs[0].out_channels, 4, "{file}: widths cut 16x");
         assert_eq!(vgg.convs[12].out_channels, 32, "{file}: widths cut 16x");

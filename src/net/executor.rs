@@ -2,14 +2,15 @@
 //! and the backward pass to the image recorded once into a `Step`. Where each activation lives
 //! (a buffer of its own or a shared scratch buffer) is the plan's decision (`Plan::storage`).
 
-use super::{ConvLayerWeights, Losses, NetError, Node, Plan, Storage};
-use crate::gpu::{Context, Step};
+use super::{BufferSpec, ConvLayerWeights, Losses, NetError, Node, Plan, Storage};
+use crate::gpu::{Context, GpuError, Step};
 use crate::ops::{conv, gram, loss, normalize, pool, relu, tv, vector};
 
-/// Buffers and recorded steps of one network at one image size.
+/// Buffers and recorded steps of one network at one image size, allocated from `Plan::buffers`
+/// (see `Buffers` for what each holds).
 pub struct Executor {
     pub plan: Plan,
-    convs: Vec<conv::ConvWeights>,
+    convs: Vec<conv::GpuConvWeights>,
     /// RGB in [0, 1], CHW: where images are uploaded and results read back.
     rgb: wgpu::Buffer,
     /// The buffer of activation 0 (the normalized image being optimized) and of every node's
@@ -32,6 +33,12 @@ pub struct Executor {
     term_grad: Option<wgpu::Buffer>,
     /// Per style term: a masked term's column weights T^2 / a (`gram::mask_column_weights`).
     column_weights: Vec<Option<wgpu::Buffer>>,
+    /// Per style term: the Gram of the image being optimized and the loss's gradient with respect to it.
+    image_grams: Vec<wgpu::Buffer>,
+    gram_grads: Vec<wgpu::Buffer>,
+    /// Per content and per style term under `--normalize-gradients`: the L1 norm's two scalars.
+    content_norms: Vec<Option<wgpu::Buffer>>,
+    style_norms: Vec<Option<wgpu::Buffer>>,
     losses: wgpu::Buffer,
     rgb_to_image: Step,
     image_to_rgb: Step,
@@ -40,96 +47,62 @@ pub struct Executor {
     train: Step,
 }
 
+/// One loss term: its index in `Plan::content` or in `Plan::style`.
+#[derive(Clone, Copy, Debug)]
+enum Term {
+    Content(usize),
+    Style(usize),
+}
+
+fn allocate(ctx: &Context, spec: &BufferSpec) -> Result<wgpu::Buffer, GpuError> {
+    ctx.buffer(&spec.label, spec.len)
+}
+
+fn allocate_each(ctx: &Context, specs: &[BufferSpec]) -> Result<Vec<wgpu::Buffer>, GpuError> {
+    specs.iter().map(|spec| allocate(ctx, spec)).collect()
+}
+
+fn allocate_some(ctx: &Context, specs: &[Option<BufferSpec>]) -> Result<Vec<Option<wgpu::Buffer>>, GpuError> {
+    specs.iter().map(|spec| spec.as_ref().map(|spec| allocate(ctx, spec)).transpose()).collect()
+}
+
 impl Executor {
-    /// Uploads the weights and records every step for `plan`.
+    /// Uploads the weights, allocates every buffer of `Plan::buffers` and records every step for `plan`.
     pub fn new(ctx: &Context, plan: Plan, weights: &[ConvLayerWeights]) -> Result<Self, NetError> {
         plan.check_fits(ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size))?;
-        let convs = plan
-            .conv_widths
-            .iter()
-            .enumerate()
-            .map(|(i, &(cin, cout))| {
-                let w = &weights[i];
-                if (w.in_channels, w.out_channels) != (cin, cout) {
-                    return Err(NetError::WeightsMismatch(format!("convolution {i} widths differ from the plan")));
-                }
-                Ok(conv::ConvWeights::upload(ctx, &format!("conv{i}"), &w.weight, &w.bias, cout, cin)?)
-            })
-            .collect::<Result<Vec<_>, NetError>>()?;
-        let image_len = plan.acts[0].len();
-        let plane = image_len / 3;
-        let rgb = ctx.buffer("rgb image", image_len)?;
-        let scratch = plan
-            .scratch
-            .iter()
-            .enumerate()
-            .map(|(i, &len)| ctx.buffer(&format!("scratch {i} (activations, then gradients)"), len))
-            .collect::<Result<Vec<_>, _>>()?;
-        let acts = plan
+        let specs = plan.buffers();
+        let convs = upload_convs(ctx, &plan, &specs.convs, weights)?;
+        let rgb = allocate(ctx, &specs.rgb)?;
+        let scratch = allocate_each(ctx, &specs.scratch)?;
+        let acts = specs
             .acts
             .iter()
             .zip(&plan.storage)
-            .enumerate()
-            .map(|(i, (s, storage))| match *storage {
-                Storage::Kept => ctx.buffer(&format!("activation {i}"), s.len()),
-                Storage::Scratch(slot) => Ok(scratch[slot].clone()),
+            .map(|(spec, storage)| match (spec, *storage) {
+                (Some(spec), Storage::Kept) => allocate(ctx, spec),
+                (None, Storage::Scratch(slot)) => Ok(scratch[slot].clone()),
+                _ => unreachable!("the plan lists a buffer for every kept activation"),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let image_grad = ctx.buffer("image gradient", image_len)?;
-        let words = |what: &str, words: Option<usize>, i: usize| {
-            words.map(|len| ctx.buffer(&format!("{what} of node {i}"), len)).transpose()
-        };
-        let masks = plan
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| words("ReLU mask", plan.mask_words(n), i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let codes = plan
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| words("max-pool codes", plan.codes_words(n), i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let gram_partials =
-            (!plan.style.is_empty()).then(|| ctx.buffer("gram partials", plan.gram_partials_len())).transpose()?;
-        let term_grad = plan
-            .losses
-            .normalize_gradients
-            .then(|| ctx.buffer("term gradient", plan.term_gradient_len()))
-            .transpose()?;
-        let gram_buffer = |t: &super::LossTerm, what: &str| {
-            let c = plan.acts[t.act].channels;
-            ctx.buffer(&format!("{what} {}", t.layer), c * c)
-        };
-        let content_targets = plan
-            .content
-            .iter()
-            .map(|t| ctx.buffer(&format!("content target {}", t.layer), plan.acts[t.act].len()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let style_grams = plan.style.iter().map(|t| gram_buffer(t, "style gram")).collect::<Result<Vec<_>, _>>()?;
-        let losses = ctx.buffer("losses", plan.loss_slots())?;
-        let column_weights = plan
-            .style
-            .iter()
-            .map(|t| {
-                t.mask
-                    .as_ref()
-                    .map(|m| {
-                        let weights: Vec<f32> =
-                            gram::mask_column_weights(&m.values).1.into_iter().map(|w| w as f32).collect();
-                        ctx.upload(&format!("mask weights {} region {}", t.layer, m.region), &weights)
-                    })
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
+        let plane = plan.acts[0].len() / 3;
         let mut rgb_to_image = Step::new();
         rgb_to_image.push(normalize::normalize(ctx, plane, &rgb, &acts[0])?);
         let mut image_to_rgb = Step::new();
         image_to_rgb.push(normalize::denormalize_clamp(ctx, plane, &acts[0], &rgb)?);
-
         let mut executor = Self {
+            image_grad: allocate(ctx, &specs.image_grad)?,
+            masks: allocate_some(ctx, &specs.masks)?,
+            codes: allocate_some(ctx, &specs.codes)?,
+            gram_partials: specs.gram_partials.as_ref().map(|spec| allocate(ctx, spec)).transpose()?,
+            term_grad: specs.term_grad.as_ref().map(|spec| allocate(ctx, spec)).transpose()?,
+            content_targets: allocate_each(ctx, &specs.content_targets)?,
+            style_grams: allocate_each(ctx, &specs.style_grams)?,
+            losses: allocate(ctx, &specs.losses)?,
+            column_weights: upload_column_weights(ctx, &plan, &specs.column_weights)?,
+            image_grams: allocate_each(ctx, &specs.image_grams)?,
+            gram_grads: allocate_each(ctx, &specs.gram_grads)?,
+            content_norms: allocate_some(ctx, &specs.content_norms)?,
+            style_norms: allocate_some(ctx, &specs.style_norms)?,
             forward: Step::new(),
             capture_style: Step::new(),
             train: Step::new(),
@@ -138,26 +111,25 @@ impl Executor {
             rgb,
             acts,
             scratch,
-            image_grad,
-            masks,
-            codes,
-            content_targets,
-            style_grams,
-            gram_partials,
-            term_grad,
-            column_weights,
-            losses,
             rgb_to_image,
             image_to_rgb,
         };
-        // One shared scratch, sized for the largest split-K convolution, serves every layer.
-        let split_scratch = executor
+        executor.reserve_split_scratch(ctx)?;
+        executor.forward = executor.record_forward(ctx, false)?;
+        executor.capture_style = executor.record_style_capture(ctx)?;
+        executor.train = executor.record_training(ctx)?;
+        Ok(executor)
+    }
+
+    /// One shared scratch, sized for the largest split-K convolution, serves every layer.
+    fn reserve_split_scratch(&self, ctx: &Context) -> Result<(), NetError> {
+        let split_scratch = self
             .plan
             .nodes
             .iter()
             .filter_map(|node| match *node {
                 Node::Conv { input, output, .. } => {
-                    Some(conv::scratch_floats(ctx, executor.plan.conv_shape(input, output)))
+                    Some(conv::scratch_floats(ctx, self.plan.conv_shape(input, output)))
                 }
                 _ => None,
             })
@@ -166,10 +138,7 @@ impl Executor {
         if split_scratch > 0 {
             ctx.shared_scratch(split_scratch)?;
         }
-        executor.forward = executor.record_forward(ctx, false)?;
-        executor.capture_style = executor.record_style_capture(ctx)?;
-        executor.train = executor.record_training(ctx)?;
-        Ok(executor)
+        Ok(())
     }
 
     /// The forward pass; for `training`, also the fused ReLUs' masks the backward reads (the
@@ -244,145 +213,179 @@ impl Executor {
         Ok(step)
     }
 
-    /// Forward, every loss value into its slot, then the backward pass to the image. Gradients
-    /// ping-pong between the first two scratch buffers (the forward's transient activations are
-    /// dead by then: losses read kept features, the backward masks and codes) and the last lands
-    /// in the image gradient's own buffer; a loss's gradient is added where its features are read.
+    /// Forward, every loss value into its slot, then the backward pass to the image.
     fn record_training(&self, ctx: &Context) -> Result<Step, NetError> {
         let plan = &self.plan;
         debug_assert!(
             plan.content.iter().chain(&plan.style).all(|t| plan.storage[t.act] == Storage::Kept),
             "losses read kept features"
         );
-        let grads = [&self.scratch[0], &self.scratch[1]];
         let mut step = self.record_forward(ctx, true)?;
-        let mut target_grams = Vec::new();
-        let slots_before_style = plan.content.len();
+        self.record_losses(ctx, &mut step)?;
+        self.record_backward(ctx, &mut step)?;
+        Ok(step)
+    }
+
+    /// Every loss value into its slot: content terms, style terms (each first takes the Gram of
+    /// the image being optimized), then the total variation.
+    fn record_losses(&self, ctx: &Context, step: &mut Step) -> Result<(), NetError> {
+        let plan = &self.plan;
         for (slot, (term, target)) in plan.content.iter().zip(&self.content_targets).enumerate() {
             let len = plan.acts[term.act].len();
-            loss::sq_diff_forward(ctx, &mut step, len, &self.acts[term.act], target, &self.losses, slot, term.scale)?;
+            loss::sq_diff_forward(ctx, step, len, &self.acts[term.act], target, &self.losses, slot, term.scale)?;
         }
-        for (i, (term, style_gram)) in plan.style.iter().zip(&self.style_grams).enumerate() {
-            let shape = self.plan.gram_shape(term.act);
-            let target_gram = ctx.buffer(&format!("target gram {}", term.layer), shape.gram_len())?;
-            step.extend(self.term_gram_forward(ctx, i, &target_gram)?);
+        let slots_before_style = plan.content.len();
+        for (i, term) in plan.style.iter().enumerate() {
+            let image_gram = &self.image_grams[i];
+            step.extend(self.term_gram_forward(ctx, i, image_gram)?);
+            let len = plan.gram_shape(term.act).gram_len();
             let slot = slots_before_style + i;
-            loss::sq_diff_forward(
-                ctx,
-                &mut step,
-                shape.gram_len(),
-                &target_gram,
-                style_gram,
-                &self.losses,
-                slot,
-                term.scale,
-            )?;
-            target_grams.push(target_gram);
+            loss::sq_diff_forward(ctx, step, len, image_gram, &self.style_grams[i], &self.losses, slot, term.scale)?;
         }
         if plan.has_tv() {
             let slot = slots_before_style + plan.style.len();
-            tv::forward(ctx, &mut step, plan.tv_shape(), &self.acts[0], &self.losses, slot, plan.tv_weight)?;
+            tv::forward(ctx, step, plan.tv_shape(), &self.acts[0], &self.losses, slot, plan.tv_weight)?;
         }
+        Ok(())
+    }
 
+    /// The backward pass to the image. Gradients ping-pong between the first two scratch buffers
+    /// (the forward's transient activations are dead by then: losses read kept features, the
+    /// backward masks and codes) and the last lands in the image gradient's own buffer; a loss's
+    /// gradient is added where its features are read.
+    fn record_backward(&self, ctx: &Context, step: &mut Step) -> Result<(), NetError> {
+        let plan = &self.plan;
+        let grads = [&self.scratch[0], &self.scratch[1]];
         // `current` holds dL/d(output of the node being walked); `valid` says whether anything
         // has been written to it yet (the deepest loss writes, the others add).
         let mut current = 0usize;
         let mut valid = false;
-        let normalize = plan.losses.normalize_gradients;
         for (i, node) in plan.nodes.iter().enumerate().rev() {
-            let out = node.output();
-            for (term, target) in plan.content.iter().zip(&self.content_targets).filter(|(t, _)| t.act == out) {
-                let len = plan.acts[out].len();
-                if normalize {
-                    let term_grad = self.term_grad.as_ref().expect("allocated with normalize_gradients");
-                    step.push(loss::sq_diff_backward(ctx, len, &self.acts[out], target, term_grad, term.scale, false)?);
-                    add_normalized(ctx, &mut step, len, term_grad, plan.content_weight, grads[current], valid)?;
-                } else {
-                    let scale = term.scale * plan.content_weight;
-                    step.push(loss::sq_diff_backward(ctx, len, &self.acts[out], target, grads[current], scale, valid)?);
-                }
-                valid = true;
-            }
-            for (index, ((term, style_gram), target_gram)) in plan
-                .style
-                .iter()
-                .zip(&self.style_grams)
-                .zip(&target_grams)
-                .enumerate()
-                .filter(|(_, ((t, _), _))| t.act == out)
-            {
-                let shape = self.plan.gram_shape(out);
-                let grad_gram = ctx.buffer(&format!("gram gradient {}", term.layer), shape.gram_len())?;
-                // Normalized terms take their weights after the division by the L1 norm.
-                let scale = if normalize { term.scale } else { term.scale * plan.style_weight };
-                step.push(loss::sq_diff_backward(
-                    ctx,
-                    shape.gram_len(),
-                    target_gram,
-                    style_gram,
-                    &grad_gram,
-                    scale,
-                    false,
-                )?);
-                if normalize {
-                    let len = plan.acts[out].len();
-                    let term_grad = self.term_grad.as_ref().expect("allocated with normalize_gradients");
-                    step.extend(self.term_gram_backward(ctx, index, &grad_gram, term_grad, false)?);
-                    let strength = plan.style_weight * term.weight;
-                    add_normalized(ctx, &mut step, len, term_grad, strength, grads[current], valid)?;
-                } else {
-                    step.extend(self.term_gram_backward(ctx, index, &grad_gram, grads[current], valid)?);
-                }
-                step.keep(grad_gram);
-                valid = true;
-            }
+            valid = self.add_term_gradients_at(ctx, step, node.output(), grads[current], valid)?;
             if !valid {
                 continue;
             }
             let other = 1 - current;
             // The gradient with respect to the image goes to its own buffer.
             let grad_input = if node.input() == 0 { &self.image_grad } else { grads[other] };
-            match *node {
-                Node::Conv { conv, input, output, relu: fused } => {
-                    let shape = plan.conv_shape(input, output);
-                    // A fused ReLU's backward (mask by its output > 0) happens inside the conv's
-                    // loads, from the mask bits the forward packed.
-                    let mask = if fused { self.masks[i].as_ref() } else { None };
-                    debug_assert_eq!(fused, mask.is_some(), "the plan gives every fused ReLU a mask");
-                    step.extend(conv::backward_input(
-                        ctx,
-                        shape,
-                        grads[current],
-                        &self.convs[conv],
-                        grad_input,
-                        false,
-                        mask,
-                    )?);
-                }
-                Node::Relu { input, .. } => {
-                    // The input is kept (`Plan::storage`); it is positive exactly where the output is.
-                    debug_assert_eq!(plan.storage[input], Storage::Kept);
-                    let len = plan.acts[input].len();
-                    step.push(relu::backward(ctx, len, &self.acts[input], grads[current], grad_input)?);
-                }
-                Node::MaxPool { input, .. } => {
-                    let codes = self.codes[i].as_ref().expect("the plan gives every max-pool codes");
-                    step.push(pool::backward(ctx, plan.pool_shape(input), codes, grads[current], grad_input)?);
-                }
-                Node::AvgPool { input, .. } => {
-                    step.push(pool::avg_backward(ctx, plan.pool_shape(input), grads[current], grad_input)?);
-                }
-            }
+            self.record_node_backward(ctx, step, i, grads[current], grad_input)?;
             current = other;
         }
         // The total variation reads the image itself: its gradient joins after the backward pass.
         if plan.has_tv() {
             step.push(tv::backward(ctx, plan.tv_shape(), &self.acts[0], &self.image_grad, plan.tv_weight, valid)?);
         }
-        for target_gram in target_grams {
-            step.keep(target_gram);
+        Ok(())
+    }
+
+    /// Adds to `grad` the gradient of every loss term that reads activation `act` (content terms,
+    /// then style terms); the first writes unless `written`. Returns whether `grad` holds anything.
+    fn add_term_gradients_at(
+        &self,
+        ctx: &Context,
+        step: &mut Step,
+        act: usize,
+        grad: &wgpu::Buffer,
+        mut written: bool,
+    ) -> Result<bool, NetError> {
+        let plan = &self.plan;
+        let content = (0..plan.content.len()).filter(|&i| plan.content[i].act == act).map(Term::Content);
+        let style = (0..plan.style.len()).filter(|&i| plan.style[i].act == act).map(Term::Style);
+        for term in content.chain(style) {
+            self.add_term_gradient(ctx, step, term, grad, written)?;
+            written = true;
         }
-        Ok(step)
+        Ok(written)
+    }
+
+    /// grad (=, or += when `accumulate`) the gradient of one weighted term with respect to its
+    /// features. Under `--normalize-gradients` the term's own gradient goes to `term_grad` first
+    /// and is divided by its L1 norm before the weights (alpha or beta times w_l) are applied.
+    fn add_term_gradient(
+        &self,
+        ctx: &Context,
+        step: &mut Step,
+        term: Term,
+        grad: &wgpu::Buffer,
+        accumulate: bool,
+    ) -> Result<(), NetError> {
+        let plan = &self.plan;
+        let (loss_term, loss_weight, norm) = match term {
+            Term::Content(i) => (&plan.content[i], plan.content_weight, &self.content_norms[i]),
+            Term::Style(i) => (&plan.style[i], plan.style_weight, &self.style_norms[i]),
+        };
+        if !plan.losses.normalize_gradients {
+            return self.feature_gradient(ctx, step, term, grad, loss_term.scale * loss_weight, accumulate);
+        }
+        let term_grad = self.term_grad.as_ref().expect("allocated with normalize_gradients");
+        let norm = norm.as_ref().expect("allocated with normalize_gradients");
+        self.feature_gradient(ctx, step, term, term_grad, loss_term.scale, false)?;
+        let len = plan.acts[loss_term.act].len();
+        add_normalized(ctx, step, len, term_grad, norm, loss_weight * loss_term.weight, grad, accumulate)
+    }
+
+    /// dst (=, or += when `accumulate`) the gradient of `scale` * sum((F - target)^2) with respect
+    /// to the term's features F: directly for a content term, through its Gram for a style term.
+    fn feature_gradient(
+        &self,
+        ctx: &Context,
+        step: &mut Step,
+        term: Term,
+        dst: &wgpu::Buffer,
+        scale: f64,
+        accumulate: bool,
+    ) -> Result<(), NetError> {
+        match term {
+            Term::Content(i) => {
+                let act = self.plan.content[i].act;
+                let (len, target) = (self.plan.acts[act].len(), &self.content_targets[i]);
+                step.push(loss::sq_diff_backward(ctx, len, &self.acts[act], target, dst, scale, accumulate)?);
+            }
+            Term::Style(i) => {
+                let len = self.plan.gram_shape(self.plan.style[i].act).gram_len();
+                let (image_gram, grad_gram) = (&self.image_grams[i], &self.gram_grads[i]);
+                step.push(loss::sq_diff_backward(ctx, len, image_gram, &self.style_grams[i], grad_gram, scale, false)?);
+                step.extend(self.term_gram_backward(ctx, i, grad_gram, dst, accumulate)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// grad_input = the backward of node `index` applied to `grad_output`.
+    fn record_node_backward(
+        &self,
+        ctx: &Context,
+        step: &mut Step,
+        index: usize,
+        grad_output: &wgpu::Buffer,
+        grad_input: &wgpu::Buffer,
+    ) -> Result<(), NetError> {
+        let plan = &self.plan;
+        match plan.nodes[index] {
+            Node::Conv { conv, input, output, relu: fused } => {
+                let shape = plan.conv_shape(input, output);
+                // A fused ReLU's backward (mask by its output > 0) happens inside the conv's
+                // loads, from the mask bits the forward packed.
+                let mask = if fused { self.masks[index].as_ref() } else { None };
+                debug_assert_eq!(fused, mask.is_some(), "the plan gives every fused ReLU a mask");
+                let weights = &self.convs[conv];
+                step.extend(conv::backward_input(ctx, shape, grad_output, weights, grad_input, false, mask)?);
+            }
+            Node::Relu { input, .. } => {
+                // The input is kept (`Plan::storage`); it is positive exactly where the output is.
+                debug_assert_eq!(plan.storage[input], Storage::Kept);
+                let len = plan.acts[input].len();
+                step.push(relu::backward(ctx, len, &self.acts[input], grad_output, grad_input)?);
+            }
+            Node::MaxPool { input, .. } => {
+                let codes = self.codes[index].as_ref().expect("the plan gives every max-pool codes");
+                step.push(pool::backward(ctx, plan.pool_shape(input), codes, grad_output, grad_input)?);
+            }
+            Node::AvgPool { input, .. } => {
+                step.push(pool::avg_backward(ctx, plan.pool_shape(input), grad_output, grad_input)?);
+            }
+        }
+        Ok(())
     }
 
     /// Uploads an RGB image in [0, 1] (CHW) and normalizes it into activation 0.
@@ -536,40 +539,82 @@ impl Executor {
         let weights: u64 = self.convs.iter().map(|c| c.weight.size() + c.bias.size()).sum();
         let kept: u64 =
             self.acts.iter().zip(&self.plan.storage).filter(|(_, s)| **s == Storage::Kept).map(|(b, _)| b.size()).sum();
-        let scratch: u64 = self.scratch.iter().map(size).sum();
-        let masks: u64 = self.masks.iter().chain(&self.codes).flatten().map(size).sum();
-        let targets: u64 = self.content_targets.iter().chain(&self.style_grams).map(size).sum();
         let steps = self.forward.scratch_bytes() + self.capture_style.scratch_bytes() + self.train.scratch_bytes();
         let own: u64 = [&self.rgb, &self.image_grad, &self.losses]
             .into_iter()
+            .chain(&self.scratch)
+            .chain(self.masks.iter().chain(&self.codes).flatten())
             .chain(&self.gram_partials)
             .chain(&self.term_grad)
+            .chain(self.content_targets.iter().chain(&self.style_grams))
             .chain(self.column_weights.iter().flatten())
+            .chain(self.image_grams.iter().chain(&self.gram_grads))
+            .chain(self.content_norms.iter().chain(&self.style_norms).flatten())
             .map(size)
             .sum();
-        weights + kept + scratch + masks + targets + steps + own
+        weights + kept + own + steps
     }
 }
 
+/// Uploads each convolution of the plan (`Buffers::convs`) after checking its widths.
+fn upload_convs(
+    ctx: &Context,
+    plan: &Plan,
+    specs: &[[BufferSpec; 2]],
+    weights: &[ConvLayerWeights],
+) -> Result<Vec<conv::GpuConvWeights>, NetError> {
+    plan.conv_widths
+        .iter()
+        .zip(specs)
+        .enumerate()
+        .map(|(i, (&(cin, cout), [weight, bias]))| {
+            let w = weights.get(i).filter(|w| (w.in_channels, w.out_channels) == (cin, cout));
+            let Some(w) = w.filter(|w| (w.weight.len(), w.bias.len()) == (weight.len, bias.len)) else {
+                return Err(NetError::WeightsMismatch(format!("convolution {i} widths differ from the plan")));
+            };
+            Ok(conv::GpuConvWeights::upload(ctx, &format!("conv{i}"), &w.weight, &w.bias, cout, cin)?)
+        })
+        .collect()
+}
+
+/// Uploads each masked style term's column weights T^2 / a (`Buffers::column_weights`).
+fn upload_column_weights(
+    ctx: &Context,
+    plan: &Plan,
+    specs: &[Option<BufferSpec>],
+) -> Result<Vec<Option<wgpu::Buffer>>, NetError> {
+    plan.style
+        .iter()
+        .zip(specs)
+        .map(|(term, spec)| {
+            let (Some(mask), Some(spec)) = (&term.mask, spec) else { return Ok(None) };
+            let weights: Vec<f32> = gram::mask_column_weights(&mask.values).1.into_iter().map(|w| w as f32).collect();
+            debug_assert_eq!(weights.len(), spec.len);
+            Ok(Some(ctx.upload(&spec.label, &weights)?))
+        })
+        .collect()
+}
+
 /// grad (=, or += when `accumulate`) strength * term_grad / (|term_grad|_1 + 1e-8), with the norm
-/// and its reciprocal kept on the GPU: neural-style's `-normalize_gradients`.
+/// and its reciprocal kept on the GPU in `scalars` (two values): neural-style's `-normalize_gradients`.
+#[allow(clippy::too_many_arguments)]
 fn add_normalized(
     ctx: &Context,
     step: &mut Step,
     len: usize,
     term_grad: &wgpu::Buffer,
+    scalars: &wgpu::Buffer,
     strength: f64,
     grad: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<(), NetError> {
-    let scalars = step.keep(ctx.buffer("gradient L1 norm", 2)?).clone();
-    vector::abs_sum(ctx, step, len, term_grad, &scalars, 0)?;
-    step.push(vector::scalar_reciprocal(ctx, &scalars, 1, 0, NORMALIZE_EPS)?);
+    vector::abs_sum(ctx, step, len, term_grad, scalars, 0)?;
+    step.push(vector::scalar_reciprocal(ctx, scalars, 1, 0, NORMALIZE_EPS)?);
     let strength = strength as f32;
     step.push(if accumulate {
-        vector::axpy_scalar(ctx, len, strength, &scalars, 1, term_grad, grad)?
+        vector::axpy_scalar(ctx, len, strength, scalars, 1, term_grad, grad)?
     } else {
-        vector::copy_scaled_scalar(ctx, len, strength, &scalars, 1, term_grad, grad)?
+        vector::copy_scaled_scalar(ctx, len, strength, scalars, 1, term_grad, grad)?
     });
     Ok(())
 }

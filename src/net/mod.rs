@@ -1,6 +1,7 @@
 //! The VGG-19 layer table and its executor: the forward pass, the losses and the backward pass to
 //! the image, recorded once as a `Step` over buffers allocated once. Knows layers, not WGSL.
 
+mod buffers;
 mod executor;
 mod plan;
 pub mod reference;
@@ -8,9 +9,11 @@ pub mod style_grams;
 mod training;
 pub mod vgg;
 
+pub use buffers::{BufferKind, BufferSpec, Buffers, GpuBytes};
 pub use executor::Executor;
-pub use plan::{ActShape, GpuBytes, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
+pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
 pub use training::FiniteGuard;
+pub use vgg::ConvLayerWeights;
 
 use crate::gpu::GpuError;
 
@@ -29,15 +32,6 @@ pub enum NetError {
         "a {width}x{height} image needs {needed_mib} MiB in one buffer ({what}), but this adapter allows {limit_mib} MiB per buffer; the largest image that fits has a longer side of {largest_side} px (--size {largest_side})"
     )]
     TooLarge { width: usize, height: usize, needed_mib: u64, what: String, limit_mib: u64, largest_side: usize },
-}
-
-/// One convolution's weights on the host: [out, in, 3, 3] row-major and [out].
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConvLayerWeights {
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub weight: Vec<f32>,
-    pub bias: Vec<f32>,
 }
 
 /// He-initialized (normal, std sqrt(2 / fan_in)) weights and small biases for convolutions of the

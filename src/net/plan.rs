@@ -4,23 +4,7 @@
 
 use super::NetError;
 use super::vgg::{LayerDef, LayerKind};
-
-/// Channels, height and width of one activation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ActShape {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl ActShape {
-    pub fn len(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub use crate::ops::ActShape;
 
 /// One step of the forward schedule. Activation 0 is the (normalized) image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,28 +172,6 @@ pub struct Plan {
     pub scratch: Vec<usize>,
 }
 
-/// Bytes of the GPU buffers an `Executor` of a plan allocates, by purpose (`Plan::gpu_bytes`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GpuBytes {
-    /// Convolution weights and biases.
-    pub weights: u64,
-    /// Activations with a buffer of their own (`Storage::Kept`).
-    pub kept: u64,
-    /// The shared scratch buffers: transient activations, then the backward's two gradients.
-    pub scratch: u64,
-    /// Bit masks of the fused ReLUs and arg-max codes of the max-pools, for the backward.
-    pub masks_and_codes: u64,
-    /// The image gradient, the RGB buffer, content targets, Gram matrices and their scratch, loss
-    /// slots and reductions, and the per-term gradients of `--normalize-gradients`.
-    pub other: u64,
-}
-
-impl GpuBytes {
-    pub fn total(&self) -> u64 {
-        self.weights + self.kept + self.scratch + self.masks_and_codes + self.other
-    }
-}
-
 impl Plan {
     /// `widths` are (in, out) channels of the table's convolutions in order; the table is cut
     /// after the deepest layer a loss reads.
@@ -223,129 +185,19 @@ impl Plan {
         if height == 0 || width == 0 {
             return Err(NetError::BadSize(format!("image of {width}x{height} pixels")));
         }
-        let wanted: Vec<&str> =
-            losses.content.iter().chain(losses.style.iter().map(|(n, _)| n)).map(String::as_str).collect();
-        if wanted.is_empty() {
-            return Err(NetError::UnknownLayer("no content or style layer was given".into()));
-        }
-        for name in &wanted {
-            if !layers.iter().any(|l| l.name == *name) {
-                let known: Vec<&str> = layers.iter().map(|l| l.name).filter(|n| !n.starts_with("pool")).collect();
-                return Err(NetError::UnknownLayer(format!("unknown layer {name} (known: {})", known.join(", "))));
-            }
-        }
-        let last = layers.iter().rposition(|l| wanted.contains(&l.name)).expect("checked above");
+        let wanted = wanted_layers(layers, losses)?;
+        let last = layers.iter().rposition(|l| wanted.contains(&l.name)).expect("checked by wanted_layers");
         let layers = &layers[..=last];
-
         if let Some(mask) = losses.masks.iter().find(|m| m.len() != height * width) {
             return Err(NetError::BadSize(format!(
                 "a style mask has {} values, the image {width}x{height} pixels",
                 mask.len()
             )));
         }
-        let mut acts = vec![ActShape { channels: 3, height, width }];
-        // Each region's mask at each pooling depth (index: pools passed), built as pools appear.
-        let mut region_masks: Vec<Vec<f64>> =
-            losses.masks.iter().map(|m| m.iter().map(|&v| v as f64).collect()).collect();
-        let mut masks_by_depth = vec![region_masks.clone()];
-        let mut depth = vec![0usize];
-        let mut names: Vec<(&str, usize)> = Vec::new();
-        let mut nodes = Vec::new();
-        let mut conv_widths = Vec::new();
-        let mut i = 0;
-        while i < layers.len() {
-            let layer = layers[i];
-            let input = acts.len() - 1;
-            let shape = acts[input];
-            match layer.kind {
-                LayerKind::Conv => {
-                    let conv = conv_widths.len();
-                    let &(cin, cout) = widths.get(conv).ok_or_else(|| {
-                        NetError::WeightsMismatch(format!("the weights have no convolution for {}", layer.name))
-                    })?;
-                    if cin != shape.channels {
-                        return Err(NetError::WeightsMismatch(format!(
-                            "{} takes {cin} channels but receives {}",
-                            layer.name, shape.channels
-                        )));
-                    }
-                    conv_widths.push((cin, cout));
-                    // Fuse the ReLU unless the pre-activation value is read by a loss.
-                    let next_is_relu = layers.get(i + 1).is_some_and(|l| l.kind == LayerKind::Relu);
-                    let fuse = next_is_relu && !wanted.contains(&layer.name);
-                    acts.push(ActShape { channels: cout, ..shape });
-                    depth.push(depth[input]);
-                    let output = acts.len() - 1;
-                    nodes.push(Node::Conv { conv, input, output, relu: fuse });
-                    names.push((layer.name, output));
-                    if fuse {
-                        names.push((layers[i + 1].name, output));
-                        i += 1;
-                    }
-                }
-                LayerKind::Relu => {
-                    acts.push(shape);
-                    depth.push(depth[input]);
-                    nodes.push(Node::Relu { input, output: acts.len() - 1 });
-                    names.push((layer.name, acts.len() - 1));
-                }
-                LayerKind::MaxPool => {
-                    if shape.height < 2 || shape.width < 2 {
-                        return Err(NetError::BadSize(format!(
-                            "image of {width}x{height} pixels is too small: {} would pool a {}x{} map",
-                            layer.name, shape.width, shape.height
-                        )));
-                    }
-                    acts.push(ActShape { channels: shape.channels, height: shape.height / 2, width: shape.width / 2 });
-                    depth.push(depth[input] + 1);
-                    if masks_by_depth.len() == depth[input] + 1 {
-                        region_masks = region_masks.iter().map(|m| pool_mask(m, shape.height, shape.width)).collect();
-                        masks_by_depth.push(region_masks.clone());
-                    }
-                    let output = acts.len() - 1;
-                    nodes.push(match losses.pooling {
-                        Pooling::Max => Node::MaxPool { input, output },
-                        Pooling::Avg => Node::AvgPool { input, output },
-                    });
-                    names.push((layer.name, acts.len() - 1));
-                }
-            }
-            i += 1;
-        }
-        let act_of = |name: &str| names.iter().rev().find(|(n, _)| *n == name).map(|&(_, a)| a).expect("resolved");
-        let content: Vec<LossTerm> = losses
-            .content
-            .iter()
-            .map(|name| {
-                let act = act_of(name);
-                LossTerm { layer: name.clone(), act, scale: 1.0 / acts[act].len() as f64, weight: 1.0, mask: None }
-            })
-            .collect();
-        let mut style: Vec<LossTerm> = Vec::new();
-        for (name, weight) in &losses.style {
-            let act = act_of(name);
-            let s = acts[act];
-            let term = LossTerm {
-                layer: name.clone(),
-                act,
-                scale: crate::ops::loss::style_scale(*weight, s.channels, s.height, s.width),
-                weight: *weight,
-                mask: None,
-            };
-            if losses.masks.is_empty() {
-                style.push(term);
-                continue;
-            }
-            // One guided-Gram term per region, scaled by its coverage; a region that covers
-            // nothing at this layer adds nothing.
-            for (region, values) in masks_by_depth[depth[act]].iter().enumerate() {
-                let (coverage, _) = crate::ops::gram::mask_column_weights(values);
-                if coverage > 0.0 {
-                    let mask = Some(TermMask { region, coverage, values: values.clone() });
-                    style.push(LossTerm { scale: coverage * term.scale, mask, ..term.clone() });
-                }
-            }
-        }
+        let schedule = Schedule::build(layers, widths, &wanted, ActShape { channels: 3, height, width }, losses)?;
+        let content = schedule.content_terms(losses);
+        let style = schedule.style_terms(losses);
+        let Schedule { nodes, acts, conv_widths, .. } = schedule;
         let (storage, scratch) = assign_storage(&nodes, &acts, content.iter().chain(&style).map(|t: &LossTerm| t.act));
         Ok(Self {
             storage,
@@ -375,9 +227,8 @@ impl Plan {
     }
 
     /// The pooling layer that reads activation `input`.
-    pub fn pool_shape(&self, input: usize) -> crate::ops::pool::PoolShape {
-        let s = self.acts[input];
-        crate::ops::pool::PoolShape { channels: s.channels, height: s.height, width: s.width }
+    pub fn pool_shape(&self, input: usize) -> ActShape {
+        self.acts[input]
     }
 
     /// The Gram matrix of activation `act`.
@@ -420,61 +271,6 @@ impl Plan {
             return 0;
         }
         self.content.iter().chain(&self.style).map(|t| self.acts[t.act].len()).max().unwrap_or(0)
-    }
-
-    /// Bytes of every buffer an `Executor` of this plan allocates (its own and its recorded steps'),
-    /// from the plan alone: checked against the executor's `allocated_bytes` by the tests.
-    pub fn gpu_bytes(&self) -> GpuBytes {
-        // `Context::buffer` allocates at least one value.
-        let bytes = |values: usize| values.max(1) as u64 * 4;
-        let weights = self.conv_widths.iter().map(|&(cin, cout)| bytes(cout * cin * 9) + bytes(cout)).sum();
-        let kept = self
-            .acts
-            .iter()
-            .zip(&self.storage)
-            .filter(|(_, s)| **s == Storage::Kept)
-            .map(|(a, _)| bytes(a.len()))
-            .sum();
-        let scratch = self.scratch.iter().map(|&len| bytes(len)).sum();
-        let masks_and_codes =
-            self.nodes.iter().filter_map(|n| self.mask_words(n).or(self.codes_words(n))).map(bytes).sum();
-        let image = self.acts[0].len();
-        // The image gradient, the RGB buffer and the loss slots.
-        let mut other = 2 * bytes(image) + bytes(self.loss_slots());
-        if !self.style.is_empty() {
-            other += bytes(self.gram_partials_len());
-        }
-        let normalize = self.losses.normalize_gradients;
-        if normalize {
-            other += bytes(self.term_gradient_len());
-        }
-        // Bytes of a reduction's scratch buffers (none for a single block).
-        let reduce = |len: usize| crate::ops::reduce::scratch_len(len) as u64 * 4;
-        for term in &self.content {
-            let len = self.acts[term.act].len();
-            // The target, the loss's reduction; normalized: the L1 norm's two scalars and reduction.
-            other += bytes(len) + reduce(len);
-            if normalize {
-                other += bytes(2) + reduce(len);
-            }
-        }
-        for term in &self.style {
-            let gram = self.gram_shape(term.act).gram_len();
-            let len = self.acts[term.act].len();
-            // The style target, this step's Gram and its gradient, the loss's reduction.
-            other += 3 * bytes(gram) + reduce(gram);
-            // A masked term's column weights.
-            if term.mask.is_some() {
-                other += bytes(self.gram_shape(term.act).n);
-            }
-            if normalize {
-                other += bytes(2) + reduce(len);
-            }
-        }
-        if self.has_tv() {
-            other += reduce(image);
-        }
-        GpuBytes { weights, kept, scratch, masks_and_codes, other }
     }
 
     /// Bytes of the largest single buffer the executor will allocate (an activation, a
@@ -554,9 +350,8 @@ impl Plan {
     }
 
     /// The shape the total-variation term sees: the image, activation 0.
-    pub fn tv_shape(&self) -> crate::ops::tv::TvShape {
-        let s = self.acts[0];
-        crate::ops::tv::TvShape { channels: s.channels, height: s.height, width: s.width }
+    pub fn tv_shape(&self) -> ActShape {
+        self.acts[0]
     }
 
     /// Floating-point operations of one forward pass plus the backward to the image (convolutions
@@ -576,6 +371,186 @@ impl Plan {
             flops += 2 * gram;
         }
         flops
+    }
+}
+
+/// The layers the losses read, each checked against the table.
+fn wanted_layers<'a>(layers: &[LayerDef], losses: &'a LossLayers) -> Result<Vec<&'a str>, NetError> {
+    let wanted: Vec<&str> =
+        losses.content.iter().chain(losses.style.iter().map(|(n, _)| n)).map(String::as_str).collect();
+    if wanted.is_empty() {
+        return Err(NetError::UnknownLayer("no content or style layer was given".into()));
+    }
+    for name in &wanted {
+        if !layers.iter().any(|l| l.name == *name) {
+            let known: Vec<&str> = layers.iter().map(|l| l.name).filter(|n| !n.starts_with("pool")).collect();
+            return Err(NetError::UnknownLayer(format!("unknown layer {name} (known: {})", known.join(", "))));
+        }
+    }
+    Ok(wanted)
+}
+
+/// The forward schedule as `Plan::new` builds it from the layer table, one layer after another,
+/// with what the loss terms need to find their activations and masks.
+struct Schedule<'a> {
+    nodes: Vec<Node>,
+    acts: Vec<ActShape>,
+    conv_widths: Vec<(usize, usize)>,
+    /// Layer names and the activation each ends in (a fused ReLU's is its convolution's).
+    names: Vec<(&'a str, usize)>,
+    /// Pools passed before each activation.
+    depth: Vec<usize>,
+    /// Each region's mask at each pooling depth (index: pools passed), built as pools appear.
+    masks_by_depth: Vec<Vec<Vec<f64>>>,
+}
+
+impl<'a> Schedule<'a> {
+    fn build(
+        layers: &'a [LayerDef],
+        widths: &[(usize, usize)],
+        wanted: &[&str],
+        image: ActShape,
+        losses: &LossLayers,
+    ) -> Result<Self, NetError> {
+        let region_masks = losses.masks.iter().map(|m| m.iter().map(|&v| v as f64).collect()).collect();
+        let mut schedule = Self {
+            nodes: Vec::new(),
+            acts: vec![image],
+            conv_widths: Vec::new(),
+            names: Vec::new(),
+            depth: vec![0],
+            masks_by_depth: vec![region_masks],
+        };
+        let mut i = 0;
+        while i < layers.len() {
+            let layer = &layers[i];
+            match layer.kind {
+                LayerKind::Conv => {
+                    // Fuse the ReLU unless the pre-activation value is read by a loss.
+                    let next_is_relu = layers.get(i + 1).is_some_and(|l| l.kind == LayerKind::Relu);
+                    let fused_relu = (next_is_relu && !wanted.contains(&layer.name)).then(|| &layers[i + 1]);
+                    schedule.push_conv(layer, fused_relu, widths)?;
+                    i += usize::from(fused_relu.is_some());
+                }
+                LayerKind::Relu => schedule.push_relu(layer),
+                LayerKind::MaxPool => schedule.push_pool(layer, losses.pooling, image)?,
+            }
+            i += 1;
+        }
+        Ok(schedule)
+    }
+
+    /// Appends `output` = the new last activation, of `shape`, `pools` deeper than the previous one.
+    fn push_act(&mut self, shape: ActShape, pools: usize) -> usize {
+        let input = self.acts.len() - 1;
+        self.acts.push(shape);
+        self.depth.push(self.depth[input] + pools);
+        self.acts.len() - 1
+    }
+
+    fn push_conv(
+        &mut self,
+        layer: &'a LayerDef,
+        fused_relu: Option<&'a LayerDef>,
+        widths: &[(usize, usize)],
+    ) -> Result<(), NetError> {
+        let input = self.acts.len() - 1;
+        let shape = self.acts[input];
+        let conv = self.conv_widths.len();
+        let &(cin, cout) = widths
+            .get(conv)
+            .ok_or_else(|| NetError::WeightsMismatch(format!("the weights have no convolution for {}", layer.name)))?;
+        if cin != shape.channels {
+            return Err(NetError::WeightsMismatch(format!(
+                "{} takes {cin} channels but receives {}",
+                layer.name, shape.channels
+            )));
+        }
+        self.conv_widths.push((cin, cout));
+        let output = self.push_act(ActShape { channels: cout, ..shape }, 0);
+        self.nodes.push(Node::Conv { conv, input, output, relu: fused_relu.is_some() });
+        self.names.push((layer.name, output));
+        if let Some(relu) = fused_relu {
+            self.names.push((relu.name, output));
+        }
+        Ok(())
+    }
+
+    fn push_relu(&mut self, layer: &'a LayerDef) {
+        let input = self.acts.len() - 1;
+        let output = self.push_act(self.acts[input], 0);
+        self.nodes.push(Node::Relu { input, output });
+        self.names.push((layer.name, output));
+    }
+
+    /// A 2x2 pool of the kind `pooling`; the region masks are average-pooled once per depth.
+    fn push_pool(&mut self, layer: &'a LayerDef, pooling: Pooling, image: ActShape) -> Result<(), NetError> {
+        let input = self.acts.len() - 1;
+        let shape = self.acts[input];
+        if shape.height < 2 || shape.width < 2 {
+            return Err(NetError::BadSize(format!(
+                "image of {}x{} pixels is too small: {} would pool a {}x{} map",
+                image.width, image.height, layer.name, shape.width, shape.height
+            )));
+        }
+        let pooled = ActShape { channels: shape.channels, height: shape.out_height(), width: shape.out_width() };
+        let output = self.push_act(pooled, 1);
+        if self.masks_by_depth.len() == self.depth[input] + 1 {
+            let deepest = self.masks_by_depth.last().expect("the image's masks");
+            let pooled = deepest.iter().map(|m| pool_mask(m, shape.height, shape.width)).collect();
+            self.masks_by_depth.push(pooled);
+        }
+        self.nodes.push(match pooling {
+            Pooling::Max => Node::MaxPool { input, output },
+            Pooling::Avg => Node::AvgPool { input, output },
+        });
+        self.names.push((layer.name, output));
+        Ok(())
+    }
+
+    /// The activation a layer name ends in (the last one of that name).
+    fn act_of(&self, name: &str) -> usize {
+        self.names.iter().rev().find(|(n, _)| *n == name).map(|&(_, a)| a).expect("resolved by wanted_layers")
+    }
+
+    fn content_terms(&self, losses: &LossLayers) -> Vec<LossTerm> {
+        losses
+            .content
+            .iter()
+            .map(|name| {
+                let act = self.act_of(name);
+                LossTerm { layer: name.clone(), act, scale: 1.0 / self.acts[act].len() as f64, weight: 1.0, mask: None }
+            })
+            .collect()
+    }
+
+    /// One term per style layer, or with masks one guided-Gram term per region, scaled by its
+    /// coverage; a region that covers nothing at a layer adds nothing there.
+    fn style_terms(&self, losses: &LossLayers) -> Vec<LossTerm> {
+        let mut style: Vec<LossTerm> = Vec::new();
+        for (name, weight) in &losses.style {
+            let act = self.act_of(name);
+            let s = self.acts[act];
+            let term = LossTerm {
+                layer: name.clone(),
+                act,
+                scale: crate::ops::loss::style_scale(*weight, s.channels, s.height, s.width),
+                weight: *weight,
+                mask: None,
+            };
+            if losses.masks.is_empty() {
+                style.push(term);
+                continue;
+            }
+            for (region, values) in self.masks_by_depth[self.depth[act]].iter().enumerate() {
+                let (coverage, _) = crate::ops::gram::mask_column_weights(values);
+                if coverage > 0.0 {
+                    let mask = Some(TermMask { region, coverage, values: values.clone() });
+                    style.push(LossTerm { scale: coverage * term.scale, mask, ..term.clone() });
+                }
+            }
+        }
+        style
     }
 }
 

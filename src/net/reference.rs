@@ -131,17 +131,7 @@ impl Reference {
             let Some(grad_out) = grads[node.output()].take() else {
                 continue;
             };
-            let grad_in = match *node {
-                Node::Conv { conv, input, output, relu: fused } => {
-                    let masked = if fused { relu::reference::backward(&acts[output], &grad_out) } else { grad_out };
-                    conv::reference::backward_input(self.plan.conv_shape(input, output), &masked, &self.weights[conv].0)
-                }
-                Node::Relu { input, .. } => relu::reference::backward(&acts[input], &grad_out),
-                Node::MaxPool { input, .. } => {
-                    pool::reference::backward(self.plan.pool_shape(input), &acts[input], &grad_out)
-                }
-                Node::AvgPool { input, .. } => pool::reference::avg_backward(self.plan.pool_shape(input), &grad_out),
-            };
+            let grad_in = self.node_backward(node, &acts, grad_out);
             add_grad(&mut grads, node.input(), grad_in);
         }
         if plan.has_tv() {
@@ -150,6 +140,21 @@ impl Reference {
         }
         let image_grad = grads[0].take().unwrap_or_else(|| vec![0.0; image.len()]);
         (Losses::from_slots(plan, &slots), image_grad)
+    }
+
+    /// The gradient with respect to `node`'s input from the one with respect to its output.
+    fn node_backward(&self, node: &Node, acts: &[Vec<f64>], grad_out: Vec<f64>) -> Vec<f64> {
+        match *node {
+            Node::Conv { conv, input, output, relu: fused } => {
+                let masked = if fused { relu::reference::backward(&acts[output], &grad_out) } else { grad_out };
+                conv::reference::backward_input(self.plan.conv_shape(input, output), &masked, &self.weights[conv].0)
+            }
+            Node::Relu { input, .. } => relu::reference::backward(&acts[input], &grad_out),
+            Node::MaxPool { input, .. } => {
+                pool::reference::backward(self.plan.pool_shape(input), &acts[input], &grad_out)
+            }
+            Node::AvgPool { input, .. } => pool::reference::avg_backward(self.plan.pool_shape(input), &grad_out),
+        }
     }
 
     /// The losses alone, without the backward pass (for finite differences).

@@ -1,4 +1,18 @@
-//! VGG-19 `features` up to relu5_1, as torchvision builds it, described as data.
+//! VGG-19 `features` up to relu5_1, as torchvision builds it, described as data, and the host-side
+//! weights of one of its convolutions. Pure data: the weight loaders (`crate::weights`) read it
+//! as well as the network, so it names no other module.
+
+/// One 3x3 convolution's weights on the host, as a weights file holds them and the executor
+/// uploads them: `[out, in, 3, 3]` row-major and `[out]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvLayerWeights {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// Weights `[out, in, 3, 3]`, row-major.
+    pub weight: Vec<f32>,
+    /// Biases `[out]`.
+    pub bias: Vec<f32>,
+}
 
 /// What one entry of `features` does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +76,24 @@ pub const VGG19: [LayerDef; 30] = [
     relu(29, "relu5_1"),
 ];
 
+/// torchvision indices in `features` of the table's convolutions, in order (`features.{i}.weight`).
+pub const VGG19_CONV_INDICES: [usize; VGG19_WIDTHS.len()] = conv_indices();
+
+/// The `Conv` entries of `VGG19`; fails to compile if their number is not `VGG19_WIDTHS.len()`.
+const fn conv_indices() -> [usize; VGG19_WIDTHS.len()] {
+    let mut indices = [0; VGG19_WIDTHS.len()];
+    let (mut layer, mut conv) = (0, 0);
+    while layer < VGG19.len() {
+        if matches!(VGG19[layer].kind, LayerKind::Conv) {
+            indices[conv] = VGG19[layer].index;
+            conv += 1;
+        }
+        layer += 1;
+    }
+    assert!(conv == indices.len(), "VGG19_WIDTHS has one width per convolution of VGG19");
+    indices
+}
+
 /// Output widths of VGG-19's convolutions, in order.
 pub const VGG19_WIDTHS: [usize; 13] = [64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512];
 
@@ -71,3 +103,14 @@ pub const DEFAULT_STYLE_LAYERS: [(&str, f64); 5] =
 
 /// The method's content layer.
 pub const DEFAULT_CONTENT_LAYER: &str = "relu4_2";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_indices_are_torchvisions() {
+        assert_eq!(VGG19_CONV_INDICES, [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28]);
+        assert!(VGG19.iter().all(|l| l.index == VGG19.iter().position(|m| m == l).unwrap()));
+    }
+}

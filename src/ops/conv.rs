@@ -51,11 +51,11 @@ impl ConvShape {
     }
 }
 
-/// A layer's weights on the GPU in torchvision's layout [out, in, 3, 3]; the backward pass reads
+/// A layer's weights uploaded to the GPU, in torchvision's layout [out, in, 3, 3]; the backward reads
 /// the same buffer transposed and flipped, so no second copy is kept. Under mixed precision
 /// (`Context::precision` when uploading) the weights are stored rounded to f16 (nearest even),
 /// the operand every product with them takes; the bias stays f32.
-pub struct ConvWeights {
+pub struct GpuConvWeights {
     pub in_channels: usize,
     pub out_channels: usize,
     pub weight: wgpu::Buffer,
@@ -64,7 +64,7 @@ pub struct ConvWeights {
     pub f16_rounded: bool,
 }
 
-impl ConvWeights {
+impl GpuConvWeights {
     /// Uploads `weight` ([out, in, 3, 3] row-major) and `bias` ([out]).
     pub fn upload(
         ctx: &Context,
@@ -489,7 +489,7 @@ pub fn forward(
     ctx: &Context,
     shape: ConvShape,
     input: &wgpu::Buffer,
-    weights: &ConvWeights,
+    weights: &GpuConvWeights,
     output: &wgpu::Buffer,
     relu: bool,
 ) -> Result<Step, GpuError> {
@@ -513,7 +513,7 @@ pub fn backward_input(
     ctx: &Context,
     shape: ConvShape,
     grad_output: &wgpu::Buffer,
-    weights: &ConvWeights,
+    weights: &GpuConvWeights,
     grad_input: &wgpu::Buffer,
     accumulate: bool,
     relu_mask: Option<&wgpu::Buffer>,

@@ -10,8 +10,11 @@ pub mod normalize;
 pub mod pool;
 pub mod reduce;
 pub mod relu;
+mod shape;
 pub mod tv;
 pub mod vector;
+
+pub use shape::ActShape;
 
 use crate::gpu::{AdapterClass, Context, GpuError, ShaderSource};
 

@@ -4,32 +4,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::ActShape;
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "pool", source: include_str!("../../kernels/pool.wgsl") };
-
-/// Input sizes of a pooling layer; the output is `height / 2` by `width / 2` (floor).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolShape {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl PoolShape {
-    pub fn out_height(&self) -> usize {
-        self.height / 2
-    }
-    pub fn out_width(&self) -> usize {
-        self.width / 2
-    }
-    pub fn input_len(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-    pub fn output_len(&self) -> usize {
-        self.channels * self.out_height() * self.out_width()
-    }
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -43,7 +21,7 @@ struct Params {
     _pad: [u32; 2],
 }
 
-fn params(shape: PoolShape) -> Params {
+fn params(shape: ActShape) -> Params {
     Params {
         groups: 0,
         channels: shape.channels as u32,
@@ -56,7 +34,7 @@ fn params(shape: PoolShape) -> Params {
 }
 
 /// `u32` words of the arg-max codes of a max-pool: 2 bits per output, 16 outputs to a word.
-pub fn codes_words(shape: PoolShape) -> usize {
+pub fn codes_words(shape: ActShape) -> usize {
     shape.output_len().div_ceil(CODES_PER_WORD)
 }
 
@@ -67,7 +45,7 @@ pub const CODES_PER_WORD: usize = 16;
 /// first arg-max, the code the backward reads instead of the input.
 pub fn forward(
     ctx: &Context,
-    shape: PoolShape,
+    shape: ActShape,
     input: &wgpu::Buffer,
     output: &wgpu::Buffer,
     codes: &wgpu::Buffer,
@@ -80,7 +58,7 @@ pub fn forward(
 /// forward's `codes`.
 pub fn backward(
     ctx: &Context,
-    shape: PoolShape,
+    shape: ActShape,
     codes: &wgpu::Buffer,
     grad_output: &wgpu::Buffer,
     grad_input: &wgpu::Buffer,
@@ -99,7 +77,7 @@ pub fn backward(
 /// output = the mean of each 2x2 window of input (PyTorch's `AvgPool2d(2, 2)`).
 pub fn avg_forward(
     ctx: &Context,
-    shape: PoolShape,
+    shape: ActShape,
     input: &wgpu::Buffer,
     output: &wgpu::Buffer,
 ) -> Result<Kernel, GpuError> {
@@ -111,7 +89,7 @@ pub fn avg_forward(
 /// column an odd size drops. The input values are not needed.
 pub fn avg_backward(
     ctx: &Context,
-    shape: PoolShape,
+    shape: ActShape,
     grad_output: &wgpu::Buffer,
     grad_input: &wgpu::Buffer,
 ) -> Result<Kernel, GpuError> {
@@ -120,10 +98,10 @@ pub fn avg_backward(
 }
 
 pub mod reference {
-    use super::PoolShape;
+    use super::ActShape;
 
     /// Average pool: the mean of each 2x2 window.
-    pub fn avg_forward(shape: PoolShape, input: &[f64]) -> Vec<f64> {
+    pub fn avg_forward(shape: ActShape, input: &[f64]) -> Vec<f64> {
         let (oh, ow) = (shape.out_height(), shape.out_width());
         let mut out = Vec::with_capacity(shape.output_len());
         for c in 0..shape.channels {
@@ -140,7 +118,7 @@ pub mod reference {
     }
 
     /// d/d input of `avg_forward` weighted by `grad_output`.
-    pub fn avg_backward(shape: PoolShape, grad_output: &[f64]) -> Vec<f64> {
+    pub fn avg_backward(shape: ActShape, grad_output: &[f64]) -> Vec<f64> {
         let (oh, ow) = (shape.out_height(), shape.out_width());
         let mut grad_input = vec![0.0; shape.input_len()];
         for c in 0..shape.channels {
@@ -157,7 +135,7 @@ pub mod reference {
     }
 
     /// (output, arg-max input index per output), first maximum in row-major window order.
-    fn pool(shape: PoolShape, input: &[f64]) -> (Vec<f64>, Vec<usize>) {
+    fn pool(shape: ActShape, input: &[f64]) -> (Vec<f64>, Vec<usize>) {
         let (oh, ow) = (shape.out_height(), shape.out_width());
         let mut out = Vec::with_capacity(shape.output_len());
         let mut argmax = Vec::with_capacity(shape.output_len());
@@ -179,11 +157,11 @@ pub mod reference {
         (out, argmax)
     }
 
-    pub fn forward(shape: PoolShape, input: &[f64]) -> Vec<f64> {
+    pub fn forward(shape: ActShape, input: &[f64]) -> Vec<f64> {
         pool(shape, input).0
     }
 
-    pub fn backward(shape: PoolShape, input: &[f64], grad_output: &[f64]) -> Vec<f64> {
+    pub fn backward(shape: ActShape, input: &[f64], grad_output: &[f64]) -> Vec<f64> {
         let mut grad_input = vec![0.0; shape.input_len()];
         for (o, index) in pool(shape, input).1.into_iter().enumerate() {
             grad_input[index] += grad_output[o];
@@ -195,7 +173,7 @@ pub mod reference {
     /// window of the first value no later value exceeds (`>`: ties keep the first; a NaN first
     /// value keeps position 0, later NaNs are never taken), 16 codes to a word, least significant
     /// bits first, 0 past the last output.
-    pub fn argmax_codes(shape: PoolShape, input: &[f64]) -> Vec<u32> {
+    pub fn argmax_codes(shape: ActShape, input: &[f64]) -> Vec<u32> {
         let (oh, ow) = (shape.out_height(), shape.out_width());
         let mut words = vec![0u32; super::codes_words(shape)];
         for c in 0..shape.channels {
@@ -217,7 +195,7 @@ pub mod reference {
     }
 
     /// `backward` from `argmax_codes`: each output's gradient goes to the input its code names.
-    pub fn backward_from_codes(shape: PoolShape, codes: &[u32], grad_output: &[f64]) -> Vec<f64> {
+    pub fn backward_from_codes(shape: ActShape, codes: &[u32], grad_output: &[f64]) -> Vec<f64> {
         let (oh, ow) = (shape.out_height(), shape.out_width());
         let mut grad_input = vec![0.0; shape.input_len()];
         for c in 0..shape.channels {

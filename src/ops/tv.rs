@@ -14,36 +14,13 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::reduce;
+use super::{ActShape, reduce};
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
 /// The compiled `kernels/tv.wgsl`.
 pub const SHADER: ShaderSource = ShaderSource { name: "tv", source: include_str!("../../kernels/tv.wgsl") };
 
 const FLAG_ACCUMULATE: u32 = 4;
-
-/// Sizes of the CHW image the regularizer acts on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TvShape {
-    /// Channels (3 for an RGB image).
-    pub channels: usize,
-    /// Rows.
-    pub height: usize,
-    /// Columns.
-    pub width: usize,
-}
-
-impl TvShape {
-    /// Values in the image.
-    pub fn len(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-
-    /// True when the image has no values.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -58,7 +35,7 @@ struct Params {
     _pad: u32,
 }
 
-fn params(shape: TvShape, dst_offset: usize, flags: u32, scale: f32) -> Params {
+fn params(shape: ActShape, dst_offset: usize, flags: u32, scale: f32) -> Params {
     Params {
         groups: 0,
         channels: shape.channels as u32,
@@ -75,7 +52,7 @@ fn params(shape: TvShape, dst_offset: usize, flags: u32, scale: f32) -> Params {
 pub fn forward(
     ctx: &Context,
     step: &mut Step,
-    shape: TvShape,
+    shape: ActShape,
     image: &wgpu::Buffer,
     losses: &wgpu::Buffer,
     slot: usize,
@@ -99,7 +76,7 @@ pub fn forward(
 /// grad (=, or += when `accumulate`) the gradient of `scale * TV(image)` with respect to the image.
 pub fn backward(
     ctx: &Context,
-    shape: TvShape,
+    shape: ActShape,
     image: &wgpu::Buffer,
     grad: &wgpu::Buffer,
     scale: f64,
@@ -112,10 +89,10 @@ pub fn backward(
 
 /// f64 references of the regularizer.
 pub mod reference {
-    use super::TvShape;
+    use super::ActShape;
 
     /// `scale * TV(image)`, the module's definition.
-    pub fn forward(shape: TvShape, image: &[f64], scale: f64) -> f64 {
+    pub fn forward(shape: ActShape, image: &[f64], scale: f64) -> f64 {
         let (h, w) = (shape.height, shape.width);
         let mut sum = 0.0;
         for c in 0..shape.channels {
@@ -132,7 +109,7 @@ pub mod reference {
     }
 
     /// d/d image of `forward`, scattered term by term.
-    pub fn backward(shape: TvShape, image: &[f64], scale: f64) -> Vec<f64> {
+    pub fn backward(shape: ActShape, image: &[f64], scale: f64) -> Vec<f64> {
         let (h, w) = (shape.height, shape.width);
         let mut grad = vec![0.0; shape.len()];
         for c in 0..shape.channels {

@@ -141,24 +141,12 @@ pub fn load_network_weights(
             let entry = weights::default_entry();
             let dest = weights::default_weights_path(&entry)?;
             let path = weights::ensure_weights(&entry, &dest, on_fetch)?;
-            Ok(to_layers(weights::load_vgg19(&path)?))
+            Ok(weights::load_vgg19(&path)?.convs)
         }
     }
 }
 
 fn load_file_weights(arg: &str, on_fetch: &mut dyn FnMut(weights::FetchEvent)) -> Result<Vec<ConvLayerWeights>, Error> {
     let path = weights::resolve_weights_arg(arg, on_fetch)?;
-    Ok(to_layers(weights::load_vgg19(&path)?))
-}
-
-fn to_layers(vgg: weights::VggWeights) -> Vec<ConvLayerWeights> {
-    vgg.convs
-        .into_iter()
-        .map(|c| ConvLayerWeights {
-            in_channels: c.in_channels,
-            out_channels: c.out_channels,
-            weight: c.weight,
-            bias: c.bias,
-        })
-        .collect()
+    Ok(weights::load_vgg19(&path)?.convs)
 }

@@ -279,52 +279,7 @@ impl Job<'_> {
 
     fn run(&self, on_event: &mut dyn FnMut(FetchEvent)) -> Result<(), WeightsError> {
         let mut part = Partial::open(self.part_path, self.expected_size).map_err(|e| self.fail(e))?;
-        let agent = http_agent(self.options);
-        let mut started = false;
-        let mut responded = false;
-        let mut failures = 0u32;
-        let mut first_reason: Option<String> = None;
-        let complete = loop {
-            if self.expected_size.is_some_and(|size| part.len == size) {
-                break Ok(());
-            }
-            let before = part.len;
-            let outcome = self.try_once(&agent, &mut part, &mut started, &mut responded, on_event);
-            match outcome {
-                Ok(()) => break Ok(()),
-                Err(TryError::Fatal(detail)) => {
-                    part.remove();
-                    return Err(self.fail(detail));
-                }
-                Err(TryError::Unreachable(detail)) if !responded => {
-                    break Err(WeightsError::Unreachable {
-                        url: self.url.to_string(),
-                        dest: self.dest.to_path_buf(),
-                        detail: self.kept(&part, detail),
-                    });
-                }
-                Err(TryError::Unreachable(reason) | TryError::Transient(reason)) => {
-                    failures = if part.len > before { 1 } else { failures + 1 };
-                    let first = first_reason.get_or_insert_with(|| reason.clone());
-                    if failures >= self.options.attempts {
-                        let tries = self.options.attempts;
-                        let first =
-                            if *first == reason { String::new() } else { format!("; the first failure: {first}") };
-                        let detail = format!("{reason} ({tries} tries without progress{first})");
-                        break Err(self.fail(self.kept(&part, detail)));
-                    }
-                    let delay = self.options.first_backoff.saturating_mul(1 << (failures - 1).min(16));
-                    on_event(FetchEvent::Retrying {
-                        attempt: failures + 1,
-                        attempts: self.options.attempts,
-                        delay,
-                        reason,
-                    });
-                    std::thread::sleep(delay);
-                }
-            }
-        };
-        if let Err(e) = complete {
+        if let Err(e) = self.receive(&mut part, on_event) {
             if part.len == 0 {
                 part.remove();
             }
@@ -337,6 +292,63 @@ impl Job<'_> {
             return Err(self.fail(detail));
         }
         part.finish(self.dest).map_err(|e| self.fail(e))
+    }
+
+    /// Requests until every byte is in the partial file, retrying transient failures with
+    /// backoff. A fatal failure has removed the partial file when this returns.
+    fn receive(&self, part: &mut Partial, on_event: &mut dyn FnMut(FetchEvent)) -> Result<(), WeightsError> {
+        let agent = http_agent(self.options);
+        let mut started = false;
+        let mut responded = false;
+        let mut failures = 0u32;
+        let mut first_reason: Option<String> = None;
+        loop {
+            if self.expected_size.is_some_and(|size| part.len == size) {
+                return Ok(());
+            }
+            let before = part.len;
+            match self.try_once(&agent, part, &mut started, &mut responded, on_event) {
+                Ok(()) => return Ok(()),
+                Err(TryError::Fatal(detail)) => {
+                    part.remove();
+                    return Err(self.fail(detail));
+                }
+                Err(TryError::Unreachable(detail)) if !responded => {
+                    return Err(WeightsError::Unreachable {
+                        url: self.url.to_string(),
+                        dest: self.dest.to_path_buf(),
+                        detail: self.kept(part, detail),
+                    });
+                }
+                Err(TryError::Unreachable(reason) | TryError::Transient(reason)) => {
+                    failures = if part.len > before { 1 } else { failures + 1 };
+                    let first = first_reason.get_or_insert_with(|| reason.clone());
+                    self.back_off_or_give_up(part, failures, first, reason, on_event)?;
+                }
+            }
+        }
+    }
+
+    /// After `failures` tries in a row without progress: gives up at `DownloadOptions::attempts`
+    /// (naming `first`, the first failure's reason, when it differs), otherwise waits the backoff.
+    fn back_off_or_give_up(
+        &self,
+        part: &Partial,
+        failures: u32,
+        first: &str,
+        reason: String,
+        on_event: &mut dyn FnMut(FetchEvent),
+    ) -> Result<(), WeightsError> {
+        if failures >= self.options.attempts {
+            let tries = self.options.attempts;
+            let first = if first == reason { String::new() } else { format!("; the first failure: {first}") };
+            let detail = format!("{reason} ({tries} tries without progress{first})");
+            return Err(self.fail(self.kept(part, detail)));
+        }
+        let delay = self.options.first_backoff.saturating_mul(1 << (failures - 1).min(16));
+        on_event(FetchEvent::Retrying { attempt: failures + 1, attempts: self.options.attempts, delay, reason });
+        std::thread::sleep(delay);
+        Ok(())
     }
 
     /// The detail of a failure, saying where the bytes received so far wait.
@@ -367,40 +379,7 @@ impl Job<'_> {
         }
         let mut response = request.call().map_err(classify)?;
         *responded = true;
-        let status = response.status().as_u16();
-        let content_length = response.body().content_length();
-        let total = match status {
-            200 => {
-                if part.len > 0 {
-                    on_event(FetchEvent::Restarted { reason: "the server ignored the Range request".into() });
-                    part.restart().map_err(TryError::Fatal)?;
-                }
-                content_length
-            }
-            206 => {
-                let range = response.headers().get("content-range").and_then(|v| v.to_str().ok());
-                match range.and_then(parse_content_range) {
-                    Some((first, total)) if first == part.len => {
-                        on_event(FetchEvent::Resumed { from: part.len, total: self.expected_size.or(total) });
-                        total.or(content_length.map(|n| n + part.len))
-                    }
-                    _ => {
-                        on_event(FetchEvent::Restarted {
-                            reason: format!("the server sent another range ({})", range.unwrap_or("none")),
-                        });
-                        part.restart().map_err(TryError::Fatal)?;
-                        return Err(TryError::Transient("unexpected Content-Range".into()));
-                    }
-                }
-            }
-            416 => {
-                on_event(FetchEvent::Restarted { reason: "the server refused the Range request (HTTP 416)".into() });
-                part.restart().map_err(TryError::Fatal)?;
-                return Err(TryError::Transient("HTTP status 416".into()));
-            }
-            408 | 429 | 500..=599 => return Err(TryError::Transient(format!("HTTP status {status}"))),
-            other => return Err(TryError::Fatal(format!("HTTP status {other}"))),
-        };
+        let total = self.announced_total(&response, part, on_event)?;
         if let (Some(expected), Some(announced)) = (self.expected_size, total)
             && expected != announced
         {
@@ -418,6 +397,50 @@ impl Job<'_> {
                 Err(TryError::Transient(format!("connection closed after {} of {total} bytes", part.len)))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// The body's total size from a response's status and headers (None: not announced). A
+    /// server that ignores or refuses the range, or sends another, restarts the partial file.
+    fn announced_total(
+        &self,
+        response: &ureq::http::Response<ureq::Body>,
+        part: &mut Partial,
+        on_event: &mut dyn FnMut(FetchEvent),
+    ) -> Result<Option<u64>, TryError> {
+        let status = response.status().as_u16();
+        let content_length = response.body().content_length();
+        match status {
+            200 => {
+                if part.len > 0 {
+                    on_event(FetchEvent::Restarted { reason: "the server ignored the Range request".into() });
+                    part.restart().map_err(TryError::Fatal)?;
+                }
+                Ok(content_length)
+            }
+            206 => {
+                let range = response.headers().get("content-range").and_then(|v| v.to_str().ok());
+                match range.and_then(parse_content_range) {
+                    Some((first, total)) if first == part.len => {
+                        on_event(FetchEvent::Resumed { from: part.len, total: self.expected_size.or(total) });
+                        Ok(total.or(content_length.map(|n| n + part.len)))
+                    }
+                    _ => {
+                        on_event(FetchEvent::Restarted {
+                            reason: format!("the server sent another range ({})", range.unwrap_or("none")),
+                        });
+                        part.restart().map_err(TryError::Fatal)?;
+                        Err(TryError::Transient("unexpected Content-Range".into()))
+                    }
+                }
+            }
+            416 => {
+                on_event(FetchEvent::Restarted { reason: "the server refused the Range request (HTTP 416)".into() });
+                part.restart().map_err(TryError::Fatal)?;
+                Err(TryError::Transient("HTTP status 416".into()))
+            }
+            408 | 429 | 500..=599 => Err(TryError::Transient(format!("HTTP status {status}"))),
+            other => Err(TryError::Fatal(format!("HTTP status {other}"))),
         }
     }
 

@@ -25,7 +25,7 @@ pub use fetch::{
     resolve_weights_arg,
 };
 pub use manifest::{ManifestEntry, default_entry, manifest};
-pub use vgg::{ConvWeights, VGG19_CONV_INDICES, VggWeights, load_vgg19, load_vgg19_from_bytes};
+pub use vgg::{ConvLayerWeights, VGG19_CONV_INDICES, VggWeights, load_vgg19, load_vgg19_from_bytes};
 
 /// One tensor read from a weights file: shape and row-major f32 data.
 #[derive(Clone, Debug, PartialEq)]

@@ -353,7 +353,14 @@ pub(crate) fn unpickle<R: Read>(input: &mut PickleInput<R>) -> Result<Value, Pro
     }
 }
 
+/// Runs one opcode on the machine.
 fn step<R: Read>(m: &mut Machine, input: &mut PickleInput<R>, op: u8) -> Result<(), Problem> {
+    if let Some(value) = read_literal(input, op)? {
+        return m.push(value);
+    }
+    if container_op(m, op)? {
+        return Ok(());
+    }
     match op {
         0x80 => {
             input.byte()?;
@@ -365,100 +372,11 @@ fn step<R: Read>(m: &mut Machine, input: &mut PickleInput<R>, op: u8) -> Result<
                 return Err(Problem::Truncated(format!("pickle frame of {len} bytes, {} remain", input.remaining)));
             }
         }
-        b'}' => m.push(Value::Dict(Rc::new(Map { depth: 1, items: Vec::new() })))?,
-        b']' => m.push(Value::List(new_seq(Vec::new())?))?,
-        b')' => m.push(Value::Tuple(new_seq(Vec::new())?))?,
-        b'(' => {
-            if m.marks.len() >= MAX_STACK {
-                return Err(malformed("too many pickle MARKs"));
-            }
-            m.marks.push(m.stack.len());
-        }
-        b't' => {
-            let items = m.pop_mark()?;
-            m.push(Value::Tuple(new_seq(items)?))?;
-        }
-        0x85..=0x87 => {
-            let n = usize::from(op - 0x84);
-            let mut items = Vec::with_capacity(n);
-            for _ in 0..n {
-                items.push(m.pop()?);
-            }
-            items.reverse();
-            m.push(Value::Tuple(new_seq(items)?))?;
-        }
         b'q' => m.put(usize::from(input.byte()?))?,
         b'r' => m.put(input.u32_len()? as usize)?,
         0x94 => m.put(m.memo.len())?,
         b'h' => m.get(usize::from(input.byte()?))?,
         b'j' => m.get(input.u32_len()? as usize)?,
-        b'J' => m.push(Value::Int(i64::from(i32::from_le_bytes(input.array()?))))?,
-        b'K' => m.push(Value::Int(i64::from(input.byte()?)))?,
-        b'M' => m.push(Value::Int(i64::from(u16::from_le_bytes(input.array()?))))?,
-        0x8a => {
-            let n = u64::from(input.byte()?);
-            let bytes = input.take_bytes(n)?;
-            m.push(long_value(bytes))?;
-        }
-        0x8b => {
-            let n = input.u32_len()?;
-            let bytes = input.take_bytes(n)?;
-            m.push(long_value(bytes))?;
-        }
-        b'X' => {
-            let n = input.u32_len()?;
-            m.push(unicode(input.take_bytes(n)?)?)?;
-        }
-        0x8c => {
-            let n = u64::from(input.byte()?);
-            m.push(unicode(input.take_bytes(n)?)?)?;
-        }
-        0x8d => {
-            let n = u64::from_le_bytes(input.array()?);
-            m.push(unicode(input.take_bytes(n)?)?)?;
-        }
-        b'T' => {
-            let n = u64::try_from(i32::from_le_bytes(input.array()?))
-                .map_err(|_| malformed("negative BINSTRING length"))?;
-            m.push(latin1(input.take_bytes(n)?))?;
-        }
-        b'U' => {
-            let n = u64::from(input.byte()?);
-            m.push(latin1(input.take_bytes(n)?))?;
-        }
-        b'B' => {
-            let n = input.u32_len()?;
-            m.push(Value::Bytes(input.take_bytes(n)?.into()))?;
-        }
-        b'C' => {
-            let n = u64::from(input.byte()?);
-            m.push(Value::Bytes(input.take_bytes(n)?.into()))?;
-        }
-        0x8e => {
-            let n = u64::from_le_bytes(input.array()?);
-            m.push(Value::Bytes(input.take_bytes(n)?.into()))?;
-        }
-        0x88 => m.push(Value::Bool(true))?,
-        0x89 => m.push(Value::Bool(false))?,
-        b'N' => m.push(Value::None)?,
-        b'G' => m.push(Value::Float(f64::from_be_bytes(input.array()?)))?,
-        b's' => {
-            let v = m.pop()?;
-            let k = m.pop()?;
-            m.set_items_on_top(vec![k, v])?;
-        }
-        b'u' => {
-            let flat = m.pop_mark()?;
-            m.set_items_on_top(flat)?;
-        }
-        b'a' => {
-            let v = m.pop()?;
-            m.extend_top_list(vec![v])?;
-        }
-        b'e' => {
-            let items = m.pop_mark()?;
-            m.extend_top_list(items)?;
-        }
         b'c' => {
             let module = input.line()?;
             let name = input.line()?;
@@ -500,6 +418,110 @@ fn step<R: Read>(m: &mut Machine, input: &mut PickleInput<R>, op: u8) -> Result<
         }
     }
     Ok(())
+}
+
+/// The value a literal opcode (an int, a string, bytes, a bool, None, a float) reads from the
+/// input; None for every other opcode, which reads nothing here.
+fn read_literal<R: Read>(input: &mut PickleInput<R>, op: u8) -> Result<Option<Value>, Problem> {
+    Ok(Some(match op {
+        b'J' => Value::Int(i64::from(i32::from_le_bytes(input.array()?))),
+        b'K' => Value::Int(i64::from(input.byte()?)),
+        b'M' => Value::Int(i64::from(u16::from_le_bytes(input.array()?))),
+        0x8a => {
+            let n = u64::from(input.byte()?);
+            long_value(input.take_bytes(n)?)
+        }
+        0x8b => {
+            let n = input.u32_len()?;
+            long_value(input.take_bytes(n)?)
+        }
+        b'X' => {
+            let n = input.u32_len()?;
+            unicode(input.take_bytes(n)?)?
+        }
+        0x8c => {
+            let n = u64::from(input.byte()?);
+            unicode(input.take_bytes(n)?)?
+        }
+        0x8d => {
+            let n = u64::from_le_bytes(input.array()?);
+            unicode(input.take_bytes(n)?)?
+        }
+        b'T' => {
+            let n = u64::try_from(i32::from_le_bytes(input.array()?))
+                .map_err(|_| malformed("negative BINSTRING length"))?;
+            latin1(input.take_bytes(n)?)
+        }
+        b'U' => {
+            let n = u64::from(input.byte()?);
+            latin1(input.take_bytes(n)?)
+        }
+        b'B' => {
+            let n = input.u32_len()?;
+            Value::Bytes(input.take_bytes(n)?.into())
+        }
+        b'C' => {
+            let n = u64::from(input.byte()?);
+            Value::Bytes(input.take_bytes(n)?.into())
+        }
+        0x8e => {
+            let n = u64::from_le_bytes(input.array()?);
+            Value::Bytes(input.take_bytes(n)?.into())
+        }
+        0x88 => Value::Bool(true),
+        0x89 => Value::Bool(false),
+        b'N' => Value::None,
+        b'G' => Value::Float(f64::from_be_bytes(input.array()?)),
+        _ => return Ok(None),
+    }))
+}
+
+/// Runs `op` if it makes, fills or delimits a container (dict, list, tuple, MARK) from the stack;
+/// false for every other opcode. None of these read the input.
+fn container_op(m: &mut Machine, op: u8) -> Result<bool, Problem> {
+    match op {
+        b'}' => m.push(Value::Dict(Rc::new(Map { depth: 1, items: Vec::new() })))?,
+        b']' => m.push(Value::List(new_seq(Vec::new())?))?,
+        b')' => m.push(Value::Tuple(new_seq(Vec::new())?))?,
+        b'(' => {
+            if m.marks.len() >= MAX_STACK {
+                return Err(malformed("too many pickle MARKs"));
+            }
+            m.marks.push(m.stack.len());
+        }
+        b't' => {
+            let items = m.pop_mark()?;
+            m.push(Value::Tuple(new_seq(items)?))?;
+        }
+        0x85..=0x87 => {
+            let n = usize::from(op - 0x84);
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                items.push(m.pop()?);
+            }
+            items.reverse();
+            m.push(Value::Tuple(new_seq(items)?))?;
+        }
+        b's' => {
+            let v = m.pop()?;
+            let k = m.pop()?;
+            m.set_items_on_top(vec![k, v])?;
+        }
+        b'u' => {
+            let flat = m.pop_mark()?;
+            m.set_items_on_top(flat)?;
+        }
+        b'a' => {
+            let v = m.pop()?;
+            m.extend_top_list(vec![v])?;
+        }
+        b'e' => {
+            let items = m.pop_mark()?;
+            m.extend_top_list(items)?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn long_value(bytes: Vec<u8>) -> Value {

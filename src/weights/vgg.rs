@@ -1,33 +1,17 @@
-//! VGG-19's convolutions up to `conv5_1`, picked from a torchvision state dict and checked.
+//! VGG-19's convolutions up to `conv5_1`, picked from a torchvision state dict and checked. The
+//! layer table's conv indices and the weights type are `net::vgg`'s (pure data, no GPU).
 
 use std::path::Path;
 
 use super::error::{Problem, WeightsError};
 use super::{Tensor, read_tensors, read_tensors_from_bytes};
-
-/// torchvision VGG-19 conv layer indices up to conv5_1.
-pub const VGG19_CONV_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28];
-
-/// One 3×3 convolution's weights.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConvWeights {
-    /// torchvision key prefix, e.g. `features.0`.
-    pub key_prefix: String,
-    /// Output channels.
-    pub out_channels: usize,
-    /// Input channels.
-    pub in_channels: usize,
-    /// Weights `[out, in, 3, 3]`, row-major.
-    pub weight: Vec<f32>,
-    /// Biases `[out]`.
-    pub bias: Vec<f32>,
-}
+pub use crate::net::vgg::{ConvLayerWeights, VGG19_CONV_INDICES};
 
 /// The 13 convolutions of VGG-19 up to `conv5_1`, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VggWeights {
     /// One entry per index of [`VGG19_CONV_INDICES`].
-    pub convs: Vec<ConvWeights>,
+    pub convs: Vec<ConvLayerWeights>,
 }
 
 /// Loads `features.{i}.weight` / `.bias` for the 13 convolutions and checks them: every key
@@ -56,7 +40,7 @@ fn vgg19_from_tensors(tensors: &mut std::collections::HashMap<String, Tensor>) -
         let prefix = format!("features.{index}");
         let weight = take(tensors, &format!("{prefix}.weight"))?;
         let bias = take(tensors, &format!("{prefix}.bias"))?;
-        let conv = check_conv(prefix, weight, bias, in_channels)?;
+        let conv = check_conv(&prefix, weight, bias, in_channels)?;
         in_channels = conv.out_channels;
         convs.push(conv);
     }
@@ -67,7 +51,7 @@ fn take(tensors: &mut std::collections::HashMap<String, Tensor>, key: &str) -> R
     tensors.remove(key).ok_or_else(|| Problem::MissingKey(key.to_string()))
 }
 
-fn check_conv(prefix: String, weight: Tensor, bias: Tensor, in_channels: usize) -> Result<ConvWeights, Problem> {
+fn check_conv(prefix: &str, weight: Tensor, bias: Tensor, in_channels: usize) -> Result<ConvLayerWeights, Problem> {
     let weight_key = format!("{prefix}.weight");
     let bias_key = format!("{prefix}.bias");
     let out_channels = match weight.shape.as_slice() {
@@ -85,7 +69,7 @@ fn check_conv(prefix: String, weight: Tensor, bias: Tensor, in_channels: usize) 
     }
     check_finite(&weight.data, &weight_key)?;
     check_finite(&bias.data, &bias_key)?;
-    Ok(ConvWeights { key_prefix: prefix, out_channels, in_channels, weight: weight.data, bias: bias.data })
+    Ok(ConvLayerWeights { out_channels, in_channels, weight: weight.data, bias: bias.data })
 }
 
 fn check_finite(values: &[f32], key: &str) -> Result<(), Problem> {
