@@ -30,6 +30,8 @@ pub fn style_scale(layer_weight: f64, channels: usize, height: usize, width: usi
 
 /// Appends the kernels that write `losses[slot] = scale * sum((lhs - rhs)^2)` over `len` values.
 /// With scale = 1/len this is the content loss; with `style_scale` a style term.
+// Each argument is a buffer the kernels bind or a value of their uniforms, as in every launcher.
+#[allow(clippy::too_many_arguments)]
 pub fn sq_diff_forward(
     ctx: &Context,
     step: &mut Step,
