@@ -57,7 +57,7 @@ pub fn denormalize_clamp(
 }
 
 /// clamp(x * std + mean, 0, 1) per channel on the host, in f64: for a CHW image the host holds
-/// (the bias-corrected iterate average, `optim::average`).
+/// (e.g. a bias-corrected average of the iterates).
 pub fn denormalize_clamp_host(image: &[f64]) -> Vec<f64> {
     let plane = image.len() / 3;
     image
