@@ -335,3 +335,34 @@ pub fn normalized_blend(blend: &[f64], styles: usize) -> Result<Vec<f64>, Invali
     }
     Ok(blend.iter().map(|w| w / sum).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_errors_name_the_field_and_render_as_the_caller_names_it() {
+        let bad_lr = Options { learning_rate: -1.0, ..Options::default() };
+        let err = bad_lr.validate().unwrap_err();
+        assert_eq!(err.option, "learning_rate");
+        assert_eq!(err.to_string(), "invalid option: learning_rate must be a positive number, not -1");
+        let flag = |name: &str| format!("--{}", name.replace('_', "-"));
+        assert_eq!(err.render(flag), "--learning-rate must be a positive number, not -1");
+        let both = Options { masks: vec!["m.png".into()], style_blend_weights: vec![1.0], ..Options::default() };
+        let err = both.validate().unwrap_err();
+        assert_eq!(err.option, "masks");
+        assert!(err.render(flag).starts_with("--masks and --style-blend-weights exclude each other"), "{err}");
+        assert!(err.to_string().starts_with("invalid option: masks and style_blend_weights exclude"), "{err}");
+        // A brace without its pair is left as it is.
+        assert_eq!(InvalidOption::new("size", "{size} and {").render(flag), "--size and {");
+    }
+
+    #[test]
+    fn the_rules_accept_their_domain_only() {
+        assert_eq!(rules::positive(0.5), Ok(0.5));
+        assert!(rules::positive(0.0).is_err() && rules::positive(f64::NAN).is_err());
+        assert!(rules::non_negative(0.0).is_ok() && rules::non_negative(f64::INFINITY).is_err());
+        assert!(rules::decay(0.0).is_ok() && rules::decay(1.0).is_err() && rules::decay(-0.1).is_err());
+        assert!(Options::default().validate().is_ok());
+    }
+}
