@@ -64,6 +64,53 @@ fn library_entry_point_returns_content_style_and_target() {
     assert_ne!(outcome.target, outcome.content, "two Adam steps should change the image");
 }
 
+/// The library's `Job` is the CLI's pipeline: with the same options and outputs it writes the
+/// same bytes (result, loss log, side by side), and bad output paths fail in `Job::new`.
+#[test]
+fn library_job_writes_what_the_cli_writes() {
+    if gpu_or_skip("library_job_writes_what_the_cli_writes").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = |who: &str| ["out.png", "losses.csv", "sbs.png"].map(|f| dir.path().join(format!("{who}-{f}")));
+    let [out, log, sbs] = files("lib");
+    let options =
+        stylize::Options { size: 24, iterations: 3, weights: Some("random:7".into()), ..stylize::Options::default() };
+    let outputs = stylize::Outputs {
+        output: Some(out.clone()),
+        loss_log: Some(log.clone()),
+        side_by_side: Some(sbs.clone()),
+        save_every: Some(2),
+        ..stylize::Outputs::default()
+    };
+    let (content, style) = (example("astronaut.png"), example("rocket.jpg"));
+    let job = stylize::Job::new(&content, &[&style], options, outputs.clone(), &mut stylize::Silent).unwrap();
+    let finished = job.run(&mut stylize::Silent).unwrap();
+    assert_eq!((finished.steps, finished.stopped), (3, false));
+    let [cli_out, cli_log, cli_sbs] = files("cli");
+    let status = stylize()
+        .args(["--content".as_ref(), content.as_os_str(), "--style".as_ref(), style.as_os_str()])
+        .args(["--size", "24", "--iterations", "3", "--weights", "random:7", "--save-every", "2"])
+        .arg("--output")
+        .arg(&cli_out)
+        .arg("--loss-log")
+        .arg(&cli_log)
+        .arg("--side-by-side")
+        .arg(&cli_sbs)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    for (lib, cli) in [(&out, &cli_out), (&log, &cli_log), (&sbs, &cli_sbs)] {
+        assert_eq!(std::fs::read(lib).unwrap(), std::fs::read(cli).unwrap(), "{} differs", lib.display());
+    }
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 4, "a header and 3 steps");
+    let nowhere = stylize::Outputs { loss_log: Some(dir.path().join("no/such/log.csv")), ..outputs };
+    let err = stylize::Job::new(&content, &[&style], stylize::Options::default(), nowhere, &mut stylize::Silent)
+        .err()
+        .expect("a missing folder is refused before any work");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
 /// Serves `body` to at most `requests` GET requests on 127.0.0.1, then stops.
 fn serve(body: Vec<u8>, requests: usize) -> (String, std::thread::JoinHandle<usize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
