@@ -66,9 +66,7 @@ pub fn reaches(plan: &Plan) -> Vec<Reach> {
         reach[node.output()] = match node {
             Node::Conv { .. } => Reach { radius: input.radius + input.downsampling, ..input },
             Node::Relu { .. } => input,
-            Node::MaxPool { .. } | Node::AvgPool { .. } => {
-                Reach { downsampling: 2 * input.downsampling, ..input }
-            }
+            Node::MaxPool { .. } | Node::AvgPool { .. } => Reach { downsampling: 2 * input.downsampling, ..input },
         };
     }
     reach
@@ -221,9 +219,7 @@ impl Tiling {
 
 fn check_side(side: usize) -> Result<(), NetError> {
     if side == 0 || !side.is_multiple_of(TILE_GRID) {
-        return Err(NetError::BadSize(format!(
-            "a tile side of {side} px is not a positive multiple of {TILE_GRID}"
-        )));
+        return Err(NetError::BadSize(format!("a tile side of {side} px is not a positive multiple of {TILE_GRID}")));
     }
     Ok(())
 }
