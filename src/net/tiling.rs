@@ -362,8 +362,14 @@ pub fn largest_fitting_side(plan: &Plan, budget: Budget) -> Result<usize, NetErr
         if fits(mid) { lo = mid } else { hi = mid - 1 }
     }
     if lo == 0 {
+        let state = TILED_IMAGE_STATE * image.len() as u64 * 4;
+        let why = if state > budget.memory {
+            format!(": its image-sized state alone takes {} MiB", state.div_ceil(1 << 20))
+        } else {
+            String::new()
+        };
         return Err(NetError::BadSize(format!(
-            "a {}x{} image does not fit {} MiB (bindings of {} MiB) even in tiles of {TILE_GRID} px",
+            "a {}x{} image does not fit {} MiB (bindings of {} MiB) even in tiles of {TILE_GRID} px{why}",
             image.width,
             image.height,
             budget.memory >> 20,
