@@ -291,10 +291,10 @@ enum Command {
         /// the largest tile that fits the budget and the binding limit.
         #[arg(long, value_name = "T", value_parser = tile_side)]
         tile: Option<usize>,
-        /// GPU memory to fit in, GiB.
+        /// GPU memory to fit in, GiB (the network's buffers and the image-sized state).
         #[arg(long, value_name = "GIB", default_value_t = stylize::net::tiling::DEFAULT_MEMORY_BUDGET as f64 / stylize::net::tiling::GIB as f64, value_parser = positive_f64)]
         memory_budget: f64,
-        /// Bytes one buffer binding may hold (default: wgpu's 2 GiB cap on Vulkan, DX12, Metal).
+        /// Bytes one buffer binding may hold (the default is wgpu's cap on Vulkan, DX12 and Metal).
         #[arg(long, value_name = "BYTES", default_value_t = stylize::net::tiling::DEFAULT_BINDING_LIMIT, value_parser = clap::value_parser!(u64).range(1..))]
         binding_limit: u64,
         /// Print one JSON object instead.
