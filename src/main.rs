@@ -284,8 +284,8 @@ enum Command {
     /// the tile side (or untiled), tiles, halo, FLOPs per step and the tiling overhead. These are
     /// the schedule's figures: runs themselves are still untiled (the GPU tiled executor is to come).
     Plan {
-        /// Image side in pixels (the image is N x N).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=65536))]
+        /// Image side in pixels (the image is N x N), up to the 16384 a run allows.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=16384))]
         size: u32,
         /// Tile side in pixels, a multiple of 16. Default: untiled when everything fits, else
         /// the largest tile that fits the budget and the binding limit.

@@ -109,9 +109,6 @@ impl Span {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    pub fn contains(&self, q: usize) -> bool {
-        (self.start..self.end).contains(&q)
-    }
 }
 
 /// One tile: the image pixels it owns and its window (the tile grown by the halo, clipped to the
