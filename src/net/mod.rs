@@ -6,6 +6,7 @@ mod executor;
 mod plan;
 pub mod reference;
 pub mod style_grams;
+pub mod tiling;
 mod training;
 pub mod vgg;
 

@@ -142,6 +142,24 @@ impl Reference {
         (Losses::from_slots(plan, &slots), image_grad)
     }
 
+    /// The gradient with respect to the image from given gradients with respect to activations
+    /// (None: zero), back through the network whose forward gave `acts` (`forward`). With the
+    /// losses' gradients this is `loss_and_grad`'s backward; the tiled schedule injects its own.
+    pub fn backward_from(&self, acts: &[Vec<f64>], mut grads: Vec<Option<Vec<f64>>>) -> Vec<f64> {
+        assert_eq!(grads.len(), acts.len(), "one gradient (or None) per activation");
+        for node in self.plan.nodes.iter().rev() {
+            let Some(grad_out) = grads[node.output()].take() else {
+                continue;
+            };
+            let grad_in = self.node_backward(node, acts, grad_out);
+            match &mut grads[node.input()] {
+                Some(existing) => existing.iter_mut().zip(&grad_in).for_each(|(e, v)| *e += v),
+                slot @ None => *slot = Some(grad_in),
+            }
+        }
+        grads[0].take().unwrap_or_else(|| vec![0.0; acts[0].len()])
+    }
+
     /// The gradient with respect to `node`'s input from the one with respect to its output.
     fn node_backward(&self, node: &Node, acts: &[Vec<f64>], grad_out: Vec<f64>) -> Vec<f64> {
         match *node {
