@@ -60,6 +60,7 @@ fn contexts_in_both_precisions(test: &str) -> Vec<(String, Context)> {
 fn gpu_conv_epilogue_mask_bits_match_reference() {
     let mut rng = Rng::new(71);
     let mut entries_seen = std::collections::BTreeSet::new();
+    let mut zeros = 0;
     for (what, mut ctx) in contexts_in_both_precisions("gpu_conv_epilogue_mask_bits_match_reference") {
         let mixed = ctx.precision.arithmetic.is_mixed();
         for algorithm in ConvAlgorithm::ALL {
@@ -70,9 +71,9 @@ fn gpu_conv_epilogue_mask_bits_match_reference() {
                 let words = relu::mask_words(len);
                 let case = format!("{algorithm:?} {shape:?} ({what})");
                 // Exact data: the mask equals the f64 reference's bit for bit, zeros included.
-                let x = dyadic(&mut rng, shape.input_len(), 1.0 / 8.0, 1.0);
-                let wt = dyadic(&mut rng, shape.weight_len(), 1.0 / 16.0, 0.5);
-                let b = dyadic(&mut rng, cout, 1.0 / 8.0, 0.5);
+                let x = dyadic(&mut rng, shape.input_len(), 1.0 / 2.0, 1.0);
+                let wt = dyadic(&mut rng, shape.weight_len(), 1.0 / 4.0, 0.5);
+                let b = dyadic(&mut rng, cout, 1.0 / 4.0, 0.5);
                 let weights = GpuConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
                 let input = upload(&ctx, &x);
                 let reference = if mixed {
@@ -83,7 +84,7 @@ fn gpu_conv_epilogue_mask_bits_match_reference() {
                 assert_eq!(reference, conv::reference::forward(shape, &x, &wt, &b), "dyadic data rounds nothing");
                 let expected = relu::reference::mask_bits(&reference);
                 assert!(expected.iter().any(|&w| w != 0) && expected.iter().any(|&w| w != u32::MAX));
-                assert!(reference.iter().any(|&v| v == 0.0), "{case}: exact zeros occur (they give 0 bits)");
+                zeros += reference.iter().filter(|&&v| v == 0.0).count();
                 let out = poisoned(&ctx, len);
                 let mask = all_ones(&ctx, words);
                 let step = conv::forward_relu_masked(&ctx, shape, &input, &weights, &out, &mask).unwrap();
@@ -119,6 +120,7 @@ fn gpu_conv_epilogue_mask_bits_match_reference() {
     if entries_seen.is_empty() {
         return; // skipped: no adapter
     }
+    assert!(zeros > 100, "exact zeros occur (they give 0 bits): {zeros}");
     for entry in ["conv3x3", "conv3x3_8x8", "conv3x3_thin", "conv3x3_direct", "conv3x3_winograd", "conv3x3_split_sum"] {
         assert!(entries_seen.contains(&format!("conv::{entry}")), "{entry} never ran: {entries_seen:?}");
     }
