@@ -174,3 +174,40 @@ fn gpu_network_epilogue_masks_equal_the_separate_pass() {
         }
     }
 }
+
+/// The cooperative-matrix kernel's epilogue (`conv_coop.wgsl`, mixed precision on matrix units)
+/// writes the same mask words: on exact data, equal to the f64 reference's bit for bit, over
+/// words poisoned with ones. Skipped, visibly, where the adapter has no 16x16x16 f16 cooperative
+/// matrices (lavapipe); `STYLIZE_REQUIRE_MATRIX_UNITS=1` fails instead.
+#[test]
+fn gpu_matrix_epilogue_mask_bits_match_reference() {
+    let test = "gpu_matrix_epilogue_mask_bits_match_reference";
+    if stylize::test_support::gpu_or_skip(test).is_none() {
+        return;
+    }
+    let options = stylize::gpu::ContextOptions { precision: stylize::gpu::Precision::Mixed, ..Default::default() };
+    let ctx = Context::new(&options).unwrap();
+    if ctx.precision.arithmetic != stylize::gpu::Arithmetic::MixedMatrix {
+        let why = format!("{test}: SKIPPED: {} has no 16x16x16 f16 cooperative matrices", ctx.adapter.name);
+        assert!(std::env::var_os("STYLIZE_REQUIRE_MATRIX_UNITS").is_none(), "{why}");
+        eprintln!("{why}");
+        return;
+    }
+    let mut rng = Rng::new(91);
+    for (cin, cout, h, w) in SHAPES.into_iter().chain([(64, 64, 32, 32), (256, 128, 8, 8)]) {
+        let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
+        let (len, words) = (shape.output_len(), relu::mask_words(shape.output_len()));
+        let x = dyadic(&mut rng, shape.input_len(), 1.0 / 2.0, 1.0);
+        let wt = dyadic(&mut rng, shape.weight_len(), 1.0 / 4.0, 0.5);
+        let b = dyadic(&mut rng, cout, 1.0 / 4.0, 0.5);
+        let weights = GpuConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
+        let (input, out, mask) = (upload(&ctx, &x), poisoned(&ctx, len), all_ones(&ctx, words));
+        let step = conv::forward_relu_masked(&ctx, shape, &input, &weights, &out, &mask).unwrap();
+        assert!(entries(&step).iter().any(|e| e == "conv_coop::conv3x3_coop") || shape.out_channels <= 4);
+        run(&ctx, &step);
+        let reference = conv::reference::forward(shape, &x, &wt, &b);
+        assert_eq!(ctx.read_words(&mask, words).unwrap(), relu::reference::mask_bits(&reference), "{shape:?}");
+        assert_eq!(to_f64(&read(&ctx, &out, len)), relu::reference::forward(&reference), "{shape:?}");
+    }
+    eprintln!("{test}: the cooperative-matrix epilogue writes the reference's mask bits on {}", ctx.adapter.name);
+}
