@@ -96,7 +96,11 @@ fn gpu_conv_epilogue_mask_bits_match_reference() {
 
                 // Random data: the activation is today's (conv + fused ReLU without the mask) bit
                 // for bit, within tolerance of the reference, and the mask is that of its values.
-                let (x, wt, b) = (rng.vec(shape.input_len(), -1.0, 1.0), rng.vec(shape.weight_len(), -0.5, 0.5), rng.vec(cout, -0.5, 0.5));
+                let (x, wt, b) = (
+                    rng.vec(shape.input_len(), -1.0, 1.0),
+                    rng.vec(shape.weight_len(), -0.5, 0.5),
+                    rng.vec(cout, -0.5, 0.5),
+                );
                 let weights = GpuConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
                 let input = upload(&ctx, &x);
                 let plain = poisoned(&ctx, len);
@@ -155,8 +159,13 @@ fn gpu_network_epilogue_masks_equal_the_separate_pass() {
                 executor.set_normalized_image(&ctx, image).unwrap();
                 executor.training_step().run(&ctx).unwrap();
                 let losses = executor.read_losses(&ctx).unwrap();
-                let slots: Vec<u64> =
-                    losses.content_terms.iter().chain(&losses.style_terms).chain([&losses.total]).map(|v| v.to_bits()).collect();
+                let slots: Vec<u64> = losses
+                    .content_terms
+                    .iter()
+                    .chain(&losses.style_terms)
+                    .chain([&losses.total])
+                    .map(|v| v.to_bits())
+                    .collect();
                 (executor.read_relu_masks(&ctx).unwrap(), slots, bits_of(&executor.read_image_grad(&ctx).unwrap()))
             };
             // An earlier step leaves other bits in the masks: the epilogue must overwrite them.
