@@ -21,7 +21,8 @@ struct Params {
                         // bit 3: read input only where its mask bit is set (the ReLU backward fused into the load),
                         // bit 4: taps flipped (8 - tap), for the backward pass,
                         // bit 5: mixed precision: `input` is scaled by 2^-range_scale() and rounded
-                        // to f16 as it is loaded (`a` arrives f16-rounded), the f32 sum unscaled
+                        // to f16 as it is loaded (`a` arrives f16-rounded), the f32 sum unscaled,
+                        // bit 6: write the output's ReLU mask bits into `mask_out` (the training forward)
     ci_stride: u32,     // distance in `a` between consecutive input channels of one row
     row_stride: u32,    // distance in `a` between consecutive rows
     tile_m: u32,        // conv3x3_8x8: rows per tile, 128 (128 x 128 tiles) or 64 (64 x 256)
@@ -83,6 +84,11 @@ fn weight_index(m: u32, k: u32) -> u32 {
 // Mixed precision (bit 5): range[0] is the largest biased f32 exponent of |input| (range.wgsl);
 // any buffer otherwise.
 @group(0) @binding(6) var<storage, read> range: array<u32>;
+// The output's ReLU mask as bits (bit 6), the words binding 5 reads in the backward: bit index % 32
+// of word index / 32 set where out[index] > 0 after the epilogue (0, -0 and NaN clear it), as
+// relu_mask.wgsl would pack it from `out`; the buffer of binding 4 otherwise (never touched).
+// Atomic because up to 32 values of one word come from different invocations.
+@group(0) @binding(7) var<storage, read_write> mask_out: array<atomic<u32>>;
 
 // The power of two `input` is divided by before rounding, from its range (ops/mixed.rs,
 // `scale_exponent`): its largest magnitude lands in [2^14, 2^15), so f16 neither overflows nor
@@ -133,9 +139,68 @@ fn masked_input(index: u32) -> f32 {
     return value;
 }
 
-// out[index] = the product's value for row m after the epilogue the flags ask for: unscaled
-// (bit 5), + bias[m] (bit 0), ReLU (bit 1), + the value already there (bit 2).
+// Whether the epilogue writes the ReLU mask bits (bit 6).
+fn writes_mask() -> bool {
+    return (params.flags & 64u) != 0u;
+}
+
+// Sets the bits `owned` of mask word `word` to those of `ones` (a subset of `owned`) and leaves the
+// others. Each value's bit has exactly one owner in a dispatch, and it writes the bit whether it
+// is 0 or 1, so the word comes out right whatever it held before (no clearing pass, no reliance
+// on a zeroed buffer); owners of other bits of the same word act concurrently and commute.
+// The atomics return nothing that is used (reductions in L2 on GPUs, no round trip).
+fn write_mask_bits(word: u32, owned: u32, ones: u32) {
+    let cleared = owned & ~ones;
+    if (cleared != 0u) {
+        atomicAnd(&mask_out[word], ~cleared);
+    }
+    if (ones != 0u) {
+        atomicOr(&mask_out[word], ones);
+    }
+}
+
+// The mask bits of the `count` (1 to 4) consecutive outputs from `first`: bit j of `positive` for
+// output first + j. They span one word, or two where the run crosses a word boundary. The owner
+// of the last output also owns the spare bits after it in the last word and writes them 0.
+fn store_mask_run(first: u32, count: u32, positive: u32) {
+    let word = first / 32u;
+    let shift = first % 32u;
+    let run = (1u << count) - 1u;
+    var owned = run << shift;
+    var owned_next = 0u;
+    var ones_next = 0u;
+    if (shift + count > 32u) {
+        let back = 32u - shift;
+        owned_next = run >> back;
+        ones_next = positive >> back;
+    }
+    let end = first + count;
+    if (end == params.out_channels * params.height * params.width && end % 32u != 0u) {
+        let spare = ~0u << (end % 32u);
+        if (end / 32u == word) {
+            owned |= spare;
+        } else {
+            owned_next |= spare;
+        }
+    }
+    write_mask_bits(word, owned, positive << shift);
+    if (owned_next != 0u) {
+        write_mask_bits(word + 1u, owned_next, ones_next);
+    }
+}
+
+// out[index] and, with bit 6, its mask bit: for outputs whose neighbours in memory other
+// invocations own.
 fn store_output(m: u32, index: u32, product: f32) {
+    let value = epilogue(m, index, product);
+    if (writes_mask()) {
+        store_mask_run(index, 1u, select(0u, 1u, value > 0.0));
+    }
+}
+
+// out[index] = the product's value for row m after the epilogue the flags ask for: unscaled
+// (bit 5), + bias[m] (bit 0), ReLU (bit 1), + the value already there (bit 2). Returns it.
+fn epilogue(m: u32, index: u32, product: f32) -> f32 {
     var value = product;
     if ((params.flags & 32u) != 0u) {
         value = ldexp(value, range_scale());
@@ -150,6 +215,7 @@ fn store_output(m: u32, index: u32, product: f32) {
         value += out[index];
     }
     out[index] = value;
+    return value;
 }
 
 const TILE_M: u32 = 64u;
@@ -313,18 +379,27 @@ fn load_b4(k: u32, ys: vec4<i32>, xs: vec4<i32>) -> vec4<f32> {
     return v;
 }
 
-// Epilogue for out[m, n .. n + 3]: bias, ReLU, accumulate, as the flags say; skips what lies outside.
+// Epilogue for out[m, n .. n + 3]: bias, ReLU, accumulate, as the flags say, and the four mask
+// bits in one run (at most two words); skips what lies outside.
 fn store_quad(out_base: u32, m: u32, n: u32, v: vec4<f32>) {
     if (m >= params.out_channels) {
         return;
     }
     let hw = params.height * params.width;
     let values = array<f32, 4>(v.x, v.y, v.z, v.w);
+    let first = out_base + m * hw + n;
+    var count = 0u;
+    var positive = 0u;
     for (var j = 0u; j < 4u; j++) {
         if (n + j >= hw) {
-            return;
+            break;
         }
-        store_output(m, out_base + m * hw + n + j, values[j]);
+        let value = epilogue(m, first + j, values[j]);
+        positive |= select(0u, 1u << j, value > 0.0);
+        count += 1u;
+    }
+    if (writes_mask() && count > 0u) {
+        store_mask_run(first, count, positive);
     }
 }
 
@@ -507,23 +582,42 @@ fn conv3x3_thin(
 
 // Finishes a split-K product: out = the sum of the `splits` partial products in `input` (each
 // M * H * W long), then bias, ReLU and accumulation as the flags say.
+// A workgroup's 256 outputs start at a multiple of 256, so it owns its 8 mask words whole: their
+// bits meet in workgroup memory and 8 invocations store the words (no atomics contend).
+var<workgroup> sum_bits: array<u32, 256>;
+
 @compute @workgroup_size(256)
 fn conv3x3_split_sum(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let i = group_index(wid, nwg) * 256u + lid;
+    let group = group_index(wid, nwg);
+    let i = group * 256u + lid;
     let hw = params.height * params.width;
     let len = params.out_channels * hw;
-    if (i >= len) {
+    var bit = 0u;
+    if (i < len) {
+        var value = 0.0;
+        for (var split = 0u; split < params.splits; split++) {
+            value += input[split * len + i];
+        }
+        let stored = epilogue(i / hw, i, value);
+        bit = select(0u, 1u << (lid % 32u), stored > 0.0);
+    }
+    if (!writes_mask()) {
         return;
     }
-    var value = 0.0;
-    for (var split = 0u; split < params.splits; split++) {
-        value += input[split * len + i];
+    sum_bits[lid] = bit;
+    workgroupBarrier();
+    let word = group * 8u + lid;
+    if (lid < 8u && word * 32u < len) {
+        var packed = 0u;
+        for (var j = 0u; j < 32u; j++) {
+            packed |= sum_bits[lid * 32u + j];
+        }
+        atomicStore(&mask_out[word], packed);
     }
-    store_output(i / hw, i, value);
 }
 
 // The same product computed directly, without workgroup memory or barriers: each invocation owns
@@ -548,12 +642,19 @@ fn store_direct(m: u32, y: u32, x0: u32, acc: vec4<f32>) {
         return;
     }
     let hw = params.height * params.width;
+    let first = m * hw + y * params.width + x0;
+    var count = 0u;
+    var positive = 0u;
     for (var j = 0u; j < DIRECT_PIXELS; j++) {
-        let x = x0 + j;
-        if (x >= params.width) {
-            return;
+        if (x0 + j >= params.width) {
+            break;
         }
-        store_output(m, m * hw + y * params.width + x, acc[j]);
+        let value = epilogue(m, first + j, acc[j]);
+        positive |= select(0u, 1u << j, value > 0.0);
+        count += 1u;
+    }
+    if (writes_mask() && count > 0u) {
+        store_mask_run(first, count, positive);
     }
 }
 
@@ -790,9 +891,15 @@ fn conv3x3_winograd(
         let out1 = am[r + 1u] - am[r + 2u] - am[r + 3u];
         let x = u32(x0 + 1);
         if (y < params.height) {
-            store_output(m, m * hw + y * params.width + x, out0);
+            let first = m * hw + y * params.width + x;
+            var count = 1u;
+            var positive = select(0u, 1u, epilogue(m, first, out0) > 0.0);
             if (x + 1u < params.width) {
-                store_output(m, m * hw + y * params.width + x + 1u, out1);
+                positive |= select(0u, 2u, epilogue(m, first + 1u, out1) > 0.0);
+                count = 2u;
+            }
+            if (writes_mask()) {
+                store_mask_run(first, count, positive);
             }
         }
     }

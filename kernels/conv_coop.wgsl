@@ -4,8 +4,8 @@
 // every reduction step of 16 stages the 32 x 16 block of `a` and the 16 x 32 block of im2col(input)
 // in workgroup memory as f16 (rounded to nearest even by round_f16 first, so the conversion is
 // exact and the operands are the emulation's, bit for bit), then multiplies them with
-// coopMultiplyAdd (16x16x16, f16 -> f32). The epilogue (unscale, bias, ReLU, accumulate) and
-// split-K are conv.wgsl's; the helpers below are copies of conv.wgsl's (WGSL has no includes, and
+// coopMultiplyAdd (16x16x16, f16 -> f32). The epilogue (unscale, bias, ReLU, accumulate, mask
+// bits) and split-K are conv.wgsl's; the helpers below are copies of conv.wgsl's (WGSL has no includes, and
 // this file needs `enable f16;`, which adapters without f16 reject). Forward and backward to the
 // input, like conv.wgsl (flags, strides). The host always sets flag bit 5 (mixed) here.
 
@@ -23,7 +23,8 @@ struct Params {
                         // bit 3: read input only where its mask bit is set (the ReLU backward fused into the load),
                         // bit 4: taps flipped (8 - tap), for the backward pass,
                         // bit 5: mixed precision: `input` is scaled by 2^-range_scale() and rounded
-                        // to f16 as it is loaded (`a` arrives f16-rounded), the f32 sum unscaled
+                        // to f16 as it is loaded (`a` arrives f16-rounded), the f32 sum unscaled,
+                        // bit 6: write the output's ReLU mask bits into `mask_out` (the training forward)
     ci_stride: u32,     // distance in `a` between consecutive input channels of one row
     row_stride: u32,    // distance in `a` between consecutive rows
     tile_m: u32,        // conv3x3_8x8: rows per tile, 128 (128 x 128 tiles) or 64 (64 x 256)
@@ -85,6 +86,8 @@ fn weight_index(m: u32, k: u32) -> u32 {
 // Mixed precision (bit 5): range[0] is the largest biased f32 exponent of |input| (range.wgsl);
 // any buffer otherwise.
 @group(0) @binding(6) var<storage, read> range: array<u32>;
+// The output's ReLU mask as bits (bit 6), as in conv.wgsl; the buffer of binding 4 otherwise.
+@group(0) @binding(7) var<storage, read_write> mask_out: array<atomic<u32>>;
 
 // The power of two `input` is divided by before rounding, from its range (ops/mixed.rs,
 // `scale_exponent`): its largest magnitude lands in [2^14, 2^15), so f16 neither overflows nor
@@ -135,8 +138,22 @@ fn masked_input(index: u32) -> f32 {
     return value;
 }
 
+// Sets the bits `owned` of mask word `word` to those of `ones` (a subset of `owned`), leaving the
+// others: each value's bit has one owner, which writes it 0 or 1, so no clearing pass is needed
+// (conv.wgsl, write_mask_bits).
+fn write_mask_bits(word: u32, owned: u32, ones: u32) {
+    let cleared = owned & ~ones;
+    if (cleared != 0u) {
+        atomicAnd(&mask_out[word], ~cleared);
+    }
+    if (ones != 0u) {
+        atomicOr(&mask_out[word], ones);
+    }
+}
+
 // out[index] = the product's value for row m after the epilogue the flags ask for: unscaled
-// (bit 5), + bias[m] (bit 0), ReLU (bit 1), + the value already there (bit 2).
+// (bit 5), + bias[m] (bit 0), ReLU (bit 1), + the value already there (bit 2); then its mask
+// bit (bit 6).
 fn store_output(m: u32, index: u32, product: f32) {
     var value = product;
     if ((params.flags & 32u) != 0u) {
@@ -152,6 +169,16 @@ fn store_output(m: u32, index: u32, product: f32) {
         value += out[index];
     }
     out[index] = value;
+    if ((params.flags & 64u) != 0u) {
+        let bit = 1u << (index % 32u);
+        var owned = bit;
+        // The owner of the last output also writes the spare bits after it 0.
+        let end = index + 1u;
+        if (end == params.out_channels * params.height * params.width && end % 32u != 0u) {
+            owned |= ~0u << (end % 32u);
+        }
+        write_mask_bits(index / 32u, owned, select(0u, bit, value > 0.0));
+    }
 }
 
 fn im2col(k: u32, p: u32) -> f32 {

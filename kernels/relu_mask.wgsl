@@ -4,6 +4,8 @@
 // `relu_mask` for GPUs, one invocation per value so that loads stay coalesced, a workgroup's 256
 // bits meeting in workgroup memory and 8 of its invocations writing its 8 words; `relu_mask_words`
 // for CPU adapters, where barriers are expensive: one invocation per word, no workgroup memory.
+// The training forward no longer runs this pass: conv.wgsl's epilogue writes the same words
+// (flag bit 6); it stays for activations already written and as the tests' second opinion.
 
 struct Params {
     groups: u32, // logical workgroups (filled by the host)

@@ -47,6 +47,19 @@ pub struct Executor {
     train: Step,
 }
 
+/// Whether and how a recorded forward pass writes the fused ReLUs' masks the backward reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MaskWriting {
+    /// Not at all (the forward of the content and style targets).
+    None,
+    /// In the convolutions' epilogues (`conv::forward_relu_masked`): the training forward.
+    Epilogue,
+    /// By a pass of its own after each convolution (`relu::pack_mask`), as before the epilogue
+    /// wrote them: kept so that tests can show both give the same bits and gradients.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    SeparatePass,
+}
+
 /// One loss term: its index in `Plan::content` or in `Plan::style`.
 #[derive(Clone, Copy, Debug)]
 enum Term {
@@ -115,10 +128,36 @@ impl Executor {
             image_to_rgb,
         };
         executor.reserve_split_scratch(ctx)?;
-        executor.forward = executor.record_forward(ctx, false)?;
+        executor.forward = executor.record_forward(ctx, MaskWriting::None)?;
         executor.capture_style = executor.record_style_capture(ctx)?;
-        executor.train = executor.record_training(ctx)?;
+        executor.train = executor.record_training(ctx, MaskWriting::Epilogue)?;
         Ok(executor)
+    }
+
+    /// Records the training step again with the masks packed by a pass of their own after each
+    /// convolution (`relu::pack_mask`), the way before the epilogue wrote them, so that tests can
+    /// compare the two. Whatever callers appended to the step is dropped.
+    #[cfg(feature = "testing")]
+    pub fn record_training_with_separate_mask_pass(&mut self, ctx: &Context) -> Result<(), NetError> {
+        self.train = self.record_training(ctx, MaskWriting::SeparatePass)?;
+        Ok(())
+    }
+
+    /// The fused ReLUs' mask words, per node (None where the node has no fused ReLU), for tests.
+    #[cfg(feature = "testing")]
+    pub fn read_relu_masks(&self, ctx: &Context) -> Result<Vec<Option<Vec<u32>>>, NetError> {
+        self.plan
+            .nodes
+            .iter()
+            .zip(&self.masks)
+            .map(|(node, mask)| {
+                let words = self.plan.mask_words(node);
+                Ok(match (mask, words) {
+                    (Some(mask), Some(words)) => Some(ctx.read_words(mask, words)?),
+                    _ => None,
+                })
+            })
+            .collect()
     }
 
     /// One shared scratch, sized for the largest split-K convolution, serves every layer.
@@ -141,15 +180,22 @@ impl Executor {
         Ok(())
     }
 
-    /// The forward pass; for `training`, also the fused ReLUs' masks the backward reads (the
-    /// max-pools write their arg-max codes either way).
-    fn record_forward(&self, ctx: &Context, training: bool) -> Result<Step, NetError> {
+    /// The forward pass; with `masks` other than None, also the fused ReLUs' masks the backward
+    /// reads (the max-pools write their arg-max codes either way).
+    fn record_forward(&self, ctx: &Context, masks: MaskWriting) -> Result<Step, NetError> {
         let mut step = Step::new();
         for (i, node) in self.plan.nodes.iter().enumerate() {
             let (x, y) = (&self.acts[node.input()], &self.acts[node.output()]);
+            let mask = self.masks[i].as_ref().filter(|_| masks != MaskWriting::None);
             let node_step = match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
-                    conv::forward(ctx, self.plan.conv_shape(input, output), x, &self.convs[conv], y, fused)?
+                    let shape = self.plan.conv_shape(input, output);
+                    match mask {
+                        Some(mask) if fused && masks == MaskWriting::Epilogue => {
+                            conv::forward_relu_masked(ctx, shape, x, &self.convs[conv], y, mask)?
+                        }
+                        _ => conv::forward(ctx, shape, x, &self.convs[conv], y, fused)?,
+                    }
                 }
                 Node::Relu { input, .. } => Step::single(relu::forward(ctx, self.plan.acts[input].len(), x, y)?),
                 Node::MaxPool { input, .. } => {
@@ -160,7 +206,7 @@ impl Executor {
             };
             step.extend(node_step);
             // Packed right after the conv, before a later node may overwrite a transient output.
-            if let (true, Some(mask)) = (training, &self.masks[i]) {
+            if let (MaskWriting::SeparatePass, Some(mask)) = (masks, mask) {
                 step.push(relu::pack_mask(ctx, self.plan.acts[node.output()].len(), y, mask)?);
             }
         }
@@ -213,14 +259,15 @@ impl Executor {
         Ok(step)
     }
 
-    /// Forward, every loss value into its slot, then the backward pass to the image.
-    fn record_training(&self, ctx: &Context) -> Result<Step, NetError> {
+    /// Forward (writing the masks as `masks` says), every loss value into its slot, then the
+    /// backward pass to the image.
+    fn record_training(&self, ctx: &Context, masks: MaskWriting) -> Result<Step, NetError> {
         let plan = &self.plan;
         debug_assert!(
             plan.content.iter().chain(&plan.style).all(|t| plan.storage[t.act] == Storage::Kept),
             "losses read kept features"
         );
-        let mut step = self.record_forward(ctx, true)?;
+        let mut step = self.record_forward(ctx, masks)?;
         self.record_losses(ctx, &mut step)?;
         self.record_backward(ctx, &mut step)?;
         Ok(step)

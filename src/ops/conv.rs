@@ -21,6 +21,9 @@ const FLAG_FLIP_TAPS: u32 = 16;
 /// Mixed precision: the input operand is scaled by its range and rounded to f16 as it is loaded,
 /// the f32 sum unscaled before the epilogue; the weights are f16-rounded at upload.
 const FLAG_MIXED: u32 = 32;
+/// The training forward: the epilogue also writes the output's ReLU mask bits (`relu::pack_mask`'s
+/// words, which `backward_input` reads), so that no separate pass reads the activation again.
+const FLAG_MASK_OUTPUT: u32 = 64;
 
 /// Sizes of one convolution layer on a CHW image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -336,6 +339,7 @@ fn gemm_kernel(
     product: ConvShape,
     flags: u32,
     [input, weight, bias, output, mask]: [&wgpu::Buffer; 5],
+    mask_out: Option<&wgpu::Buffer>,
     rounded_weights: bool,
     work: (String, u64),
 ) -> Result<Step, GpuError> {
@@ -352,8 +356,11 @@ fn gemm_kernel(
         None
     };
     let flags = if mixed { flags | FLAG_MIXED } else { flags };
-    // The range binding is unused without FLAG_MIXED; any buffer satisfies the layout.
-    let operands = [input, weight, bias, output, mask, range.as_ref().unwrap_or(input)];
+    let flags = if mask_out.is_some() { flags | FLAG_MASK_OUTPUT } else { flags };
+    // The range binding is unused without FLAG_MIXED; any buffer satisfies the layout. The mask
+    // words binding is unused without FLAG_MASK_OUTPUT: the products bind their output there
+    // then (read-write twice is allowed; bound read-only elsewhere it would not be).
+    let operands = [input, weight, bias, output, mask, range.as_ref().unwrap_or(input), mask_out.unwrap_or(output)];
     step.extend(if layout.entry == "conv3x3_winograd" {
         winograd_product(ctx, product, &layout, flags, operands, work)?
     } else {
@@ -385,8 +392,8 @@ fn gemm_params(product: ConvShape, layout: &Layout, flags: u32) -> Params {
         height: height as u32,
         width: width as u32,
         tiles_n: layout.tiles_n,
-        // Split parts write raw partial sums; the epilogue (bias, ReLU, accumulate) comes after.
-        flags: if split { flags & !(FLAG_BIAS | FLAG_RELU | FLAG_ACCUMULATE) } else { flags },
+        // Split parts write raw partial sums; the epilogue (bias, ReLU, accumulate, mask bits) comes after.
+        flags: if split { flags & !(FLAG_BIAS | FLAG_RELU | FLAG_ACCUMULATE | FLAG_MASK_OUTPUT) } else { flags },
         // Forward: row m, channel c, tap t at m * (in * 9) + c * 9 + t. Backward (rows are the
         // forward's input channels, channels its outputs): c * (rows * 9) + m * 9 + (8 - t).
         ci_stride: if flags & FLAG_FLIP_TAPS != 0 { (rows * 9) as u32 } else { 9 },
@@ -400,13 +407,13 @@ fn gemm_params(product: ConvShape, layout: &Layout, flags: u32) -> Params {
 }
 
 /// Winograd's two kernels: U = G g G^T into the shared scratch (written through `out`), then the
-/// product, which reads U as `a`. `operands` are input, weight, bias, output, mask and range.
+/// product, which reads U as `a`. `operands` are input, weight, bias, output, mask, range and mask_out.
 fn winograd_product(
     ctx: &Context,
     product: ConvShape,
     layout: &Layout,
     flags: u32,
-    [input, weight, bias, output, mask, range]: [&wgpu::Buffer; 6],
+    [input, weight, bias, output, mask, range, mask_out]: [&wgpu::Buffer; 7],
     (detail, flops): (String, u64),
 ) -> Result<Step, GpuError> {
     let ConvShape { in_channels, out_channels: rows, height, width } = product;
@@ -429,7 +436,7 @@ fn winograd_product(
             SHADER,
             layout.entry,
             bytemuck::bytes_of(&params),
-            &[input, &transformed, bias, output, mask, range],
+            &[input, &transformed, bias, output, mask, range, mask_out],
             groups,
         )?
         .with_work(detail, flops),
@@ -439,13 +446,13 @@ fn winograd_product(
 
 /// The tiled, thin, direct or cooperative-matrix product: one kernel, or, split along the
 /// reduction, the parts into the shared scratch and then their sum with the epilogue.
-/// `operands` are input, weight, bias, output, mask and range.
+/// `operands` are input, weight, bias, output, mask, range and mask_out.
 fn tiled_product(
     ctx: &Context,
     product: ConvShape,
     layout: &Layout,
     flags: u32,
-    [input, weight, bias, output, mask, range]: [&wgpu::Buffer; 6],
+    [input, weight, bias, output, mask, range, mask_out]: [&wgpu::Buffer; 7],
     (detail, flops): (String, u64),
 ) -> Result<Step, GpuError> {
     let ConvShape { in_channels, out_channels: rows, height, width } = product;
@@ -456,13 +463,18 @@ fn tiled_product(
         if split { Some(ctx.shared_scratch(scratch_len(layout, rows, in_channels, height, width))?) } else { None };
     let detail = if split { format!("{detail} ({} splits)", layout.splits) } else { detail };
     let mut step = Step::new();
+    // Split parts write no mask bits (the sum does): their dummy mask binding is their output's.
+    let (part_output, part_mask_out) = match &partials {
+        Some(partials) => (partials, partials),
+        None => (output, mask_out),
+    };
     step.push(
         Kernel::new(
             ctx,
             layout.shader,
             layout.entry,
             bytemuck::bytes_of(&params),
-            &[input, weight, bias, partials.as_ref().unwrap_or(output), mask, range],
+            &[input, weight, bias, part_output, mask, range, part_mask_out],
             groups,
         )?
         .with_work(detail, flops),
@@ -477,7 +489,7 @@ fn tiled_product(
         SHADER,
         "conv3x3_split_sum",
         bytemuck::bytes_of(&sum),
-        &[(1, &partials), (3, bias), (4, output), (6, range)],
+        &[(1, &partials), (3, bias), (4, output), (6, range), (7, mask_out)],
         len.div_ceil(256),
     )?);
     Ok(step)
@@ -493,6 +505,35 @@ pub fn forward(
     output: &wgpu::Buffer,
     relu: bool,
 ) -> Result<Step, GpuError> {
+    forward_product(ctx, shape, input, weights, output, relu, None)
+}
+
+/// `forward` with the ReLU fused, writing also the mask of its output into `relu_mask`
+/// (`relu::mask_words(shape.output_len())` words, bit i % 32 of word i / 32 set where output i
+/// is > 0: the words `relu::pack_mask` packs and `backward_input` reads), in the epilogue, so
+/// that the training forward needs no second pass over the activation. Every word is written
+/// whatever it held before: each value's owner sets or clears its own bit with an atomic (the
+/// split-K sum stores whole words), so neither a clearing pass nor a zeroed buffer is needed.
+pub fn forward_relu_masked(
+    ctx: &Context,
+    shape: ConvShape,
+    input: &wgpu::Buffer,
+    weights: &GpuConvWeights,
+    output: &wgpu::Buffer,
+    relu_mask: &wgpu::Buffer,
+) -> Result<Step, GpuError> {
+    forward_product(ctx, shape, input, weights, output, true, Some(relu_mask))
+}
+
+fn forward_product(
+    ctx: &Context,
+    shape: ConvShape,
+    input: &wgpu::Buffer,
+    weights: &GpuConvWeights,
+    output: &wgpu::Buffer,
+    relu: bool,
+    relu_mask: Option<&wgpu::Buffer>,
+) -> Result<Step, GpuError> {
     let flags = FLAG_BIAS | if relu { FLAG_RELU } else { 0 };
     gemm_kernel(
         ctx,
@@ -500,6 +541,7 @@ pub fn forward(
         flags,
         // The mask binding is unused without FLAG_MASK_INPUT; any buffer satisfies the layout.
         [input, &weights.weight, &weights.bias, output, input],
+        relu_mask,
         weights.f16_rounded,
         (format!("forward {}", shape.describe()), shape.flops()),
     )
@@ -507,7 +549,7 @@ pub fn forward(
 
 /// grad_input (=, or += when `accumulate`) the gradient of the loss with respect to the conv's
 /// input, given the gradient with respect to its output. With `relu_mask`, the conv is followed by
-/// a ReLU and that is its output's mask packed as bits (`relu::pack_mask`): `grad_output` is then
+/// a ReLU and that is its output's mask packed as bits (`forward_relu_masked`, `relu::pack_mask`): `grad_output` is then
 /// the gradient after the ReLU and the ReLU's backward (masking by output > 0) is fused into the loads.
 pub fn backward_input(
     ctx: &Context,
@@ -527,6 +569,7 @@ pub fn backward_input(
         flags,
         // The bias binding is unused without FLAG_BIAS; any buffer satisfies the layout.
         [grad_output, &weights.weight, &weights.bias, grad_input, relu_mask.unwrap_or(grad_output)],
+        None,
         weights.f16_rounded,
         (format!("backward {}", shape.describe()), shape.flops()),
     )

@@ -1,7 +1,9 @@
 //! ReLU: forward, backward (masked by the forward's input or output: x > 0 exactly where y > 0), the
 //! mask packed as bits for the backward of a fused conv + ReLU, and f64 references.
-//! The VGG executor normally fuses the forward into the conv epilogue; the forward and backward
-//! kernels serve layers whose pre-activation value must be kept (e.g. a `conv4_2` content layer).
+//! The VGG executor normally fuses the forward into the conv epilogue, and in training that
+//! epilogue also writes the mask bits (`conv::forward_relu_masked`); the forward and backward
+//! kernels serve layers whose pre-activation value must be kept (e.g. a `conv4_2` content layer),
+//! and `pack_mask` packs the same bits from an activation already written (tests compare the two).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -54,7 +56,8 @@ pub fn mask_words(len: usize) -> usize {
 }
 
 /// bits[i / 32] bit i % 32 = values[i] > 0, over `len` values (`mask_words(len)` words; the bits
-/// past `len` are 0): the ReLU mask that `conv::backward_input` reads instead of the activation.
+/// past `len` are 0): the ReLU mask that `conv::backward_input` reads instead of the activation,
+/// the words `conv::forward_relu_masked` writes in its epilogue (the training forward uses that).
 /// One invocation per value on GPUs, one per word on CPU adapters (`ops::kernel_class`, which
 /// honours a forced convolution).
 pub fn pack_mask(ctx: &Context, len: usize, values: &wgpu::Buffer, bits: &wgpu::Buffer) -> Result<Kernel, GpuError> {
