@@ -22,7 +22,7 @@ const BYTES_PER_MIB: u64 = 1 << 20;
 /// Bytes per pixel of each float RGB copy made after decoding (interleaved, then planar).
 const FLOAT_RGB_BYTES_PER_PIXEL: u64 = 3 * 4;
 
-/// Decodes an image file (PNG, JPEG, WebP, BMP, TIFF, GIF first frame, ...) to RGB in [0,1].
+/// Decodes an image file (PNG, JPEG, WebP, BMP, TIFF, GIF first frame, ...) to RGB in [0, 1].
 ///
 /// The format is recognised from the content, not the extension. Grayscale becomes RGB,
 /// alpha is dropped, 16-bit samples keep full precision, and EXIF orientation is applied.

@@ -18,7 +18,7 @@ pub use save::{OutputFormat, check_output_path, save_image};
 
 use image::{DynamicImage, Rgb, Rgb32FImage, RgbImage};
 
-/// An RGB image with f32 samples in [0,1], stored planar (CHW): `data[c*h*w + y*w + x]`.
+/// An RGB image with f32 samples in [0, 1], stored planar (CHW): `data[c*h*w + y*w + x]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
     /// Width in pixels.
@@ -73,7 +73,7 @@ impl Image {
     }
 }
 
-/// Converts any decoded image to planar RGB in [0,1]: grey is copied to all channels,
+/// Converts any decoded image to planar RGB in [0, 1]: grey is copied to all channels,
 /// alpha is dropped (not premultiplied), 16-bit and float samples keep full precision.
 pub fn from_dynamic(img: DynamicImage) -> Image {
     from_rgb32f(&img.into_rgb32f())
@@ -101,7 +101,7 @@ pub fn to_rgb32f(img: &Image) -> Rgb32FImage {
     })
 }
 
-/// Converts to interleaved 8-bit RGB, clamping to [0,1] and rounding to nearest.
+/// Converts to interleaved 8-bit RGB, clamping to [0, 1] and rounding to nearest.
 pub fn to_rgb8(img: &Image) -> RgbImage {
     let plane_len = img.plane_len();
     RgbImage::from_fn(img.width, img.height, |x, y| {
@@ -110,7 +110,7 @@ pub fn to_rgb8(img: &Image) -> RgbImage {
     })
 }
 
-/// Converts to interleaved 16-bit RGB, clamping to [0,1] and rounding to nearest.
+/// Converts to interleaved 16-bit RGB, clamping to [0, 1] and rounding to nearest.
 pub fn to_rgb16(img: &Image) -> image::ImageBuffer<Rgb<u16>, Vec<u16>> {
     let plane_len = img.plane_len();
     image::ImageBuffer::from_fn(img.width, img.height, |x, y| {
@@ -119,7 +119,7 @@ pub fn to_rgb16(img: &Image) -> image::ImageBuffer<Rgb<u16>, Vec<u16>> {
     })
 }
 
-/// Clamps a sample to [0,1] (NaN becomes 0) and scales it to `0..=max`, rounded.
+/// Clamps a sample to [0, 1] (NaN becomes 0) and scales it to `0..=max`, rounded.
 fn quantize(sample: f32, max: f32) -> f32 {
     let clamped = if sample.is_nan() { 0.0 } else { sample.clamp(0.0, 1.0) };
     (clamped * max).round()

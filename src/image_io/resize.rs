@@ -25,7 +25,7 @@ pub fn fit_within(img: &Image, max_side: u32) -> Image {
 }
 
 /// Resizes to exactly `width` x `height` with a Lanczos3 filter (antialiased when shrinking),
-/// clamping the result to [0,1]. Same size returns a copy; an empty source gives black.
+/// clamping the result to [0, 1]. Same size returns a copy; an empty source gives black.
 pub fn resize_exact(img: &Image, width: u32, height: u32) -> Image {
     if (width, height) == (img.width, img.height) {
         return img.clone();
@@ -39,7 +39,7 @@ pub fn resize_exact(img: &Image, width: u32, height: u32) -> Image {
     out
 }
 
-/// Lanczos overshoot at sharp edges can leave [0,1]; clamp it back (NaN becomes 0).
+/// Lanczos overshoot at sharp edges can leave [0, 1]; clamp it back (NaN becomes 0).
 fn clamp_to_unit_range(samples: &mut [f32]) {
     for sample in samples {
         *sample = if sample.is_nan() { 0.0 } else { sample.clamp(0.0, 1.0) };

@@ -91,7 +91,7 @@ impl OutputFormat {
 }
 
 /// Writes `img` atomically; the format comes from the extension (png, jpg/jpeg, webp, tif/tiff,
-/// bmp) and `bit_depth` is 8 or 16 (16 for png and tiff only). Samples are clamped to [0,1]
+/// bmp) and `bit_depth` is 8 or 16 (16 for png and tiff only). Samples are clamped to [0, 1]
 /// and rounded. The bytes go to a temp file in the same folder, which is fsynced and renamed
 /// over the destination; on failure the temp file is removed and an existing destination is
 /// left untouched.

@@ -68,7 +68,7 @@ pub struct GpuConvWeights {
 }
 
 impl GpuConvWeights {
-    /// Uploads `weight` ([out, in, 3, 3] row-major) and `bias` ([out]).
+    /// Uploads `weight` (`[out, in, 3, 3]` row-major) and `bias` (`[out]`).
     pub fn upload(
         ctx: &Context,
         label: &str,
@@ -607,7 +607,7 @@ pub mod reference {
         weight.iter().map(|&w| mixed::round_f16(w) as f64).collect()
     }
 
-    /// out[co, y, x] = bias[co] + sum over ci, ky, kx of w[co, ci, ky, kx] * in[ci, y + ky - 1, x + kx - 1].
+    /// `out[co, y, x] = bias[co] + sum over ci, ky, kx of w[co, ci, ky, kx] * in[ci, y + ky - 1, x + kx - 1]`.
     pub fn forward(shape: ConvShape, input: &[f64], weight: &[f64], bias: &[f64]) -> Vec<f64> {
         let ConvShape { in_channels, out_channels, height, width } = shape;
         let mut out = vec![0.0; shape.output_len()];

@@ -73,7 +73,7 @@ pub fn sum_partials(
     Kernel::new(ctx, SHADER, "sum_partials", bytemuck::bytes_of(&params), &[src, dst], blocks(len) as u32)
 }
 
-/// dst[i] = sum over s < splits of src[s * len + i], summed pairwise.
+/// `dst[i] = sum over s < splits of src[s * len + i]`, summed pairwise.
 pub fn sum_splits(
     ctx: &Context,
     len: usize,

@@ -55,7 +55,7 @@ pub fn mask_words(len: usize) -> usize {
     len.div_ceil(MASK_BITS)
 }
 
-/// bits[i / 32] bit i % 32 = values[i] > 0, over `len` values (`mask_words(len)` words; the bits
+/// `bits[i / 32]` bit `i % 32` = `values[i] > 0`, over `len` values (`mask_words(len)` words; the bits
 /// past `len` are 0): the ReLU mask that `conv::backward_input` reads instead of the activation,
 /// the words `conv::forward_relu_masked` writes in its epilogue (the training forward uses that).
 /// One invocation per value on GPUs, one per word on CPU adapters (`ops::kernel_class`, which
