@@ -2,7 +2,7 @@
 //! names the file and the problem (no panic, no output file), usage errors, help and devices.
 
 mod common;
-use common::{random_png, stylize};
+use common::{random_png, stderr_lines, stylize};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -88,23 +88,10 @@ fn with_arg(
     args
 }
 
-fn stderr_lines(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr).lines().map(str::to_string).filter(|l| !l.trim().is_empty()).collect()
-}
-
-/// Exit code `code`, no panic, exactly one stderr line containing every `needle`, no output file.
+/// Exit code `code`, no panic, every `needle` on stderr, no output file; exactly one stderr line
+/// when the code is 1 (clap's usage errors, code 2, print several lines).
 fn assert_clean_failure(what: &str, output: &Output, code: i32, needles: &[&str], out_file: &Path) {
-    let lines = stderr_lines(output);
-    let stderr = lines.join("\n");
-    assert_eq!(output.status.code(), Some(code), "{what}: exit status, stderr:\n{stderr}");
-    assert!(!stderr.contains("panicked"), "{what}: panicked:\n{stderr}");
-    assert!(!out_file.exists(), "{what}: an output file was written");
-    if code == 1 {
-        assert_eq!(lines.len(), 1, "{what}: expected one line, got:\n{stderr}");
-    }
-    for needle in needles {
-        assert!(stderr.contains(needle), "{what}: {needle:?} missing from:\n{stderr}");
-    }
+    common::assert_failure(what, output, code, needles, out_file, code == 1);
 }
 
 #[test]

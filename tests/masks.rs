@@ -163,20 +163,9 @@ impl Files {
     }
 }
 
-fn stderr_lines(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr).lines().map(str::to_string).filter(|l| !l.trim().is_empty()).collect()
-}
-
+/// Exit code `code`, no panic, exactly one stderr line containing every `needle`, no output file.
 fn assert_clean_failure(what: &str, output: &Output, code: i32, needles: &[&str], out_file: &Path) {
-    let lines = stderr_lines(output);
-    let stderr = lines.join("\n");
-    assert_eq!(output.status.code(), Some(code), "{what}: exit status, stderr:\n{stderr}");
-    assert!(!stderr.contains("panicked"), "{what}: panicked:\n{stderr}");
-    assert!(!out_file.exists(), "{what}: an output file was written");
-    assert_eq!(lines.len(), 1, "{what}: expected one line, got:\n{stderr}");
-    for needle in needles {
-        assert!(stderr.contains(needle), "{what}: {needle:?} missing from:\n{stderr}");
-    }
+    common::assert_failure(what, output, code, needles, out_file, true);
 }
 
 /// Mask count mismatch, masks with blend weights, an unreadable or missing mask, a mask before

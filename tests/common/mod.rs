@@ -69,3 +69,31 @@ pub fn stylize() -> assert_cmd::Command {
     cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env_remove("STYLIZE_WEIGHTS");
     cmd
 }
+
+/// stderr's non-blank lines.
+pub fn stderr_lines(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr).lines().map(str::to_string).filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// Exit code `code`, no panic, every `needle` on stderr, no `out_file`; and, with `one_line`,
+/// exactly one stderr line.
+pub fn assert_failure(
+    what: &str,
+    output: &std::process::Output,
+    code: i32,
+    needles: &[&str],
+    out_file: &std::path::Path,
+    one_line: bool,
+) {
+    let lines = stderr_lines(output);
+    let stderr = lines.join("\n");
+    assert_eq!(output.status.code(), Some(code), "{what}: exit status, stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{what}: panicked:\n{stderr}");
+    assert!(!out_file.exists(), "{what}: an output file was written");
+    if one_line {
+        assert_eq!(lines.len(), 1, "{what}: expected one line, got:\n{stderr}");
+    }
+    for needle in needles {
+        assert!(stderr.contains(needle), "{what}: {needle:?} missing from:\n{stderr}");
+    }
+}
