@@ -719,3 +719,59 @@ fn gpu_scalar_reciprocal_matches_reference() {
         );
     }
 }
+
+/// A rectangle copied between tensors of other dimensions, at odd sizes and offsets, into a
+/// destination poisoned with NaN outside the rectangle too: what lies outside must stay NaN
+/// (the reference keeps it), so a copy that writes too much or too little fails. Misplaced
+/// rectangles are errors.
+#[test]
+fn gpu_copy_rect_matches_reference() {
+    use stylize::ops::region::{self, Dims, Rect};
+    let mut rng = Rng::new(41);
+    for (grid, ctx) in contexts("gpu_copy_rect_matches_reference") {
+        let cases = [
+            (
+                Dims { channels: 3, height: 37, width: 23 },
+                Rect { y: 5, x: 7, height: 19, width: 11 },
+                Dims { channels: 3, height: 21, width: 29 },
+                (1, 17),
+            ),
+            (
+                Dims { channels: 5, height: 9, width: 13 },
+                Rect { y: 0, x: 0, height: 9, width: 13 },
+                Dims { channels: 5, height: 9, width: 13 },
+                (0, 0),
+            ),
+            (
+                Dims { channels: 2, height: 300, width: 257 },
+                Rect { y: 299, x: 3, height: 1, width: 254 },
+                Dims { channels: 2, height: 3, width: 255 },
+                (2, 1),
+            ),
+        ];
+        for (src_dims, from, dst_dims, to) in cases {
+            let x = rng.vec(src_dims.len(), -1.0, 1.0);
+            let src = upload(&ctx, &x);
+            let dst = poisoned(&ctx, dst_dims.len());
+            run(&ctx, &single(region::copy_rect(&ctx, &src, src_dims, from, &dst, dst_dims, to)));
+            let out = read(&ctx, &dst, dst_dims.len());
+            let expected =
+                region::reference::copy_rect(&x, src_dims, from, &vec![f64::NAN; dst_dims.len()], dst_dims, to);
+            for (i, (&o, &e)) in out.iter().zip(&expected).enumerate() {
+                assert!(
+                    (o.is_nan() && e.is_nan()) || (o as f64 - e).abs() <= 1e-7 * e.abs(),
+                    "copy_rect {from:?} of {src_dims:?} to {to:?} of {dst_dims:?} ({grid}): value {i} is {o}, not {e}"
+                );
+            }
+            assert!(out.iter().any(|v| v.is_finite()), "nothing copied");
+        }
+        let (small, big) = (Dims { channels: 1, height: 4, width: 4 }, Dims { channels: 1, height: 8, width: 8 });
+        let (a, b) = (poisoned(&ctx, small.len()), poisoned(&ctx, big.len()));
+        let beyond = Rect { y: 2, x: 0, height: 3, width: 4 };
+        assert!(region::copy_rect(&ctx, &a, small, beyond, &b, big, (0, 0)).is_err(), "source overrun accepted");
+        let whole = Rect { y: 0, x: 0, height: 4, width: 4 };
+        assert!(region::copy_rect(&ctx, &a, small, whole, &b, big, (5, 0)).is_err(), "destination overrun accepted");
+        let three = Dims { channels: 3, ..big };
+        assert!(region::copy_rect(&ctx, &a, small, whole, &b, three, (0, 0)).is_err(), "channel mismatch accepted");
+    }
+}

@@ -67,55 +67,159 @@ enum Term {
     Style(usize),
 }
 
-fn allocate(ctx: &Context, spec: &BufferSpec) -> Result<wgpu::Buffer, GpuError> {
-    ctx.buffer(&spec.label, spec.len)
+/// Buffers that executors of one network at several window sizes share, because their windows
+/// run one after the other (the tiled executor's): every label of `Plan::buffers` allocated once,
+/// at the largest length any of the plans asks for, and the convolutions' weights uploaded once.
+pub struct SharedBuffers {
+    by_label: std::collections::HashMap<String, wgpu::Buffer>,
+    convs: Vec<conv::GpuConvWeights>,
 }
 
-fn allocate_each(ctx: &Context, specs: &[BufferSpec]) -> Result<Vec<wgpu::Buffer>, GpuError> {
-    specs.iter().map(|spec| allocate(ctx, spec)).collect()
+impl SharedBuffers {
+    /// Allocates what every one of `plans` (one network, one loss set, any sizes) needs.
+    pub fn new(ctx: &Context, plans: &[&Plan], weights: &[ConvLayerWeights]) -> Result<Self, NetError> {
+        let first = plans.first().ok_or_else(|| NetError::BadSize("no window to share buffers between".into()))?;
+        let mut longest: std::collections::BTreeMap<String, usize> = Default::default();
+        for plan in plans {
+            if plan.storage != first.storage {
+                return Err(NetError::BadSize("windows of one network store their activations alike".into()));
+            }
+            let specs = plan.buffers();
+            let own = specs.iter().filter(|spec| spec.kind != super::BufferKind::Weights);
+            // Reductions and mask weights belong to recorded steps and uploads, not to the pool.
+            let own = own.filter(|spec| {
+                !specs.reductions.contains(spec) && !specs.column_weights.iter().flatten().any(|c| c == *spec)
+            });
+            for spec in own {
+                let len = longest.entry(spec.label.clone()).or_default();
+                *len = (*len).max(spec.len);
+            }
+        }
+        let by_label = longest
+            .into_iter()
+            .map(|(label, len)| Ok((label.clone(), ctx.buffer(&label, len)?)))
+            .collect::<Result<_, GpuError>>()?;
+        let convs = upload_convs(ctx, first, &first.buffers().convs, weights)?;
+        Ok(Self { by_label, convs })
+    }
+
+    /// The buffer of `spec`'s label (an error for one no plan asked for, or asked shorter).
+    fn take(&self, spec: &BufferSpec) -> Result<wgpu::Buffer, GpuError> {
+        match self.by_label.get(&spec.label) {
+            Some(buffer) if buffer.size() >= spec.bytes() => Ok(buffer.clone()),
+            _ => Err(GpuError::Device(format!("no shared buffer of {} values for {}", spec.len, spec.label))),
+        }
+    }
+
+    /// Bytes of every buffer here, weights included, each counted once.
+    pub fn bytes(&self) -> u64 {
+        let weights: u64 = self.convs.iter().map(|c| c.weight.size() + c.bias.size()).sum();
+        weights + self.by_label.values().map(|b| b.size()).sum::<u64>()
+    }
 }
 
-fn allocate_some(ctx: &Context, specs: &[Option<BufferSpec>]) -> Result<Vec<Option<wgpu::Buffer>>, GpuError> {
-    specs.iter().map(|spec| spec.as_ref().map(|spec| allocate(ctx, spec)).transpose()).collect()
+/// Where an executor's buffers come from: allocated for it alone, or taken from `SharedBuffers`.
+#[derive(Clone, Copy)]
+struct Allocator<'a> {
+    ctx: &'a Context,
+    shared: Option<&'a SharedBuffers>,
+}
+
+impl Allocator<'_> {
+    fn one(&self, spec: &BufferSpec) -> Result<wgpu::Buffer, GpuError> {
+        match self.shared {
+            Some(shared) => shared.take(spec),
+            None => self.ctx.buffer(&spec.label, spec.len),
+        }
+    }
+
+    fn each(&self, specs: &[BufferSpec]) -> Result<Vec<wgpu::Buffer>, GpuError> {
+        specs.iter().map(|spec| self.one(spec)).collect()
+    }
+
+    fn some(&self, specs: &[Option<BufferSpec>]) -> Result<Vec<Option<wgpu::Buffer>>, GpuError> {
+        specs.iter().map(|spec| spec.as_ref().map(|spec| self.one(spec)).transpose()).collect()
+    }
+}
+
+/// Which steps an executor records when it is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Everything a run on the whole image uses: the forward, the style capture and the training step.
+    Whole,
+    /// Nothing: a window of the tiled executor, which records each tile's passes itself.
+    Window,
+}
+
+/// Where the backward pass gets dL/dG of the style terms from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GramGradients {
+    /// From the Gram of this executor's own image (`record_losses` computes it first).
+    Own,
+    /// Already in the gradient buffers (`gram_gradient_buffer`): a window of the tiled executor,
+    /// whose dL/dG comes from the whole image's Gram.
+    Given,
 }
 
 impl Executor {
     /// Uploads the weights, allocates every buffer of `Plan::buffers` and records every step for `plan`.
     pub fn new(ctx: &Context, plan: Plan, weights: &[ConvLayerWeights]) -> Result<Self, NetError> {
+        Self::build(ctx, plan, weights, None, Role::Whole)
+    }
+
+    /// An executor of one window of the tiled executor: its buffers taken from `shared`, no step
+    /// recorded (`record_forward_pass`, `record_injected_training` record them per tile).
+    pub(super) fn window(ctx: &Context, plan: Plan, shared: &SharedBuffers) -> Result<Self, NetError> {
+        Self::build(ctx, plan, &[], Some(shared), Role::Window)
+    }
+
+    fn build(
+        ctx: &Context,
+        plan: Plan,
+        weights: &[ConvLayerWeights],
+        shared: Option<&SharedBuffers>,
+        role: Role,
+    ) -> Result<Self, NetError> {
         plan.check_fits(ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size))?;
         let specs = plan.buffers();
-        let convs = upload_convs(ctx, &plan, &specs.convs, weights)?;
-        let rgb = allocate(ctx, &specs.rgb)?;
-        let scratch = allocate_each(ctx, &specs.scratch)?;
+        let alloc = Allocator { ctx, shared };
+        let convs = match shared {
+            Some(shared) => shared.convs.clone(),
+            None => upload_convs(ctx, &plan, &specs.convs, weights)?,
+        };
+        let rgb = alloc.one(&specs.rgb)?;
+        let scratch = alloc.each(&specs.scratch)?;
         let acts = specs
             .acts
             .iter()
             .zip(&plan.storage)
             .map(|(spec, storage)| match (spec, *storage) {
-                (Some(spec), Storage::Kept) => allocate(ctx, spec),
+                (Some(spec), Storage::Kept) => alloc.one(spec),
                 (None, Storage::Scratch(slot)) => Ok(scratch[slot].clone()),
                 _ => unreachable!("the plan lists a buffer for every kept activation"),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let plane = plan.acts[0].len() / 3;
         let mut rgb_to_image = Step::new();
-        rgb_to_image.push(normalize::normalize(ctx, plane, &rgb, &acts[0])?);
         let mut image_to_rgb = Step::new();
-        image_to_rgb.push(normalize::denormalize_clamp(ctx, plane, &acts[0], &rgb)?);
+        if role == Role::Whole {
+            rgb_to_image.push(normalize::normalize(ctx, plane, &rgb, &acts[0])?);
+            image_to_rgb.push(normalize::denormalize_clamp(ctx, plane, &acts[0], &rgb)?);
+        }
         let mut executor = Self {
-            image_grad: allocate(ctx, &specs.image_grad)?,
-            masks: allocate_some(ctx, &specs.masks)?,
-            codes: allocate_some(ctx, &specs.codes)?,
-            gram_partials: specs.gram_partials.as_ref().map(|spec| allocate(ctx, spec)).transpose()?,
-            term_grad: specs.term_grad.as_ref().map(|spec| allocate(ctx, spec)).transpose()?,
-            content_targets: allocate_each(ctx, &specs.content_targets)?,
-            style_grams: allocate_each(ctx, &specs.style_grams)?,
-            losses: allocate(ctx, &specs.losses)?,
+            image_grad: alloc.one(&specs.image_grad)?,
+            masks: alloc.some(&specs.masks)?,
+            codes: alloc.some(&specs.codes)?,
+            gram_partials: specs.gram_partials.as_ref().map(|spec| alloc.one(spec)).transpose()?,
+            term_grad: specs.term_grad.as_ref().map(|spec| alloc.one(spec)).transpose()?,
+            content_targets: alloc.each(&specs.content_targets)?,
+            style_grams: alloc.each(&specs.style_grams)?,
+            losses: alloc.one(&specs.losses)?,
             column_weights: upload_column_weights(ctx, &plan, &specs.column_weights)?,
-            image_grams: allocate_each(ctx, &specs.image_grams)?,
-            gram_grads: allocate_each(ctx, &specs.gram_grads)?,
-            content_norms: allocate_some(ctx, &specs.content_norms)?,
-            style_norms: allocate_some(ctx, &specs.style_norms)?,
+            image_grams: alloc.each(&specs.image_grams)?,
+            gram_grads: alloc.each(&specs.gram_grads)?,
+            content_norms: alloc.some(&specs.content_norms)?,
+            style_norms: alloc.some(&specs.style_norms)?,
             forward: Step::new(),
             capture_style: Step::new(),
             train: Step::new(),
@@ -128,9 +232,11 @@ impl Executor {
             image_to_rgb,
         };
         executor.reserve_split_scratch(ctx)?;
-        executor.forward = executor.record_forward(ctx, MaskWriting::None)?;
-        executor.capture_style = executor.record_style_capture(ctx)?;
-        executor.train = executor.record_training(ctx, MaskWriting::Epilogue)?;
+        if role == Role::Whole {
+            executor.forward = executor.record_forward(ctx, MaskWriting::None)?;
+            executor.capture_style = executor.record_style_capture(ctx)?;
+            executor.train = executor.record_training(ctx, MaskWriting::Epilogue)?;
+        }
         Ok(executor)
     }
 
@@ -269,7 +375,22 @@ impl Executor {
         );
         let mut step = self.record_forward(ctx, masks)?;
         self.record_losses(ctx, &mut step)?;
-        self.record_backward(ctx, &mut step)?;
+        self.record_backward(ctx, &mut step, GramGradients::Own)?;
+        Ok(step)
+    }
+
+    /// The forward pass alone, no masks written: a tiled pass 1 over one window.
+    pub(super) fn record_forward_pass(&self, ctx: &Context) -> Result<Step, NetError> {
+        self.record_forward(ctx, MaskWriting::None)
+    }
+
+    /// A tiled pass 2 over one window: the forward (writing the masks) and the backward pass to
+    /// the window's image, with the gradients of the loss injected at every loss layer: the
+    /// content terms' from this window's features and content targets (which the tiled executor
+    /// fills), the style terms' from the dL/dG already in `gram_gradient_buffer`. No loss value.
+    pub(super) fn record_injected_training(&self, ctx: &Context) -> Result<Step, NetError> {
+        let mut step = self.record_forward(ctx, MaskWriting::Epilogue)?;
+        self.record_backward(ctx, &mut step, GramGradients::Given)?;
         Ok(step)
     }
 
@@ -300,7 +421,7 @@ impl Executor {
     /// (the forward's transient activations are dead by then: losses read kept features, the
     /// backward masks and codes) and the last lands in the image gradient's own buffer; a loss's
     /// gradient is added where its features are read.
-    fn record_backward(&self, ctx: &Context, step: &mut Step) -> Result<(), NetError> {
+    fn record_backward(&self, ctx: &Context, step: &mut Step, gram_grads: GramGradients) -> Result<(), NetError> {
         let plan = &self.plan;
         let grads = [&self.scratch[0], &self.scratch[1]];
         // `current` holds dL/d(output of the node being walked); `valid` says whether anything
@@ -308,7 +429,7 @@ impl Executor {
         let mut current = 0usize;
         let mut valid = false;
         for (i, node) in plan.nodes.iter().enumerate().rev() {
-            valid = self.add_term_gradients_at(ctx, step, node.output(), grads[current], valid)?;
+            valid = self.add_term_gradients_at(ctx, step, node.output(), grads[current], valid, gram_grads)?;
             if !valid {
                 continue;
             }
@@ -334,12 +455,13 @@ impl Executor {
         act: usize,
         grad: &wgpu::Buffer,
         mut written: bool,
+        gram_grads: GramGradients,
     ) -> Result<bool, NetError> {
         let plan = &self.plan;
         let content = (0..plan.content.len()).filter(|&i| plan.content[i].act == act).map(Term::Content);
         let style = (0..plan.style.len()).filter(|&i| plan.style[i].act == act).map(Term::Style);
         for term in content.chain(style) {
-            self.add_term_gradient(ctx, step, term, grad, written)?;
+            self.add_term_gradient(ctx, step, term, grad, written, gram_grads)?;
             written = true;
         }
         Ok(written)
@@ -355,6 +477,7 @@ impl Executor {
         term: Term,
         grad: &wgpu::Buffer,
         accumulate: bool,
+        gram_grads: GramGradients,
     ) -> Result<(), NetError> {
         let plan = &self.plan;
         let (loss_term, loss_weight, norm) = match term {
@@ -362,17 +485,20 @@ impl Executor {
             Term::Style(i) => (&plan.style[i], plan.style_weight, &self.style_norms[i]),
         };
         if !plan.losses.normalize_gradients {
-            return self.feature_gradient(ctx, step, term, grad, loss_term.scale * loss_weight, accumulate);
+            return self.feature_gradient(ctx, step, term, grad, loss_term.scale * loss_weight, accumulate, gram_grads);
         }
         let term_grad = self.term_grad.as_ref().expect("allocated with normalize_gradients");
         let norm = norm.as_ref().expect("allocated with normalize_gradients");
-        self.feature_gradient(ctx, step, term, term_grad, loss_term.scale, false)?;
+        debug_assert_eq!(gram_grads, GramGradients::Own, "the tiled executor refuses normalized gradients");
+        self.feature_gradient(ctx, step, term, term_grad, loss_term.scale, false, gram_grads)?;
         let len = plan.acts[loss_term.act].len();
         add_normalized(ctx, step, len, term_grad, norm, loss_weight * loss_term.weight, grad, accumulate)
     }
 
     /// dst (=, or += when `accumulate`) the gradient of `scale` * sum((F - target)^2) with respect
-    /// to the term's features F: directly for a content term, through its Gram for a style term.
+    /// to the term's features F: directly for a content term, through its Gram for a style term
+    /// (whose dL/dG is computed here, or given, as `gram_grads` says; a given one holds `scale`).
+    #[allow(clippy::too_many_arguments)]
     fn feature_gradient(
         &self,
         ctx: &Context,
@@ -381,6 +507,7 @@ impl Executor {
         dst: &wgpu::Buffer,
         scale: f64,
         accumulate: bool,
+        gram_grads: GramGradients,
     ) -> Result<(), NetError> {
         match term {
             Term::Content(i) => {
@@ -391,7 +518,17 @@ impl Executor {
             Term::Style(i) => {
                 let len = self.plan.gram_shape(self.plan.style[i].act).gram_len();
                 let (image_gram, grad_gram) = (&self.image_grams[i], &self.gram_grads[i]);
-                step.push(loss::sq_diff_backward(ctx, len, image_gram, &self.style_grams[i], grad_gram, scale, false)?);
+                if gram_grads == GramGradients::Own {
+                    step.push(loss::sq_diff_backward(
+                        ctx,
+                        len,
+                        image_gram,
+                        &self.style_grams[i],
+                        grad_gram,
+                        scale,
+                        false,
+                    )?);
+                }
                 step.extend(self.term_gram_backward(ctx, i, grad_gram, dst, accumulate)?);
             }
         }
@@ -538,6 +675,31 @@ impl Executor {
     /// optimizer's kernels so that one submit does everything.
     pub fn training_step(&mut self) -> &mut Step {
         &mut self.train
+    }
+
+    /// The buffer of activation `act` (for a transient one, the scratch buffer it shares).
+    pub(super) fn act_buffer(&self, act: usize) -> &wgpu::Buffer {
+        &self.acts[act]
+    }
+
+    /// Content term `index`'s target features.
+    pub(super) fn content_target_buffer(&self, index: usize) -> &wgpu::Buffer {
+        &self.content_targets[index]
+    }
+
+    /// Style term `index`'s target Gram.
+    pub(super) fn style_gram_buffer(&self, index: usize) -> &wgpu::Buffer {
+        &self.style_grams[index]
+    }
+
+    /// Style term `index`'s Gram of the image being optimized.
+    pub(super) fn image_gram_buffer(&self, index: usize) -> &wgpu::Buffer {
+        &self.image_grams[index]
+    }
+
+    /// Style term `index`'s dL/dG (weights and scale included).
+    pub(super) fn gram_gradient_buffer(&self, index: usize) -> &wgpu::Buffer {
+        &self.gram_grads[index]
     }
 
     /// The normalized image being optimized.

@@ -3,16 +3,20 @@
 
 mod buffers;
 mod executor;
+mod network;
 mod plan;
 pub mod reference;
 pub mod style_grams;
+mod tiled;
 pub mod tiling;
 mod training;
 pub mod vgg;
 
 pub use buffers::{BufferKind, BufferSpec, Buffers, GpuBytes};
-pub use executor::Executor;
+pub use executor::{Executor, SharedBuffers};
+pub use network::Network;
 pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
+pub use tiled::TiledExecutor;
 pub use training::FiniteGuard;
 pub use vgg::ConvLayerWeights;
 

@@ -58,6 +58,7 @@ impl ConvShape {
 /// the same buffer transposed and flipped, so no second copy is kept. Under mixed precision
 /// (`Context::precision` when uploading) the weights are stored rounded to f16 (nearest even),
 /// the operand every product with them takes; the bias stays f32.
+#[derive(Clone)]
 pub struct GpuConvWeights {
     pub in_channels: usize,
     pub out_channels: usize,

@@ -9,6 +9,7 @@ pub mod mixed;
 pub mod normalize;
 pub mod pool;
 pub mod reduce;
+pub mod region;
 pub mod relu;
 mod shape;
 pub mod tv;
@@ -28,7 +29,7 @@ pub fn kernel_class(ctx: &Context) -> Result<AdapterClass, GpuError> {
 
 /// Every WGSL file the ops compile (`optim::SHADERS` has the optimizers'), for validation (the
 /// `COOP_SHADER`s run only on adapters with cooperative matrices).
-pub const SHADERS: [ShaderSource; 14] = [
+pub const SHADERS: [ShaderSource; 15] = [
     check::SHADER,
     conv::SHADER,
     conv::COOP_SHADER,
@@ -39,6 +40,7 @@ pub const SHADERS: [ShaderSource; 14] = [
     normalize::SHADER,
     pool::SHADER,
     reduce::SHADER,
+    region::SHADER,
     relu::SHADER,
     relu::MASK_SHADER,
     tv::SHADER,

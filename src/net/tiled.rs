@@ -1,0 +1,467 @@
+//! The tiled executor: the network run window by window over an image of any size, computing
+//! exactly the untiled losses and image gradient (`tiling` has the schedule and its f64 proof).
+//!
+//! One training step is one submit of two passes over the tiles. Pass 1 loads each tile's window
+//! of the image into a window executor, runs the forward, and adds the Gram of the positions the
+//! tile owns at every style layer into the whole image's Gram and the content loss of its owned
+//! positions into a slot of its own; then each style term's loss and dL/dG come from the whole
+//! Grams. Pass 2 loads each window again, runs forward and backward with the loss gradients
+//! injected at every loss layer (content: from the whole image's content features cropped to the
+//! window; style: the whole dL/dG) and writes the image gradient of the tile's own pixels back.
+//! Injecting everywhere in the window, not only where its features are exact, changes nothing
+//! the tile keeps: a feature outside the tile's exact region depends on none of its pixels.
+//!
+//! Every window executor takes its buffers from one `SharedBuffers` (windows run one after the
+//! other), so the memory is that of the largest window plus the image-sized buffers here.
+
+use super::executor::SharedBuffers;
+use super::tiling::{Tile, Tiling, window_plan};
+use super::{ConvLayerWeights, Executor, Losses, NetError, Plan};
+use crate::gpu::{Context, Step};
+use crate::ops::region::{Dims, Rect, copy_rect};
+use crate::ops::{ActShape, gram, loss, normalize, vector};
+
+/// The network over a tiled image: the same public face as `Executor` for what a run needs.
+pub struct TiledExecutor {
+    /// The plan of the whole image (its losses' scales are the ones every window uses).
+    pub plan: Plan,
+    pub tiling: Tiling,
+    /// One executor per distinct window size, and which one serves each tile.
+    windows: Vec<Executor>,
+    window_of_tile: Vec<usize>,
+    shared: SharedBuffers,
+    /// RGB in [0, 1], the normalized image being optimized and dL/d(image), each of the whole image.
+    rgb: wgpu::Buffer,
+    image: wgpu::Buffer,
+    image_grad: wgpu::Buffer,
+    /// Per content term: the content image's features over the whole image.
+    content_features: Vec<wgpu::Buffer>,
+    /// A tile's owned features at one loss layer, and the content target over the same positions.
+    owned: wgpu::Buffer,
+    owned_target: wgpu::Buffer,
+    /// One tile's Gram before it is added to the whole image's, and the Gram forward's partial sums.
+    tile_gram: wgpu::Buffer,
+    gram_partials: wgpu::Buffer,
+    /// Per tile and content term (tile-major), the content loss of the tile's owned positions;
+    /// then per style term its loss.
+    losses: wgpu::Buffer,
+    rgb_to_image: Step,
+    image_to_rgb: Step,
+    capture_content: Step,
+    capture_style: Step,
+    train: Step,
+}
+
+/// Where the Grams of the tiles' owned positions are summed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GramSum {
+    /// The style targets (the style image's Grams).
+    StyleTargets,
+    /// The Grams of the image being optimized.
+    Image,
+}
+
+fn dims(shape: ActShape) -> Dims {
+    Dims { channels: shape.channels, height: shape.height, width: shape.width }
+}
+
+impl TiledExecutor {
+    /// Tiles of `side` pixels with the plan's halo (`tiling::halo`).
+    pub fn new(ctx: &Context, plan: Plan, weights: &[ConvLayerWeights], side: usize) -> Result<Self, NetError> {
+        let halo = super::tiling::halo(&plan);
+        Self::with_halo(ctx, plan, weights, side, halo)
+    }
+
+    /// As `new` with a chosen halo: the tests show one grid step less than the plan's is not exact.
+    pub fn with_halo(
+        ctx: &Context,
+        plan: Plan,
+        weights: &[ConvLayerWeights],
+        side: usize,
+        halo: usize,
+    ) -> Result<Self, NetError> {
+        let tiling = Tiling::with_halo(&plan, side, halo)?;
+        let (window_plans, window_of_tile) = window_plans(&plan, &tiling)?;
+        let shared = SharedBuffers::new(ctx, &window_plans.iter().collect::<Vec<_>>(), weights)?;
+        let windows =
+            window_plans.into_iter().map(|wp| Executor::window(ctx, wp, &shared)).collect::<Result<Vec<_>, _>>()?;
+        let image_len = plan.acts[0].len();
+        let (owned_len, partials_len, gram_len) = tile_buffer_lens(&plan, &tiling);
+        let content_features = plan
+            .content
+            .iter()
+            .map(|t| ctx.buffer(&format!("content features {} (whole image)", t.layer), plan.acts[t.act].len()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tiled = Self {
+            rgb: ctx.buffer("rgb image (whole)", image_len)?,
+            image: ctx.buffer("image (whole)", image_len)?,
+            image_grad: ctx.buffer("image gradient (whole)", image_len)?,
+            content_features,
+            owned: ctx.buffer("owned features of a tile", owned_len)?,
+            owned_target: ctx.buffer("owned content target of a tile", owned_len)?,
+            tile_gram: ctx.buffer("gram of a tile", gram_len)?,
+            gram_partials: ctx.buffer("gram partials of a tile", partials_len)?,
+            losses: ctx.buffer("losses of the tiles", tiling.tiles.len() * plan.content.len() + plan.style.len())?,
+            rgb_to_image: Step::new(),
+            image_to_rgb: Step::new(),
+            capture_content: Step::new(),
+            capture_style: Step::new(),
+            train: Step::new(),
+            plan,
+            tiling,
+            windows,
+            window_of_tile,
+            shared,
+        };
+        tiled.record_steps(ctx)?;
+        Ok(tiled)
+    }
+
+    fn record_steps(&mut self, ctx: &Context) -> Result<(), NetError> {
+        let plane = self.plan.acts[0].len() / 3;
+        self.rgb_to_image = Step::single(normalize::normalize(ctx, plane, &self.rgb, &self.image)?);
+        self.image_to_rgb = Step::single(normalize::denormalize_clamp(ctx, plane, &self.image, &self.rgb)?);
+        self.capture_content = self.record_content_capture(ctx)?;
+        self.capture_style = self.record_gram_pass(ctx, GramSum::StyleTargets)?;
+        self.train = self.record_training(ctx)?;
+        Ok(())
+    }
+
+    fn window(&self, tile: usize) -> &Executor {
+        &self.windows[self.window_of_tile[tile]]
+    }
+
+    /// Copies tile `t`'s window of the whole image into its window executor's input.
+    fn load_window(&self, ctx: &Context, step: &mut Step, t: usize) -> Result<(), NetError> {
+        let (tile, window) = (&self.tiling.tiles[t], self.window(t));
+        let from = Rect {
+            y: tile.window_rows.start,
+            x: tile.window_cols.start,
+            height: tile.window_rows.len(),
+            width: tile.window_cols.len(),
+        };
+        let (whole, local) = (dims(self.plan.acts[0]), dims(window.plan.acts[0]));
+        step.push(copy_rect(ctx, &self.image, whole, from, window.act_buffer(0), local, (0, 0))?);
+        Ok(())
+    }
+
+    /// The positions of activation `act` that `tile` owns: over the whole image, and in its window.
+    fn owned(&self, tile: &Tile, act: usize) -> (Rect, Rect) {
+        let (rows, cols) = self.tiling.owned(tile, act);
+        let (oy, ox) = self.tiling.window_origin(tile, act);
+        let whole = Rect { y: rows.start, x: cols.start, height: rows.len(), width: cols.len() };
+        (whole, Rect { y: rows.start - oy, x: cols.start - ox, ..whole })
+    }
+
+    /// Copies what tile `t` owns of activation `act` of its window into `self.owned` (compact).
+    fn crop_owned(&self, ctx: &Context, step: &mut Step, t: usize, act: usize) -> Result<Dims, NetError> {
+        let window = self.window(t);
+        let (whole, local) = self.owned(&self.tiling.tiles[t], act);
+        let compact = Dims { channels: self.plan.acts[act].channels, height: whole.height, width: whole.width };
+        step.push(copy_rect(
+            ctx,
+            window.act_buffer(act),
+            dims(window.plan.acts[act]),
+            local,
+            &self.owned,
+            compact,
+            (0, 0),
+        )?);
+        Ok(compact)
+    }
+
+    /// Per tile: the forward, then each content term's owned features into the whole image's.
+    fn record_content_capture(&self, ctx: &Context) -> Result<Step, NetError> {
+        let mut step = Step::new();
+        for t in 0..self.tiling.tiles.len() {
+            let window = self.window(t);
+            self.load_window(ctx, &mut step, t)?;
+            step.extend(window.record_forward_pass(ctx)?);
+            for (term, features) in self.plan.content.iter().zip(&self.content_features) {
+                let (whole, local) = self.owned(&self.tiling.tiles[t], term.act);
+                let (src, src_dims) = (window.act_buffer(term.act), dims(window.plan.acts[term.act]));
+                let dst_dims = dims(self.plan.acts[term.act]);
+                step.push(copy_rect(ctx, src, src_dims, local, features, dst_dims, (whole.y, whole.x))?);
+            }
+        }
+        Ok(step)
+    }
+
+    /// Per tile: the forward, then at each style layer the Gram of the owned positions, added
+    /// into `sum`'s Grams (the first tile writes them); for `GramSum::Image` also each content
+    /// term's loss over the owned positions. The first half of a training step, or the style capture.
+    fn record_gram_pass(&self, ctx: &Context, sum: GramSum) -> Result<Step, NetError> {
+        let mut step = Step::new();
+        for t in 0..self.tiling.tiles.len() {
+            self.load_window(ctx, &mut step, t)?;
+            step.extend(self.window(t).record_forward_pass(ctx)?);
+            self.add_owned_grams(ctx, &mut step, t, sum)?;
+            if sum == GramSum::Image {
+                self.owned_content_losses(ctx, &mut step, t)?;
+            }
+        }
+        Ok(step)
+    }
+
+    fn add_owned_grams(&self, ctx: &Context, step: &mut Step, t: usize, sum: GramSum) -> Result<(), NetError> {
+        let first = self.windows.first().expect("at least one window");
+        for (i, term) in self.plan.style.iter().enumerate() {
+            let compact = self.crop_owned(ctx, step, t, term.act)?;
+            if compact.is_empty() {
+                continue;
+            }
+            let whole = match sum {
+                GramSum::StyleTargets => first.style_gram_buffer(i),
+                GramSum::Image => first.image_gram_buffer(i),
+            };
+            let shape = gram::GramShape { channels: compact.channels, n: compact.height * compact.width };
+            let dst = if t == 0 { whole } else { &self.tile_gram };
+            step.extend(gram::forward_with_partials(ctx, shape, &self.owned, &self.gram_partials, dst)?);
+            if t > 0 {
+                step.push(vector::axpy(ctx, shape.gram_len(), 1.0, &self.tile_gram, whole)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Each content term's loss over the positions tile `t` owns, into the tile's slots.
+    fn owned_content_losses(&self, ctx: &Context, step: &mut Step, t: usize) -> Result<(), NetError> {
+        let terms = self.plan.content.len();
+        for (j, (term, features)) in self.plan.content.iter().zip(&self.content_features).enumerate() {
+            let compact = self.crop_owned(ctx, step, t, term.act)?;
+            if compact.is_empty() {
+                continue;
+            }
+            let (whole, _) = self.owned(&self.tiling.tiles[t], term.act);
+            let whole_dims = dims(self.plan.acts[term.act]);
+            step.push(copy_rect(ctx, features, whole_dims, whole, &self.owned_target, compact, (0, 0))?);
+            let (len, slot) = (compact.len(), t * terms + j);
+            loss::sq_diff_forward(ctx, step, len, &self.owned, &self.owned_target, &self.losses, slot, term.scale)?;
+        }
+        Ok(())
+    }
+
+    /// Pass 1, each style term's loss and dL/dG from the whole image's Grams, then pass 2.
+    fn record_training(&self, ctx: &Context) -> Result<Step, NetError> {
+        let mut step = self.record_gram_pass(ctx, GramSum::Image)?;
+        let first = self.windows.first().expect("at least one window");
+        let slots_before_style = self.tiling.tiles.len() * self.plan.content.len();
+        for (i, term) in self.plan.style.iter().enumerate() {
+            let len = self.plan.gram_shape(term.act).gram_len();
+            let (image_gram, target) = (first.image_gram_buffer(i), first.style_gram_buffer(i));
+            let slot = slots_before_style + i;
+            loss::sq_diff_forward(ctx, &mut step, len, image_gram, target, &self.losses, slot, term.scale)?;
+            let scale = term.scale * self.plan.style_weight;
+            let grad_gram = first.gram_gradient_buffer(i);
+            step.push(loss::sq_diff_backward(ctx, len, image_gram, target, grad_gram, scale, false)?);
+        }
+        for t in 0..self.tiling.tiles.len() {
+            self.record_tile_backward(ctx, &mut step, t)?;
+        }
+        Ok(step)
+    }
+
+    /// Pass 2 over tile `t`: its window, its content targets, forward and backward with the
+    /// gradients injected, and the image gradient of its own pixels into the whole image's.
+    fn record_tile_backward(&self, ctx: &Context, step: &mut Step, t: usize) -> Result<(), NetError> {
+        let (tile, window) = (&self.tiling.tiles[t], self.window(t));
+        self.load_window(ctx, step, t)?;
+        for (j, (term, features)) in self.plan.content.iter().zip(&self.content_features).enumerate() {
+            let local = dims(window.plan.acts[term.act]);
+            let (y, x) = self.tiling.window_origin(tile, term.act);
+            let from = Rect { y, x, height: local.height, width: local.width };
+            let whole = dims(self.plan.acts[term.act]);
+            step.push(copy_rect(ctx, features, whole, from, window.content_target_buffer(j), local, (0, 0))?);
+        }
+        step.extend(window.record_injected_training(ctx)?);
+        let own = Rect {
+            y: tile.rows.start - tile.window_rows.start,
+            x: tile.cols.start - tile.window_cols.start,
+            height: tile.rows.len(),
+            width: tile.cols.len(),
+        };
+        let (local, whole) = (dims(window.plan.acts[0]), dims(self.plan.acts[0]));
+        let at = (tile.rows.start, tile.cols.start);
+        step.push(copy_rect(ctx, window.image_grad_buffer(), local, own, &self.image_grad, whole, at)?);
+        Ok(())
+    }
+
+    /// Uploads an RGB image in [0, 1] (CHW) and normalizes it into the image being optimized.
+    pub fn set_image(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+        self.check_image_len(rgb.len())?;
+        ctx.write(&self.rgb, rgb);
+        self.rgb_to_image.run(ctx)?;
+        Ok(())
+    }
+
+    /// Writes an already normalized image (tests and resumed runs).
+    pub fn set_normalized_image(&self, ctx: &Context, image: &[f32]) -> Result<(), NetError> {
+        self.check_image_len(image.len())?;
+        ctx.write(&self.image, image);
+        Ok(())
+    }
+
+    fn check_image_len(&self, len: usize) -> Result<(), NetError> {
+        let (expected, s) = (self.image_len(), self.plan.acts[0]);
+        if len != expected {
+            return Err(NetError::BadSize(format!(
+                "image has {len} values, the network was built for 3x{}x{} = {expected}",
+                s.height, s.width
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the forward pass over the tiles of `rgb` and keeps its features at the content
+    /// layers as targets.
+    pub fn set_content(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+        self.set_image(ctx, rgb)?;
+        self.capture_content.run(ctx)?;
+        Ok(())
+    }
+
+    /// Runs the forward pass over the tiles of `rgb` and keeps the Grams at the style layers as targets.
+    pub fn set_style(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+        self.set_image(ctx, rgb)?;
+        self.capture_style.run(ctx)?;
+        Ok(())
+    }
+
+    /// The Gram matrices of `rgb` at the style layers; replaces the style targets with them.
+    pub fn style_grams(&self, ctx: &Context, rgb: &[f32]) -> Result<Vec<Vec<f32>>, NetError> {
+        self.set_style(ctx, rgb)?;
+        self.read_style_grams(ctx)
+    }
+
+    /// The current style targets, in the order of `plan.style`.
+    pub fn read_style_grams(&self, ctx: &Context) -> Result<Vec<Vec<f32>>, NetError> {
+        let first = self.windows.first().expect("at least one window");
+        (0..self.plan.style.len())
+            .map(|i| Ok(ctx.read(first.style_gram_buffer(i), self.plan.gram_shape(self.plan.style[i].act).gram_len())?))
+            .collect()
+    }
+
+    /// Sets the style targets directly, one C x C matrix per style term.
+    pub fn set_style_grams(&self, ctx: &Context, grams: &[Vec<f32>]) -> Result<(), NetError> {
+        self.windows.first().expect("at least one window").set_style_grams(ctx, grams)
+    }
+
+    /// The recorded training step: both passes over the tiles. Callers append their optimizer's
+    /// kernels so that one submit does everything.
+    pub fn training_step(&mut self) -> &mut Step {
+        &mut self.train
+    }
+
+    /// The normalized image being optimized (the whole image).
+    pub fn image_buffer(&self) -> &wgpu::Buffer {
+        &self.image
+    }
+
+    /// dL/d(image) after a training step (the whole image).
+    pub fn image_grad_buffer(&self) -> &wgpu::Buffer {
+        &self.image_grad
+    }
+
+    /// Number of values in the image (3 H W).
+    pub fn image_len(&self) -> usize {
+        self.plan.acts[0].len()
+    }
+
+    /// Reads the loss values of the last training step: each content term summed over the tiles.
+    pub fn read_losses(&self, ctx: &Context) -> Result<Losses, NetError> {
+        let (tiles, content) = (self.tiling.tiles.len(), self.plan.content.len());
+        let slots = ctx.read(&self.losses, tiles * content + self.plan.style.len())?;
+        let mut terms: Vec<f64> =
+            (0..content).map(|j| (0..tiles).map(|t| slots[t * content + j] as f64).sum()).collect();
+        terms.extend(slots[tiles * content..].iter().map(|&v| v as f64));
+        Ok(Losses::from_slots(&self.plan, &terms))
+    }
+
+    /// Reads dL/d(image) of the last training step.
+    #[cfg(feature = "testing")]
+    pub fn read_image_grad(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+        Ok(ctx.read(&self.image_grad, self.image_len())?)
+    }
+
+    /// Reads the normalized image.
+    pub fn read_normalized_image(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+        Ok(ctx.read(&self.image, self.image_len())?)
+    }
+
+    /// Reads the image as RGB in [0, 1] (denormalized and clamped on the GPU).
+    pub fn read_rgb(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+        self.image_to_rgb.submit(ctx);
+        Ok(ctx.read(&self.rgb, self.image_len())?)
+    }
+
+    /// FLOPs of one tiled step (`tiling::tiled_flops`).
+    pub fn flops_per_step(&self) -> Result<u64, NetError> {
+        super::tiling::tiled_flops(&self.plan, &self.tiling)
+    }
+
+    /// Bytes of every buffer this executor allocated (the windows' shared buffers, the whole
+    /// image's, and its steps' own), each counted once.
+    pub fn allocated_bytes(&self) -> u64 {
+        let own: u64 = [
+            &self.rgb,
+            &self.image,
+            &self.image_grad,
+            &self.owned,
+            &self.owned_target,
+            &self.tile_gram,
+            &self.gram_partials,
+            &self.losses,
+        ]
+        .into_iter()
+        .chain(&self.content_features)
+        .map(|b| b.size())
+        .sum();
+        let steps =
+            [&self.capture_content, &self.capture_style, &self.train].iter().map(|s| s.scratch_bytes()).sum::<u64>();
+        self.shared.bytes() + own + steps
+    }
+}
+
+/// The plan of every distinct window size (first the largest, so that it bounds the rest), with
+/// the whole plan's loss scales, and per tile the index of its window's plan.
+fn window_plans(plan: &Plan, tiling: &Tiling) -> Result<(Vec<Plan>, Vec<usize>), NetError> {
+    let mut sizes: Vec<(usize, usize)> =
+        tiling.tiles.iter().map(|t| (t.window_rows.len(), t.window_cols.len())).collect();
+    sizes.sort_unstable_by(|a, b| (b.0 * b.1).cmp(&(a.0 * a.1)).then(b.cmp(a)));
+    sizes.dedup();
+    let of_tile = tiling
+        .tiles
+        .iter()
+        .map(|t| sizes.iter().position(|&s| s == (t.window_rows.len(), t.window_cols.len())).expect("listed"))
+        .collect();
+    let plans = sizes
+        .iter()
+        .map(|&(h, w)| {
+            let mut wp = window_plan(plan, h, w)?;
+            for (own, whole) in wp.content.iter_mut().zip(&plan.content).chain(wp.style.iter_mut().zip(&plan.style)) {
+                own.scale = whole.scale;
+            }
+            Ok(wp)
+        })
+        .collect::<Result<Vec<_>, NetError>>()?;
+    Ok((plans, of_tile))
+}
+
+/// Values of the tile buffers: the largest owned block of any loss layer, the largest Gram
+/// forward's partial sums over one, and the largest Gram (each at least 1).
+fn tile_buffer_lens(plan: &Plan, tiling: &Tiling) -> (usize, usize, usize) {
+    let (mut owned, mut partials, mut gram_len) = (1, 1, 1);
+    for tile in &tiling.tiles {
+        for term in plan.content.iter().chain(&plan.style) {
+            let (rows, cols) = tiling.owned(tile, term.act);
+            owned = owned.max(plan.acts[term.act].channels * rows.len() * cols.len());
+        }
+        for term in &plan.style {
+            let (rows, cols) = tiling.owned(tile, term.act);
+            let shape = gram::GramShape { channels: plan.acts[term.act].channels, n: rows.len() * cols.len() };
+            partials = partials.max(shape.partials_len());
+            gram_len = gram_len.max(shape.gram_len());
+        }
+    }
+    (owned, partials, gram_len)
+}

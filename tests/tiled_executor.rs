@@ -1,0 +1,165 @@
+//! The tiled executor on the GPU equals the untiled one: losses, image gradient and a few Adam
+//! steps, on images several tiles wide and tall (sizes that are multiples of nothing), with a
+//! reduced-channel VGG-19 of full depth (so the halo is the real one, 160 px); and a halo one
+//! grid step too small is measurably wrong, so these comparisons can fail.
+
+mod common;
+
+use common::*;
+use stylize::gpu::Context;
+use stylize::net::vgg::VGG19;
+use stylize::net::{LossLayers, Losses, Network, Plan, Pooling, TiledExecutor, random_weights, tiling};
+use stylize::optim::adam::{Adam, AdamConfig};
+
+/// Relative error within which tiled and untiled must agree (f32 sums in another order).
+const TOLERANCE: f64 = 1e-5;
+
+const WIDTHS: [usize; 13] = [4, 4, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 6];
+
+struct Case {
+    plan: Plan,
+    weights: Vec<stylize::ConvLayerWeights>,
+    content: Vec<f32>,
+    style: Vec<f32>,
+    init: Vec<f32>,
+}
+
+fn case(height: usize, width: usize, pooling: Pooling, seed: u64) -> Case {
+    let weights = random_weights(&WIDTHS, seed);
+    let widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
+    let losses = LossLayers { pooling, ..LossLayers::default() };
+    let plan = Plan::new(&VGG19, &widths, height, width, &losses).unwrap();
+    let mut rng = Rng::new(seed + 1);
+    let n = 3 * height * width;
+    let content: Vec<f32> = (0..n).map(|_| rng.range(0.0, 1.0) as f32).collect();
+    // A style of other statistics than the content: Grams far apart, so that a style term
+    // (a sum of (G - A)^2) does not magnify the Grams' own rounding by cancelling.
+    let style: Vec<f32> = (0..n).map(|_| rng.range(0.3, 0.7) as f32).collect();
+    let init: Vec<f32> = content.iter().map(|&c| (c + 0.2 * rng.range(-1.0, 1.0) as f32).clamp(0.0, 1.0)).collect();
+    Case { plan, weights, content, style, init }
+}
+
+/// Losses and image gradient of one training step from `case.init`, then the losses of
+/// `adam_steps` Adam steps and the image after them.
+struct Run {
+    losses: Losses,
+    grad: Vec<f32>,
+    trajectory: Vec<f64>,
+    image: Vec<f32>,
+}
+
+/// Adam's epsilon for the steps here: a tenth of the first gradient's RMS. With the default (1e-8)
+/// the first step moves every pixel by +-lr whatever its gradient's size, so a gradient within
+/// rounding of 0 flips a pixel's move by 2 lr in any two runs that round differently (tiled or not).
+fn smooth_eps(grad: &[f32]) -> f64 {
+    (grad.iter().map(|&g| (g as f64).powi(2)).sum::<f64>() / grad.len() as f64).sqrt() / 10.0
+}
+
+fn run_network(ctx: &Context, mut network: Network, case: &Case, adam_steps: usize) -> Run {
+    network.set_content(ctx, &case.content).unwrap();
+    network.set_style(ctx, &case.style).unwrap();
+    network.set_image(ctx, &case.init).unwrap();
+    network.training_step().run(ctx).unwrap();
+    let losses = network.read_losses(ctx).unwrap();
+    let grad = network.read_image_grad(ctx).unwrap();
+    network.set_image(ctx, &case.init).unwrap();
+    let (image, grad_buffer) = (network.image_buffer().clone(), network.image_grad_buffer().clone());
+    let config = AdamConfig { eps: smooth_eps(&grad), ..AdamConfig::new(0.05) };
+    let (mut adam, kernel) = Adam::new(ctx, network.image_len(), &image, &grad_buffer, config).unwrap();
+    let kernel = network.training_step().push(kernel);
+    let mut trajectory = Vec::new();
+    for _ in 0..adam_steps {
+        adam.advance(ctx, network.training_step().kernel(kernel));
+        network.training_step().run(ctx).unwrap();
+        trajectory.push(network.read_losses(ctx).unwrap().total);
+    }
+    Run { losses, grad, trajectory, image: network.read_normalized_image(ctx).unwrap() }
+}
+
+fn untiled(ctx: &Context, case: &Case, adam_steps: usize) -> Run {
+    run_network(ctx, Network::new(ctx, case.plan.clone(), &case.weights, None).unwrap(), case, adam_steps)
+}
+
+fn tiled(ctx: &Context, case: &Case, side: usize, halo: usize, adam_steps: usize) -> Run {
+    let executor = TiledExecutor::with_halo(ctx, case.plan.clone(), &case.weights, side, halo).unwrap();
+    run_network(ctx, Network::Tiled(Box::new(executor)), case, adam_steps)
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(f64::MIN_POSITIVE)
+}
+
+/// The largest relative error of `run` against `reference`: every loss term, the image
+/// gradient, each step's total loss, the image after the steps (as moved from the start).
+fn worst_error(run: &Run, reference: &Run, init: &[f64]) -> (f64, String) {
+    let mut errors: Vec<(f64, String)> = Vec::new();
+    let (l, r) = (&run.losses, &reference.losses);
+    for (i, (a, b)) in l.content_terms.iter().zip(&r.content_terms).enumerate() {
+        errors.push((rel(*a, *b), format!("content term {i}")));
+    }
+    for (i, (a, b)) in l.style_terms.iter().zip(&r.style_terms).enumerate() {
+        errors.push((rel(*a, *b), format!("style term {i}")));
+    }
+    errors.push((rel(l.total, r.total), "total loss".into()));
+    errors.push((rel_err(&run.grad, &to_f64(&reference.grad)), "image gradient".into()));
+    for (i, (a, b)) in run.trajectory.iter().zip(&reference.trajectory).enumerate() {
+        errors.push((rel(*a, *b), format!("total loss after Adam step {}", i + 1)));
+    }
+    if !run.trajectory.is_empty() {
+        let moved = |image: &[f32]| -> Vec<f64> { image.iter().zip(init).map(|(&v, &s)| v as f64 - s).collect() };
+        let (a, b) = (moved(&run.image), moved(&reference.image));
+        errors.push((stylize::test_support::rel_err_f64(&a, &b), "image moved by the Adam steps".into()));
+    }
+    assert!(errors.iter().all(|(e, _)| !e.is_nan()), "NaN in {errors:?}");
+    eprintln!("{}", errors.iter().map(|(e, what)| format!("{what} {e:.1e}")).collect::<Vec<_>>().join(", "));
+    errors.into_iter().fold((0.0, String::new()), |worst, e| if e.0 > worst.0 { e } else { worst })
+}
+
+/// The normalized starting image, as the networks hold it after `set_image`.
+fn normalized(ctx: &Context, case: &Case) -> Vec<f64> {
+    let network = Network::new(ctx, case.plan.clone(), &case.weights, None).unwrap();
+    network.set_image(ctx, &case.init).unwrap();
+    to_f64(&network.read_normalized_image(ctx).unwrap())
+}
+
+fn check(test: &str, height: usize, width: usize, sides: &[usize], pooling: Pooling) {
+    let Some(ctx) = gpu_or_skip(test) else { return };
+    let case = case(height, width, pooling, 7);
+    let init = normalized(&ctx, &case);
+    let reference = untiled(&ctx, &case, 3);
+    assert!(reference.losses.style > 0.0 && reference.losses.content > 0.0, "{:?}", reference.losses);
+    let halo = tiling::halo(&case.plan);
+    for &side in sides {
+        let tiles = tiling::Tiling::new(&case.plan, side).unwrap();
+        assert!(tiles.tiles_across >= 2 && tiles.tiles_down >= 2, "{side}: not several tiles each way");
+        let (error, what) = worst_error(&tiled(&ctx, &case, side, halo, 3), &reference, &init);
+        eprintln!(
+            "{test}: {width}x{height} in tiles of {side} ({} tiles): worst error {error:.2e} ({what})",
+            tiles.tiles.len()
+        );
+        assert!(error <= TOLERANCE, "{width}x{height}, tiles of {side}: {what} differs by {error:.2e}");
+    }
+    // Less halo: windows miss part of what the deepest layers see. But with random weights a
+    // pixel's influence fades long before the receptive field ends: one grid step less (144 px
+    // for the 150 needed) errs by less than f32 resolves (tests/tiling.rs shows that error in
+    // f64: 3e-8 of the gradient), half the halo by about 1e-5 (seen on 640x200). A halo of 32 px
+    // must fail by far, so these comparisons can fail.
+    let side = *sides.last().expect("a side");
+    for small in [halo - tiling::TILE_GRID, 32] {
+        let (error, what) = worst_error(&tiled(&ctx, &case, side, small, 0), &reference, &init);
+        eprintln!("{test}: halo {small} instead of {halo}: worst error {error:.2e} ({what})");
+        if small == 32 {
+            assert!(error > 100.0 * TOLERANCE, "a halo of {small} px passes ({error:.2e})");
+        }
+    }
+}
+
+#[test]
+fn tiled_step_equals_untiled_on_a_wide_image() {
+    check("tiled_step_equals_untiled_on_a_wide_image", 200, 640, &[64, 128], Pooling::Max);
+}
+
+#[test]
+fn tiled_step_equals_untiled_on_a_tall_odd_image_with_average_pooling() {
+    check("tiled_step_equals_untiled_on_a_tall_odd_image_with_average_pooling", 403, 301, &[128], Pooling::Avg);
+}
