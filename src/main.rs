@@ -221,6 +221,20 @@ struct Cli {
     /// slower, with a warning); `auto`: mixed where matrix units exist, else f32.
     #[arg(long, value_enum, default_value_t = defaults().precision.into())]
     precision: PrecisionArg,
+
+    /// How the network goes over the image: `auto` runs untiled when the whole step fits the
+    /// adapter's buffer binding limit and --memory-budget, else in the largest tiles that fit;
+    /// `off` never tiles; a side in pixels (a multiple of 16) forces tiles of it. A tiled step
+    /// computes the same losses and gradient as an untiled one (each tile runs with a 160 px halo
+    /// and owns only its own pixels), at the cost of the halos (`stylize plan` shows it). Not yet
+    /// with --tv-weight, --mask or --normalize-gradients.
+    #[arg(long, value_name = "auto|off|PX", default_value = "auto", value_parser = tile_choice)]
+    tile: stylize::net::tiling::TileChoice,
+
+    /// GPU memory, GiB, that --tile auto plans for (the network's buffers and the image-sized
+    /// state). Default: 4 (wgpu reports no adapter memory).
+    #[arg(long, value_name = "GIB", value_parser = positive_f64)]
+    memory_budget: Option<f64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -281,8 +295,8 @@ enum Command {
     },
     /// Print, without touching a device, the tiled schedule of one step of the default method
     /// (VGG-19's widths, the default layers) on an N x N image: GPU bytes, the largest binding,
-    /// the tile side (or untiled), tiles, halo, FLOPs per step and the tiling overhead. These are
-    /// the schedule's figures: runs themselves are still untiled (the GPU tiled executor is to come).
+    /// the tile side (or untiled), tiles, halo, FLOPs per step and the tiling overhead: the
+    /// schedule a run's --tile auto picks for the same budget and binding limit.
     Plan {
         /// Image side in pixels (the image is N x N), up to the 16384 a run allows.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=16384))]
@@ -622,6 +636,8 @@ fn options(cli: &Cli) -> Options {
         checkpoint_every: cli.save_every.map(|n| n as usize),
         resume: cli.resume.clone(),
         masks: cli.mask.clone(),
+        tile: cli.tile,
+        memory_budget: cli.memory_budget,
     }
 }
 
@@ -825,6 +841,11 @@ impl Observer for CliProgress {
         }
     }
 
+    fn on_schedule(&mut self, schedule: &str) {
+        let line = format!("stylize: {schedule}");
+        if self.interactive { self.bar.println(line) } else { eprintln!("{line}") }
+    }
+
     fn wants_losses(&mut self, step: usize) -> bool {
         step + 1 == self.iterations || (self.print_every > 0 && step.is_multiple_of(self.print_every))
     }
@@ -1008,6 +1029,10 @@ fn human_duration(seconds: f64) -> String {
 }
 
 /// `--tile`: a positive multiple of the tile grid.
+fn tile_choice(text: &str) -> Result<stylize::net::tiling::TileChoice, String> {
+    stylize::net::tiling::TileChoice::parse(text)
+}
+
 fn tile_side(s: &str) -> Result<usize, String> {
     let grid = stylize::net::tiling::TILE_GRID;
     match s.parse::<usize>() {

@@ -259,6 +259,51 @@ pub fn vgg19_plan(height: usize, width: usize) -> Result<Plan, NetError> {
     Plan::new(&super::vgg::VGG19, &widths, height, width, &super::LossLayers::default())
 }
 
+/// How a run goes over its image (`--tile`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TileChoice {
+    /// Untiled when the whole plan and its state fit the adapter's binding limit and the memory
+    /// budget, else the largest tile that fits (`report`).
+    #[default]
+    Auto,
+    /// Always untiled (a plan over the binding limit is refused, as before tiling).
+    Off,
+    /// Tiles of this side (pixels, a positive multiple of `TILE_GRID`).
+    Side(usize),
+}
+
+impl TileChoice {
+    /// Parses `auto`, `off` or a side in pixels (a positive multiple of `TILE_GRID`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "auto" => Ok(TileChoice::Auto),
+            "off" | "none" => Ok(TileChoice::Off),
+            side => match side.parse::<usize>() {
+                Ok(n) if n > 0 && n.is_multiple_of(TILE_GRID) => Ok(TileChoice::Side(n)),
+                _ => Err(format!(
+                    "must be auto, off or a tile side in pixels that is a positive multiple of {TILE_GRID}, not {text:?}"
+                )),
+            },
+        }
+    }
+
+    /// The tile side `plan` runs with (None: untiled) under `budget`. `Auto` stays untiled where
+    /// the schedule cannot tile the plan's losses (`Tiling::new` says which), so that the untiled
+    /// executor reports what does not fit.
+    pub fn side_for(self, plan: &Plan, budget: Budget) -> Result<Option<usize>, NetError> {
+        match self {
+            TileChoice::Off => Ok(None),
+            TileChoice::Side(side) => Ok(Some(side)),
+            TileChoice::Auto => {
+                if untiled_report(plan, budget).fits || check_tileable(plan).is_err() {
+                    return Ok(None);
+                }
+                largest_fitting_side(plan, budget).map(Some)
+            }
+        }
+    }
+}
+
 /// Bytes in one GiB (`--memory-budget` is given in GiB).
 pub const GIB: u64 = 1 << 30;
 

@@ -3,7 +3,7 @@
 //! gradient) and flag the first step that held an inf or NaN; the image before each update is
 //! copied aside, and the last one whose loss was read back finite is kept, to be put back.
 
-use super::{Executor, NetError};
+use super::{NetError, Network};
 use crate::gpu::{Context, GpuError};
 use crate::ops::check;
 
@@ -22,7 +22,7 @@ impl FiniteGuard {
     /// Appends the two checks to `executor`'s training step (so they must come before the
     /// optimizer's kernel) and the copy of the image at its start; keeps the current image as
     /// the verified one.
-    pub fn install(ctx: &Context, executor: &mut Executor) -> Result<Self, NetError> {
+    pub fn install(ctx: &Context, executor: &mut Network) -> Result<Self, NetError> {
         let flag = check::new_flag(ctx)?;
         let len = executor.image_len();
         let image_check = check::flag_non_finite(ctx, len, executor.image_buffer(), &flag)?;
@@ -41,7 +41,7 @@ impl FiniteGuard {
     }
 
     /// Tells the checks the number of the step about to be submitted (what they report).
-    pub fn set_step(&self, ctx: &Context, executor: &mut Executor, step: usize) {
+    pub fn set_step(&self, ctx: &Context, executor: &mut Network, step: usize) {
         let len = executor.image_len();
         for index in self.checks {
             check::set_step(ctx, executor.training_step().kernel(index), len, step as u32);
@@ -59,7 +59,7 @@ impl FiniteGuard {
     }
 
     /// Puts the verified image back in place of the current one.
-    pub fn restore_verified(&self, ctx: &Context, executor: &Executor) -> Result<(), GpuError> {
+    pub fn restore_verified(&self, ctx: &Context, executor: &Network) -> Result<(), GpuError> {
         copy(ctx, &self.verified_image, executor.image_buffer())
     }
 

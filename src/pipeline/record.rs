@@ -130,4 +130,8 @@ impl Observer for Record<'_> {
     fn on_warning(&mut self, message: &str) {
         self.inner.on_warning(message);
     }
+
+    fn on_schedule(&mut self, schedule: &str) {
+        self.inner.on_schedule(schedule);
+    }
 }

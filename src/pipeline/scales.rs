@@ -82,6 +82,9 @@ pub(super) fn run_scales(
             steps = (saved.total_steps - saved.state.steps_done) as usize;
         }
         observer.on_scale(index, sizes.len(), content.width, content.height);
+        if let Some(schedule) = transfer.schedule() {
+            observer.on_schedule(&schedule);
+        }
         let earlier = steps;
         let outcome = transfer.run_to(options.iterations, observer, &mut |transfer, step| match &checkpoints {
             Some(c) if c.due(step) => c.save(transfer, index, earlier),

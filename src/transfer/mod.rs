@@ -10,8 +10,9 @@ pub use options::{Init, InvalidOption, Optimizer, Options, PreserveColors, norma
 
 use crate::gpu::{Context, GpuError};
 use crate::image_io::Image;
+use crate::net::tiling::{Budget, GIB};
 use crate::net::vgg::VGG19;
-use crate::net::{ConvLayerWeights, Executor, FiniteGuard, Losses, NetError, Plan, style_grams};
+use crate::net::{ConvLayerWeights, FiniteGuard, Losses, NetError, Network, Plan, style_grams};
 use crate::optim::adam::{Adam, AdamConfig};
 use crate::optim::average::IterateAverage;
 use crate::optim::lbfgs::{Lbfgs, LbfgsConfig};
@@ -70,7 +71,7 @@ enum OptimizerState {
 /// One style-transfer problem on the GPU: the network with its targets, the image and its optimizer.
 pub struct StyleTransfer {
     ctx: Context,
-    executor: Executor,
+    network: Network,
     optimizer: OptimizerState,
     /// An error L-BFGS raised in `step`, reported by the next `sync`.
     deferred: Option<GpuError>,
@@ -163,21 +164,22 @@ impl StyleTransfer {
             losses.masks = masks.to_vec();
         }
         let plan = Plan::new(&VGG19, &widths, height as usize, width as usize, &losses)?;
-        let mut executor = Executor::new(&ctx, plan, weights)?;
-        executor.set_content(&ctx, &content.data)?;
-        set_style_targets(&ctx, &mut executor, weights, styles)?;
-        executor.set_image(&ctx, &init.data)?;
+        let tile = options.tile.side_for(&plan, budget(&ctx, options))?;
+        let mut network = Network::new(&ctx, plan, weights, tile)?;
+        network.set_content(&ctx, &content.data)?;
+        set_style_targets(&ctx, &mut network, weights, styles)?;
+        network.set_image(&ctx, &init.data)?;
         // Flag the first step whose image or gradient holds an inf or NaN, before Adam uses them.
-        let guard = FiniteGuard::install(&ctx, &mut executor)?;
-        let optimizer = OptimizerState::new(&ctx, &mut executor, options)?;
-        let len = executor.image_len();
+        let guard = FiniteGuard::install(&ctx, &mut network)?;
+        let optimizer = OptimizerState::new(&ctx, &mut network, options)?;
+        let len = network.image_len();
         let average = match options.average_decay {
-            decay if decay > 0.0 => Some(IterateAverage::new(&ctx, len, executor.image_buffer(), decay)?),
+            decay if decay > 0.0 => Some(IterateAverage::new(&ctx, len, network.image_buffer(), decay)?),
             _ => None,
         };
         Ok(Self {
             ctx,
-            executor,
+            network,
             optimizer,
             deferred: None,
             average,
@@ -209,7 +211,7 @@ impl StyleTransfer {
     /// one would take.
     pub fn state(&mut self) -> Result<TransferSnapshot, TransferError> {
         self.sync()?;
-        let len = self.executor.image_len();
+        let len = self.network.image_len();
         let optimizer = match &self.optimizer {
             OptimizerState::Adam { adam, .. } => OptimizerSnapshot::Adam(adam.state(&self.ctx)?),
             OptimizerState::Lbfgs(lbfgs) => OptimizerSnapshot::Lbfgs(Box::new(lbfgs.state(&self.ctx)?)),
@@ -223,7 +225,7 @@ impl StyleTransfer {
             width: self.width,
             height: self.height,
             steps_done: self.steps_done as u64,
-            image: self.executor.read_normalized_image(&self.ctx)?,
+            image: self.network.read_normalized_image(&self.ctx)?,
             verified_image,
             verified_step: self.verified_step.map(|s| s as u64),
             non_finite_flag,
@@ -245,7 +247,7 @@ impl StyleTransfer {
                 state.width, state.height, self.width, self.height
             ));
         }
-        let len = self.executor.image_len();
+        let len = self.network.image_len();
         let average_len = state.average.as_ref().map(|(_, v)| v.len()).unwrap_or(len);
         if [state.image.len(), state.verified_image.len(), average_len].iter().any(|&l| l != len) {
             return mismatch(format!("its images do not have {len} values"));
@@ -263,7 +265,7 @@ impl StyleTransfer {
         if let (Some(average), Some((updates, values))) = (&mut self.average, &state.average) {
             average.restore_state(&self.ctx, *updates, values);
         }
-        self.executor.set_normalized_image(&self.ctx, &state.image)?;
+        self.network.set_normalized_image(&self.ctx, &state.image)?;
         self.guard.restore_state(&self.ctx, &state.verified_image, state.non_finite_flag);
         self.verified_step = state.verified_step.map(|s| s as usize);
         self.steps_done = state.steps_done as usize;
@@ -275,7 +277,7 @@ impl StyleTransfer {
     /// submits its direction and update; an error there is reported by the next `sync`.
     pub fn step(&mut self) {
         self.prepare_step();
-        self.executor.training_step().submit(&self.ctx);
+        self.network.training_step().submit(&self.ctx);
         if let OptimizerState::Lbfgs(lbfgs) = &mut self.optimizer
             && let Err(e) = lbfgs.step(&self.ctx)
         {
@@ -291,9 +293,9 @@ impl StyleTransfer {
     /// non-finite checks report) before the training step is submitted.
     fn prepare_step(&mut self) {
         if let OptimizerState::Adam { adam, kernel } = &mut self.optimizer {
-            adam.advance(&self.ctx, self.executor.training_step().kernel(*kernel));
+            adam.advance(&self.ctx, self.network.training_step().kernel(*kernel));
         }
-        self.guard.set_step(&self.ctx, &mut self.executor, self.steps_done);
+        self.guard.set_step(&self.ctx, &mut self.network, self.steps_done);
     }
 
     /// Waits for the GPU and reports any error it raised.
@@ -306,7 +308,7 @@ impl StyleTransfer {
 
     /// Losses of the image before the last step's update.
     pub fn losses(&self) -> Result<Losses, TransferError> {
-        Ok(self.executor.read_losses(&self.ctx)?)
+        Ok(self.network.read_losses(&self.ctx)?)
     }
 
     /// The current image, RGB in [0, 1]: the last iterate, or with `average_decay` the
@@ -315,7 +317,7 @@ impl StyleTransfer {
         if let Some(rgb) = self.average.as_ref().map(|a| a.read_rgb(&self.ctx)).transpose()?.flatten() {
             return Ok(Image::new(self.width, self.height, rgb));
         }
-        let data = self.executor.read_rgb(&self.ctx)?;
+        let data = self.network.read_rgb(&self.ctx)?;
         Ok(Image::new(self.width, self.height, data))
     }
 
@@ -328,23 +330,30 @@ impl StyleTransfer {
             OptimizerState::Lbfgs(lbfgs) => (2 + 2 * (lbfgs.history_len() as u64 + 1)) * self.image_bytes(),
         };
         let own = self.guard.bytes() + self.average.as_ref().map_or(0, IterateAverage::bytes);
-        self.executor.allocated_bytes() + self.ctx.shared_scratch_bytes() + optimizer + own
+        self.network.allocated_bytes() + self.ctx.shared_scratch_bytes() + optimizer + own
     }
 
     fn image_bytes(&self) -> u64 {
-        self.executor.image_len() as u64 * 4
+        self.network.image_len() as u64 * 4
     }
 
     /// GPU time of every kernel of one training step (needs timestamp queries).
     pub fn profile_step(&mut self) -> Result<Vec<crate::gpu::KernelTime>, TransferError> {
         self.prepare_step();
         self.steps_done += 1;
-        Ok(crate::gpu::profile_step(&self.ctx, self.executor.training_step())?)
+        Ok(crate::gpu::profile_step(&self.ctx, self.network.training_step())?)
+    }
+
+    /// How the network goes over the image, when tiled: `WxH in N tiles of T px (halo H px)`.
+    pub fn schedule(&self) -> Option<String> {
+        self.network.tiling().map(|t| {
+            format!("{}x{} in {} tiles of {} px (halo {} px)", t.width, t.height, t.tiles.len(), t.side, t.halo)
+        })
     }
 
     /// Floating-point operations of one step (forward and backward to the image).
     pub fn flops_per_step(&self) -> u64 {
-        self.executor.plan.flops_per_step()
+        self.network.flops_per_step().unwrap_or_else(|_| self.network.plan().flops_per_step())
     }
 
     /// Runs `iterations` steps, telling `observer` as it goes; returns the final image. The loss
@@ -406,7 +415,7 @@ impl StyleTransfer {
             None => (step, format!("the loss ({})", losses.total)),
         };
         // The last verified image (the initial one until a check passed) goes back in place.
-        self.guard.restore_verified(&self.ctx, &self.executor)?;
+        self.guard.restore_verified(&self.ctx, &self.network)?;
         let kept = match self.verified_step {
             Some(verified) => format!("the image of step {verified} (the last with a finite loss) is kept"),
             None => "no checked step had a finite loss; the initial image is kept".to_string(),
@@ -438,21 +447,21 @@ fn check_sizes(content: &Image, styles: Styles<'_>, init: &Image) -> Result<(), 
 /// several images' Grams, or one Gram per mask region.
 fn set_style_targets(
     ctx: &Context,
-    executor: &mut Executor,
+    network: &mut Network,
     weights: &[ConvLayerWeights],
     styles: Styles<'_>,
 ) -> Result<(), TransferError> {
     match styles {
-        Styles::Single(style) => executor.set_style(ctx, &style.data)?,
+        Styles::Single(style) => network.set_style(ctx, &style.data)?,
         Styles::Blend(styles, blend) => {
             let blend = normalized_blend(blend, styles.len())
                 .map_err(|e| NetError::BadSize(e.render(|name| name.to_string())))?;
-            let grams = style_grams::blended(ctx, weights, &executor.plan, styles, &blend)?;
-            executor.set_style_grams(ctx, &grams)?;
+            let grams = style_grams::blended(ctx, weights, network.plan(), styles, &blend)?;
+            network.set_style_grams(ctx, &grams)?;
         }
         Styles::Masked(styles, _) => {
-            let grams = style_grams::per_region(ctx, weights, &executor.plan, styles)?;
-            executor.set_style_grams(ctx, &grams)?;
+            let grams = style_grams::per_region(ctx, weights, network.plan(), styles)?;
+            network.set_style_grams(ctx, &grams)?;
         }
     }
     Ok(())
@@ -460,13 +469,13 @@ fn set_style_targets(
 
 impl OptimizerState {
     /// Adam's kernel joins the training step (after the finite checks); L-BFGS runs after it.
-    fn new(ctx: &Context, executor: &mut Executor, options: &Options) -> Result<Self, TransferError> {
-        let (len, image, grad) = (executor.image_len(), executor.image_buffer(), executor.image_grad_buffer());
+    fn new(ctx: &Context, network: &mut Network, options: &Options) -> Result<Self, TransferError> {
+        let (len, image, grad) = (network.image_len(), network.image_buffer(), network.image_grad_buffer());
         Ok(match options.optimizer {
             Optimizer::Adam => {
                 let config = AdamConfig::new(options.learning_rate);
                 let (adam, kernel) = Adam::new(ctx, len, image, grad, config)?;
-                OptimizerState::Adam { adam, kernel: executor.training_step().push(kernel) }
+                OptimizerState::Adam { adam, kernel: network.training_step().push(kernel) }
             }
             Optimizer::Lbfgs => {
                 let config = LbfgsConfig { history: options.lbfgs_history, ..LbfgsConfig::new(options.learning_rate) };
@@ -474,4 +483,12 @@ impl OptimizerState {
             }
         })
     }
+}
+
+/// What `Auto` tiling plans for: `--memory-budget` (or 4 GiB) and the adapter's binding limit.
+fn budget(ctx: &Context, options: &Options) -> Budget {
+    let memory =
+        options.memory_budget.map_or(crate::net::tiling::DEFAULT_MEMORY_BUDGET, |gib| (gib * GIB as f64) as u64);
+    let binding_limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    Budget { memory, binding_limit }
 }

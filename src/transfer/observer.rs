@@ -36,6 +36,9 @@ pub trait Observer {
     }
     /// Something went wrong that does not stop the run (e.g. the loss log could not be flushed).
     fn on_warning(&mut self, _message: &str) {}
+    /// How the network goes over this scale's image when it is tiled (after `on_scale`), e.g.
+    /// `8192x8192 in 16 tiles of 2048 px (halo 160 px)`.
+    fn on_schedule(&mut self, _schedule: &str) {}
 }
 
 /// The GPU a run got (`Observer::on_gpu`).

@@ -2,6 +2,7 @@
 //! their one validation.
 
 use crate::gpu::{Backend, ContextOptions, Precision};
+use crate::net::tiling::TileChoice;
 use crate::net::{LossLayers, Pooling};
 use crate::optim::LbfgsConfig;
 
@@ -84,6 +85,12 @@ pub struct Options {
     /// Arithmetic of the convolutions and Gram products: f32, mixed (f16-rounded operands, f32
     /// accumulation; emulated where the adapter has no matrix units), or auto (mixed where it has them).
     pub precision: Precision,
+    /// How the network goes over the image: `Auto` (untiled when it fits the adapter's buffer
+    /// binding limit and `memory_budget`, else the largest tile that does), `Off`, or tiles of a
+    /// side (`net::tiling`): the same losses and gradient as untiled, at the cost of the halos.
+    pub tile: TileChoice,
+    /// GPU memory (GiB) `Auto` tiling plans for; `None`: 4 GiB (wgpu reports no adapter memory).
+    pub memory_budget: Option<f64>,
 }
 
 /// How the content's colours are kept (`--preserve-colors`).
@@ -157,6 +164,8 @@ impl Default for Options {
             resume: None,
             masks: Vec::new(),
             precision: Precision::Auto,
+            tile: TileChoice::Auto,
+            memory_budget: None,
         }
     }
 }
@@ -243,6 +252,14 @@ impl Options {
         }
         if let Err(problem) = rules::decay(self.average_decay) {
             return bad("average_decay", format!("{{average_decay}} {problem}"));
+        }
+        if let Some(Err(problem)) = self.memory_budget.map(rules::positive) {
+            return bad("memory_budget", format!("{{memory_budget}} {problem}"));
+        }
+        if let TileChoice::Side(side) = self.tile
+            && let Err(problem) = TileChoice::parse(&side.to_string())
+        {
+            return bad("tile", format!("{{tile}} {problem}"));
         }
         if self.scales == 0 {
             return bad("scales", "{scales} must be at least 1".into());
