@@ -34,6 +34,14 @@ for s in $SIZES; do
 done
 done
 
+echo "== tiled steps (TILED: size:tile pairs; each beside the untiled step of the same size where it fits)"
+for pair in ${TILED:-2048:1024 2048:off 4096:2048}; do
+  s=${pair%%:*}; t=${pair##*:}
+  echo "### size $s tile $t" >> "$OUT/stylize_bench.txt"
+  with_memory_peak .dev/stylize bench --size "$s" --iterations 3 --warmup 1 --json --precision f32 --tile "$t" \
+    --memory-budget 120 2>&1 | tee -a "$OUT/stylize_bench.txt" | grep -E '^(tiled|ms/step|GPU memory|\{)|device memory'
+done
+
 echo "== PyTorch (cudnn.benchmark on): TF32 off, one process per size; TF32 on, one process"
 for s in $SIZES; do
   with_memory_peak env PYTHONUNBUFFERED=1 $PYTHON benches/pytorch_baseline.py --size "$s" --iterations 20 \

@@ -5,9 +5,15 @@
 # With CPU=1, SECONDS is CPU time of the fuzzer process (user + system, read from /proc), not
 # wall time: on a shared machine at low priority that is the budget that counts; the fuzzer is
 # stopped with SIGINT (libFuzzer then prints its final stats) once it has used that much.
-#   [RUNS=N] [NICE=19] [CPU=1] fuzz/run_all.sh [SECONDS] [TARGET...]
+# Under Linux's autogroup scheduling (kernel.sched_autogroup_enabled=1) a process's nice value
+# only ranks it within its session: started with `setsid`, this script also lowers its own
+# session's autogroup to NICE, so that the fuzzers really yield to the builds beside them.
+#   [RUNS=N] [NICE=19] [CPU=1] [setsid] fuzz/run_all.sh [SECONDS] [TARGET...]
 set -u
 cd "$(dirname "$0")/.."
+if [ -n "${NICE:-}" ] && [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ]; then
+    echo "$NICE" >/proc/self/autogroup 2>/dev/null || true
+fi
 seconds=${1:-600}
 shift || true
 targets=("$@")

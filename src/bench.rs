@@ -46,6 +46,8 @@ pub struct BenchReport {
     /// Bytes of every GPU buffer the run holds (weights, activations, gradients, targets, scratch, moments).
     pub peak_gpu_bytes: u64,
     pub profile: Option<Vec<KernelTime>>,
+    /// How the step went over the image when tiled (`StyleTransfer::schedule`); None: untiled.
+    pub schedule: Option<String>,
 }
 
 fn noise_image(size: u32, rng: &mut Rng) -> Image {
@@ -81,7 +83,9 @@ pub fn run(bench: &BenchOptions) -> Result<BenchReport, Error> {
     let seconds = started.elapsed().as_secs_f64() / bench.iterations.max(1) as f64;
     let profile = if bench.profile { Some(transfer.profile_step()?) } else { None };
     let flops_per_step = transfer.flops_per_step();
+    let schedule = transfer.schedule();
     Ok(BenchReport {
+        schedule,
         adapter,
         backend,
         device_type,
@@ -103,7 +107,7 @@ impl BenchReport {
     pub fn to_json(&self) -> String {
         let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
         format!(
-            "{{\"ms_per_step\":{:.4},\"cpu_ms_per_step\":{:.4},\"gflops\":{:.4},\"peak_gpu_bytes\":{},\"adapter\":{},\"backend\":{},\"device_type\":{},\"size\":{},\"iterations\":{},\"flops_per_step\":{},\"precision\":{}}}",
+            "{{\"ms_per_step\":{:.4},\"cpu_ms_per_step\":{:.4},\"gflops\":{:.4},\"peak_gpu_bytes\":{},\"adapter\":{},\"backend\":{},\"device_type\":{},\"size\":{},\"iterations\":{},\"flops_per_step\":{},\"precision\":{},\"schedule\":{}}}",
             self.ms_per_step,
             self.cpu_ms_per_step,
             self.gflops,
@@ -114,7 +118,8 @@ impl BenchReport {
             self.size,
             self.iterations,
             self.flops_per_step,
-            quote(&self.arithmetic)
+            quote(&self.arithmetic),
+            self.schedule.as_deref().map_or("null".to_string(), quote)
         )
     }
 

@@ -79,8 +79,11 @@ const INPUTS: [&str; 5] = ["content image", "style images", "initial image", "ne
 /// `Options` fields that do not enter the fingerprint as such: the total, where the weights come
 /// from (their values are hashed), the GPU, the seed and the initial image (they act through the
 /// hashed images and weights), and checkpointing itself.
-/// The masks' paths do not enter either: their images are hashed.
-const NOT_FINGERPRINTED: [&str; 10] = [
+/// The masks' paths do not enter either: their images are hashed. Nor does the tiling (`tile`,
+/// and `memory_budget`, which acts only through it): a tiled step computes the untiled numbers up
+/// to f32 rounding, so a run may resume under another schedule (for the same bytes as an
+/// uninterrupted run, resume with the same one, as with the same GPU).
+const NOT_FINGERPRINTED: [&str; 12] = [
     "iterations",
     "weights",
     "backend",
@@ -91,6 +94,8 @@ const NOT_FINGERPRINTED: [&str; 10] = [
     "checkpoint_every",
     "resume",
     "masks",
+    "tile",
+    "memory_budget",
 ];
 
 /// `Options` fields that `Fingerprint::of` records under their flag names.

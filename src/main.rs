@@ -272,6 +272,13 @@ enum Command {
         /// f32, mixed or auto, as for a run (see `stylize --help`).
         #[arg(long, value_enum, default_value_t = defaults().precision.into())]
         precision: PrecisionArg,
+        /// auto, off or a tile side in pixels, as for a run (see `stylize --help`): tiled and
+        /// untiled steps side by side give the tiling's cost.
+        #[arg(long, value_name = "auto|off|PX", default_value = "auto", value_parser = tile_choice)]
+        tile: stylize::net::tiling::TileChoice,
+        /// GPU memory, GiB, that --tile auto plans for (default 4).
+        #[arg(long, value_name = "GIB", value_parser = positive_f64)]
+        memory_budget: Option<f64>,
     },
     /// Move only the colours of --style onto --content, no network: each pixel x becomes
     /// A (x - mean_c) + mean_s with A = Cov_s^1/2 Cov_c^-1/2 (RGB mean and covariance of each image,
@@ -480,11 +487,25 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Recolor { content, style, output }) => recolor(&content, &style, &output),
         Some(Command::Devices { backend }) => devices(backend),
         Some(Command::Weights { action: WeightsAction::Fetch }) => fetch_weights(),
-        Some(Command::Bench { size, iterations, warmup, weights, profile, json, backend, adapter, precision }) => {
+        Some(Command::Bench {
+            size,
+            iterations,
+            warmup,
+            weights,
+            profile,
+            json,
+            backend,
+            adapter,
+            precision,
+            tile,
+            memory_budget,
+        }) => {
             let options = Options {
                 backend: backend.map(Into::into),
                 adapter,
                 precision: precision.into(),
+                tile,
+                memory_budget,
                 ..Options::default()
             };
             bench(
@@ -547,6 +568,9 @@ fn bench(options: stylize::bench::BenchOptions, json: bool) -> Result<()> {
         eprintln!("stylize: warning: {warning}");
     }
     println!("size         {0}x{0}, {1} timed steps after {2} warm-up", report.size, report.iterations, options.warmup);
+    if let Some(schedule) = &report.schedule {
+        println!("tiled        {schedule}");
+    }
     println!(
         "ms/step      {:.2} ({:.2} ms of it in the host's step call: uniforms, recording, submit)",
         report.ms_per_step, report.cpu_ms_per_step

@@ -150,7 +150,11 @@ fn cli_bad_files_give_one_line_naming_the_file() {
     let missing = dir.join("missing.png");
     let folder = dir.join("a-folder.png");
     std::fs::create_dir(&folder).unwrap();
+    // A decoder panic (zune-jpeg's, caught by the library) stays one line too: no panic message.
+    let upstream = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_regressions/image/upstream-zune-jpeg-0.5.15-avx2-upsample.jpg");
     for (what, path, needle) in [
+        ("JPEG on which zune-jpeg panics", &upstream, "malformed"),
         ("missing file", &missing, "not found"),
         ("zero-byte file", &empty, "empty"),
         ("text named .png", &text, "not"),

@@ -700,14 +700,16 @@ fn side_by_side_edge_cases() {
 
 /// Found by the `image` fuzz target on 2026-12-01: a progressive JPEG on which zune-jpeg 0.5.15's
 /// AVX2 upsampler fails an assertion (`input.len() * 2 <= scratch_space.len()`). The library
-/// catches the decoder's panic: the load is a one-line error naming the file, never a crash.
-/// (The panic's message is still printed by the default hook; see fuzz/README.md.)
+/// catches the decoder's panic and keeps it quiet: the load is a one-line error naming the file,
+/// never a crash, and the panic is counted where the fuzz targets and tests look.
 #[test]
 fn jpeg_that_panics_inside_zune_jpeg_is_an_error() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream_panics/zune-jpeg-0.5.15-avx2-upsample.jpg");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_regressions/image/upstream-zune-jpeg-0.5.15-avx2-upsample.jpg");
     let bytes = fs::read(&path).unwrap();
+    let before = stylize::image_io::caught_decoder_panics();
     let err = stylize::image_io::load_image(&path).expect_err("the decoder fails on it");
-    assert!(err.to_string().contains("zune-jpeg-0.5.15-avx2-upsample.jpg"), "{err}");
+    assert!(err.to_string().contains("upstream-zune-jpeg-0.5.15-avx2-upsample.jpg"), "{err}");
     assert!(stylize::image_io::load_image_from_bytes(&bytes, Path::new("crash.jpg")).is_err());
+    assert_eq!(stylize::image_io::caught_decoder_panics(), before + 2, "the decoder's two panics, caught");
 }

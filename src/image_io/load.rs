@@ -1,9 +1,11 @@
 //! Decoding image files into [`Image`], with limits against decompression bombs.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Seek};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Once;
 
 use image::error::{ImageError as CrateError, LimitErrorKind};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
@@ -58,10 +60,46 @@ pub fn load_image_from_bytes(bytes: &[u8], name: &Path) -> Result<Image, ImageEr
     decode_guarded(Cursor::new(bytes)).map_err(|problem| ImageError::load(name, problem))
 }
 
+thread_local! {
+    /// Whether this thread is inside a decoder (`decode_guarded`), whose panics become errors.
+    static DECODING: Cell<bool> = const { Cell::new(false) };
+    /// Decoder panics this thread caught and kept quiet.
+    static CAUGHT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Installs, once per process, a panic hook that keeps quiet for a panic inside a decoder (it
+/// becomes the one-line error of the load; only `caught_decoder_panics` counts it) and passes
+/// every other panic to the hook that was there before.
+fn quiet_decoder_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if DECODING.with(Cell::get) {
+                CAUGHT.with(|n| n.set(n.get() + 1));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Decoder panics this thread has caught (and kept quiet) so far: for the fuzz targets and the
+/// regression tests, which must still see them.
+#[doc(hidden)]
+pub fn caught_decoder_panics() -> u64 {
+    CAUGHT.with(Cell::get)
+}
+
 /// [`decode_image`] with any decoder panic turned into an error.
 fn decode_guarded<R: BufRead + Seek>(reader: R) -> Result<Image, LoadProblem> {
-    // Decoders are third-party code fed untrusted bytes: turn any panic into an error.
-    match catch_unwind(AssertUnwindSafe(|| decode_image(reader))) {
+    // Decoders are third-party code fed untrusted bytes: turn any panic into an error, without
+    // the panic's message and backtrace on stderr (the error is the one line the user gets).
+    quiet_decoder_panics();
+    DECODING.with(|d| d.set(true));
+    let outcome = catch_unwind(AssertUnwindSafe(|| decode_image(reader)));
+    DECODING.with(|d| d.set(false));
+    match outcome {
         Ok(result) => result,
         Err(_) => {
             Err(LoadProblem::Corrupt { format: "image".into(), detail: "the decoder failed on malformed data".into() })

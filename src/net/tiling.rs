@@ -27,9 +27,17 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 4 * GIB;
 /// moments, the previous and the last finite image, the iterate average (EMA).
 pub const UNTILED_IMAGE_STATE: u64 = 5;
 
-/// Image-sized arrays a tiled run holds beside its window's plan: the image and its gradient as
-/// well as the five of `UNTILED_IMAGE_STATE`, each stored in bands of at most one binding.
-pub const TILED_IMAGE_STATE: u64 = 7;
+/// Image-sized arrays a tiled run holds beside its window's plan: the RGB image, the image and
+/// its gradient as well as the five of `UNTILED_IMAGE_STATE`, each stored in bands of at most one
+/// binding; and beside them the content features of the whole image (`tiled_state_bytes`).
+pub const TILED_IMAGE_STATE: u64 = 8;
+
+/// Bytes of a tiled run's state: `TILED_IMAGE_STATE` image-sized arrays and every content
+/// layer's features over the whole image (the targets each window's content gradient is cut from).
+pub fn tiled_state_bytes(plan: &Plan) -> u64 {
+    let content: usize = plan.content.iter().map(|t| plan.acts[t.act].len()).sum();
+    (TILED_IMAGE_STATE * plan.acts[0].len() as u64 + content as u64) * 4
+}
 
 /// Where an activation's values come from in the image: position `q` (at `downsampling` image
 /// pixels per position) covers image pixels `[q s, q s + s)` (its footprint) and depends only on
@@ -404,7 +412,7 @@ pub fn largest_fitting_side(plan: &Plan, budget: Budget) -> Result<usize, NetErr
         if fits(mid) { lo = mid } else { hi = mid - 1 }
     }
     if lo == 0 {
-        let state = TILED_IMAGE_STATE * image.len() as u64 * 4;
+        let state = tiled_state_bytes(plan);
         let why = if state > budget.memory {
             format!(": its image-sized state alone takes {} MiB", state.div_ceil(1 << 20))
         } else {
@@ -471,7 +479,7 @@ fn footprint(plan: &Plan, side: usize, budget: Budget) -> Result<Footprint, NetE
     if band_bytes > largest_binding {
         (largest_binding, largest_binding_what) = (band_bytes, format!("a band of {rows_per_band} image rows"));
     }
-    let state_bytes = TILED_IMAGE_STATE * image.len() as u64 * 4;
+    let state_bytes = tiled_state_bytes(plan);
     let fits = gpu_bytes + state_bytes <= budget.memory && largest_binding <= budget.binding_limit;
     Ok(Footprint { gpu_bytes, state_bytes, state_bands, largest_binding, largest_binding_what, fits })
 }
