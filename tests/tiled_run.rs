@@ -104,10 +104,10 @@ fn what_tiles_cannot_do_yet_is_one_line() {
     if gpu_or_skip("what_tiles_cannot_do_yet_is_one_line").is_none() {
         return;
     }
-    let run = fixture.run("tv.png", &["--tile", "32", "--tv-weight", "1"]);
+    let run = fixture.run("normalized.png", &["--tile", "32", "--normalize-gradients"]);
     let lines = stderr_lines(&run);
     assert_eq!(run.status.code(), Some(1), "{lines:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("does not support the total-variation term"), "{lines:?}");
-    assert!(!fixture.path("tv.png").exists());
+    assert!(lines[0].contains("does not support normalized gradients"), "{lines:?}");
+    assert!(!fixture.path("normalized.png").exists());
 }

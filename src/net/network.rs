@@ -8,7 +8,7 @@ use crate::gpu::{Context, Step};
 /// The network a run optimizes through: untiled, or tiled (see `tiling`).
 pub enum Network {
     Whole(Executor),
-    Tiled(Box<TiledExecutor>),
+    Tiled(TiledExecutor),
 }
 
 /// Calls the same method on whichever executor `$self` holds.
@@ -26,7 +26,7 @@ impl Network {
     pub fn new(ctx: &Context, plan: Plan, weights: &[ConvLayerWeights], tile: Option<usize>) -> Result<Self, NetError> {
         Ok(match tile {
             None => Network::Whole(Executor::new(ctx, plan, weights)?),
-            Some(side) => Network::Tiled(Box::new(TiledExecutor::new(ctx, plan, weights, side)?)),
+            Some(side) => Network::Tiled(TiledExecutor::new(ctx, plan, weights, side)?),
         })
     }
 

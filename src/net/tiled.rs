@@ -15,11 +15,11 @@
 //! other), so the memory is that of the largest window plus the image-sized buffers here.
 
 use super::executor::SharedBuffers;
-use super::tiling::{Tile, Tiling, window_plan};
+use super::tiling::{Tile, Tiling};
 use super::{ConvLayerWeights, Executor, Losses, NetError, Plan};
 use crate::gpu::{Context, Step};
 use crate::ops::region::{Dims, Rect, copy_rect};
-use crate::ops::{ActShape, gram, loss, normalize, vector};
+use crate::ops::{ActShape, gram, loss, normalize, tv, vector};
 
 /// The network over a tiled image: the same public face as `Executor` for what a run needs.
 pub struct TiledExecutor {
@@ -101,7 +101,7 @@ impl TiledExecutor {
             owned_target: ctx.buffer("owned content target of a tile", owned_len)?,
             tile_gram: ctx.buffer("gram of a tile", gram_len)?,
             gram_partials: ctx.buffer("gram partials of a tile", partials_len)?,
-            losses: ctx.buffer("losses of the tiles", tiling.tiles.len() * plan.content.len() + plan.style.len())?,
+            losses: ctx.buffer("losses of the tiles", loss_slots(&plan, &tiling))?,
             rgb_to_image: Step::new(),
             image_to_rgb: Step::new(),
             capture_content: Step::new(),
@@ -258,6 +258,13 @@ impl TiledExecutor {
         for t in 0..self.tiling.tiles.len() {
             self.record_tile_backward(ctx, &mut step, t)?;
         }
+        // The total variation reads only the image: taken on the whole of it, after the tiles.
+        let plan = &self.plan;
+        if plan.has_tv() {
+            let slot = slots_before_style + plan.style.len();
+            tv::forward(ctx, &mut step, plan.tv_shape(), &self.image, &self.losses, slot, plan.tv_weight)?;
+            step.push(tv::backward(ctx, plan.tv_shape(), &self.image, &self.image_grad, plan.tv_weight, true)?);
+        }
         Ok(step)
     }
 
@@ -370,7 +377,7 @@ impl TiledExecutor {
     /// Reads the loss values of the last training step: each content term summed over the tiles.
     pub fn read_losses(&self, ctx: &Context) -> Result<Losses, NetError> {
         let (tiles, content) = (self.tiling.tiles.len(), self.plan.content.len());
-        let slots = ctx.read(&self.losses, tiles * content + self.plan.style.len())?;
+        let slots = ctx.read(&self.losses, loss_slots(&self.plan, &self.tiling))?;
         let mut terms: Vec<f64> =
             (0..content).map(|j| (0..tiles).map(|t| slots[t * content + j] as f64).sum()).collect();
         terms.extend(slots[tiles * content..].iter().map(|&v| v as f64));
@@ -422,8 +429,15 @@ impl TiledExecutor {
     }
 }
 
+/// Slots of the loss buffer: per tile and content term (tile-major), per style term, and the
+/// total variation when the plan has it.
+fn loss_slots(plan: &Plan, tiling: &Tiling) -> usize {
+    tiling.tiles.len() * plan.content.len() + plan.style.len() + usize::from(plan.has_tv())
+}
+
 /// The plan of every distinct window size (first the largest, so that it bounds the rest), with
-/// the whole plan's loss scales, and per tile the index of its window's plan.
+/// the whole plan's loss scales and no total variation (taken on the whole image), and per tile
+/// the index of its window's plan.
 fn window_plans(plan: &Plan, tiling: &Tiling) -> Result<(Vec<Plan>, Vec<usize>), NetError> {
     let mut sizes: Vec<(usize, usize)> =
         tiling.tiles.iter().map(|t| (t.window_rows.len(), t.window_cols.len())).collect();
@@ -437,7 +451,8 @@ fn window_plans(plan: &Plan, tiling: &Tiling) -> Result<(Vec<Plan>, Vec<usize>),
     let plans = sizes
         .iter()
         .map(|&(h, w)| {
-            let mut wp = window_plan(plan, h, w)?;
+            let losses = super::LossLayers { tv_weight: 0.0, ..plan.losses.clone() };
+            let mut wp = Plan::new(&plan.layers, &plan.conv_widths, h, w, &losses)?;
             for (own, whole) in wp.content.iter_mut().zip(&plan.content).chain(wp.style.iter_mut().zip(&plan.style)) {
                 own.scale = whole.scale;
             }

@@ -229,13 +229,12 @@ fn check_side(side: usize) -> Result<(), NetError> {
     Ok(())
 }
 
-/// The terms the tiled step computes exactly: content and plain style terms. The total variation,
-/// style masks and `--normalize-gradients` (a global L1 norm per term) come with the GPU executor.
+/// The terms the tiled step computes exactly: content and plain style terms, and the total
+/// variation (the tiled executor takes it on the whole image, which needs no network). Style
+/// masks and `--normalize-gradients` (a global L1 norm per term) are not tiled yet.
 fn check_tileable(plan: &Plan) -> Result<(), NetError> {
     let deepest = reaches(plan).iter().map(|r| r.downsampling).max().unwrap_or(1);
-    let unsupported = if plan.has_tv() {
-        Some("the total-variation term")
-    } else if !plan.losses.masks.is_empty() {
+    let unsupported = if !plan.losses.masks.is_empty() {
         Some("style masks")
     } else if plan.losses.normalize_gradients {
         Some("normalized gradients")
