@@ -227,7 +227,7 @@ struct Cli {
     /// `off` never tiles; a side in pixels (a multiple of 16) forces tiles of it. A tiled step
     /// computes the same losses and gradient as an untiled one (each tile runs with a 160 px halo
     /// and owns only its own pixels), at the cost of the halos (`stylize plan` shows it). Not yet
-    /// with --tv-weight, --mask or --normalize-gradients.
+    /// with --normalize-gradients.
     #[arg(long, value_name = "auto|off|PX", default_value = "auto", value_parser = tile_choice)]
     tile: stylize::net::tiling::TileChoice,
 

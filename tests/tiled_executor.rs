@@ -185,3 +185,16 @@ fn tiled_step_equals_untiled_with_total_variation_and_other_layers() {
     let test = "tiled_step_equals_untiled_with_total_variation_and_other_layers";
     check(test, 170, 330, &[96], losses, false);
 }
+
+/// With style masks (two regions, soft-edged halves): each masked term's Gram over the tiles'
+/// owned positions weighted by the whole mask's column weights, and each window's backward with
+/// its cut of them.
+#[test]
+fn tiled_step_equals_untiled_with_style_masks() {
+    let (height, width) = (180, 340);
+    let left: Vec<f32> =
+        (0..height * width).map(|i| (1.2 - (i % width) as f32 / (width as f32 / 2.0)).clamp(0.0, 1.0)).collect();
+    let right: Vec<f32> = left.iter().map(|v| 1.0 - v).collect();
+    let losses = LossLayers { masks: vec![left, right], ..LossLayers::default() };
+    check("tiled_step_equals_untiled_with_style_masks", height, width, &[112], losses, false);
+}

@@ -237,7 +237,13 @@ impl Plan {
     fn style_gram_buffers(&self, what: &str) -> Vec<BufferSpec> {
         self.style
             .iter()
-            .map(|t| BufferSpec::other(format!("{what} {}", t.layer), self.gram_shape(t.act).gram_len()))
+            .map(|t| {
+                let label = match &t.mask {
+                    Some(mask) => format!("{what} {} region {}", t.layer, mask.region),
+                    None => format!("{what} {}", t.layer),
+                };
+                BufferSpec::other(label, self.gram_shape(t.act).gram_len())
+            })
             .collect()
     }
 

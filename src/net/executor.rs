@@ -85,6 +85,12 @@ impl SharedBuffers {
                 return Err(NetError::BadSize("windows of one network store their activations alike".into()));
             }
             let specs = plan.buffers();
+            // Executors find their buffers here by label: one label, one role.
+            let mut labels: Vec<&str> = specs.iter().map(|spec| spec.label.as_str()).collect();
+            labels.sort_unstable();
+            if let Some(twice) = labels.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(NetError::BadSize(format!("two buffers of one plan are labelled {:?}", twice[0])));
+            }
             let own = specs.iter().filter(|spec| spec.kind != super::BufferKind::Weights);
             // Reductions and mask weights belong to recorded steps and uploads, not to the pool.
             let own = own.filter(|spec| {
@@ -695,6 +701,11 @@ impl Executor {
     /// Style term `index`'s Gram of the image being optimized.
     pub(super) fn image_gram_buffer(&self, index: usize) -> &wgpu::Buffer {
         &self.image_grams[index]
+    }
+
+    /// A masked style term's column weights (`gram::mask_column_weights` of its mask); None for a plain term.
+    pub(super) fn column_weights_buffer(&self, index: usize) -> Option<&wgpu::Buffer> {
+        self.column_weights[index].as_ref()
     }
 
     /// Style term `index`'s dL/dG (weights and scale included).

@@ -39,6 +39,10 @@ pub struct TiledExecutor {
     /// A tile's owned features at one loss layer, and the content target over the same positions.
     owned: wgpu::Buffer,
     owned_target: wgpu::Buffer,
+    /// Per style term: a masked term's column weights over the whole layer (T^2 / a, with the
+    /// coverage a of the whole mask), and the owned block of one of them.
+    column_weights: Vec<Option<wgpu::Buffer>>,
+    owned_weights: wgpu::Buffer,
     /// One tile's Gram before it is added to the whole image's, and the Gram forward's partial sums.
     tile_gram: wgpu::Buffer,
     gram_partials: wgpu::Buffer,
@@ -87,6 +91,7 @@ impl TiledExecutor {
             window_plans.into_iter().map(|wp| Executor::window(ctx, wp, &shared)).collect::<Result<Vec<_>, _>>()?;
         let image_len = plan.acts[0].len();
         let (owned_len, partials_len, gram_len) = tile_buffer_lens(&plan, &tiling);
+        let column_weights = whole_column_weights(ctx, &plan)?;
         let content_features = plan
             .content
             .iter()
@@ -99,6 +104,8 @@ impl TiledExecutor {
             content_features,
             owned: ctx.buffer("owned features of a tile", owned_len)?,
             owned_target: ctx.buffer("owned content target of a tile", owned_len)?,
+            column_weights,
+            owned_weights: ctx.buffer("owned mask weights of a tile", owned_len)?,
             tile_gram: ctx.buffer("gram of a tile", gram_len)?,
             gram_partials: ctx.buffer("gram partials of a tile", partials_len)?,
             losses: ctx.buffer("losses of the tiles", loss_slots(&plan, &tiling))?,
@@ -170,6 +177,23 @@ impl TiledExecutor {
         Ok(compact)
     }
 
+    /// Copies what tile `t` owns of a masked term's column weights (one value per position of
+    /// activation `act` over the whole image) into `self.owned_weights`.
+    fn crop_owned_weights(
+        &self,
+        ctx: &Context,
+        step: &mut Step,
+        t: usize,
+        act: usize,
+        weights: &wgpu::Buffer,
+    ) -> Result<&wgpu::Buffer, NetError> {
+        let (whole, _) = self.owned(&self.tiling.tiles[t], act);
+        let layer = Dims { channels: 1, ..dims(self.plan.acts[act]) };
+        let compact = Dims { channels: 1, height: whole.height, width: whole.width };
+        step.push(copy_rect(ctx, weights, layer, whole, &self.owned_weights, compact, (0, 0))?);
+        Ok(&self.owned_weights)
+    }
+
     /// Per tile: the forward, then each content term's owned features into the whole image's.
     fn record_content_capture(&self, ctx: &Context) -> Result<Step, NetError> {
         let mut step = Step::new();
@@ -216,7 +240,22 @@ impl TiledExecutor {
             };
             let shape = gram::GramShape { channels: compact.channels, n: compact.height * compact.width };
             let dst = if t == 0 { whole } else { &self.tile_gram };
-            step.extend(gram::forward_with_partials(ctx, shape, &self.owned, &self.gram_partials, dst)?);
+            // The style targets are plain Grams of the style image, as `Executor::set_style` takes them.
+            match (&self.column_weights[i], sum) {
+                (Some(weights), GramSum::Image) => {
+                    let owned_weights = self.crop_owned_weights(ctx, step, t, term.act, weights)?;
+                    let partials = &self.gram_partials;
+                    step.extend(gram::forward_masked_with_partials(
+                        ctx,
+                        shape,
+                        &self.owned,
+                        owned_weights,
+                        partials,
+                        dst,
+                    )?);
+                }
+                _ => step.extend(gram::forward_with_partials(ctx, shape, &self.owned, &self.gram_partials, dst)?),
+            }
             if t > 0 {
                 step.push(vector::axpy(ctx, shape.gram_len(), 1.0, &self.tile_gram, whole)?);
             }
@@ -279,6 +318,15 @@ impl TiledExecutor {
             let from = Rect { y, x, height: local.height, width: local.width };
             let whole = dims(self.plan.acts[term.act]);
             step.push(copy_rect(ctx, features, whole, from, window.content_target_buffer(j), local, (0, 0))?);
+        }
+        // Masked style terms: the window's column weights, cut from the whole layer's.
+        for (i, (term, weights)) in self.plan.style.iter().zip(&self.column_weights).enumerate() {
+            let (Some(weights), Some(local_weights)) = (weights, window.column_weights_buffer(i)) else { continue };
+            let local = Dims { channels: 1, ..dims(window.plan.acts[term.act]) };
+            let (y, x) = self.tiling.window_origin(tile, term.act);
+            let from = Rect { y, x, height: local.height, width: local.width };
+            let whole = Dims { channels: 1, ..dims(self.plan.acts[term.act]) };
+            step.push(copy_rect(ctx, weights, whole, from, local_weights, local, (0, 0))?);
         }
         step.extend(window.record_injected_training(ctx)?);
         let own = Rect {
@@ -421,6 +469,8 @@ impl TiledExecutor {
         ]
         .into_iter()
         .chain(&self.content_features)
+        .chain(self.column_weights.iter().flatten())
+        .chain([&self.owned_weights])
         .map(|b| b.size())
         .sum();
         let steps =
@@ -451,7 +501,10 @@ fn window_plans(plan: &Plan, tiling: &Tiling) -> Result<(Vec<Plan>, Vec<usize>),
     let plans = sizes
         .iter()
         .map(|&(h, w)| {
-            let losses = super::LossLayers { tv_weight: 0.0, ..plan.losses.clone() };
+            // Masks of the window's size, whose values do not matter: each tile's pass 2 copies its
+            // window's column weights from the whole layer's (they hold the whole mask's coverage).
+            let masks = plan.losses.masks.iter().map(|_| vec![1.0; h * w]).collect();
+            let losses = super::LossLayers { tv_weight: 0.0, masks, ..plan.losses.clone() };
             let mut wp = Plan::new(&plan.layers, &plan.conv_widths, h, w, &losses)?;
             for (own, whole) in wp.content.iter_mut().zip(&plan.content).chain(wp.style.iter_mut().zip(&plan.style)) {
                 own.scale = whole.scale;
@@ -479,4 +532,19 @@ fn tile_buffer_lens(plan: &Plan, tiling: &Tiling) -> (usize, usize, usize) {
         }
     }
     (owned, partials, gram_len)
+}
+
+/// Per style term of `plan`: a masked term's column weights over its whole layer (`None` for a
+/// plain term), from the whole image's mask.
+fn whole_column_weights(ctx: &Context, plan: &Plan) -> Result<Vec<Option<wgpu::Buffer>>, NetError> {
+    plan.style
+        .iter()
+        .map(|term| {
+            let Some(mask) = &term.mask else { return Ok(None) };
+            let weights: Vec<f32> = gram::mask_column_weights(&mask.values).1.into_iter().map(|w| w as f32).collect();
+            Ok(Some(
+                ctx.upload(&format!("mask weights {} region {} (whole image)", term.layer, mask.region), &weights)?,
+            ))
+        })
+        .collect()
 }

@@ -229,14 +229,12 @@ fn check_side(side: usize) -> Result<(), NetError> {
     Ok(())
 }
 
-/// The terms the tiled step computes exactly: content and plain style terms, and the total
-/// variation (the tiled executor takes it on the whole image, which needs no network). Style
-/// masks and `--normalize-gradients` (a global L1 norm per term) are not tiled yet.
+/// The terms the tiled step computes exactly: content terms, plain and masked style terms, and
+/// the total variation (the tiled executor takes it on the whole image, which needs no network).
+/// `--normalize-gradients` (a global L1 norm of each term's gradient) is not tiled yet.
 fn check_tileable(plan: &Plan) -> Result<(), NetError> {
     let deepest = reaches(plan).iter().map(|r| r.downsampling).max().unwrap_or(1);
-    let unsupported = if !plan.losses.masks.is_empty() {
-        Some("style masks")
-    } else if plan.losses.normalize_gradients {
+    let unsupported = if plan.losses.normalize_gradients {
         Some("normalized gradients")
     } else if !TILE_GRID.is_multiple_of(deepest) {
         Some("a network that downsamples by more than 16")
