@@ -8,7 +8,9 @@
 # Under Linux's autogroup scheduling (kernel.sched_autogroup_enabled=1) a process's nice value
 # only ranks it within its session: started with `setsid`, this script also lowers its own
 # session's autogroup to NICE, so that the fuzzers really yield to the builds beside them.
-#   [RUNS=N] [NICE=19] [CPU=1] [setsid] fuzz/run_all.sh [SECONDS] [TARGET...]
+# TIMEOUT (default 10) is libFuzzer's per-input limit in wall seconds: raise it with NICE on a busy
+# machine, where a starved fuzzer can pass 10 s on an input that takes 1 s of CPU.
+#   [RUNS=N] [NICE=19] [CPU=1] [TIMEOUT=30] [setsid] fuzz/run_all.sh [SECONDS] [TARGET...]
 set -u
 cd "$(dirname "$0")/.."
 if [ -n "${NICE:-}" ] && [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ]; then
@@ -37,7 +39,7 @@ for t in "${targets[@]}"; do
     [ "${CPU:-0}" = 1 ] && wall_limit=$((seconds * 100))
     start=$(date +%s)
     RUSTC_BOOTSTRAP=1 nice -n "${NICE:-0}" cargo fuzz run --codegen-units 16 "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
-        -runs="${RUNS:-10000000}" -max_total_time="$wall_limit" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
+        -runs="${RUNS:-10000000}" -max_total_time="$wall_limit" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout="${TIMEOUT:-10}" \
         -print_final_stats=1 >"$log" 2>&1 &
     cargo_pid=$!
     used=0

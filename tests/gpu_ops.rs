@@ -726,7 +726,8 @@ fn gpu_scalar_reciprocal_matches_reference() {
 /// rectangles are errors.
 #[test]
 fn gpu_copy_rect_matches_reference() {
-    use stylize::ops::region::{self, Dims, Rect};
+    use stylize::ops::ActShape as Dims;
+    use stylize::ops::region::{self, Rect};
     let mut rng = Rng::new(41);
     for (grid, ctx) in contexts("gpu_copy_rect_matches_reference") {
         let cases = [

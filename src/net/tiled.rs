@@ -18,7 +18,7 @@ use super::executor::SharedBuffers;
 use super::tiling::{Tile, Tiling};
 use super::{ConvLayerWeights, Executor, Losses, NetError, Plan};
 use crate::gpu::{Context, Step};
-use crate::ops::region::{Dims, Rect, copy_rect};
+use crate::ops::region::{Rect, copy_rect};
 use crate::ops::{ActShape, gram, loss, normalize, tv, vector};
 
 /// The network over a tiled image: the same public face as `Executor` for what a run needs.
@@ -63,10 +63,6 @@ enum GramSum {
     StyleTargets,
     /// The Grams of the image being optimized.
     Image,
-}
-
-fn dims(shape: ActShape) -> Dims {
-    Dims { channels: shape.channels, height: shape.height, width: shape.width }
 }
 
 impl TiledExecutor {
@@ -147,7 +143,7 @@ impl TiledExecutor {
             height: tile.window_rows.len(),
             width: tile.window_cols.len(),
         };
-        let (whole, local) = (dims(self.plan.acts[0]), dims(window.plan.acts[0]));
+        let (whole, local) = (self.plan.acts[0], window.plan.acts[0]);
         step.push(copy_rect(ctx, &self.image, whole, from, window.act_buffer(0), local, (0, 0))?);
         Ok(())
     }
@@ -161,19 +157,11 @@ impl TiledExecutor {
     }
 
     /// Copies what tile `t` owns of activation `act` of its window into `self.owned` (compact).
-    fn crop_owned(&self, ctx: &Context, step: &mut Step, t: usize, act: usize) -> Result<Dims, NetError> {
+    fn crop_owned(&self, ctx: &Context, step: &mut Step, t: usize, act: usize) -> Result<ActShape, NetError> {
         let window = self.window(t);
         let (whole, local) = self.owned(&self.tiling.tiles[t], act);
-        let compact = Dims { channels: self.plan.acts[act].channels, height: whole.height, width: whole.width };
-        step.push(copy_rect(
-            ctx,
-            window.act_buffer(act),
-            dims(window.plan.acts[act]),
-            local,
-            &self.owned,
-            compact,
-            (0, 0),
-        )?);
+        let compact = ActShape { channels: self.plan.acts[act].channels, height: whole.height, width: whole.width };
+        step.push(copy_rect(ctx, window.act_buffer(act), window.plan.acts[act], local, &self.owned, compact, (0, 0))?);
         Ok(compact)
     }
 
@@ -188,8 +176,8 @@ impl TiledExecutor {
         weights: &wgpu::Buffer,
     ) -> Result<&wgpu::Buffer, NetError> {
         let (whole, _) = self.owned(&self.tiling.tiles[t], act);
-        let layer = Dims { channels: 1, ..dims(self.plan.acts[act]) };
-        let compact = Dims { channels: 1, height: whole.height, width: whole.width };
+        let layer = ActShape { channels: 1, ..self.plan.acts[act] };
+        let compact = ActShape { channels: 1, height: whole.height, width: whole.width };
         step.push(copy_rect(ctx, weights, layer, whole, &self.owned_weights, compact, (0, 0))?);
         Ok(&self.owned_weights)
     }
@@ -203,8 +191,8 @@ impl TiledExecutor {
             step.extend(window.record_forward_pass(ctx)?);
             for (term, features) in self.plan.content.iter().zip(&self.content_features) {
                 let (whole, local) = self.owned(&self.tiling.tiles[t], term.act);
-                let (src, src_dims) = (window.act_buffer(term.act), dims(window.plan.acts[term.act]));
-                let dst_dims = dims(self.plan.acts[term.act]);
+                let (src, src_dims) = (window.act_buffer(term.act), window.plan.acts[term.act]);
+                let dst_dims = self.plan.acts[term.act];
                 step.push(copy_rect(ctx, src, src_dims, local, features, dst_dims, (whole.y, whole.x))?);
             }
         }
@@ -272,7 +260,7 @@ impl TiledExecutor {
                 continue;
             }
             let (whole, _) = self.owned(&self.tiling.tiles[t], term.act);
-            let whole_dims = dims(self.plan.acts[term.act]);
+            let whole_dims = self.plan.acts[term.act];
             step.push(copy_rect(ctx, features, whole_dims, whole, &self.owned_target, compact, (0, 0))?);
             let (len, slot) = (compact.len(), t * terms + j);
             loss::sq_diff_forward(ctx, step, len, &self.owned, &self.owned_target, &self.losses, slot, term.scale)?;
@@ -313,19 +301,19 @@ impl TiledExecutor {
         let (tile, window) = (&self.tiling.tiles[t], self.window(t));
         self.load_window(ctx, step, t)?;
         for (j, (term, features)) in self.plan.content.iter().zip(&self.content_features).enumerate() {
-            let local = dims(window.plan.acts[term.act]);
+            let local = window.plan.acts[term.act];
             let (y, x) = self.tiling.window_origin(tile, term.act);
             let from = Rect { y, x, height: local.height, width: local.width };
-            let whole = dims(self.plan.acts[term.act]);
+            let whole = self.plan.acts[term.act];
             step.push(copy_rect(ctx, features, whole, from, window.content_target_buffer(j), local, (0, 0))?);
         }
         // Masked style terms: the window's column weights, cut from the whole layer's.
         for (i, (term, weights)) in self.plan.style.iter().zip(&self.column_weights).enumerate() {
             let (Some(weights), Some(local_weights)) = (weights, window.column_weights_buffer(i)) else { continue };
-            let local = Dims { channels: 1, ..dims(window.plan.acts[term.act]) };
+            let local = ActShape { channels: 1, ..window.plan.acts[term.act] };
             let (y, x) = self.tiling.window_origin(tile, term.act);
             let from = Rect { y, x, height: local.height, width: local.width };
-            let whole = Dims { channels: 1, ..dims(self.plan.acts[term.act]) };
+            let whole = ActShape { channels: 1, ..self.plan.acts[term.act] };
             step.push(copy_rect(ctx, weights, whole, from, local_weights, local, (0, 0))?);
         }
         step.extend(window.record_injected_training(ctx)?);
@@ -335,7 +323,7 @@ impl TiledExecutor {
             height: tile.rows.len(),
             width: tile.cols.len(),
         };
-        let (local, whole) = (dims(window.plan.acts[0]), dims(self.plan.acts[0]));
+        let (local, whole) = (window.plan.acts[0], self.plan.acts[0]);
         let at = (tile.rows.start, tile.cols.start);
         step.push(copy_rect(ctx, window.image_grad_buffer(), local, own, &self.image_grad, whole, at)?);
         Ok(())

@@ -4,26 +4,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::ActShape;
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "region", source: include_str!("../../kernels/region.wgsl") };
-
-/// Channels, height and width of a CHW tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dims {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl Dims {
-    pub fn len(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// A rectangle of rows `[y, y + height)` and columns `[x, x + width)`, every channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +19,7 @@ pub struct Rect {
 }
 
 impl Rect {
-    fn fits(&self, dims: Dims) -> bool {
+    fn fits(&self, dims: ActShape) -> bool {
         self.y + self.height <= dims.height && self.x + self.width <= dims.width
     }
 }
@@ -63,10 +47,10 @@ struct Params {
 pub fn copy_rect(
     ctx: &Context,
     src: &wgpu::Buffer,
-    src_dims: Dims,
+    src_dims: ActShape,
     from: Rect,
     dst: &wgpu::Buffer,
-    dst_dims: Dims,
+    dst_dims: ActShape,
     to: (usize, usize),
 ) -> Result<Kernel, GpuError> {
     let landing = Rect { y: to.0, x: to.1, ..from };
@@ -95,15 +79,15 @@ pub fn copy_rect(
 }
 
 pub mod reference {
-    use super::{Dims, Rect};
+    use super::{ActShape, Rect};
 
     /// `dst` with `from` of `src` copied in at `to`.
     pub fn copy_rect(
         src: &[f64],
-        src_dims: Dims,
+        src_dims: ActShape,
         from: Rect,
         dst: &[f64],
-        dst_dims: Dims,
+        dst_dims: ActShape,
         to: (usize, usize),
     ) -> Vec<f64> {
         let mut out = dst.to_vec();
