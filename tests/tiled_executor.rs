@@ -198,3 +198,30 @@ fn tiled_step_equals_untiled_with_style_masks() {
     let losses = LossLayers { masks: vec![left, right], ..LossLayers::default() };
     check("tiled_step_equals_untiled_with_style_masks", height, width, &[112], losses, false);
 }
+
+/// `stylize plan`'s tiled figures (`tiling::report`) against what the tiled executor allocates
+/// plus the optimizer state a run adds beside it (Adam's two moments, the finiteness guard's two
+/// images, the iterate average: `UNTILED_IMAGE_STATE` arrays): within a few percent, the
+/// difference being the tiles' own small buffers and the per-label maxima over window sizes.
+#[test]
+fn plan_figures_match_what_the_tiled_executor_allocates() {
+    let Some(ctx) = gpu_or_skip("plan_figures_match_what_the_tiled_executor_allocates") else { return };
+    for (height, width, side) in [(200, 640, 64), (403, 301, 128)] {
+        let case = case(height, width, LossLayers::default(), 3);
+        let budget = tiling::Budget { memory: 1 << 40, ..tiling::Budget::default() };
+        let report = tiling::report(&case.plan, Some(side), budget).unwrap();
+        let executor = TiledExecutor::new(&ctx, case.plan.clone(), &case.weights, side).unwrap();
+        let run = executor.allocated_bytes() + tiling::UNTILED_IMAGE_STATE * executor.image_len() as u64 * 4;
+        let ratio = run as f64 / report.total_bytes() as f64;
+        eprintln!(
+            "{width}x{height} in tiles of {side}: executor + state {run} B, plan {} B ({ratio:.3})",
+            report.total_bytes()
+        );
+        assert!(
+            (0.9..=1.1).contains(&ratio),
+            "{width}x{height}: the plan says {} B, the run holds {run} B",
+            report.total_bytes()
+        );
+        assert_eq!(report.tiles, executor.tiling.tiles.len());
+    }
+}
