@@ -225,8 +225,9 @@ struct Cli {
     /// How the network goes over the image: `auto` runs untiled when the whole step fits the
     /// adapter's buffer binding limit and --memory-budget, else in the largest tiles that fit;
     /// `off` never tiles; a side in pixels (a multiple of 16) forces tiles of it. A tiled step
-    /// computes the same losses and gradient as an untiled one (each tile runs with a 160 px halo
-    /// and owns only its own pixels), at the cost of the halos (`stylize plan` shows it). Not yet
+    /// computes the same losses and gradient as an untiled one (each tile runs with a halo, 160 px
+    /// for the default layers, and owns only its own pixels), at the cost of the halos (`stylize
+    /// plan` shows it). Not yet
     /// with --normalize-gradients.
     #[arg(long, value_name = "auto|off|PX", default_value = "auto", value_parser = tile_choice)]
     tile: stylize::net::tiling::TileChoice,
