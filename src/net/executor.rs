@@ -594,15 +594,7 @@ impl Executor {
     }
 
     fn check_image_len(&self, len: usize) -> Result<(), NetError> {
-        let expected = self.plan.acts[0].len();
-        if len != expected {
-            let s = self.plan.acts[0];
-            return Err(NetError::BadSize(format!(
-                "image has {len} values, the network was built for 3x{}x{} = {expected}",
-                s.height, s.width
-            )));
-        }
-        Ok(())
+        self.plan.check_image_len(len)
     }
 
     /// Runs the forward pass on `rgb` and keeps its features at the content layers as targets.

@@ -293,6 +293,18 @@ impl Plan {
         largest
     }
 
+    /// An error unless `len` is the number of values of this plan's image (3 H W).
+    pub fn check_image_len(&self, len: usize) -> Result<(), NetError> {
+        let (expected, s) = (self.acts[0].len(), self.acts[0]);
+        if len != expected {
+            return Err(NetError::BadSize(format!(
+                "image has {len} values, the network was built for 3x{}x{} = {expected}",
+                s.height, s.width
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses a plan whose largest buffer exceeds `limit` bytes (what the adapter can bind),
     /// naming the largest image size with the same aspect ratio that would fit.
     pub fn check_fits(&self, limit: u64) -> Result<(), NetError> {

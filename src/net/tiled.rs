@@ -345,14 +345,7 @@ impl TiledExecutor {
     }
 
     fn check_image_len(&self, len: usize) -> Result<(), NetError> {
-        let (expected, s) = (self.image_len(), self.plan.acts[0]);
-        if len != expected {
-            return Err(NetError::BadSize(format!(
-                "image has {len} values, the network was built for 3x{}x{} = {expected}",
-                s.height, s.width
-            )));
-        }
-        Ok(())
+        self.plan.check_image_len(len)
     }
 
     /// Runs the forward pass over the tiles of `rgb` and keeps its features at the content
