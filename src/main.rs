@@ -227,8 +227,7 @@ struct Cli {
     /// `off` never tiles; a side in pixels (a multiple of 16) forces tiles of it. A tiled step
     /// computes the same losses and gradient as an untiled one (each tile runs with a halo, 160 px
     /// for the default layers, and owns only its own pixels), at the cost of the halos (`stylize
-    /// plan` shows it). Not yet
-    /// with --normalize-gradients.
+    /// plan` shows it). Every other option works with tiles.
     #[arg(long, value_name = "auto|off|PX", default_value = "auto", value_parser = tile_choice)]
     tile: stylize::net::tiling::TileChoice,
 

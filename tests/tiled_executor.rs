@@ -225,3 +225,23 @@ fn plan_figures_match_what_the_tiled_executor_allocates() {
         assert_eq!(report.tiles, executor.tiling.tiles.len());
     }
 }
+
+/// With `--normalize-gradients`: every term's gradient divided by its L1 norm over the whole
+/// image (the content terms' from pass 1, the style terms' from a pass of their own), and with
+/// masks so that a masked term's norm is checked too.
+#[test]
+fn tiled_step_equals_untiled_with_normalized_gradients() {
+    let (height, width) = (180, 340);
+    let left: Vec<f32> = (0..height * width).map(|i| if (i % width) < width / 2 { 1.0 } else { 0.2 }).collect();
+    let right: Vec<f32> = left.iter().map(|v| 1.2 - v).collect();
+    // alpha as large as beta, so that the content term's norm shows in the gradient too.
+    let losses = LossLayers {
+        normalize_gradients: true,
+        masks: vec![left, right],
+        content_weight: LossLayers::default().style_weight,
+        ..LossLayers::default()
+    };
+    check("tiled_step_equals_untiled_with_normalized_gradients", height, width, &[112], losses.clone(), false);
+    let plain = LossLayers { masks: Vec::new(), ..losses };
+    check("tiled_step_equals_untiled_with_normalized_gradients", 200, 330, &[96], plain, false);
+}

@@ -1,6 +1,6 @@
 //! Runs through the CLI with tiles: `--tile N` writes what an untiled run writes (to a level of
 //! 8-bit rounding), says how it ran, `--tile auto` tiles when --memory-budget is too small for
-//! the untiled step, and what the tiled schedule cannot do yet is one clear line.
+//! the untiled step, and a tile side off the 16-px grid is a usage error.
 
 mod common;
 
@@ -99,20 +99,11 @@ fn tile_auto_tiles_when_the_memory_budget_is_too_small() {
 }
 
 #[test]
-fn what_tiles_cannot_do_yet_is_one_line() {
+fn a_tile_side_off_the_grid_is_a_usage_error() {
     let fixture = Fixture::new(48, 32);
     let run = fixture.run("bad.png", &["--tile", "40"]);
     assert_eq!(run.status.code(), Some(2), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(String::from_utf8_lossy(&run.stderr).contains("multiple of 16"));
-    if gpu_or_skip("what_tiles_cannot_do_yet_is_one_line").is_none() {
-        return;
-    }
-    let run = fixture.run("normalized.png", &["--tile", "32", "--normalize-gradients"]);
-    let lines = stderr_lines(&run);
-    assert_eq!(run.status.code(), Some(1), "{lines:?}");
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("does not support normalized gradients"), "{lines:?}");
-    assert!(!fixture.path("normalized.png").exists());
 }
 
 /// The other controls over tiles: L-BFGS, the iterate average, two blended styles and two scales

@@ -156,7 +156,11 @@ impl Plan {
     pub fn buffers(&self) -> Buffers {
         let image = self.acts[0].len();
         let normalize = self.losses.normalize_gradients;
-        let norm = |t: &LossTerm| normalize.then(|| BufferSpec::other(format!("gradient L1 norm {}", t.layer), 2));
+        // Labelled by kind, layer and region: one label, one buffer (`SharedBuffers` finds them by it).
+        let norm = |kind: &str, t: &LossTerm| {
+            let region = t.mask.as_ref().map_or(String::new(), |m| format!(" region {}", m.region));
+            normalize.then(|| BufferSpec::other(format!("gradient L1 norm {kind} {}{region}", t.layer), 2))
+        };
         Buffers {
             convs: self.conv_buffers(),
             rgb: BufferSpec::other("rgb image", image),
@@ -201,8 +205,8 @@ impl Plan {
                 .collect(),
             image_grams: self.style_gram_buffers("target gram"),
             gram_grads: self.style_gram_buffers("gram gradient"),
-            content_norms: self.content.iter().map(norm).collect(),
-            style_norms: self.style.iter().map(norm).collect(),
+            content_norms: self.content.iter().map(|t| norm("content", t)).collect(),
+            style_norms: self.style.iter().map(|t| norm("style", t)).collect(),
             reductions: self.reduction_buffers(),
         }
     }

@@ -85,17 +85,19 @@ impl SharedBuffers {
                 return Err(NetError::BadSize("windows of one network store their activations alike".into()));
             }
             let specs = plan.buffers();
+            let own = specs.iter().filter(|spec| spec.kind != super::BufferKind::Weights);
+            // Reductions and mask weights belong to recorded steps and uploads, not to the pool.
+            let own: Vec<&BufferSpec> = own
+                .filter(|spec| {
+                    !specs.reductions.contains(spec) && !specs.column_weights.iter().flatten().any(|c| c == *spec)
+                })
+                .collect();
             // Executors find their buffers here by label: one label, one role.
-            let mut labels: Vec<&str> = specs.iter().map(|spec| spec.label.as_str()).collect();
+            let mut labels: Vec<&str> = own.iter().map(|spec| spec.label.as_str()).collect();
             labels.sort_unstable();
             if let Some(twice) = labels.windows(2).find(|pair| pair[0] == pair[1]) {
                 return Err(NetError::BadSize(format!("two buffers of one plan are labelled {:?}", twice[0])));
             }
-            let own = specs.iter().filter(|spec| spec.kind != super::BufferKind::Weights);
-            // Reductions and mask weights belong to recorded steps and uploads, not to the pool.
-            let own = own.filter(|spec| {
-                !specs.reductions.contains(spec) && !specs.column_weights.iter().flatten().any(|c| c == *spec)
-            });
             for spec in own {
                 let len = longest.entry(spec.label.clone()).or_default();
                 *len = (*len).max(spec.len);
@@ -163,7 +165,8 @@ enum GramGradients {
     /// From the Gram of this executor's own image (`record_losses` computes it first).
     Own,
     /// Already in the gradient buffers (`gram_gradient_buffer`): a window of the tiled executor,
-    /// whose dL/dG comes from the whole image's Gram.
+    /// whose dL/dG comes from the whole image's Gram; so do the `--normalize-gradients` norms
+    /// (`norm_buffer`), which are the whole image's.
     Given,
 }
 
@@ -495,9 +498,13 @@ impl Executor {
         }
         let term_grad = self.term_grad.as_ref().expect("allocated with normalize_gradients");
         let norm = norm.as_ref().expect("allocated with normalize_gradients");
-        debug_assert_eq!(gram_grads, GramGradients::Own, "the tiled executor refuses normalized gradients");
         self.feature_gradient(ctx, step, term, term_grad, loss_term.scale, false, gram_grads)?;
         let len = plan.acts[loss_term.act].len();
+        if gram_grads == GramGradients::Own {
+            vector::abs_sum(ctx, step, len, term_grad, norm, 0)?;
+            step.push(vector::scalar_reciprocal(ctx, norm, 1, 0, NORMALIZE_EPS)?);
+        }
+        // Given: the tiled executor has put the whole image's norm and its reciprocal there.
         add_normalized(ctx, step, len, term_grad, norm, loss_weight * loss_term.weight, grad, accumulate)
     }
 
@@ -700,6 +707,12 @@ impl Executor {
         self.column_weights[index].as_ref()
     }
 
+    /// The `--normalize-gradients` scalars (the L1 norm and its reciprocal) of a content term, or
+    /// of a style term; None without normalized gradients.
+    pub(super) fn norm_buffer(&self, style: bool, index: usize) -> Option<&wgpu::Buffer> {
+        if style { self.style_norms[index].as_ref() } else { self.content_norms[index].as_ref() }
+    }
+
     /// Style term `index`'s dL/dG (weights and scale included).
     pub(super) fn gram_gradient_buffer(&self, index: usize) -> &wgpu::Buffer {
         &self.gram_grads[index]
@@ -808,7 +821,7 @@ fn upload_column_weights(
 }
 
 /// grad (=, or += when `accumulate`) strength * term_grad / (|term_grad|_1 + 1e-8), with the norm
-/// and its reciprocal kept on the GPU in `scalars` (two values): neural-style's `-normalize_gradients`.
+/// and its reciprocal already on the GPU in `scalars` (two values): neural-style's `-normalize_gradients`.
 #[allow(clippy::too_many_arguments)]
 fn add_normalized(
     ctx: &Context,
@@ -820,8 +833,6 @@ fn add_normalized(
     grad: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<(), NetError> {
-    vector::abs_sum(ctx, step, len, term_grad, scalars, 0)?;
-    step.push(vector::scalar_reciprocal(ctx, scalars, 1, 0, NORMALIZE_EPS)?);
     let strength = strength as f32;
     step.push(if accumulate {
         vector::axpy_scalar(ctx, len, strength, scalars, 1, term_grad, grad)?

@@ -19,7 +19,7 @@ use super::tiling::{Tile, Tiling};
 use super::{ConvLayerWeights, Executor, Losses, NetError, Plan};
 use crate::gpu::{Context, Step};
 use crate::ops::region::{Rect, copy_rect};
-use crate::ops::{ActShape, gram, loss, normalize, tv, vector};
+use crate::ops::{ActShape, gram, loss, normalize, reduce, tv, vector};
 
 /// The network over a tiled image: the same public face as `Executor` for what a run needs.
 pub struct TiledExecutor {
@@ -43,6 +43,10 @@ pub struct TiledExecutor {
     /// coverage a of the whole mask), and the owned block of one of them.
     column_weights: Vec<Option<wgpu::Buffer>>,
     owned_weights: wgpu::Buffer,
+    /// Under `--normalize-gradients`: per content term, then per style term, each tile's share of
+    /// the L1 norm of the term's gradient, and the gradient at a tile's owned positions of a style layer.
+    norm_partials: Vec<wgpu::Buffer>,
+    owned_grad: wgpu::Buffer,
     /// One tile's Gram before it is added to the whole image's, and the Gram forward's partial sums.
     tile_gram: wgpu::Buffer,
     gram_partials: wgpu::Buffer,
@@ -102,6 +106,9 @@ impl TiledExecutor {
             owned_target: ctx.buffer("owned content target of a tile", owned_len)?,
             column_weights,
             owned_weights: ctx.buffer("owned mask weights of a tile", owned_len)?,
+            norm_partials: norm_partials(ctx, &plan, &tiling)?,
+            owned_grad: ctx
+                .buffer("owned gradient of a tile", if plan.losses.normalize_gradients { owned_len } else { 1 })?,
             tile_gram: ctx.buffer("gram of a tile", gram_len)?,
             gram_partials: ctx.buffer("gram partials of a tile", partials_len)?,
             losses: ctx.buffer("losses of the tiles", loss_slots(&plan, &tiling))?,
@@ -264,6 +271,11 @@ impl TiledExecutor {
             step.push(copy_rect(ctx, features, whole_dims, whole, &self.owned_target, compact, (0, 0))?);
             let (len, slot) = (compact.len(), t * terms + j);
             loss::sq_diff_forward(ctx, step, len, &self.owned, &self.owned_target, &self.losses, slot, term.scale)?;
+            if let Some(partials) = self.norm_partials.get(j) {
+                // This tile's sum of |F - P| (the norm of 2 scale (F - P) is 2 scale times it).
+                step.push(vector::axpy(ctx, len, -1.0, &self.owned_target, &self.owned)?);
+                vector::abs_sum(ctx, step, len, &self.owned, partials, t)?;
+            }
         }
         Ok(())
     }
@@ -278,9 +290,14 @@ impl TiledExecutor {
             let (image_gram, target) = (first.image_gram_buffer(i), first.style_gram_buffer(i));
             let slot = slots_before_style + i;
             loss::sq_diff_forward(ctx, &mut step, len, image_gram, target, &self.losses, slot, term.scale)?;
-            let scale = term.scale * self.plan.style_weight;
+            // Normalized gradients take beta after the norm, as the untiled executor does.
+            let normalize = self.plan.losses.normalize_gradients;
+            let scale = if normalize { term.scale } else { term.scale * self.plan.style_weight };
             let grad_gram = first.gram_gradient_buffer(i);
             step.push(loss::sq_diff_backward(ctx, len, image_gram, target, grad_gram, scale, false)?);
+        }
+        if self.plan.losses.normalize_gradients {
+            self.record_norms(ctx, &mut step)?;
         }
         for t in 0..self.tiling.tiles.len() {
             self.record_tile_backward(ctx, &mut step, t)?;
@@ -293,6 +310,58 @@ impl TiledExecutor {
             step.push(tv::backward(ctx, plan.tv_shape(), &self.image, &self.image_grad, plan.tv_weight, true)?);
         }
         Ok(step)
+    }
+
+    /// `--normalize-gradients`: each style term's share per tile of the L1 norm of its gradient
+    /// (a pass of its own: the forward again, then the Gram backward over the owned positions
+    /// with the whole dL/dG), then every term's norm over the whole image and its reciprocal into
+    /// the scalars the windows read.
+    fn record_norms(&self, ctx: &Context, step: &mut Step) -> Result<(), NetError> {
+        let plan = &self.plan;
+        let first = self.windows.first().expect("at least one window");
+        for t in 0..self.tiling.tiles.len() {
+            if plan.style.is_empty() {
+                break;
+            }
+            self.load_window(ctx, step, t)?;
+            step.extend(self.window(t).record_forward_pass(ctx)?);
+            for (i, term) in plan.style.iter().enumerate() {
+                let compact = self.crop_owned(ctx, step, t, term.act)?;
+                if compact.is_empty() {
+                    continue;
+                }
+                let shape = gram::GramShape { channels: compact.channels, n: compact.height * compact.width };
+                let grad_gram = first.gram_gradient_buffer(i);
+                match &self.column_weights[i] {
+                    Some(weights) => {
+                        let owned_weights = self.crop_owned_weights(ctx, step, t, term.act, weights)?;
+                        let kernel = gram::backward_masked(
+                            ctx,
+                            shape,
+                            &self.owned,
+                            owned_weights,
+                            grad_gram,
+                            &self.owned_grad,
+                            false,
+                        )?;
+                        step.push(kernel);
+                    }
+                    None => step.extend(gram::backward(ctx, shape, &self.owned, grad_gram, &self.owned_grad, false)?),
+                }
+                let partials = &self.norm_partials[plan.content.len() + i];
+                vector::abs_sum(ctx, step, compact.len(), &self.owned_grad, partials, t)?;
+            }
+        }
+        let tiles = self.tiling.tiles.len();
+        let terms =
+            plan.content.iter().map(|term| (false, 2.0 * term.scale)).chain(plan.style.iter().map(|_| (true, 1.0)));
+        for (k, (style, factor)) in terms.enumerate() {
+            let index = if style { k - plan.content.len() } else { k };
+            let norm = first.norm_buffer(style, index).expect("allocated with normalize_gradients");
+            reduce::sum_into(ctx, step, tiles, &self.norm_partials[k], norm, 0, factor as f32)?;
+            step.push(vector::scalar_reciprocal(ctx, norm, 1, 0, super::executor::NORMALIZE_EPS)?);
+        }
+        Ok(())
     }
 
     /// Pass 2 over tile `t`: its window, its content targets, forward and backward with the
@@ -451,7 +520,8 @@ impl TiledExecutor {
         .into_iter()
         .chain(&self.content_features)
         .chain(self.column_weights.iter().flatten())
-        .chain([&self.owned_weights])
+        .chain(&self.norm_partials)
+        .chain([&self.owned_weights, &self.owned_grad])
         .map(|b| b.size())
         .sum();
         let steps =
@@ -527,5 +597,19 @@ fn whole_column_weights(ctx: &Context, plan: &Plan) -> Result<Vec<Option<wgpu::B
                 ctx.upload(&format!("mask weights {} region {} (whole image)", term.layer, mask.region), &weights)?,
             ))
         })
+        .collect()
+}
+
+/// Under `--normalize-gradients`, one buffer per content and per style term for each tile's share
+/// of the L1 norm of the term's gradient (zero where a tile owns nothing); none without it.
+fn norm_partials(ctx: &Context, plan: &Plan, tiling: &Tiling) -> Result<Vec<wgpu::Buffer>, NetError> {
+    if !plan.losses.normalize_gradients {
+        return Ok(Vec::new());
+    }
+    let tiles = tiling.tiles.len();
+    plan.content
+        .iter()
+        .chain(&plan.style)
+        .map(|term| Ok(ctx.upload(&format!("L1 norm shares of {}", term.layer), &vec![0.0; tiles])?))
         .collect()
 }

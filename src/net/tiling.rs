@@ -229,18 +229,12 @@ fn check_side(side: usize) -> Result<(), NetError> {
     Ok(())
 }
 
-/// The terms the tiled step computes exactly: content terms, plain and masked style terms, and
-/// the total variation (the tiled executor takes it on the whole image, which needs no network).
-/// `--normalize-gradients` (a global L1 norm of each term's gradient) is not tiled yet.
+/// The tiled step computes every term exactly (content, plain and masked style terms, the total
+/// variation, normalized gradients): what it needs is a network whose pools all align on the grid.
 fn check_tileable(plan: &Plan) -> Result<(), NetError> {
     let deepest = reaches(plan).iter().map(|r| r.downsampling).max().unwrap_or(1);
-    let unsupported = if plan.losses.normalize_gradients {
-        Some("normalized gradients")
-    } else if !TILE_GRID.is_multiple_of(deepest) {
-        Some("a network that downsamples by more than 16")
-    } else {
-        None
-    };
+    let unsupported =
+        if !TILE_GRID.is_multiple_of(deepest) { Some("a network that downsamples by more than 16") } else { None };
     match unsupported {
         Some(what) => Err(NetError::BadSize(format!("the tiled schedule does not support {what} yet"))),
         None => Ok(()),
