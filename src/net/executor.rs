@@ -803,7 +803,7 @@ fn upload_convs(
 }
 
 /// Uploads each masked style term's column weights T^2 / a (`Buffers::column_weights`).
-fn upload_column_weights(
+pub(super) fn upload_column_weights(
     ctx: &Context,
     plan: &Plan,
     specs: &[Option<BufferSpec>],

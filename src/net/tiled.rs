@@ -14,8 +14,8 @@
 //! Every window executor takes its buffers from one `SharedBuffers` (windows run one after the
 //! other), so the memory is that of the largest window plus the image-sized buffers here.
 
-use super::executor::SharedBuffers;
-use super::tiling::{Tile, Tiling};
+use super::executor::{SharedBuffers, upload_column_weights};
+use super::tiling::{Tile, Tiling, window_plan};
 use super::{ConvLayerWeights, Executor, Losses, NetError, Plan};
 use crate::gpu::{Context, Step};
 use crate::ops::region::{Rect, copy_rect};
@@ -91,7 +91,8 @@ impl TiledExecutor {
             window_plans.into_iter().map(|wp| Executor::window(ctx, wp, &shared)).collect::<Result<Vec<_>, _>>()?;
         let image_len = plan.acts[0].len();
         let (owned_len, partials_len, gram_len) = tile_buffer_lens(&plan, &tiling);
-        let column_weights = whole_column_weights(ctx, &plan)?;
+        // Over the whole image: the whole plan's column weights, as an untiled executor has them.
+        let column_weights = upload_column_weights(ctx, &plan, &plan.buffers().column_weights)?;
         let content_features = plan
             .content
             .iter()
@@ -141,17 +142,18 @@ impl TiledExecutor {
         &self.windows[self.window_of_tile[tile]]
     }
 
+    /// The positions of activation `act` that tile `t`'s window covers, over the whole image.
+    fn window_region(&self, t: usize, act: usize) -> Rect {
+        let local = self.window(t).plan.acts[act];
+        let (y, x) = self.tiling.window_origin(&self.tiling.tiles[t], act);
+        Rect { y, x, height: local.height, width: local.width }
+    }
+
     /// Copies tile `t`'s window of the whole image into its window executor's input.
     fn load_window(&self, ctx: &Context, step: &mut Step, t: usize) -> Result<(), NetError> {
-        let (tile, window) = (&self.tiling.tiles[t], self.window(t));
-        let from = Rect {
-            y: tile.window_rows.start,
-            x: tile.window_cols.start,
-            height: tile.window_rows.len(),
-            width: tile.window_cols.len(),
-        };
+        let window = self.window(t);
         let (whole, local) = (self.plan.acts[0], window.plan.acts[0]);
-        step.push(copy_rect(ctx, &self.image, whole, from, window.act_buffer(0), local, (0, 0))?);
+        step.push(copy_rect(ctx, &self.image, whole, self.window_region(t, 0), window.act_buffer(0), local, (0, 0))?);
         Ok(())
     }
 
@@ -370,31 +372,24 @@ impl TiledExecutor {
         let (tile, window) = (&self.tiling.tiles[t], self.window(t));
         self.load_window(ctx, step, t)?;
         for (j, (term, features)) in self.plan.content.iter().zip(&self.content_features).enumerate() {
-            let local = window.plan.acts[term.act];
-            let (y, x) = self.tiling.window_origin(tile, term.act);
-            let from = Rect { y, x, height: local.height, width: local.width };
-            let whole = self.plan.acts[term.act];
+            let (local, whole) = (window.plan.acts[term.act], self.plan.acts[term.act]);
+            let from = self.window_region(t, term.act);
             step.push(copy_rect(ctx, features, whole, from, window.content_target_buffer(j), local, (0, 0))?);
         }
         // Masked style terms: the window's column weights, cut from the whole layer's.
         for (i, (term, weights)) in self.plan.style.iter().zip(&self.column_weights).enumerate() {
             let (Some(weights), Some(local_weights)) = (weights, window.column_weights_buffer(i)) else { continue };
             let local = ActShape { channels: 1, ..window.plan.acts[term.act] };
-            let (y, x) = self.tiling.window_origin(tile, term.act);
-            let from = Rect { y, x, height: local.height, width: local.width };
             let whole = ActShape { channels: 1, ..self.plan.acts[term.act] };
+            let from = self.window_region(t, term.act);
             step.push(copy_rect(ctx, weights, whole, from, local_weights, local, (0, 0))?);
         }
         step.extend(window.record_injected_training(ctx)?);
-        let own = Rect {
-            y: tile.rows.start - tile.window_rows.start,
-            x: tile.cols.start - tile.window_cols.start,
-            height: tile.rows.len(),
-            width: tile.cols.len(),
-        };
+        // The tile's own pixels are what it owns of the image (activation 0).
+        let (own, in_window) = self.owned(tile, 0);
         let (local, whole) = (window.plan.acts[0], self.plan.acts[0]);
-        let at = (tile.rows.start, tile.cols.start);
-        step.push(copy_rect(ctx, window.image_grad_buffer(), local, own, &self.image_grad, whole, at)?);
+        let at = (own.y, own.x);
+        step.push(copy_rect(ctx, window.image_grad_buffer(), local, in_window, &self.image_grad, whole, at)?);
         Ok(())
     }
 
@@ -536,9 +531,8 @@ fn loss_slots(plan: &Plan, tiling: &Tiling) -> usize {
     tiling.tiles.len() * plan.content.len() + plan.style.len() + usize::from(plan.has_tv())
 }
 
-/// The plan of every distinct window size (first the largest, so that it bounds the rest), with
-/// the whole plan's loss scales and no total variation (taken on the whole image), and per tile
-/// the index of its window's plan.
+/// The plan of every distinct window size (`tiling::window_plan`; first the largest, so that it
+/// bounds the rest), and per tile the index of its window's plan.
 fn window_plans(plan: &Plan, tiling: &Tiling) -> Result<(Vec<Plan>, Vec<usize>), NetError> {
     let mut sizes: Vec<(usize, usize)> =
         tiling.tiles.iter().map(|t| (t.window_rows.len(), t.window_cols.len())).collect();
@@ -549,20 +543,7 @@ fn window_plans(plan: &Plan, tiling: &Tiling) -> Result<(Vec<Plan>, Vec<usize>),
         .iter()
         .map(|t| sizes.iter().position(|&s| s == (t.window_rows.len(), t.window_cols.len())).expect("listed"))
         .collect();
-    let plans = sizes
-        .iter()
-        .map(|&(h, w)| {
-            // Masks of the window's size, whose values do not matter: each tile's pass 2 copies its
-            // window's column weights from the whole layer's (they hold the whole mask's coverage).
-            let masks = plan.losses.masks.iter().map(|_| vec![1.0; h * w]).collect();
-            let losses = super::LossLayers { tv_weight: 0.0, masks, ..plan.losses.clone() };
-            let mut wp = Plan::new(&plan.layers, &plan.conv_widths, h, w, &losses)?;
-            for (own, whole) in wp.content.iter_mut().zip(&plan.content).chain(wp.style.iter_mut().zip(&plan.style)) {
-                own.scale = whole.scale;
-            }
-            Ok(wp)
-        })
-        .collect::<Result<Vec<_>, NetError>>()?;
+    let plans = sizes.iter().map(|&(h, w)| window_plan(plan, h, w)).collect::<Result<Vec<_>, NetError>>()?;
     Ok((plans, of_tile))
 }
 
@@ -583,21 +564,6 @@ fn tile_buffer_lens(plan: &Plan, tiling: &Tiling) -> (usize, usize, usize) {
         }
     }
     (owned, partials, gram_len)
-}
-
-/// Per style term of `plan`: a masked term's column weights over its whole layer (`None` for a
-/// plain term), from the whole image's mask.
-fn whole_column_weights(ctx: &Context, plan: &Plan) -> Result<Vec<Option<wgpu::Buffer>>, NetError> {
-    plan.style
-        .iter()
-        .map(|term| {
-            let Some(mask) = &term.mask else { return Ok(None) };
-            let weights: Vec<f32> = gram::mask_column_weights(&mask.values).1.into_iter().map(|w| w as f32).collect();
-            Ok(Some(
-                ctx.upload(&format!("mask weights {} region {} (whole image)", term.layer, mask.region), &weights)?,
-            ))
-        })
-        .collect()
 }
 
 /// Under `--normalize-gradients`, one buffer per content and per style term for each tile's share

@@ -241,9 +241,18 @@ fn check_tileable(plan: &Plan) -> Result<(), NetError> {
     }
 }
 
-/// The plan of a window of `height` x `width` pixels: the same network and losses.
+/// The plan of a window of `height` x `width` pixels: the same network and loss terms, with the
+/// whole plan's loss scales, no total variation (the tiled executor takes it on the whole image)
+/// and masks of the window's size whose values do not matter (each tile's pass 2 copies its
+/// window's column weights from the whole layer's, which hold the whole mask's coverage).
 pub fn window_plan(plan: &Plan, height: usize, width: usize) -> Result<Plan, NetError> {
-    Plan::new(&plan.layers, &plan.conv_widths, height, width, &plan.losses)
+    let masks = plan.losses.masks.iter().map(|_| vec![1.0; height * width]).collect();
+    let losses = super::LossLayers { tv_weight: 0.0, masks, ..plan.losses.clone() };
+    let mut window = Plan::new(&plan.layers, &plan.conv_widths, height, width, &losses)?;
+    for (own, whole) in window.content.iter_mut().zip(&plan.content).chain(window.style.iter_mut().zip(&plan.style)) {
+        own.scale = whole.scale;
+    }
+    Ok(window)
 }
 
 /// The plan of VGG-19 (its real widths) with the default loss layers on a `height` x `width`
