@@ -4,6 +4,11 @@
 // column's vertical differences are not counted, exactly as neural-style's TVLoss). The forward
 // writes block partial sums (per-thread runs of 8, then a tree), finished by reduce.wgsl; the
 // backward gathers each pixel's gradient from the (up to) three terms that contain it.
+//
+// The buffer may be a window of the image (a tile and its halo): the forward counts only the
+// terms anchored in the owned rectangle, so that the tiles' sums add up to the whole image's, and
+// the backward is exact wherever a pixel's neighbours are in the window (the owned pixels: the
+// window holds a halo on every side that is not the image's edge).
 
 struct Params {
     groups: u32,     // logical workgroups (filled by the host)
@@ -14,6 +19,10 @@ struct Params {
     flags: u32,      // backward: bit 2 accumulates into dst
     scale: f32,      // forward: factor on each block sum; backward: 2 * scale
     _pad0: u32,
+    own_y: u32,      // forward: the owned rectangle (everything for a whole image)
+    own_x: u32,
+    own_height: u32,
+    own_width: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -34,7 +43,9 @@ fn term(i: u32) -> f32 {
     let w = params.width;
     let y = (i / w) % params.height;
     let x = i % w;
-    if (y + 1u >= params.height || x + 1u >= w) {
+    let owned = y >= params.own_y && y < params.own_y + params.own_height
+        && x >= params.own_x && x < params.own_x + params.own_width;
+    if (!owned || y + 1u >= params.height || x + 1u >= w) {
         return 0.0;
     }
     let v = image[i];

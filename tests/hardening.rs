@@ -163,3 +163,26 @@ fn a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_finite_image() {
     let image = image::open(&out).expect("the last finite image is written");
     assert_eq!((image.width(), image.height()), (32, 32));
 }
+
+/// With `--average-decay` the average takes the non-finite steps in: it is dropped, and what is
+/// written is the last finite image (here the initial one, the content at 32 px), not NaN.
+#[test]
+fn a_non_finite_loss_with_an_iterate_average_writes_the_last_finite_image() {
+    let test = "a_non_finite_loss_with_an_iterate_average_writes_the_last_finite_image";
+    if gpu_or_skip(test).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, reference) = (dir.path().join("kept.png"), dir.path().join("content.png"));
+    let args = ["--iterations", "40", "--style-weight", "1e300", "--print-every", "0", "--average-decay", "0.9"];
+    let output = command(&kept, &args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not the iterate average"), "{stderr}");
+    // Zero steps write the initial image as it is.
+    let status = command(&reference, &["--iterations", "0"]).status().unwrap();
+    assert!(status.success());
+    let (a, b) = (image::open(&kept).unwrap().to_rgb8(), image::open(&reference).unwrap().to_rgb8());
+    let worst = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+    assert!(worst <= 1, "the written image differs from the initial one by {worst} levels");
+}

@@ -157,6 +157,37 @@ fn gpu_lbfgs_matches_reference_on_a_quadratic() {
     }
 }
 
+/// The same with the vectors in bands (4 bands of 3, 3, 3 and 1 rows of 5): every dot product
+/// summed over the bands, every update band by band.
+#[test]
+fn gpu_lbfgs_in_bands_matches_reference_on_a_quadratic() {
+    use stylize::ops::{ActShape, bands::Bands};
+    let q = Quadratic::new(50, 34);
+    let shape = ActShape { channels: 1, height: 10, width: 5 };
+    for (grid, mut ctx) in contexts("gpu_lbfgs_in_bands_matches_reference_on_a_quadratic") {
+        ctx.set_band_limit(3 * 5 * 4);
+        let config = LbfgsConfig { history: 5, ..LbfgsConfig::new(1.0) };
+        let mut rng = Rng::new(35);
+        let start = rng.vec(q.n, -1.0, 1.0);
+        let (param, grad) = (Bands::new(&ctx, "param", shape).unwrap(), Bands::new(&ctx, "grad", shape).unwrap());
+        assert_eq!(param.bands().len(), 4);
+        param.write(&ctx, &to_f32(&start));
+        let mut lbfgs = Lbfgs::banded(&ctx, &param, &grad, config).unwrap();
+        let mut state = LbfgsState::default();
+        let mut x = start.clone();
+        for iteration in 1..=12 {
+            let on_gpu = to_f64(&param.read(&ctx).unwrap());
+            grad.write(&ctx, &to_f32(&q.grad(&on_gpu)));
+            let outcome = lbfgs.step(&ctx).unwrap();
+            assert!(matches!(outcome, LbfgsOutcome::Stepped { .. }), "{outcome:?}");
+            reference::step(config, 1, &mut state, &mut x, |x| q.loss_and_grad(x));
+            let err = rel_err(&param.read(&ctx).unwrap(), &x);
+            assert!(err <= 1e-4, "iteration {iteration} ({grid}): relative error {err:e}");
+            assert_eq!(lbfgs.history_len(), state.old_dirs.len());
+        }
+    }
+}
+
 /// A zero gradient is converged: nothing moves, no iteration is counted.
 #[test]
 fn gpu_lbfgs_stops_at_tolerance_grad() {

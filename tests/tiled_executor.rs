@@ -62,13 +62,14 @@ fn run_network(ctx: &Context, mut network: Network, case: &Case, adam_steps: usi
     let losses = network.read_losses(ctx).unwrap();
     let grad = network.read_image_grad(ctx).unwrap();
     network.set_image(ctx, &case.init).unwrap();
-    let (image, grad_buffer) = (network.image_buffer().clone(), network.image_grad_buffer().clone());
+    let (image, grad_bands) = (network.image_bands().clone(), network.image_grad_bands().clone());
     let config = AdamConfig { eps: smooth_eps(&grad), ..AdamConfig::new(0.05) };
-    let (mut adam, kernel) = Adam::new(ctx, network.image_len(), &image, &grad_buffer, config).unwrap();
-    let kernel = network.training_step().push(kernel);
+    let (mut adam, kernels) = Adam::banded(ctx, &image, &grad_bands, config).unwrap();
+    let kernels: Vec<usize> = kernels.into_iter().map(|k| network.training_step().push(k)).collect();
     let mut trajectory = Vec::new();
     for _ in 0..adam_steps {
-        adam.advance(ctx, network.training_step().kernel(kernel));
+        let step = network.training_step();
+        adam.advance_bands(ctx, &kernels.iter().map(|&k| step.kernel(k)).collect::<Vec<_>>());
         network.training_step().run(ctx).unwrap();
         trajectory.push(network.read_losses(ctx).unwrap().total);
     }
@@ -82,6 +83,17 @@ fn untiled(ctx: &Context, case: &Case, adam_steps: usize) -> Run {
 fn tiled(ctx: &Context, case: &Case, side: usize, halo: usize, adam_steps: usize) -> Run {
     let executor = TiledExecutor::with_halo(ctx, case.plan.clone(), &case.weights, side, halo).unwrap();
     run_network(ctx, Network::Tiled(executor), case, adam_steps)
+}
+
+/// As `tiled`, with the whole image's arrays in bands of at most `band_bytes` (a few rows, which
+/// do not line up with the tiles): the image, its gradient, the RGB image, the content features,
+/// the masks' column weights and Adam's moments. Returns the run and the image's band count.
+fn tiled_in_bands(case: &Case, side: usize, band_bytes: u64, adam_steps: usize) -> Option<(Run, usize)> {
+    let mut ctx = gpu_or_skip("tiled_in_bands")?;
+    ctx.set_band_limit(band_bytes);
+    let executor = TiledExecutor::new(&ctx, case.plan.clone(), &case.weights, side).unwrap();
+    let bands = executor.image_bands().bands().len();
+    Some((run_network(&ctx, Network::Tiled(executor), case, adam_steps), bands))
 }
 
 fn rel(a: f64, b: f64) -> f64 {
@@ -125,6 +137,20 @@ fn normalized(ctx: &Context, case: &Case) -> Vec<f64> {
 }
 
 fn check(test: &str, height: usize, width: usize, sides: &[usize], losses: LossLayers, halo_checks: bool) {
+    check_with(test, height, width, sides, losses, halo_checks, None)
+}
+
+/// As `check`; with `band_bytes`, also a run in tiles of the last side with the image's arrays
+/// in bands of at most that many bytes (`tiled_in_bands`).
+fn check_with(
+    test: &str,
+    height: usize,
+    width: usize,
+    sides: &[usize],
+    losses: LossLayers,
+    halo_checks: bool,
+    band_bytes: Option<u64>,
+) {
     let Some(ctx) = gpu_or_skip(test) else { return };
     let case = case(height, width, losses, 7);
     let init = normalized(&ctx, &case);
@@ -141,6 +167,17 @@ fn check(test: &str, height: usize, width: usize, sides: &[usize], losses: LossL
             tiles.tiles.len()
         );
         assert!(error <= TOLERANCE, "{width}x{height}, tiles of {side}: {what} differs by {error:.2e}");
+    }
+    if let Some(band_bytes) = band_bytes {
+        let side = *sides.last().expect("a side");
+        let (run, bands) = tiled_in_bands(&case, side, band_bytes, 3).expect("the adapter is there");
+        let rows = band_bytes / (3 * width as u64 * 4);
+        assert_eq!(bands, height.div_ceil(rows as usize), "bands of {rows} rows");
+        let (error, what) = worst_error(&run, &reference, &init);
+        eprintln!(
+            "{test}: {width}x{height} in tiles of {side}, the image in {bands} bands: worst error {error:.2e} ({what})"
+        );
+        assert!(error <= TOLERANCE, "{width}x{height}, tiles of {side}, {bands} bands: {what} differs by {error:.2e}");
     }
     // Less halo: windows miss part of what the deepest layers see. But with random weights a
     // pixel's influence fades long before the receptive field ends: one grid step less (144 px
@@ -172,8 +209,9 @@ fn tiled_step_equals_untiled_on_a_tall_odd_image_with_average_pooling() {
     check("tiled_step_equals_untiled_on_a_tall_odd_image_with_average_pooling", 403, 301, &[128], losses, true);
 }
 
-/// With the total-variation term (taken on the whole image after the tiles) and other layers:
-/// conv4_2 as content (the raw conv output, a ReLU node of its own) and three style layers.
+/// With the total-variation term (each tile's terms and their gradient, from its window) and
+/// other layers: conv4_2 as content (the raw conv output, a ReLU node of its own) and three style
+/// layers.
 #[test]
 fn tiled_step_equals_untiled_with_total_variation_and_other_layers() {
     let losses = LossLayers {
@@ -183,7 +221,9 @@ fn tiled_step_equals_untiled_with_total_variation_and_other_layers() {
         ..LossLayers::default()
     };
     let test = "tiled_step_equals_untiled_with_total_variation_and_other_layers";
-    check(test, 170, 330, &[96], losses, false);
+    // Bands of 5 image rows (34 bands; the conv4_2 features in 2): the total variation's
+    // neighbours and every window cross them.
+    check_with(test, 170, 330, &[96], losses, false, Some(5 * 3 * 330 * 4));
 }
 
 /// With style masks (two regions, soft-edged halves): each masked term's Gram over the tiles'
@@ -196,7 +236,9 @@ fn tiled_step_equals_untiled_with_style_masks() {
         (0..height * width).map(|i| (1.2 - (i % width) as f32 / (width as f32 / 2.0)).clamp(0.0, 1.0)).collect();
     let right: Vec<f32> = left.iter().map(|v| 1.0 - v).collect();
     let losses = LossLayers { masks: vec![left, right], ..LossLayers::default() };
-    check("tiled_step_equals_untiled_with_style_masks", height, width, &[112], losses, false);
+    // Bands of 4 image rows (45 bands; each mask's column weights at relu1_1 in 13).
+    let bands = Some(4 * 3 * width as u64 * 4);
+    check_with("tiled_step_equals_untiled_with_style_masks", height, width, &[112], losses, false, bands);
 }
 
 /// `stylize plan`'s tiled figures (`tiling::report`) against what the tiled executor allocates

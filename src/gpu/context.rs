@@ -149,6 +149,11 @@ fn pick_adapter(opts: &ContextOptions) -> Result<wgpu::Adapter, GpuError> {
     .map_err(|e| GpuError::NoAdapter(format!(" for backends {backends:?} ({e})")))
 }
 
+/// The smaller of a device's storage-binding and buffer-size limits, in bytes.
+fn binding_limit(limits: &wgpu::Limits) -> u64 {
+    limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)
+}
+
 /// The device, its queue, the adapter's limits and the pipeline registry. Errors that wgpu
 /// reports asynchronously (validation, out of memory, device loss) are collected and turned
 /// into `Err` at the next wait.
@@ -173,6 +178,9 @@ pub struct Context {
     shared_scratch: Mutex<Vec<wgpu::Buffer>>,
     /// The words `shared_words` hands out (made on first use).
     shared_words: Mutex<Option<wgpu::Buffer>>,
+    /// Bytes of the largest band an array too large for one binding is split into: the binding
+    /// limit, or less where tests ask for many bands on small images.
+    band_limit: u64,
 }
 
 impl Context {
@@ -182,6 +190,7 @@ impl Context {
         let adapter = pick_adapter(opts)?;
         let summary = summarize(&adapter);
         let limits = adapter.limits();
+        let band_limit = binding_limit(&limits);
         let timestamp_queries = summary.timestamp_queries;
         let mut precision = PrecisionChoice::resolve(opts.precision, summary.matrix_units);
         let (device, queue) = open_device(&adapter, &limits, opts.precision, &mut precision)
@@ -201,6 +210,7 @@ impl Context {
             precision,
             shared_scratch: Mutex::new(Vec::new()),
             shared_words: Mutex::new(None),
+            band_limit,
         })
     }
 
@@ -221,8 +231,26 @@ impl Context {
         self.max_groups_per_dim = cap.clamp(1, self.limits.max_compute_workgroups_per_dimension);
     }
 
+    /// Bytes one storage buffer may hold and bind: the smaller of the adapter's two limits.
+    pub fn binding_limit(&self) -> u64 {
+        binding_limit(&self.limits)
+    }
+
+    /// Bytes of the largest band of an array stored in bands (`ops::bands`): the binding limit,
+    /// unless a test lowered it.
+    pub fn band_limit(&self) -> u64 {
+        self.band_limit
+    }
+
+    /// Lowers the band size (tests use it to split small images into many bands). Arrays made
+    /// afterwards are split under the new size.
+    #[cfg(feature = "testing")]
+    pub fn set_band_limit(&mut self, bytes: u64) {
+        self.band_limit = bytes.clamp(4, self.binding_limit());
+    }
+
     fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
-        let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        let limit = self.binding_limit();
         if bytes > limit {
             return Err(GpuError::TooLarge { what: what.to_string(), needed: bytes, limit });
         }

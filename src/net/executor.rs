@@ -4,6 +4,7 @@
 
 use super::{BufferSpec, ConvLayerWeights, Losses, NetError, Node, Plan, Storage};
 use crate::gpu::{Context, GpuError, Step};
+use crate::ops::bands::Bands;
 use crate::ops::{conv, gram, loss, normalize, pool, relu, tv, vector};
 
 /// Buffers and recorded steps of one network at one image size, allocated from `Plan::buffers`
@@ -21,6 +22,9 @@ pub struct Executor {
     scratch: Vec<wgpu::Buffer>,
     /// dL/d(image) after the backward pass, a buffer of its own so that it outlives the next forward pass.
     image_grad: wgpu::Buffer,
+    /// The image and its gradient as one band each, for what works on banded arrays (optimizers).
+    image_bands: Bands,
+    image_grad_bands: Bands,
     /// Per node: the bit mask of a fused ReLU's output, the arg-max codes of a max-pool.
     masks: Vec<Option<wgpu::Buffer>>,
     codes: Vec<Option<wgpu::Buffer>>,
@@ -189,7 +193,7 @@ impl Executor {
         shared: Option<&SharedBuffers>,
         role: Role,
     ) -> Result<Self, NetError> {
-        plan.check_fits(ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size))?;
+        plan.check_fits(ctx.binding_limit())?;
         let specs = plan.buffers();
         let alloc = Allocator { ctx, shared };
         let convs = match shared {
@@ -215,8 +219,11 @@ impl Executor {
             rgb_to_image.push(normalize::normalize(ctx, plane, &rgb, &acts[0])?);
             image_to_rgb.push(normalize::denormalize_clamp(ctx, plane, &acts[0], &rgb)?);
         }
+        let image_grad = alloc.one(&specs.image_grad)?;
         let mut executor = Self {
-            image_grad: alloc.one(&specs.image_grad)?,
+            image_bands: Bands::single(plan.acts[0], acts[0].clone()),
+            image_grad_bands: Bands::single(plan.acts[0], image_grad.clone()),
+            image_grad,
             masks: alloc.some(&specs.masks)?,
             codes: alloc.some(&specs.codes)?,
             gram_partials: specs.gram_partials.as_ref().map(|spec| alloc.one(spec)).transpose()?,
@@ -726,6 +733,16 @@ impl Executor {
     /// dL/d(image) after a training step (a buffer of its own: the next step's forward pass leaves it be).
     pub fn image_grad_buffer(&self) -> &wgpu::Buffer {
         &self.image_grad
+    }
+
+    /// The image being optimized, as one band.
+    pub fn image_bands(&self) -> &Bands {
+        &self.image_bands
+    }
+
+    /// dL/d(image), as one band.
+    pub fn image_grad_bands(&self) -> &Bands {
+        &self.image_grad_bands
     }
 
     /// Number of values in the image (3 H W).

@@ -4,6 +4,7 @@
 use super::tiling::Tiling;
 use super::{ConvLayerWeights, Executor, Losses, NetError, Plan, TiledExecutor};
 use crate::gpu::{Context, Step};
+use crate::ops::bands::Bands;
 
 /// The network a run optimizes through: untiled, or tiled (see `tiling`).
 pub enum Network {
@@ -76,12 +77,14 @@ impl Network {
         each!(self, e => e.training_step())
     }
 
-    pub fn image_buffer(&self) -> &wgpu::Buffer {
-        each!(self, e => e.image_buffer())
+    /// The image being optimized: one band untiled, bands of at most a binding tiled.
+    pub fn image_bands(&self) -> &Bands {
+        each!(self, e => e.image_bands())
     }
 
-    pub fn image_grad_buffer(&self) -> &wgpu::Buffer {
-        each!(self, e => e.image_grad_buffer())
+    /// dL/d(image), split as the image is.
+    pub fn image_grad_bands(&self) -> &Bands {
+        each!(self, e => e.image_grad_bands())
     }
 
     pub fn image_len(&self) -> usize {

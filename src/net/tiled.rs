@@ -11,13 +11,18 @@
 //! Injecting everywhere in the window, not only where its features are exact, changes nothing
 //! the tile keeps: a feature outside the tile's exact region depends on none of its pixels.
 //!
+//! The total variation reads only the image: each tile adds the terms anchored at its own
+//! pixels and their gradient from its window's image in pass 2 (the halo holds their neighbours).
+//!
 //! Every window executor takes its buffers from one `SharedBuffers` (windows run one after the
-//! other), so the memory is that of the largest window plus the image-sized buffers here.
+//! other), so the memory is that of the largest window plus the image-sized arrays here, which
+//! are stored in bands of at most one binding each (`ops::bands`): no buffer grows with the image.
 
-use super::executor::{SharedBuffers, upload_column_weights};
+use super::executor::SharedBuffers;
 use super::tiling::{Tile, Tiling, window_plan};
 use super::{ConvLayerWeights, Executor, Losses, NetError, Plan};
 use crate::gpu::{Context, Step};
+use crate::ops::bands::{Bands, copy_rect_from_bands, copy_rect_into_bands, each_band};
 use crate::ops::region::{Rect, copy_rect};
 use crate::ops::{ActShape, gram, loss, normalize, reduce, tv, vector};
 
@@ -30,18 +35,19 @@ pub struct TiledExecutor {
     windows: Vec<Executor>,
     window_of_tile: Vec<usize>,
     shared: SharedBuffers,
-    /// RGB in [0, 1], the normalized image being optimized and dL/d(image), each of the whole image.
-    rgb: wgpu::Buffer,
-    image: wgpu::Buffer,
-    image_grad: wgpu::Buffer,
-    /// Per content term: the content image's features over the whole image.
-    content_features: Vec<wgpu::Buffer>,
+    /// RGB in [0, 1], the normalized image being optimized and dL/d(image), each of the whole
+    /// image (in bands, split alike).
+    rgb: Bands,
+    image: Bands,
+    image_grad: Bands,
+    /// Per content term: the content image's features over the whole image (in bands).
+    content_features: Vec<Bands>,
     /// A tile's owned features at one loss layer, and the content target over the same positions.
     owned: wgpu::Buffer,
     owned_target: wgpu::Buffer,
     /// Per style term: a masked term's column weights over the whole layer (T^2 / a, with the
-    /// coverage a of the whole mask), and the owned block of one of them.
-    column_weights: Vec<Option<wgpu::Buffer>>,
+    /// coverage a of the whole mask; in bands), and the owned block of one of them.
+    column_weights: Vec<Option<Bands>>,
     owned_weights: wgpu::Buffer,
     /// Under `--normalize-gradients`: per content term, then per style term, each tile's share of
     /// the L1 norm of the term's gradient, and the gradient at a tile's owned positions of a style layer.
@@ -50,8 +56,8 @@ pub struct TiledExecutor {
     /// One tile's Gram before it is added to the whole image's, and the Gram forward's partial sums.
     tile_gram: wgpu::Buffer,
     gram_partials: wgpu::Buffer,
-    /// Per tile and content term (tile-major), the content loss of the tile's owned positions;
-    /// then per style term its loss.
+    /// Per tile (tile-major): each content term's loss over the tile's owned positions and, with
+    /// a total variation, the terms anchored at its pixels; then per style term its loss.
     losses: wgpu::Buffer,
     rgb_to_image: Step,
     image_to_rgb: Step,
@@ -89,19 +95,18 @@ impl TiledExecutor {
         let shared = SharedBuffers::new(ctx, &window_plans.iter().collect::<Vec<_>>(), weights)?;
         let windows =
             window_plans.into_iter().map(|wp| Executor::window(ctx, wp, &shared)).collect::<Result<Vec<_>, _>>()?;
-        let image_len = plan.acts[0].len();
         let (owned_len, partials_len, gram_len) = tile_buffer_lens(&plan, &tiling);
-        // Over the whole image: the whole plan's column weights, as an untiled executor has them.
-        let column_weights = upload_column_weights(ctx, &plan, &plan.buffers().column_weights)?;
+        let column_weights = whole_column_weights(ctx, &plan)?;
         let content_features = plan
             .content
             .iter()
-            .map(|t| ctx.buffer(&format!("content features {} (whole image)", t.layer), plan.acts[t.act].len()))
+            .map(|t| Bands::new(ctx, &format!("content features {} (whole image)", t.layer), plan.acts[t.act]))
             .collect::<Result<Vec<_>, _>>()?;
+        let image = Bands::new(ctx, "image (whole)", plan.acts[0])?;
         let mut tiled = Self {
-            rgb: ctx.buffer("rgb image (whole)", image_len)?,
-            image: ctx.buffer("image (whole)", image_len)?,
-            image_grad: ctx.buffer("image gradient (whole)", image_len)?,
+            rgb: image.like(ctx, "rgb image (whole)")?,
+            image_grad: image.like(ctx, "image gradient (whole)")?,
+            image,
             content_features,
             owned: ctx.buffer("owned features of a tile", owned_len)?,
             owned_target: ctx.buffer("owned content target of a tile", owned_len)?,
@@ -129,9 +134,12 @@ impl TiledExecutor {
     }
 
     fn record_steps(&mut self, ctx: &Context) -> Result<(), NetError> {
-        let plane = self.plan.acts[0].len() / 3;
-        self.rgb_to_image = Step::single(normalize::normalize(ctx, plane, &self.rgb, &self.image)?);
-        self.image_to_rgb = Step::single(normalize::denormalize_clamp(ctx, plane, &self.image, &self.rgb)?);
+        // Every band holds all three channels of its rows: a plane is a third of it.
+        let (rgb, image) = (&self.rgb, &self.image);
+        each_band(&mut self.rgb_to_image, &[rgb, image], |len, b| normalize::normalize(ctx, len / 3, b[0], b[1]))?;
+        each_band(&mut self.image_to_rgb, &[image, rgb], |len, b| {
+            normalize::denormalize_clamp(ctx, len / 3, b[0], b[1])
+        })?;
         self.capture_content = self.record_content_capture(ctx)?;
         self.capture_style = self.record_gram_pass(ctx, GramSum::StyleTargets)?;
         self.train = self.record_training(ctx)?;
@@ -152,8 +160,8 @@ impl TiledExecutor {
     /// Copies tile `t`'s window of the whole image into its window executor's input.
     fn load_window(&self, ctx: &Context, step: &mut Step, t: usize) -> Result<(), NetError> {
         let window = self.window(t);
-        let (whole, local) = (self.plan.acts[0], window.plan.acts[0]);
-        step.push(copy_rect(ctx, &self.image, whole, self.window_region(t, 0), window.act_buffer(0), local, (0, 0))?);
+        let local = window.plan.acts[0];
+        copy_rect_from_bands(ctx, step, &self.image, self.window_region(t, 0), window.act_buffer(0), local, (0, 0))?;
         Ok(())
     }
 
@@ -182,12 +190,11 @@ impl TiledExecutor {
         step: &mut Step,
         t: usize,
         act: usize,
-        weights: &wgpu::Buffer,
+        weights: &Bands,
     ) -> Result<&wgpu::Buffer, NetError> {
         let (whole, _) = self.owned(&self.tiling.tiles[t], act);
-        let layer = ActShape { channels: 1, ..self.plan.acts[act] };
         let compact = ActShape { channels: 1, height: whole.height, width: whole.width };
-        step.push(copy_rect(ctx, weights, layer, whole, &self.owned_weights, compact, (0, 0))?);
+        copy_rect_from_bands(ctx, step, weights, whole, &self.owned_weights, compact, (0, 0))?;
         Ok(&self.owned_weights)
     }
 
@@ -201,8 +208,7 @@ impl TiledExecutor {
             for (term, features) in self.plan.content.iter().zip(&self.content_features) {
                 let (whole, local) = self.owned(&self.tiling.tiles[t], term.act);
                 let (src, src_dims) = (window.act_buffer(term.act), window.plan.acts[term.act]);
-                let dst_dims = self.plan.acts[term.act];
-                step.push(copy_rect(ctx, src, src_dims, local, features, dst_dims, (whole.y, whole.x))?);
+                copy_rect_into_bands(ctx, &mut step, src, src_dims, local, features, (whole.y, whole.x))?;
             }
         }
         Ok(step)
@@ -262,16 +268,14 @@ impl TiledExecutor {
 
     /// Each content term's loss over the positions tile `t` owns, into the tile's slots.
     fn owned_content_losses(&self, ctx: &Context, step: &mut Step, t: usize) -> Result<(), NetError> {
-        let terms = self.plan.content.len();
         for (j, (term, features)) in self.plan.content.iter().zip(&self.content_features).enumerate() {
             let compact = self.crop_owned(ctx, step, t, term.act)?;
             if compact.is_empty() {
                 continue;
             }
             let (whole, _) = self.owned(&self.tiling.tiles[t], term.act);
-            let whole_dims = self.plan.acts[term.act];
-            step.push(copy_rect(ctx, features, whole_dims, whole, &self.owned_target, compact, (0, 0))?);
-            let (len, slot) = (compact.len(), t * terms + j);
+            copy_rect_from_bands(ctx, step, features, whole, &self.owned_target, compact, (0, 0))?;
+            let (len, slot) = (compact.len(), self.content_slot(t, j));
             loss::sq_diff_forward(ctx, step, len, &self.owned, &self.owned_target, &self.losses, slot, term.scale)?;
             if let Some(partials) = self.norm_partials.get(j) {
                 // This tile's sum of |F - P| (the norm of 2 scale (F - P) is 2 scale times it).
@@ -286,11 +290,10 @@ impl TiledExecutor {
     fn record_training(&self, ctx: &Context) -> Result<Step, NetError> {
         let mut step = self.record_gram_pass(ctx, GramSum::Image)?;
         let first = self.windows.first().expect("at least one window");
-        let slots_before_style = self.tiling.tiles.len() * self.plan.content.len();
         for (i, term) in self.plan.style.iter().enumerate() {
             let len = self.plan.gram_shape(term.act).gram_len();
             let (image_gram, target) = (first.image_gram_buffer(i), first.style_gram_buffer(i));
-            let slot = slots_before_style + i;
+            let slot = self.style_slot(i);
             loss::sq_diff_forward(ctx, &mut step, len, image_gram, target, &self.losses, slot, term.scale)?;
             // Normalized gradients take beta after the norm, as the untiled executor does.
             let normalize = self.plan.losses.normalize_gradients;
@@ -304,14 +307,24 @@ impl TiledExecutor {
         for t in 0..self.tiling.tiles.len() {
             self.record_tile_backward(ctx, &mut step, t)?;
         }
-        // The total variation reads only the image: taken on the whole of it, after the tiles.
-        let plan = &self.plan;
-        if plan.has_tv() {
-            let slot = slots_before_style + plan.style.len();
-            tv::forward(ctx, &mut step, plan.tv_shape(), &self.image, &self.losses, slot, plan.tv_weight)?;
-            step.push(tv::backward(ctx, plan.tv_shape(), &self.image, &self.image_grad, plan.tv_weight, true)?);
-        }
         Ok(step)
+    }
+
+    /// Loss slots per tile: its content terms, then its share of the total variation.
+    fn slots_per_tile(&self) -> usize {
+        self.plan.content.len() + usize::from(self.plan.has_tv())
+    }
+
+    fn content_slot(&self, t: usize, term: usize) -> usize {
+        t * self.slots_per_tile() + term
+    }
+
+    fn tv_slot(&self, t: usize) -> usize {
+        t * self.slots_per_tile() + self.plan.content.len()
+    }
+
+    fn style_slot(&self, term: usize) -> usize {
+        self.tiling.tiles.len() * self.slots_per_tile() + term
     }
 
     /// `--normalize-gradients`: each style term's share per tile of the L1 norm of its gradient
@@ -372,31 +385,44 @@ impl TiledExecutor {
         let (tile, window) = (&self.tiling.tiles[t], self.window(t));
         self.load_window(ctx, step, t)?;
         for (j, (term, features)) in self.plan.content.iter().zip(&self.content_features).enumerate() {
-            let (local, whole) = (window.plan.acts[term.act], self.plan.acts[term.act]);
+            let local = window.plan.acts[term.act];
             let from = self.window_region(t, term.act);
-            step.push(copy_rect(ctx, features, whole, from, window.content_target_buffer(j), local, (0, 0))?);
+            copy_rect_from_bands(ctx, step, features, from, window.content_target_buffer(j), local, (0, 0))?;
         }
         // Masked style terms: the window's column weights, cut from the whole layer's.
         for (i, (term, weights)) in self.plan.style.iter().zip(&self.column_weights).enumerate() {
             let (Some(weights), Some(local_weights)) = (weights, window.column_weights_buffer(i)) else { continue };
             let local = ActShape { channels: 1, ..window.plan.acts[term.act] };
-            let whole = ActShape { channels: 1, ..self.plan.acts[term.act] };
             let from = self.window_region(t, term.act);
-            step.push(copy_rect(ctx, weights, whole, from, local_weights, local, (0, 0))?);
+            copy_rect_from_bands(ctx, step, weights, from, local_weights, local, (0, 0))?;
         }
         step.extend(window.record_injected_training(ctx)?);
         // The tile's own pixels are what it owns of the image (activation 0).
         let (own, in_window) = self.owned(tile, 0);
-        let (local, whole) = (window.plan.acts[0], self.plan.acts[0]);
+        let local = window.plan.acts[0];
+        if self.plan.has_tv() {
+            self.record_tile_tv(ctx, step, t, in_window)?;
+        }
         let at = (own.y, own.x);
-        step.push(copy_rect(ctx, window.image_grad_buffer(), local, in_window, &self.image_grad, whole, at)?);
+        copy_rect_into_bands(ctx, step, window.image_grad_buffer(), local, in_window, &self.image_grad, at)?;
+        Ok(())
+    }
+
+    /// The total variation's terms anchored at tile `t`'s own pixels (`owned`, in its window) into
+    /// its loss slot, and their gradient added to the window's image gradient, from the window's
+    /// image: exact at the owned pixels, whose neighbours are all in the window.
+    fn record_tile_tv(&self, ctx: &Context, step: &mut Step, t: usize, owned: Rect) -> Result<(), NetError> {
+        let (plan, window) = (&self.plan, self.window(t));
+        let (local, pixels) = (window.plan.acts[0], window.act_buffer(0));
+        tv::forward_owned(ctx, step, local, owned, pixels, &self.losses, self.tv_slot(t), plan.tv_weight)?;
+        step.push(tv::backward(ctx, local, pixels, window.image_grad_buffer(), plan.tv_weight, true)?);
         Ok(())
     }
 
     /// Uploads an RGB image in [0, 1] (CHW) and normalizes it into the image being optimized.
     pub fn set_image(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
         self.check_image_len(rgb.len())?;
-        ctx.write(&self.rgb, rgb);
+        self.rgb.write(ctx, rgb);
         self.rgb_to_image.run(ctx)?;
         Ok(())
     }
@@ -404,7 +430,7 @@ impl TiledExecutor {
     /// Writes an already normalized image (tests and resumed runs).
     pub fn set_normalized_image(&self, ctx: &Context, image: &[f32]) -> Result<(), NetError> {
         self.check_image_len(image.len())?;
-        ctx.write(&self.image, image);
+        self.image.write(ctx, image);
         Ok(())
     }
 
@@ -452,13 +478,13 @@ impl TiledExecutor {
         &mut self.train
     }
 
-    /// The normalized image being optimized (the whole image).
-    pub fn image_buffer(&self) -> &wgpu::Buffer {
+    /// The normalized image being optimized (the whole image, in bands).
+    pub fn image_bands(&self) -> &Bands {
         &self.image
     }
 
-    /// dL/d(image) after a training step (the whole image).
-    pub fn image_grad_buffer(&self) -> &wgpu::Buffer {
+    /// dL/d(image) after a training step (the whole image, split as the image is).
+    pub fn image_grad_bands(&self) -> &Bands {
         &self.image_grad
     }
 
@@ -467,31 +493,36 @@ impl TiledExecutor {
         self.plan.acts[0].len()
     }
 
-    /// Reads the loss values of the last training step: each content term summed over the tiles.
+    /// Reads the loss values of the last training step: each content term and the total
+    /// variation summed over the tiles.
     pub fn read_losses(&self, ctx: &Context) -> Result<Losses, NetError> {
-        let (tiles, content) = (self.tiling.tiles.len(), self.plan.content.len());
+        let tiles = self.tiling.tiles.len();
         let slots = ctx.read(&self.losses, loss_slots(&self.plan, &self.tiling))?;
+        let over_tiles = |slot: &dyn Fn(usize) -> usize| (0..tiles).map(|t| slots[slot(t)] as f64).sum::<f64>();
         let mut terms: Vec<f64> =
-            (0..content).map(|j| (0..tiles).map(|t| slots[t * content + j] as f64).sum()).collect();
-        terms.extend(slots[tiles * content..].iter().map(|&v| v as f64));
+            (0..self.plan.content.len()).map(|j| over_tiles(&|t| self.content_slot(t, j))).collect();
+        terms.extend((0..self.plan.style.len()).map(|i| slots[self.style_slot(i)] as f64));
+        if self.plan.has_tv() {
+            terms.push(over_tiles(&|t| self.tv_slot(t)));
+        }
         Ok(Losses::from_slots(&self.plan, &terms))
     }
 
     /// Reads dL/d(image) of the last training step.
     #[cfg(feature = "testing")]
     pub fn read_image_grad(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
-        Ok(ctx.read(&self.image_grad, self.image_len())?)
+        Ok(self.image_grad.read(ctx)?)
     }
 
     /// Reads the normalized image.
     pub fn read_normalized_image(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
-        Ok(ctx.read(&self.image, self.image_len())?)
+        Ok(self.image.read(ctx)?)
     }
 
     /// Reads the image as RGB in [0, 1] (denormalized and clamped on the GPU).
     pub fn read_rgb(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
         self.image_to_rgb.submit(ctx);
-        Ok(ctx.read(&self.rgb, self.image_len())?)
+        Ok(self.rgb.read(ctx)?)
     }
 
     /// FLOPs of one tiled step (`tiling::tiled_flops`).
@@ -502,33 +533,45 @@ impl TiledExecutor {
     /// Bytes of every buffer this executor allocated (the windows' shared buffers, the whole
     /// image's, and its steps' own), each counted once.
     pub fn allocated_bytes(&self) -> u64 {
-        let own: u64 = [
-            &self.rgb,
-            &self.image,
-            &self.image_grad,
-            &self.owned,
-            &self.owned_target,
-            &self.tile_gram,
-            &self.gram_partials,
-            &self.losses,
-        ]
-        .into_iter()
-        .chain(&self.content_features)
-        .chain(self.column_weights.iter().flatten())
-        .chain(&self.norm_partials)
-        .chain([&self.owned_weights, &self.owned_grad])
-        .map(|b| b.size())
-        .sum();
+        let whole: u64 = [&self.rgb, &self.image, &self.image_grad]
+            .into_iter()
+            .chain(&self.content_features)
+            .chain(self.column_weights.iter().flatten())
+            .map(Bands::bytes)
+            .sum();
+        let own: u64 = [&self.owned, &self.owned_target, &self.tile_gram, &self.gram_partials, &self.losses]
+            .into_iter()
+            .chain(&self.norm_partials)
+            .chain([&self.owned_weights, &self.owned_grad])
+            .map(|b| b.size())
+            .sum::<u64>()
+            + whole;
         let steps =
             [&self.capture_content, &self.capture_style, &self.train].iter().map(|s| s.scratch_bytes()).sum::<u64>();
         self.shared.bytes() + own + steps
     }
 }
 
-/// Slots of the loss buffer: per tile and content term (tile-major), per style term, and the
-/// total variation when the plan has it.
+/// Slots of the loss buffer: per tile its content terms and total variation, then per style term.
 fn loss_slots(plan: &Plan, tiling: &Tiling) -> usize {
-    tiling.tiles.len() * plan.content.len() + plan.style.len() + usize::from(plan.has_tv())
+    tiling.tiles.len() * (plan.content.len() + usize::from(plan.has_tv())) + plan.style.len()
+}
+
+/// Each masked style term's column weights T^2 / a over the whole layer (`gram::mask_column_weights`,
+/// the coverage a of the whole mask), in bands.
+fn whole_column_weights(ctx: &Context, plan: &Plan) -> Result<Vec<Option<Bands>>, NetError> {
+    plan.style
+        .iter()
+        .map(|term| {
+            let Some(mask) = &term.mask else { return Ok(None) };
+            let weights: Vec<f32> = gram::mask_column_weights(&mask.values).1.into_iter().map(|w| w as f32).collect();
+            let shape = ActShape { channels: 1, ..plan.acts[term.act] };
+            debug_assert_eq!(weights.len(), shape.len());
+            let bands = Bands::new(ctx, &format!("column weights of {} (whole image)", term.layer), shape)?;
+            bands.write(ctx, &weights);
+            Ok(Some(bands))
+        })
+        .collect()
 }
 
 /// The plan of every distinct window size (`tiling::window_plan`; first the largest, so that it

@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 
 use super::{NetError, Node, Plan};
+use crate::ops::ActShape;
+use crate::ops::bands::split_rows;
 
 /// Tile sides and halos are multiples of this (pixels): the downsampling of the deepest pool
 /// VGG-19 reaches, so that every window's origin lies on every pool's grid.
@@ -471,13 +473,27 @@ fn footprint(plan: &Plan, side: usize, budget: Budget) -> Result<Footprint, NetE
     let largest = window_plan(plan, (side + 2 * halo).min(image.height), (side + 2 * halo).min(image.width))?;
     let gpu_bytes = largest.gpu_bytes().total();
     let (mut largest_binding, mut largest_binding_what) = largest.largest_buffer();
-    // Bands of whole rows (all channels), each at most one binding.
-    let row_bytes = (image.channels * image.width) as u64 * 4;
-    let rows_per_band = (budget.binding_limit / row_bytes).min(image.height as u64).max(1);
-    let state_bands = (image.height as u64).div_ceil(rows_per_band) as usize;
-    let band_bytes = rows_per_band * row_bytes;
-    if band_bytes > largest_binding {
-        (largest_binding, largest_binding_what) = (band_bytes, format!("a band of {rows_per_band} image rows"));
+    // The whole image's arrays in bands of whole rows (all channels), each at most one binding
+    // (`ops::bands`): the image-sized ones, each content layer's features, each mask's weights.
+    let mut banded = vec![("image".to_string(), image)];
+    banded.extend(plan.content.iter().map(|t| (format!("{} features", t.layer), plan.acts[t.act])));
+    banded.extend(
+        plan.style
+            .iter()
+            .filter(|t| t.mask.is_some())
+            .map(|t| (format!("{} mask weights", t.layer), ActShape { channels: 1, ..plan.acts[t.act] })),
+    );
+    let mut state_bands = 1;
+    for (i, (what, shape)) in banded.iter().enumerate() {
+        let rows = split_rows(what, *shape, budget.binding_limit)?;
+        if i == 0 {
+            state_bands = rows.len();
+        }
+        let band_bytes = (shape.channels * shape.width * rows[0].len()) as u64 * 4;
+        if band_bytes > largest_binding {
+            let rows = rows[0].len();
+            (largest_binding, largest_binding_what) = (band_bytes, format!("a band of {rows} rows of the {what}"));
+        }
     }
     let state_bytes = tiled_state_bytes(plan);
     let fits = gpu_bytes + state_bytes <= budget.memory && largest_binding <= budget.binding_limit;
@@ -504,9 +520,12 @@ fn tiled_report(plan: &Plan, side: usize, budget: Budget) -> Result<Report, NetE
     })
 }
 
-/// FLOPs of one tiled step: per window, pass 1's forward and pass 2's forward and backward.
+/// FLOPs of one tiled step: per window, pass 1's forward and pass 2's forward and backward, and
+/// under `--normalize-gradients` with style terms the forward of the style norms' own pass (its
+/// Gram backwards over owned positions are not counted, as no Gram is).
 /// `Plan::flops_per_step` counts a forward and a backward of equal cost, so a forward is half.
 pub fn tiled_flops(plan: &Plan, tiling: &Tiling) -> Result<u64, NetError> {
+    let forwards_per_window = if plan.losses.normalize_gradients && !plan.style.is_empty() { 3 } else { 2 };
     let mut by_size: HashMap<(usize, usize), u64> = HashMap::new();
     let mut flops = 0u64;
     for tile in &tiling.tiles {
@@ -518,7 +537,8 @@ pub fn tiled_flops(plan: &Plan, tiling: &Tiling) -> Result<u64, NetError> {
                 *by_size.entry(size).or_insert(step)
             }
         };
-        flops += step + step / 2;
+        // A step is a forward and a backward: pass 2's, then each further forward is half of one.
+        flops += step + (forwards_per_window - 1) * (step / 2);
     }
     Ok(flops)
 }
@@ -592,5 +612,44 @@ mod tests {
         let next = report(&big, Some(side + 16), small).unwrap();
         assert!(!next.fits, "{side} + 16 fits too");
         assert!(r.overhead() > 1.0);
+    }
+
+    fn vgg_plan_with(height: usize, width: usize, losses: &super::super::LossLayers) -> Plan {
+        use super::super::vgg::{VGG19, VGG19_WIDTHS};
+        let widths: Vec<(usize, usize)> = std::iter::once(3).chain(VGG19_WIDTHS).zip(VGG19_WIDTHS).collect();
+        Plan::new(&VGG19, &widths, height, width, losses).unwrap()
+    }
+
+    /// The style norms' pass under `--normalize-gradients` is one more forward per window: 2
+    /// forwards and a backward instead of a forward, a forward and a backward (4/3 the FLOPs).
+    #[test]
+    fn normalized_gradients_count_one_more_forward_per_window() {
+        let plain = vgg_plan(400, 300);
+        let losses = super::super::LossLayers { normalize_gradients: true, ..Default::default() };
+        let normalized = vgg_plan_with(400, 300, &losses);
+        let tiling = Tiling::new(&plain, 128).unwrap();
+        let (a, b) = (tiled_flops(&plain, &tiling).unwrap(), tiled_flops(&normalized, &tiling).unwrap());
+        let ratio = b as f64 / a as f64;
+        assert!((ratio - 4.0 / 3.0).abs() < 1e-6, "{b} / {a} = {ratio}");
+    }
+
+    /// A masked plan's windows are built with window-sized masks: its tiled FLOPs are counted
+    /// (more than the plain plan's: two regions' Grams per style layer), not refused or replaced
+    /// by the untiled count.
+    #[test]
+    fn a_masked_plan_counts_its_tiled_flops() {
+        let (height, width) = (400, 300);
+        let left: Vec<f32> = (0..height * width).map(|i| if i % width < width / 2 { 1.0 } else { 0.0 }).collect();
+        let right: Vec<f32> = left.iter().map(|v| 1.0 - v).collect();
+        let losses = super::super::LossLayers { masks: vec![left, right], ..Default::default() };
+        let masked = vgg_plan_with(height, width, &losses);
+        let plain = vgg_plan(height, width);
+        let tiling = Tiling::new(&masked, 128).unwrap();
+        let flops = tiled_flops(&masked, &tiling).unwrap();
+        assert!(flops > tiled_flops(&plain, &tiling).unwrap());
+        assert!(masked.flops_per_step() > plain.flops_per_step());
+        assert!(flops as f64 > 1.5 * masked.flops_per_step() as f64, "the tiling overhead is counted");
+        let budget = Budget { memory: 1 << 40, ..Budget::default() };
+        assert_eq!(report(&masked, Some(128), budget).unwrap().flops_per_step, flops);
     }
 }

@@ -5,45 +5,50 @@
 
 use super::{NetError, Network};
 use crate::gpu::{Context, GpuError};
+use crate::ops::bands::{Bands, each_band};
 use crate::ops::check;
 
 pub struct FiniteGuard {
     /// First step whose image or gradient was non-finite (`check::CLEAN` until then).
     flag: wgpu::Buffer,
-    /// Positions of the two kernels that set it in the training step.
-    checks: [usize; 2],
-    /// The image before the last step's update (copied at the start of every step).
-    previous_image: wgpu::Buffer,
+    /// Positions of the kernels that set it in the training step (per band of the image, then
+    /// per band of its gradient) and the values each checks.
+    checks: Vec<(usize, usize)>,
+    /// The image before the last step's update (copied at the start of every step), split as the image is.
+    previous_image: Bands,
     /// The last image whose loss was read back and found finite.
-    verified_image: wgpu::Buffer,
+    verified_image: Bands,
 }
 
 impl FiniteGuard {
-    /// Appends the two checks to `executor`'s training step (so they must come before the
-    /// optimizer's kernel) and the copy of the image at its start; keeps the current image as
+    /// Appends the checks to `executor`'s training step (so they must come before the
+    /// optimizer's kernels) and the copy of the image at its start; keeps the current image as
     /// the verified one.
     pub fn install(ctx: &Context, executor: &mut Network) -> Result<Self, NetError> {
         let flag = check::new_flag(ctx)?;
-        let len = executor.image_len();
-        let image_check = check::flag_non_finite(ctx, len, executor.image_buffer(), &flag)?;
-        let grad_check = check::flag_non_finite(ctx, len, executor.image_grad_buffer(), &flag)?;
-        let checks = [executor.training_step().push(image_check), executor.training_step().push(grad_check)];
+        let (image, grad) = (executor.image_bands().clone(), executor.image_grad_bands().clone());
+        let mut checks = Vec::new();
+        for values in [&image, &grad] {
+            let step = executor.training_step();
+            let at = each_band(step, &[values], |len, b| check::flag_non_finite(ctx, len, b[0], &flag))?;
+            checks.extend(at.into_iter().zip(values.bands().iter().map(|b| b.shape.len())));
+        }
         let guard = Self {
             flag,
             checks,
-            previous_image: ctx.buffer("previous image", len)?,
-            verified_image: ctx.buffer("last finite image", len)?,
+            previous_image: image.like(ctx, "previous image")?,
+            verified_image: image.like(ctx, "last finite image")?,
         };
-        let image = executor.image_buffer().clone();
-        executor.training_step().copy_first(&image, &guard.previous_image);
-        copy(ctx, executor.image_buffer(), &guard.verified_image)?;
+        for (band, previous) in image.bands().iter().zip(guard.previous_image.bands()) {
+            executor.training_step().copy_first(&band.buffer, &previous.buffer);
+        }
+        copy(ctx, &image, &guard.verified_image)?;
         Ok(guard)
     }
 
     /// Tells the checks the number of the step about to be submitted (what they report).
     pub fn set_step(&self, ctx: &Context, executor: &mut Network, step: usize) {
-        let len = executor.image_len();
-        for index in self.checks {
+        for &(index, len) in &self.checks {
             check::set_step(ctx, executor.training_step().kernel(index), len, step as u32);
         }
     }
@@ -60,30 +65,32 @@ impl FiniteGuard {
 
     /// Puts the verified image back in place of the current one.
     pub fn restore_verified(&self, ctx: &Context, executor: &Network) -> Result<(), GpuError> {
-        copy(ctx, &self.verified_image, executor.image_buffer())
+        copy(ctx, &self.verified_image, executor.image_bands())
     }
 
     /// The verified image and the flag's bits, as the GPU holds them (for a snapshot).
-    pub fn state(&self, ctx: &Context, len: usize) -> Result<(Vec<f32>, u32), GpuError> {
-        Ok((ctx.read(&self.verified_image, len)?, ctx.read(&self.flag, 1)?[0].to_bits()))
+    pub fn state(&self, ctx: &Context) -> Result<(Vec<f32>, u32), GpuError> {
+        Ok((self.verified_image.read(ctx)?, ctx.read(&self.flag, 1)?[0].to_bits()))
     }
 
     /// Writes back what `state` returned.
     pub fn restore_state(&self, ctx: &Context, verified_image: &[f32], flag_bits: u32) {
-        ctx.write(&self.verified_image, verified_image);
+        self.verified_image.write(ctx, verified_image);
         ctx.write(&self.flag, &[f32::from_bits(flag_bits)]);
     }
 
     /// Bytes of GPU memory it holds.
     pub fn bytes(&self) -> u64 {
-        [&self.previous_image, &self.verified_image, &self.flag].iter().map(|b| b.size()).sum()
+        self.previous_image.bytes() + self.verified_image.bytes() + self.flag.size()
     }
 }
 
-/// Copies all of `src` into `dst` and waits.
-fn copy(ctx: &Context, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<(), GpuError> {
+/// Copies all of `src` into `dst` (split alike) and waits.
+fn copy(ctx: &Context, src: &Bands, dst: &Bands) -> Result<(), GpuError> {
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
+    for (from, to) in src.bands().iter().zip(dst.bands()) {
+        encoder.copy_buffer_to_buffer(&from.buffer, 0, &to.buffer, 0, from.buffer.size());
+    }
     ctx.queue.submit([encoder.finish()]);
     ctx.wait()
 }

@@ -1,6 +1,7 @@
 //! One module per op family: its launchers (which build recorded-once kernels), its f64 CPU
 //! reference, side by side. Ops know the GPU plumbing, never layers or the optimization loop.
 
+pub mod bands;
 pub mod check;
 pub mod conv;
 pub mod gram;

@@ -11,9 +11,15 @@
 //! (its `updateGradInput` slices `{1,-2}` in both axes), which is the gradient of
 //! `tv_weight / 2 * sum(...)`: so its `-tv_weight w` corresponds to `scale = w / 2` here.
 //! An image with one row or one column has no term and a TV of 0.
+//!
+//! On a window of the image (a tile and its halo) `forward_owned` counts the terms anchored in
+//! the tile's owned rectangle, so that the tiles' sums are the whole image's, and `backward` is
+//! exact at every pixel whose neighbours are in the window: the owned ones, since the window
+//! holds a halo on every side that is not the image's edge.
 
 use bytemuck::{Pod, Zeroable};
 
+use super::region::Rect;
 use super::{ActShape, reduce};
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
@@ -33,19 +39,32 @@ struct Params {
     flags: u32,
     scale: f32,
     _pad: u32,
+    own_y: u32,
+    own_x: u32,
+    own_height: u32,
+    own_width: u32,
 }
 
-fn params(shape: ActShape, dst_offset: usize, flags: u32, scale: f32) -> Params {
+fn params(shape: ActShape, owned: Rect, dst_offset: usize, flags: u32, scale: f32) -> Params {
+    let u = |v: usize| v as u32;
     Params {
         groups: 0,
-        channels: shape.channels as u32,
-        height: shape.height as u32,
-        width: shape.width as u32,
-        dst_offset: dst_offset as u32,
+        channels: u(shape.channels),
+        height: u(shape.height),
+        width: u(shape.width),
+        dst_offset: u(dst_offset),
         flags,
         scale,
         _pad: 0,
+        own_y: u(owned.y),
+        own_x: u(owned.x),
+        own_height: u(owned.height),
+        own_width: u(owned.width),
     }
+}
+
+fn everything(shape: ActShape) -> Rect {
+    Rect { y: 0, x: 0, height: shape.height, width: shape.width }
 }
 
 /// Appends the kernels that write `losses[slot] = scale * TV(image)` (the module's definition).
@@ -58,9 +77,24 @@ pub fn forward(
     slot: usize,
     scale: f64,
 ) -> Result<(), GpuError> {
+    forward_owned(ctx, step, shape, everything(shape), image, losses, slot, scale)
+}
+
+/// As `forward`, counting only the terms anchored in `owned` (a tile's own pixels in its window).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_owned(
+    ctx: &Context,
+    step: &mut Step,
+    shape: ActShape,
+    owned: Rect,
+    image: &wgpu::Buffer,
+    losses: &wgpu::Buffer,
+    slot: usize,
+    scale: f64,
+) -> Result<(), GpuError> {
     let blocks = reduce::blocks(shape.len());
     let partial = |dst: &wgpu::Buffer, offset: usize, scale: f32| {
-        let p = params(shape, offset, 0, scale);
+        let p = params(shape, owned, offset, 0, scale);
         Kernel::new(ctx, SHADER, "tv_partial", bytemuck::bytes_of(&p), &[image, dst], blocks as u32)
     };
     if blocks == 1 {
@@ -83,7 +117,7 @@ pub fn backward(
     accumulate: bool,
 ) -> Result<Kernel, GpuError> {
     let flags = if accumulate { FLAG_ACCUMULATE } else { 0 };
-    let p = params(shape, 0, flags, (2.0 * scale) as f32);
+    let p = params(shape, everything(shape), 0, flags, (2.0 * scale) as f32);
     Kernel::new(ctx, SHADER, "tv_backward", bytemuck::bytes_of(&p), &[image, grad], (shape.len() as u32).div_ceil(256))
 }
 
@@ -98,6 +132,30 @@ pub mod reference {
         for c in 0..shape.channels {
             for y in 0..h.saturating_sub(1) {
                 for x in 0..w.saturating_sub(1) {
+                    let i = (c * h + y) * w + x;
+                    let dx = image[i + 1] - image[i];
+                    let dy = image[i + w] - image[i];
+                    sum += dx * dx + dy * dy;
+                }
+            }
+        }
+        scale * sum
+    }
+
+    /// `scale` times the terms anchored in rows `rows` and columns `cols` of the image: what a
+    /// tile owning that rectangle adds to `forward`.
+    pub fn forward_owned(
+        shape: ActShape,
+        image: &[f64],
+        scale: f64,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+    ) -> f64 {
+        let (h, w) = (shape.height, shape.width);
+        let mut sum = 0.0;
+        for c in 0..shape.channels {
+            for y in rows.clone().filter(|&y| y + 1 < h) {
+                for x in cols.clone().filter(|&x| x + 1 < w) {
                     let i = (c * h + y) * w + x;
                     let dx = image[i + 1] - image[i];
                     let dy = image[i + w] - image[i];

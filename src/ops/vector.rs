@@ -5,6 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::bands::Bands;
 use super::reduce;
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
@@ -112,6 +113,90 @@ pub fn abs_max(
     }
     step.push(pass(remaining, &current, dst, slot)?);
     Ok(())
+}
+
+/// As `dot` over two arrays in bands split alike: each band's dot product, then their sum.
+#[allow(clippy::too_many_arguments)]
+pub fn dot_bands(
+    ctx: &Context,
+    step: &mut Step,
+    x: &Bands,
+    y: &Bands,
+    dst: &wgpu::Buffer,
+    slot: usize,
+    scale: f32,
+) -> Result<(), GpuError> {
+    over_bands(ctx, step, &[x, y], dst, slot, Finish::Sum(scale), |step, len, b, out, at, scale| {
+        dot(ctx, step, len, b[0], b[1], out, at, scale)
+    })
+}
+
+/// As `abs_sum` over an array in bands.
+pub fn abs_sum_bands(
+    ctx: &Context,
+    step: &mut Step,
+    x: &Bands,
+    dst: &wgpu::Buffer,
+    slot: usize,
+) -> Result<(), GpuError> {
+    over_bands(ctx, step, &[x], dst, slot, Finish::Sum(1.0), |step, len, b, out, at, _| {
+        abs_sum(ctx, step, len, b[0], out, at)
+    })
+}
+
+/// As `abs_max` over an array in bands.
+pub fn abs_max_bands(
+    ctx: &Context,
+    step: &mut Step,
+    x: &Bands,
+    dst: &wgpu::Buffer,
+    slot: usize,
+) -> Result<(), GpuError> {
+    over_bands(ctx, step, &[x], dst, slot, Finish::Max, |step, len, b, out, at, _| {
+        abs_max(ctx, step, len, b[0], out, at)
+    })
+}
+
+/// How per-band results combine.
+enum Finish {
+    Sum(f32),
+    Max,
+}
+
+/// A reduction `per_band(step, len, buffers, out, slot, scale)` over banded arrays: straight
+/// into `dst[slot]` when they are one band (exactly the unbanded kernels), else each band's
+/// result into a slot of its own and then their sum (scaled) or maximum.
+fn over_bands(
+    ctx: &Context,
+    step: &mut Step,
+    arrays: &[&Bands],
+    dst: &wgpu::Buffer,
+    slot: usize,
+    finish: Finish,
+    per_band: impl Fn(&mut Step, usize, &[&wgpu::Buffer], &wgpu::Buffer, usize, f32) -> Result<(), GpuError>,
+) -> Result<(), GpuError> {
+    let first = arrays[0];
+    if arrays.iter().any(|a| !first.same_split(a)) {
+        return Err(GpuError::Device("a banded reduction over arrays split differently".into()));
+    }
+    let count = first.bands().len();
+    let buffers = |b: usize| -> Vec<&wgpu::Buffer> { arrays.iter().map(|a| &a.bands()[b].buffer).collect() };
+    if count == 1 {
+        let scale = match finish {
+            Finish::Sum(scale) => scale,
+            Finish::Max => 1.0,
+        };
+        return per_band(step, first.len(), &buffers(0), dst, slot, scale);
+    }
+    let partials = ctx.buffer("per-band results", count)?;
+    let partials = step.keep(partials).clone();
+    for b in 0..count {
+        per_band(step, first.bands()[b].shape.len(), &buffers(b), &partials, b, 1.0)?;
+    }
+    match finish {
+        Finish::Sum(scale) => reduce::sum_into(ctx, step, count, &partials, dst, slot, scale),
+        Finish::Max => abs_max(ctx, step, count, &partials, dst, slot),
+    }
 }
 
 /// `y += alpha * x` over `len` values.

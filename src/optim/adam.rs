@@ -4,6 +4,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
+use crate::ops::ActShape;
+use crate::ops::bands::Bands;
 
 pub const SHADER: ShaderSource = ShaderSource { name: "adam", source: include_str!("../../kernels/adam.wgsl") };
 
@@ -38,18 +40,20 @@ struct Params {
     _pad: [u32; 4],
 }
 
-/// The optimizer state of one parameter buffer: its moments and the step count. The step count
-/// reaches the shader as its two bias corrections, computed here in f64 as PyTorch does.
+/// The optimizer state of one parameter array: its moments and the step count. The step count
+/// reaches the shader as its two bias corrections, computed here in f64 as PyTorch does. The
+/// parameters may be in bands (`ops::bands`): one kernel per band, the same update.
 pub struct Adam {
     pub config: AdamConfig,
-    pub exp_avg: wgpu::Buffer,
-    pub exp_avg_sq: wgpu::Buffer,
-    len: usize,
+    pub exp_avg: Bands,
+    pub exp_avg_sq: Bands,
+    /// Values per band, in band order (each band's kernel has its own length).
+    band_lens: Vec<usize>,
     steps_taken: u64,
 }
 
 impl Adam {
-    /// Zeroed moments for `len` parameters, and the kernel that updates `param` from `grad`.
+    /// Zeroed moments for `len` parameters in one buffer, and the kernel that updates `param` from `grad`.
     pub fn new(
         ctx: &Context,
         len: usize,
@@ -57,26 +61,43 @@ impl Adam {
         grad: &wgpu::Buffer,
         config: AdamConfig,
     ) -> Result<(Self, Kernel), GpuError> {
-        let zeros = vec![0.0f32; len];
-        let exp_avg = ctx.upload("adam exp_avg", &zeros)?;
-        let exp_avg_sq = ctx.upload("adam exp_avg_sq", &zeros)?;
-        let adam = Self { config, exp_avg, exp_avg_sq, len, steps_taken: 0 };
-        let kernel = Kernel::new(
-            ctx,
-            SHADER,
-            "adam_step",
-            bytemuck::bytes_of(&adam.params(1)),
-            &[grad, param, &adam.exp_avg, &adam.exp_avg_sq],
-            (len as u32).div_ceil(256),
-        )?;
-        Ok((adam, kernel))
+        let shape = ActShape { channels: 1, height: 1, width: len };
+        let (adam, mut kernels) =
+            Self::banded(ctx, &Bands::single(shape, param.clone()), &Bands::single(shape, grad.clone()), config)?;
+        Ok((adam, kernels.remove(0)))
     }
 
-    fn params(&self, step: u64) -> Params {
+    /// Zeroed moments split as `param` is, and one kernel per band that updates it from `grad`
+    /// (split alike).
+    pub fn banded(
+        ctx: &Context,
+        param: &Bands,
+        grad: &Bands,
+        config: AdamConfig,
+    ) -> Result<(Self, Vec<Kernel>), GpuError> {
+        if !param.same_split(grad) {
+            return Err(GpuError::Device("Adam: the parameters and their gradient are split differently".into()));
+        }
+        let exp_avg = param.zeros_like(ctx, "adam exp_avg")?;
+        let exp_avg_sq = param.zeros_like(ctx, "adam exp_avg_sq")?;
+        let band_lens = param.bands().iter().map(|b| b.shape.len()).collect();
+        let adam = Self { config, exp_avg, exp_avg_sq, band_lens, steps_taken: 0 };
+        let kernels = (0..adam.band_lens.len())
+            .map(|b| {
+                let len = adam.band_lens[b];
+                let buffers = [grad, param, &adam.exp_avg, &adam.exp_avg_sq].map(|a| &a.bands()[b].buffer);
+                let params = adam.params(1, len);
+                Kernel::new(ctx, SHADER, "adam_step", bytemuck::bytes_of(&params), &buffers, (len as u32).div_ceil(256))
+            })
+            .collect::<Result<_, GpuError>>()?;
+        Ok((adam, kernels))
+    }
+
+    fn params(&self, step: u64, len: usize) -> Params {
         let c = self.config;
         Params {
             groups: 0,
-            len: self.len as u32,
+            len: len as u32,
             beta2: c.beta2 as f32,
             one_minus_beta1: (1.0 - c.beta1) as f32,
             one_minus_beta2: (1.0 - c.beta2) as f32,
@@ -87,11 +108,19 @@ impl Adam {
         }
     }
 
-    /// Counts one more step and writes its bias corrections into `kernel`'s uniform; call before
-    /// submitting the step that contains `kernel`.
+    /// Counts one more step and writes its bias corrections into `kernel`'s uniform (the one
+    /// kernel of `new`); call before submitting the step that contains it.
     pub fn advance(&mut self, ctx: &Context, kernel: &Kernel) {
+        self.advance_bands(ctx, &[kernel]);
+    }
+
+    /// As `advance` for the kernels of `banded`, in band order.
+    pub fn advance_bands(&mut self, ctx: &Context, kernels: &[&Kernel]) {
+        debug_assert_eq!(kernels.len(), self.band_lens.len());
         self.steps_taken += 1;
-        kernel.set_params(ctx, bytemuck::bytes_of(&self.params(self.steps_taken)));
+        for (kernel, &len) in kernels.iter().zip(&self.band_lens) {
+            kernel.set_params(ctx, bytemuck::bytes_of(&self.params(self.steps_taken, len)));
+        }
     }
 
     /// Steps counted so far.
@@ -103,26 +132,31 @@ impl Adam {
     pub fn state(&self, ctx: &Context) -> Result<AdamSnapshot, GpuError> {
         Ok(AdamSnapshot {
             steps_taken: self.steps_taken,
-            exp_avg: ctx.read(&self.exp_avg, self.len)?,
-            exp_avg_sq: ctx.read(&self.exp_avg_sq, self.len)?,
+            exp_avg: self.exp_avg.read(ctx)?,
+            exp_avg_sq: self.exp_avg_sq.read(ctx)?,
         })
     }
 
     /// Puts a `state()` back: the next `advance` continues from its step count.
     pub fn restore_state(&mut self, ctx: &Context, state: &AdamSnapshot) -> Result<(), GpuError> {
+        let len = self.exp_avg.len();
         for (what, values) in [("exp_avg", &state.exp_avg), ("exp_avg_sq", &state.exp_avg_sq)] {
-            if values.len() != self.len {
+            if values.len() != len {
                 return Err(GpuError::Device(format!(
-                    "Adam's saved {what} has {} values for {} parameters",
+                    "Adam's saved {what} has {} values for {len} parameters",
                     values.len(),
-                    self.len
                 )));
             }
         }
-        ctx.write(&self.exp_avg, &state.exp_avg);
-        ctx.write(&self.exp_avg_sq, &state.exp_avg_sq);
+        self.exp_avg.write(ctx, &state.exp_avg);
+        self.exp_avg_sq.write(ctx, &state.exp_avg_sq);
         self.steps_taken = state.steps_taken;
         Ok(())
+    }
+
+    /// Bytes of GPU memory its moments hold.
+    pub fn bytes(&self) -> u64 {
+        self.exp_avg.bytes() + self.exp_avg_sq.bytes()
     }
 }
 

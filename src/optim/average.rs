@@ -2,26 +2,26 @@
 //! `avg = D avg + (1 - D) x` after every update, read out bias-corrected as `avg / (1 - D^t)`.
 
 use crate::gpu::{Context, GpuError, Step};
+use crate::ops::bands::{Bands, each_band};
 use crate::ops::{normalize, vector};
 
 pub struct IterateAverage {
     decay: f64,
-    /// `avg`, normalized like the image, not bias-corrected.
-    buffer: wgpu::Buffer,
+    /// `avg`, normalized like the image, not bias-corrected; split as the image is.
+    average: Bands,
     /// `avg = D avg + (1 - D) x`, submitted after the optimizer's update.
     update: Step,
     updates: u64,
-    len: usize,
 }
 
 impl IterateAverage {
-    /// An average of the `len` values of `image` with decay `decay` (in (0, 1)), starting at 0.
-    pub fn new(ctx: &Context, len: usize, image: &wgpu::Buffer, decay: f64) -> Result<Self, GpuError> {
-        let buffer = ctx.upload("iterate average", &vec![0.0; len])?;
+    /// An average of `image` with decay `decay` (in (0, 1)), starting at 0.
+    pub fn new(ctx: &Context, image: &Bands, decay: f64) -> Result<Self, GpuError> {
+        let average = image.zeros_like(ctx, "iterate average")?;
         let mut update = Step::new();
-        update.push(vector::scale(ctx, len, decay as f32, &buffer)?);
-        update.push(vector::axpy(ctx, len, (1.0 - decay) as f32, image, &buffer)?);
-        Ok(Self { decay, buffer, update, updates: 0, len })
+        each_band(&mut update, &[&average], |len, b| vector::scale(ctx, len, decay as f32, b[0]))?;
+        each_band(&mut update, &[image, &average], |len, b| vector::axpy(ctx, len, (1.0 - decay) as f32, b[0], b[1]))?;
+        Ok(Self { decay, average, update, updates: 0 })
     }
 
     /// Folds the current image in (one submit, no wait).
@@ -35,7 +35,7 @@ impl IterateAverage {
         if self.updates == 0 {
             return Ok(None);
         }
-        let raw = ctx.read(&self.buffer, self.len)?;
+        let raw = self.average.read(ctx)?;
         let correction = 1.0 / (1.0 - self.decay.powi(self.updates.min(i32::MAX as u64) as i32));
         let corrected: Vec<f64> = raw.iter().map(|&v| v as f64 * correction).collect();
         Ok(Some(normalize::denormalize_clamp_host(&corrected).into_iter().map(|v| v as f32).collect()))
@@ -43,17 +43,17 @@ impl IterateAverage {
 
     /// Updates counted and the raw average, as the GPU holds it.
     pub fn state(&self, ctx: &Context) -> Result<(u64, Vec<f32>), GpuError> {
-        Ok((self.updates, ctx.read(&self.buffer, self.len)?))
+        Ok((self.updates, self.average.read(ctx)?))
     }
 
     /// Puts back what `state` returned (`values` must hold `len` values).
     pub fn restore_state(&mut self, ctx: &Context, updates: u64, values: &[f32]) {
-        ctx.write(&self.buffer, values);
+        self.average.write(ctx, values);
         self.updates = updates;
     }
 
     /// Bytes of GPU memory it holds.
     pub fn bytes(&self) -> u64 {
-        self.buffer.size()
+        self.average.bytes()
     }
 }

@@ -32,6 +32,8 @@
 use std::collections::VecDeque;
 
 use crate::gpu::{Context, GpuError, Kernel, Step};
+use crate::ops::ActShape;
+use crate::ops::bands::{Bands, each_band};
 use crate::ops::vector;
 
 /// Hyper-parameters; `new` takes the step length and the rest as PyTorch's defaults.
@@ -98,9 +100,9 @@ fn slot_scalar(slot: usize, what: usize) -> usize {
 
 /// One history pair and the kernels that use it.
 struct Slot {
-    /// The pair's buffers (the kernels' bind groups use them; `state` reads them back).
-    s: wgpu::Buffer,
-    y: wgpu::Buffer,
+    /// The pair's arrays (the kernels' bind groups use them; `state` reads them back).
+    s: Bands,
+    y: Bands,
     /// As the candidate: y = g - g_prev, s = t d, y's, y'y, max |g|, |g|_1.
     probe: Step,
     /// First loop: alpha = rho s'q; q -= alpha y.
@@ -109,17 +111,17 @@ struct Slot {
     second: Step,
 }
 
-/// L-BFGS state on the GPU for one parameter buffer; see the module documentation.
+/// L-BFGS state on the GPU for one parameter array (one buffer, or bands: `ops::bands`, every
+/// vector split alike and every dot product summed over the bands); see the module documentation.
 pub struct Lbfgs {
     config: LbfgsConfig,
-    len: usize,
-    param: wgpu::Buffer,
-    grad: wgpu::Buffer,
+    param: Bands,
+    grad: Bands,
     /// The small buffer of scalars the kernels read and write (layout private).
     scalars: wgpu::Buffer,
     /// The search direction `d`.
-    pub direction: wgpu::Buffer,
-    prev_grad: wgpu::Buffer,
+    pub direction: Bands,
+    prev_grad: Bands,
     slots: Vec<Slot>,
     /// Active history, oldest first.
     order: VecDeque<usize>,
@@ -144,27 +146,39 @@ impl Lbfgs {
         grad: &wgpu::Buffer,
         config: LbfgsConfig,
     ) -> Result<Self, GpuError> {
+        let shape = ActShape { channels: 1, height: 1, width: len };
+        Self::banded(ctx, &Bands::single(shape, param.clone()), &Bands::single(shape, grad.clone()), config)
+    }
+
+    /// As `new` for parameters in bands, their gradient split alike.
+    pub fn banded(ctx: &Context, param: &Bands, grad: &Bands, config: LbfgsConfig) -> Result<Self, GpuError> {
         if config.history == 0 {
             return Err(GpuError::Device("L-BFGS needs a history of at least one pair".into()));
         }
+        if !param.same_split(grad) {
+            return Err(GpuError::Device("L-BFGS: the parameters and their gradient are split differently".into()));
+        }
         let scalars = ctx.upload("lbfgs scalars", &vec![0.0; SLOT_BASE + 4 * (config.history + 1)])?;
-        let direction = ctx.upload("lbfgs direction", &vec![0.0; len])?;
-        let prev_grad = ctx.upload("lbfgs previous gradient", &vec![0.0; len])?;
+        let direction = param.zeros_like(ctx, "lbfgs direction")?;
+        let prev_grad = param.zeros_like(ctx, "lbfgs previous gradient")?;
         let mut first_probe = Step::new();
-        vector::abs_max(ctx, &mut first_probe, len, grad, &scalars, GMAX)?;
-        vector::abs_sum(ctx, &mut first_probe, len, grad, &scalars, GABS)?;
+        vector::abs_max_bands(ctx, &mut first_probe, grad, &scalars, GMAX)?;
+        vector::abs_sum_bands(ctx, &mut first_probe, grad, &scalars, GABS)?;
         let mut head = Step::new();
-        head.push(vector::copy_scaled(ctx, len, -1.0, grad, &direction)?);
+        each_band(&mut head, &[grad, &direction], |len, b| vector::copy_scaled(ctx, len, -1.0, b[0], b[1]))?;
         let mut hdiag_scale = Step::new();
-        hdiag_scale.push(vector::scale_scalar(ctx, len, 1.0, &scalars, HDIAG, &direction)?);
+        each_band(&mut hdiag_scale, &[&direction], |len, b| {
+            vector::scale_scalar(ctx, len, 1.0, &scalars, HDIAG, b[0])
+        })?;
         let mut tail = Step::new();
-        tail.push(vector::copy_scaled(ctx, len, 1.0, grad, &prev_grad)?);
-        vector::dot(ctx, &mut tail, len, grad, &direction, &scalars, GTD, 1.0)?;
+        each_band(&mut tail, &[grad, &prev_grad], |len, b| vector::copy_scaled(ctx, len, 1.0, b[0], b[1]))?;
+        vector::dot_bands(ctx, &mut tail, grad, &direction, &scalars, GTD, 1.0)?;
         tail.push(vector::scalar_gate(ctx, &scalars, TEFF, GTD, -config.tolerance_change as f32, T)?);
-        tail.push(vector::axpy_scalar(ctx, len, 1.0, &scalars, TEFF, &direction, param)?);
+        each_band(&mut tail, &[&direction, param], |len, b| {
+            vector::axpy_scalar(ctx, len, 1.0, &scalars, TEFF, b[0], b[1])
+        })?;
         Ok(Self {
             config,
-            len,
             param: param.clone(),
             grad: grad.clone(),
             scalars,
@@ -185,27 +199,28 @@ impl Lbfgs {
     }
 
     fn new_slot(&self, ctx: &Context, index: usize) -> Result<Slot, GpuError> {
-        let (len, sc) = (self.len, &self.scalars);
-        let s = ctx.buffer("lbfgs s", len)?;
-        let y = ctx.buffer("lbfgs y", len)?;
+        let sc = &self.scalars;
+        let (grad, prev_grad, direction) = (&self.grad, &self.prev_grad, &self.direction);
+        let s = self.param.like(ctx, "lbfgs s")?;
+        let y = self.param.like(ctx, "lbfgs y")?;
         let mut probe = Step::new();
-        probe.push(vector::copy_scaled(ctx, len, 1.0, &self.grad, &y)?);
-        probe.push(vector::axpy(ctx, len, -1.0, &self.prev_grad, &y)?);
-        probe.push(vector::copy_scaled_scalar(ctx, len, 1.0, sc, T, &self.direction, &s)?);
-        vector::dot(ctx, &mut probe, len, &y, &s, sc, YS, 1.0)?;
-        vector::dot(ctx, &mut probe, len, &y, &y, sc, YY, 1.0)?;
-        vector::abs_max(ctx, &mut probe, len, &self.grad, sc, GMAX)?;
-        vector::abs_sum(ctx, &mut probe, len, &self.grad, sc, GABS)?;
+        each_band(&mut probe, &[grad, &y], |len, b| vector::copy_scaled(ctx, len, 1.0, b[0], b[1]))?;
+        each_band(&mut probe, &[prev_grad, &y], |len, b| vector::axpy(ctx, len, -1.0, b[0], b[1]))?;
+        each_band(&mut probe, &[direction, &s], |len, b| vector::copy_scaled_scalar(ctx, len, 1.0, sc, T, b[0], b[1]))?;
+        vector::dot_bands(ctx, &mut probe, &y, &s, sc, YS, 1.0)?;
+        vector::dot_bands(ctx, &mut probe, &y, &y, sc, YY, 1.0)?;
+        vector::abs_max_bands(ctx, &mut probe, grad, sc, GMAX)?;
+        vector::abs_sum_bands(ctx, &mut probe, grad, sc, GABS)?;
         let (rho, alpha, dot, coef) =
             (slot_scalar(index, RHO), slot_scalar(index, ALPHA), slot_scalar(index, DOT), slot_scalar(index, COEF));
         let mut first = Step::new();
-        vector::dot(ctx, &mut first, len, &s, &self.direction, sc, dot, 1.0)?;
+        vector::dot_bands(ctx, &mut first, &s, direction, sc, dot, 1.0)?;
         first.push(vector::scalar_fma(ctx, sc, alpha, 0.0, rho, 1.0, rho, dot)?);
-        first.push(vector::axpy_scalar(ctx, len, -1.0, sc, alpha, &y, &self.direction)?);
+        each_band(&mut first, &[&y, direction], |len, b| vector::axpy_scalar(ctx, len, -1.0, sc, alpha, b[0], b[1]))?;
         let mut second = Step::new();
-        vector::dot(ctx, &mut second, len, &y, &self.direction, sc, dot, 1.0)?;
+        vector::dot_bands(ctx, &mut second, &y, direction, sc, dot, 1.0)?;
         second.push(vector::scalar_fma(ctx, sc, coef, 1.0, alpha, -1.0, rho, dot)?);
-        second.push(vector::axpy_scalar(ctx, len, 1.0, sc, coef, &s, &self.direction)?);
+        each_band(&mut second, &[&s, direction], |len, b| vector::axpy_scalar(ctx, len, 1.0, sc, coef, b[0], b[1]))?;
         Ok(Slot { s, y, probe, first, second })
     }
 
@@ -291,8 +306,8 @@ impl Lbfgs {
         self.config
     }
 
-    /// The parameter buffer this optimizer updates.
-    pub fn param(&self) -> &wgpu::Buffer {
+    /// The parameters this optimizer updates.
+    pub fn param(&self) -> &Bands {
         &self.param
     }
 
@@ -304,7 +319,7 @@ impl Lbfgs {
         let pairs = self
             .slots
             .iter()
-            .map(|slot| Ok((ctx.read(&slot.s, self.len)?, ctx.read(&slot.y, self.len)?)))
+            .map(|slot| Ok((slot.s.read(ctx)?, slot.y.read(ctx)?)))
             .collect::<Result<_, GpuError>>()?;
         Ok(LbfgsSnapshot {
             n_iter: self.n_iter,
@@ -312,8 +327,8 @@ impl Lbfgs {
             h_diag: self.h_diag,
             last_gtd: self.last_gtd,
             scalars: ctx.read(&self.scalars, self.scalars_len())?,
-            direction: ctx.read(&self.direction, self.len)?,
-            prev_grad: ctx.read(&self.prev_grad, self.len)?,
+            direction: self.direction.read(ctx)?,
+            prev_grad: self.prev_grad.read(ctx)?,
             pairs,
             order: self.order.iter().copied().collect(),
             candidate: self.candidate,
@@ -329,13 +344,13 @@ impl Lbfgs {
         }
         for (index, (s, y)) in state.pairs.iter().enumerate() {
             let slot = self.new_slot(ctx, index)?;
-            ctx.write(&slot.s, s);
-            ctx.write(&slot.y, y);
+            slot.s.write(ctx, s);
+            slot.y.write(ctx, y);
             self.slots.push(slot);
         }
         ctx.write(&self.scalars, &state.scalars);
-        ctx.write(&self.direction, &state.direction);
-        ctx.write(&self.prev_grad, &state.prev_grad);
+        self.direction.write(ctx, &state.direction);
+        self.prev_grad.write(ctx, &state.prev_grad);
         self.order = state.order.iter().copied().collect();
         self.candidate = state.candidate;
         self.n_iter = state.n_iter;
@@ -354,8 +369,9 @@ impl Lbfgs {
     fn check_state(&self, state: &LbfgsSnapshot) -> Result<(), String> {
         let vectors = [("direction", &state.direction), ("previous gradient", &state.prev_grad)];
         let pairs = state.pairs.iter().flat_map(|(s, y)| [("s", s), ("y", y)]);
-        if let Some((what, v)) = vectors.into_iter().chain(pairs).find(|(_, v)| v.len() != self.len) {
-            return Err(format!("{what} has {} values for {}", v.len(), self.len));
+        let len = self.param.len();
+        if let Some((what, v)) = vectors.into_iter().chain(pairs).find(|(_, v)| v.len() != len) {
+            return Err(format!("{what} has {} values for {len}", v.len()));
         }
         if state.scalars.len() != self.scalars_len() {
             return Err(format!("{} scalars for {}", state.scalars.len(), self.scalars_len()));

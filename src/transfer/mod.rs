@@ -64,7 +64,11 @@ pub enum OptimizerSnapshot {
 
 /// The optimizer's state: Adam's kernel rides in the training step; L-BFGS runs after it.
 enum OptimizerState {
-    Adam { adam: Adam, kernel: usize },
+    /// Adam and the positions of its kernels (one per band of the image) in the training step.
+    Adam {
+        adam: Adam,
+        kernels: Vec<usize>,
+    },
     Lbfgs(Box<Lbfgs>),
 }
 
@@ -172,9 +176,8 @@ impl StyleTransfer {
         // Flag the first step whose image or gradient holds an inf or NaN, before Adam uses them.
         let guard = FiniteGuard::install(&ctx, &mut network)?;
         let optimizer = OptimizerState::new(&ctx, &mut network, options)?;
-        let len = network.image_len();
         let average = match options.average_decay {
-            decay if decay > 0.0 => Some(IterateAverage::new(&ctx, len, network.image_buffer(), decay)?),
+            decay if decay > 0.0 => Some(IterateAverage::new(&ctx, network.image_bands(), decay)?),
             _ => None,
         };
         Ok(Self {
@@ -211,7 +214,6 @@ impl StyleTransfer {
     /// one would take.
     pub fn state(&mut self) -> Result<TransferSnapshot, TransferError> {
         self.sync()?;
-        let len = self.network.image_len();
         let optimizer = match &self.optimizer {
             OptimizerState::Adam { adam, .. } => OptimizerSnapshot::Adam(adam.state(&self.ctx)?),
             OptimizerState::Lbfgs(lbfgs) => OptimizerSnapshot::Lbfgs(Box::new(lbfgs.state(&self.ctx)?)),
@@ -220,7 +222,7 @@ impl StyleTransfer {
             Some(average) => Some(average.state(&self.ctx)?),
             None => None,
         };
-        let (verified_image, non_finite_flag) = self.guard.state(&self.ctx, len)?;
+        let (verified_image, non_finite_flag) = self.guard.state(&self.ctx)?;
         Ok(TransferSnapshot {
             width: self.width,
             height: self.height,
@@ -292,8 +294,9 @@ impl StyleTransfer {
     /// Writes the uniforms that change every step (Adam's bias corrections, the step number the
     /// non-finite checks report) before the training step is submitted.
     fn prepare_step(&mut self) {
-        if let OptimizerState::Adam { adam, kernel } = &mut self.optimizer {
-            adam.advance(&self.ctx, self.network.training_step().kernel(*kernel));
+        if let OptimizerState::Adam { adam, kernels } = &mut self.optimizer {
+            let step = self.network.training_step();
+            adam.advance_bands(&self.ctx, &kernels.iter().map(|&k| step.kernel(k)).collect::<Vec<_>>());
         }
         self.guard.set_step(&self.ctx, &mut self.network, self.steps_done);
     }
@@ -325,7 +328,7 @@ impl StyleTransfer {
     /// moments, the previous and the last finite image, the iterate average).
     pub fn gpu_bytes(&self) -> u64 {
         let optimizer = match &self.optimizer {
-            OptimizerState::Adam { adam, .. } => adam.exp_avg.size() + adam.exp_avg_sq.size(),
+            OptimizerState::Adam { adam, .. } => adam.bytes(),
             // Direction, previous gradient and the history pairs held so far.
             OptimizerState::Lbfgs(lbfgs) => (2 + 2 * (lbfgs.history_len() as u64 + 1)) * self.image_bytes(),
         };
@@ -416,10 +419,15 @@ impl StyleTransfer {
         };
         // The last verified image (the initial one until a check passed) goes back in place.
         self.guard.restore_verified(&self.ctx, &self.network)?;
-        let kept = match self.verified_step {
+        let mut kept = match self.verified_step {
             Some(verified) => format!("the image of step {verified} (the last with a finite loss) is kept"),
             None => "no checked step had a finite loss; the initial image is kept".to_string(),
         };
+        // The iterate average took the non-finite steps in: it is dropped, so that what is
+        // written is that image, not a NaN-filled average.
+        if self.average.take().is_some() {
+            kept.push_str(" (not the iterate average, which took the non-finite steps in)");
+        }
         Err(TransferError::NonFinite { step, what, kept })
     }
 }
@@ -470,16 +478,17 @@ fn set_style_targets(
 impl OptimizerState {
     /// Adam's kernel joins the training step (after the finite checks); L-BFGS runs after it.
     fn new(ctx: &Context, network: &mut Network, options: &Options) -> Result<Self, TransferError> {
-        let (len, image, grad) = (network.image_len(), network.image_buffer(), network.image_grad_buffer());
+        let (image, grad) = (network.image_bands().clone(), network.image_grad_bands().clone());
         Ok(match options.optimizer {
             Optimizer::Adam => {
                 let config = AdamConfig::new(options.learning_rate);
-                let (adam, kernel) = Adam::new(ctx, len, image, grad, config)?;
-                OptimizerState::Adam { adam, kernel: network.training_step().push(kernel) }
+                let (adam, kernels) = Adam::banded(ctx, &image, &grad, config)?;
+                let kernels = kernels.into_iter().map(|k| network.training_step().push(k)).collect();
+                OptimizerState::Adam { adam, kernels }
             }
             Optimizer::Lbfgs => {
                 let config = LbfgsConfig { history: options.lbfgs_history, ..LbfgsConfig::new(options.learning_rate) };
-                OptimizerState::Lbfgs(Box::new(Lbfgs::new(ctx, len, image, grad, config)?))
+                OptimizerState::Lbfgs(Box::new(Lbfgs::banded(ctx, &image, &grad, config)?))
             }
         })
     }
@@ -489,6 +498,6 @@ impl OptimizerState {
 fn budget(ctx: &Context, options: &Options) -> Budget {
     let memory =
         options.memory_budget.map_or(crate::net::tiling::DEFAULT_MEMORY_BUDGET, |gib| (gib * GIB as f64) as u64);
-    let binding_limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    let binding_limit = ctx.binding_limit();
     Budget { memory, binding_limit }
 }
