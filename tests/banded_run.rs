@@ -24,10 +24,14 @@ struct Inputs {
 }
 
 fn inputs() -> Inputs {
+    inputs_of(WIDTH, HEIGHT)
+}
+
+fn inputs_of(width: u32, height: u32) -> Inputs {
     let weights = stylize::load_network_weights(tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
     let mut rng = Rng::new(12);
-    let n = (3 * WIDTH * HEIGHT) as usize;
-    let mut image = |lo: f64, hi: f64| Image::new(WIDTH, HEIGHT, (0..n).map(|_| rng.range(lo, hi) as f32).collect());
+    let n = (3 * width * height) as usize;
+    let mut image = |lo: f64, hi: f64| Image::new(width, height, (0..n).map(|_| rng.range(lo, hi) as f32).collect());
     let (content, style) = (image(0.0, 1.0), image(0.3, 0.7));
     Inputs { weights, content, style }
 }
@@ -129,4 +133,36 @@ fn a_banded_run_that_goes_non_finite_keeps_the_last_finite_image() {
     assert!(kept.data.iter().all(|v| v.is_finite()), "a non-finite value is kept");
     let worst = kept.data.iter().zip(content).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     assert!(worst <= 1e-6, "the initial image is back (worst difference {worst:e})");
+}
+
+/// Past the binding limit (lowered to 2 MB, `Context::set_binding_limit`): a 1200x160 step whose
+/// conv1 activation (3.1 MB) and image (2.3 MB) exceed it is refused untiled and runs tiled under
+/// `auto`, the image in bands, no buffer over the limit (the context refuses any larger one), with
+/// the losses of an untiled run without the limit.
+#[test]
+fn a_step_over_the_binding_limit_runs_tiled_with_its_image_in_bands() {
+    let test = "a_step_over_the_binding_limit_runs_tiled_with_its_image_in_bands";
+    let inputs = inputs_of(1200, 160);
+    let limited = || {
+        let mut ctx = gpu_or_skip(test)?;
+        ctx.set_binding_limit(2_000_000);
+        Some(ctx)
+    };
+    let Some(ctx) = limited() else { return };
+    let options = options(Optimizer::Adam);
+    let build = |ctx, tile| {
+        let options = Options { tile, ..options.clone() };
+        StyleTransfer::new(ctx, &inputs.weights, &inputs.content, &inputs.style, &inputs.content, &options)
+    };
+    let refused = build(ctx, TileChoice::Off).err().expect("untiled, the step does not fit").to_string();
+    assert!(refused.contains("MiB") || refused.contains("bytes"), "{refused}");
+    let mut tiled = build(limited().unwrap(), TileChoice::Auto).unwrap();
+    let schedule = tiled.schedule().expect("auto tiles");
+    eprintln!("{schedule}; untiled: {refused}");
+    let mut whole = build(gpu_or_skip(test).unwrap(), TileChoice::Off).unwrap();
+    assert!(whole.schedule().is_none());
+    let (a, b) = (steps(&mut whole, 2), steps(&mut tiled, 2));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / x.abs()).fold(0.0, f64::max);
+    eprintln!("totals {a:?} untiled, {b:?} tiled: worst {worst:.1e}");
+    assert!(worst <= 1e-5, "tiled and untiled totals differ by {worst:e}");
 }

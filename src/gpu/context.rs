@@ -242,6 +242,16 @@ impl Context {
         self.band_limit
     }
 
+    /// Lowers the binding limit (tests use it to put small images past it): buffers made
+    /// afterwards must fit it, and bands and tiling plan for it.
+    #[cfg(feature = "testing")]
+    pub fn set_binding_limit(&mut self, bytes: u64) {
+        let bytes = bytes.clamp(4, self.binding_limit());
+        self.limits.max_storage_buffer_binding_size = bytes;
+        self.limits.max_buffer_size = bytes;
+        self.band_limit = self.band_limit.min(bytes);
+    }
+
     /// Lowers the band size (tests use it to split small images into many bands). Arrays made
     /// afterwards are split under the new size.
     #[cfg(feature = "testing")]
