@@ -42,6 +42,13 @@ for pair in ${TILED:-2048:1024 2048:off 4096:2048}; do
     --memory-budget 120 2>&1 | tee -a "$OUT/stylize_bench.txt" | grep -E '^(tiled|ms/step|GPU memory|\{)|device memory'
 done
 
+echo "== one real step past one binding (BIG: sizes, default 8192; 16384 takes ~1 min a step): tiled, image state in bands"
+for s in ${BIG:-8192}; do
+  echo "### size $s tile auto" >> "$OUT/stylize_bench.txt"
+  with_memory_peak timeout 400 .dev/stylize bench --size "$s" --iterations 1 --warmup 0 --json --precision f32 \
+    --tile auto --memory-budget 120 2>&1 | tee -a "$OUT/stylize_bench.txt" | grep -E '^(tiled|ms/step|GPU memory|\{)|device memory'
+done
+
 echo "== PyTorch (cudnn.benchmark on): TF32 off, one process per size; TF32 on, one process"
 for s in $SIZES; do
   with_memory_peak env PYTHONUNBUFFERED=1 $PYTHON benches/pytorch_baseline.py --size "$s" --iterations 20 \
