@@ -1,11 +1,15 @@
-// The Gram forward G = F F^T (gram.wgsl's gram_forward) on cooperative matrices, for mixed
-// precision on adapters with matrix units: each workgroup of 32 invocations (one subgroup on
-// NVIDIA) computes one 32 x 32 tile on or above the diagonal over one chunk of the N axis, as four
+// The Gram forward G = F F^T (gram.wgsl's gram_forward) and its backward dL/dF = S F with
+// S = dL/dG + dL/dG^T (gram.wgsl's gram_backward) on cooperative matrices, for mixed precision on
+// adapters with matrix units. Forward: each workgroup of 32 invocations (one subgroup on NVIDIA)
+// computes one 32 x 32 tile on or above the diagonal over one chunk of the N axis, as four
 // 16 x 16 f32 accumulators fed by 16 x 16 f16 blocks of F staged in workgroup memory (scaled by F's
 // range and rounded to nearest even by round_f16 first, so the f16 conversion is exact and the
 // operands are the emulation's). Partials [split][C][C] are written mirrored and unscaled, then
-// summed by reduce.wgsl, as gram_forward's. round_f16 is a copy of gram.wgsl's (no includes in
-// WGSL; this file needs `enable f16;`).
+// summed by reduce.wgsl, as gram_forward's. Backward: each workgroup computes a 32 x 32 tile of
+// dL/dF (32 channels by 32 positions) over the whole C axis, S scaled by dL/dG's range and one
+// octave more, F by its own, both rounded as the emulation rounds them; the sum is unscaled and
+// written (or added: flag bit 2). round_f16 is a copy of gram.wgsl's (no includes in WGSL; this
+// file needs `enable f16;`).
 
 enable f16;
 enable wgpu_cooperative_matrix;
@@ -15,16 +19,17 @@ struct Params {
     channels: u32, // C
     n: u32,        // N = H * W
     chunk: u32,    // products per split (a multiple of 16)
-    tiles: u32,    // ceil(C / 32)
-    flags: u32,    // unused here (mixed is implied)
+    tiles: u32,    // forward: ceil(C / 32); backward: ceil(N / 32)
+    flags: u32,    // backward: bit 2 accumulates into dst (mixed is implied)
     _pad0: u32,
     _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> features: array<f32>;  // F, [C][N]
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>; // partials [splits][C][C]
-// range[0]: the largest biased f32 exponent of |F| (range.wgsl).
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>; // forward: partials [splits][C][C]; backward: dL/dF
+@group(0) @binding(3) var<storage, read> grad_gram: array<f32>; // backward only: dL/dG, [C][C]
+// range[0]: the largest biased f32 exponent of |F|, range[1] that of |dL/dG| (range.wgsl).
 @group(0) @binding(6) var<storage, read> range: array<u32>;
 
 fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -32,7 +37,12 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 fn range_scale() -> i32 {
-    return clamp(i32(range[0]) - 141, -126, 126);
+    return scale_of(0u);
+}
+
+// gram.wgsl's range_scale(slot): S = dG + dG^T takes one octave more than dG.
+fn scale_of(slot: u32) -> i32 {
+    return clamp(i32(range[slot]) - 141, -126, 126) + i32(slot);
 }
 
 // x rounded to the nearest f16 value, ties to even: conv.wgsl's round_f16, bit for bit.
@@ -144,6 +154,83 @@ fn gram_forward_coop(
             let value = ldexp(ldexp(c_stage[e], scale), scale);
             dst[base + m * c + n] = value;
             dst[base + n * c + m] = value;
+        }
+    }
+}
+
+// S[row, col] = dL/dG[row, col] + dL/dG[col, row] as the backward takes it: summed in f32, scaled,
+// rounded, f16 (0 outside C x C).
+fn gradient_f16(row: u32, col: u32) -> f16 {
+    let c = params.channels;
+    if (row < c && col < c) {
+        let s = grad_gram[row * c + col] + grad_gram[col * c + row];
+        return f16(round_f16(ldexp(s, -scale_of(1u))));
+    }
+    return f16(0.0);
+}
+
+// F[row, col] as the backward takes it (0 outside C x N).
+fn position_f16(row: u32, col: u32) -> f16 {
+    if (row < params.channels && col < params.n) {
+        return f16(round_f16(ldexp(features[row * params.n + col], -scale_of(0u))));
+    }
+    return f16(0.0);
+}
+
+// dL/dF[m, p] = sum_k S[m, k] F[k, p]: a GEMM with M = C, K = C, N = N, one 32 x 32 tile per workgroup.
+@compute @workgroup_size(32)
+fn gram_backward_coop(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    // No early return: cooperative operations need uniform control flow (as the forward).
+    let group = min(group_index(wid, nwg), params.groups - 1u);
+    let live = group_index(wid, nwg) < params.groups;
+    let m0 = (group / params.tiles) * TILE;
+    let p0 = (group % params.tiles) * TILE;
+    let step = STEP;
+    let tile = TILE;
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    for (var k0 = 0u; k0 < params.channels; k0 += STEP) {
+        for (var i = 0u; i < 16u; i++) {
+            let e = lid + i * 32u;
+            // A[m][k] = S[m0 + m][k0 + k], [TILE][STEP]; B[k][p] = F[k0 + k][p0 + p], [STEP][TILE].
+            a_stage[e] = gradient_f16(m0 + e / STEP, k0 + e % STEP);
+            b_stage[e] = position_f16(k0 + e / TILE, p0 + e % TILE);
+        }
+        workgroupBarrier();
+        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_stage[0], step);
+        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_stage[256], step);
+        let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_stage[0], tile);
+        let b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_stage[16], tile);
+        c00 = coopMultiplyAdd(a0, b0, c00);
+        c01 = coopMultiplyAdd(a0, b1, c01);
+        c10 = coopMultiplyAdd(a1, b0, c10);
+        c11 = coopMultiplyAdd(a1, b1, c11);
+        workgroupBarrier();
+    }
+    coopStoreT(c00, &c_stage[0], tile);
+    coopStoreT(c01, &c_stage[16], tile);
+    coopStoreT(c10, &c_stage[512], tile);
+    coopStoreT(c11, &c_stage[528], tile);
+    workgroupBarrier();
+    let s0 = scale_of(0u);
+    let s1 = scale_of(1u);
+    for (var i = 0u; i < 32u; i++) {
+        let e = lid + i * 32u;
+        let m = m0 + e / TILE;
+        let p = p0 + e % TILE;
+        if (live && m < params.channels && p < params.n) {
+            let index = m * params.n + p;
+            var value = ldexp(ldexp(c_stage[e], s0), s1);
+            if ((params.flags & 4u) != 0u) {
+                value += dst[index];
+            }
+            dst[index] = value;
         }
     }
 }

@@ -318,7 +318,7 @@ fn gpu_mixed_refuses_weights_of_the_other_precision() {
 }
 
 /// The cooperative-matrix kernels (conv forward and backward to the input, every split, and the
-/// Gram forward) against the emulation and the rounded f64 reference: the same rounded operands,
+/// Gram forward and backward) against the emulation and the rounded f64 reference: the same rounded operands,
 /// so only the order of the f32 sums differs. Skipped, visibly, where the adapter has no
 /// 16x16x16 f16 cooperative matrices (lavapipe); `STYLIZE_REQUIRE_MATRIX_UNITS=1` fails instead.
 #[test]
@@ -380,6 +380,29 @@ fn gpu_mixed_matrix_kernels_match_the_emulation() {
             &format!("matrix gram forward {shape:?}"),
             &read(&matrix, &out, shape.gram_len()),
             &gram::reference::forward_mixed(shape, &f),
+            F32_TOL,
+        );
+        // The backward (on the cooperative matrices) against the rounded reference and the
+        // emulation, written and accumulated.
+        let dg = f32s(&rng.vec(shape.gram_len(), -1e-3, 1e-3));
+        let base = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
+        let reference = gram::reference::backward_mixed(shape, &f, &dg);
+        let mut results = Vec::new();
+        for ctx in [&matrix, &emulated] {
+            let (features, grad_gram) = (ctx.upload("f", &f).unwrap(), ctx.upload("dg", &dg).unwrap());
+            let (written, added) = (poisoned(ctx, shape.features_len()), ctx.upload("base", &base).unwrap());
+            run(ctx, &gram::backward(ctx, shape, &features, &grad_gram, &written, false).unwrap());
+            run(ctx, &gram::backward(ctx, shape, &features, &grad_gram, &added, true).unwrap());
+            results.push((read(ctx, &written, shape.features_len()), read(ctx, &added, shape.features_len())));
+        }
+        assert_close(&format!("matrix gram backward {shape:?}"), &results[0].0, &reference, F32_TOL);
+        let plus: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + *b as f64).collect();
+        assert_close(&format!("matrix gram backward += {shape:?}"), &results[0].1, &plus, F32_TOL);
+        let emulated_backward = to_f64(&results[1].0);
+        assert_close(
+            &format!("matrix against emulated gram backward {shape:?}"),
+            &results[0].0,
+            &emulated_backward,
             F32_TOL,
         );
     }

@@ -149,9 +149,10 @@ fn mixed_ranges(
     Ok((Some(range), FLAG_MIXED))
 }
 
-/// grad_features (=, or += when `accumulate`) (dL/dG + dL/dG^T) F: a tiled GEMM on GPUs, the
-/// direct form on CPU adapters (`ops::kernel_class`, which honours a forced convolution); under
-/// mixed precision preceded by the kernels that find its operands' ranges.
+/// grad_features (=, or += when `accumulate`) (dL/dG + dL/dG^T) F: a tiled GEMM on GPUs (on
+/// cooperative matrices where mixed precision runs on them), the direct form on CPU adapters
+/// (`ops::kernel_class`, which honours a forced convolution); under mixed precision preceded by
+/// the kernels that find its operands' ranges.
 pub fn backward(
     ctx: &Context,
     shape: GramShape,
@@ -162,10 +163,16 @@ pub fn backward(
 ) -> Result<Step, GpuError> {
     let mut step = Step::new();
     let (range, mixed_flag) = mixed_ranges(ctx, &mut step, shape, features, Some(grad_gram))?;
-    let (tiles_m, tiles_n, entry) = match kernel_class(ctx)? {
+    let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
+    let (shader, tiles_m, tiles_n, entry) = match kernel_class(ctx)? {
         // 16 rows by 16 invocations of 4 columns each.
-        AdapterClass::Cpu => (shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct"),
-        AdapterClass::Gpu => (shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward"),
+        AdapterClass::Cpu => {
+            (SHADER, shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct")
+        }
+        AdapterClass::Gpu if coop => {
+            (COOP_SHADER, shape.channels.div_ceil(COOP_TILE), shape.n.div_ceil(COOP_TILE), "gram_backward_coop")
+        }
+        AdapterClass::Gpu => (SHADER, shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward"),
     };
     let params = Params {
         groups: 0,
@@ -179,7 +186,7 @@ pub fn backward(
     step.push(
         Kernel::with_bindings(
             ctx,
-            SHADER,
+            shader,
             entry,
             bytemuck::bytes_of(&params),
             &[(1, features), (2, grad_features), (3, grad_gram), (6, range.as_ref().unwrap_or(features))],
