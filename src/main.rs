@@ -227,7 +227,9 @@ struct Cli {
     /// `off` never tiles; a side in pixels (a multiple of 16) forces tiles of it. A tiled step
     /// computes the same losses and gradient as an untiled one (each tile runs with a halo, 160 px
     /// for the default layers, and owns only its own pixels), at the cost of the halos (`stylize
-    /// plan` shows it). Every other option works with tiles.
+    /// plan` shows it). Every other option works with tiles. Tiled, the whole image's arrays
+    /// (image, gradient, optimizer state) are kept in bands of rows that each fit one binding, so
+    /// the size is bounded by memory alone.
     #[arg(long, value_name = "auto|off|PX", default_value = "auto", value_parser = tile_choice)]
     tile: stylize::net::tiling::TileChoice,
 

@@ -34,7 +34,7 @@ pub enum NetError {
     #[error("{0}")]
     BadSize(String),
     #[error(
-        "a {width}x{height} image needs {needed_mib} MiB in one buffer ({what}), but this adapter allows {limit_mib} MiB per buffer; the largest image that fits has a longer side of {largest_side} px (--size {largest_side})"
+        "a {width}x{height} image needs {needed_mib} MiB in one buffer ({what}), but this adapter allows {limit_mib} MiB per buffer; the largest image that fits untiled has a longer side of {largest_side} px (--size {largest_side}; tiles lift the limit: --tile auto)"
     )]
     TooLarge { width: usize, height: usize, needed_mib: u64, what: String, limit_mib: u64, largest_side: usize },
 }
