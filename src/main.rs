@@ -556,6 +556,8 @@ fn devices(backend: Option<BackendArg>) -> Result<()> {
             if a.matrix_units { "yes" } else { "no" },
             stylize::gpu::PrecisionChoice::resolve(stylize::Precision::Auto, a.matrix_units).reason
         );
+        let listed = if a.matrix_configs.is_empty() { "none".to_string() } else { a.matrix_configs.join(", ") };
+        println!("    cooperative matrices listed: {listed}");
     }
     Ok(())
 }

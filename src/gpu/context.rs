@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Registry;
-use super::precision::{Precision, PrecisionChoice, has_matrix_units};
+use super::precision::{Precision, PrecisionChoice, describe_matrix, has_matrix_units};
 
 /// Everything that can go wrong on the GPU side, as values rather than panics.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,8 @@ pub struct AdapterSummary {
     pub timestamp_queries: bool,
     /// 16x16x16 f16 -> f32 cooperative matrices (matrix units), which `--precision auto` uses.
     pub matrix_units: bool,
+    /// Every cooperative-matrix configuration the adapter lists (`precision::describe_matrix`).
+    pub matrix_configs: Vec<String>,
 }
 
 /// Names of software renderers, for drivers that do not report `DeviceType::Cpu`.
@@ -107,6 +109,7 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
         timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
         matrix_units: has_matrix_units(adapter),
+        matrix_configs: adapter.cooperative_matrix_properties().iter().map(describe_matrix).collect(),
     }
 }
 

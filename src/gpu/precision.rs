@@ -97,18 +97,38 @@ impl PrecisionChoice {
     }
 }
 
-/// Whether `adapter` offers the cooperative-matrix shape the mixed kernels use: 16x16x16, f16
-/// operands, f32 accumulator, together with `enable f16;`.
+/// The cooperative-matrix shapes (M, N, K; f16 operands, f32 accumulator) the mixed kernels are
+/// written for, in order of preference: `kernels/conv_coop.wgsl` and `gram_coop.wgsl` use 16x16x16.
+/// A shape another adapter lists (8x8x8 on Apple GPUs, 16x8x16) needs kernels of its own first.
+pub const KERNEL_MATRIX_SHAPES: [(u32, u32, u32); 1] = [(16, 16, 16)];
+
+/// The shape the mixed kernels take from the configurations an adapter lists: the first of
+/// `KERNEL_MATRIX_SHAPES` that it lists with f16 operands and an f32 accumulator.
+pub fn matrix_shape(listed: &[wgpu::CooperativeMatrixProperties]) -> Option<(u32, u32, u32)> {
+    KERNEL_MATRIX_SHAPES.into_iter().find(|&shape| {
+        listed.iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == shape
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
+    })
+}
+
+/// One listed configuration as `stylize devices` prints it, e.g. `16x16x16 f16->f32`.
+pub fn describe_matrix(p: &wgpu::CooperativeMatrixProperties) -> String {
+    let name = |t: wgpu::CooperativeScalarType| format!("{t:?}").to_lowercase();
+    let saturating = if p.saturating_accumulation { " (saturating)" } else { "" };
+    format!("{}x{}x{} {}->{}{saturating}", p.m_size, p.n_size, p.k_size, name(p.ab_type), name(p.cr_type))
+}
+
+/// Whether `adapter` offers a cooperative-matrix shape the mixed kernels use (`matrix_shape`),
+/// together with `enable f16;`.
 pub fn has_matrix_units(adapter: &wgpu::Adapter) -> bool {
     let features = adapter.features();
     if !features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16) {
         return false;
     }
-    adapter.cooperative_matrix_properties().iter().any(|p| {
-        (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
-            && p.ab_type == wgpu::CooperativeScalarType::F16
-            && p.cr_type == wgpu::CooperativeScalarType::F32
-    })
+    matrix_shape(&adapter.cooperative_matrix_properties()).is_some()
 }
 
 #[cfg(test)]
@@ -126,5 +146,38 @@ mod tests {
         assert_eq!(Precision::parse("MIXED"), Some(Precision::Mixed));
         assert_eq!(Precision::parse("f16"), None);
         assert_eq!(Precision::default(), Precision::Auto);
+    }
+
+    fn config(
+        m: u32,
+        n: u32,
+        k: u32,
+        ab: wgpu::CooperativeScalarType,
+        cr: wgpu::CooperativeScalarType,
+    ) -> wgpu::CooperativeMatrixProperties {
+        wgpu::CooperativeMatrixProperties {
+            m_size: m,
+            n_size: n,
+            k_size: k,
+            ab_type: ab,
+            cr_type: cr,
+            saturating_accumulation: false,
+        }
+    }
+
+    #[test]
+    fn the_kernels_take_a_listed_shape_they_are_written_for() {
+        use wgpu::CooperativeScalarType::{F16, F32, I32};
+        // What NVIDIA lists (among others): 16x16x16 and 16x8x16, f16 and f32 accumulators.
+        let nvidia = [config(16, 8, 16, F16, F32), config(16, 16, 16, F16, F16), config(16, 16, 16, F16, F32)];
+        assert_eq!(matrix_shape(&nvidia), Some((16, 16, 16)));
+        // Apple's 8x8, an f16 accumulator only, integers only, nothing: none the kernels have.
+        assert_eq!(matrix_shape(&[config(8, 8, 8, F16, F32)]), None);
+        assert_eq!(matrix_shape(&[config(16, 16, 16, F16, F16)]), None);
+        assert_eq!(matrix_shape(&[config(16, 16, 16, I32, I32)]), None);
+        assert_eq!(matrix_shape(&[]), None);
+        assert_eq!(describe_matrix(&nvidia[2]), "16x16x16 f16->f32");
+        let saturating = wgpu::CooperativeMatrixProperties { saturating_accumulation: true, ..nvidia[0] };
+        assert_eq!(describe_matrix(&saturating), "16x8x16 f16->f32 (saturating)");
     }
 }
