@@ -236,7 +236,7 @@ fn tiled_step_equals_untiled_with_style_masks() {
         (0..height * width).map(|i| (1.2 - (i % width) as f32 / (width as f32 / 2.0)).clamp(0.0, 1.0)).collect();
     let right: Vec<f32> = left.iter().map(|v| 1.0 - v).collect();
     let losses = LossLayers { masks: vec![left, right], ..LossLayers::default() };
-    // Bands of 4 image rows (45 bands; each mask's column weights at relu1_1 in 13).
+    // Bands of 4 image rows (45 bands; each mask's column weights at relu1_1 in 15).
     let bands = Some(4 * 3 * width as u64 * 4);
     check_with("tiled_step_equals_untiled_with_style_masks", height, width, &[112], losses, false, bands);
 }
