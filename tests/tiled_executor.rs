@@ -62,7 +62,7 @@ fn run_network(ctx: &Context, mut network: Network, case: &Case, adam_steps: usi
     let losses = network.read_losses(ctx).unwrap();
     let grad = network.read_image_grad(ctx).unwrap();
     network.set_image(ctx, &case.init).unwrap();
-    let (image, grad_bands) = (network.image_bands().clone(), network.image_grad_bands().clone());
+    let (image, grad_bands) = (network.image_bands(), network.image_grad_bands());
     let config = AdamConfig { eps: smooth_eps(&grad), ..AdamConfig::new(0.05) };
     let (mut adam, kernels) = Adam::banded(ctx, &image, &grad_bands, config).unwrap();
     let kernels: Vec<usize> = kernels.into_iter().map(|k| network.training_step().push(k)).collect();

@@ -22,9 +22,6 @@ pub struct Executor {
     scratch: Vec<wgpu::Buffer>,
     /// dL/d(image) after the backward pass, a buffer of its own so that it outlives the next forward pass.
     image_grad: wgpu::Buffer,
-    /// The image and its gradient as one band each, for what works on banded arrays (optimizers).
-    image_bands: Bands,
-    image_grad_bands: Bands,
     /// Per node: the bit mask of a fused ReLU's output, the arg-max codes of a max-pool.
     masks: Vec<Option<wgpu::Buffer>>,
     codes: Vec<Option<wgpu::Buffer>>,
@@ -219,11 +216,8 @@ impl Executor {
             rgb_to_image.push(normalize::normalize(ctx, plane, &rgb, &acts[0])?);
             image_to_rgb.push(normalize::denormalize_clamp(ctx, plane, &acts[0], &rgb)?);
         }
-        let image_grad = alloc.one(&specs.image_grad)?;
         let mut executor = Self {
-            image_bands: Bands::single(plan.acts[0], acts[0].clone()),
-            image_grad_bands: Bands::single(plan.acts[0], image_grad.clone()),
-            image_grad,
+            image_grad: alloc.one(&specs.image_grad)?,
             masks: alloc.some(&specs.masks)?,
             codes: alloc.some(&specs.codes)?,
             gram_partials: specs.gram_partials.as_ref().map(|spec| alloc.one(spec)).transpose()?,
@@ -735,14 +729,14 @@ impl Executor {
         &self.image_grad
     }
 
-    /// The image being optimized, as one band.
-    pub fn image_bands(&self) -> &Bands {
-        &self.image_bands
+    /// The image being optimized, as one band (for what works on banded arrays: optimizers).
+    pub fn image_bands(&self) -> Bands {
+        Bands::single(self.plan.acts[0], self.acts[0].clone())
     }
 
     /// dL/d(image), as one band.
-    pub fn image_grad_bands(&self) -> &Bands {
-        &self.image_grad_bands
+    pub fn image_grad_bands(&self) -> Bands {
+        Bands::single(self.plan.acts[0], self.image_grad.clone())
     }
 
     /// Number of values in the image (3 H W).
@@ -820,7 +814,7 @@ fn upload_convs(
 }
 
 /// Uploads each masked style term's column weights T^2 / a (`Buffers::column_weights`).
-pub(super) fn upload_column_weights(
+fn upload_column_weights(
     ctx: &Context,
     plan: &Plan,
     specs: &[Option<BufferSpec>],
@@ -830,7 +824,7 @@ pub(super) fn upload_column_weights(
         .zip(specs)
         .map(|(term, spec)| {
             let (Some(mask), Some(spec)) = (&term.mask, spec) else { return Ok(None) };
-            let weights: Vec<f32> = gram::mask_column_weights(&mask.values).1.into_iter().map(|w| w as f32).collect();
+            let weights = mask.column_weights();
             debug_assert_eq!(weights.len(), spec.len);
             Ok(Some(ctx.upload(&spec.label, &weights)?))
         })

@@ -6,7 +6,9 @@ use super::{ConvLayerWeights, Executor, Losses, NetError, Plan, TiledExecutor};
 use crate::gpu::{Context, Step};
 use crate::ops::bands::Bands;
 
-/// The network a run optimizes through: untiled, or tiled (see `tiling`).
+/// The network a run optimizes through: untiled, or tiled (see `tiling`). One is built per
+/// scale and held in place for the run, so the variants' sizes (both about 1 KiB) do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Network {
     Whole(Executor),
     Tiled(TiledExecutor),
@@ -78,12 +80,12 @@ impl Network {
     }
 
     /// The image being optimized: one band untiled, bands of at most a binding tiled.
-    pub fn image_bands(&self) -> &Bands {
+    pub fn image_bands(&self) -> Bands {
         each!(self, e => e.image_bands())
     }
 
     /// dL/d(image), split as the image is.
-    pub fn image_grad_bands(&self) -> &Bands {
+    pub fn image_grad_bands(&self) -> Bands {
         each!(self, e => e.image_grad_bands())
     }
 

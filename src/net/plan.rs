@@ -136,6 +136,14 @@ pub struct TermMask {
     pub values: Vec<f64>,
 }
 
+impl TermMask {
+    /// The guided Gram's column weights T^2 / a over the layer (`gram::mask_column_weights`), as
+    /// the GPU takes them.
+    pub fn column_weights(&self) -> Vec<f32> {
+        crate::ops::gram::mask_column_weights(&self.values).1.into_iter().map(|w| w as f32).collect()
+    }
+}
+
 /// 2x2 average pool with stride 2 of one H x W plane (floor: a last odd row or column is dropped),
 /// as the network's pools shrink its maps.
 pub fn pool_mask(values: &[f64], height: usize, width: usize) -> Vec<f64> {

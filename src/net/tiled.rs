@@ -310,9 +310,8 @@ impl TiledExecutor {
         Ok(step)
     }
 
-    /// Loss slots per tile: its content terms, then its share of the total variation.
     fn slots_per_tile(&self) -> usize {
-        self.plan.content.len() + usize::from(self.plan.has_tv())
+        slots_per_tile(&self.plan)
     }
 
     fn content_slot(&self, t: usize, term: usize) -> usize {
@@ -478,14 +477,14 @@ impl TiledExecutor {
         &mut self.train
     }
 
-    /// The normalized image being optimized (the whole image, in bands).
-    pub fn image_bands(&self) -> &Bands {
-        &self.image
+    /// The normalized image being optimized (the whole image, in bands; handles on the buffers).
+    pub fn image_bands(&self) -> Bands {
+        self.image.clone()
     }
 
     /// dL/d(image) after a training step (the whole image, split as the image is).
-    pub fn image_grad_bands(&self) -> &Bands {
-        &self.image_grad
+    pub fn image_grad_bands(&self) -> Bands {
+        self.image_grad.clone()
     }
 
     /// Number of values in the image (3 H W).
@@ -552,9 +551,14 @@ impl TiledExecutor {
     }
 }
 
+/// Loss slots per tile: its content terms, then its share of the total variation.
+fn slots_per_tile(plan: &Plan) -> usize {
+    plan.content.len() + usize::from(plan.has_tv())
+}
+
 /// Slots of the loss buffer: per tile its content terms and total variation, then per style term.
 fn loss_slots(plan: &Plan, tiling: &Tiling) -> usize {
-    tiling.tiles.len() * (plan.content.len() + usize::from(plan.has_tv())) + plan.style.len()
+    tiling.tiles.len() * slots_per_tile(plan) + plan.style.len()
 }
 
 /// Each masked style term's column weights T^2 / a over the whole layer (`gram::mask_column_weights`,
@@ -564,7 +568,7 @@ fn whole_column_weights(ctx: &Context, plan: &Plan) -> Result<Vec<Option<Bands>>
         .iter()
         .map(|term| {
             let Some(mask) = &term.mask else { return Ok(None) };
-            let weights: Vec<f32> = gram::mask_column_weights(&mask.values).1.into_iter().map(|w| w as f32).collect();
+            let weights = mask.column_weights();
             let shape = ActShape { channels: 1, ..plan.acts[term.act] };
             debug_assert_eq!(weights.len(), shape.len());
             let bands = Bands::new(ctx, &format!("column weights of {} (whole image)", term.layer), shape)?;

@@ -483,12 +483,9 @@ fn footprint(plan: &Plan, side: usize, budget: Budget) -> Result<Footprint, NetE
             .filter(|t| t.mask.is_some())
             .map(|t| (format!("{} mask weights", t.layer), ActShape { channels: 1, ..plan.acts[t.act] })),
     );
-    let mut state_bands = 1;
-    for (i, (what, shape)) in banded.iter().enumerate() {
+    let state_bands = split_rows("image", image, budget.binding_limit)?.len();
+    for (what, shape) in &banded {
         let rows = split_rows(what, *shape, budget.binding_limit)?;
-        if i == 0 {
-            state_bands = rows.len();
-        }
         let band_bytes = (shape.channels * shape.width * rows[0].len()) as u64 * 4;
         if band_bytes > largest_binding {
             let rows = rows[0].len();

@@ -26,7 +26,7 @@ impl FiniteGuard {
     /// the verified one.
     pub fn install(ctx: &Context, executor: &mut Network) -> Result<Self, NetError> {
         let flag = check::new_flag(ctx)?;
-        let (image, grad) = (executor.image_bands().clone(), executor.image_grad_bands().clone());
+        let (image, grad) = (executor.image_bands(), executor.image_grad_bands());
         let mut checks = Vec::new();
         for values in [&image, &grad] {
             let step = executor.training_step();
@@ -65,7 +65,7 @@ impl FiniteGuard {
 
     /// Puts the verified image back in place of the current one.
     pub fn restore_verified(&self, ctx: &Context, executor: &Network) -> Result<(), GpuError> {
-        copy(ctx, &self.verified_image, executor.image_bands())
+        copy(ctx, &self.verified_image, &executor.image_bands())
     }
 
     /// The verified image and the flag's bits, as the GPU holds them (for a snapshot).

@@ -48,11 +48,7 @@ impl Bands {
 
     /// As `new`, filled with zeros.
     pub fn zeros(ctx: &Context, label: &str, shape: ActShape) -> Result<Self, GpuError> {
-        let bands = Self::new(ctx, label, shape)?;
-        for band in &bands.bands {
-            ctx.write(&band.buffer, &vec![0.0; band.shape.len()]);
-        }
-        Ok(bands)
+        Ok(Self::new(ctx, label, shape)?.zeroed(ctx))
     }
 
     /// A new array split as `self` is (contents unspecified), so that the two pair up band for band.
@@ -63,11 +59,14 @@ impl Bands {
 
     /// As `like`, filled with zeros.
     pub fn zeros_like(&self, ctx: &Context, label: &str) -> Result<Self, GpuError> {
-        let bands = self.like(ctx, label)?;
-        for band in &bands.bands {
+        Ok(self.like(ctx, label)?.zeroed(ctx))
+    }
+
+    fn zeroed(self, ctx: &Context) -> Self {
+        for band in &self.bands {
             ctx.write(&band.buffer, &vec![0.0; band.shape.len()]);
         }
-        Ok(bands)
+        self
     }
 
     fn with_rows(ctx: &Context, label: &str, shape: ActShape, rows: &[Range<usize>]) -> Result<Self, GpuError> {
@@ -86,6 +85,11 @@ impl Bands {
     /// One band: an existing buffer holding all of `shape`.
     pub fn single(shape: ActShape, buffer: wgpu::Buffer) -> Self {
         Self { shape, bands: vec![Band { buffer, rows: 0..shape.height, shape }] }
+    }
+
+    /// One band: an existing buffer of `len` values with no shape of its own (an optimizer's vector).
+    pub fn flat(len: usize, buffer: wgpu::Buffer) -> Self {
+        Self::single(ActShape { channels: 1, height: 1, width: len }, buffer)
     }
 
     /// The whole array's shape.
@@ -206,6 +210,22 @@ fn check_rect(dims: ActShape, rect: Rect) -> Result<(), GpuError> {
     Ok(())
 }
 
+/// An error naming `what` unless every one of `arrays` (at least one) is split as the first is,
+/// so that they pair up band for band.
+pub fn check_split(what: &str, arrays: &[&Bands]) -> Result<(), GpuError> {
+    let first = arrays.first().ok_or_else(|| GpuError::Device(format!("{what}: no arrays")))?;
+    if let Some(other) = arrays.iter().find(|a| !first.same_split(a)) {
+        return Err(GpuError::Device(format!(
+            "{what}: arrays split differently ({:?} in {} bands, {:?} in {})",
+            first.shape,
+            first.bands.len(),
+            other.shape,
+            other.bands.len()
+        )));
+    }
+    Ok(())
+}
+
 /// One kernel per band of `arrays` (which must be split alike): `kernel(len, buffers)` with the
 /// band's number of values and each array's buffer of that band, in the order given. Returns
 /// each kernel's index in `step`.
@@ -214,16 +234,8 @@ pub fn each_band(
     arrays: &[&Bands],
     kernel: impl Fn(usize, &[&wgpu::Buffer]) -> Result<Kernel, GpuError>,
 ) -> Result<Vec<usize>, GpuError> {
-    let first = arrays.first().ok_or_else(|| GpuError::Device("each_band: no arrays".into()))?;
-    if let Some(other) = arrays.iter().find(|a| !first.same_split(a)) {
-        return Err(GpuError::Device(format!(
-            "each_band: arrays split differently ({:?} in {} bands, {:?} in {})",
-            first.shape,
-            first.bands.len(),
-            other.shape,
-            other.bands.len()
-        )));
-    }
+    check_split("each_band", arrays)?;
+    let first = arrays[0];
     (0..first.bands.len())
         .map(|b| {
             let buffers: Vec<&wgpu::Buffer> = arrays.iter().map(|a| &a.bands[b].buffer).collect();

@@ -127,19 +127,7 @@ pub mod reference {
 
     /// `scale * TV(image)`, the module's definition.
     pub fn forward(shape: ActShape, image: &[f64], scale: f64) -> f64 {
-        let (h, w) = (shape.height, shape.width);
-        let mut sum = 0.0;
-        for c in 0..shape.channels {
-            for y in 0..h.saturating_sub(1) {
-                for x in 0..w.saturating_sub(1) {
-                    let i = (c * h + y) * w + x;
-                    let dx = image[i + 1] - image[i];
-                    let dy = image[i + w] - image[i];
-                    sum += dx * dx + dy * dy;
-                }
-            }
-        }
-        scale * sum
+        forward_owned(shape, image, scale, 0..shape.height, 0..shape.width)
     }
 
     /// `scale` times the terms anchored in rows `rows` and columns `cols` of the image: what a

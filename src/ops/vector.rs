@@ -5,7 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::bands::Bands;
+use super::bands::{Bands, check_split};
 use super::reduce;
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 
@@ -175,10 +175,8 @@ fn over_bands(
     finish: Finish,
     per_band: impl Fn(&mut Step, usize, &[&wgpu::Buffer], &wgpu::Buffer, usize, f32) -> Result<(), GpuError>,
 ) -> Result<(), GpuError> {
+    check_split("a banded reduction", arrays)?;
     let first = arrays[0];
-    if arrays.iter().any(|a| !first.same_split(a)) {
-        return Err(GpuError::Device("a banded reduction over arrays split differently".into()));
-    }
     let count = first.bands().len();
     let buffers = |b: usize| -> Vec<&wgpu::Buffer> { arrays.iter().map(|a| &a.bands()[b].buffer).collect() };
     if count == 1 {

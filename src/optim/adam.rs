@@ -4,8 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{Context, GpuError, Kernel, ShaderSource};
-use crate::ops::ActShape;
-use crate::ops::bands::Bands;
+use crate::ops::bands::{Bands, check_split};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "adam", source: include_str!("../../kernels/adam.wgsl") };
 
@@ -61,9 +60,8 @@ impl Adam {
         grad: &wgpu::Buffer,
         config: AdamConfig,
     ) -> Result<(Self, Kernel), GpuError> {
-        let shape = ActShape { channels: 1, height: 1, width: len };
         let (adam, mut kernels) =
-            Self::banded(ctx, &Bands::single(shape, param.clone()), &Bands::single(shape, grad.clone()), config)?;
+            Self::banded(ctx, &Bands::flat(len, param.clone()), &Bands::flat(len, grad.clone()), config)?;
         Ok((adam, kernels.remove(0)))
     }
 
@@ -75,9 +73,7 @@ impl Adam {
         grad: &Bands,
         config: AdamConfig,
     ) -> Result<(Self, Vec<Kernel>), GpuError> {
-        if !param.same_split(grad) {
-            return Err(GpuError::Device("Adam: the parameters and their gradient are split differently".into()));
-        }
+        check_split("Adam's parameters and gradient", &[param, grad])?;
         let exp_avg = param.zeros_like(ctx, "adam exp_avg")?;
         let exp_avg_sq = param.zeros_like(ctx, "adam exp_avg_sq")?;
         let band_lens = param.bands().iter().map(|b| b.shape.len()).collect();

@@ -32,8 +32,7 @@
 use std::collections::VecDeque;
 
 use crate::gpu::{Context, GpuError, Kernel, Step};
-use crate::ops::ActShape;
-use crate::ops::bands::{Bands, each_band};
+use crate::ops::bands::{Bands, check_split, each_band};
 use crate::ops::vector;
 
 /// Hyper-parameters; `new` takes the step length and the rest as PyTorch's defaults.
@@ -146,8 +145,7 @@ impl Lbfgs {
         grad: &wgpu::Buffer,
         config: LbfgsConfig,
     ) -> Result<Self, GpuError> {
-        let shape = ActShape { channels: 1, height: 1, width: len };
-        Self::banded(ctx, &Bands::single(shape, param.clone()), &Bands::single(shape, grad.clone()), config)
+        Self::banded(ctx, &Bands::flat(len, param.clone()), &Bands::flat(len, grad.clone()), config)
     }
 
     /// As `new` for parameters in bands, their gradient split alike.
@@ -155,9 +153,7 @@ impl Lbfgs {
         if config.history == 0 {
             return Err(GpuError::Device("L-BFGS needs a history of at least one pair".into()));
         }
-        if !param.same_split(grad) {
-            return Err(GpuError::Device("L-BFGS: the parameters and their gradient are split differently".into()));
-        }
+        check_split("L-BFGS's parameters and gradient", &[param, grad])?;
         let scalars = ctx.upload("lbfgs scalars", &vec![0.0; SLOT_BASE + 4 * (config.history + 1)])?;
         let direction = param.zeros_like(ctx, "lbfgs direction")?;
         let prev_grad = param.zeros_like(ctx, "lbfgs previous gradient")?;

@@ -177,7 +177,7 @@ impl StyleTransfer {
         let guard = FiniteGuard::install(&ctx, &mut network)?;
         let optimizer = OptimizerState::new(&ctx, &mut network, options)?;
         let average = match options.average_decay {
-            decay if decay > 0.0 => Some(IterateAverage::new(&ctx, network.image_bands(), decay)?),
+            decay if decay > 0.0 => Some(IterateAverage::new(&ctx, &network.image_bands(), decay)?),
             _ => None,
         };
         Ok(Self {
@@ -478,7 +478,7 @@ fn set_style_targets(
 impl OptimizerState {
     /// Adam's kernel joins the training step (after the finite checks); L-BFGS runs after it.
     fn new(ctx: &Context, network: &mut Network, options: &Options) -> Result<Self, TransferError> {
-        let (image, grad) = (network.image_bands().clone(), network.image_grad_bands().clone());
+        let (image, grad) = (network.image_bands(), network.image_grad_bands());
         Ok(match options.optimizer {
             Optimizer::Adam => {
                 let config = AdamConfig::new(options.learning_rate);
