@@ -1,16 +1,13 @@
 // The 3x3 convolution's implicit GEMM (conv.wgsl) on cooperative matrices (matrix units), for
-// mixed precision on adapters that have them: each workgroup of 32 invocations (one subgroup on
-// NVIDIA, and AMD RDNA in wave32) computes a 32 x 32 tile of out as four 16 x 16 f32 accumulators;
-// every reduction step of 16 stages the 32 x 16 block of `a` and the 16 x 32 block of im2col(input)
-// in workgroup memory as f16 (rounded to nearest even by round_f16 first, so the conversion is
-// exact and the operands are the emulation's, bit for bit), then multiplies them with
-// coopMultiplyAdd (16x16x16, f16 -> f32). The epilogue (unscale, bias, ReLU, accumulate, mask
-// bits) and split-K are conv.wgsl's; the helpers below are copies of conv.wgsl's (WGSL has no includes, and
-// this file needs `enable f16;`, which adapters without f16 reject). Forward and backward to the
-// input, like conv.wgsl (flags, strides). The host always sets flag bit 5 (mixed) here.
-
-enable f16;
-enable wgpu_cooperative_matrix;
+// mixed precision on adapters that have them, after a shape prelude and coop_tile.wgsl (the tile
+// walk: 32 x 32 tiles per 32-invocation workgroup, each subgroup owning its own quads). Every
+// reduction step of 16 stages the 32 x 16 block of `a` and the 16 x 32 block of im2col(input) in
+// workgroup memory as f16 (rounded to nearest even by round_f16 first, so the conversion is exact
+// and the operands are the emulation's, bit for bit). The epilogue (unscale, bias, ReLU,
+// accumulate, mask bits) and split-K are conv.wgsl's; the helpers below are copies of conv.wgsl's
+// (WGSL has no includes, and this module needs `enable f16;`, which adapters without f16 reject).
+// Forward and backward to the input, like conv.wgsl (flags, strides). The host always sets flag
+// bit 5 (mixed) here.
 
 struct Params {
     groups: u32,        // logical workgroups (filled by the host); grid may be folded
@@ -55,11 +52,6 @@ fn split_work(group: u32, tile_m: u32, tile_n: u32) -> Work {
     return Work((tile / params.tiles_n) * tile_m, (tile % params.tiles_n) * tile_n, k_begin, k_end, out_base);
 }
 
-// The logical workgroup index of a grid the host may have folded into 2-D or 3-D.
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-}
-
 // Offset in `a` of reduction index k = channel * 9 + tap within any row.
 fn tap_offset(k: u32) -> u32 {
     let channel = k / 9u;
@@ -94,36 +86,6 @@ fn weight_index(m: u32, k: u32) -> u32 {
 // flushes what matters.
 fn range_scale() -> i32 {
     return clamp(i32(range[0]) - 141, -126, 126);
-}
-
-// x rounded to the nearest f16 value, ties to even (ops/mixed.rs, `round_f16`, bit for bit):
-// magnitudes from 65520 become infinite, those up to 2^-25 zero; NaN and infinities pass.
-// Written with integer operations because pack2x16float's rounding is implementation-defined.
-fn round_f16(x: f32) -> f32 {
-    let bits = bitcast<u32>(x);
-    let sign = bits & 0x80000000u;
-    let magnitude = bits & 0x7fffffffu;
-    if (magnitude >= 0x7f800000u) {
-        return x;
-    }
-    if (magnitude >= 0x477ff000u) {
-        return bitcast<f32>(sign | 0x7f800000u);
-    }
-    if (magnitude >= 0x38800000u) {
-        return bitcast<f32>(sign | ((magnitude + 0x0fffu + ((magnitude >> 13u) & 1u)) & 0xffffe000u));
-    }
-    if (magnitude <= 0x33000000u) {
-        return bitcast<f32>(sign);
-    }
-    let shift = 126u - (magnitude >> 23u);
-    let mantissa = (magnitude & 0x007fffffu) | 0x00800000u;
-    var units = mantissa >> shift;
-    let rest = mantissa & ((1u << shift) - 1u);
-    let half = 1u << (shift - 1u);
-    if (rest > half || (rest == half && (units & 1u) == 1u)) {
-        units += 1u;
-    }
-    return bitcast<f32>(sign | bitcast<u32>(f32(units) * bitcast<f32>(0x33800000u)));
 }
 
 // input[index] (scaled and rounded to f16 in mixed precision), or 0 where the fused ReLU backward blocks it.
@@ -199,18 +161,30 @@ fn im2col(k: u32, p: u32) -> f32 {
 }
 
 
-const TILE: u32 = 32u;
-const STEP: u32 = 16u;
-
-var<workgroup> a_stage: array<f16, 512>;  // [TILE rows][STEP reduction indices], row-major
-var<workgroup> b_stage: array<f16, 512>;  // [STEP reduction indices][TILE pixels], row-major
-var<workgroup> c_stage: array<f32, 1024>; // [TILE rows][TILE pixels], row-major
+// Stages reduction step k0 of the tile at (work.m0, work.n0): the weights' 32 x 16 block (rounded
+// to f16 at upload: exact) and im2col's 16 x 32 block, 16 values per invocation, consecutive
+// invocations on consecutive reduction indices of one row (a) and on consecutive pixels (b).
+fn stage_conv(lid: u32, work: Work, k0: u32) {
+    for (var i = 0u; i < 16u; i++) {
+        let e = lid + i * 32u;
+        let m = work.m0 + e / STEP;
+        let k = k0 + e % STEP;
+        var w = 0.0;
+        if (m < params.out_channels && k < work.k_end) {
+            w = a[weight_index(m, k)];
+        }
+        a_stage[e] = f16(w);
+        b_stage[e] = f16(im2col(k0 + e / TILE, work.n0 + e % TILE));
+    }
+}
 
 @compute @workgroup_size(32)
 fn conv3x3_coop(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_id) subgroup: u32,
+    @builtin(num_subgroups) subgroups_here: u32,
 ) {
     // No early return: cooperative operations need uniform control flow. A workgroup past the
     // logical count (a folded grid's padding) takes an empty reduction and stores nothing.
@@ -218,45 +192,21 @@ fn conv3x3_coop(
     let live = group_index(wid, nwg) < params.groups;
     let work = split_work(group, TILE, TILE);
     let hw = params.height * params.width;
-    let step = STEP;
-    let tile = TILE;
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    for (var k0 = work.k_begin; k0 < work.k_end; k0 += STEP) {
-        for (var i = 0u; i < 16u; i++) {
-            let e = lid + i * 32u;
-            // a: consecutive invocations on consecutive reduction indices of one row.
-            let mm = e / STEP;
-            let kk = e % STEP;
-            let m = work.m0 + mm;
-            let k = k0 + kk;
-            var w = 0.0;
-            if (m < params.out_channels && k < work.k_end) {
-                w = a[weight_index(m, k)];
-            }
-            a_stage[e] = f16(w); // the weights were rounded to f16 at upload: exact
-            // im2col: consecutive invocations on consecutive pixels.
-            let kb = e / TILE;
-            let nn = e % TILE;
-            b_stage[e] = f16(im2col(k0 + kb, work.n0 + nn));
+    let subgroups = workgroup_subgroups(lid, subgroups_here);
+    for (var turn = 0u; turn < quad_passes(subgroups); turn++) {
+        let origin = quad_origin(turn, subgroup, subgroups);
+        var c00 = MatC();
+        var c01 = MatC();
+        var c10 = MatC();
+        var c11 = MatC();
+        for (var k0 = work.k_begin; k0 < work.k_end; k0 += STEP) {
+            stage_conv(lid, work, k0);
+            workgroupBarrier();
+            multiply_staged(origin, &c00, &c01, &c10, &c11);
+            workgroupBarrier();
         }
-        workgroupBarrier();
-        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_stage[0], step);
-        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_stage[256], step);
-        let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_stage[0], tile);
-        let b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_stage[16], tile);
-        c00 = coopMultiplyAdd(a0, b0, c00);
-        c01 = coopMultiplyAdd(a0, b1, c01);
-        c10 = coopMultiplyAdd(a1, b0, c10);
-        c11 = coopMultiplyAdd(a1, b1, c11);
-        workgroupBarrier();
+        store_quad(origin, &c00, &c01, &c10, &c11);
     }
-    coopStoreT(c00, &c_stage[0], tile);
-    coopStoreT(c01, &c_stage[16], tile);
-    coopStoreT(c10, &c_stage[512], tile);
-    coopStoreT(c11, &c_stage[528], tile);
     workgroupBarrier();
     for (var i = 0u; i < 32u; i++) {
         let e = lid + i * 32u;

@@ -1,18 +1,14 @@
 // The Gram forward G = F F^T (gram.wgsl's gram_forward) and its backward dL/dF = S F with
 // S = dL/dG + dL/dG^T (gram.wgsl's gram_backward) on cooperative matrices, for mixed precision on
-// adapters with matrix units. Forward: each workgroup of 32 invocations (one subgroup on NVIDIA)
-// computes one 32 x 32 tile on or above the diagonal over one chunk of the N axis, as four
-// 16 x 16 f32 accumulators fed by 16 x 16 f16 blocks of F staged in workgroup memory (scaled by F's
-// range and rounded to nearest even by round_f16 first, so the f16 conversion is exact and the
-// operands are the emulation's). Partials [split][C][C] are written mirrored and unscaled, then
-// summed by reduce.wgsl, as gram_forward's. Backward: each workgroup computes a 32 x 32 tile of
-// dL/dF (32 channels by 32 positions) over the whole C axis, S scaled by dL/dG's range and one
-// octave more, F by its own, both rounded as the emulation rounds them; the sum is unscaled and
-// written (or added: flag bit 2). round_f16 is a copy of gram.wgsl's (no includes in WGSL; this
-// file needs `enable f16;`).
-
-enable f16;
-enable wgpu_cooperative_matrix;
+// adapters with matrix units, after a shape prelude and coop_tile.wgsl (the tile walk: 32 x 32
+// tiles per 32-invocation workgroup, each subgroup owning its own quads). Forward: each workgroup
+// computes one 32 x 32 tile on or above the diagonal over one chunk of the N axis, from 16-wide
+// blocks of F staged in workgroup memory as f16 (scaled by F's range and rounded to nearest even
+// by round_f16 first, so the f16 conversion is exact and the operands are the emulation's).
+// Partials [split][C][C] are written mirrored and unscaled, then summed by reduce.wgsl, as
+// gram_forward's. Backward: each workgroup computes a 32 x 32 tile of dL/dF (32 channels by 32
+// positions) over the whole C axis, S scaled by dL/dG's range and one octave more, F by its own,
+// both rounded as the emulation rounds them; the sum is unscaled and written (or added: flag bit 2).
 
 struct Params {
     groups: u32,   // logical workgroups (filled by the host)
@@ -32,10 +28,6 @@ struct Params {
 // range[0]: the largest biased f32 exponent of |F|, range[1] that of |dL/dG| (range.wgsl).
 @group(0) @binding(6) var<storage, read> range: array<u32>;
 
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-}
-
 fn range_scale() -> i32 {
     return scale_of(0u);
 }
@@ -43,34 +35,6 @@ fn range_scale() -> i32 {
 // gram.wgsl's range_scale(slot): S = dG + dG^T takes one octave more than dG.
 fn scale_of(slot: u32) -> i32 {
     return clamp(i32(range[slot]) - 141, -126, 126) + i32(slot);
-}
-
-// x rounded to the nearest f16 value, ties to even: conv.wgsl's round_f16, bit for bit.
-fn round_f16(x: f32) -> f32 {
-    let bits = bitcast<u32>(x);
-    let sign = bits & 0x80000000u;
-    let magnitude = bits & 0x7fffffffu;
-    if (magnitude >= 0x7f800000u) {
-        return x;
-    }
-    if (magnitude >= 0x477ff000u) {
-        return bitcast<f32>(sign | 0x7f800000u);
-    }
-    if (magnitude >= 0x38800000u) {
-        return bitcast<f32>(sign | ((magnitude + 0x0fffu + ((magnitude >> 13u) & 1u)) & 0xffffe000u));
-    }
-    if (magnitude <= 0x33000000u) {
-        return bitcast<f32>(sign);
-    }
-    let shift = 126u - (magnitude >> 23u);
-    let mantissa = (magnitude & 0x007fffffu) | 0x00800000u;
-    var units = mantissa >> shift;
-    let rest = mantissa & ((1u << shift) - 1u);
-    let half = 1u << (shift - 1u);
-    if (rest > half || (rest == half && (units & 1u) == 1u)) {
-        units += 1u;
-    }
-    return bitcast<f32>(sign | bitcast<u32>(f32(units) * bitcast<f32>(0x33800000u)));
 }
 
 // F[row, col] as the product takes it: scaled, rounded, f16 (0 outside F).
@@ -81,18 +45,13 @@ fn feature_f16(row: u32, col: u32, k_end: u32) -> f16 {
     return f16(0.0);
 }
 
-const TILE: u32 = 32u;
-const STEP: u32 = 16u;
-
-var<workgroup> a_stage: array<f16, 512>;  // [TILE rows m][STEP columns of F], row-major
-var<workgroup> b_stage: array<f16, 512>;  // [STEP columns of F][TILE rows n], row-major
-var<workgroup> c_stage: array<f32, 1024>; // [TILE][TILE], row-major
-
 @compute @workgroup_size(32)
 fn gram_forward_coop(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_id) subgroup: u32,
+    @builtin(num_subgroups) subgroups_here: u32,
 ) {
     // No early return: cooperative operations need uniform control flow. A workgroup past the
     // logical count (a folded grid's padding) takes an empty reduction and stores nothing.
@@ -114,34 +73,26 @@ fn gram_forward_coop(
     let n0 = (tile_m + rest) * TILE;
     let k_begin = split * params.chunk;
     let k_end = min(k_begin + params.chunk, params.n);
-    let step = STEP;
-    let tile = TILE;
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    for (var k0 = k_begin; k0 < k_end; k0 += STEP) {
-        for (var i = 0u; i < 16u; i++) {
-            let e = lid + i * 32u;
-            // A[m][k] = F[m0 + m][k0 + k]; B[k][n] = F[n0 + n][k0 + k].
-            a_stage[e] = feature_f16(m0 + e / STEP, k0 + e % STEP, k_end);
-            b_stage[(e % STEP) * TILE + e / STEP] = feature_f16(n0 + e / STEP, k0 + e % STEP, k_end);
+    let subgroups = workgroup_subgroups(lid, subgroups_here);
+    for (var turn = 0u; turn < quad_passes(subgroups); turn++) {
+        let origin = quad_origin(turn, subgroup, subgroups);
+        var c00 = MatC();
+        var c01 = MatC();
+        var c10 = MatC();
+        var c11 = MatC();
+        for (var k0 = k_begin; k0 < k_end; k0 += STEP) {
+            for (var i = 0u; i < 16u; i++) {
+                let e = lid + i * 32u;
+                // A[m][k] = F[m0 + m][k0 + k]; B[k][n] = F[n0 + n][k0 + k].
+                a_stage[e] = feature_f16(m0 + e / STEP, k0 + e % STEP, k_end);
+                b_stage[(e % STEP) * TILE + e / STEP] = feature_f16(n0 + e / STEP, k0 + e % STEP, k_end);
+            }
+            workgroupBarrier();
+            multiply_staged(origin, &c00, &c01, &c10, &c11);
+            workgroupBarrier();
         }
-        workgroupBarrier();
-        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_stage[0], step);
-        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_stage[256], step);
-        let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_stage[0], tile);
-        let b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_stage[16], tile);
-        c00 = coopMultiplyAdd(a0, b0, c00);
-        c01 = coopMultiplyAdd(a0, b1, c01);
-        c10 = coopMultiplyAdd(a1, b0, c10);
-        c11 = coopMultiplyAdd(a1, b1, c11);
-        workgroupBarrier();
+        store_quad(origin, &c00, &c01, &c10, &c11);
     }
-    coopStoreT(c00, &c_stage[0], tile);
-    coopStoreT(c01, &c_stage[16], tile);
-    coopStoreT(c10, &c_stage[512], tile);
-    coopStoreT(c11, &c_stage[528], tile);
     workgroupBarrier();
     let c = params.channels;
     let base = split * c * c;
@@ -183,40 +134,34 @@ fn gram_backward_coop(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_id) subgroup: u32,
+    @builtin(num_subgroups) subgroups_here: u32,
 ) {
     // No early return: cooperative operations need uniform control flow (as the forward).
     let group = min(group_index(wid, nwg), params.groups - 1u);
     let live = group_index(wid, nwg) < params.groups;
     let m0 = (group / params.tiles) * TILE;
     let p0 = (group % params.tiles) * TILE;
-    let step = STEP;
-    let tile = TILE;
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    for (var k0 = 0u; k0 < params.channels; k0 += STEP) {
-        for (var i = 0u; i < 16u; i++) {
-            let e = lid + i * 32u;
-            // A[m][k] = S[m0 + m][k0 + k], [TILE][STEP]; B[k][p] = F[k0 + k][p0 + p], [STEP][TILE].
-            a_stage[e] = gradient_f16(m0 + e / STEP, k0 + e % STEP);
-            b_stage[e] = position_f16(k0 + e / TILE, p0 + e % TILE);
+    let subgroups = workgroup_subgroups(lid, subgroups_here);
+    for (var turn = 0u; turn < quad_passes(subgroups); turn++) {
+        let origin = quad_origin(turn, subgroup, subgroups);
+        var c00 = MatC();
+        var c01 = MatC();
+        var c10 = MatC();
+        var c11 = MatC();
+        for (var k0 = 0u; k0 < params.channels; k0 += STEP) {
+            for (var i = 0u; i < 16u; i++) {
+                let e = lid + i * 32u;
+                // A[m][k] = S[m0 + m][k0 + k], [TILE][STEP]; B[k][p] = F[k0 + k][p0 + p], [STEP][TILE].
+                a_stage[e] = gradient_f16(m0 + e / STEP, k0 + e % STEP);
+                b_stage[e] = position_f16(k0 + e / TILE, p0 + e % TILE);
+            }
+            workgroupBarrier();
+            multiply_staged(origin, &c00, &c01, &c10, &c11);
+            workgroupBarrier();
         }
-        workgroupBarrier();
-        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_stage[0], step);
-        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_stage[256], step);
-        let b0 = coopLoadT<coop_mat16x16<f16, B>>(&b_stage[0], tile);
-        let b1 = coopLoadT<coop_mat16x16<f16, B>>(&b_stage[16], tile);
-        c00 = coopMultiplyAdd(a0, b0, c00);
-        c01 = coopMultiplyAdd(a0, b1, c01);
-        c10 = coopMultiplyAdd(a1, b0, c10);
-        c11 = coopMultiplyAdd(a1, b1, c11);
-        workgroupBarrier();
+        store_quad(origin, &c00, &c01, &c10, &c11);
     }
-    coopStoreT(c00, &c_stage[0], tile);
-    coopStoreT(c01, &c_stage[16], tile);
-    coopStoreT(c10, &c_stage[512], tile);
-    coopStoreT(c11, &c_stage[528], tile);
     workgroupBarrier();
     let s0 = scale_of(0u);
     let s1 = scale_of(1u);

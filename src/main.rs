@@ -554,7 +554,7 @@ fn devices(backend: Option<BackendArg>) -> Result<()> {
         println!(
             "    matrix units (16x16x16 f16 cooperative matrices) {}: --precision auto runs {}",
             if a.matrix_units { "yes" } else { "no" },
-            stylize::gpu::PrecisionChoice::resolve(stylize::Precision::Auto, a.matrix_units).reason
+            stylize::gpu::PrecisionChoice::resolve(stylize::Precision::Auto, a.matrix_shape).reason
         );
         let listed = if a.matrix_configs.is_empty() { "none".to_string() } else { a.matrix_configs.join(", ") };
         println!("    cooperative matrices listed: {listed}");

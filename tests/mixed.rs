@@ -317,94 +317,114 @@ fn gpu_mixed_refuses_weights_of_the_other_precision() {
     assert!(err.to_string().contains("weights uploaded for f32"), "{err}");
 }
 
-/// The cooperative-matrix kernels (conv forward and backward to the input, every split, and the
-/// Gram forward and backward) against the emulation and the rounded f64 reference: the same rounded operands,
-/// so only the order of the f32 sums differs. Skipped, visibly, where the adapter has no
-/// 16x16x16 f16 cooperative matrices (lavapipe); `STYLIZE_REQUIRE_MATRIX_UNITS=1` fails instead.
+/// Conv shapes for the matrix units besides CONV_SHAPES: a full 64 x 64 tile grid, and a long
+/// reduction over few tiles (split-K: 9 splits).
+const MATRIX_CONV_SHAPES: [(usize, usize, usize, usize); 2] = [(64, 64, 32, 32), (256, 128, 8, 8)];
+
+/// Within F32_TOL of the rounded f64 reference and of the emulation (the same rounded operands,
+/// so only the order of the f32 sums differs).
+fn assert_matrix(what: &str, matrix: &[f32], emulated: &[f32], rounded: &[f64]) {
+    assert_close(&format!("{what} against the rounded reference"), matrix, rounded, F32_TOL);
+    assert_close(&format!("{what} against the emulation"), matrix, &to_f64(emulated), F32_TOL);
+}
+
+/// The cooperative-matrix kernels (`conv3x3_coop` forward with bias and ReLU, backward to the input
+/// written, accumulated and through a ReLU mask, with and without split-K; `gram_forward_coop`
+/// with and without splits; `gram_backward_coop` written and accumulated) against the emulation
+/// and the rounded f64 reference, at odd sizes, poisoned outputs, on the full and a folded grid.
+/// Skipped, visibly, where the adapter has no cooperative matrices the kernels use (lavapipe
+/// before Mesa 26); `STYLIZE_REQUIRE_MATRIX_UNITS=1` fails instead.
 #[test]
 fn gpu_mixed_matrix_kernels_match_the_emulation() {
     let test = "gpu_mixed_matrix_kernels_match_the_emulation";
-    if gpu_or_skip(test).is_none() {
-        return;
-    }
-    let options = stylize::gpu::ContextOptions { precision: stylize::gpu::Precision::Mixed, ..Default::default() };
-    let matrix = Context::new(&options).unwrap();
-    if matrix.precision.arithmetic != stylize::gpu::Arithmetic::MixedMatrix {
-        let why = format!("{test}: SKIPPED: {} has no 16x16x16 f16 cooperative matrices", matrix.adapter.name);
-        assert!(std::env::var_os("STYLIZE_REQUIRE_MATRIX_UNITS").is_none(), "{why}");
-        eprintln!("{why}");
-        return;
-    }
-    let mut emulated = Context::new(&options).unwrap();
-    emulated.precision = PrecisionChoice::emulated();
-    let mut rng = Rng::new(26);
-    for (cin, cout, h, w) in CONV_SHAPES.into_iter().chain([(64, 64, 32, 32), (256, 128, 8, 8)]) {
-        let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
-        let x = f32s(&rng.vec(shape.input_len(), -1.0, 1.0));
-        let dy = f32s(&rng.vec(shape.output_len(), -1.0, 1.0));
-        let wt = f32s(&rng.vec(shape.weight_len(), -0.5, 0.5));
-        let b = f32s(&rng.vec(cout, -0.5, 0.5));
-        let mut outputs = Vec::new();
-        for ctx in [&matrix, &emulated] {
-            let weights = GpuConvWeights::upload(ctx, "t", &wt, &b, cout, cin).unwrap();
-            let (input, grad_output) = (ctx.upload("x", &x).unwrap(), ctx.upload("dy", &dy).unwrap());
-            let (out, back) = (poisoned(ctx, shape.output_len()), poisoned(ctx, shape.input_len()));
-            run(ctx, &conv::forward(ctx, shape, &input, &weights, &out, true).unwrap());
-            run(ctx, &conv::backward_input(ctx, shape, &grad_output, &weights, &back, false, None).unwrap());
-            outputs.push((read(ctx, &out, shape.output_len()), read(ctx, &back, shape.input_len())));
+    for (grid, matrix) in matrix_contexts(test) {
+        let emulated = emulated_twin(&matrix);
+        let mut rng = Rng::new(26);
+        let mut splits_seen = [false, false];
+        for (cin, cout, h, w) in CONV_SHAPES.into_iter().chain(MATRIX_CONV_SHAPES) {
+            let shape = ConvShape { in_channels: cin, out_channels: cout, height: h, width: w };
+            let what = format!("{shape:?}, {grid}");
+            let x = f32s(&rng.vec(shape.input_len(), -1.0, 1.0));
+            let dy = f32s(&rng.vec(shape.output_len(), -1.0, 1.0));
+            let wt = f32s(&rng.vec(shape.weight_len(), -0.5, 0.5));
+            let b = f32s(&rng.vec(cout, -0.5, 0.5));
+            let base = f32s(&rng.vec(shape.input_len(), -1.0, 1.0));
+            // A forward output's ReLU mask for the fused backward (bit 3).
+            let relu_out = rng.vec(shape.output_len(), -1.0, 1.0);
+            let keep: Vec<bool> = relu_out.iter().map(|&v| v > 0.0).collect();
+            let mut outputs = Vec::new();
+            for ctx in [&matrix, &emulated] {
+                let weights = GpuConvWeights::upload(ctx, "t", &wt, &b, cout, cin).unwrap();
+                let (input, grad_output) = (ctx.upload("x", &x).unwrap(), ctx.upload("dy", &dy).unwrap());
+                let mask = ctx.upload_words("mask", &relu::reference::mask_bits(&relu_out)).unwrap();
+                let (out, back) = (poisoned(ctx, shape.output_len()), poisoned(ctx, shape.input_len()));
+                let (added, masked) = (ctx.upload("base", &base).unwrap(), poisoned(ctx, shape.input_len()));
+                let steps = [
+                    conv::forward(ctx, shape, &input, &weights, &out, true).unwrap(),
+                    conv::backward_input(ctx, shape, &grad_output, &weights, &back, false, None).unwrap(),
+                    conv::backward_input(ctx, shape, &grad_output, &weights, &added, true, None).unwrap(),
+                    conv::backward_input(ctx, shape, &grad_output, &weights, &masked, false, Some(&mask)).unwrap(),
+                ];
+                if std::ptr::eq(ctx, &matrix) {
+                    let names: Vec<String> = steps.iter().flat_map(entries).collect();
+                    assert!(names.iter().any(|e| e.ends_with("::conv3x3_coop")), "{what}: {names:?}");
+                    splits_seen[usize::from(names.iter().any(|e| e.ends_with("::conv3x3_split_sum")))] = true;
+                }
+                steps.iter().for_each(|step| run(ctx, step));
+                outputs.push([
+                    read(ctx, &out, shape.output_len()),
+                    read(ctx, &back, shape.input_len()),
+                    read(ctx, &added, shape.input_len()),
+                    read(ctx, &masked, shape.input_len()),
+                ]);
+            }
+            let forward = relu::reference::forward(&conv::reference::forward_mixed(shape, &x, &wt, &to_f64(&b)));
+            let backward = conv::reference::backward_input_mixed(shape, &dy, None, &wt);
+            let plus: Vec<f64> = backward.iter().zip(&base).map(|(r, b)| r + *b as f64).collect();
+            let through_mask = conv::reference::backward_input_mixed(shape, &dy, Some(&keep), &wt);
+            let [m, e] = [&outputs[0], &outputs[1]];
+            assert_matrix(&format!("matrix conv forward {what}"), &m[0], &e[0], &forward);
+            assert_matrix(&format!("matrix conv backward {what}"), &m[1], &e[1], &backward);
+            assert_matrix(&format!("matrix conv backward += {what}"), &m[2], &e[2], &plus);
+            assert_matrix(&format!("matrix conv backward through the ReLU mask {what}"), &m[3], &e[3], &through_mask);
         }
-        let forward = relu::reference::forward(&conv::reference::forward_mixed(shape, &x, &wt, &to_f64(&b)));
-        let backward = conv::reference::backward_input_mixed(shape, &dy, None, &wt);
-        assert_close(&format!("matrix conv forward {shape:?}"), &outputs[0].0, &forward, F32_TOL);
-        assert_close(&format!("matrix conv backward {shape:?}"), &outputs[0].1, &backward, F32_TOL);
-        assert_close(
-            &format!("matrix against emulated forward {shape:?}"),
-            &outputs[0].0,
-            &to_f64(&outputs[1].0),
-            F32_TOL,
-        );
-        assert_close(
-            &format!("matrix against emulated backward {shape:?}"),
-            &outputs[0].1,
-            &to_f64(&outputs[1].1),
-            F32_TOL,
-        );
-    }
-    for (c, n) in [(3, 13 * 17), (67, 37 * 61), (130, 5), (512, 64)] {
-        let shape = GramShape { channels: c, n };
-        let f = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
-        let features = matrix.upload("f", &f).unwrap();
-        let out = poisoned(&matrix, shape.gram_len());
-        run(&matrix, &gram::forward(&matrix, shape, &features, &out).unwrap());
-        assert_close(
-            &format!("matrix gram forward {shape:?}"),
-            &read(&matrix, &out, shape.gram_len()),
-            &gram::reference::forward_mixed(shape, &f),
-            F32_TOL,
-        );
-        // The backward (on the cooperative matrices) against the rounded reference and the
-        // emulation, written and accumulated.
-        let dg = f32s(&rng.vec(shape.gram_len(), -1e-3, 1e-3));
-        let base = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
-        let reference = gram::reference::backward_mixed(shape, &f, &dg);
-        let mut results = Vec::new();
-        for ctx in [&matrix, &emulated] {
-            let (features, grad_gram) = (ctx.upload("f", &f).unwrap(), ctx.upload("dg", &dg).unwrap());
-            let (written, added) = (poisoned(ctx, shape.features_len()), ctx.upload("base", &base).unwrap());
-            run(ctx, &gram::backward(ctx, shape, &features, &grad_gram, &written, false).unwrap());
-            run(ctx, &gram::backward(ctx, shape, &features, &grad_gram, &added, true).unwrap());
-            results.push((read(ctx, &written, shape.features_len()), read(ctx, &added, shape.features_len())));
+        assert_eq!(splits_seen, [true, true], "{grid}: split-K both off and on");
+        for (c, n) in [(3, 13 * 17), (67, 37 * 61), (130, 5), (512, 64), (40, 3001)] {
+            let shape = GramShape { channels: c, n };
+            let what = format!("{shape:?}, {grid}");
+            let f = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
+            let dg = f32s(&rng.vec(shape.gram_len(), -1e-3, 1e-3));
+            let base = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
+            let mut results = Vec::new();
+            for ctx in [&matrix, &emulated] {
+                let (features, grad_gram) = (ctx.upload("f", &f).unwrap(), ctx.upload("dg", &dg).unwrap());
+                let gram_out = poisoned(ctx, shape.gram_len());
+                let (written, added) = (poisoned(ctx, shape.features_len()), ctx.upload("base", &base).unwrap());
+                let steps = [
+                    gram::forward(ctx, shape, &features, &gram_out).unwrap(),
+                    gram::backward(ctx, shape, &features, &grad_gram, &written, false).unwrap(),
+                    gram::backward(ctx, shape, &features, &grad_gram, &added, true).unwrap(),
+                ];
+                if std::ptr::eq(ctx, &matrix) {
+                    let names: Vec<String> = steps.iter().flat_map(entries).collect();
+                    for entry in ["::gram_forward_coop", "::gram_backward_coop"] {
+                        assert!(names.iter().any(|e| e.ends_with(entry)), "{what}: {names:?}");
+                    }
+                }
+                steps.iter().for_each(|step| run(ctx, step));
+                results.push([
+                    read(ctx, &gram_out, shape.gram_len()),
+                    read(ctx, &written, shape.features_len()),
+                    read(ctx, &added, shape.features_len()),
+                ]);
+            }
+            let backward = gram::reference::backward_mixed(shape, &f, &dg);
+            let plus: Vec<f64> = backward.iter().zip(&base).map(|(r, b)| r + *b as f64).collect();
+            let [m, e] = [&results[0], &results[1]];
+            assert_matrix(&format!("matrix gram forward {what}"), &m[0], &e[0], &gram::reference::forward_mixed(shape, &f));
+            assert_matrix(&format!("matrix gram backward {what}"), &m[1], &e[1], &backward);
+            assert_matrix(&format!("matrix gram backward += {what}"), &m[2], &e[2], &plus);
         }
-        assert_close(&format!("matrix gram backward {shape:?}"), &results[0].0, &reference, F32_TOL);
-        let plus: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + *b as f64).collect();
-        assert_close(&format!("matrix gram backward += {shape:?}"), &results[0].1, &plus, F32_TOL);
-        let emulated_backward = to_f64(&results[1].0);
-        assert_close(
-            &format!("matrix against emulated gram backward {shape:?}"),
-            &results[0].0,
-            &emulated_backward,
-            F32_TOL,
-        );
+        eprintln!("{test}: cooperative-matrix kernels on {} ({grid}) agree with the emulation", matrix.adapter.name);
     }
-    eprintln!("{test}: cooperative-matrix kernels on {} agree with the emulation", matrix.adapter.name);
 }

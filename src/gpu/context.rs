@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Registry;
-use super::precision::{Precision, PrecisionChoice, describe_matrix, has_matrix_units};
+use super::precision::{MATRIX_FEATURES, MatrixShape, Precision, PrecisionChoice, adapter_matrix_shape, describe_matrix};
 
 /// Everything that can go wrong on the GPU side, as values rather than panics.
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +59,13 @@ pub struct AdapterSummary {
     pub max_compute_workgroup_storage_size: u32,
     pub max_compute_workgroups_per_dimension: u32,
     pub timestamp_queries: bool,
-    /// 16x16x16 f16 -> f32 cooperative matrices (matrix units), which `--precision auto` uses.
+    /// Cooperative matrices (matrix units) the mixed kernels use (`precision::matrix_shape`):
+    /// `matrix_shape` is some.
     pub matrix_units: bool,
+    /// The shape the mixed kernels use on them, `None` without usable ones.
+    pub matrix_shape: Option<MatrixShape>,
+    /// The smallest and largest subgroup (invocations run in lockstep) the adapter reports.
+    pub subgroup_sizes: (u32, u32),
     /// Every cooperative-matrix configuration the adapter lists (`precision::describe_matrix`).
     pub matrix_configs: Vec<String>,
 }
@@ -98,8 +103,9 @@ impl AdapterSummary {
 fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
     let info = adapter.get_info();
     let limits = adapter.limits();
+    let matrix_shape = adapter_matrix_shape(adapter);
     AdapterSummary {
-        name: info.name,
+        name: info.name.clone(),
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
@@ -108,7 +114,9 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
         timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
-        matrix_units: has_matrix_units(adapter),
+        matrix_units: matrix_shape.is_some(),
+        matrix_shape,
+        subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
         matrix_configs: adapter.cooperative_matrix_properties().iter().map(describe_matrix).collect(),
     }
 }
@@ -195,7 +203,7 @@ impl Context {
         let limits = adapter.limits();
         let band_limit = binding_limit(&limits);
         let timestamp_queries = summary.timestamp_queries;
-        let mut precision = PrecisionChoice::resolve(opts.precision, summary.matrix_units);
+        let mut precision = PrecisionChoice::resolve(opts.precision, summary.matrix_shape);
         let (device, queue) = open_device(&adapter, &limits, opts.precision, &mut precision)
             .map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), message: e.to_string() })?;
         let pending_error = capture_errors(&device);
@@ -428,7 +436,7 @@ fn open_device(
     };
     let request = |matrix: bool| {
         let features = if matrix {
-            base | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16
+            base | MATRIX_FEATURES
         } else {
             base
         };
@@ -452,7 +460,7 @@ fn open_device(
         // `auto` must never cost a run: a driver that lists matrix units but refuses the
         // experimental features gets the f32 device instead, and the reason says so.
         Err(refused) if matrix && requested == super::Precision::Auto => {
-            *precision = PrecisionChoice::resolve(super::Precision::Auto, false);
+            *precision = PrecisionChoice::resolve(super::Precision::Auto, None);
             precision.reason = format!("f32 (auto: the device refused cooperative matrices: {refused})");
             request(false)
         }

@@ -13,6 +13,6 @@ pub use context::{
     AdapterClass, AdapterSummary, Context, ContextOptions, GpuError, KERNEL_OVERRIDE_VAR, list_adapters,
 };
 pub use kernel::{Kernel, Step, fold_groups};
-pub use precision::{Arithmetic, Precision, PrecisionChoice};
+pub use precision::{Arithmetic, COOP_WORKGROUP, KERNEL_MATRIX_SHAPES, MatrixShape, Precision, PrecisionChoice};
 pub use profile::{KernelTime, profile_step};
 pub use registry::{Registry, ShaderSource};

@@ -7,8 +7,7 @@ use crate::gpu::{AdapterClass, Arithmetic, Context, GpuError, KERNEL_OVERRIDE_VA
 
 pub const SHADER: ShaderSource = ShaderSource { name: "conv", source: include_str!("../../kernels/conv.wgsl") };
 /// The same product on cooperative matrices (mixed precision on adapters with matrix units).
-pub const COOP_SHADER: ShaderSource =
-    ShaderSource { name: "conv_coop", source: include_str!("../../kernels/conv_coop.wgsl") };
+pub const COOP_SHADER: super::CoopShader = coop_shader!("conv_coop", "../../kernels/conv_coop.wgsl");
 /// Rows and pixels of one cooperative-matrix tile (`conv3x3_coop`).
 const COOP_TILE: u32 = 32;
 
@@ -293,7 +292,7 @@ fn layout(ctx: &Context, rows: usize, in_channels: usize, height: usize, width: 
     // gradient, where a 32-row tile would be mostly padding) runs on cooperative matrices.
     let coop = ctx.precision.arithmetic == Arithmetic::MixedMatrix && entry != "conv3x3_thin";
     let (shader, tiles_m, tiles_n, tile_m, entry) = if coop {
-        (COOP_SHADER, m.div_ceil(COOP_TILE), pixels.div_ceil(COOP_TILE), COOP_TILE, "conv3x3_coop")
+        (COOP_SHADER.for_context(ctx)?, m.div_ceil(COOP_TILE), pixels.div_ceil(COOP_TILE), COOP_TILE, "conv3x3_coop")
     } else {
         (SHADER, tiles_m, tiles_n, tile_m, entry)
     };

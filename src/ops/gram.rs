@@ -10,8 +10,7 @@ use crate::gpu::{AdapterClass, Context, GpuError, Kernel, ShaderSource, Step};
 
 pub const SHADER: ShaderSource = ShaderSource { name: "gram", source: include_str!("../../kernels/gram.wgsl") };
 /// The forward on cooperative matrices (mixed precision on adapters with matrix units), 32 x 32 tiles.
-pub const COOP_SHADER: ShaderSource =
-    ShaderSource { name: "gram_coop", source: include_str!("../../kernels/gram_coop.wgsl") };
+pub const COOP_SHADER: super::CoopShader = coop_shader!("gram_coop", "../../kernels/gram_coop.wgsl");
 const COOP_TILE: usize = 32;
 
 const TILE: usize = 64;
@@ -99,7 +98,7 @@ pub fn forward_with_partials(
 ) -> Result<Step, GpuError> {
     let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
     let (shader, entry, tile) =
-        if coop { (COOP_SHADER, "gram_forward_coop", COOP_TILE) } else { (SHADER, "gram_forward", TILE) };
+        if coop { (COOP_SHADER.for_context(ctx)?, "gram_forward_coop", COOP_TILE) } else { (SHADER, "gram_forward", TILE) };
     let tiles = shape.channels.div_ceil(tile);
     let pairs = tiles * (tiles + 1) / 2;
     let splits = shape.splits();
@@ -164,13 +163,18 @@ pub fn backward(
     let mut step = Step::new();
     let (range, mixed_flag) = mixed_ranges(ctx, &mut step, shape, features, Some(grad_gram))?;
     let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
-    let (shader, tiles_m, tiles_n, entry) = match kernel_class(ctx)? {
+    let class = kernel_class(ctx)?;
+    let (shader, tiles_m, tiles_n, entry) = match class {
+        // On matrix units whatever the class (lavapipe has them too), as the convolutions.
+        _ if coop => (
+            COOP_SHADER.for_context(ctx)?,
+            shape.channels.div_ceil(COOP_TILE),
+            shape.n.div_ceil(COOP_TILE),
+            "gram_backward_coop",
+        ),
         // 16 rows by 16 invocations of 4 columns each.
         AdapterClass::Cpu => {
             (SHADER, shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct")
-        }
-        AdapterClass::Gpu if coop => {
-            (COOP_SHADER, shape.channels.div_ceil(COOP_TILE), shape.n.div_ceil(COOP_TILE), "gram_backward_coop")
         }
         AdapterClass::Gpu => (SHADER, shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward"),
     };

@@ -97,3 +97,42 @@ pub fn assert_failure(
         assert!(stderr.contains(needle), "{what}: {needle:?} missing from:\n{stderr}");
     }
 }
+
+/// Mixed-precision contexts on the adapter's matrix units (the cooperative-matrix kernels), on
+/// the full and on a folded grid. Empty after a visible `SKIPPED` where the adapter has no
+/// cooperative matrices the kernels use; under `STYLIZE_REQUIRE_MATRIX_UNITS=1` (CI on Mesa 26's
+/// lavapipe, the card) that fails instead.
+pub fn matrix_contexts(test: &str) -> Vec<(String, Context)> {
+    if gpu_or_skip(test).is_none() {
+        return vec![];
+    }
+    let options =
+        stylize::gpu::ContextOptions { precision: stylize::gpu::Precision::Mixed, ..Default::default() };
+    let ctx = Context::new(&options).unwrap();
+    if ctx.precision.arithmetic != stylize::gpu::Arithmetic::MixedMatrix {
+        let why = format!("{test}: SKIPPED: {} has no cooperative matrices the kernels use", ctx.adapter.name);
+        assert!(std::env::var_os("STYLIZE_REQUIRE_MATRIX_UNITS").is_none(), "{why}");
+        eprintln!("{why}");
+        return vec![];
+    }
+    let mut folded = Context::new(&options).unwrap();
+    folded.set_max_groups_per_dim(11);
+    let shape = ctx.adapter.matrix_shape.map_or("?", |s| s.name());
+    vec![(format!("{shape} matrices, full grid"), ctx), (format!("{shape} matrices, split grid (cap 11)"), folded)]
+}
+
+/// The same context with mixed precision emulated in the f32 kernels: the matrix units' operands,
+/// rounded bit for bit alike, summed in another order.
+pub fn emulated_twin(ctx: &Context) -> Context {
+    let options =
+        stylize::gpu::ContextOptions { precision: stylize::gpu::Precision::Mixed, ..Default::default() };
+    let mut twin = Context::new(&options).unwrap();
+    twin.set_max_groups_per_dim(ctx.max_groups_per_dim());
+    twin.precision = stylize::gpu::PrecisionChoice::emulated();
+    twin
+}
+
+/// Entry points of a recorded step (`conv::conv3x3_split_sum`, ...).
+pub fn entries(step: &Step) -> Vec<String> {
+    step.kernels().iter().map(|k| k.label().to_string()).collect()
+}

@@ -1,0 +1,11 @@
+// The cooperative-matrix shape 16x16x16 (f16 operands, f32 accumulator: NVIDIA, AMD RDNA3, Intel
+// Arc): the prelude the host puts before coop_tile.wgsl and conv_coop.wgsl or gram_coop.wgsl
+// (`gpu::MatrixShape`). A shape is a type in WGSL, so each shape has a prelude and nothing else.
+
+enable f16;
+enable wgpu_cooperative_matrix;
+
+alias MatA = coop_mat16x16<f16, A>;
+alias MatB = coop_mat16x16<f16, B>;
+alias MatC = coop_mat16x16<f32, C>;
+const S: u32 = 16u;
