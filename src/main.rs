@@ -551,13 +551,10 @@ fn devices(backend: Option<BackendArg>) -> Result<()> {
             a.max_compute_workgroups_per_dimension,
             if a.timestamp_queries { "yes" } else { "no" }
         );
-        println!(
-            "    matrix units (16x16x16 f16 cooperative matrices) {}: --precision auto runs {}",
-            if a.matrix_units { "yes" } else { "no" },
-            stylize::gpu::PrecisionChoice::resolve(stylize::Precision::Auto, a.matrix_shape).reason
-        );
         let listed = if a.matrix_configs.is_empty() { "none".to_string() } else { a.matrix_configs.join(", ") };
         println!("    cooperative matrices listed: {listed}");
+        println!("    matrix units: {}", a.matrix_use());
+        println!("    --precision auto runs {}", a.auto_precision().reason);
     }
     Ok(())
 }

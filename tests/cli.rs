@@ -422,7 +422,8 @@ fn cli_precision_is_reported() {
     if gpu_or_skip("cli_precision_is_reported").is_none() {
         return;
     }
-    let matrix_units = stylize::test_support::gpu_or_skip("cli_precision_is_reported").unwrap().adapter.matrix_units;
+    let adapter = stylize::test_support::gpu_or_skip("cli_precision_is_reported").unwrap().adapter.clone();
+    let matrix_units = adapter.matrix_units;
     for (precision, expected) in [("f32", "precision f32"), ("mixed", "precision mixed"), ("auto", "precision ")] {
         let out = f.path(&format!("{precision}.png"));
         let mut args = base_args(&f, &out);
@@ -440,7 +441,13 @@ fn cli_precision_is_reported() {
         assert_eq!(others, 1 + warned as usize, "{precision}: {lines:?}");
     }
     let devices = String::from_utf8_lossy(&stylize().arg("devices").output().unwrap().stdout).to_string();
-    assert!(devices.contains("matrix units") && devices.contains("--precision auto runs"), "{devices}");
+    assert!(devices.contains("matrix units: ") && devices.contains("--precision auto runs"), "{devices}");
+    if let Some(shape) = adapter.matrix_shape {
+        // The shape the kernels take, and auto's rule: f32 on a CPU adapter's matrix units.
+        assert!(devices.contains(&format!("the mixed kernels use {} f16", shape.name())), "{devices}");
+        let auto = if adapter.class() == stylize::gpu::AdapterClass::Cpu { "runs f32 (auto: on a CPU adapter" } else { "runs mixed" };
+        assert!(devices.contains(auto), "{devices}");
+    }
     let bench = stylize()
         .args(["bench", "--size", "16", "--iterations", "1", "--warmup", "0", "--precision", "mixed", "--json"])
         .output()

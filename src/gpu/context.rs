@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Registry;
-use super::precision::{MATRIX_FEATURES, MatrixShape, Precision, PrecisionChoice, adapter_matrix_shape, describe_matrix};
+use super::precision::{COOP_WORKGROUP, KERNEL_MATRIX_SHAPES, MATRIX_FEATURES, MatrixShape, Precision, PrecisionChoice, adapter_matrix_shape, describe_matrix};
 
 /// Everything that can go wrong on the GPU side, as values rather than panics.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,37 @@ impl AdapterSummary {
     /// hides it behind another type keeps the GPU kernels, unlike `is_cpu`'s notice).
     pub fn class(&self) -> AdapterClass {
         if self.reports_cpu() { AdapterClass::Cpu } else { AdapterClass::Gpu }
+    }
+
+    /// What `--precision auto` runs here, and why (`PrecisionChoice::resolve`).
+    pub fn auto_precision(&self) -> PrecisionChoice {
+        PrecisionChoice::resolve(Precision::Auto, self.matrix_shape, self.class())
+    }
+
+    /// What the cooperative-matrix kernels use on this adapter, in words: the shape, and the
+    /// subgroups a 32-invocation workgroup is made of; or why they cannot run.
+    pub fn matrix_use(&self) -> String {
+        let (min, max) = self.subgroup_sizes;
+        let subgroups = if min == max { format!("{min}") } else { format!("{min}..{max}") };
+        match self.matrix_shape {
+            Some(shape) => {
+                let per_group = |size: u32| (COOP_WORKGROUP / size.clamp(1, COOP_WORKGROUP)).max(1);
+                let count = if per_group(min) == per_group(max) {
+                    format!("{}", per_group(min))
+                } else {
+                    format!("{}..{}", per_group(max), per_group(min))
+                };
+                format!(
+                    "the mixed kernels use {} f16 cooperative matrices with f32 accumulators, in workgroups of {COOP_WORKGROUP} invocations ({count} subgroups of {subgroups})",
+                    shape.name()
+                )
+            }
+            None if self.matrix_configs.is_empty() => format!("none (subgroups of {subgroups})"),
+            None => format!(
+                "none the mixed kernels can use (they need {} f16->f32 with every subgroup of a {COOP_WORKGROUP}-invocation workgroup owning whole 2x2 blocks of matrices; subgroups here: {subgroups})",
+                KERNEL_MATRIX_SHAPES.map(|s| s.name()).join(" or ")
+            ),
+        }
     }
 
     fn reports_cpu(&self) -> bool {
@@ -203,7 +234,7 @@ impl Context {
         let limits = adapter.limits();
         let band_limit = binding_limit(&limits);
         let timestamp_queries = summary.timestamp_queries;
-        let mut precision = PrecisionChoice::resolve(opts.precision, summary.matrix_shape);
+        let mut precision = PrecisionChoice::resolve(opts.precision, summary.matrix_shape, summary.class());
         let (device, queue) = open_device(&adapter, &limits, opts.precision, &mut precision)
             .map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), message: e.to_string() })?;
         let pending_error = capture_errors(&device);
@@ -460,8 +491,11 @@ fn open_device(
         // `auto` must never cost a run: a driver that lists matrix units but refuses the
         // experimental features gets the f32 device instead, and the reason says so.
         Err(refused) if matrix && requested == super::Precision::Auto => {
-            *precision = PrecisionChoice::resolve(super::Precision::Auto, None);
-            precision.reason = format!("f32 (auto: the device refused cooperative matrices: {refused})");
+            *precision = PrecisionChoice {
+                requested,
+                arithmetic: super::Arithmetic::F32,
+                reason: format!("f32 (auto: the device refused cooperative matrices: {refused})"),
+            };
             request(false)
         }
         other => other,

@@ -2,6 +2,8 @@
 //! operands with f32 accumulation ("mixed"), on matrix units where the adapter has them and
 //! emulated with the same rounding where it does not.
 
+use super::context::AdapterClass;
+
 /// What the user asks for (`--precision`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
@@ -57,6 +59,13 @@ impl Arithmetic {
     }
 }
 
+/// How much slower a step ran on a CPU adapter's cooperative matrices than in f32, which is why
+/// `auto` keeps CPU adapters on f32: `stylize bench` on Mesa 26.1.6's lavapipe (8x8x8, AVX2),
+/// 6.2x at 64 px and 6.3x at 128 px (BENCHMARKS.md, "Matrix units on Mesa 26"). The matrix
+/// kernels there are LLVM's scalar lowering of `coopMultiplyAdd` plus the staging barriers; the
+/// f32 CPU kernels have neither.
+pub const CPU_MATRIX_SLOWDOWN: &str = "6x";
+
 /// The arithmetic chosen for one adapter, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrecisionChoice {
@@ -68,8 +77,10 @@ pub struct PrecisionChoice {
 
 impl PrecisionChoice {
     /// Resolves `requested` for an adapter whose cooperative matrices the mixed kernels use in
-    /// `matrix` shape (`adapter_matrix_shape`), or that has none they can use.
-    pub fn resolve(requested: Precision, matrix: Option<MatrixShape>) -> Self {
+    /// `matrix` shape (`adapter_matrix_shape`), or that has none they can use. `auto` follows
+    /// the measurements: mixed on a GPU's matrix units, f32 on a CPU adapter's
+    /// (`CPU_MATRIX_SLOWDOWN`).
+    pub fn resolve(requested: Precision, matrix: Option<MatrixShape>, class: AdapterClass) -> Self {
         let (arithmetic, reason) = match (requested, matrix) {
             (Precision::F32, _) => (Arithmetic::F32, "f32 (as asked)".to_string()),
             (Precision::Mixed, Some(shape)) => {
@@ -78,6 +89,13 @@ impl PrecisionChoice {
             (Precision::Mixed, None) => (
                 Arithmetic::MixedEmulated,
                 "mixed f16/f32, emulated in f32 kernels (as asked; the adapter has no cooperative matrices, so this is slower than f32)".to_string(),
+            ),
+            (Precision::Auto, Some(shape)) if class == AdapterClass::Cpu => (
+                Arithmetic::F32,
+                format!(
+                    "f32 (auto: on a CPU adapter its {} cooperative matrices measured {CPU_MATRIX_SLOWDOWN} slower than f32; --precision mixed runs them)",
+                    shape.name()
+                ),
             ),
             (Precision::Auto, Some(shape)) => (
                 Arithmetic::MixedMatrix,
@@ -90,7 +108,7 @@ impl PrecisionChoice {
 
     /// Mixed arithmetic emulated in the f32 kernels, whatever the adapter has (tests).
     pub fn emulated() -> Self {
-        Self::resolve(Precision::Mixed, None)
+        Self::resolve(Precision::Mixed, None, AdapterClass::Gpu)
     }
 
     /// A one-line warning for the user where the choice deserves one (mixed emulated).
@@ -195,16 +213,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_is_mixed_only_with_matrix_units() {
+    fn auto_is_mixed_only_on_a_gpus_matrix_units() {
         let side16 = Some(MatrixShape::Side16);
-        assert_eq!(PrecisionChoice::resolve(Precision::Auto, side16).arithmetic, Arithmetic::MixedMatrix);
-        assert_eq!(PrecisionChoice::resolve(Precision::Auto, None).arithmetic, Arithmetic::F32);
-        assert_eq!(PrecisionChoice::resolve(Precision::Mixed, None).arithmetic, Arithmetic::MixedEmulated);
-        assert_eq!(PrecisionChoice::resolve(Precision::F32, side16).arithmetic, Arithmetic::F32);
-        assert!(PrecisionChoice::resolve(Precision::Mixed, None).warning().is_some());
-        assert!(PrecisionChoice::resolve(Precision::Auto, None).warning().is_none());
-        let on_8x8 = PrecisionChoice::resolve(Precision::Mixed, Some(MatrixShape::Side8));
+        assert_eq!(PrecisionChoice::resolve(Precision::Auto, side16, AdapterClass::Gpu).arithmetic, Arithmetic::MixedMatrix);
+        assert_eq!(PrecisionChoice::resolve(Precision::Auto, None, AdapterClass::Gpu).arithmetic, Arithmetic::F32);
+        assert_eq!(PrecisionChoice::resolve(Precision::Mixed, None, AdapterClass::Gpu).arithmetic, Arithmetic::MixedEmulated);
+        assert_eq!(PrecisionChoice::resolve(Precision::F32, side16, AdapterClass::Gpu).arithmetic, Arithmetic::F32);
+        assert!(PrecisionChoice::resolve(Precision::Mixed, None, AdapterClass::Gpu).warning().is_some());
+        assert!(PrecisionChoice::resolve(Precision::Auto, None, AdapterClass::Gpu).warning().is_none());
+        let on_8x8 = PrecisionChoice::resolve(Precision::Mixed, Some(MatrixShape::Side8), AdapterClass::Gpu);
         assert!(on_8x8.reason.contains("8x8x8 cooperative matrices"), "{}", on_8x8.reason);
+        // On a CPU adapter `auto` stays f32 even with matrix units (they measured slower there);
+        // asked for, mixed still runs on them.
+        let cpu_auto = PrecisionChoice::resolve(Precision::Auto, Some(MatrixShape::Side8), AdapterClass::Cpu);
+        assert_eq!(cpu_auto.arithmetic, Arithmetic::F32);
+        assert!(cpu_auto.reason.contains("CPU adapter") && cpu_auto.reason.contains("slower"), "{}", cpu_auto.reason);
+        let cpu_mixed = PrecisionChoice::resolve(Precision::Mixed, Some(MatrixShape::Side8), AdapterClass::Cpu);
+        assert_eq!(cpu_mixed.arithmetic, Arithmetic::MixedMatrix);
+        assert_eq!(PrecisionChoice::resolve(Precision::Auto, None, AdapterClass::Cpu).arithmetic, Arithmetic::F32);
         assert_eq!(Precision::parse("MIXED"), Some(Precision::Mixed));
         assert_eq!(Precision::parse("f16"), None);
         assert_eq!(Precision::default(), Precision::Auto);
