@@ -37,7 +37,7 @@ case_ help --help
 case_ help_short -h
 case_ version --version
 case_ no_args
-for sub in devices bench recolor weights plan help; do case_ "help_$sub" "$sub" --help; done
+for sub in devices bench recolor weights plan help; do case_ "help_$sub" "$sub" --help; case_ "h_$sub" "$sub" -h; done
 case_ help_weights_fetch weights fetch --help
 case_ help_help help
 case_ devices devices
