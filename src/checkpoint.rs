@@ -1,5 +1,10 @@
 //! Checkpoints: everything a run needs to continue exactly (`Options::checkpoint`, `--resume`).
 //!
+//! The file format and the state it holds, below the optimization loop: this module knows images,
+//! weights and the optimizers' snapshots, never `transfer` or `Options`; `transfer` fills a
+//! [`TransferSnapshot`] and reports a [`CheckpointError`], and `pipeline` decides what enters the
+//! [`Fingerprint`] and when a checkpoint is written (`pipeline::checkpointing`).
+//!
 //! A checkpoint holds the optimizer's variable (the normalized image) and the optimizer's whole
 //! state bit for bit as the GPU held them (Adam's moments and step count; L-BFGS's direction,
 //! previous gradient, history pairs, scalars and host-side counters), the iterate average, the
@@ -38,7 +43,6 @@ use sha2::{Digest, Sha256};
 use crate::image_io::Image;
 use crate::net::ConvLayerWeights;
 use crate::optim::{AdamSnapshot, LbfgsSnapshot};
-use crate::transfer::{OptimizerSnapshot, Options, StyleTransfer, TransferError, TransferSnapshot};
 
 pub const MAGIC: &[u8; 8] = b"STYLCKPT";
 pub const VERSION: u32 = 1;
@@ -66,8 +70,8 @@ pub enum CheckpointError {
 /// What shapes the numbers of a run: a SHA-256 of each input (content, styles, masks, initial image,
 /// network weights, as decoded) and every option that changes a value, by its flag name. Not
 /// `iterations` (the total may grow on resume), outputs, frequencies, the seed (it acts through
-/// the initial image and the weights, both hashed) or the GPU chosen. An `Options` field that is
-/// neither named here nor in `NOT_FINGERPRINTED` enters as `Options::name` with its `Debug` value.
+/// the initial image and the weights, both hashed) or the GPU chosen. Which options enter is
+/// `pipeline::checkpointing`'s list; this module only hashes, stores and compares the entries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fingerprint {
     pub entries: Vec<(String, String)>,
@@ -75,79 +79,6 @@ pub struct Fingerprint {
 
 /// Keys of hashed inputs (the others are flag names).
 const INPUTS: [&str; 5] = ["content image", "style images", "initial image", "network weights", "mask images"];
-
-/// `Options` fields that do not enter the fingerprint as such: the total, where the weights come
-/// from (their values are hashed), the GPU, the seed and the initial image (they act through the
-/// hashed images and weights), and checkpointing itself.
-/// The masks' paths do not enter either: their images are hashed. Nor does the tiling (`tile`,
-/// and `memory_budget`, which acts only through it): a tiled step computes the untiled numbers up
-/// to f32 rounding, so a run may resume under another schedule (for the same bytes as an
-/// uninterrupted run, resume with the same one, as with the same GPU).
-const NOT_FINGERPRINTED: [&str; 12] = [
-    "iterations",
-    "weights",
-    "backend",
-    "adapter",
-    "seed",
-    "init",
-    "checkpoint",
-    "checkpoint_every",
-    "resume",
-    "masks",
-    "tile",
-    "memory_budget",
-];
-
-/// `Options` fields that `Fingerprint::of` records under their flag names.
-const NAMED: [&str; 19] = [
-    "size",
-    "scales",
-    "min_size",
-    "learning_rate",
-    "content_weight",
-    "style_weight",
-    "content_layers",
-    "style_layers",
-    "style_layer_weights",
-    "optimizer",
-    "lbfgs_history",
-    "tv_weight",
-    "pooling",
-    "normalize_gradients",
-    "style_blend_weights",
-    "style_scale",
-    "preserve_colors",
-    "average_decay",
-    "precision",
-];
-
-/// Every other `Options` field, as `Options::name` and its value (`Debug`, on one line): a field
-/// added later enters the fingerprint (strict by default) until it is named or excluded above.
-fn other_fields(options: &Options) -> Vec<(String, String)> {
-    all_fields(options)
-        .into_iter()
-        .filter(|(name, _)| !NOT_FINGERPRINTED.contains(&name.as_str()) && !NAMED.contains(&name.as_str()))
-        .map(|(name, value)| (format!("Options::{name}"), value))
-        .collect()
-}
-
-/// Every field of `options` and its `Debug` value on one line, read from the pretty `Debug`.
-fn all_fields(options: &Options) -> Vec<(String, String)> {
-    let text = format!("{options:#?}");
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for line in text.lines().skip(1) {
-        let top = line.strip_prefix("    ").filter(|l| !l.starts_with(' '));
-        match (top.and_then(|l| l.split_once(": ")), fields.last_mut()) {
-            (Some((name, value)), _) => fields.push((name.to_string(), value.trim().to_string())),
-            (None, Some((_, value))) if line != "}" => {
-                value.push(' ');
-                value.push_str(line.trim());
-            }
-            _ => {}
-        }
-    }
-    fields.into_iter().map(|(name, value)| (name, value.trim_end_matches(',').to_string())).collect()
-}
 
 /// SHA-256 of each input (content, styles, initial image, weights, masks) under its `INPUTS` key.
 fn input_hashes(
@@ -190,50 +121,22 @@ fn input_hashes(
     ]
 }
 
-/// The options that shape the result, by the flag that sets them, as text.
-fn option_values(o: &Options) -> [(&'static str, String); 19] {
-    let list = |values: &[f64]| values.iter().map(f64::to_string).collect::<Vec<_>>().join(",");
-    [
-        ("--size", o.size.to_string()),
-        ("--scales", o.scales.to_string()),
-        ("--min-size", o.min_size.map_or("none".into(), |m| m.to_string())),
-        ("--learning-rate", o.learning_rate.to_string()),
-        ("--content-weight", o.content_weight.to_string()),
-        ("--style-weight", o.style_weight.to_string()),
-        ("--content-layers", o.content_layers.join(",")),
-        ("--style-layers", o.style_layers.join(",")),
-        ("--style-layer-weights", list(&o.style_layer_weights)),
-        ("--optimizer", format!("{:?}", o.optimizer).to_lowercase()),
-        ("--lbfgs-history", o.lbfgs_history.to_string()),
-        ("--tv-weight", o.tv_weight.to_string()),
-        ("--pooling", format!("{:?}", o.pooling).to_lowercase()),
-        ("--normalize-gradients", o.normalize_gradients.to_string()),
-        ("--style-blend-weights", list(&o.style_blend_weights)),
-        ("--style-scale", o.style_scale.to_string()),
-        ("--preserve-colors", format!("{:?}", o.preserve_colors).to_lowercase()),
-        ("--average-decay", o.average_decay.to_string()),
-        ("--precision", format!("{:?}", o.precision).to_lowercase()),
-    ]
-}
-
 impl Fingerprint {
-    /// The inputs' hashes, the options that shape the result (by flag name: the keys are part of
-    /// the file format) and every other field's value.
+    /// The inputs' hashes and `options`: the values that shape the result, as text, by the key
+    /// they are checked under (a flag name; the keys are part of the file format). Which options
+    /// those are is the run's business (`pipeline`), not the format's.
     pub fn of(
         content: &Image,
         styles: &[Image],
         masks: &[Image],
         init: &Image,
         weights: &[ConvLayerWeights],
-        options: &Options,
+        options: Vec<(String, String)>,
     ) -> Self {
         let mut entries = input_hashes(content, styles, masks, init, weights);
-        entries.extend(option_values(options).into_iter().map(|(k, v)| (k.to_string(), v)));
-        entries.extend(other_fields(options));
+        entries.extend(options);
         Self { entries }
     }
-
-    /// `Ok` if `saved` (read from `path`) matches; else the first difference, in one line.
     pub fn check(&self, saved: &Fingerprint, path: &Path) -> Result<(), CheckpointError> {
         for (key, value) in &self.entries {
             let old = saved.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
@@ -258,6 +161,33 @@ impl Fingerprint {
         }
         Ok(())
     }
+}
+
+/// Everything a `StyleTransfer` needs to continue exactly where `StyleTransfer::state` was
+/// taken; every buffer bit for bit as the GPU held it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferSnapshot {
+    pub width: u32,
+    pub height: u32,
+    /// Steps taken (the next step's number).
+    pub steps_done: u64,
+    /// The optimizer's variable: the normalized image.
+    pub image: Vec<f32>,
+    /// The non-finite guard: the last image whose loss was checked finite, its step, and the
+    /// first step flagged non-finite (`check::CLEAN` if none).
+    pub verified_image: Vec<f32>,
+    pub verified_step: Option<u64>,
+    pub non_finite_flag: u32,
+    /// The iterate average (`average_decay > 0`): updates counted and the raw average.
+    pub average: Option<(u64, Vec<f32>)>,
+    pub optimizer: OptimizerSnapshot,
+}
+
+/// The optimizer part of a [`TransferSnapshot`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptimizerSnapshot {
+    Adam(AdamSnapshot),
+    Lbfgs(Box<LbfgsSnapshot>),
 }
 
 /// One checkpoint: where the run was and its whole state.
@@ -426,82 +356,6 @@ impl Checkpoint {
     }
 }
 
-/// Checkpointing as `run_scales` does it: the fingerprint of this run, where to write and how
-/// often, and the checkpoint to resume from (already checked against this run).
-pub struct Checkpointing {
-    fingerprint: Fingerprint,
-    path: Option<PathBuf>,
-    every: Option<usize>,
-    scales: usize,
-}
-
-impl Checkpointing {
-    /// `None` without `options.checkpoint` and `options.resume`. Loads and checks the checkpoint
-    /// to resume from: same fingerprint, scale count, and a step within `options.iterations`.
-    pub fn new(
-        content: &Image,
-        styles: &[Image],
-        masks: &[Image],
-        init: &Image,
-        weights: &[ConvLayerWeights],
-        options: &Options,
-        scales: usize,
-    ) -> Result<Option<(Self, Option<Checkpoint>)>, CheckpointError> {
-        if options.checkpoint.is_none() && options.resume.is_none() {
-            return Ok(None);
-        }
-        let fingerprint = Fingerprint::of(content, styles, masks, init, weights, options);
-        let resume = match &options.resume {
-            Some(path) => {
-                let saved = Checkpoint::load(path)?;
-                fingerprint.check(&saved.fingerprint, path)?;
-                if saved.scales != scales {
-                    let problem = format!("it has {} scales, this run {scales}", saved.scales);
-                    return Err(CheckpointError::Corrupt { path: path.clone(), problem });
-                }
-                if saved.state.steps_done as usize > options.iterations {
-                    return Err(CheckpointError::Beyond {
-                        path: path.clone(),
-                        step: saved.state.steps_done,
-                        scale: saved.scale + 1,
-                        iterations: options.iterations,
-                    });
-                }
-                Some(saved)
-            }
-            None => None,
-        };
-        let own = Self { fingerprint, path: options.checkpoint.clone(), every: options.checkpoint_every, scales };
-        Ok(Some((own, resume)))
-    }
-
-    /// Whether a checkpoint is due after `step` (counted from 0 within the scale).
-    pub fn due(&self, step: usize) -> bool {
-        self.path.is_some() && self.every.is_some_and(|n| (step + 1).is_multiple_of(n))
-    }
-
-    /// Writes `transfer`'s state at `scale`, with `earlier_steps` taken in the scales before it.
-    /// A state whose image or gradient was flagged non-finite (the GPU checks both every step) is
-    /// not written: the previous checkpoint stays, and the run stops at its next loss check.
-    pub fn save(&self, transfer: &mut StyleTransfer, scale: usize, earlier_steps: usize) -> Result<(), TransferError> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let state = transfer.state()?;
-        if state.non_finite_flag != crate::ops::check::CLEAN || !state.image.iter().all(|v| v.is_finite()) {
-            return Ok(());
-        }
-        let checkpoint = Checkpoint {
-            fingerprint: self.fingerprint.clone(),
-            scale,
-            scales: self.scales,
-            total_steps: (earlier_steps + transfer.steps_done()) as u64,
-            state,
-        };
-        Ok(checkpoint.save(path)?)
-    }
-}
-
 #[derive(Default)]
 struct Writer(Vec<u8>);
 
@@ -602,8 +456,8 @@ mod tests {
     fn fingerprint(style_weight: f64) -> Fingerprint {
         let image = Image::new(3, 2, values(18, 1));
         let weights = [ConvLayerWeights { in_channels: 3, out_channels: 2, weight: values(54, 2), bias: values(2, 3) }];
-        let options = Options { style_weight, ..Options::default() };
-        Fingerprint::of(&image, std::slice::from_ref(&image), &[], &image, &weights, &options)
+        let options = vec![("--style-weight".to_string(), style_weight.to_string())];
+        Fingerprint::of(&image, std::slice::from_ref(&image), &[], &image, &weights, options)
     }
 
     fn sample(lbfgs: bool) -> Checkpoint {
@@ -734,21 +588,6 @@ mod tests {
         let digest = Sha256::digest(&file);
         file.extend_from_slice(&digest);
         assert!(Checkpoint::from_bytes(&file).unwrap_err().contains("more than the body holds"));
-    }
-
-    #[test]
-    fn every_options_field_is_named_or_excluded() {
-        // A field added to `Options` shows up here: name it in `Fingerprint::of` (and `NAMED`) if
-        // it changes the numbers, else add it to `NOT_FINGERPRINTED`.
-        assert_eq!(other_fields(&Options::default()), Vec::<(String, String)>::new());
-        let fields = all_fields(&Options::default());
-        let mut names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
-        let mut known: Vec<&str> = NAMED.iter().chain(&NOT_FINGERPRINTED).copied().collect();
-        names.sort();
-        known.sort();
-        assert_eq!(names, known);
-        let layers = &fields.iter().find(|(n, _)| n == "style_layers").unwrap().1;
-        assert_eq!(layers, r#"[ "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", ]"#);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! for (the result, periodic saves, the loss log and plot, the side-by-side figure, the preview),
 //! telling an `Observer` as it goes. Nothing here prints.
 
+mod checkpointing;
 mod inputs;
 mod record;
 mod scales;

@@ -1,5 +1,6 @@
 //! Coarse-to-fine over the scales of a run, with checkpoints and resume.
 
+use super::checkpointing;
 use super::inputs::{prepare_masks, prepare_styles};
 use crate::image_io::{self, Image};
 use crate::net::ConvLayerWeights;
@@ -114,8 +115,8 @@ fn checkpointing(
     inputs: &ScaleInputs<'_>,
     options: &Options,
     scales: usize,
-) -> Result<(Option<checkpoint::Checkpointing>, Option<checkpoint::Checkpoint>), Error> {
-    let checkpoints = checkpoint::Checkpointing::new(
+) -> Result<(Option<checkpointing::Checkpointing>, Option<checkpoint::Checkpoint>), Error> {
+    let checkpoints = checkpointing::Checkpointing::new(
         inputs.original_content,
         inputs.raw_styles,
         inputs.raw_masks,

@@ -7,6 +7,9 @@ mod options;
 
 pub use observer::{GpuInfo, Observer, Silent};
 pub use options::{Init, InvalidOption, Optimizer, Options, PreserveColors, normalized_blend, rules};
+/// The state `state` and `restore_state` exchange is the checkpoint file's content, defined there:
+/// the format is the lower module, and the loop fills it.
+pub use crate::checkpoint::{OptimizerSnapshot, TransferSnapshot};
 
 use crate::gpu::{Context, GpuError};
 use crate::image_io::Image;
@@ -33,33 +36,6 @@ pub enum TransferError {
     /// A saved state (`StyleTransfer::restore_state`) that does not fit this run.
     #[error("the saved state does not fit this run: {0}")]
     StateMismatch(String),
-}
-
-/// Everything a `StyleTransfer` needs to continue exactly where `StyleTransfer::state` was
-/// taken; every buffer bit for bit as the GPU held it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TransferSnapshot {
-    pub width: u32,
-    pub height: u32,
-    /// Steps taken (the next step's number).
-    pub steps_done: u64,
-    /// The optimizer's variable: the normalized image.
-    pub image: Vec<f32>,
-    /// The non-finite guard: the last image whose loss was checked finite, its step, and the
-    /// first step flagged non-finite (`check::CLEAN` if none).
-    pub verified_image: Vec<f32>,
-    pub verified_step: Option<u64>,
-    pub non_finite_flag: u32,
-    /// The iterate average (`average_decay > 0`): updates counted and the raw average.
-    pub average: Option<(u64, Vec<f32>)>,
-    pub optimizer: OptimizerSnapshot,
-}
-
-/// The optimizer part of a [`TransferSnapshot`].
-#[derive(Clone, Debug, PartialEq)]
-pub enum OptimizerSnapshot {
-    Adam(crate::optim::adam::AdamSnapshot),
-    Lbfgs(Box<crate::optim::LbfgsSnapshot>),
 }
 
 /// The optimizer's state: Adam's kernel rides in the training step; L-BFGS runs after it.
