@@ -211,7 +211,7 @@ fn library_blended_style_grams() {
     let Some(ctx) = gpu_or_skip("library_blended_style_grams") else {
         return;
     };
-    use stylize::net::{Executor, Plan};
+    use stylize::net::{Execute, Executor, Plan};
     let weights = stylize::load_network_weights(tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
     let widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
     let options = stylize::Options::default();

@@ -2,7 +2,7 @@
 //! and the backward pass to the image recorded once into a `Step`. Where each activation lives
 //! (a buffer of its own or a shared scratch buffer) is the plan's decision (`Plan::storage`).
 
-use super::{BufferSpec, ConvLayerWeights, Losses, NetError, Node, Plan, Storage};
+use super::{BufferSpec, ConvLayerWeights, Execute, Losses, NetError, Node, Plan, Storage};
 use crate::gpu::{Context, GpuError, Step};
 use crate::ops::bands::Bands;
 use crate::ops::{conv, gram, loss, normalize, pool, relu, tv, vector};
@@ -586,101 +586,8 @@ impl Executor {
         Ok(())
     }
 
-    /// Uploads an RGB image in [0, 1] (CHW) and normalizes it into activation 0.
-    pub fn set_image(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
-        self.check_image_len(rgb.len())?;
-        ctx.write(&self.rgb, rgb);
-        self.rgb_to_image.run(ctx)?;
-        Ok(())
-    }
-
-    /// Writes an already normalized image into activation 0 (tests and resumed runs).
-    pub fn set_normalized_image(&self, ctx: &Context, image: &[f32]) -> Result<(), NetError> {
-        self.check_image_len(image.len())?;
-        ctx.write(&self.acts[0], image);
-        Ok(())
-    }
-
     fn check_image_len(&self, len: usize) -> Result<(), NetError> {
         self.plan.check_image_len(len)
-    }
-
-    /// Runs the forward pass on `rgb` and keeps its features at the content layers as targets.
-    pub fn set_content(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
-        self.set_image(ctx, rgb)?;
-        self.forward.submit(ctx);
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        for (term, target) in self.plan.content.iter().zip(&self.content_targets) {
-            encoder.copy_buffer_to_buffer(
-                &self.acts[term.act],
-                0,
-                target,
-                0,
-                (self.plan.acts[term.act].len() * 4) as u64,
-            );
-        }
-        ctx.queue.submit([encoder.finish()]);
-        ctx.wait()?;
-        Ok(())
-    }
-
-    /// Runs the forward pass on `rgb` and keeps the Gram matrices at the style layers as targets.
-    pub fn set_style(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
-        self.set_image(ctx, rgb)?;
-        self.forward.submit(ctx);
-        self.capture_style.run(ctx)?;
-        Ok(())
-    }
-
-    /// The Gram matrices of `rgb` at the style layers (row-major C x C, unnormalized), in the order
-    /// of `plan.style`. Replaces this executor's own style targets with them.
-    pub fn style_grams(&self, ctx: &Context, rgb: &[f32]) -> Result<Vec<Vec<f32>>, NetError> {
-        self.set_style(ctx, rgb)?;
-        self.read_style_grams(ctx)
-    }
-
-    /// The current style targets, in the order of `plan.style`.
-    pub fn read_style_grams(&self, ctx: &Context) -> Result<Vec<Vec<f32>>, NetError> {
-        self.plan
-            .style
-            .iter()
-            .zip(&self.style_grams)
-            .map(|(term, buffer)| {
-                let c = self.plan.acts[term.act].channels;
-                Ok(ctx.read(buffer, c * c)?)
-            })
-            .collect()
-    }
-
-    /// Sets the style targets directly (e.g. a blend of several style images' Grams), one C x C
-    /// matrix per style term in the order of `plan.style`.
-    pub fn set_style_grams(&self, ctx: &Context, grams: &[Vec<f32>]) -> Result<(), NetError> {
-        if grams.len() != self.plan.style.len() {
-            return Err(NetError::BadSize(format!(
-                "{} style Grams for {} style layers",
-                grams.len(),
-                self.plan.style.len()
-            )));
-        }
-        for ((term, buffer), gram) in self.plan.style.iter().zip(&self.style_grams).zip(grams) {
-            let c = self.plan.acts[term.act].channels;
-            if gram.len() != c * c {
-                return Err(NetError::BadSize(format!(
-                    "the style Gram of {} has {} values, not {c} x {c}",
-                    term.layer,
-                    gram.len()
-                )));
-            }
-            ctx.write(buffer, gram);
-        }
-        ctx.wait()?;
-        Ok(())
-    }
-
-    /// The recorded training step: forward, losses, backward to the image. Callers append their
-    /// optimizer's kernels so that one submit does everything.
-    pub fn training_step(&mut self) -> &mut Step {
-        &mut self.train
     }
 
     /// The buffer of activation `act` (for a transient one, the scratch buffer it shares).
@@ -728,24 +635,123 @@ impl Executor {
     pub fn image_grad_buffer(&self) -> &wgpu::Buffer {
         &self.image_grad
     }
+}
+
+impl Execute for Executor {
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Uploads an RGB image in [0, 1] (CHW) and normalizes it into activation 0.
+    fn set_image(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+        self.check_image_len(rgb.len())?;
+        ctx.write(&self.rgb, rgb);
+        self.rgb_to_image.run(ctx)?;
+        Ok(())
+    }
+
+    /// Writes an already normalized image into activation 0 (tests and resumed runs).
+    fn set_normalized_image(&self, ctx: &Context, image: &[f32]) -> Result<(), NetError> {
+        self.check_image_len(image.len())?;
+        ctx.write(&self.acts[0], image);
+        Ok(())
+    }
+
+    /// Runs the forward pass on `rgb` and keeps its features at the content layers as targets.
+    fn set_content(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+        self.set_image(ctx, rgb)?;
+        self.forward.submit(ctx);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        for (term, target) in self.plan.content.iter().zip(&self.content_targets) {
+            encoder.copy_buffer_to_buffer(
+                &self.acts[term.act],
+                0,
+                target,
+                0,
+                (self.plan.acts[term.act].len() * 4) as u64,
+            );
+        }
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait()?;
+        Ok(())
+    }
+
+    /// Runs the forward pass on `rgb` and keeps the Gram matrices at the style layers as targets.
+    fn set_style(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+        self.set_image(ctx, rgb)?;
+        self.forward.submit(ctx);
+        self.capture_style.run(ctx)?;
+        Ok(())
+    }
+
+    /// The Gram matrices of `rgb` at the style layers (row-major C x C, unnormalized), in the order
+    /// of `plan.style`. Replaces this executor's own style targets with them.
+    fn style_grams(&self, ctx: &Context, rgb: &[f32]) -> Result<Vec<Vec<f32>>, NetError> {
+        self.set_style(ctx, rgb)?;
+        self.read_style_grams(ctx)
+    }
+
+    /// The current style targets, in the order of `plan.style`.
+    fn read_style_grams(&self, ctx: &Context) -> Result<Vec<Vec<f32>>, NetError> {
+        self.plan
+            .style
+            .iter()
+            .zip(&self.style_grams)
+            .map(|(term, buffer)| {
+                let c = self.plan.acts[term.act].channels;
+                Ok(ctx.read(buffer, c * c)?)
+            })
+            .collect()
+    }
+
+    /// Sets the style targets directly (e.g. a blend of several style images' Grams), one C x C
+    /// matrix per style term in the order of `plan.style`.
+    fn set_style_grams(&self, ctx: &Context, grams: &[Vec<f32>]) -> Result<(), NetError> {
+        if grams.len() != self.plan.style.len() {
+            return Err(NetError::BadSize(format!(
+                "{} style Grams for {} style layers",
+                grams.len(),
+                self.plan.style.len()
+            )));
+        }
+        for ((term, buffer), gram) in self.plan.style.iter().zip(&self.style_grams).zip(grams) {
+            let c = self.plan.acts[term.act].channels;
+            if gram.len() != c * c {
+                return Err(NetError::BadSize(format!(
+                    "the style Gram of {} has {} values, not {c} x {c}",
+                    term.layer,
+                    gram.len()
+                )));
+            }
+            ctx.write(buffer, gram);
+        }
+        ctx.wait()?;
+        Ok(())
+    }
+
+    /// The recorded training step: forward, losses, backward to the image. Callers append their
+    /// optimizer's kernels so that one submit does everything.
+    fn training_step(&mut self) -> &mut Step {
+        &mut self.train
+    }
 
     /// The image being optimized, as one band (for what works on banded arrays: optimizers).
-    pub fn image_bands(&self) -> Bands {
+    fn image_bands(&self) -> Bands {
         Bands::single(self.plan.acts[0], self.acts[0].clone())
     }
 
     /// dL/d(image), as one band.
-    pub fn image_grad_bands(&self) -> Bands {
+    fn image_grad_bands(&self) -> Bands {
         Bands::single(self.plan.acts[0], self.image_grad.clone())
     }
 
     /// Number of values in the image (3 H W).
-    pub fn image_len(&self) -> usize {
+    fn image_len(&self) -> usize {
         self.plan.acts[0].len()
     }
 
     /// Reads the loss values of the last training step.
-    pub fn read_losses(&self, ctx: &Context) -> Result<Losses, NetError> {
+    fn read_losses(&self, ctx: &Context) -> Result<Losses, NetError> {
         let slots = ctx.read(&self.losses, self.plan.loss_slots())?;
         let slots: Vec<f64> = slots.iter().map(|&v| v as f64).collect();
         Ok(Losses::from_slots(&self.plan, &slots))
@@ -753,24 +759,24 @@ impl Executor {
 
     /// Reads dL/d(image) of the last training step.
     #[cfg(feature = "testing")]
-    pub fn read_image_grad(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+    fn read_image_grad(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
         Ok(ctx.read(self.image_grad_buffer(), self.image_len())?)
     }
 
     /// Reads the normalized image.
-    pub fn read_normalized_image(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+    fn read_normalized_image(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
         Ok(ctx.read(&self.acts[0], self.image_len())?)
     }
 
     /// Reads the image as RGB in [0, 1] (denormalized and clamped on the GPU).
-    pub fn read_rgb(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+    fn read_rgb(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
         self.image_to_rgb.submit(ctx);
         Ok(ctx.read(&self.rgb, self.image_len())?)
     }
 
     /// Bytes of every buffer this executor allocated (weights, activations, scratch, gradients,
     /// masks, codes, targets, and its steps' own buffers), each counted once.
-    pub fn allocated_bytes(&self) -> u64 {
+    fn allocated_bytes(&self) -> u64 {
         let size = |b: &wgpu::Buffer| b.size();
         let weights: u64 = self.convs.iter().map(|c| c.weight.size() + c.bias.size()).sum();
         let kept: u64 =

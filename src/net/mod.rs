@@ -14,7 +14,7 @@ pub mod vgg;
 
 pub use buffers::{BufferKind, BufferSpec, Buffers, GpuBytes};
 pub use executor::{Executor, SharedBuffers};
-pub use network::Network;
+pub use network::{Execute, Network};
 pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
 pub use tiled::TiledExecutor;
 pub use training::FiniteGuard;

@@ -2,7 +2,7 @@
 //! images' Grams (each at its own size), and one Gram per region of a masked plan.
 
 use super::vgg::VGG19;
-use super::{ConvLayerWeights, Executor, LossLayers, NetError, Plan};
+use super::{ConvLayerWeights, Execute, Executor, LossLayers, NetError, Plan};
 use crate::gpu::Context;
 use crate::image_io::Image;
 

@@ -20,7 +20,7 @@
 
 use super::executor::SharedBuffers;
 use super::tiling::{Tile, Tiling, window_plan};
-use super::{ConvLayerWeights, Executor, Losses, NetError, Plan};
+use super::{ConvLayerWeights, Execute, Executor, Losses, NetError, Plan};
 use crate::gpu::{Context, Step};
 use crate::ops::bands::{Bands, copy_rect_from_bands, copy_rect_into_bands, each_band};
 use crate::ops::region::{Rect, copy_rect};
@@ -418,8 +418,22 @@ impl TiledExecutor {
         Ok(())
     }
 
+    fn check_image_len(&self, len: usize) -> Result<(), NetError> {
+        self.plan.check_image_len(len)
+    }
+}
+
+impl Execute for TiledExecutor {
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn tiling(&self) -> Option<&Tiling> {
+        Some(&self.tiling)
+    }
+
     /// Uploads an RGB image in [0, 1] (CHW) and normalizes it into the image being optimized.
-    pub fn set_image(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+    fn set_image(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
         self.check_image_len(rgb.len())?;
         self.rgb.write(ctx, rgb);
         self.rgb_to_image.run(ctx)?;
@@ -427,39 +441,35 @@ impl TiledExecutor {
     }
 
     /// Writes an already normalized image (tests and resumed runs).
-    pub fn set_normalized_image(&self, ctx: &Context, image: &[f32]) -> Result<(), NetError> {
+    fn set_normalized_image(&self, ctx: &Context, image: &[f32]) -> Result<(), NetError> {
         self.check_image_len(image.len())?;
         self.image.write(ctx, image);
         Ok(())
     }
 
-    fn check_image_len(&self, len: usize) -> Result<(), NetError> {
-        self.plan.check_image_len(len)
-    }
-
     /// Runs the forward pass over the tiles of `rgb` and keeps its features at the content
     /// layers as targets.
-    pub fn set_content(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+    fn set_content(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
         self.set_image(ctx, rgb)?;
         self.capture_content.run(ctx)?;
         Ok(())
     }
 
     /// Runs the forward pass over the tiles of `rgb` and keeps the Grams at the style layers as targets.
-    pub fn set_style(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
+    fn set_style(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
         self.set_image(ctx, rgb)?;
         self.capture_style.run(ctx)?;
         Ok(())
     }
 
     /// The Gram matrices of `rgb` at the style layers; replaces the style targets with them.
-    pub fn style_grams(&self, ctx: &Context, rgb: &[f32]) -> Result<Vec<Vec<f32>>, NetError> {
+    fn style_grams(&self, ctx: &Context, rgb: &[f32]) -> Result<Vec<Vec<f32>>, NetError> {
         self.set_style(ctx, rgb)?;
         self.read_style_grams(ctx)
     }
 
     /// The current style targets, in the order of `plan.style`.
-    pub fn read_style_grams(&self, ctx: &Context) -> Result<Vec<Vec<f32>>, NetError> {
+    fn read_style_grams(&self, ctx: &Context) -> Result<Vec<Vec<f32>>, NetError> {
         let first = self.windows.first().expect("at least one window");
         (0..self.plan.style.len())
             .map(|i| Ok(ctx.read(first.style_gram_buffer(i), self.plan.gram_shape(self.plan.style[i].act).gram_len())?))
@@ -467,34 +477,34 @@ impl TiledExecutor {
     }
 
     /// Sets the style targets directly, one C x C matrix per style term.
-    pub fn set_style_grams(&self, ctx: &Context, grams: &[Vec<f32>]) -> Result<(), NetError> {
+    fn set_style_grams(&self, ctx: &Context, grams: &[Vec<f32>]) -> Result<(), NetError> {
         self.windows.first().expect("at least one window").set_style_grams(ctx, grams)
     }
 
     /// The recorded training step: both passes over the tiles. Callers append their optimizer's
     /// kernels so that one submit does everything.
-    pub fn training_step(&mut self) -> &mut Step {
+    fn training_step(&mut self) -> &mut Step {
         &mut self.train
     }
 
     /// The normalized image being optimized (the whole image, in bands; handles on the buffers).
-    pub fn image_bands(&self) -> Bands {
+    fn image_bands(&self) -> Bands {
         self.image.clone()
     }
 
     /// dL/d(image) after a training step (the whole image, split as the image is).
-    pub fn image_grad_bands(&self) -> Bands {
+    fn image_grad_bands(&self) -> Bands {
         self.image_grad.clone()
     }
 
     /// Number of values in the image (3 H W).
-    pub fn image_len(&self) -> usize {
+    fn image_len(&self) -> usize {
         self.plan.acts[0].len()
     }
 
     /// Reads the loss values of the last training step: each content term and the total
     /// variation summed over the tiles.
-    pub fn read_losses(&self, ctx: &Context) -> Result<Losses, NetError> {
+    fn read_losses(&self, ctx: &Context) -> Result<Losses, NetError> {
         let tiles = self.tiling.tiles.len();
         let slots = ctx.read(&self.losses, loss_slots(&self.plan, &self.tiling))?;
         let over_tiles = |slot: &dyn Fn(usize) -> usize| (0..tiles).map(|t| slots[slot(t)] as f64).sum::<f64>();
@@ -509,29 +519,29 @@ impl TiledExecutor {
 
     /// Reads dL/d(image) of the last training step.
     #[cfg(feature = "testing")]
-    pub fn read_image_grad(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+    fn read_image_grad(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
         Ok(self.image_grad.read(ctx)?)
     }
 
     /// Reads the normalized image.
-    pub fn read_normalized_image(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+    fn read_normalized_image(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
         Ok(self.image.read(ctx)?)
     }
 
     /// Reads the image as RGB in [0, 1] (denormalized and clamped on the GPU).
-    pub fn read_rgb(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
+    fn read_rgb(&self, ctx: &Context) -> Result<Vec<f32>, NetError> {
         self.image_to_rgb.submit(ctx);
         Ok(self.rgb.read(ctx)?)
     }
 
     /// FLOPs of one tiled step (`tiling::tiled_flops`).
-    pub fn flops_per_step(&self) -> Result<u64, NetError> {
+    fn flops_per_step(&self) -> Result<u64, NetError> {
         super::tiling::tiled_flops(&self.plan, &self.tiling)
     }
 
     /// Bytes of every buffer this executor allocated (the windows' shared buffers, the whole
     /// image's, and its steps' own), each counted once.
-    pub fn allocated_bytes(&self) -> u64 {
+    fn allocated_bytes(&self) -> u64 {
         let whole: u64 = [&self.rgb, &self.image, &self.image_grad]
             .into_iter()
             .chain(&self.content_features)

@@ -2,6 +2,8 @@
 #![allow(dead_code, unused_imports)]
 
 use stylize::gpu::{Context, GpuError, Step};
+/// The network's face (`set_image`, `training_step`, ...), a trait both executors implement.
+pub use stylize::net::Execute;
 pub use stylize::rng::Rng;
 pub use stylize::test_support::{gpu_or_skip, rel_err, to_f32, to_f64};
 
@@ -106,8 +108,7 @@ pub fn matrix_contexts(test: &str) -> Vec<(String, Context)> {
     if gpu_or_skip(test).is_none() {
         return vec![];
     }
-    let options =
-        stylize::gpu::ContextOptions { precision: stylize::gpu::Precision::Mixed, ..Default::default() };
+    let options = stylize::gpu::ContextOptions { precision: stylize::gpu::Precision::Mixed, ..Default::default() };
     let ctx = Context::new(&options).unwrap();
     if ctx.precision.arithmetic != stylize::gpu::Arithmetic::MixedMatrix {
         let why = format!("{test}: SKIPPED: {} has no cooperative matrices the kernels use", ctx.adapter.name);
@@ -124,8 +125,7 @@ pub fn matrix_contexts(test: &str) -> Vec<(String, Context)> {
 /// The same context with mixed precision emulated in the f32 kernels: the matrix units' operands,
 /// rounded bit for bit alike, summed in another order.
 pub fn emulated_twin(ctx: &Context) -> Context {
-    let options =
-        stylize::gpu::ContextOptions { precision: stylize::gpu::Precision::Mixed, ..Default::default() };
+    let options = stylize::gpu::ContextOptions { precision: stylize::gpu::Precision::Mixed, ..Default::default() };
     let mut twin = Context::new(&options).unwrap();
     twin.set_max_groups_per_dim(ctx.max_groups_per_dim());
     twin.precision = stylize::gpu::PrecisionChoice::emulated();
