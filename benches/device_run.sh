@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared benchmark run on a lent NVIDIA GPU (H100/H200), as recorded in BENCHMARKS.md:
-# stylize bench at each size in f32 and mixed precision (with each kernel's time), the PyTorch baseline with TF32 off
+# stylize bench at each size in f32 and mixed precision (with each kernel's time), Winograd against the
+# default convolution, the PyTorch baseline with TF32 off
 # and on, the GPU test suites on this card, and `cargo bench`. Carried: .dev/{stylize,gpu_ops,
 # network,mixed,mixed_network,kernels} (benches/device_prepare.sh) and .gl/*.deb (the Vulkan loader).
 # Writes $OUT/log, $OUT/stylize_bench.txt and $OUT/cargo_bench.txt.
@@ -32,6 +33,17 @@ for s in $SIZES; do
   with_memory_peak .dev/stylize bench --size "$s" --iterations "$(iterations "$s")" --warmup 3 --profile --json \
     --precision "$p" 2>&1 | tee -a "$OUT/stylize_bench.txt" | grep -Ev '^  |^(kernel times|convolutions)'
 done
+done
+
+echo "== Winograd F(2x2, 3x3) against the default rule (STYLIZE_CONV=tiled, ConvAlgorithm::choose), f32, 10 steps"
+# The one measurement that keeps conv3x3_winograd: no rule picks it yet; a transform-based 3x3 is
+# the planned route past cuDNN (BENCHMARKS.md). Under a minute: 15 s at most a run.
+for s in ${WINOGRAD_SIZES:-256 512}; do
+  for v in tiled winograd; do
+    echo "### size $s conv $v" >> "$OUT/stylize_bench.txt"
+    STYLIZE_CONV=$v timeout 15 .dev/stylize bench --size "$s" --iterations 10 --warmup 2 --profile --json --precision f32 \
+      2>&1 | tee -a "$OUT/stylize_bench.txt" | grep -E '^ms/step' | sed "s/^/$s $v: /"
+  done
 done
 
 echo "== tiled steps (TILED: size:tile pairs; each beside the untiled step of the same size where it fits)"

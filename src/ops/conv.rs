@@ -132,7 +132,8 @@ pub enum ConvAlgorithm {
     Direct,
     /// Winograd F(2x2, 3x3): 16 multiplications per 2 x 2 outputs and channel instead of 36,
     /// after a transform of the weights into the shared scratch; f32 only (mixed products
-    /// take `Auto` instead), never split. Only when forced (`STYLIZE_CONV=winograd`).
+    /// take `Auto` instead), never split. Only when forced (`STYLIZE_CONV=winograd`); measured
+    /// against the default rule on a card by `benches/device_run.sh`, to earn a place in `choose`.
     Winograd,
 }
 
