@@ -10,11 +10,21 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 
 /// The top-level modules each names after `crate::` (`use crate::{a, b::c}` names a and b).
 fn imports(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+    names_after(text, "crate::").into_iter().filter(|n| modules.contains(n)).collect()
+}
+
+/// The first name of each path after `prefix` (`prefix{a, b::c}` gives a and b), outside comments.
+fn names_after(text: &str, prefix: &str) -> BTreeSet<String> {
+    // A file's own `mod tests` (its `super::` is the file itself) is not an import of it.
+    let text = text.split("#[cfg(test)]\nmod ").next().unwrap();
     let code: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
     let ident = |s: &str| s.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>();
     let mut found = BTreeSet::new();
-    for (at, _) in code.match_indices("crate::") {
-        let rest = &code[at + "crate::".len()..];
+    for (at, _) in code.match_indices(prefix) {
+        if code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+            continue; // `a::super::` or `xcrate::`: not this prefix
+        }
+        let rest = &code[at + prefix.len()..];
         let names = match rest.strip_prefix('{') {
             None => vec![ident(rest)],
             Some(group) => {
@@ -34,7 +44,7 @@ fn imports(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
                 items.iter().map(|i| ident(i)).collect()
             }
         };
-        found.extend(names.into_iter().filter(|n| modules.contains(n)));
+        found.extend(names);
     }
     found
 }
@@ -101,6 +111,66 @@ fn cycles(graph: &Graph) -> Vec<String> {
         }
     }
     found.into_iter().collect()
+}
+
+/// The graph of the files of one folder module (`src/net/*.rs`, `src/cli/*.rs`, ...): a file
+/// imports a sibling through `super::sibling`, `crate::folder::sibling`, or an item the folder's
+/// `mod.rs` re-exports from it (`pub use sibling::Item`). `mod.rs` itself, the folder's facade, is
+/// not a node, as `lib.rs` is not.
+fn folder_graph(folder: &Path) -> Graph {
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("mod.rs") {
+            files.insert(path.file_stem().unwrap().to_string_lossy().to_string(), read(&path));
+        }
+    }
+    let facade = folder.join("mod.rs");
+    let facade = if facade.exists() { read(&facade) } else { String::new() };
+    // Item -> the sibling it comes from, from `pub use sibling::{A, B}` lines of mod.rs.
+    let mut reexported: BTreeMap<String, String> = BTreeMap::new();
+    for line in facade.lines().map(str::trim).filter(|l| l.starts_with("pub use ") || l.starts_with("pub(crate) use "))
+    {
+        let path = line.split_once("use ").unwrap().1.trim_end_matches(';');
+        let Some((module, items)) = path.split_once("::") else { continue };
+        if files.contains_key(module) {
+            for item in items.trim_matches(|c| c == '{' || c == '}').split(',') {
+                let item = item.trim().split(" as ").next().unwrap().trim();
+                reexported.insert(item.to_string(), module.to_string());
+            }
+        }
+    }
+    let folder_name = folder.file_name().unwrap().to_string_lossy().to_string();
+    let mut graph = Graph::new();
+    for (module, text) in &files {
+        let mut names = names_after(text, "super::");
+        names.extend(names_after(text, &format!("crate::{folder_name}::")));
+        let edges = names
+            .into_iter()
+            .filter_map(|n| if files.contains_key(&n) { Some(n) } else { reexported.get(&n).cloned() })
+            .filter(|n| n != module)
+            .collect();
+        graph.insert(module.clone(), edges);
+    }
+    graph
+}
+
+#[test]
+fn no_file_of_a_folder_imports_a_sibling_that_imports_it_back() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            all.extend(cycles(&folder_graph(&path)).into_iter().map(|c| format!("{name}: {c}")));
+        }
+    }
+    // Known, to be undone when the precision work in those two files settles: the adapter's
+    // matrix shapes (precision) and its class (context) each read the other.
+    all.retain(|c| c != "gpu: context -> precision -> context");
+    assert!(all.is_empty(), "import cycles between files of a folder of src/: {all:#?}");
 }
 
 #[test]

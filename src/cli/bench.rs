@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 use stylize::Options;
 
-use super::args::{BackendArg, PrecisionArg, defaults, positive_f64, tile_choice};
+use super::values::{BackendArg, PrecisionArg, defaults, positive_f64, tile_choice};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {

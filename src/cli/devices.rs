@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use stylize::Options;
 
-use super::args::BackendArg;
+use super::values::BackendArg;
 
 #[derive(Args, Debug)]
 pub struct DevicesArgs {

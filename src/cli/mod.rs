@@ -2,8 +2,8 @@
 //! flags into `Options`, `Outputs` and `Job`s, and the library's `Observer` calls into a terminal
 //! (progress bar, notices, signals); the library itself never prints or reads a flag.
 //!
-//! One file per subcommand, each with its clap `Args` and a `run`; `args` holds the top level
-//! and the value parsers they share. The `Args` structs have no doc comment on purpose: clap
+//! One file per subcommand, each with its clap `Args` and a `run`; `args` holds the top level,
+//! `values` the value parsers and defaults they share. The `Args` structs have no doc comment on purpose: clap
 //! would take it as the subcommand's `about` and change `--help`.
 
 pub mod args;
@@ -15,4 +15,5 @@ pub mod plan;
 mod progress;
 pub mod recolor;
 pub mod run;
+mod values;
 pub mod weights;

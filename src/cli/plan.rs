@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::args::positive_f64;
+use super::values::positive_f64;
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {

@@ -14,7 +14,6 @@ use stylize::{Losses, Observer, Options, TransferError};
 
 use super::download::DownloadBar;
 use super::notice::CpuNotice;
-use super::run::RunArgs;
 
 /// SIGINT and SIGTERM: the first asks the run to stop after the current step (the image so far is
 /// saved); a second one exits at once.
@@ -75,10 +74,11 @@ pub struct CliProgress {
 }
 
 impl CliProgress {
-    pub fn new(cli: &RunArgs, options: &Options) -> Self {
+    /// `print_every` as given (`--print-every`); everything else from the run's options.
+    pub fn new(options: &Options, print_every: Option<usize>) -> Self {
         let interactive = std::io::stderr().is_terminal();
         let bar = if interactive {
-            let bar = ProgressBar::with_draw_target(Some(cli.iterations as u64), ProgressDrawTarget::stderr());
+            let bar = ProgressBar::with_draw_target(Some(options.iterations as u64), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
                     .expect("valid template"),
@@ -91,13 +91,13 @@ impl CliProgress {
             interrupt: None,
             bar,
             interactive,
-            print_every: match cli.print_every {
+            print_every: match print_every {
                 Some(n) => n,
                 None if interactive => 50,
                 None => 0,
             },
-            iterations: cli.iterations,
-            tv: cli.tv_weight > 0.0,
+            iterations: options.iterations,
+            tv: options.tv_weight > 0.0,
             options: options.clone(),
             download: DownloadBar::default(),
             adapter: String::new(),

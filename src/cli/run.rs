@@ -8,11 +8,11 @@ use clap::Args;
 use clap::builder::TypedValueParser as _;
 use stylize::Options;
 
-use super::args::{
+use super::progress::{CliProgress, Interrupt};
+use super::values::{
     BackendArg, DEFAULT_LISTS, OptimizerArg, PoolingArg, PrecisionArg, PreserveColorsArg, decay, default_init,
     defaults, non_negative_f64, positive_f64, tile_choice,
 };
-use super::progress::{CliProgress, Interrupt};
 
 // No doc comment: a flattened struct's would become the top-level `--help`'s about.
 #[derive(Args, Debug)]
@@ -301,7 +301,7 @@ fn outputs(cli: &RunArgs) -> stylize::Outputs {
 pub fn transfer(cli: RunArgs) -> Result<Option<i32>> {
     let options = options(&cli);
     let content = cli.content.clone().expect("required");
-    let mut progress = CliProgress::new(&cli, &options);
+    let mut progress = CliProgress::new(&options, cli.print_every);
     let job = stylize::Job::new(&content, &cli.style, options.clone(), outputs(&cli), &mut progress)?;
     let finished = job.run(&mut progress);
     progress.finish();

@@ -2,6 +2,7 @@
 //! the image, recorded once as a `Step` over buffers allocated once. Knows layers, not WGSL.
 
 mod buffers;
+mod execute;
 mod executor;
 mod network;
 mod plan;
@@ -13,8 +14,9 @@ mod training;
 pub mod vgg;
 
 pub use buffers::{BufferKind, BufferSpec, Buffers, GpuBytes};
+pub use execute::Execute;
 pub use executor::{Executor, SharedBuffers};
-pub use network::{Execute, Network};
+pub use network::Network;
 pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
 pub use tiled::TiledExecutor;
 pub use training::FiniteGuard;

@@ -1,77 +1,10 @@
-//! One face for the network on the whole image (`Executor`) and over tiles (`TiledExecutor`):
-//! the `Execute` trait both implement, and `Network`, the one a run holds, which is either.
+//! `Network`, the one a run holds: the network on the whole image (`Executor`) or over tiles
+//! (`TiledExecutor`), either seen through the `Execute` trait both implement.
 
 use std::ops::{Deref, DerefMut};
 
-use super::tiling::Tiling;
-use super::{ConvLayerWeights, Executor, Losses, NetError, Plan, TiledExecutor};
-use crate::gpu::{Context, Step};
-use crate::ops::bands::Bands;
-
-/// What a run calls on the network, whichever way it goes over the image. Images are CHW; RGB in
-/// [0, 1], "normalized" as VGG sees it. Each method's how is documented on the implementations.
-pub trait Execute {
-    /// The plan of the whole image.
-    fn plan(&self) -> &Plan;
-
-    /// The tiles, when tiled.
-    fn tiling(&self) -> Option<&Tiling> {
-        None
-    }
-
-    /// Uploads an RGB image and normalizes it into the image being optimized.
-    fn set_image(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError>;
-
-    /// Writes an already normalized image (tests and resumed runs).
-    fn set_normalized_image(&self, ctx: &Context, image: &[f32]) -> Result<(), NetError>;
-
-    /// Runs the forward pass on `rgb` and keeps its features at the content layers as targets.
-    fn set_content(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError>;
-
-    /// Runs the forward pass on `rgb` and keeps its Grams at the style layers as targets.
-    fn set_style(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError>;
-
-    /// The Gram matrices of `rgb` at the style layers; replaces the style targets with them.
-    fn style_grams(&self, ctx: &Context, rgb: &[f32]) -> Result<Vec<Vec<f32>>, NetError>;
-
-    /// The current style targets, in the order of `plan.style`.
-    fn read_style_grams(&self, ctx: &Context) -> Result<Vec<Vec<f32>>, NetError>;
-
-    /// Sets the style targets directly, one C x C matrix per style term.
-    fn set_style_grams(&self, ctx: &Context, grams: &[Vec<f32>]) -> Result<(), NetError>;
-
-    /// The recorded training step; callers append their optimizer's kernels.
-    fn training_step(&mut self) -> &mut Step;
-
-    /// The image being optimized: one band untiled, bands of at most a binding tiled.
-    fn image_bands(&self) -> Bands;
-
-    /// dL/d(image), split as the image is.
-    fn image_grad_bands(&self) -> Bands;
-
-    /// Number of values in the image (3 H W).
-    fn image_len(&self) -> usize;
-
-    /// The loss values of the last training step.
-    fn read_losses(&self, ctx: &Context) -> Result<Losses, NetError>;
-
-    /// dL/d(image) of the last training step.
-    #[cfg(feature = "testing")]
-    fn read_image_grad(&self, ctx: &Context) -> Result<Vec<f32>, NetError>;
-
-    fn read_normalized_image(&self, ctx: &Context) -> Result<Vec<f32>, NetError>;
-
-    /// The image as RGB in [0, 1] (denormalized and clamped on the GPU).
-    fn read_rgb(&self, ctx: &Context) -> Result<Vec<f32>, NetError>;
-
-    /// FLOPs of one step as it runs (tiled: both passes over every window).
-    fn flops_per_step(&self) -> Result<u64, NetError> {
-        Ok(self.plan().flops_per_step())
-    }
-
-    /// Bytes of every buffer the executor allocated, each counted once.
-    fn allocated_bytes(&self) -> u64;
-}
+use super::{ConvLayerWeights, Execute, Executor, NetError, Plan, TiledExecutor};
+use crate::gpu::Context;
 
 /// The network a run optimizes through: untiled, or tiled (see `tiling`); either is an
 /// [`Execute`], which `Network` derefs to. One is built per scale and held in place for the run,

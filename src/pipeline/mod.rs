@@ -13,7 +13,6 @@ mod scales;
 use std::path::{Path, PathBuf};
 
 pub use inputs::{finish_colors, load_network_weights};
-pub use scales::scale_sizes;
 
 use crate::image_io::{self, Image};
 use crate::net::ConvLayerWeights;
@@ -23,6 +22,18 @@ use crate::{Error, Outcome, gpu};
 use inputs::{first_initial_image, load_masks, load_style_images, prepare_masks};
 use record::Record;
 use scales::{ScaleInputs, run_scales};
+
+/// Longer sides of the scales of a coarse-to-fine run, coarse first, the last `size`: each
+/// sqrt(2) larger than the one before, or, with `min_size`, spaced geometrically from it.
+pub fn scale_sizes(size: u32, scales: usize, min_size: Option<u32>) -> Vec<u32> {
+    let n = scales.max(1);
+    let ratio = match (min_size, n) {
+        (_, 1) => 1.0,
+        (Some(min), _) => (size as f64 / min.max(1) as f64).powf(1.0 / (n - 1) as f64),
+        (None, _) => std::f64::consts::SQRT_2,
+    };
+    (0..n).map(|i| ((size as f64 / ratio.powi((n - 1 - i) as i32)).round() as u32).max(1)).collect()
+}
 
 /// What a run writes besides its result in memory; every field off by default.
 #[derive(Clone, Debug)]

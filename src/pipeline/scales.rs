@@ -1,23 +1,11 @@
 //! Coarse-to-fine over the scales of a run, with checkpoints and resume.
 
-use super::checkpointing;
 use super::inputs::{prepare_masks, prepare_styles};
+use super::{checkpointing, scale_sizes};
 use crate::image_io::{self, Image};
 use crate::net::ConvLayerWeights;
 use crate::transfer::{Observer, Options, StyleTransfer, TransferError};
 use crate::{Error, checkpoint, gpu};
-
-/// Longer sides of the scales of a coarse-to-fine run, coarse first, the last `size`: each
-/// sqrt(2) larger than the one before, or, with `min_size`, spaced geometrically from it.
-pub fn scale_sizes(size: u32, scales: usize, min_size: Option<u32>) -> Vec<u32> {
-    let n = scales.max(1);
-    let ratio = match (min_size, n) {
-        (_, 1) => 1.0,
-        (Some(min), _) => (size as f64 / min.max(1) as f64).powf(1.0 / (n - 1) as f64),
-        (None, _) => std::f64::consts::SQRT_2,
-    };
-    (0..n).map(|i| ((size as f64 / ratio.powi((n - 1 - i) as i32)).round() as u32).max(1)).collect()
-}
 
 /// Where a (multi-scale) run ended: the last scale's transfer (for the image so far and the steps
 /// taken), its content and style images, and how its run ended.
