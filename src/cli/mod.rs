@@ -3,8 +3,8 @@
 //! (progress bar, notices, signals); the library itself never prints or reads a flag.
 //!
 //! One file per subcommand, each with its clap `Args` and a `run`; `args` holds the top level,
-//! `values` the value parsers and defaults they share. The `Args` structs have no doc comment on purpose: clap
-//! would take it as the subcommand's `about` and change `--help`.
+//! `values` the value parsers and defaults they share. The `Args` structs have no doc comment on
+//! purpose: clap would take it as the subcommand's `about` and change `--help`.
 
 pub mod args;
 pub mod bench;
