@@ -445,7 +445,11 @@ fn cli_precision_is_reported() {
     if let Some(shape) = adapter.matrix_shape {
         // The shape the kernels take, and auto's rule: f32 on a CPU adapter's matrix units.
         assert!(devices.contains(&format!("the mixed kernels use {} f16", shape.name())), "{devices}");
-        let auto = if adapter.class() == stylize::gpu::AdapterClass::Cpu { "runs f32 (auto: on a CPU adapter" } else { "runs mixed" };
+        let auto = if adapter.class() == stylize::gpu::AdapterClass::Cpu {
+            "runs f32 (auto: on a CPU adapter"
+        } else {
+            "runs mixed"
+        };
         assert!(devices.contains(auto), "{devices}");
     }
     let bench = stylize()

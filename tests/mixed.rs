@@ -421,7 +421,12 @@ fn gpu_mixed_matrix_kernels_match_the_emulation() {
             let backward = gram::reference::backward_mixed(shape, &f, &dg);
             let plus: Vec<f64> = backward.iter().zip(&base).map(|(r, b)| r + *b as f64).collect();
             let [m, e] = [&results[0], &results[1]];
-            assert_matrix(&format!("matrix gram forward {what}"), &m[0], &e[0], &gram::reference::forward_mixed(shape, &f));
+            assert_matrix(
+                &format!("matrix gram forward {what}"),
+                &m[0],
+                &e[0],
+                &gram::reference::forward_mixed(shape, &f),
+            );
             assert_matrix(&format!("matrix gram backward {what}"), &m[1], &e[1], &backward);
             assert_matrix(&format!("matrix gram backward += {what}"), &m[2], &e[2], &plus);
         }

@@ -76,9 +76,9 @@ fn naga_every_kernel_file_is_compiled_into_the_crate() {
 #[test]
 fn naga_cooperative_matrix_kernels_are_composed_per_shape() {
     let tile = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/coop_tile.wgsl")).unwrap();
-    let coop: Vec<_> =
-        modules().into_iter().filter(|s| s.source.contains("enable wgpu_cooperative_matrix;")).collect();
-    for (kernel, entries) in [("conv_coop", &["conv3x3_coop"][..]), ("gram_coop", &["gram_forward_coop", "gram_backward_coop"])]
+    let coop: Vec<_> = modules().into_iter().filter(|s| s.source.contains("enable wgpu_cooperative_matrix;")).collect();
+    for (kernel, entries) in
+        [("conv_coop", &["conv3x3_coop"][..]), ("gram_coop", &["gram_forward_coop", "gram_backward_coop"])]
     {
         for shape in stylize::gpu::KERNEL_MATRIX_SHAPES {
             let side = shape.side();
@@ -88,7 +88,11 @@ fn naga_cooperative_matrix_kernels_are_composed_per_shape() {
             assert!(shader.source.contains(&matrix) && shader.source.contains(tile.as_str()), "{name}");
             let (module, _) = validate(&name, shader.source);
             for entry in entries {
-                let ep = module.entry_points.iter().find(|ep| ep.name == *entry).unwrap_or_else(|| panic!("{name}::{entry}"));
+                let ep = module
+                    .entry_points
+                    .iter()
+                    .find(|ep| ep.name == *entry)
+                    .unwrap_or_else(|| panic!("{name}::{entry}"));
                 assert_eq!(ep.workgroup_size, [stylize::gpu::COOP_WORKGROUP, 1, 1], "{name}::{entry}");
             }
             let refused =

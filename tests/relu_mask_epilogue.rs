@@ -42,7 +42,6 @@ fn bits_of(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
 }
 
-
 fn contexts_in_both_precisions(test: &str) -> Vec<(String, Context)> {
     let mut all = contexts(test);
     for (grid, mut ctx) in contexts(test) {
@@ -208,7 +207,10 @@ fn gpu_matrix_epilogue_mask_bits_match_reference() {
         let weights = GpuConvWeights::upload(&ctx, "t", &to_f32(&wt), &to_f32(&b), cout, cin).unwrap();
         let (input, out, mask) = (upload(&ctx, &x), poisoned(&ctx, len), all_ones(&ctx, words));
         let step = conv::forward_relu_masked(&ctx, shape, &input, &weights, &out, &mask).unwrap();
-        assert!(entries(&step).iter().any(|e| e.starts_with("conv_coop_") && e.ends_with("::conv3x3_coop")) || shape.out_channels <= 4);
+        assert!(
+            entries(&step).iter().any(|e| e.starts_with("conv_coop_") && e.ends_with("::conv3x3_coop"))
+                || shape.out_channels <= 4
+        );
         run(&ctx, &step);
         let reference = conv::reference::forward(shape, &x, &wt, &b);
         assert_eq!(ctx.read_words(&mask, words).unwrap(), relu::reference::mask_bits(&reference), "{shape:?}");

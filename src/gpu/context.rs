@@ -4,7 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Registry;
-use super::precision::{COOP_WORKGROUP, KERNEL_MATRIX_SHAPES, MATRIX_FEATURES, MatrixShape, Precision, PrecisionChoice, adapter_matrix_shape, describe_matrix};
+use super::precision::{
+    COOP_WORKGROUP, KERNEL_MATRIX_SHAPES, MATRIX_FEATURES, MatrixShape, Precision, PrecisionChoice,
+    adapter_matrix_shape, describe_matrix,
+};
 
 /// Everything that can go wrong on the GPU side, as values rather than panics.
 #[derive(Debug, thiserror::Error)]
@@ -466,11 +469,7 @@ fn open_device(
         wgpu::Features::empty()
     };
     let request = |matrix: bool| {
-        let features = if matrix {
-            base | MATRIX_FEATURES
-        } else {
-            base
-        };
+        let features = if matrix { base | MATRIX_FEATURES } else { base };
         pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("stylize"),
             required_features: features,

@@ -165,7 +165,9 @@ impl MatrixShape {
     /// have no more subgroups than the tile has quads, so that every subgroup owns its own
     /// accumulators and none repeats another's.
     pub fn fits_subgroups(self, min: u32, _max: u32) -> bool {
-        (1..=COOP_WORKGROUP).contains(&min) && COOP_WORKGROUP.is_multiple_of(min) && COOP_WORKGROUP / min <= self.quads()
+        (1..=COOP_WORKGROUP).contains(&min)
+            && COOP_WORKGROUP.is_multiple_of(min)
+            && COOP_WORKGROUP / min <= self.quads()
     }
 
     fn listed_in(self, listed: &[wgpu::CooperativeMatrixProperties]) -> bool {
@@ -182,7 +184,9 @@ impl MatrixShape {
 /// `subgroups` = (min, max) invocations: the largest of `KERNEL_MATRIX_SHAPES` that it lists with
 /// f16 operands and an f32 accumulator and that fits its subgroups.
 pub fn matrix_shape(listed: &[wgpu::CooperativeMatrixProperties], subgroups: (u32, u32)) -> Option<MatrixShape> {
-    KERNEL_MATRIX_SHAPES.into_iter().find(|shape| shape.listed_in(listed) && shape.fits_subgroups(subgroups.0, subgroups.1))
+    KERNEL_MATRIX_SHAPES
+        .into_iter()
+        .find(|shape| shape.listed_in(listed) && shape.fits_subgroups(subgroups.0, subgroups.1))
 }
 
 /// One listed configuration as `stylize devices` prints it, e.g. `16x16x16 f16->f32`.
@@ -194,9 +198,8 @@ pub fn describe_matrix(p: &wgpu::CooperativeMatrixProperties) -> String {
 
 /// The features the cooperative-matrix kernels need besides a listed shape: the matrices, f16,
 /// and subgroups (each subgroup finds its own quads from `subgroup_id`).
-pub const MATRIX_FEATURES: wgpu::Features = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-    .union(wgpu::Features::SHADER_F16)
-    .union(wgpu::Features::SUBGROUP);
+pub const MATRIX_FEATURES: wgpu::Features =
+    wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX.union(wgpu::Features::SHADER_F16).union(wgpu::Features::SUBGROUP);
 
 /// The shape the mixed kernels use on `adapter` (`matrix_shape`), where it also has every feature
 /// of `MATRIX_FEATURES`; `None`: no matrix units the kernels can use.
@@ -215,9 +218,15 @@ mod tests {
     #[test]
     fn auto_is_mixed_only_on_a_gpus_matrix_units() {
         let side16 = Some(MatrixShape::Side16);
-        assert_eq!(PrecisionChoice::resolve(Precision::Auto, side16, AdapterClass::Gpu).arithmetic, Arithmetic::MixedMatrix);
+        assert_eq!(
+            PrecisionChoice::resolve(Precision::Auto, side16, AdapterClass::Gpu).arithmetic,
+            Arithmetic::MixedMatrix
+        );
         assert_eq!(PrecisionChoice::resolve(Precision::Auto, None, AdapterClass::Gpu).arithmetic, Arithmetic::F32);
-        assert_eq!(PrecisionChoice::resolve(Precision::Mixed, None, AdapterClass::Gpu).arithmetic, Arithmetic::MixedEmulated);
+        assert_eq!(
+            PrecisionChoice::resolve(Precision::Mixed, None, AdapterClass::Gpu).arithmetic,
+            Arithmetic::MixedEmulated
+        );
         assert_eq!(PrecisionChoice::resolve(Precision::F32, side16, AdapterClass::Gpu).arithmetic, Arithmetic::F32);
         assert!(PrecisionChoice::resolve(Precision::Mixed, None, AdapterClass::Gpu).warning().is_some());
         assert!(PrecisionChoice::resolve(Precision::Auto, None, AdapterClass::Gpu).warning().is_none());

@@ -97,8 +97,11 @@ pub fn forward_with_partials(
     gram: &wgpu::Buffer,
 ) -> Result<Step, GpuError> {
     let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
-    let (shader, entry, tile) =
-        if coop { (COOP_SHADER.for_context(ctx)?, "gram_forward_coop", COOP_TILE) } else { (SHADER, "gram_forward", TILE) };
+    let (shader, entry, tile) = if coop {
+        (COOP_SHADER.for_context(ctx)?, "gram_forward_coop", COOP_TILE)
+    } else {
+        (SHADER, "gram_forward", TILE)
+    };
     let tiles = shape.channels.div_ceil(tile);
     let pairs = tiles * (tiles + 1) / 2;
     let splits = shape.splits();

@@ -64,7 +64,10 @@ impl CoopShader {
     /// The module for the shape the context's adapter uses.
     pub fn for_context(self, ctx: &Context) -> Result<ShaderSource, GpuError> {
         let shape = ctx.adapter.matrix_shape.ok_or_else(|| {
-            GpuError::Device(format!("{} needs cooperative matrices, which {} lacks", self.side16.name, ctx.adapter.name))
+            GpuError::Device(format!(
+                "{} needs cooperative matrices, which {} lacks",
+                self.side16.name, ctx.adapter.name
+            ))
         })?;
         Ok(self.for_shape(shape))
     }
