@@ -12,7 +12,7 @@ struct Params {
     chunk: u32,    // forward: products per split (a multiple of TILE_K)
     tiles: u32,    // forward: ceil(C / 64), backward: ceil(N / 64)
     flags: u32,    // backward: bit 2 accumulates into the output; bit 5: mixed precision (below)
-    _pad0: u32,
+    weight_exponent: i32, // masked forward under mixed precision: w's octave (below)
     _pad1: u32,
 }
 
@@ -351,8 +351,26 @@ fn gram_backward_direct(
 // loads of the forward (the left operand's columns) and into the stores of the backward:
 // dL/dF[m, p] = w(p) sum_k S[m, k] F[k, p]. Same parameters, tiles and grids as the plain entry
 // points above; binding 4 is read only by these.
+// Under mixed precision the forward's left operand is F w, rounded after a scale of its own:
+// F's range and w's octave e (`weight_exponent`, 2^(e-1) < max w <= 2^e, from the host, which has
+// w), so that |F w| / 2^(s + e) stays below |F| / 2^s; the right operand is F as the plain Gram
+// rounds it. G^[m, n] for m <= n takes row m as the left operand and is mirrored: only the
+// invocation with m <= n writes, so a diagonal tile's two products never race. The backward
+// rounds S and F as the plain one and weights the unscaled f32 sums.
 
 @group(0) @binding(4) var<storage, read> column_weights: array<f32>; // w, [N]
+
+// F[row, col] w(col) as the masked forward's left operand takes it (0 outside F).
+fn weighted_feature(row: u32, col: u32) -> f32 {
+    if (row >= params.channels || col >= params.n) {
+        return 0.0;
+    }
+    let value = features[row * params.n + col] * column_weights[col];
+    if (is_mixed()) {
+        return round_f16(ldexp(value, -(range_scale(0u) + params.weight_exponent)));
+    }
+    return value;
+}
 
 @compute @workgroup_size(16, 16, 1)
 fn gram_forward_masked(
@@ -395,7 +413,7 @@ fn gram_forward_masked(
             var a_value = 0.0;
             var b_value = 0.0;
             if (k0 + kk < k_end) {
-                a_value = load_feature(m0 + row, k0 + kk) * column_weights[k0 + kk];
+                a_value = weighted_feature(m0 + row, k0 + kk);
                 b_value = load_feature(n0 + row, k0 + kk);
             }
             a_tile[kk * TILE + row] = a_value;
@@ -424,9 +442,13 @@ fn gram_forward_masked(
         let m = m0 + lid.y + i * 16u;
         for (var j = 0u; j < 4u; j++) {
             let n = n0 + lid.x + j * 16u;
-            if (m < c && n < c) {
-                dst[base + m * c + n] = acc[i * 4u + j];
-                dst[base + n * c + m] = acc[i * 4u + j];
+            if (m < c && n < c && m <= n) {
+                var value = acc[i * 4u + j];
+                if (is_mixed()) {
+                    value = ldexp(unscale(value, 0u), params.weight_exponent);
+                }
+                dst[base + m * c + n] = value;
+                dst[base + n * c + m] = value;
             }
         }
     }
@@ -460,7 +482,7 @@ fn gram_backward_masked(
             let k = k0 + kk;
             var s = 0.0;
             if (m < c && k < c) {
-                s = grad_gram[m * c + k] + grad_gram[k * c + m];
+                s = mixed_operand(grad_gram[m * c + k] + grad_gram[k * c + m], 1u);
             }
             a_tile[kk * TILE + mm] = s;
             let nn = e % TILE;
@@ -489,7 +511,7 @@ fn gram_backward_masked(
             let n = n0 + lid.x + j * 16u;
             if (m < c && n < params.n) {
                 let index = m * params.n + n;
-                var value = acc[i * 4u + j] * column_weights[n];
+                var value = unscale(acc[i * 4u + j], 1u) * column_weights[n];
                 if ((params.flags & 4u) != 0u) {
                     value += dst[index];
                 }
@@ -509,7 +531,7 @@ fn store_masked_gram_grad(m: u32, col: u32, acc: vec4<f32>) {
             return;
         }
         let index = m * params.n + n;
-        var value = acc[j] * column_weights[n];
+        var value = unscale(acc[j], 1u) * column_weights[n];
         if ((params.flags & 4u) != 0u) {
             value += dst[index];
         }

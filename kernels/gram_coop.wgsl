@@ -9,6 +9,9 @@
 // gram_forward's. Backward: each workgroup computes a 32 x 32 tile of dL/dF (32 channels by 32
 // positions) over the whole C axis, S scaled by dL/dG's range and one octave more, F by its own,
 // both rounded as the emulation rounds them; the sum is unscaled and written (or added: flag bit 2).
+// Flag bit 3: the guided Gram of spatial control (gram.wgsl's masked entry points, the same
+// operands): the forward's left operand is F w scaled by one more octave, e, the backward's sums
+// are weighted by w as stored. Binding 4 holds w (any buffer without bit 3).
 
 struct Params {
     groups: u32,   // logical workgroups (filled by the host)
@@ -16,8 +19,8 @@ struct Params {
     n: u32,        // N = H * W
     chunk: u32,    // products per split (a multiple of 16)
     tiles: u32,    // forward: ceil(C / 32); backward: ceil(N / 32)
-    flags: u32,    // backward: bit 2 accumulates into dst (mixed is implied)
-    _pad0: u32,
+    flags: u32,    // bit 2 (backward) accumulates into dst; bit 3 masked (mixed is implied)
+    weight_exponent: i32, // masked forward: e with 2^(e-1) < max w <= 2^e
     _pad1: u32,
 }
 
@@ -27,6 +30,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> grad_gram: array<f32>; // backward only: dL/dG, [C][C]
 // range[0]: the largest biased f32 exponent of |F|, range[1] that of |dL/dG| (range.wgsl).
 @group(0) @binding(6) var<storage, read> range: array<u32>;
+@group(0) @binding(4) var<storage, read> column_weights: array<f32>; // flag bit 3: w, [N]
+
+fn is_masked() -> bool {
+    return (params.flags & 8u) != 0u;
+}
 
 fn range_scale() -> i32 {
     return scale_of(0u);
@@ -41,6 +49,19 @@ fn scale_of(slot: u32) -> i32 {
 fn feature_f16(row: u32, col: u32, k_end: u32) -> f16 {
     if (row < params.channels && col < k_end) {
         return f16(round_f16(ldexp(features[row * params.n + col], -range_scale())));
+    }
+    return f16(0.0);
+}
+
+// The forward's left operand: F, or F w scaled by one more octave (masked), as gram.wgsl's
+// weighted_feature rounds it.
+fn left_f16(row: u32, col: u32, k_end: u32) -> f16 {
+    if (!is_masked()) {
+        return feature_f16(row, col, k_end);
+    }
+    if (row < params.channels && col < k_end) {
+        let value = features[row * params.n + col] * column_weights[col];
+        return f16(round_f16(ldexp(value, -(range_scale() + params.weight_exponent))));
     }
     return f16(0.0);
 }
@@ -84,7 +105,7 @@ fn gram_forward_coop(
             for (var i = 0u; i < 16u; i++) {
                 let e = lid + i * 32u;
                 // A[m][k] = F[m0 + m][k0 + k]; B[k][n] = F[n0 + n][k0 + k].
-                a_stage[e] = feature_f16(m0 + e / STEP, k0 + e % STEP, k_end);
+                a_stage[e] = left_f16(m0 + e / STEP, k0 + e % STEP, k_end);
                 b_stage[(e % STEP) * TILE + e / STEP] = feature_f16(n0 + e / STEP, k0 + e % STEP, k_end);
             }
             workgroupBarrier();
@@ -97,12 +118,14 @@ fn gram_forward_coop(
     let c = params.channels;
     let base = split * c * c;
     let scale = range_scale();
+    let weight_octave = select(0, params.weight_exponent, is_masked());
     for (var i = 0u; i < 32u; i++) {
         let e = lid + i * 32u;
         let m = m0 + e / TILE;
         let n = n0 + e % TILE;
-        if (live && m < c && n < c) {
-            let value = ldexp(ldexp(c_stage[e], scale), scale);
+        // m <= n: a diagonal tile's (m, n) and (n, m) would otherwise both write both places.
+        if (live && m < c && n < c && m <= n) {
+            let value = ldexp(ldexp(ldexp(c_stage[e], scale), scale), weight_octave);
             dst[base + m * c + n] = value;
             dst[base + n * c + m] = value;
         }
@@ -172,6 +195,9 @@ fn gram_backward_coop(
         if (live && m < params.channels && p < params.n) {
             let index = m * params.n + p;
             var value = ldexp(ldexp(c_stage[e], s0), s1);
+            if (is_masked()) {
+                value *= column_weights[p];
+            }
             if ((params.flags & 4u) != 0u) {
                 value += dst[index];
             }

@@ -226,6 +226,74 @@ fn gpu_mixed_gram_matches_rounded_reference() {
     }
 }
 
+/// A mask over n positions: zeros, ones and soft values where `coverage` of them are nonzero
+/// (a small coverage gives large column weights, so the left operand's extra octave matters).
+fn soft_mask(rng: &mut Rng, n: usize, coverage: f64) -> Vec<f64> {
+    (0..n)
+        .map(|p| match p % 5 {
+            _ if rng.uniform() > coverage => 0.0,
+            1 => 1.0,
+            _ => rng.uniform(),
+        })
+        .collect()
+}
+
+/// The guided Gram (`--mask`) under mixed precision: the left operand F w and the right F rounded
+/// (`gram::reference::forward_masked_mixed`), the backward's S and F as the plain Gram's, against
+/// the rounded and the exact references, written and accumulated, both backward formulations.
+#[test]
+fn gpu_mixed_masked_gram_matches_rounded_reference() {
+    let mut rng = Rng::new(27);
+    for (grid, mut ctx) in mixed_contexts("gpu_mixed_masked_gram_matches_rounded_reference") {
+        for (c, n, coverage) in [(3, 13 * 17, 0.7), (67, 13 * 17, 0.05), (67, 37 * 61, 0.5), (130, 5, 1.0)] {
+            let shape = GramShape { channels: c, n };
+            let what = format!("{shape:?}, coverage {coverage} ({grid})");
+            let f = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
+            let mut mask = soft_mask(&mut rng, n, coverage);
+            mask[0] = 1.0;
+            let w = f32s(&gram::mask_column_weights(&mask).1);
+            let (features, weights) = (ctx.upload("f", &f).unwrap(), ctx.upload("w", &w).unwrap());
+            let (partials, out) = (poisoned(&ctx, shape.partials_len()), poisoned(&ctx, shape.gram_len()));
+            let octave = gram::weight_exponent(&w);
+            run(
+                &ctx,
+                &gram::forward_masked_with_partials(&ctx, shape, &features, &weights, octave, &partials, &out).unwrap(),
+            );
+            assert_mixed(
+                &format!("mixed masked gram forward {what}"),
+                &read(&ctx, &out, shape.gram_len()),
+                &gram::reference::forward_masked_mixed(shape, &f, &w),
+                &gram::reference::forward_masked(shape, &to_f64(&f), &mask),
+            );
+            let dg = f32s(&rng.vec(shape.gram_len(), -1.0, 1.0));
+            let grad_gram = ctx.upload("dg", &dg).unwrap();
+            let rounded = gram::reference::backward_masked_mixed(shape, &f, &w, &dg);
+            let exact = gram::reference::backward_masked(shape, &to_f64(&f), &mask, &to_f64(&dg));
+            for algorithm in [ConvAlgorithm::Auto, ConvAlgorithm::Direct] {
+                algorithm.force(&mut ctx);
+                let grad_features = poisoned(&ctx, shape.features_len());
+                run(
+                    &ctx,
+                    &gram::backward_masked(&ctx, shape, &features, &weights, &grad_gram, &grad_features, false)
+                        .unwrap(),
+                );
+                let got = read(&ctx, &grad_features, shape.features_len());
+                assert_mixed(&format!("mixed masked gram backward {algorithm:?} {what}"), &got, &rounded, &exact);
+                let base = rng.vec(shape.features_len(), -1.0, 1.0);
+                let acc = upload(&ctx, &base);
+                run(&ctx, &gram::backward_masked(&ctx, shape, &features, &weights, &grad_gram, &acc, true).unwrap());
+                let plus: Vec<f64> = rounded.iter().zip(&base).map(|(r, b)| r + b).collect();
+                assert_close(
+                    &format!("mixed masked gram backward += {algorithm:?} {what}"),
+                    &read(&ctx, &acc, shape.features_len()),
+                    &plus,
+                    F32_TOL,
+                );
+            }
+        }
+    }
+}
+
 /// Range: gradients around 1e-9 (all below f16's smallest subnormal, 6e-8) and around 1e5 (above
 /// its largest value, 65504), and activations in the thousands, neither flush nor overflow.
 #[test]
@@ -330,7 +398,8 @@ fn assert_matrix(what: &str, matrix: &[f32], emulated: &[f32], rounded: &[f64]) 
 
 /// The cooperative-matrix kernels (`conv3x3_coop` forward with bias and ReLU, backward to the input
 /// written, accumulated and through a ReLU mask, with and without split-K; `gram_forward_coop`
-/// with and without splits; `gram_backward_coop` written and accumulated) against the emulation
+/// with and without splits; `gram_backward_coop` written and accumulated; both masked, as `--mask`
+/// runs them) against the emulation
 /// and the rounded f64 reference, at odd sizes, poisoned outputs, on the full and a folded grid.
 /// Skipped, visibly, where the adapter has no cooperative matrices the kernels use (lavapipe
 /// before Mesa 26); `STYLIZE_REQUIRE_MATRIX_UNITS=1` fails instead.
@@ -395,15 +464,27 @@ fn gpu_mixed_matrix_kernels_match_the_emulation() {
             let f = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
             let dg = f32s(&rng.vec(shape.gram_len(), -1e-3, 1e-3));
             let base = f32s(&rng.vec(shape.features_len(), -1.0, 1.0));
+            let mut mask = soft_mask(&mut rng, n, 0.3);
+            mask[n / 2] = 1.0;
+            let w = f32s(&gram::mask_column_weights(&mask).1);
             let mut results = Vec::new();
             for ctx in [&matrix, &emulated] {
                 let (features, grad_gram) = (ctx.upload("f", &f).unwrap(), ctx.upload("dg", &dg).unwrap());
                 let gram_out = poisoned(ctx, shape.gram_len());
                 let (written, added) = (poisoned(ctx, shape.features_len()), ctx.upload("base", &base).unwrap());
+                let weights = ctx.upload("w", &w).unwrap();
+                let (partials, masked_out) = (poisoned(ctx, shape.partials_len()), poisoned(ctx, shape.gram_len()));
+                let (masked_written, masked_added) =
+                    (poisoned(ctx, shape.features_len()), ctx.upload("base", &base).unwrap());
+                let octave = gram::weight_exponent(&w);
                 let steps = [
                     gram::forward(ctx, shape, &features, &gram_out).unwrap(),
                     gram::backward(ctx, shape, &features, &grad_gram, &written, false).unwrap(),
                     gram::backward(ctx, shape, &features, &grad_gram, &added, true).unwrap(),
+                    gram::forward_masked_with_partials(ctx, shape, &features, &weights, octave, &partials, &masked_out)
+                        .unwrap(),
+                    gram::backward_masked(ctx, shape, &features, &weights, &grad_gram, &masked_written, false).unwrap(),
+                    gram::backward_masked(ctx, shape, &features, &weights, &grad_gram, &masked_added, true).unwrap(),
                 ];
                 if std::ptr::eq(ctx, &matrix) {
                     let names: Vec<String> = steps.iter().flat_map(entries).collect();
@@ -416,6 +497,9 @@ fn gpu_mixed_matrix_kernels_match_the_emulation() {
                     read(ctx, &gram_out, shape.gram_len()),
                     read(ctx, &written, shape.features_len()),
                     read(ctx, &added, shape.features_len()),
+                    read(ctx, &masked_out, shape.gram_len()),
+                    read(ctx, &masked_written, shape.features_len()),
+                    read(ctx, &masked_added, shape.features_len()),
                 ]);
             }
             let backward = gram::reference::backward_mixed(shape, &f, &dg);
@@ -429,6 +513,16 @@ fn gpu_mixed_matrix_kernels_match_the_emulation() {
             );
             assert_matrix(&format!("matrix gram backward {what}"), &m[1], &e[1], &backward);
             assert_matrix(&format!("matrix gram backward += {what}"), &m[2], &e[2], &plus);
+            let masked_backward = gram::reference::backward_masked_mixed(shape, &f, &w, &dg);
+            let masked_plus: Vec<f64> = masked_backward.iter().zip(&base).map(|(r, b)| r + *b as f64).collect();
+            assert_matrix(
+                &format!("matrix masked gram forward {what}"),
+                &m[3],
+                &e[3],
+                &gram::reference::forward_masked_mixed(shape, &f, &w),
+            );
+            assert_matrix(&format!("matrix masked gram backward {what}"), &m[4], &e[4], &masked_backward);
+            assert_matrix(&format!("matrix masked gram backward += {what}"), &m[5], &e[5], &masked_plus);
         }
         eprintln!("{test}: cooperative-matrix kernels on {} ({grid}) agree with the emulation", matrix.adapter.name);
     }

@@ -66,12 +66,23 @@ fn gpu_mixed_network_gradient_matches_f64_method() {
             style_weight: 1e3,
             ..LossLayers::default()
         };
-        let weights = random_weights(&[4, 5, 6, 3], 41);
-        let (got, expected) = mixed_and_exact_gradient(&ctx, &tiny_table(), &weights, (13, 17), &tiny, 42);
+        let weights_tiny = random_weights(&[4, 5, 6, 3], 41);
+        let (got, expected) = mixed_and_exact_gradient(&ctx, &tiny_table(), &weights_tiny, (13, 17), &tiny, 42);
         let err = rel_err(&got, &expected);
         assert!(err <= 1e-2, "tiny network, mixed ({grid}): image gradient {err:e} from the f64 method");
         assert!(err > 1e-6, "tiny network ({grid}): {err:e}: the products were not rounded");
         eprintln!("tiny network, mixed ({grid}): image gradient {err:.2e} from the f64 method");
+        // Guided Grams (`--mask`): two soft complementary regions, a third covering a corner.
+        let (h, w) = (13, 17);
+        let left: Vec<f32> = (0..h * w).map(|i| (1.0 - (i % w) as f32 / (w - 1) as f32).powi(2)).collect();
+        let right = left.iter().map(|v| 1.0 - v).collect();
+        let corner = (0..h * w).map(|i| if i % w < 4 && i / w < 4 { 1.0 } else { 0.0 }).collect();
+        let masked = LossLayers { masks: vec![left, right, corner], ..tiny.clone() };
+        let (got, expected) = mixed_and_exact_gradient(&ctx, &tiny_table(), &weights_tiny, (h, w), &masked, 45);
+        let err = rel_err(&got, &expected);
+        assert!(err <= 1e-2, "tiny network with masks, mixed ({grid}): image gradient {err:e} from the f64 method");
+        assert!(err > 1e-6, "tiny network with masks ({grid}): {err:e}: the products were not rounded");
+        eprintln!("tiny network with masks, mixed ({grid}): image gradient {err:.2e} from the f64 method");
         let widths: Vec<usize> = VGG19_WIDTHS.iter().map(|w| w / 8).collect();
         let weights = random_weights(&widths, 43);
         let (got, expected) = mixed_and_exact_gradient(&ctx, &VGG19, &weights, (20, 24), &LossLayers::default(), 44);

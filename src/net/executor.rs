@@ -345,7 +345,8 @@ impl Executor {
         };
         let shape = self.plan.gram_shape(act);
         let partials = self.gram_partials.as_ref().expect("allocated with the style terms");
-        Ok(gram::forward_masked_with_partials(ctx, shape, &self.acts[act], weights, partials, gram)?)
+        let octave = self.plan.style[index].mask.as_ref().map_or(0, |mask| mask.weight_exponent());
+        Ok(gram::forward_masked_with_partials(ctx, shape, &self.acts[act], weights, octave, partials, gram)?)
     }
 
     /// grad (=, or += when `accumulate`) the backward of style term `index`'s Gram.
@@ -360,9 +361,7 @@ impl Executor {
         let act = self.plan.style[index].act;
         let shape = self.plan.gram_shape(act);
         Ok(match &self.column_weights[index] {
-            Some(weights) => {
-                Step::single(gram::backward_masked(ctx, shape, &self.acts[act], weights, grad_gram, grad, accumulate)?)
-            }
+            Some(weights) => gram::backward_masked(ctx, shape, &self.acts[act], weights, grad_gram, grad, accumulate)?,
             None => gram::backward(ctx, shape, &self.acts[act], grad_gram, grad, accumulate)?,
         })
     }

@@ -142,6 +142,11 @@ impl TermMask {
     pub fn column_weights(&self) -> Vec<f32> {
         crate::ops::gram::mask_column_weights(&self.values).1.into_iter().map(|w| w as f32).collect()
     }
+
+    /// The octave of those weights (`gram::weight_exponent`), which a mixed forward scales by.
+    pub fn weight_exponent(&self) -> i32 {
+        crate::ops::gram::weight_exponent(&self.column_weights())
+    }
 }
 
 /// 2x2 average pool with stride 2 of one H x W plane (floor: a last odd row or column is dropped),

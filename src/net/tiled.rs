@@ -253,6 +253,8 @@ impl TiledExecutor {
                         shape,
                         &self.owned,
                         owned_weights,
+                        // The whole layer's octave bounds every tile's weights.
+                        term.mask.as_ref().map_or(0, |mask| mask.weight_exponent()),
                         partials,
                         dst,
                     )?);
@@ -358,7 +360,7 @@ impl TiledExecutor {
                             &self.owned_grad,
                             false,
                         )?;
-                        step.push(kernel);
+                        step.extend(kernel);
                     }
                     None => step.extend(gram::backward(ctx, shape, &self.owned, grad_gram, &self.owned_grad, false)?),
                 }

@@ -24,6 +24,8 @@ const FLAG_ACCUMULATE: u32 = 4;
 /// Mixed precision: F (and the backward's dL/dG + dL/dG^T) scaled by its range and rounded to
 /// f16 as loaded, the f32 sums unscaled as stored (`ops::mixed`).
 const FLAG_MIXED: u32 = 32;
+/// gram_coop.wgsl: the guided Gram (binding 4 holds the column weights).
+const FLAG_COOP_MASKED: u32 = 8;
 
 /// Features of `channels` rows and `n` = H W columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +72,9 @@ struct Params {
     chunk: u32,
     tiles: u32,
     flags: u32,
-    _pad: [u32; 2],
+    /// The masked forward under mixed precision: `weight_exponent` of its column weights.
+    weight_exponent: i32,
+    _pad: u32,
 }
 
 /// Kernels that write G = F F^T into `gram` (a split-K product of the upper-triangle tiles, then
@@ -114,7 +118,8 @@ pub fn forward_with_partials(
         chunk: shape.chunk() as u32,
         tiles: tiles as u32,
         flags,
-        _pad: [0; 2],
+        weight_exponent: 0,
+        _pad: 0,
     };
     step.push(
         Kernel::with_bindings(
@@ -122,7 +127,7 @@ pub fn forward_with_partials(
             shader,
             entry,
             bytemuck::bytes_of(&params),
-            &[(1, features), (2, partials), (6, range.as_ref().unwrap_or(features))],
+            &coop_bindings(coop, [(1, features), (2, partials), (6, range.as_ref().unwrap_or(features))], None),
             (pairs * splits) as u32,
         )?
         .with_work(format!("forward {}x{}", shape.channels, shape.n), shape.flops()),
@@ -188,7 +193,8 @@ pub fn backward(
         chunk: 0,
         tiles: tiles_n as u32,
         flags: if accumulate { FLAG_ACCUMULATE } else { 0 } | mixed_flag,
-        _pad: [0; 2],
+        weight_exponent: 0,
+        _pad: 0,
     };
     step.push(
         Kernel::with_bindings(
@@ -196,7 +202,11 @@ pub fn backward(
             shader,
             entry,
             bytemuck::bytes_of(&params),
-            &[(1, features), (2, grad_features), (3, grad_gram), (6, range.as_ref().unwrap_or(features))],
+            &coop_bindings(
+                coop,
+                [(1, features), (2, grad_features), (3, grad_gram), (6, range.as_ref().unwrap_or(features))],
+                None,
+            ),
             (tiles_m * tiles_n) as u32,
         )?
         .with_work(format!("backward {}x{}", shape.channels, shape.n), shape.flops()),
@@ -213,38 +223,77 @@ pub fn mask_column_weights(t: &[f64]) -> (f64, Vec<f64>) {
     (coverage, weights)
 }
 
+/// The bindings of a Gram kernel: gram_coop.wgsl's entry points also read binding 4 (the column
+/// weights of a masked Gram, `columns`; F as a placeholder for a plain one, never read there).
+fn coop_bindings<'a, const K: usize>(
+    coop: bool,
+    bindings: [(u32, &'a wgpu::Buffer); K],
+    columns: Option<&'a wgpu::Buffer>,
+) -> Vec<(u32, &'a wgpu::Buffer)> {
+    let mut all = bindings.to_vec();
+    if let Some(columns) = columns.or(if coop { Some(bindings[0].1) } else { None }) {
+        all.push((4, columns));
+    }
+    all
+}
+
+/// The octave e of a masked Gram's column weights, 2^(e-1) < max w <= 2^e (0 for none above 1,
+/// which a coverage's weights, averaging 1, never are): a mixed forward divides its left operand
+/// F w by 2^e more than F, so that its largest value stays within f16's range.
+pub fn weight_exponent(column_weights: &[f32]) -> i32 {
+    let largest = column_weights.iter().fold(0f32, |m, &w| m.max(w));
+    if largest <= 1.0 {
+        return 0;
+    }
+    let (mantissa_bits, floor) = (largest.to_bits() & 0x007f_ffff, ((largest.to_bits() >> 23) & 0xff) as i32 - 127);
+    if mantissa_bits == 0 { floor } else { floor + 1 }
+}
+
 /// `forward_with_partials` for the guided Gram G^ = F diag(w) F^T, with `column_weights` the
-/// N values of `mask_column_weights` (applied in the forward's loads).
+/// N values of `mask_column_weights` (applied in the forward's loads) and `weight_exponent`
+/// theirs (`weight_exponent`; it matters only under mixed precision). Under mixed precision on
+/// matrix units, on them; emulated otherwise (the left operand F w, the right F, each rounded).
 pub fn forward_masked_with_partials(
     ctx: &Context,
     shape: GramShape,
     features: &wgpu::Buffer,
     column_weights: &wgpu::Buffer,
+    weight_exponent: i32,
     partials: &wgpu::Buffer,
     gram: &wgpu::Buffer,
 ) -> Result<Step, GpuError> {
-    let tiles = shape.channels.div_ceil(TILE);
+    let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
+    let (shader, entry, tile, masked_flag) = if coop {
+        (COOP_SHADER.for_context(ctx)?, "gram_forward_coop", COOP_TILE, FLAG_COOP_MASKED)
+    } else {
+        (SHADER, "gram_forward_masked", TILE, 0)
+    };
+    let tiles = shape.channels.div_ceil(tile);
     let pairs = tiles * (tiles + 1) / 2;
     let splits = shape.splits();
+    let mut step = Step::new();
+    let (range, mixed_flag) = mixed_ranges(ctx, &mut step, shape, features, None)?;
     let params = Params {
         groups: 0,
         channels: shape.channels as u32,
         n: shape.n as u32,
         chunk: shape.chunk() as u32,
         tiles: tiles as u32,
-        flags: 0,
-        _pad: [0; 2],
+        flags: masked_flag | mixed_flag,
+        weight_exponent,
+        _pad: 0,
     };
-    let mut step = Step::new();
     step.push(
         Kernel::with_bindings(
             ctx,
-            SHADER,
-            "gram_forward_masked",
+            shader,
+            entry,
             bytemuck::bytes_of(&params),
-            // The masked kernels share the mixed-aware loads but always run in f32 (no mixed flag),
-            // so the range binding is only a placeholder.
-            &[(1, features), (2, partials), (4, column_weights), (6, features)],
+            &coop_bindings(
+                coop,
+                [(1, features), (2, partials), (6, range.as_ref().unwrap_or(features))],
+                Some(column_weights),
+            ),
             (pairs * splits) as u32,
         )?
         .with_work(format!("masked forward {}x{}", shape.channels, shape.n), shape.flops()),
@@ -254,7 +303,8 @@ pub fn forward_masked_with_partials(
 }
 
 /// `backward` of the guided Gram: grad_features (=, or +=) ((dL/dG^ + dL/dG^^T) F) diag(w), the
-/// weights applied where each gradient value is stored.
+/// weights applied where each gradient value is stored; the operands rounded as `backward`'s
+/// under mixed precision (on matrix units where it runs on them).
 pub fn backward_masked(
     ctx: &Context,
     shape: GramShape,
@@ -263,12 +313,22 @@ pub fn backward_masked(
     grad_gram: &wgpu::Buffer,
     grad_features: &wgpu::Buffer,
     accumulate: bool,
-) -> Result<Kernel, GpuError> {
-    let (tiles_m, tiles_n, entry) = match kernel_class(ctx)? {
+) -> Result<Step, GpuError> {
+    let mut step = Step::new();
+    let (range, mixed_flag) = mixed_ranges(ctx, &mut step, shape, features, Some(grad_gram))?;
+    let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
+    let (shader, tiles_m, tiles_n, entry, masked_flag) = match kernel_class(ctx)? {
+        _ if coop => (
+            COOP_SHADER.for_context(ctx)?,
+            shape.channels.div_ceil(COOP_TILE),
+            shape.n.div_ceil(COOP_TILE),
+            "gram_backward_coop",
+            FLAG_COOP_MASKED,
+        ),
         AdapterClass::Cpu => {
-            (shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct_masked")
+            (SHADER, shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct_masked", 0)
         }
-        AdapterClass::Gpu => (shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward_masked"),
+        AdapterClass::Gpu => (SHADER, shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward_masked", 0),
     };
     let params = Params {
         groups: 0,
@@ -276,18 +336,26 @@ pub fn backward_masked(
         n: shape.n as u32,
         chunk: 0,
         tiles: tiles_n as u32,
-        flags: if accumulate { FLAG_ACCUMULATE } else { 0 },
-        _pad: [0; 2],
+        flags: if accumulate { FLAG_ACCUMULATE } else { 0 } | mixed_flag | masked_flag,
+        weight_exponent: 0,
+        _pad: 0,
     };
-    Kernel::with_bindings(
-        ctx,
-        SHADER,
-        entry,
-        bytemuck::bytes_of(&params),
-        &[(1, features), (2, grad_features), (3, grad_gram), (4, column_weights), (6, features)],
-        (tiles_m * tiles_n) as u32,
-    )
-    .map(|k| k.with_work(format!("masked backward {}x{}", shape.channels, shape.n), shape.flops()))
+    step.push(
+        Kernel::with_bindings(
+            ctx,
+            shader,
+            entry,
+            bytemuck::bytes_of(&params),
+            &coop_bindings(
+                coop,
+                [(1, features), (2, grad_features), (3, grad_gram), (6, range.as_ref().unwrap_or(features))],
+                Some(column_weights),
+            ),
+            (tiles_m * tiles_n) as u32,
+        )?
+        .with_work(format!("masked backward {}x{}", shape.channels, shape.n), shape.flops()),
+    );
+    Ok(step)
 }
 
 pub mod reference {
@@ -310,6 +378,38 @@ pub mod reference {
         // `backward` symmetrizes its argument: hand it S / 2 so that it forms S (exact in f64).
         let half: Vec<f64> = s.iter().map(|v| v / 2.0).collect();
         backward(shape, &mixed::round_operand(features), &half)
+    }
+
+    /// The guided Gram as a mixed forward computes it (`forward_masked_with_partials`): for
+    /// m <= n, sum_p r(F[m, p] w(p)) r(F[n, p]) with the left operand (the f32 product) scaled by
+    /// F's range and w's octave, the right by F's range, each rounded to f16; mirrored.
+    pub fn forward_masked_mixed(shape: GramShape, features: &[f32], column_weights: &[f32]) -> Vec<f64> {
+        let (c, n) = (shape.channels, shape.n);
+        let scale = mixed::scale_exponent(mixed::max_biased_exponent(features));
+        let weighted: Vec<f32> = (0..c * n).map(|i| features[i] * column_weights[i % n]).collect();
+        let left = mixed::round_scaled(&weighted, scale + super::weight_exponent(column_weights));
+        let right = mixed::round_scaled(features, scale);
+        let mut gram = vec![0.0; c * c];
+        for i in 0..c {
+            for j in i..c {
+                let value = (0..n).map(|p| left[i * n + p] * right[j * n + p]).sum();
+                gram[i * c + j] = value;
+                gram[j * c + i] = value;
+            }
+        }
+        gram
+    }
+
+    /// The guided Gram's backward as a mixed one computes it: `backward_mixed` weighted by w.
+    pub fn backward_masked_mixed(
+        shape: GramShape,
+        features: &[f32],
+        column_weights: &[f32],
+        grad_gram: &[f32],
+    ) -> Vec<f64> {
+        let n = shape.n;
+        let plain = backward_mixed(shape, features, grad_gram);
+        plain.iter().enumerate().map(|(i, g)| g * column_weights[i % n] as f64).collect()
     }
 
     pub fn forward(shape: GramShape, features: &[f64]) -> Vec<f64> {
