@@ -207,7 +207,8 @@ pub struct RunArgs {
     pub loss_plot: Option<PathBuf>,
     /// Arithmetic of the convolutions and Gram products: `f32`; `mixed` (operands rounded to f16,
     /// sums in f32: on matrix units where the adapter has cooperative matrices, else emulated,
-    /// slower, with a warning); `auto`: mixed where matrix units exist, else f32.
+    /// slower, with a warning); `auto`: mixed on GPUs with matrix units, else f32 (a CPU
+    /// adapter's matrices, Mesa 26 lavapipe's, measured slower than its f32).
     #[arg(long, value_enum, default_value_t = defaults().precision.into())]
     pub precision: PrecisionArg,
 

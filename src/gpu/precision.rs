@@ -61,7 +61,8 @@ impl Arithmetic {
 
 /// How much slower a step ran on a CPU adapter's cooperative matrices than in f32, which is why
 /// `auto` keeps CPU adapters on f32: `stylize bench` on Mesa 26.1.6's lavapipe (8x8x8, AVX2),
-/// 6.2x at 64 px and 6.3x at 128 px (BENCHMARKS.md, "Matrix units on Mesa 26"). The matrix
+/// 6.2x and 5.8x at 64 px, 6.3x and 6.7x at 128 px in two rounds (BENCHMARKS.md, "Matrix units
+/// on Mesa 26"). The matrix
 /// kernels there are LLVM's scalar lowering of `coopMultiplyAdd` plus the staging barriers; the
 /// f32 CPU kernels have neither.
 pub const CPU_MATRIX_SLOWDOWN: &str = "6x";
