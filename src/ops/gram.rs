@@ -91,51 +91,6 @@ pub fn forward(
     Ok(step)
 }
 
-/// `forward` with a caller-owned partial buffer of at least `shape.partials_len()` values, which
-/// several Grams computed one after the other may share.
-pub fn forward_with_partials(
-    ctx: &Context,
-    shape: GramShape,
-    features: &wgpu::Buffer,
-    partials: &wgpu::Buffer,
-    gram: &wgpu::Buffer,
-) -> Result<Step, GpuError> {
-    let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
-    let (shader, entry, tile) = if coop {
-        (COOP_SHADER.for_context(ctx)?, "gram_forward_coop", COOP_TILE)
-    } else {
-        (SHADER, "gram_forward", TILE)
-    };
-    let tiles = shape.channels.div_ceil(tile);
-    let pairs = tiles * (tiles + 1) / 2;
-    let splits = shape.splits();
-    let mut step = Step::new();
-    let (range, flags) = mixed_ranges(ctx, &mut step, shape, features, None)?;
-    let params = Params {
-        groups: 0,
-        channels: shape.channels as u32,
-        n: shape.n as u32,
-        chunk: shape.chunk() as u32,
-        tiles: tiles as u32,
-        flags,
-        weight_exponent: 0,
-        _pad: 0,
-    };
-    step.push(
-        Kernel::with_bindings(
-            ctx,
-            shader,
-            entry,
-            bytemuck::bytes_of(&params),
-            &coop_bindings(coop, [(1, features), (2, partials), (6, range.as_ref().unwrap_or(features))], None),
-            (pairs * splits) as u32,
-        )?
-        .with_work(format!("forward {}x{}", shape.channels, shape.n), shape.flops()),
-    );
-    step.push(reduce::sum_splits(ctx, shape.gram_len(), splits, partials, gram)?);
-    Ok(step)
-}
-
 /// Under mixed precision, appends to `step` the kernels that find the ranges of F (slot 0) and
 /// of dL/dG (slot 1, the backward's) and returns their buffer (`Context::shared_words`) and the flag.
 fn mixed_ranges(
@@ -154,64 +109,6 @@ fn mixed_ranges(
         step.extend(mixed::range(ctx, shape.gram_len(), grad_gram, &range, 1)?);
     }
     Ok((Some(range), FLAG_MIXED))
-}
-
-/// grad_features (=, or += when `accumulate`) (dL/dG + dL/dG^T) F: a tiled GEMM on GPUs (on
-/// cooperative matrices where mixed precision runs on them), the direct form on CPU adapters
-/// (`ops::kernel_class`, which honours a forced convolution); under mixed precision preceded by
-/// the kernels that find its operands' ranges.
-pub fn backward(
-    ctx: &Context,
-    shape: GramShape,
-    features: &wgpu::Buffer,
-    grad_gram: &wgpu::Buffer,
-    grad_features: &wgpu::Buffer,
-    accumulate: bool,
-) -> Result<Step, GpuError> {
-    let mut step = Step::new();
-    let (range, mixed_flag) = mixed_ranges(ctx, &mut step, shape, features, Some(grad_gram))?;
-    let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
-    let class = kernel_class(ctx)?;
-    let (shader, tiles_m, tiles_n, entry) = match class {
-        // On matrix units whatever the class (lavapipe has them too), as the convolutions.
-        _ if coop => (
-            COOP_SHADER.for_context(ctx)?,
-            shape.channels.div_ceil(COOP_TILE),
-            shape.n.div_ceil(COOP_TILE),
-            "gram_backward_coop",
-        ),
-        // 16 rows by 16 invocations of 4 columns each.
-        AdapterClass::Cpu => {
-            (SHADER, shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct")
-        }
-        AdapterClass::Gpu => (SHADER, shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward"),
-    };
-    let params = Params {
-        groups: 0,
-        channels: shape.channels as u32,
-        n: shape.n as u32,
-        chunk: 0,
-        tiles: tiles_n as u32,
-        flags: if accumulate { FLAG_ACCUMULATE } else { 0 } | mixed_flag,
-        weight_exponent: 0,
-        _pad: 0,
-    };
-    step.push(
-        Kernel::with_bindings(
-            ctx,
-            shader,
-            entry,
-            bytemuck::bytes_of(&params),
-            &coop_bindings(
-                coop,
-                [(1, features), (2, grad_features), (3, grad_gram), (6, range.as_ref().unwrap_or(features))],
-                None,
-            ),
-            (tiles_m * tiles_n) as u32,
-        )?
-        .with_work(format!("backward {}x{}", shape.channels, shape.n), shape.flops()),
-    );
-    Ok(step)
 }
 
 /// The guided Gram matrix's column weights for a mask `t` over the N positions of a layer
@@ -249,6 +146,18 @@ pub fn weight_exponent(column_weights: &[f32]) -> i32 {
     if mantissa_bits == 0 { floor } else { floor + 1 }
 }
 
+/// `forward` with a caller-owned partial buffer of at least `shape.partials_len()` values, which
+/// several Grams computed one after the other may share.
+pub fn forward_with_partials(
+    ctx: &Context,
+    shape: GramShape,
+    features: &wgpu::Buffer,
+    partials: &wgpu::Buffer,
+    gram: &wgpu::Buffer,
+) -> Result<Step, GpuError> {
+    forward_weighted(ctx, shape, features, None, partials, gram)
+}
+
 /// `forward_with_partials` for the guided Gram G^ = F diag(w) F^T, with `column_weights` the
 /// N values of `mask_column_weights` (applied in the forward's loads) and `weight_exponent`
 /// theirs (`weight_exponent`; it matters only under mixed precision). Under mixed precision on
@@ -262,11 +171,24 @@ pub fn forward_masked_with_partials(
     partials: &wgpu::Buffer,
     gram: &wgpu::Buffer,
 ) -> Result<Step, GpuError> {
+    forward_weighted(ctx, shape, features, Some((column_weights, weight_exponent)), partials, gram)
+}
+
+/// The plain forward (`columns` None) or the guided one (the column weights and their octave).
+fn forward_weighted(
+    ctx: &Context,
+    shape: GramShape,
+    features: &wgpu::Buffer,
+    columns: Option<(&wgpu::Buffer, i32)>,
+    partials: &wgpu::Buffer,
+    gram: &wgpu::Buffer,
+) -> Result<Step, GpuError> {
     let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
-    let (shader, entry, tile, masked_flag) = if coop {
-        (COOP_SHADER.for_context(ctx)?, "gram_forward_coop", COOP_TILE, FLAG_COOP_MASKED)
-    } else {
-        (SHADER, "gram_forward_masked", TILE, 0)
+    let masked = columns.is_some();
+    let (shader, entry, tile) = match (coop, masked) {
+        (true, _) => (COOP_SHADER.for_context(ctx)?, "gram_forward_coop", COOP_TILE),
+        (false, false) => (SHADER, "gram_forward", TILE),
+        (false, true) => (SHADER, "gram_forward_masked", TILE),
     };
     let tiles = shape.channels.div_ceil(tile);
     let pairs = tiles * (tiles + 1) / 2;
@@ -279,27 +201,39 @@ pub fn forward_masked_with_partials(
         n: shape.n as u32,
         chunk: shape.chunk() as u32,
         tiles: tiles as u32,
-        flags: masked_flag | mixed_flag,
-        weight_exponent,
+        flags: mixed_flag | coop_masked_flag(coop, masked),
+        weight_exponent: columns.map_or(0, |(_, octave)| octave),
         _pad: 0,
     };
+    let bindings = [(1, features), (2, partials), (6, range.as_ref().unwrap_or(features))];
     step.push(
         Kernel::with_bindings(
             ctx,
             shader,
             entry,
             bytemuck::bytes_of(&params),
-            &coop_bindings(
-                coop,
-                [(1, features), (2, partials), (6, range.as_ref().unwrap_or(features))],
-                Some(column_weights),
-            ),
+            &coop_bindings(coop, bindings, columns.map(|(weights, _)| weights)),
             (pairs * splits) as u32,
         )?
-        .with_work(format!("masked forward {}x{}", shape.channels, shape.n), shape.flops()),
+        .with_work(format!("{}forward {}x{}", masked_label(masked), shape.channels, shape.n), shape.flops()),
     );
     step.push(reduce::sum_splits(ctx, shape.gram_len(), splits, partials, gram)?);
     Ok(step)
+}
+
+/// grad_features (=, or += when `accumulate`) (dL/dG + dL/dG^T) F: a tiled GEMM on GPUs (on
+/// cooperative matrices where mixed precision runs on them), the direct form on CPU adapters
+/// (`ops::kernel_class`, which honours a forced convolution); under mixed precision preceded by
+/// the kernels that find its operands' ranges.
+pub fn backward(
+    ctx: &Context,
+    shape: GramShape,
+    features: &wgpu::Buffer,
+    grad_gram: &wgpu::Buffer,
+    grad_features: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Step, GpuError> {
+    backward_weighted(ctx, shape, features, None, grad_gram, grad_features, accumulate)
 }
 
 /// `backward` of the guided Gram: grad_features (=, or +=) ((dL/dG^ + dL/dG^^T) F) diag(w), the
@@ -314,21 +248,44 @@ pub fn backward_masked(
     grad_features: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<Step, GpuError> {
+    backward_weighted(ctx, shape, features, Some(column_weights), grad_gram, grad_features, accumulate)
+}
+
+/// The plain backward (`column_weights` None) or the guided one.
+fn backward_weighted(
+    ctx: &Context,
+    shape: GramShape,
+    features: &wgpu::Buffer,
+    column_weights: Option<&wgpu::Buffer>,
+    grad_gram: &wgpu::Buffer,
+    grad_features: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Step, GpuError> {
     let mut step = Step::new();
     let (range, mixed_flag) = mixed_ranges(ctx, &mut step, shape, features, Some(grad_gram))?;
     let coop = ctx.precision.arithmetic == crate::gpu::Arithmetic::MixedMatrix;
-    let (shader, tiles_m, tiles_n, entry, masked_flag) = match kernel_class(ctx)? {
+    let masked = column_weights.is_some();
+    let (shader, tiles_m, tiles_n, entry) = match kernel_class(ctx)? {
+        // On matrix units whatever the class (lavapipe has them too), as the convolutions.
         _ if coop => (
             COOP_SHADER.for_context(ctx)?,
             shape.channels.div_ceil(COOP_TILE),
             shape.n.div_ceil(COOP_TILE),
             "gram_backward_coop",
-            FLAG_COOP_MASKED,
         ),
-        AdapterClass::Cpu => {
-            (SHADER, shape.channels.div_ceil(16), shape.n.div_ceil(4).div_ceil(16), "gram_backward_direct_masked", 0)
-        }
-        AdapterClass::Gpu => (SHADER, shape.channels.div_ceil(TILE), shape.n.div_ceil(TILE), "gram_backward_masked", 0),
+        // 16 rows by 16 invocations of 4 columns each.
+        AdapterClass::Cpu => (
+            SHADER,
+            shape.channels.div_ceil(16),
+            shape.n.div_ceil(4).div_ceil(16),
+            if masked { "gram_backward_direct_masked" } else { "gram_backward_direct" },
+        ),
+        AdapterClass::Gpu => (
+            SHADER,
+            shape.channels.div_ceil(TILE),
+            shape.n.div_ceil(TILE),
+            if masked { "gram_backward_masked" } else { "gram_backward" },
+        ),
     };
     let params = Params {
         groups: 0,
@@ -336,26 +293,32 @@ pub fn backward_masked(
         n: shape.n as u32,
         chunk: 0,
         tiles: tiles_n as u32,
-        flags: if accumulate { FLAG_ACCUMULATE } else { 0 } | mixed_flag | masked_flag,
+        flags: if accumulate { FLAG_ACCUMULATE } else { 0 } | mixed_flag | coop_masked_flag(coop, masked),
         weight_exponent: 0,
         _pad: 0,
     };
+    let bindings = [(1, features), (2, grad_features), (3, grad_gram), (6, range.as_ref().unwrap_or(features))];
     step.push(
         Kernel::with_bindings(
             ctx,
             shader,
             entry,
             bytemuck::bytes_of(&params),
-            &coop_bindings(
-                coop,
-                [(1, features), (2, grad_features), (3, grad_gram), (6, range.as_ref().unwrap_or(features))],
-                Some(column_weights),
-            ),
+            &coop_bindings(coop, bindings, column_weights),
             (tiles_m * tiles_n) as u32,
         )?
-        .with_work(format!("masked backward {}x{}", shape.channels, shape.n), shape.flops()),
+        .with_work(format!("{}backward {}x{}", masked_label(masked), shape.channels, shape.n), shape.flops()),
     );
     Ok(step)
+}
+
+/// gram_coop.wgsl tells a guided Gram by a flag; gram.wgsl by its entry points.
+fn coop_masked_flag(coop: bool, masked: bool) -> u32 {
+    if coop && masked { FLAG_COOP_MASKED } else { 0 }
+}
+
+fn masked_label(masked: bool) -> &'static str {
+    if masked { "masked " } else { "" }
 }
 
 pub mod reference {
