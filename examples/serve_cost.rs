@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size: u32 = args.get(2).map_or(Ok(64), |s| s.parse())?;
     let n: usize = args.get(3).map_or(Ok(15), |s| s.parse())?;
     let options = Options { size, ..Options::default() };
-    let weights = stylize::load_network_weights(Some(weights), 0, &mut |_| {})?;
+    let weights = stylize::load_network_weights(Default::default(), Some(weights), 0, &mut |_| {})?;
     let mut rng = stylize::rng::Rng::new(1);
     let noise = |rng: &mut stylize::rng::Rng| {
         Image::new(size, size, (0..3 * (size * size) as usize).map(|_| rng.uniform() as f32).collect())

@@ -1,12 +1,14 @@
-// Image pre- and post-processing on CHW planes: ImageNet normalization, and its inverse clamped to [0, 1].
+// Image pre- and post-processing on CHW planes: an RGB image in [0, 1] to the network's input
+// (input channel c = (rgb[source[c]] * scale - mean[c]) / stddev[c]), and the inverse clamped to [0, 1].
 
 struct Params {
     groups: u32, // logical workgroups (filled by the host)
     len: u32,    // 3 * plane
     plane: u32,  // height * width
-    _pad: u32,
+    scale: f32,  // 1 (torchvision) or 255 (Caffe)
     mean: vec4<f32>,
     stddev: vec4<f32>,
+    source: vec4<u32>, // the RGB channel each input channel reads (2, 1, 0: BGR)
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -28,7 +30,8 @@ fn normalize(
         return;
     }
     let c = i / params.plane;
-    dst[i] = (src[i] - params.mean[c]) / params.stddev[c];
+    let rgb = params.source[c] * params.plane + i % params.plane;
+    dst[i] = (src[rgb] * params.scale - params.mean[c]) / params.stddev[c];
 }
 
 @compute @workgroup_size(256)
@@ -42,5 +45,6 @@ fn denormalize_clamp(
         return;
     }
     let c = i / params.plane;
-    dst[i] = clamp(src[i] * params.stddev[c] + params.mean[c], 0.0, 1.0);
+    let rgb = params.source[c] * params.plane + i % params.plane;
+    dst[rgb] = clamp((src[i] * params.stddev[c] + params.mean[c]) / params.scale, 0.0, 1.0);
 }

@@ -58,7 +58,7 @@ fn noise_image(size: u32, rng: &mut Rng) -> Image {
 /// Runs the benchmark.
 pub fn run(bench: &BenchOptions) -> Result<BenchReport, Error> {
     let options = &bench.options;
-    let weights = crate::load_network_weights(Some(&bench.weights), options.seed, &mut |_| {})?;
+    let weights = crate::load_network_weights(options.model, Some(&bench.weights), options.seed, &mut |_| {})?;
     let ctx = Context::new(&options.context_options())?;
     let (adapter, backend, device_type) =
         (ctx.adapter.name.clone(), ctx.adapter.backend.clone(), ctx.adapter.device_type.clone());

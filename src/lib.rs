@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 pub use gpu::{Backend, Precision};
 pub use image_io::Image;
 pub use net::Pooling;
+pub use net::vgg::Model;
 pub use net::{ConvLayerWeights, Losses};
 pub use pipeline::{Finished, Job, Outputs, finish_colors, load_network_weights, scale_sizes};
 pub use transfer::{

@@ -32,6 +32,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Option<i32>> {
         Some(Command::Bench(args)) => done(cli::bench::run(args)),
         Some(Command::Recolor(args)) => done(cli::recolor::run(args)),
         Some(Command::Weights(args)) => done(cli::weights::run(args)),
+        Some(Command::Models(args)) => done(cli::models::run(args)),
         Some(Command::Plan(args)) => done(cli::plan::run(args)),
         None => cli::run::transfer(cli.run),
     }

@@ -108,11 +108,15 @@ pub fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
 
 /// VGG-19 weights (torchvision key names) as `.npz`, for the given output widths.
 pub fn write_vgg19_npz(path: &std::path::Path, widths: &[usize], seed: u64) -> std::io::Result<()> {
+    write_convs_npz(path, &crate::weights::VGG19_CONV_INDICES, widths, seed)
+}
+
+/// Random convolutions of the given output widths at `features.{i}` for the given indices
+/// (torchvision key names), as `.npz`.
+pub fn write_convs_npz(path: &std::path::Path, indices: &[usize], widths: &[usize], seed: u64) -> std::io::Result<()> {
     let layers = crate::net::random_weights(widths, seed);
-    let keys: Vec<(String, String)> = crate::weights::VGG19_CONV_INDICES
-        .iter()
-        .map(|i| (format!("features.{i}.weight"), format!("features.{i}.bias")))
-        .collect();
+    let keys: Vec<(String, String)> =
+        indices.iter().map(|i| (format!("features.{i}.weight"), format!("features.{i}.bias"))).collect();
     let shapes: Vec<([usize; 4], [usize; 1])> =
         layers.iter().map(|l| ([l.out_channels, l.in_channels, 3, 3], [l.out_channels])).collect();
     let mut arrays: Vec<(&str, &[usize], &[f32])> = Vec::new();

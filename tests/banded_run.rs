@@ -28,7 +28,7 @@ fn inputs() -> Inputs {
 }
 
 fn inputs_of(width: u32, height: u32) -> Inputs {
-    let weights = stylize::load_network_weights(tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
+    let weights = stylize::load_network_weights(Default::default(), tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
     let mut rng = Rng::new(12);
     let n = (3 * width * height) as usize;
     let mut image = |lo: f64, hi: f64| Image::new(width, height, (0..n).map(|_| rng.range(lo, hi) as f32).collect());

@@ -462,3 +462,67 @@ fn cli_precision_is_reported() {
     let expected = if matrix_units { "\"precision\":\"mixed-matrix\"" } else { "\"precision\":\"mixed-emulated\"" };
     assert!(stdout.contains(expected), "{stdout}");
 }
+
+/// `--model`: VGG-16 and the Caffe VGG-19 run end to end on tiny weights of their layout; weights
+/// of another model are one line naming the file, the first tensor that does not fit and the
+/// `--model` that does; an unknown model is a usage error listing the known ones.
+#[test]
+fn cli_models_run_and_refuse_another_models_weights() {
+    let f = fixture();
+    let out = f.path("out.png");
+    let mismatched = with_arg(base_args(&f, &out), "--model", "vgg16");
+    let output = stylize().args(&mismatched).output().unwrap();
+    assert_clean_failure(
+        "vgg19 weights as vgg16",
+        &output,
+        1,
+        &["vgg19_tiny_legacy.pth", "does not fit vgg16", "features.17.weight", "--model vgg19"],
+        &out,
+    );
+    let output = stylize().args(with_arg(base_args(&f, &out), "--model", "vgg11")).output().unwrap();
+    assert_clean_failure("unknown model", &output, 2, &["--model", "vgg19-caffe", "vgg16-caffe"], &out);
+
+    if gpu_or_skip("cli_models_run_and_refuse_another_models_weights").is_none() {
+        return;
+    }
+    let vgg16 = f.path("vgg16_tiny.npz");
+    let widths = [4, 4, 8, 8, 16, 16, 16, 32, 32, 32, 32];
+    stylize::test_support::write_convs_npz(&vgg16, stylize::weights::VGG16_CONV_INDICES.as_slice(), &widths, 4)
+        .unwrap();
+    for (model, weights) in [("vgg16", vgg16.clone()), ("vgg16-caffe", vgg16), ("vgg19-caffe", f.weights.clone())] {
+        let out = f.path(&format!("{model}.png"));
+        let args = with_arg(with_arg(base_args(&f, &out), "--model", model), "--weights", &weights);
+        let output = stylize().args(&args).output().unwrap();
+        assert!(output.status.success(), "{model}: {}", String::from_utf8_lossy(&output.stderr));
+        let result = image::open(&out).unwrap();
+        assert_eq!((result.width(), result.height()), (24, 20), "{model}");
+    }
+}
+
+/// `stylize models` lists every model with its file and whether the cache holds it.
+#[test]
+fn cli_models_lists_each_model_and_its_cache_state() {
+    let cache = tempfile::tempdir().unwrap();
+    let list = || {
+        let output = stylize().arg("models").env("XDG_CACHE_HOME", cache.path()).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let text = list();
+    for needle in ["vgg19 ", "vgg16 ", "vgg19-caffe", "vgg16-caffe", "vgg19-dcbb9e9d.pth", "vgg16-00b39a1b.pth"] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    assert_eq!(text.matches("not cached").count(), 4, "{text}");
+    assert!(text.contains("548 MiB, SHA-256 checked"), "{text}");
+    assert!(text.contains("first 8 digits"), "{text}");
+    // A finished download of a file of unknown size counts; a vgg19 file of the wrong size does not.
+    std::fs::create_dir_all(cache.path().join("stylize")).unwrap();
+    std::fs::write(cache.path().join("stylize/vgg16-397923af.pth"), b"weights").unwrap();
+    std::fs::write(cache.path().join("stylize/vgg19-dcbb9e9d.pth"), b"cut short").unwrap();
+    let text = list();
+    assert_eq!(text.matches("not cached").count(), 3, "{text}");
+    assert!(
+        text.contains(&format!("cached at {}", cache.path().join("stylize/vgg16-397923af.pth").display())),
+        "{text}"
+    );
+}

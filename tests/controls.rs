@@ -126,7 +126,7 @@ fn library_lbfgs_steps_lower_the_loss() {
     let Some(ctx) = gpu_or_skip("library_lbfgs_steps_lower_the_loss") else {
         return;
     };
-    let weights = stylize::load_network_weights(tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
+    let weights = stylize::load_network_weights(Default::default(), tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
     let mut rng = Rng::new(9);
     let image = |rng: &mut Rng| stylize::Image::new(16, 16, (0..3 * 256).map(|_| rng.uniform() as f32).collect());
     let (content, style) = (image(&mut rng), image(&mut rng));
@@ -212,7 +212,7 @@ fn library_blended_style_grams() {
         return;
     };
     use stylize::net::{Execute, Executor, Plan};
-    let weights = stylize::load_network_weights(tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
+    let weights = stylize::load_network_weights(Default::default(), tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
     let widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
     let options = stylize::Options::default();
     let plan = Plan::new(&stylize::net::vgg::VGG19, &widths, 16, 16, &options.loss_layers()).unwrap();

@@ -208,10 +208,9 @@ fn a_partial_file_from_an_earlier_run_is_continued() {
         name: "test".into(),
         file_name: "w.pth".into(),
         url: format!("{base}/w.pth"),
-        size: body.len() as u64,
-        sha256: sha256_hex(&body),
+        size: Some(body.len() as u64),
+        sha256: Some(sha256_hex(&body)),
         format: "pth".into(),
-        layers: Default::default(),
     };
     ensure_weights_with(&entry, &dest, &fast(), &mut |_| {}).unwrap();
     assert_eq!(server.join().unwrap(), 1);
@@ -402,4 +401,49 @@ fn an_unresolvable_host_says_what_to_do() {
     }
     assert!(!text.contains('\n'), "{text}");
     assert!(folder_entries(dir.path()).is_empty());
+}
+
+/// A manifest entry that knows only its file name's hash (as torchvision's and neural-style's
+/// files do) is checked the way torch.hub checks it: the SHA-256 must start with that prefix.
+/// A body whose digest does not is refused, naming the prefix, and nothing is left; no size
+/// in the manifest means no size check.
+#[test]
+fn an_entry_with_only_the_file_names_hash_checks_the_digests_prefix() {
+    let body = body_bytes(7, 100_000);
+    let digest = sha256_hex(&body);
+    for (prefix, fits) in [
+        (digest[..8].to_string(), true),
+        (format!("{:08x}", u32::from_str_radix(&digest[..8], 16).unwrap() ^ 1), false),
+    ] {
+        let served = body.clone();
+        let (base, _requests, server) =
+            serve(1, move |_, _| Reply::Full { head: ok_head(served.len()), body: served.clone() });
+        let dir = tempfile::tempdir().unwrap();
+        let file_name = format!("vgg16-{prefix}.pth");
+        let dest = dir.path().join(&file_name);
+        let entry = ManifestEntry {
+            name: "test".into(),
+            file_name: file_name.clone(),
+            url: format!("{base}/{file_name}"),
+            size: None,
+            sha256: None,
+            format: "pth".into(),
+        };
+        assert!(entry.checks_prefix_only());
+        let result = ensure_weights_with(&entry, &dest, &fast(), &mut |_| {});
+        assert_eq!(server.join().unwrap(), 1);
+        if fits {
+            result.unwrap();
+            assert_eq!(fs::read(&dest).unwrap(), body);
+        } else {
+            let text = result.unwrap_err().to_string();
+            assert!(text.contains(&format!("starting with {prefix}")) && text.contains(&digest), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+            assert!(
+                folder_entries(dir.path()).iter().all(|n| !n.ends_with(".pth")),
+                "{:?}",
+                folder_entries(dir.path())
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@ use stylize::gpu::Step;
 use stylize::ops::ActShape;
 use stylize::ops::conv::{self, ConvAlgorithm, ConvShape, GpuConvWeights};
 use stylize::ops::gram::{self, GramShape};
+use stylize::ops::normalize::Preprocess;
 use stylize::ops::{check, loss, normalize, pool, reduce, relu, tv, vector};
 use stylize::optim::adam::{self, Adam, AdamConfig};
 
@@ -478,25 +479,31 @@ fn gpu_adam_steps_match_reference() {
     }
 }
 
+/// Both preprocessings (torchvision's ImageNet statistics; Caffe's BGR x 255 minus the mean
+/// pixel) and their clamped inverses against the f64 formulas.
 #[test]
 fn gpu_normalize_and_denormalize_match_reference() {
     let mut rng = Rng::new(10);
     for (grid, ctx) in contexts("gpu_normalize_and_denormalize_match_reference") {
-        let plane = 13 * 17;
-        let image = rng.vec(3 * plane, 0.0, 1.0);
-        let src = upload(&ctx, &image);
-        let normalized = poisoned(&ctx, 3 * plane);
-        run(&ctx, &single(normalize::normalize(&ctx, plane, &src, &normalized)));
-        let reference = normalize::reference::normalize(&image);
-        assert_close(&format!("normalize ({grid})"), &read(&ctx, &normalized, 3 * plane), &reference, F32_TOL);
-        // Push some values out of range so the clamp is exercised.
-        let shifted: Vec<f64> = reference.iter().map(|v| v * 1.7 - 0.3).collect();
-        let shifted_buffer = upload(&ctx, &shifted);
-        let restored = poisoned(&ctx, 3 * plane);
-        run(&ctx, &single(normalize::denormalize_clamp(&ctx, plane, &shifted_buffer, &restored)));
-        let expected = normalize::reference::denormalize_clamp(&to_f64(&to_f32(&shifted)));
-        assert!(expected.contains(&0.0) && expected.contains(&1.0));
-        assert_close(&format!("denormalize ({grid})"), &read(&ctx, &restored, 3 * plane), &expected, F32_TOL);
+        for (name, preprocess) in [("torchvision", Preprocess::TORCHVISION), ("caffe", Preprocess::CAFFE)] {
+            let what = |op: &str| format!("{op} {name} ({grid})");
+            let plane = 13 * 17;
+            let image = rng.vec(3 * plane, 0.0, 1.0);
+            let src = upload(&ctx, &image);
+            let normalized = poisoned(&ctx, 3 * plane);
+            run(&ctx, &single(normalize::normalize(&ctx, &preprocess, plane, &src, &normalized)));
+            let reference = normalize::reference::normalize(&preprocess, &image);
+            assert_close(&what("normalize"), &read(&ctx, &normalized, 3 * plane), &reference, F32_TOL);
+            // Push some values out of range so the clamp is exercised.
+            let spread = preprocess.scale / preprocess.std[0];
+            let shifted: Vec<f64> = reference.iter().map(|v| v * 1.7 - 0.3 * spread).collect();
+            let shifted_buffer = upload(&ctx, &shifted);
+            let restored = poisoned(&ctx, 3 * plane);
+            run(&ctx, &single(normalize::denormalize_clamp(&ctx, &preprocess, plane, &shifted_buffer, &restored)));
+            let expected = normalize::reference::denormalize_clamp(&preprocess, &to_f64(&to_f32(&shifted)));
+            assert!(expected.contains(&0.0) && expected.contains(&1.0), "{name}: the clamp is not exercised");
+            assert_close(&what("denormalize"), &read(&ctx, &restored, 3 * plane), &expected, F32_TOL);
+        }
     }
 }
 

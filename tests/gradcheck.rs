@@ -164,6 +164,7 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
         pooling,
         normalize_gradients: false,
         masks: Vec::new(),
+        input: Default::default(),
     };
     let (h, w) = (9, 11);
     let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();

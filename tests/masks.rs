@@ -98,7 +98,7 @@ fn white_mask_run_equals_the_unmasked_run() {
     let mut rng = Rng::new(5);
     let content = random_image(&mut rng, w, h, [(0.0, 1.0); 3]);
     let style = random_image(&mut rng, w, h, RED);
-    let weights = stylize::load_network_weights(tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
+    let weights = stylize::load_network_weights(Default::default(), tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
     let options = Options { learning_rate: 0.02, ..Options::default() };
     let white = vec![vec![1.0; (w * h) as usize]];
     let ctx2 = gpu_or_skip("white_mask_run_equals_the_unmasked_run").unwrap();

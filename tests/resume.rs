@@ -330,7 +330,7 @@ fn a_restored_state_reads_back_unchanged() {
     let Some(ctx) = gpu_or_skip("a_restored_state_reads_back_unchanged") else {
         return;
     };
-    let weights = stylize::load_network_weights(tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
+    let weights = stylize::load_network_weights(Default::default(), tiny_weights().to_str(), 0, &mut |_| {}).unwrap();
     let mut rng = Rng::new(9);
     let image = |rng: &mut Rng| stylize::Image::new(20, 18, (0..3 * 360).map(|_| rng.uniform() as f32).collect());
     let (content, style) = (image(&mut rng), image(&mut rng));

@@ -692,10 +692,9 @@ fn entry_for(url: &str, body: &[u8]) -> ManifestEntry {
         name: "test".into(),
         file_name: "w.pth".into(),
         url: url.into(),
-        size: body.len() as u64,
-        sha256: sha256_hex(body),
+        size: Some(body.len() as u64),
+        sha256: Some(sha256_hex(body)),
         format: "pth".into(),
-        layers: Default::default(),
     }
 }
 

@@ -4,7 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use super::{
-    bench::BenchArgs, devices::DevicesArgs, plan::PlanArgs, recolor::RecolorArgs, run::RunArgs, weights::WeightsArgs,
+    bench::BenchArgs, devices::DevicesArgs, models::ModelsArgs, plan::PlanArgs, recolor::RecolorArgs, run::RunArgs,
+    weights::WeightsArgs,
 };
 
 #[derive(Parser, Debug)]
@@ -39,8 +40,11 @@ pub enum Command {
     /// symmetric square roots), clamped to [0, 1]. 16-bit PNG/TIFF content gives 16-bit output
     /// where the output format allows.
     Recolor(RecolorArgs),
-    /// Manage VGG-19 weight files.
+    /// Manage the models' weight files (`weights fetch [--model NAME]`).
     Weights(WeightsArgs),
+    /// List the networks --model takes: what each is, its weights file (size, how it is
+    /// verified) and whether it is in the cache.
+    Models(ModelsArgs),
     /// Print, without touching a device, the tiled schedule of one step of the default method
     /// (VGG-19's widths, the default layers) on an N x N image: GPU bytes, the largest binding,
     /// the tile side (or untiled), tiles, halo, FLOPs per step and the tiling overhead: the

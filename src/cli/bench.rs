@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 use stylize::Options;
 
-use super::values::{BackendArg, PrecisionArg, defaults, positive_f64, tile_choice};
+use super::values::{BackendArg, ModelArg, PrecisionArg, defaults, positive_f64, tile_choice};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -17,7 +17,10 @@ pub struct BenchArgs {
     /// Untimed steps first (pipeline creation, caches).
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// `random[:SEED]` (He-initialized VGG-19) or a weights file.
+    /// The network (as a run's --model).
+    #[arg(long, value_enum, default_value_t = defaults().model.into())]
+    pub model: ModelArg,
+    /// `random[:SEED]` (He-initialized, at --model's widths) or a weights file.
     #[arg(long, default_value = "random")]
     pub weights: String,
     /// Print every kernel's GPU time from timestamp queries.
@@ -47,6 +50,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         size,
         iterations,
         warmup,
+        model,
         weights,
         profile,
         json,
@@ -57,6 +61,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         memory_budget,
     } = args;
     let options = Options {
+        model: model.into(),
         backend: backend.map(Into::into),
         adapter,
         precision: precision.into(),

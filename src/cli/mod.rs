@@ -10,6 +10,7 @@ pub mod args;
 pub mod bench;
 pub mod devices;
 mod download;
+pub mod models;
 mod notice;
 pub mod plan;
 mod progress;

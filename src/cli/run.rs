@@ -10,8 +10,8 @@ use stylize::Options;
 
 use super::progress::{CliProgress, Interrupt};
 use super::values::{
-    BackendArg, DEFAULT_LISTS, OptimizerArg, PoolingArg, PrecisionArg, PreserveColorsArg, decay, default_init,
-    defaults, non_negative_f64, positive_f64, tile_choice,
+    BackendArg, DEFAULT_LISTS, ModelArg, OptimizerArg, PoolingArg, PrecisionArg, PreserveColorsArg, decay,
+    default_init, defaults, non_negative_f64, positive_f64, tile_choice,
 };
 
 // No doc comment: a flattened struct's would become the top-level `--help`'s about.
@@ -46,10 +46,18 @@ pub struct RunArgs {
     #[arg(long, short, value_name = "PATH", default_value = "out.png")]
     pub output: PathBuf,
 
-    /// VGG-19 weights: a .pth (any PyTorch form) or .npz file, an http(s) URL, or `random[:SEED]`
-    /// (untrained, for tests). Default: $STYLIZE_WEIGHTS, else the cache
-    /// ($XDG_CACHE_HOME/stylize or ~/.cache/stylize), else a verified download of torchvision's
-    /// vgg19-dcbb9e9d.pth (548 MiB).
+    /// The network: `vgg19` (torchvision's, the method's), `vgg16` (torchvision's), `vgg19-caffe`
+    /// or `vgg16-caffe` (the Caffe VGG of jcjohnson/neural-style, fed BGR x 255 minus the mean
+    /// pixel, so --learning-rate and --tv-weight act on that 0-255 scale). `stylize models`
+    /// lists them and their files.
+    #[arg(long, value_enum, default_value_t = defaults().model.into())]
+    pub model: ModelArg,
+
+    /// Weights of --model: a .pth (any PyTorch form) or .npz file with torchvision's
+    /// `features.{i}` keys, an http(s) URL, or `random[:SEED]` (untrained, for tests). Default:
+    /// $STYLIZE_WEIGHTS (for vgg19), else the cache ($XDG_CACHE_HOME/stylize or
+    /// ~/.cache/stylize), else a verified download of the model's file (vgg19: torchvision's
+    /// vgg19-dcbb9e9d.pth, 548 MiB).
     #[arg(long, value_name = "PATH|URL")]
     pub weights: Option<String>,
 
@@ -254,6 +262,7 @@ fn options(cli: &RunArgs) -> Options {
         content_layers: cli.content_layers.clone(),
         style_layers: cli.style_layers.clone(),
         style_layer_weights: cli.style_layer_weights.clone(),
+        model: cli.model.into(),
         weights: cli.weights.clone(),
         backend: cli.backend.map(Into::into),
         adapter: cli.adapter.clone(),

@@ -36,6 +36,7 @@ cli_enum!(PrecisionArg => stylize::Precision { F32, Mixed, Auto });
 cli_enum!(OptimizerArg => stylize::Optimizer { Adam, Lbfgs });
 cli_enum!(PreserveColorsArg => stylize::PreserveColors { None, Luminance, Histogram });
 cli_enum!(PoolingArg => stylize::Pooling { Max, Avg });
+cli_enum!(ModelArg => stylize::Model { Vgg19, Vgg16, Vgg19Caffe, Vgg16Caffe });
 cli_enum!(BackendArg => stylize::Backend { Vulkan, Metal, Dx12, Gl });
 
 /// The method's defaults, as the library writes them once.

@@ -213,8 +213,8 @@ impl Executor {
         let mut rgb_to_image = Step::new();
         let mut image_to_rgb = Step::new();
         if role == Role::Whole {
-            rgb_to_image.push(normalize::normalize(ctx, plane, &rgb, &acts[0])?);
-            image_to_rgb.push(normalize::denormalize_clamp(ctx, plane, &acts[0], &rgb)?);
+            rgb_to_image.push(normalize::normalize(ctx, &plan.losses.input, plane, &rgb, &acts[0])?);
+            image_to_rgb.push(normalize::denormalize_clamp(ctx, &plan.losses.input, plane, &acts[0], &rgb)?);
         }
         let mut executor = Self {
             image_grad: alloc.one(&specs.image_grad)?,

@@ -94,6 +94,9 @@ pub struct LossLayers {
     /// height x width values in [0, 1] (white: that region's style applies). Empty: none (the
     /// original). With masks every style layer has one guided-Gram term per region (`TermMask`).
     pub masks: Vec<Vec<f32>>,
+    /// How the RGB image becomes activation 0 (`Model::preprocess`: torchvision's ImageNet
+    /// statistics in the original).
+    pub input: crate::ops::normalize::Preprocess,
 }
 
 impl Default for LossLayers {
@@ -107,6 +110,7 @@ impl Default for LossLayers {
             normalize_gradients: false,
             pooling: Pooling::Max,
             masks: Vec::new(),
+            input: crate::ops::normalize::Preprocess::TORCHVISION,
         }
     }
 }

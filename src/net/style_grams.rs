@@ -1,7 +1,6 @@
 //! Style targets from style images other than one at the content's size: a blend of several
 //! images' Grams (each at its own size), and one Gram per region of a masked plan.
 
-use super::vgg::VGG19;
 use super::{ConvLayerWeights, Execute, Executor, LossLayers, NetError, Plan};
 use crate::gpu::Context;
 use crate::image_io::Image;
@@ -32,7 +31,7 @@ pub fn blended(
         if b == 0.0 {
             continue;
         }
-        let plan = Plan::new(&VGG19, &widths, style.height as usize, style.width as usize, &losses)?;
+        let plan = Plan::new(&target.layers, &widths, style.height as usize, style.width as usize, &losses)?;
         let executor = Executor::new(ctx, plan, weights)?;
         let grams = executor.style_grams(ctx, &style.data)?;
         for (((sum, gram), term), own) in sums.iter_mut().zip(&grams).zip(&target.style).zip(&executor.plan.style) {

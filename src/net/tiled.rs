@@ -135,10 +135,12 @@ impl TiledExecutor {
 
     fn record_steps(&mut self, ctx: &Context) -> Result<(), NetError> {
         // Every band holds all three channels of its rows: a plane is a third of it.
-        let (rgb, image) = (&self.rgb, &self.image);
-        each_band(&mut self.rgb_to_image, &[rgb, image], |len, b| normalize::normalize(ctx, len / 3, b[0], b[1]))?;
+        let (rgb, image, input) = (&self.rgb, &self.image, &self.plan.losses.input);
+        each_band(&mut self.rgb_to_image, &[rgb, image], |len, b| {
+            normalize::normalize(ctx, input, len / 3, b[0], b[1])
+        })?;
         each_band(&mut self.image_to_rgb, &[image, rgb], |len, b| {
-            normalize::denormalize_clamp(ctx, len / 3, b[0], b[1])
+            normalize::denormalize_clamp(ctx, input, len / 3, b[0], b[1])
         })?;
         self.capture_content = self.record_content_capture(ctx)?;
         self.capture_style = self.record_gram_pass(ctx, GramSum::StyleTargets)?;

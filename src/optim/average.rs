@@ -12,16 +12,19 @@ pub struct IterateAverage {
     /// `avg = D avg + (1 - D) x`, submitted after the optimizer's update.
     update: Step,
     updates: u64,
+    /// How the image relates to RGB, for `read_rgb`.
+    input: normalize::Preprocess,
 }
 
 impl IterateAverage {
-    /// An average of `image` with decay `decay` (in (0, 1)), starting at 0.
-    pub fn new(ctx: &Context, image: &Bands, decay: f64) -> Result<Self, GpuError> {
+    /// An average of `image` (the network's input, made by `input`) with decay `decay` (in (0, 1)),
+    /// starting at 0.
+    pub fn new(ctx: &Context, image: &Bands, input: normalize::Preprocess, decay: f64) -> Result<Self, GpuError> {
         let average = image.zeros_like(ctx, "iterate average")?;
         let mut update = Step::new();
         each_band(&mut update, &[&average], |len, b| vector::scale(ctx, len, decay as f32, b[0]))?;
         each_band(&mut update, &[image, &average], |len, b| vector::axpy(ctx, len, (1.0 - decay) as f32, b[0], b[1]))?;
-        Ok(Self { decay, average, update, updates: 0 })
+        Ok(Self { decay, average, update, updates: 0, input })
     }
 
     /// Folds the current image in (one submit, no wait).
@@ -38,7 +41,7 @@ impl IterateAverage {
         let raw = self.average.read(ctx)?;
         let correction = 1.0 / (1.0 - self.decay.powi(self.updates.min(i32::MAX as u64) as i32));
         let corrected: Vec<f64> = raw.iter().map(|&v| v as f64 * correction).collect();
-        Ok(Some(normalize::denormalize_clamp_host(&corrected).into_iter().map(|v| v as f32).collect()))
+        Ok(Some(normalize::denormalize_clamp_host(&self.input, &corrected).into_iter().map(|v| v as f32).collect()))
     }
 
     /// Updates counted and the raw average, as the GPU holds it.

@@ -32,7 +32,8 @@ const NOT_FINGERPRINTED: [&str; 12] = [
 ];
 
 /// `Options` fields that `Fingerprint::of` records under their flag names.
-const NAMED: [&str; 19] = [
+const NAMED: [&str; 20] = [
+    "model",
     "size",
     "scales",
     "min_size",
@@ -120,6 +121,11 @@ pub fn fingerprint(
 ) -> Fingerprint {
     let mut entries: Vec<(String, String)> =
         option_values(options).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    // Named only when it is not the default, so that checkpoints written before --model existed
+    // (all vgg19) still resume.
+    if options.model != crate::net::vgg::Model::default() {
+        entries.insert(0, ("--model".to_string(), options.model.name().to_string()));
+    }
     entries.extend(other_fields(options));
     Fingerprint::of(content, styles, masks, init, weights, entries)
 }

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use crate::image_io::{self, Image};
+use crate::net::vgg::Model;
 use crate::net::{self, ConvLayerWeights};
-use crate::ops::normalize::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::transfer::{Init, InvalidOption, Options, PreserveColors};
 use crate::{Error, rng, weights};
 
@@ -87,23 +87,19 @@ pub fn finish_colors(target: &Image, content: &Image, options: &Options) -> Imag
 /// scale); built before any GPU work, so that a bad `--init` file is reported first.
 pub fn first_initial_image(original_content: &Image, options: &Options) -> Result<Image, Error> {
     let first_size = super::scale_sizes(options.size, options.scales, options.min_size)[0];
-    initial_image(&options.init, &image_io::fit_within(original_content, first_size), options.seed)
+    initial_image(&options.init, &image_io::fit_within(original_content, first_size), options)
 }
 
 /// The image the optimization starts from, at the content's size.
-fn initial_image(init: &Init, content: &Image, seed: u64) -> Result<Image, Error> {
+/// `Init::Random` is normal noise times 0.001 in the network's input space (so in Caffe's
+/// 0-255 space for the Caffe models, as neural-style's `-init random`).
+fn initial_image(init: &Init, content: &Image, options: &Options) -> Result<Image, Error> {
     Ok(match init {
         Init::Content => content.clone(),
         Init::Random => {
-            let mut rng = rng::Rng::new(seed);
-            let plane = content.plane_len();
-            let data = (0..3 * plane)
-                .map(|i| {
-                    let c = i / plane;
-                    let normalized = 0.001 * rng.normal();
-                    (normalized * IMAGENET_STD[c] + IMAGENET_MEAN[c]) as f32
-                })
-                .collect();
+            let mut rng = rng::Rng::new(options.seed);
+            let input: Vec<f64> = (0..3 * content.plane_len()).map(|_| 0.001 * rng.normal()).collect();
+            let data = options.model.preprocess().to_rgb(&input).into_iter().map(|v| v as f32).collect();
             Image::new(content.width, content.height, data)
         }
         Init::Image(path) => {
@@ -117,10 +113,12 @@ fn initial_image(init: &Init, content: &Image, seed: u64) -> Result<Image, Error
     })
 }
 
-/// Resolves and loads VGG-19 weights: a file path, an http(s) URL (downloaded into the cache),
-/// `random` / `random:SEED` (He-initialized, for tests and benchmarks), or `None` for
-/// `$STYLIZE_WEIGHTS`, then the user cache, then a verified download of the manifest's default.
+/// Resolves and loads `model`'s weights: a file path, an http(s) URL (downloaded into the cache),
+/// `random` / `random:SEED` (He-initialized at the model's widths, for tests and benchmarks), or
+/// `None` for the model's file: `$STYLIZE_WEIGHTS` (vgg19 only), then the user cache, then a
+/// verified download of the model's manifest entry.
 pub fn load_network_weights(
+    model: Model,
     spec: Option<&str>,
     seed: u64,
     on_fetch: &mut dyn FnMut(weights::FetchEvent),
@@ -131,22 +129,26 @@ pub fn load_network_weights(
                 InvalidOption::new("weights", format!("{{weights}} random:SEED needs a number, not {n}"))
             })?,
             None if random.is_empty() => seed,
-            None => return load_file_weights(spec.expect("some"), on_fetch),
+            None => return load_file_weights(model, spec.expect("some"), on_fetch),
         };
-        return Ok(net::random_weights(&net::vgg::VGG19_WIDTHS, seed));
+        return Ok(net::random_weights(model.widths(), seed));
     }
     match spec {
-        Some(arg) => load_file_weights(arg, on_fetch),
+        Some(arg) => load_file_weights(model, arg, on_fetch),
         None => {
-            let entry = weights::default_entry();
+            let entry = weights::model_entry(model);
             let dest = weights::default_weights_path(&entry)?;
             let path = weights::ensure_weights(&entry, &dest, on_fetch)?;
-            Ok(weights::load_vgg19(&path)?.convs)
+            Ok(weights::load_model(&path, model)?.convs)
         }
     }
 }
 
-fn load_file_weights(arg: &str, on_fetch: &mut dyn FnMut(weights::FetchEvent)) -> Result<Vec<ConvLayerWeights>, Error> {
+fn load_file_weights(
+    model: Model,
+    arg: &str,
+    on_fetch: &mut dyn FnMut(weights::FetchEvent),
+) -> Result<Vec<ConvLayerWeights>, Error> {
     let path = weights::resolve_weights_arg(arg, on_fetch)?;
-    Ok(weights::load_vgg19(&path)?.convs)
+    Ok(weights::load_model(&path, model)?.convs)
 }

@@ -139,7 +139,9 @@ impl Job {
     /// (`observer.on_gpu`), runs every scale and writes the outputs.
     pub fn run(self, observer: &mut dyn Observer) -> Result<Finished, Error> {
         let options = &self.options;
-        let weights = load_network_weights(options.weights.as_deref(), options.seed, &mut |e| observer.on_fetch(&e))?;
+        let weights = load_network_weights(options.model, options.weights.as_deref(), options.seed, &mut |e| {
+            observer.on_fetch(&e)
+        })?;
         let ctx = gpu::Context::new(&options.context_options())?;
         // A bad STYLIZE_CONV is reported now, before anything is written.
         crate::ops::conv::ConvAlgorithm::for_context(&ctx)?;

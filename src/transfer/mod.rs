@@ -14,7 +14,6 @@ pub use options::{Init, InvalidOption, Optimizer, Options, PreserveColors, norma
 use crate::gpu::{Context, GpuError};
 use crate::image_io::Image;
 use crate::net::tiling::{Budget, GIB};
-use crate::net::vgg::VGG19;
 use crate::net::{ConvLayerWeights, FiniteGuard, Losses, NetError, Network, Plan, style_grams};
 use crate::optim::adam::{Adam, AdamConfig};
 use crate::optim::average::IterateAverage;
@@ -143,7 +142,7 @@ impl StyleTransfer {
         if let Styles::Masked(_, masks) = styles {
             losses.masks = masks.to_vec();
         }
-        let plan = Plan::new(&VGG19, &widths, height as usize, width as usize, &losses)?;
+        let plan = Plan::new(options.model.layers(), &widths, height as usize, width as usize, &losses)?;
         let tile = options.tile.side_for(&plan, budget(&ctx, options))?;
         let mut network = Network::new(&ctx, plan, weights, tile)?;
         network.set_content(&ctx, &content.data)?;
@@ -153,7 +152,9 @@ impl StyleTransfer {
         let guard = FiniteGuard::install(&ctx, &mut network)?;
         let optimizer = OptimizerState::new(&ctx, &mut network, options)?;
         let average = match options.average_decay {
-            decay if decay > 0.0 => Some(IterateAverage::new(&ctx, &network.image_bands(), decay)?),
+            decay if decay > 0.0 => {
+                Some(IterateAverage::new(&ctx, &network.image_bands(), options.model.preprocess(), decay)?)
+            }
             _ => None,
         };
         Ok(Self {

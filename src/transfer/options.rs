@@ -3,6 +3,7 @@
 
 use crate::gpu::{Backend, ContextOptions, Precision};
 use crate::net::tiling::TileChoice;
+use crate::net::vgg::Model;
 use crate::net::{LossLayers, Pooling};
 use crate::optim::LbfgsConfig;
 
@@ -24,6 +25,8 @@ pub struct Options {
     pub style_layers: Vec<String>,
     /// One weight per style layer.
     pub style_layer_weights: Vec<f64>,
+    /// The network (`--model`): its layers, preprocessing and default weights file.
+    pub model: Model,
     /// Weights: a file path, an http(s) URL, `random` / `random:SEED` (He-initialized, for tests
     /// and benchmarks), or `None` for `$STYLIZE_WEIGHTS`, then the cache, then a download.
     pub weights: Option<String>,
@@ -143,6 +146,7 @@ impl Default for Options {
             content_layers: loss.content,
             style_layers: loss.style.iter().map(|(name, _)| name.clone()).collect(),
             style_layer_weights: loss.style.iter().map(|&(_, weight)| weight).collect(),
+            model: Model::default(),
             weights: None,
             backend: None,
             adapter: None,
@@ -321,6 +325,7 @@ impl Options {
             pooling: self.pooling,
             normalize_gradients: self.normalize_gradients,
             masks: Vec::new(),
+            input: self.model.preprocess(),
         }
     }
 

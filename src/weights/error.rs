@@ -35,13 +35,13 @@ pub enum WeightsError {
     /// failure); the message says where the file can be put by hand instead.
     #[error(
         "cannot download {url} ({detail}). Without network, fetch that URL elsewhere and put the file at {}, \
-         or pass --weights PATH, or set STYLIZE_WEIGHTS=PATH",
+         or pass --weights PATH (for vgg19, STYLIZE_WEIGHTS=PATH also works)",
         dest.display()
     )]
     Unreachable {
         /// The URL that could not be fetched.
         url: String,
-        /// Where the file is looked for (the cache path, or `$STYLIZE_WEIGHTS`).
+        /// Where the file is looked for (the cache path, or `$STYLIZE_WEIGHTS` for vgg19).
         dest: PathBuf,
         /// What went wrong.
         detail: String,
@@ -96,6 +96,15 @@ pub enum Problem {
     },
     /// The file is of a known kind but its structure is broken.
     Malformed(String),
+    /// The file's convolutions are another model's layers (`--model` names the wrong one).
+    OtherModel {
+        /// The model the file was loaded as.
+        model: crate::net::vgg::Model,
+        /// The first tensor that does not fit it, in words.
+        first_mismatch: String,
+        /// The models whose layers it fits.
+        fits: Vec<crate::net::vgg::Model>,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -114,6 +123,15 @@ impl fmt::Display for Problem {
             }
             Problem::NonFinite { key, what } => write!(f, "{key} holds {what}"),
             Problem::Malformed(detail) => write!(f, "malformed: {detail}"),
+            Problem::OtherModel { model, first_mismatch, fits } => {
+                let flags: Vec<String> = fits.iter().map(|m| format!("--model {m}")).collect();
+                write!(
+                    f,
+                    "does not fit {model} ({first_mismatch}); its convolutions are those of {}: pass {}",
+                    fits[0],
+                    flags.join(" or ")
+                )
+            }
         }
     }
 }

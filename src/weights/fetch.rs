@@ -119,10 +119,13 @@ impl Default for DownloadOptions {
     }
 }
 
-/// Where weights live when no `--weights` is given: `$STYLIZE_WEIGHTS` if set (a file path),
-/// else `<cache>/<file_name>` where cache is `$XDG_CACHE_HOME/stylize` or `~/.cache/stylize`.
+/// Where weights live when no `--weights` is given: for the default model (vgg19)
+/// `$STYLIZE_WEIGHTS` if set (a file path, so it names one model's file), else
+/// `<cache>/<file_name>` where cache is `$XDG_CACHE_HOME/stylize` or `~/.cache/stylize`.
 pub fn default_weights_path(entry: &ManifestEntry) -> Result<PathBuf, WeightsError> {
-    if let Some(path) = non_empty_env("STYLIZE_WEIGHTS") {
+    if entry.name == super::default_entry().name
+        && let Some(path) = non_empty_env("STYLIZE_WEIGHTS")
+    {
         return Ok(PathBuf::from(path));
     }
     Ok(cache_dir()?.join(&entry.file_name))
@@ -170,7 +173,8 @@ pub fn download(
 ///   file left by an earlier run is continued the same way.
 /// - When every byte is in, the size and the SHA-256 (when given) are checked: a mismatch
 ///   removes the partial file; otherwise it is synced and renamed to `dest`, so `dest` only
-///   ever holds a complete, verified file.
+///   ever holds a complete, verified file. `expected_sha256` may be a prefix of the digest (a
+///   file name's hash, e.g. `dcbb9e9d`, which torch.hub checks the same way).
 /// - When the download cannot start at all (no network, unknown host, refused connection,
 ///   proxy failure), the error ([`WeightsError::Unreachable`]) says where the file can be put
 ///   by hand instead. A transfer that fails after its retries keeps the partial file for the
@@ -451,10 +455,17 @@ impl Job<'_> {
             return Err(format!("size mismatch: got {} bytes, expected {expected}", part.len));
         }
         let digest = to_hex(&part.hasher.clone().finalize());
-        if let Some(expected) = self.expected_sha256
-            && !digest.eq_ignore_ascii_case(expected.trim())
-        {
-            return Err(format!("SHA-256 mismatch: got {digest}, expected {expected}; the download was removed"));
+        if let Some(expected) = self.expected_sha256.map(str::trim) {
+            let fits =
+                !expected.is_empty() && digest.get(..expected.len()).is_some_and(|d| d.eq_ignore_ascii_case(expected));
+            if !fits {
+                let what = if expected.len() < digest.len() {
+                    format!("one starting with {expected} (the file name's hash, checked as torch.hub checks it)")
+                } else {
+                    expected.to_string()
+                };
+                return Err(format!("SHA-256 mismatch: got {digest}, expected {what}; the download was removed"));
+            }
         }
         Ok(())
     }
@@ -598,8 +609,14 @@ impl Partial {
     }
 }
 
+/// Whether `dest` holds a finished download of `entry` (a file of the manifest's size, any size
+/// where the manifest gives none: downloads only ever rename a verified file into place).
+pub fn is_downloaded(entry: &ManifestEntry, dest: &Path) -> bool {
+    is_finished(dest, entry.size)
+}
+
 /// Returns a path to the weights of `entry` at `dest`: an existing file of the manifest's
-/// byte size is used as it is (its SHA-256 was checked when it was downloaded, and downloads
+/// byte size (any, where the manifest gives none) is used as it is (its SHA-256 was checked when it was downloaded, and downloads
 /// only ever rename a verified file into place, so it is not re-hashed at every start);
 /// otherwise the file is downloaded and verified (see [`download_with`]).
 pub fn ensure_weights(
@@ -617,10 +634,10 @@ pub fn ensure_weights_with(
     options: &DownloadOptions,
     on_event: &mut dyn FnMut(FetchEvent),
 ) -> Result<PathBuf, WeightsError> {
-    if is_finished(dest, Some(entry.size)) {
+    if is_finished(dest, entry.size) {
         return Ok(dest.to_path_buf());
     }
-    download_with(&entry.url, dest, Some(entry.size), Some(&entry.sha256), options, on_event)
+    download_with(&entry.url, dest, entry.size, entry.expected_sha256().as_deref(), options, on_event)
 }
 
 /// Resolves a `--weights` argument: an `http(s)://` URL is downloaded into the cache folder

@@ -1,8 +1,8 @@
 //! Weight files: manifest, npz, pth (restricted unpickler), download.
 //!
 //! [`read_tensors`] reads named tensors from a PyTorch `.pth` (legacy or zip container) or a
-//! NumPy `.npz`, chosen by the file's content. [`load_vgg19`] picks and checks the 13
-//! convolutions of VGG-19 up to `conv5_1`. Nothing in a file is ever executed.
+//! NumPy `.npz`, chosen by the file's content. [`load_model`] picks and checks a model's
+//! convolutions up to `conv5_1` (13 for VGG-19). Nothing in a file is ever executed.
 
 mod error;
 pub mod fetch;
@@ -22,10 +22,13 @@ use std::path::Path;
 pub use error::{Problem, WeightsError};
 pub use fetch::{
     DownloadOptions, FetchEvent, default_weights_path, download, download_with, ensure_weights, ensure_weights_with,
-    resolve_weights_arg,
+    is_downloaded, resolve_weights_arg,
 };
-pub use manifest::{ManifestEntry, default_entry, manifest};
-pub use vgg::{ConvLayerWeights, VGG19_CONV_INDICES, VggWeights, load_vgg19, load_vgg19_from_bytes};
+pub use manifest::{ManifestEntry, default_entry, manifest, model_entry};
+pub use vgg::{
+    ConvLayerWeights, Model, VGG16_CONV_INDICES, VGG19_CONV_INDICES, VggWeights, load_model, load_vgg19,
+    load_vgg19_from_bytes,
+};
 
 /// One tensor read from a weights file: shape and row-major f32 data.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,21 +45,44 @@ pub struct Tensor {
 /// zip holding `*.npy` members is an npz, and a file starting with a pickled long is a legacy
 /// torch container. Only the data of the named keys is read.
 pub fn read_tensors(path: &Path, keys: &[String]) -> Result<HashMap<String, Tensor>, WeightsError> {
-    read_tensors_inner(path, keys).map_err(|p| p.at(path))
+    read_tensors_inner(path, keys, Missing::Refuse).map_err(|p| p.at(path))
 }
 
-fn read_tensors_inner(path: &Path, keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
+/// What a reader does with a requested key the file does not hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// `Problem::MissingKey`.
+    Refuse,
+    /// Leave it out of the result (the caller checks what it needs: a model's loader asks for
+    /// every model's keys at once, to say which model a file fits).
+    Skip,
+}
+
+/// [`read_tensors`] of the keys the file holds, the others left out.
+pub(crate) fn read_present_tensors(path: &Path, keys: &[String]) -> Result<HashMap<String, Tensor>, WeightsError> {
+    read_tensors_inner(path, keys, Missing::Skip).map_err(|p| p.at(path))
+}
+
+fn read_tensors_inner(path: &Path, keys: &[String], missing: Missing) -> Result<HashMap<String, Tensor>, Problem> {
     let file = File::open(path).map_err(Problem::Io)?;
     let meta = file.metadata().map_err(Problem::Io)?;
     if meta.is_dir() {
         return Err(Problem::Io(std::io::Error::other("is a directory")));
     }
-    read_tensors_from(file, meta.len(), keys)
+    read_tensors_from(file, meta.len(), keys, missing)
 }
 
 /// [`read_tensors`] on the bytes of a weights file held in memory (the error names no file).
 pub fn read_tensors_from_bytes(bytes: &[u8], keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
-    read_tensors_from(Cursor::new(bytes), bytes.len() as u64, keys)
+    read_tensors_from(Cursor::new(bytes), bytes.len() as u64, keys, Missing::Refuse)
+}
+
+/// [`read_present_tensors`] on bytes held in memory.
+pub(crate) fn read_present_tensors_from_bytes(
+    bytes: &[u8],
+    keys: &[String],
+) -> Result<HashMap<String, Tensor>, Problem> {
+    read_tensors_from(Cursor::new(bytes), bytes.len() as u64, keys, Missing::Skip)
 }
 
 /// Runs the restricted unpickler alone on one pickle (up to its STOP) and returns how many
@@ -73,15 +99,16 @@ fn read_tensors_from<R: Read + Seek>(
     mut file: R,
     file_len: u64,
     keys: &[String],
+    missing: Missing,
 ) -> Result<HashMap<String, Tensor>, Problem> {
     let mut head = [0u8; 4];
     let head_len = read_up_to(&mut file, &mut head)?;
     file.seek(SeekFrom::Start(0)).map_err(Problem::Io)?;
     let head = &head[..head_len];
     if head == b"PK\x03\x04" {
-        read_zip_kind(file, file_len, keys)
+        read_zip_kind(file, file_len, keys, missing)
     } else if pth::looks_legacy(head) {
-        pth::read_legacy(file, file_len, keys)
+        pth::read_legacy(file, file_len, keys, missing)
     } else {
         Err(Problem::NotWeights)
     }
@@ -100,16 +127,21 @@ fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> Result<usize, Problem> {
     Ok(filled)
 }
 
-fn read_zip_kind<R: Read + Seek>(file: R, file_len: u64, keys: &[String]) -> Result<HashMap<String, Tensor>, Problem> {
+fn read_zip_kind<R: Read + Seek>(
+    file: R,
+    file_len: u64,
+    keys: &[String],
+    missing: Missing,
+) -> Result<HashMap<String, Tensor>, Problem> {
     let reader = std::io::BufReader::new(file);
     let mut zip = zip::ZipArchive::new(reader).map_err(|e| match e {
         zip::result::ZipError::Io(e) => Problem::from_read(e, "zip archive"),
         other => Problem::Malformed(format!("damaged or cut-short zip archive ({other})")),
     })?;
     if let Some(prefix) = pth::torch_zip_prefix(&zip) {
-        pth::read_zip(&mut zip, &prefix, file_len, keys)
+        pth::read_zip(&mut zip, &prefix, file_len, keys, missing)
     } else if npz::looks_npz(&zip) {
-        npz::read_npz(&mut zip, file_len, keys)
+        npz::read_npz(&mut zip, file_len, keys, missing)
     } else {
         Err(Problem::NotWeights)
     }

@@ -23,10 +23,15 @@ pub(crate) fn read_npz<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
     file_len: u64,
     keys: &[String],
+    missing: super::Missing,
 ) -> Result<HashMap<String, Tensor>, Problem> {
     let mut out = HashMap::new();
     for key in keys {
-        let member = zip.by_name(&format!("{key}.npy")).map_err(|_| Problem::MissingKey(key.clone()))?;
+        let member = match zip.by_name(&format!("{key}.npy")) {
+            Ok(member) => member,
+            Err(_) if missing == super::Missing::Skip => continue,
+            Err(_) => return Err(Problem::MissingKey(key.clone())),
+        };
         let capacity = super::member_capacity(&member, file_len)?;
         out.insert(key.clone(), read_npy(member, capacity, key)?);
     }

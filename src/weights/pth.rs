@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 
-use super::Tensor;
 use super::error::Problem;
 use super::pickle::{self, PickleInput, StorageRef, TensorRef, Value};
 use super::tensor::{self, Layout};
+use super::{Missing, Tensor};
 
 /// Little-endian bytes of the legacy magic number 0x1950a86a20f9469cfc6c.
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
@@ -30,19 +30,37 @@ struct StorageSpan {
     numel: u64,
 }
 
+/// The state dict's tensors of `keys`: a key it lacks is `Problem::MissingKey`, or with
+/// `Missing::Skip` left out.
+fn present<'k, 's>(
+    keys: &'k [String],
+    missing: Missing,
+    find: impl Fn(&str) -> Result<&'s TensorRef, Problem>,
+) -> Result<Vec<(&'k String, &'s TensorRef)>, Problem> {
+    let mut found = Vec::with_capacity(keys.len());
+    for key in keys {
+        match find(key) {
+            Ok(t) => found.push((key, t)),
+            Err(Problem::MissingKey(_)) if missing == Missing::Skip => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
 /// Reads `keys` from a legacy container.
 pub(crate) fn read_legacy<R: Read + Seek>(
     file: R,
     file_len: u64,
     keys: &[String],
+    missing: Missing,
 ) -> Result<HashMap<String, Tensor>, Problem> {
     let mut input = PickleInput::new(BufReader::new(file), file_len);
     check_legacy_header(&mut input)?;
     let state = pickle::unpickle(&mut input)?;
     let storage_keys = read_storage_keys(&mut input)?;
     let data_start = input.consumed();
-    let wanted: Vec<(&String, &TensorRef)> =
-        keys.iter().map(|k| Ok((k, pickle::find_tensor(&state, k)?))).collect::<Result<_, Problem>>()?;
+    let wanted: Vec<(&String, &TensorRef)> = present(keys, missing, |k| pickle::find_tensor(&state, k))?;
     let mut reader = input_into_file(input)?;
     let spans = locate_storages(&mut reader, file_len, data_start, &state, &storage_keys)?;
     let mut out = HashMap::new();
@@ -209,6 +227,7 @@ pub(crate) fn read_zip<R: Read + Seek>(
     prefix: &str,
     file_len: u64,
     keys: &[String],
+    missing: Missing,
 ) -> Result<HashMap<String, Tensor>, Problem> {
     check_byteorder(zip, prefix)?;
     let state = {
@@ -224,8 +243,7 @@ pub(crate) fn read_zip<R: Read + Seek>(
         pickle::unpickle(&mut input)?
     };
     let mut out = HashMap::new();
-    for key in keys {
-        let t = pickle::find_tensor(&state, key)?;
+    for (key, t) in present(keys, missing, |k| pickle::find_tensor(&state, k))? {
         let tensor = read_zip_tensor(zip, prefix, file_len, t, key)?;
         out.insert(key.clone(), tensor);
     }
