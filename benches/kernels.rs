@@ -23,7 +23,7 @@ use stylize::net::random_weights;
 use stylize::net::vgg::VGG19_WIDTHS;
 use stylize::ops::conv::{self, ConvShape, GpuConvWeights};
 use stylize::ops::gram::{self, GramShape};
-use stylize::ops::{ActShape, pool};
+use stylize::ops::{ActShape, pool, w2};
 use stylize::optim::adam::{Adam, AdamConfig};
 use stylize::rng::Rng;
 use stylize::{Options, StyleTransfer};
@@ -299,6 +299,50 @@ fn bench_gram(c: &mut Criterion, bench: &Bench) {
     group.finish();
 }
 
+struct W2Case {
+    step: Step,
+    _buffers: (w2::W2Buffers, wgpu::Buffer, wgpu::Buffer, wgpu::Buffer),
+}
+
+fn w2_case(bench: &Bench, shape: w2::W2Shape) -> W2Case {
+    let ctx = &bench.ctx;
+    let mut rng = Rng::new(5);
+    let f = bench.random_buffer("features", shape.channels * shape.n, &mut rng, 0.0, 1.0);
+    let style: Vec<f64> = (0..shape.channels * shape.n).map(|_| rng.range(0.0, 1.0)).collect();
+    let (mean, srm) = w2::reference::moments(&style, shape.channels);
+    let buffers = w2::W2Buffers::new(ctx, shape, &w2::Target::from_moments(&mean, &srm)).unwrap();
+    let losses = ctx.buffer("losses", 1).unwrap();
+    let df = ctx.buffer("grad features", shape.channels * shape.n).unwrap();
+    let mut step = Step::new();
+    w2::forward(ctx, &mut step, &buffers, &f, &losses, 0, 1.0).unwrap();
+    w2::backward(ctx, &mut step, &buffers, &f, &df, 1.0, false).unwrap();
+    W2Case { step, _buffers: (buffers, f, losses, df) }
+}
+
+/// The Wasserstein-2 style loss's forward and backward at each style layer (its Newton-Schulz
+/// iteration's C x C products dominate from relu3_1 on).
+fn bench_w2(c: &mut Criterion, bench: &Bench) {
+    let mut group = c.benchmark_group("w2");
+    configure(&mut group);
+    for (name, channels, side) in GRAM_LAYERS {
+        let side = bench.side(side);
+        let shape = w2::W2Shape { channels, n: side * side };
+        let label = format!("{name}_{channels}@{side}");
+        let c3 = (channels * channels * channels) as u64;
+        let flops = 2 * (2 * channels * channels * shape.n) as u64 + 2 * c3 * (4 + 3 * w2::ITERATIONS as u64);
+        let make = || w2_case(bench, shape);
+        bench_kernels(
+            &mut group,
+            bench,
+            &format!("forward_backward/{label}"),
+            Throughput::Elements(flops),
+            make,
+            |c| c.step.kernels().iter().collect(),
+        );
+    }
+    group.finish();
+}
+
 struct PoolCase {
     forward: Kernel,
     backward: Kernel,
@@ -427,6 +471,7 @@ fn main() {
     let bench = Bench::new();
     bench_conv(&mut criterion, &bench);
     bench_gram(&mut criterion, &bench);
+    bench_w2(&mut criterion, &bench);
     bench_pool(&mut criterion, &bench);
     bench_adam(&mut criterion, &bench);
     bench_step(&mut criterion, &bench);

@@ -32,12 +32,13 @@ use std::path::{Path, PathBuf};
 
 pub use gpu::{Backend, Precision};
 pub use image_io::Image;
-pub use net::Pooling;
 pub use net::vgg::Model;
 pub use net::{ConvLayerWeights, Losses};
+pub use net::{GramNorm, Pooling};
 pub use pipeline::{Finished, Job, Outputs, finish_colors, load_network_weights, scale_sizes};
 pub use transfer::{
-    GpuInfo, Init, InvalidOption, Observer, Optimizer, Options, PreserveColors, Silent, StyleTransfer, TransferError,
+    GpuInfo, Init, InvalidOption, Observer, Optimizer, Options, PreserveColors, Preset, Silent, StyleTransfer,
+    TransferError,
 };
 
 /// Every error the library reports; each displays as one line naming the file or the problem.

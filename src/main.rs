@@ -14,7 +14,7 @@ fn main() {
         eprintln!("stylize: error: {problem}");
         std::process::exit(2);
     }
-    match dispatch(cli) {
+    match dispatch(cli, &matches) {
         Ok(None) => {}
         Ok(Some(code)) => std::process::exit(code),
         Err(err) => {
@@ -25,7 +25,7 @@ fn main() {
 }
 
 /// Runs the subcommand, or a style transfer when there is none; `Some(code)`: exit with it.
-fn dispatch(cli: Cli) -> anyhow::Result<Option<i32>> {
+fn dispatch(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Option<i32>> {
     let done = |result: anyhow::Result<()>| result.map(|()| None);
     match cli.command {
         Some(Command::Devices(args)) => done(cli::devices::run(args)),
@@ -34,7 +34,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Option<i32>> {
         Some(Command::Weights(args)) => done(cli::weights::run(args)),
         Some(Command::Models(args)) => done(cli::models::run(args)),
         Some(Command::Plan(args)) => done(cli::plan::run(args)),
-        None => cli::run::transfer(cli.run),
+        None => cli::run::transfer(cli.run, matches),
     }
 }
 
@@ -45,17 +45,7 @@ fn describe(err: &anyhow::Error) -> String {
         _ => err.downcast_ref::<stylize::InvalidOption>(),
     };
     match invalid {
-        Some(invalid) => format!("invalid option: {}", invalid.render(flag)),
+        Some(invalid) => format!("invalid option: {}", invalid.render(cli::values::flag)),
         None => format!("{err:#}"),
-    }
-}
-
-/// The flag (or input) that sets `Options` field (or `Job` input) `name`.
-fn flag(name: &str) -> String {
-    match name {
-        "masks" => "--mask".into(),
-        "styles" => "--style".into(),
-        "checkpoint_every" => "--save-every".into(),
-        _ => format!("--{}", name.replace('_', "-")),
     }
 }

@@ -526,3 +526,31 @@ fn cli_models_lists_each_model_and_its_cache_state() {
         "{text}"
     );
 }
+
+/// `--preset jcjohnson` runs (the tiny VGG-19 file read as the Caffe model, whose layout it has)
+/// and says first what it set and which options the command line gave over it; an unknown preset
+/// is a usage error naming the ones there are.
+#[test]
+fn cli_preset_says_what_it_set_and_what_was_given_over_it() {
+    if gpu_or_skip("cli_preset_says_what_it_set_and_what_was_given_over_it").is_none() {
+        return;
+    }
+    let f = fixture();
+    let out = f.path("preset.png");
+    let args = with_arg(with_arg(base_args(&f, &out), "--preset", "jcjohnson"), "--size", "24");
+    let output = stylize().args(&args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = stderr_lines(&output);
+    let first = &lines[0];
+    assert!(first.starts_with("stylize: preset jcjohnson: --model vgg19-caffe"), "{first}");
+    for set in ["--init random", "--optimizer lbfgs", "--style-weight 100", "--gram-norm chw", "--tv-weight 0.0005"] {
+        assert!(first.contains(set), "{set} not in {first}");
+    }
+    assert!(first.ends_with("; given over it: --size --iterations"), "{first}");
+    assert!(lines.last().unwrap().contains("after 2 steps"), "{lines:?}");
+    assert_eq!(image::open(&out).unwrap().width(), 24);
+
+    let bad = f.path("bad.png");
+    let output = stylize().args(with_arg(base_args(&f, &bad), "--preset", "neural")).output().unwrap();
+    assert_clean_failure("unknown preset", &output, 2, &["neural", "gatys", "jcjohnson"], &bad);
+}

@@ -165,6 +165,7 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
         normalize_gradients: false,
         masks: Vec::new(),
         input: Default::default(),
+        gram_norm: Default::default(),
     };
     let (h, w) = (9, 11);
     let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();

@@ -16,5 +16,5 @@ pub mod plan;
 mod progress;
 pub mod recolor;
 pub mod run;
-mod values;
+pub mod values;
 pub mod weights;

@@ -10,13 +10,18 @@ use stylize::Options;
 
 use super::progress::{CliProgress, Interrupt};
 use super::values::{
-    BackendArg, DEFAULT_LISTS, ModelArg, OptimizerArg, PoolingArg, PrecisionArg, PreserveColorsArg, decay,
-    default_init, defaults, non_negative_f64, positive_f64, tile_choice,
+    BackendArg, DEFAULT_LISTS, GramNormArg, ModelArg, OptimizerArg, PoolingArg, PrecisionArg, PreserveColorsArg,
+    PresetArg, decay, default_init, defaults, flag, flag_with_value, non_negative_f64, positive_f64, tile_choice,
 };
 
 // No doc comment: a flattened struct's would become the top-level `--help`'s about.
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// Another tool's default recipe in one flag: `gatys` (the original method, the defaults) or
+    /// `jcjohnson` (jcjohnson/neural-style). Options given explicitly override it.
+    #[arg(long, value_enum, value_name = "NAME", long_help = super::values::preset_help())]
+    pub preset: Option<PresetArg>,
+
     /// Content image (PNG, JPEG, WebP, BMP, TIFF, GIF); its longer side is fitted to --size.
     #[arg(long, value_name = "PATH", required = true)]
     pub content: Option<PathBuf>,
@@ -114,6 +119,13 @@ pub struct RunArgs {
     /// -normalize_gradients does (off in the original method).
     #[arg(long)]
     pub normalize_gradients: bool,
+
+    /// How a style term compares the Gram G of the result's features (C x H W) with the style's
+    /// A: `none` (the original: both as they are, the term w mean((G - A)^2) / (C H W)) or `chw`
+    /// (both divided by C H W first, as jcjohnson/neural-style's StyleLoss: w mean((G - A)^2) /
+    /// (C H W)^2, so its --style-weight is on another scale).
+    #[arg(long, value_enum, value_name = "none|chw", default_value_t = defaults().gram_norm.into())]
+    pub gram_norm: GramNormArg,
 
     /// VGG's 2x2 pools: `max` (the original) or `avg` (average pools, as Gatys et al. suggest).
     #[arg(long, value_enum, default_value_t = defaults().pooling.into())]
@@ -251,8 +263,34 @@ pub fn misplaced_mask(matches: &clap::ArgMatches) -> Option<String> {
     })
 }
 
-/// The run's options as the command line gives them.
-fn options(cli: &RunArgs) -> Options {
+/// The run's options: the flags as given, then, with --preset, the preset's recipe for every
+/// option of it that was not given explicitly (`matches` tells which were). Also the names of the
+/// options the preset set.
+pub fn options(cli: &RunArgs, matches: &clap::ArgMatches) -> (Options, Vec<&'static str>) {
+    let mut options = flag_options(cli);
+    let Some(preset) = cli.preset else {
+        return (options, Vec::new());
+    };
+    let explicit = |field: &str| {
+        matches.value_source(field).is_some_and(|source| source != clap::parser::ValueSource::DefaultValue)
+    };
+    let set = stylize::Preset::from(preset).apply(&mut options, &explicit);
+    (options, set)
+}
+
+/// The line a run with --preset starts with: what the preset set, and the options given over it.
+fn preset_line(preset: stylize::Preset, set: &[&str]) -> String {
+    let settings = preset.settings();
+    let shown: Vec<String> =
+        settings.iter().filter(|(name, _)| set.contains(name)).map(|(name, v)| flag_with_value(name, v)).collect();
+    let yours: Vec<String> =
+        settings.iter().filter(|(name, _)| !set.contains(name)).map(|(name, _)| flag(name)).collect();
+    let yours = if yours.is_empty() { String::new() } else { format!("; given over it: {}", yours.join(" ")) };
+    format!("stylize: preset {preset}: {}{yours}", shown.join(" "))
+}
+
+/// The run's options as the flags give them (defaults where not given).
+fn flag_options(cli: &RunArgs) -> Options {
     Options {
         size: cli.size,
         iterations: cli.iterations,
@@ -276,6 +314,7 @@ fn options(cli: &RunArgs) -> Options {
         lbfgs_history: cli.lbfgs_history as usize,
         tv_weight: cli.tv_weight,
         normalize_gradients: cli.normalize_gradients,
+        gram_norm: cli.gram_norm.into(),
         pooling: cli.pooling.into(),
         style_blend_weights: cli.style_blend_weights.clone(),
         style_scale: cli.style_scale,
@@ -308,8 +347,11 @@ fn outputs(cli: &RunArgs) -> stylize::Outputs {
 }
 
 /// The run; `Some(code)` when a signal stopped it (the image so far is written), for `main` to exit with.
-pub fn transfer(cli: RunArgs) -> Result<Option<i32>> {
-    let options = options(&cli);
+pub fn transfer(cli: RunArgs, matches: &clap::ArgMatches) -> Result<Option<i32>> {
+    let (options, preset_set) = options(&cli, matches);
+    if let Some(preset) = cli.preset {
+        eprintln!("{}", preset_line(preset.into(), &preset_set));
+    }
     let content = cli.content.clone().expect("required");
     let mut progress = CliProgress::new(&options, cli.print_every);
     let job = stylize::Job::new(&content, &cli.style, options.clone(), outputs(&cli), &mut progress)?;
@@ -345,4 +387,49 @@ pub fn transfer(cli: RunArgs) -> Result<Option<i32>> {
         finished.gpu.precision,
     );
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+    use crate::cli::args::Cli;
+
+    fn parsed(args: &[&str]) -> (Options, Vec<&'static str>) {
+        let all = [&["stylize", "--content", "c.png", "--style", "s.png"], args].concat();
+        let matches = Cli::command().try_get_matches_from(all).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        options(&cli.run, &matches)
+    }
+
+    #[test]
+    fn a_preset_sets_its_recipe_and_an_explicit_flag_overrides_only_that_option() {
+        let recipe = stylize::Preset::Jcjohnson.options();
+        let (preset, set) = parsed(&["--preset", "jcjohnson"]);
+        assert_eq!(preset, recipe);
+        assert_eq!(set.len(), stylize::Preset::fields().count());
+        let (mixed, set) = parsed(&["--preset", "jcjohnson", "--content-weight", "7", "--normalize-gradients"]);
+        assert_eq!(mixed, Options { content_weight: 7.0, normalize_gradients: true, ..recipe.clone() });
+        assert!(!set.contains(&"content_weight") && !set.contains(&"normalize_gradients") && set.contains(&"model"));
+        // A flag given with the default's own value is still the user's.
+        let (same, _) = parsed(&["--preset", "jcjohnson", "--size", "400"]);
+        assert_eq!(same, Options { size: 400, ..recipe });
+        assert_eq!(parsed(&["--preset", "gatys"]).0, parsed(&[]).0);
+        let line = preset_line(stylize::Preset::Jcjohnson, &set);
+        assert!(line.contains("--model vgg19-caffe") && line.contains("--gram-norm chw"), "{line}");
+        assert!(line.ends_with("given over it: --content-weight --normalize-gradients"), "{line}");
+    }
+
+    /// Every option a preset sets is a flag of a run under its field's name (what `options` asks
+    /// clap about), and each preset's recipe is valid.
+    #[test]
+    fn every_preset_field_is_a_run_flag() {
+        let command = Cli::command();
+        for field in stylize::Preset::fields() {
+            let arg = command.get_arguments().find(|a| a.get_id() == field);
+            let arg = arg.unwrap_or_else(|| panic!("{field}: no run flag of that id"));
+            assert_eq!(arg.get_long().map(|l| format!("--{l}")), Some(flag(field)), "{field}");
+        }
+    }
 }

@@ -37,6 +37,8 @@ cli_enum!(OptimizerArg => stylize::Optimizer { Adam, Lbfgs });
 cli_enum!(PreserveColorsArg => stylize::PreserveColors { None, Luminance, Histogram });
 cli_enum!(PoolingArg => stylize::Pooling { Max, Avg });
 cli_enum!(ModelArg => stylize::Model { Vgg19, Vgg16, Vgg19Caffe, Vgg16Caffe });
+cli_enum!(GramNormArg => stylize::GramNorm { None, Chw });
+cli_enum!(PresetArg => stylize::Preset { Gatys, Jcjohnson });
 cli_enum!(BackendArg => stylize::Backend { Vulkan, Metal, Dx12, Gl });
 
 /// The method's defaults, as the library writes them once.
@@ -64,6 +66,46 @@ Example:\n  stylize --content photo.jpg --style painting.jpg --output out.png",
         d.iterations,
         d.size,
     )
+}
+
+/// The flag (or input) that sets `Options` field (or `Job` input) `name`.
+pub fn flag(name: &str) -> String {
+    match name {
+        "masks" => "--mask".into(),
+        "styles" => "--style".into(),
+        "checkpoint_every" => "--save-every".into(),
+        _ => format!("--{}", name.replace('_', "-")),
+    }
+}
+
+/// `--preset`'s long help: each preset, the tool it reproduces, every option it sets (from the
+/// library's recipes) and what still differs.
+pub fn preset_help() -> String {
+    let mut help = String::from(
+        "Another tool's default recipe in one flag: sets every option below to that tool's value; an \
+         option given explicitly overrides it (`--preset jcjohnson --size 256`). The run's first line \
+         shows what the preset set.\n",
+    );
+    for preset in stylize::Preset::ALL {
+        let settings: Vec<String> = preset.settings().iter().map(|(name, v)| flag_with_value(name, v)).collect();
+        help.push_str(&format!(
+            "\n{preset}: {}.\n  Sets: {}.\n  Differs: {}.\n",
+            preset.reproduces(),
+            settings.join(" "),
+            preset.differs()
+        ));
+    }
+    help.trim_end().to_string()
+}
+
+/// An option as it is written with its value: `--size 512`; a switch alone when on (`--normalize-gradients`)
+/// and in brackets after `no` when off.
+pub fn flag_with_value(name: &str, value: &str) -> String {
+    match value {
+        "on" => flag(name),
+        "off" => format!("(no {})", flag(name)),
+        _ => format!("{} {value}", flag(name)),
+    }
 }
 
 /// The list-valued defaults as their flags take them, comma-separated.

@@ -17,7 +17,7 @@ pub use buffers::{BufferKind, BufferSpec, Buffers, GpuBytes};
 pub use execute::Execute;
 pub use executor::{Executor, SharedBuffers};
 pub use network::Network;
-pub use plan::{ActShape, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
+pub use plan::{ActShape, GramNorm, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
 pub use tiled::TiledExecutor;
 pub use training::FiniteGuard;
 pub use vgg::ConvLayerWeights;

@@ -97,6 +97,20 @@ pub struct LossLayers {
     /// How the RGB image becomes activation 0 (`Model::preprocess`: torchvision's ImageNet
     /// statistics in the original).
     pub input: crate::ops::normalize::Preprocess,
+    /// Whether the Grams are divided by C H W before they are compared (neural-style's
+    /// `StyleLoss`) or compared as they are (the original).
+    pub gram_norm: GramNorm,
+}
+
+/// How a style term compares the Gram G of the image's features (C x H W) with the style's A.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GramNorm {
+    /// The original: G = F F^T unnormalized, the term w mean((G - A)^2) / (C H W).
+    #[default]
+    None,
+    /// jcjohnson/neural-style's `StyleLoss`: both Grams divided by C H W (its `nElement`) before
+    /// the mean squared difference, so the term is w mean((G - A)^2) / (C H W)^2.
+    Chw,
 }
 
 impl Default for LossLayers {
@@ -111,6 +125,7 @@ impl Default for LossLayers {
             pooling: Pooling::Max,
             masks: Vec::new(),
             input: crate::ops::normalize::Preprocess::TORCHVISION,
+            gram_norm: GramNorm::None,
         }
     }
 }
@@ -563,7 +578,11 @@ impl<'a> Schedule<'a> {
             let term = LossTerm {
                 layer: name.clone(),
                 act,
-                scale: crate::ops::loss::style_scale(*weight, s.channels, s.height, s.width),
+                scale: crate::ops::loss::style_scale(*weight, s.channels, s.height, s.width)
+                    / match losses.gram_norm {
+                        GramNorm::None => 1.0,
+                        GramNorm::Chw => s.len() as f64,
+                    },
                 weight: *weight,
                 mask: None,
             };

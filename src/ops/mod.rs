@@ -41,6 +41,7 @@ pub mod relu;
 mod shape;
 pub mod tv;
 pub mod vector;
+pub mod w2;
 
 pub use shape::ActShape;
 
@@ -83,7 +84,7 @@ pub fn kernel_class(ctx: &Context) -> Result<AdapterClass, GpuError> {
 
 /// Every module the ops compile (`optim::SHADERS` has the optimizers'), for validation (the
 /// `COOP_SHADER`s run only on adapters with cooperative matrices, one module per shape).
-pub const SHADERS: [ShaderSource; 17] = [
+pub const SHADERS: [ShaderSource; 18] = [
     check::SHADER,
     conv::SHADER,
     conv::COOP_SHADER.side16,
@@ -101,4 +102,5 @@ pub const SHADERS: [ShaderSource; 17] = [
     relu::MASK_SHADER,
     tv::SHADER,
     vector::SHADER,
+    w2::SHADER,
 ];

@@ -32,7 +32,7 @@ const NOT_FINGERPRINTED: [&str; 12] = [
 ];
 
 /// `Options` fields that `Fingerprint::of` records under their flag names.
-const NAMED: [&str; 20] = [
+const NAMED: [&str; 21] = [
     "model",
     "size",
     "scales",
@@ -48,6 +48,7 @@ const NAMED: [&str; 20] = [
     "tv_weight",
     "pooling",
     "normalize_gradients",
+    "gram_norm",
     "style_blend_weights",
     "style_scale",
     "preserve_colors",
@@ -125,6 +126,10 @@ pub fn fingerprint(
     // (all vgg19) still resume.
     if options.model != crate::net::vgg::Model::default() {
         entries.insert(0, ("--model".to_string(), options.model.name().to_string()));
+    }
+    // Likewise for --gram-norm, which came later still.
+    if options.gram_norm != crate::net::GramNorm::default() {
+        entries.push(("--gram-norm".to_string(), format!("{:?}", options.gram_norm).to_lowercase()));
     }
     entries.extend(other_fields(options));
     Fingerprint::of(content, styles, masks, init, weights, entries)

@@ -12,14 +12,14 @@ mod scales;
 
 use std::path::{Path, PathBuf};
 
-pub use inputs::{finish_colors, load_network_weights};
+pub use inputs::{finish_colors, first_initial_image, load_network_weights};
 
 use crate::image_io::{self, Image};
 use crate::net::ConvLayerWeights;
 use crate::serve::{Preview, RunInfo, Watch};
 use crate::transfer::{GpuInfo, Observer, Options, TransferError, normalized_blend};
 use crate::{Error, Outcome, gpu};
-use inputs::{first_initial_image, load_masks, load_style_images, prepare_masks};
+use inputs::{load_masks, load_style_images, prepare_masks};
 use record::Record;
 use scales::{ScaleInputs, run_scales};
 

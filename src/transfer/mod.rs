@@ -4,12 +4,14 @@
 
 mod observer;
 mod options;
+mod preset;
 
 /// The state `state` and `restore_state` exchange is the checkpoint file's content, defined there:
 /// the format is the lower module, and the loop fills it.
 pub use crate::checkpoint::{OptimizerSnapshot, TransferSnapshot};
 pub use observer::{GpuInfo, Observer, Silent};
 pub use options::{Init, InvalidOption, Optimizer, Options, PreserveColors, normalized_blend, rules};
+pub use preset::Preset;
 
 use crate::gpu::{Context, GpuError};
 use crate::image_io::Image;

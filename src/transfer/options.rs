@@ -4,7 +4,7 @@
 use crate::gpu::{Backend, ContextOptions, Precision};
 use crate::net::tiling::TileChoice;
 use crate::net::vgg::Model;
-use crate::net::{LossLayers, Pooling};
+use crate::net::{GramNorm, LossLayers, Pooling};
 use crate::optim::LbfgsConfig;
 
 /// Every knob of the method. `Default` reproduces the original exactly: VGG-19, content at
@@ -52,6 +52,9 @@ pub struct Options {
     /// neural-style's `-normalize_gradients`: each loss term's gradient is divided by its L1 norm
     /// before its weight (alpha, or beta times the layer's weight) is applied. Off in the original.
     pub normalize_gradients: bool,
+    /// Gram matrices compared as they are (the original) or divided by C H W first, as
+    /// jcjohnson/neural-style's `StyleLoss` does (`GramNorm`).
+    pub gram_norm: GramNorm,
     /// Weights of the style images when there are several (normalized to sum 1; empty: equal).
     pub style_blend_weights: Vec<f64>,
     /// Each style image is resized to the content's size times this (at least 16 px a side when
@@ -157,6 +160,7 @@ impl Default for Options {
             tv_weight: loss.tv_weight,
             pooling: loss.pooling,
             normalize_gradients: loss.normalize_gradients,
+            gram_norm: loss.gram_norm,
             style_blend_weights: Vec::new(),
             style_scale: 1.0,
             preserve_colors: PreserveColors::None,
@@ -326,6 +330,7 @@ impl Options {
             normalize_gradients: self.normalize_gradients,
             masks: Vec::new(),
             input: self.model.preprocess(),
+            gram_norm: self.gram_norm,
         }
     }
 

@@ -1,0 +1,416 @@
+//! The Wasserstein-2 style loss (crowsonkb/style-transfer-pytorch's `StyleLossW2`): the
+//! 2-Wasserstein distance between Gaussians fitted to the image's and the style's features, its
+//! forward into a loss slot and its backward to the features, on the GPU in f32 (`kernels/w2.wgsl`),
+//! with the f64 reference (by eigendecomposition) beside.
+//!
+//! With F the C x N features of a layer:
+//!
+//! ```text
+//! mu = F 1 / N,  S = F F^T / N,  Sigma = S - mu mu^T + eps I   (eps = 1e-4; the style's likewise)
+//! L = mean_c (mu - mu_s)^2 + tr(Sigma + Sigma_s - 2 (Sigma_s^1/2 Sigma Sigma_s^1/2)^1/2) / C
+//! ```
+//!
+//! The style side (`Target`: mu_s, R = Sigma_s^1/2 and tr Sigma_s) is fixed for a run, so it is
+//! computed once in f64 on the host (an eigendecomposition) from the style's mean and second raw
+//! moment S_s, which blend linearly. Each step's square root, of M = R Sigma R, is the GPU's: a
+//! coupled Newton-Schulz iteration (`ITERATIONS`, chosen by the tests in tests/w2.rs) of matrix
+//! products, which also gives M^-1/2 for the backward:
+//!
+//! ```text
+//! dL/dSigma = (I - R M^-1/2 R) / C,  dL/dmu = 2 (mu - mu_s) / C - 2 dL/dSigma mu,
+//! dL/dF = (2 / N) dL/dSigma F + dL/dmu 1^T / N
+//! ```
+//!
+//! (d tr M^1/2 = tr(M^-1/2 dM) / 2, dM = R dSigma R.) The products are plain f32 tiles: a mixed-
+//! precision run keeps them f32, since Sigma = S - mu mu^T cancels and f16 operands would lose it.
+//! Measured against f64 (tests/w2.rs): the loss within 1e-6 for well-conditioned covariances and
+//! 1e-6 for eigenvalues over 1e-4 .. 1e4; the gradient within 4e-6 and 1e-2 (there M's condition
+//! is 1e16, and M^-1/2 along its smallest eigenvalues is beyond f32).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
+
+/// The compiled `kernels/w2.wgsl`.
+pub const SHADER: ShaderSource = ShaderSource { name: "w2", source: include_str!("../../kernels/w2.wgsl") };
+
+/// The covariances' ridge, crowsonkb's.
+pub const EPS: f64 = 1e-4;
+
+/// Newton-Schulz iterations of every square root: the fewest with which the iteration's trace
+/// of sqrt(M), in f64, is within 1e-6 of the eigendecomposition's for covariances with
+/// eigenvalues over 1e-4 .. 1e4 (32, tests/w2.rs), and a margin of 2. In f32 a badly-conditioned
+/// iteration stops improving earlier; the kernels' guard then freezes it (`w2_guard`).
+pub const ITERATIONS: usize = 34;
+
+const FLAG_TRANSPOSED_B: u32 = 1;
+const FLAG_ACCUMULATE: u32 = 2;
+const FLAG_ROW_VECTOR: u32 = 4;
+const FLAG_FROZEN_COPIES_A: u32 = 8;
+const FLAG_FROZEN_COPIES_B: u32 = 16;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    groups: u32,
+    rows: u32,
+    inner: u32,
+    cols: u32,
+    flags: u32,
+    offset: u32,
+    alpha: f32,
+    beta: f32,
+    gamma: f32,
+    _pad: [u32; 3],
+}
+
+/// The features a term reads: C channels of N positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct W2Shape {
+    pub channels: usize,
+    pub n: usize,
+}
+
+/// The style's Gaussian as the loss needs it, from its mean and second raw moment (f64).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub channels: usize,
+    /// mu_s
+    pub mean: Vec<f64>,
+    /// R = Sigma_s^1/2 (C x C, symmetric)
+    pub cov_sqrt: Vec<f64>,
+    /// tr Sigma_s
+    pub cov_trace: f64,
+}
+
+impl Target {
+    /// From mu_s and S_s = F_s F_s^T / N_s (blended styles: their mu and S combined linearly).
+    pub fn from_moments(mean: &[f64], srm: &[f64]) -> Self {
+        let channels = mean.len();
+        let cov = reference::covariance(mean, srm);
+        Self {
+            channels,
+            mean: mean.to_vec(),
+            cov_sqrt: reference::sqrtm(&cov, channels),
+            cov_trace: (0..channels).map(|i| cov[i * channels + i]).sum(),
+        }
+    }
+}
+
+/// A term's buffers: the target on the GPU and the scratch matrices of its iteration, allocated once.
+pub struct W2Buffers {
+    shape: W2Shape,
+    cov_trace: f32,
+    /// [mu (C), mu_s (C)]
+    means: wgpu::Buffer,
+    /// R
+    cov_sqrt: wgpu::Buffer,
+    /// |M|_F^2
+    scalars: wgpu::Buffer,
+    /// C x C: S, Sigma, R Sigma, M, Y, Z, T and two spares for the iteration's products.
+    mats: Vec<wgpu::Buffer>,
+    /// dL/dmu / N (C)
+    mean_grad: wgpu::Buffer,
+}
+
+impl W2Buffers {
+    pub fn new(ctx: &Context, shape: W2Shape, target: &Target) -> Result<Self, GpuError> {
+        assert_eq!(target.channels, shape.channels, "a target of the term's width");
+        let c = shape.channels;
+        let means = ctx.buffer("w2 means", 2 * c)?;
+        let mut values: Vec<f32> = vec![0.0; c];
+        values.extend(target.mean.iter().map(|&v| v as f32));
+        ctx.queue.write_buffer(&means, 0, bytemuck::cast_slice(&values));
+        let cov_sqrt = ctx.buffer("w2 style covariance root", c * c)?;
+        let root: Vec<f32> = target.cov_sqrt.iter().map(|&v| v as f32).collect();
+        ctx.queue.write_buffer(&cov_sqrt, 0, bytemuck::cast_slice(&root));
+        let mats = (0..9).map(|_| ctx.buffer("w2 matrix", c * c)).collect::<Result<_, _>>()?;
+        Ok(Self {
+            shape,
+            cov_trace: target.cov_trace as f32,
+            means,
+            cov_sqrt,
+            scalars: ctx.buffer("w2 scalars", 3)?,
+            mats,
+            mean_grad: ctx.buffer("w2 mean gradient", c)?,
+        })
+    }
+
+    /// GPU bytes the term holds.
+    pub fn bytes(&self) -> u64 {
+        let c = self.shape.channels as u64;
+        4 * (3 * c + c * c * (self.mats.len() as u64 + 1) + 1)
+    }
+}
+
+fn kernel(
+    ctx: &Context,
+    entry: &str,
+    p: Params,
+    buffers: &[(u32, &wgpu::Buffer)],
+    groups: u32,
+) -> Result<Kernel, GpuError> {
+    Kernel::with_bindings(ctx, SHADER, entry, bytemuck::bytes_of(&p), buffers, groups)
+}
+
+/// `dst = alpha A B + beta I` (+ a row vector, or accumulated, by `flags`); A is rows x inner, B
+/// inner x cols (or cols x inner with `FLAG_TRANSPOSED_B`).
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    ctx: &Context,
+    buffers: &W2Buffers,
+    (rows, inner, cols): (usize, usize, usize),
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    (alpha, beta): (f32, f32),
+    flags: u32,
+) -> Result<Kernel, GpuError> {
+    let (row_vector, scalars) = (&buffers.mean_grad, &buffers.scalars);
+    let u = |v: usize| v as u32;
+    let p = Params { rows: u(rows), inner: u(inner), cols: u(cols), flags, alpha, beta, ..Default::default() };
+    let groups = rows.div_ceil(16) * cols.div_ceil(16);
+    let flops = 2 * (rows * inner * cols) as u64;
+    Ok(kernel(ctx, "w2_matmul", p, &[(1, a), (2, b), (3, dst), (4, scalars), (5, row_vector)], groups as u32)?
+        .with_work(format!("{rows}x{inner}x{cols}"), flops))
+}
+
+fn elementwise(len: usize) -> u32 {
+    (len as u32).div_ceil(256)
+}
+
+/// Appends the forward: `losses[slot] = scale * L(features)` (the module's definition), leaving
+/// in `buffers` what `backward` needs. `features` holds C x N values.
+pub fn forward(
+    ctx: &Context,
+    step: &mut Step,
+    buffers: &W2Buffers,
+    features: &wgpu::Buffer,
+    losses: &wgpu::Buffer,
+    slot: usize,
+    scale: f64,
+) -> Result<(), GpuError> {
+    let W2Shape { channels: c, n } = buffers.shape;
+    let [s, sigma, r_sigma, m, y, z, t, spare_y, spare_z] = std::array::from_fn(|i| &buffers.mats[i]);
+    let cu = c as u32;
+    let (means, root) = (&buffers.means, &buffers.cov_sqrt);
+    let rows = Params { rows: cu, inner: n as u32, ..Default::default() };
+    step.push(kernel(ctx, "w2_row_mean", rows, &[(1, features), (3, means)], cu)?);
+    step.push(matmul(ctx, buffers, (c, n, c), features, features, s, (1.0 / n as f32, 0.0), FLAG_TRANSPOSED_B)?);
+    let p = Params { rows: cu, beta: EPS as f32, ..Default::default() };
+    step.push(kernel(ctx, "w2_covariance", p, &[(1, s), (3, sigma), (5, means)], elementwise(c * c))?);
+    step.push(matmul(ctx, buffers, (c, c, c), root, sigma, r_sigma, (1.0, 0.0), 0)?);
+    step.push(matmul(ctx, buffers, (c, c, c), r_sigma, root, m, (1.0, 0.0), 0)?);
+    super::vector::dot(ctx, step, c * c, m, m, &buffers.scalars, 0, 1.0)?;
+    let p = Params { rows: cu, ..Default::default() };
+    step.push(kernel(ctx, "w2_normalize", p, &[(1, m), (3, y), (4, &buffers.scalars), (6, z)], elementwise(c * c))?);
+    // Y and Z alternate with the spares; after an even number of iterations they are back in y, z.
+    let (mut y_now, mut z_now, mut y_next, mut z_next) = (y, z, spare_y, spare_z);
+    step.push(kernel(ctx, "w2_guard_reset", p, &[(3, &buffers.scalars)], 1)?);
+    for _ in 0..ITERATIONS {
+        step.push(matmul(ctx, buffers, (c, c, c), z_now, y_now, t, (-0.5, 1.5), 0)?);
+        step.push(kernel(ctx, "w2_guard", p, &[(1, t), (3, &buffers.scalars)], 1)?);
+        step.push(matmul(ctx, buffers, (c, c, c), y_now, t, y_next, (1.0, 0.0), FLAG_FROZEN_COPIES_A)?);
+        step.push(matmul(ctx, buffers, (c, c, c), t, z_now, z_next, (1.0, 0.0), FLAG_FROZEN_COPIES_B)?);
+        std::mem::swap(&mut y_now, &mut y_next);
+        std::mem::swap(&mut z_now, &mut z_next);
+    }
+    let p =
+        Params { rows: cu, offset: slot as u32, alpha: scale as f32, gamma: buffers.cov_trace, ..Default::default() };
+    let bound = [(1, sigma), (2, y_now), (3, losses), (4, &buffers.scalars), (5, means)];
+    step.push(kernel(ctx, "w2_loss", p, &bound, 1)?);
+    Ok(())
+}
+
+/// The buffers holding Y and Z after the forward's iteration (`ITERATIONS` is even: the first pair).
+fn iterates(buffers: &W2Buffers) -> (&wgpu::Buffer, &wgpu::Buffer) {
+    if ITERATIONS.is_multiple_of(2) {
+        (&buffers.mats[4], &buffers.mats[5])
+    } else {
+        (&buffers.mats[7], &buffers.mats[8])
+    }
+}
+
+/// Appends the backward of `scale * L` after `forward`: `grad_features` (=, or += with
+/// `accumulate`) dL/dF, C x N.
+pub fn backward(
+    ctx: &Context,
+    step: &mut Step,
+    buffers: &W2Buffers,
+    features: &wgpu::Buffer,
+    grad_features: &wgpu::Buffer,
+    scale: f64,
+    accumulate: bool,
+) -> Result<(), GpuError> {
+    let W2Shape { channels: c, n } = buffers.shape;
+    let cu = c as u32;
+    let (means, root) = (&buffers.means, &buffers.cov_sqrt);
+    let (_, z) = iterates(buffers);
+    // Free after the forward: R Sigma's buffer and T's, the spares of the other parity.
+    let (r_z, q, grad_cov) = (&buffers.mats[2], &buffers.mats[6], &buffers.mats[3]);
+    step.push(matmul(ctx, buffers, (c, c, c), root, z, r_z, (1.0, 0.0), 0)?);
+    step.push(matmul(ctx, buffers, (c, c, c), r_z, root, q, (1.0, 0.0), 0)?);
+    let gamma = 1.0 / (c * n) as f32;
+    let p = Params { rows: cu, alpha: scale as f32, gamma, ..Default::default() };
+    step.push(kernel(ctx, "w2_cov_grad", p, &[(1, q), (3, grad_cov), (4, &buffers.scalars)], elementwise(c * c))?);
+    let p = Params { rows: cu, alpha: scale as f32, gamma, ..Default::default() };
+    step.push(kernel(ctx, "w2_mean_grad", p, &[(1, grad_cov), (3, &buffers.mean_grad), (5, means)], elementwise(c))?);
+    let flags = FLAG_ROW_VECTOR | if accumulate { FLAG_ACCUMULATE } else { 0 };
+    step.push(matmul(ctx, buffers, (c, c, n), grad_cov, features, grad_features, (2.0, 0.0), flags)?);
+    Ok(())
+}
+
+/// The loss and its gradient in f64, by eigendecomposition.
+pub mod reference {
+    use super::{EPS, Target};
+
+    /// mu = F 1 / N and S = F F^T / N of C x N features.
+    pub fn moments(features: &[f64], channels: usize) -> (Vec<f64>, Vec<f64>) {
+        let n = features.len() / channels;
+        let mean = (0..channels).map(|i| features[i * n..(i + 1) * n].iter().sum::<f64>() / n as f64).collect();
+        let mut srm = vec![0.0; channels * channels];
+        for i in 0..channels {
+            for j in 0..channels {
+                srm[i * channels + j] =
+                    (0..n).map(|p| features[i * n + p] * features[j * n + p]).sum::<f64>() / n as f64;
+            }
+        }
+        (mean, srm)
+    }
+
+    /// Sigma = S - mu mu^T + eps I.
+    pub fn covariance(mean: &[f64], srm: &[f64]) -> Vec<f64> {
+        let c = mean.len();
+        (0..c * c).map(|i| srm[i] - mean[i / c] * mean[i % c] + if i / c == i % c { EPS } else { 0.0 }).collect()
+    }
+
+    /// Eigenvalues and eigenvectors (columns of the row-major n x n result) of a symmetric matrix,
+    /// by cyclic Jacobi rotations until the off-diagonal is negligible.
+    pub fn sym_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+        let mut a = a.to_vec();
+        let mut v: Vec<f64> = (0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }).collect();
+        let norm: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+        for _sweep in 0..100 {
+            let off: f64 = (0..n * n).filter(|i| i / n != i % n).map(|i| a[i] * a[i]).sum::<f64>().sqrt();
+            if off <= 1e-15 * norm {
+                break;
+            }
+            for p in 0..n {
+                for q in p + 1..n {
+                    let apq = a[p * n + q];
+                    if apq.abs() <= 1e-300 {
+                        continue;
+                    }
+                    let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                    let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                    let t = if theta == 0.0 { 1.0 } else { t };
+                    let cos = 1.0 / (t * t + 1.0).sqrt();
+                    let sin = t * cos;
+                    for k in 0..n {
+                        let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                        a[k * n + p] = cos * akp - sin * akq;
+                        a[k * n + q] = sin * akp + cos * akq;
+                    }
+                    for k in 0..n {
+                        let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                        a[p * n + k] = cos * apk - sin * aqk;
+                        a[q * n + k] = sin * apk + cos * aqk;
+                    }
+                    for k in 0..n {
+                        let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
+                        v[k * n + p] = cos * vkp - sin * vkq;
+                        v[k * n + q] = sin * vkp + cos * vkq;
+                    }
+                }
+            }
+        }
+        ((0..n).map(|i| a[i * n + i]).collect(), v)
+    }
+
+    /// f(A) = V f(Lambda) V^T of a symmetric matrix.
+    pub fn sym_fn(a: &[f64], n: usize, f: impl Fn(f64) -> f64) -> Vec<f64> {
+        let (values, v) = sym_eigen(a, n);
+        let fv: Vec<f64> = values.iter().map(|&l| f(l)).collect();
+        let mut out = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                out[i * n + j] = (0..n).map(|k| v[i * n + k] * fv[k] * v[j * n + k]).sum();
+            }
+        }
+        out
+    }
+
+    /// The symmetric square root of a symmetric positive semi-definite matrix (negative
+    /// eigenvalues, rounding's, taken as 0).
+    pub fn sqrtm(a: &[f64], n: usize) -> Vec<f64> {
+        sym_fn(a, n, |l| l.max(0.0).sqrt())
+    }
+
+    pub fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
+        let mut out = vec![0.0; n * n];
+        for i in 0..n {
+            for k in 0..n {
+                let aik = a[i * n + k];
+                for j in 0..n {
+                    out[i * n + j] += aik * b[k * n + j];
+                }
+            }
+        }
+        out
+    }
+
+    /// sqrt(M) by the kernels' coupled Newton-Schulz iteration, in f64: how far `iterations` of it
+    /// get, apart from f32's rounding.
+    pub fn newton_schulz_sqrt(m: &[f64], n: usize, iterations: usize) -> Vec<f64> {
+        let norm = m.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let identity = |i: usize| if i / n == i % n { 1.0 } else { 0.0 };
+        let mut y: Vec<f64> = m.iter().map(|v| v / norm).collect();
+        let mut z: Vec<f64> = (0..n * n).map(identity).collect();
+        for _ in 0..iterations {
+            let zy = matmul(&z, &y, n);
+            let t: Vec<f64> = (0..n * n).map(|i| 1.5 * identity(i) - 0.5 * zy[i]).collect();
+            (y, z) = (matmul(&y, &t, n), matmul(&t, &z, n));
+        }
+        y.iter().map(|v| v * norm.sqrt()).collect()
+    }
+
+    /// L of C x N features against `target` (the module's definition).
+    pub fn loss(features: &[f64], target: &Target) -> f64 {
+        let c = target.channels;
+        let (mean, srm) = moments(features, c);
+        let cov = covariance(&mean, &srm);
+        let r = &target.cov_sqrt;
+        let m = matmul(&matmul(r, &cov, c), r, c);
+        let root = sqrtm(&m, c);
+        let mean_term = mean.iter().zip(&target.mean).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / c as f64;
+        let trace = |x: &[f64]| (0..c).map(|i| x[i * c + i]).sum::<f64>();
+        mean_term + (trace(&cov) + target.cov_trace - 2.0 * trace(&root)) / c as f64
+    }
+
+    /// dL/dF (the module's formulas, M^-1/2 by eigendecomposition).
+    pub fn backward(features: &[f64], target: &Target) -> Vec<f64> {
+        let c = target.channels;
+        let n = features.len() / c;
+        let (mean, srm) = moments(features, c);
+        let cov = covariance(&mean, &srm);
+        let r = &target.cov_sqrt;
+        let m = matmul(&matmul(r, &cov, c), r, c);
+        let inv_root = sym_fn(&m, c, |l| 1.0 / l.sqrt());
+        let q = matmul(&matmul(r, &inv_root, c), r, c);
+        let grad_cov: Vec<f64> =
+            (0..c * c).map(|i| ((if i / c == i % c { 1.0 } else { 0.0 }) - q[i]) / c as f64).collect();
+        let grad_mean: Vec<f64> = (0..c)
+            .map(|i| {
+                2.0 * (mean[i] - target.mean[i]) / c as f64
+                    - 2.0 * (0..c).map(|d| grad_cov[i * c + d] * mean[d]).sum::<f64>()
+            })
+            .collect();
+        (0..c * n)
+            .map(|idx| {
+                let (i, p) = (idx / n, idx % n);
+                2.0 / n as f64 * (0..c).map(|d| grad_cov[i * c + d] * features[d * n + p]).sum::<f64>()
+                    + grad_mean[i] / n as f64
+            })
+            .collect()
+    }
+}
