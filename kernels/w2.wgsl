@@ -14,15 +14,14 @@ struct Params {
     inner: u32,   // matmul: K; row_mean: N
     cols: u32,    // matmul: N
     flags: u32,   // matmul: bit 0 B stored transposed (cols x inner), bit 1 accumulate into dst,
-                  // bit 2 add aux[row] to every value of that row, bit 3 (bit 4) copy A (B)
-                  // instead once the iteration is frozen (scalars[2] != 0)
+                  // bit 2 add aux[row] to every value of that row
     offset: u32,  // loss: the slot of dst
     alpha: f32,
     beta: f32,
     gamma: f32,
+    chunk: u32,   // matmul: K per split
+    splits: u32,  // matmul: splits of K (1: none)
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -34,10 +33,11 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> dst2: array<f32>;
 
 const TILE: u32 = 16u;
+const WIDE: u32 = 64u;
 const THREADS: u32 = 256u;
 
-var<workgroup> tile_a: array<f32, 256>;
-var<workgroup> tile_b: array<f32, 256>;
+var<workgroup> wide_a: array<f32, 1024>;
+var<workgroup> wide_b: array<f32, 1024>;
 var<workgroup> tree: array<f32, 256>;
 
 fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -48,11 +48,15 @@ fn identity(i: u32, j: u32) -> f32 {
     return select(0.0, 1.0, i == j);
 }
 
-// dst[m, n] = alpha sum_k A[m, k] B[k, n] + beta [m == n] (+ aux[m]) (+ dst[m, n]): a 16 x 16 tile
-// of the output per workgroup, K in steps of 16 through workgroup memory.
+// dst[m, n] = alpha sum_k A[m, k] B[k, n] + beta [m == n] (+ aux[m]) (+ dst[m, n]): a 64 x 64
+// tile of the output per workgroup, each invocation 4 x 4 of it (rows ty + 16 i, columns
+// tx + 16 j), K in steps of 16 through workgroup memory. With splits > 1 the workgroups also split
+// K into runs of `chunk` and write alpha times their partial products one C x C block per split
+// (for reduce.wgsl's sum_splits), without the rest.
 @compute @workgroup_size(16, 16)
 fn w2_matmul(
     @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) index: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
@@ -60,51 +64,81 @@ fn w2_matmul(
     if (group >= params.groups) {
         return;
     }
-    let tiles_n = (params.cols + TILE - 1u) / TILE;
-    let m = (group / tiles_n) * TILE + lid.y;
-    let n = (group % tiles_n) * TILE + lid.x;
+    let tiles_n = (params.cols + WIDE - 1u) / WIDE;
+    let tiles = tiles_n * ((params.rows + WIDE - 1u) / WIDE);
+    let split = group / tiles;
+    let tile = group % tiles;
+    let m0 = (tile / tiles_n) * WIDE;
+    let n0 = (tile % tiles_n) * WIDE;
+    let k_begin = split * params.chunk;
+    let k_end = min(k_begin + params.chunk, params.inner);
     let transposed = (params.flags & 1u) != 0u;
-    var acc = 0.0;
-    for (var k0 = 0u; k0 < params.inner; k0 += TILE) {
-        // A's tile: rows m (this thread's row), columns k0 + lid.x.
-        let ka = k0 + lid.x;
-        tile_a[lid.y * TILE + lid.x] = select(0.0, src_a[min(m, params.rows - 1u) * params.inner + min(ka, params.inner - 1u)], m < params.rows && ka < params.inner);
-        // B's tile: rows k0 + lid.y, columns n.
-        let kb = k0 + lid.y;
-        var b = 0.0;
-        if (kb < params.inner && n < params.cols) {
-            b = select(src_b[kb * params.cols + n], src_b[n * params.inner + kb], transposed);
+    var acc: array<array<f32, 4>, 4>;
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE) {
+        for (var q = 0u; q < 4u; q++) {
+            let e = index + q * THREADS;
+            // A's tile: 64 rows x 16 k.
+            let ar = m0 + e / TILE;
+            let ak = k0 + e % TILE;
+            var a = 0.0;
+            if (ar < params.rows && ak < k_end) {
+                a = src_a[ar * params.inner + ak];
+            }
+            wide_a[e] = a;
+            // B's tile: 16 k x 64 columns.
+            let bk = k0 + e / WIDE;
+            let bn = n0 + e % WIDE;
+            var b = 0.0;
+            if (bk < k_end && bn < params.cols) {
+                b = select(src_b[bk * params.cols + bn], src_b[bn * params.inner + bk], transposed);
+            }
+            wide_b[e] = b;
         }
-        tile_b[lid.y * TILE + lid.x] = b;
         workgroupBarrier();
         for (var k = 0u; k < TILE; k++) {
-            acc = fma(tile_a[lid.y * TILE + k], tile_b[k * TILE + lid.x], acc);
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = wide_a[(lid.y + 16u * i) * TILE + k];
+                bv[i] = wide_b[k * WIDE + lid.x + 16u * i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+                }
+            }
         }
         workgroupBarrier();
     }
-    if (m >= params.rows || n >= params.cols) {
-        return;
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let m = m0 + lid.y + 16u * i;
+            let n = n0 + lid.x + 16u * j;
+            if (m >= params.rows || n >= params.cols) {
+                continue;
+            }
+            let at = m * params.cols + n;
+            if (params.splits > 1u) {
+                dst[split * params.rows * params.cols + at] = params.alpha * acc[i][j];
+                continue;
+            }
+            var value = params.alpha * acc[i][j] + params.beta * identity(m, n);
+            if ((params.flags & 4u) != 0u) {
+                value += aux[m];
+            }
+            if ((params.flags & 2u) != 0u) {
+                value += dst[at];
+            }
+            dst[at] = value;
+        }
     }
-    let at_out = m * params.cols + n;
-    if (scalars[2] != 0.0 && (params.flags & 24u) != 0u) {
-        dst[at_out] = select(src_b[at_out], src_a[at_out], (params.flags & 8u) != 0u);
-        return;
-    }
-    var value = params.alpha * acc + params.beta * identity(m, n);
-    if ((params.flags & 4u) != 0u) {
-        value += aux[m];
-    }
-    let at = m * params.cols + n;
-    if ((params.flags & 2u) != 0u) {
-        value += dst[at];
-    }
-    dst[at] = value;
 }
 
-// The iteration's guard, after T = (3 I - Z Y) / 2 (src_a): r = |T - I|_F^2 (a quarter of
-// |I - Z Y|^2); unless r fell below the previous one (scalars[1]), the iteration freezes
-// (scalars[2] = 1): in f32 a badly-conditioned M's residual stops falling once its smallest
-// eigenvalues reach rounding, and from there the iteration diverges. One workgroup.
+// The iteration's guard, after T = (3 I - Z Y) / 2 (src_a) of iterate (Y, Z): r = |T - I|_F^2
+// (a quarter of |I - Z Y|^2); when r is below the best so far (scalars[1], dst here) the iterate
+// is the best (scalars[2] = 1, for w2_keep), else not (0). In f32 a badly-conditioned M's
+// residual stops falling once its smallest eigenvalues reach rounding, after which the iteration
+// diverges: the result is the iterate of the smallest residual. One workgroup.
 @compute @workgroup_size(256)
 fn w2_guard(@builtin(local_invocation_index) lid: u32) {
     let c = params.rows;
@@ -123,14 +157,15 @@ fn w2_guard(@builtin(local_invocation_index) lid: u32) {
     }
     if (lid == 0u) {
         let r = tree[0];
-        if (!(r < dst[1])) {
-            dst[2] = 1.0;
+        let best = r < dst[1];
+        dst[2] = select(0.0, 1.0, best);
+        if (best) {
+            dst[1] = r;
         }
-        dst[1] = r;
     }
 }
 
-// Newton-Schulz's state before the first iteration: no residual yet (scalars[1] = inf), not frozen.
+// Before the first iteration: no residual yet (scalars[1] = inf).
 @compute @workgroup_size(1)
 fn w2_guard_reset() {
     if (params.rows == 0u) {
@@ -138,6 +173,22 @@ fn w2_guard_reset() {
     }
     dst[1] = bitcast<f32>(0x7f800000u);
     dst[2] = 0.0;
+}
+
+// The best iterate so far: Y (src_a) into dst, Z (src_b) into dst2 when w2_guard found it best.
+@compute @workgroup_size(256)
+fn w2_keep(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let c = params.rows;
+    let i = group_index(wid, nwg) * THREADS + lid;
+    if (i >= c * c || scalars[2] == 0.0) {
+        return;
+    }
+    dst[i] = src_a[i];
+    dst2[i] = src_b[i];
 }
 
 // dst[row] = (sum of src_a[row, 0..N]) / N: one workgroup per row, runs of N / 256 per thread, then a tree.
@@ -202,8 +253,9 @@ fn w2_normalize(
     dst2[i] = identity(i / c, i % c);
 }
 
-// dst[offset] = alpha * (mean_c (mu - mu_s)^2 + (tr Sigma + gamma - 2 |M|^1/2 tr Y) / C): Sigma in
-// src_a, Y in src_b, mu and mu_s in aux[0..C] and aux[C..2C], gamma = tr Sigma_s. One workgroup.
+// dst[offset] = alpha * (mean_c (mu - mu_s)^2 + (tr Sigma + tr Sigma_s - 2 |M|^1/2 tr Y) / C):
+// Sigma in src_a, Y in src_b, mu and mu_s in aux[0..C] and aux[C..2C], tr Sigma_s in scalars[3].
+// One workgroup.
 @compute @workgroup_size(256)
 fn w2_loss(@builtin(local_invocation_index) lid: u32) {
     let c = params.rows;
@@ -222,7 +274,7 @@ fn w2_loss(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     if (lid == 0u) {
-        dst[params.offset] = params.alpha * (tree[0] + params.gamma) / f32(c);
+        dst[params.offset] = params.alpha * (tree[0] + scalars[3]) / f32(c);
     }
 }
 

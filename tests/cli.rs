@@ -554,3 +554,37 @@ fn cli_preset_says_what_it_set_and_what_was_given_over_it() {
     let output = stylize().args(with_arg(base_args(&f, &bad), "--preset", "neural")).output().unwrap();
     assert_clean_failure("unknown preset", &output, 2, &["neural", "gatys", "jcjohnson"], &bad);
 }
+
+/// `--style-loss w2` runs (the W2 loss at every style layer) and reports its style loss; with
+/// tiles, a mask or a blend of styles it is refused in one line, nothing written.
+#[test]
+fn cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet() {
+    if gpu_or_skip("cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet").is_none() {
+        return;
+    }
+    let f = fixture();
+    let out = f.path("w2.png");
+    let log = f.path("w2.csv");
+    let args = with_arg(with_arg(base_args(&f, &out), "--style-loss", "w2"), "--loss-log", &log);
+    let output = stylize().args(&args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let csv = std::fs::read_to_string(&log).unwrap();
+    let first: Vec<f64> = csv.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+    assert!(first[2] > 0.0 && first[2].is_finite(), "the W2 style loss: {csv}");
+    assert_eq!(image::open(&out).unwrap().width(), 24);
+
+    let bad = f.path("bad.png");
+    let tiled = with_arg(with_arg(base_args(&f, &bad), "--style-loss", "w2"), "--tile", "16");
+    assert_clean_failure(
+        "w2 with tiles",
+        &stylize().args(tiled).output().unwrap(),
+        1,
+        &["--style-loss w2", "--tile"],
+        &bad,
+    );
+    let masked = with_arg(with_arg(base_args(&f, &bad), "--style-loss", "w2"), "--mask", &f.content);
+    assert_clean_failure("w2 with a mask", &stylize().args(masked).output().unwrap(), 1, &["--mask"], &bad);
+    let mut blend = with_arg(base_args(&f, &bad), "--style-loss", "w2");
+    blend.extend(["--style".into(), f.style.clone().into_os_string()]);
+    assert_clean_failure("w2 with a blend", &stylize().args(blend).output().unwrap(), 1, &["one style image"], &bad);
+}

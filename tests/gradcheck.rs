@@ -166,6 +166,7 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
         masks: Vec::new(),
         input: Default::default(),
         gram_norm: Default::default(),
+        style_loss: Default::default(),
     };
     let (h, w) = (9, 11);
     let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
@@ -267,5 +268,41 @@ fn gradcheck_avgpool() {
         let r = rng.vec(shape.output_len(), -1.0, 1.0);
         let numeric = finite_differences(&x, |x| dot(&r, &pool::reference::avg_forward(shape, x)));
         assert_gradcheck(&format!("avgpool {shape:?}"), &pool::reference::avg_backward(shape, &r), &numeric);
+    }
+}
+
+/// The whole method with the W2 style loss (`ops::w2`) at every style layer, also with normalized
+/// gradients, against finite differences of its loss.
+#[test]
+fn gradcheck_composed_network_with_the_w2_style_loss() {
+    let weights = random_weights(&[4, 5, 6, 3], 47);
+    let conv_widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
+    let (h, w) = (9, 11);
+    let mut rng = Rng::new(48);
+    for normalize_gradients in [false, true] {
+        let losses = LossLayers {
+            content: vec!["relu1_2".into()],
+            style: vec![("relu1_1".into(), 1.0), ("relu2_1".into(), 0.75), ("relu3_1".into(), 0.2)],
+            style_weight: 10.0,
+            style_loss: stylize::StyleLoss::W2,
+            normalize_gradients,
+            ..LossLayers::default()
+        };
+        let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
+        let reference = Reference::new(plan, &weights);
+        let content = rng.vec(3 * h * w, -2.0, 2.0);
+        let style = rng.vec(3 * h * w, -2.0, 2.0);
+        let targets = reference.targets(&content, &style);
+        assert_eq!(targets.style_w2.len(), 3);
+        let image = rng.vec(3 * h * w, -2.0, 2.0);
+        let (losses, grad) = reference.loss_and_grad(&image, &targets);
+        assert!(losses.content > 0.0 && losses.style > 0.0);
+        if normalize_gradients {
+            // Not the gradient of the loss (each term is rescaled by its own norm): only the
+            // GPU comparison (tests/network.rs) covers it.
+            continue;
+        }
+        let numeric = finite_differences(&image, |x| reference.losses(x, &targets).total);
+        assert_gradcheck("network with the W2 style loss", &grad, &numeric);
     }
 }

@@ -87,6 +87,25 @@ fn gpu_composed_network_matches_reference() {
     }
 }
 
+/// The W2 style loss (`StyleLoss::W2`, `ops::w2`) through the composed network: the style
+/// targets captured from the style image's forward (Gram and row means, turned into each layer's
+/// Gaussian on the host), the loss terms and the image gradient against the f64 method, plain and
+/// with normalized gradients.
+#[test]
+fn gpu_w2_network_matches_reference() {
+    for (grid, ctx) in contexts("gpu_w2_network_matches_reference") {
+        let weights = random_weights(&[4, 5, 6, 3], 23);
+        let w2 = LossLayers { style_loss: stylize::StyleLoss::W2, style_weight: 10.0, ..tiny_losses("relu1_2") };
+        for (what, losses) in
+            [("w2", w2.clone()), ("w2, normalized gradients", LossLayers { normalize_gradients: true, ..w2.clone() })]
+        {
+            let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &losses, 24);
+            assert_eq!(case.targets.style_w2.len(), 3);
+            check_step_against_reference(&mut case, &ctx, &format!("tiny network, {what} ({grid})"), 1e-4);
+        }
+    }
+}
+
 /// Two soft complementary masks over a 13 x 17 image (the left one fades out towards the right)
 /// and a third that is white only in its last row, which pooling drops: it covers nothing below
 /// the first pool.

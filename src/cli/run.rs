@@ -11,7 +11,8 @@ use stylize::Options;
 use super::progress::{CliProgress, Interrupt};
 use super::values::{
     BackendArg, DEFAULT_LISTS, GramNormArg, ModelArg, OptimizerArg, PoolingArg, PrecisionArg, PreserveColorsArg,
-    PresetArg, decay, default_init, defaults, flag, flag_with_value, non_negative_f64, positive_f64, tile_choice,
+    PresetArg, StyleLossArg, decay, default_init, defaults, flag, flag_with_value, non_negative_f64, positive_f64,
+    tile_choice,
 };
 
 // No doc comment: a flattened struct's would become the top-level `--help`'s about.
@@ -126,6 +127,14 @@ pub struct RunArgs {
     /// (C H W)^2, so its --style-weight is on another scale).
     #[arg(long, value_enum, value_name = "none|chw", default_value_t = defaults().gram_norm.into())]
     pub gram_norm: GramNormArg,
+
+    /// What each style layer compares: `gram` (the original: Gram matrices) or `w2` (as
+    /// crowsonkb/style-transfer-pytorch: the 2-Wasserstein distance between Gaussians fitted to
+    /// the features, mean_c (mu - mu_s)^2 + tr(S + S_s - 2 (S_s^1/2 S S_s^1/2)^1/2) / C with S the
+    /// covariance + 1e-4 I, w_l times it per layer; its --style-weight is on another scale). w2
+    /// runs untiled, without --mask, in f32.
+    #[arg(long, value_enum, value_name = "gram|w2", default_value_t = defaults().style_loss.into())]
+    pub style_loss: StyleLossArg,
 
     /// VGG's 2x2 pools: `max` (the original) or `avg` (average pools, as Gatys et al. suggest).
     #[arg(long, value_enum, default_value_t = defaults().pooling.into())]
@@ -315,6 +324,7 @@ fn flag_options(cli: &RunArgs) -> Options {
         tv_weight: cli.tv_weight,
         normalize_gradients: cli.normalize_gradients,
         gram_norm: cli.gram_norm.into(),
+        style_loss: cli.style_loss.into(),
         pooling: cli.pooling.into(),
         style_blend_weights: cli.style_blend_weights.clone(),
         style_scale: cli.style_scale,

@@ -38,6 +38,7 @@ cli_enum!(PreserveColorsArg => stylize::PreserveColors { None, Luminance, Histog
 cli_enum!(PoolingArg => stylize::Pooling { Max, Avg });
 cli_enum!(ModelArg => stylize::Model { Vgg19, Vgg16, Vgg19Caffe, Vgg16Caffe });
 cli_enum!(GramNormArg => stylize::GramNorm { None, Chw });
+cli_enum!(StyleLossArg => stylize::StyleLoss { Gram, W2 });
 cli_enum!(PresetArg => stylize::Preset { Gatys, Jcjohnson });
 cli_enum!(BackendArg => stylize::Backend { Vulkan, Metal, Dx12, Gl });
 

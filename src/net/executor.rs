@@ -5,7 +5,7 @@
 use super::{BufferSpec, ConvLayerWeights, Execute, Losses, NetError, Node, Plan, Storage};
 use crate::gpu::{Context, GpuError, Step};
 use crate::ops::bands::Bands;
-use crate::ops::{conv, gram, loss, normalize, pool, relu, tv, vector};
+use crate::ops::{conv, gram, loss, normalize, pool, relu, tv, vector, w2};
 
 /// Buffers and recorded steps of one network at one image size, allocated from `Plan::buffers`
 /// (see `Buffers` for what each holds).
@@ -40,6 +40,9 @@ pub struct Executor {
     /// Per content and per style term under `--normalize-gradients`: the L1 norm's two scalars.
     content_norms: Vec<Option<wgpu::Buffer>>,
     style_norms: Vec<Option<wgpu::Buffer>>,
+    /// Per style term with `StyleLoss::W2`: its buffers (`ops::w2`) and the style features' row
+    /// means, captured with the style Gram (`set_style`); empty with Gram losses.
+    w2: Vec<(w2::W2Buffers, wgpu::Buffer)>,
     losses: wgpu::Buffer,
     rgb_to_image: Step,
     image_to_rgb: Step,
@@ -230,6 +233,7 @@ impl Executor {
             gram_grads: alloc.each(&specs.gram_grads)?,
             content_norms: alloc.some(&specs.content_norms)?,
             style_norms: alloc.some(&specs.style_norms)?,
+            w2: w2_buffers(ctx, &plan)?,
             forward: Step::new(),
             capture_style: Step::new(),
             train: Step::new(),
@@ -368,10 +372,28 @@ impl Executor {
 
     fn record_style_capture(&self, ctx: &Context) -> Result<Step, NetError> {
         let mut step = Step::new();
-        for (term, style_gram) in self.plan.style.iter().zip(&self.style_grams) {
+        for (i, (term, style_gram)) in self.plan.style.iter().zip(&self.style_grams).enumerate() {
             step.extend(self.gram_forward(ctx, term.act, style_gram)?);
+            if let Some((buffers, means)) = self.w2.get(i) {
+                step.push(w2::row_means(ctx, buffers.shape(), &self.acts[term.act], means)?);
+            }
         }
         Ok(step)
+    }
+
+    /// With `StyleLoss::W2`: each term's target from the captured style Gram G_s and row means
+    /// mu_s (S_s = G_s / N), computed once on the host in f64 (`w2::Target`).
+    fn set_w2_targets(&self, ctx: &Context) -> Result<(), NetError> {
+        for ((buffers, means), style_gram) in self.w2.iter().zip(&self.style_grams) {
+            let shape = buffers.shape();
+            let c = shape.channels;
+            let gram = ctx.read(style_gram, c * c)?;
+            let mean: Vec<f64> = ctx.read(means, c)?.iter().map(|&v| v as f64).collect();
+            let srm: Vec<f64> = gram.iter().map(|&v| v as f64 / shape.n as f64).collect();
+            buffers.set_target(ctx, &w2::Target::from_moments(&mean, &srm));
+        }
+        ctx.wait()?;
+        Ok(())
     }
 
     /// Forward (writing the masks as `masks` says), every loss value into its slot, then the
@@ -413,6 +435,11 @@ impl Executor {
         }
         let slots_before_style = plan.content.len();
         for (i, term) in plan.style.iter().enumerate() {
+            if let Some((buffers, _)) = self.w2.get(i) {
+                let slot = slots_before_style + i;
+                w2::forward(ctx, step, buffers, &self.acts[term.act], &self.losses, slot, term.scale)?;
+                continue;
+            }
             let image_gram = &self.image_grams[i];
             step.extend(self.term_gram_forward(ctx, i, image_gram)?);
             let len = plan.gram_shape(term.act).gram_len();
@@ -527,6 +554,10 @@ impl Executor {
                 let act = self.plan.content[i].act;
                 let (len, target) = (self.plan.acts[act].len(), &self.content_targets[i]);
                 step.push(loss::sq_diff_backward(ctx, len, &self.acts[act], target, dst, scale, accumulate)?);
+            }
+            Term::Style(i) if !self.w2.is_empty() => {
+                let act = self.plan.style[i].act;
+                w2::backward(ctx, step, &self.w2[i].0, &self.acts[act], dst, scale, accumulate)?;
             }
             Term::Style(i) => {
                 let len = self.plan.gram_shape(self.plan.style[i].act).gram_len();
@@ -680,6 +711,9 @@ impl Execute for Executor {
         self.set_image(ctx, rgb)?;
         self.forward.submit(ctx);
         self.capture_style.run(ctx)?;
+        if !self.w2.is_empty() {
+            self.set_w2_targets(ctx)?;
+        }
         Ok(())
     }
 
@@ -706,6 +740,11 @@ impl Execute for Executor {
     /// Sets the style targets directly (e.g. a blend of several style images' Grams), one C x C
     /// matrix per style term in the order of `plan.style`.
     fn set_style_grams(&self, ctx: &Context, grams: &[Vec<f32>]) -> Result<(), NetError> {
+        if !self.w2.is_empty() {
+            return Err(NetError::Unsupported(
+                "the w2 style loss takes one style image for now (no blends, no masks)".into(),
+            ));
+        }
         if grams.len() != self.plan.style.len() {
             return Err(NetError::BadSize(format!(
                 "{} style Grams for {} style layers",
@@ -791,10 +830,29 @@ impl Execute for Executor {
             .chain(self.column_weights.iter().flatten())
             .chain(self.image_grams.iter().chain(&self.gram_grads))
             .chain(self.content_norms.iter().chain(&self.style_norms).flatten())
+            .chain(self.w2.iter().map(|(_, means)| means))
             .map(size)
             .sum();
-        weights + kept + own + steps
+        let w2: u64 = self.w2.iter().map(|(buffers, _)| buffers.bytes()).sum();
+        weights + kept + own + steps + w2
     }
+}
+
+/// Each style term's `ops::w2` buffers and style-means buffer with `StyleLoss::W2` (targets set by
+/// `set_style`), none with Gram losses.
+fn w2_buffers(ctx: &Context, plan: &Plan) -> Result<Vec<(w2::W2Buffers, wgpu::Buffer)>, GpuError> {
+    if plan.losses.style_loss != super::StyleLoss::W2 {
+        return Ok(Vec::new());
+    }
+    plan.style
+        .iter()
+        .map(|term| {
+            let s = plan.acts[term.act];
+            let shape = w2::W2Shape { channels: s.channels, n: s.height * s.width };
+            let empty = w2::Target::empty(s.channels);
+            Ok((w2::W2Buffers::new(ctx, shape, &empty)?, ctx.buffer("w2 style means", s.channels)?))
+        })
+        .collect()
 }
 
 /// Uploads each convolution of the plan (`Buffers::convs`) after checking its widths.

@@ -17,7 +17,9 @@ pub use buffers::{BufferKind, BufferSpec, Buffers, GpuBytes};
 pub use execute::Execute;
 pub use executor::{Executor, SharedBuffers};
 pub use network::Network;
-pub use plan::{ActShape, GramNorm, LossLayers, LossTerm, Node, Plan, Pooling, Storage, TermMask, pool_mask};
+pub use plan::{
+    ActShape, GramNorm, LossLayers, LossTerm, Node, Plan, Pooling, Storage, StyleLoss, TermMask, pool_mask,
+};
 pub use tiled::TiledExecutor;
 pub use training::FiniteGuard;
 pub use vgg::ConvLayerWeights;
@@ -35,6 +37,9 @@ pub enum NetError {
     WeightsMismatch(String),
     #[error("{0}")]
     BadSize(String),
+    /// Options that do not go together yet, in one sentence.
+    #[error("{0}")]
+    Unsupported(String),
     #[error(
         "a {width}x{height} image needs {needed_mib} MiB in one buffer ({what}), but this adapter allows {limit_mib} MiB per buffer; the largest image that fits untiled has a longer side of {largest_side} px (--size {largest_side}; tiles lift the limit: --tile auto)"
     )]

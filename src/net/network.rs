@@ -20,6 +20,13 @@ impl Network {
     pub fn new(ctx: &Context, plan: Plan, weights: &[ConvLayerWeights], tile: Option<usize>) -> Result<Self, NetError> {
         Ok(match tile {
             None => Network::Whole(Executor::new(ctx, plan, weights)?),
+            Some(side) if plan.losses.style_loss == super::StyleLoss::W2 => {
+                let (w, h) = (plan.acts[0].width, plan.acts[0].height);
+                return Err(NetError::Unsupported(format!(
+                    "the w2 style loss runs untiled for now, and a {w}x{h} image needs tiles of {side} px here \
+                     (a smaller --size, or a larger --memory-budget if the adapter's binding limit allows)"
+                )));
+            }
             Some(side) => Network::Tiled(TiledExecutor::new(ctx, plan, weights, side)?),
         })
     }

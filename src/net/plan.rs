@@ -100,6 +100,20 @@ pub struct LossLayers {
     /// Whether the Grams are divided by C H W before they are compared (neural-style's
     /// `StyleLoss`) or compared as they are (the original).
     pub gram_norm: GramNorm,
+    /// What a style term compares: Gram matrices (the original) or the features' Gaussians by
+    /// the Wasserstein-2 distance (`ops::w2`).
+    pub style_loss: StyleLoss,
+}
+
+/// A style term's distance between the image's and the style's features at its layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StyleLoss {
+    /// The original: the squared difference of Gram matrices (scaled as `GramNorm` says).
+    #[default]
+    Gram,
+    /// crowsonkb's: the 2-Wasserstein distance between Gaussians fitted to the features
+    /// (`ops::w2`), w L per layer.
+    W2,
 }
 
 /// How a style term compares the Gram G of the image's features (C x H W) with the style's A.
@@ -126,6 +140,7 @@ impl Default for LossLayers {
             masks: Vec::new(),
             input: crate::ops::normalize::Preprocess::TORCHVISION,
             gram_norm: GramNorm::None,
+            style_loss: StyleLoss::Gram,
         }
     }
 }
@@ -575,14 +590,21 @@ impl<'a> Schedule<'a> {
         for (name, weight) in &losses.style {
             let act = self.act_of(name);
             let s = self.acts[act];
-            let term = LossTerm {
-                layer: name.clone(),
-                act,
-                scale: crate::ops::loss::style_scale(*weight, s.channels, s.height, s.width)
+            let gram_scale = || {
+                crate::ops::loss::style_scale(*weight, s.channels, s.height, s.width)
                     / match losses.gram_norm {
                         GramNorm::None => 1.0,
                         GramNorm::Chw => s.len() as f64,
-                    },
+                    }
+            };
+            let term = LossTerm {
+                layer: name.clone(),
+                act,
+                scale: match losses.style_loss {
+                    StyleLoss::Gram => gram_scale(),
+                    // The distance itself, weighted: w_l L_l.
+                    StyleLoss::W2 => *weight,
+                },
                 weight: *weight,
                 mask: None,
             };

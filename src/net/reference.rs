@@ -3,7 +3,7 @@
 
 use super::executor::NORMALIZE_EPS;
 use super::{ConvLayerWeights, Losses, Node, Plan};
-use crate::ops::{conv, gram, loss, pool, relu, tv};
+use crate::ops::{conv, gram, loss, pool, relu, tv, w2};
 
 /// The network in f64.
 pub struct Reference {
@@ -16,6 +16,8 @@ pub struct Reference {
 pub struct Targets {
     pub content: Vec<Vec<f64>>,
     pub style_grams: Vec<Vec<f64>>,
+    /// With `StyleLoss::W2`: each style term's Gaussian (`ops::w2::Target`); empty otherwise.
+    pub style_w2: Vec<w2::Target>,
 }
 
 impl Reference {
@@ -57,7 +59,20 @@ impl Reference {
                 .iter()
                 .map(|t| gram::reference::forward(self.plan.gram_shape(t.act), &style_acts[t.act]))
                 .collect(),
+            style_w2: self.w2_targets(&style_acts),
         }
+    }
+
+    /// The W2 targets of a style image's activations (none with Gram losses).
+    fn w2_targets(&self, style_acts: &[Vec<f64>]) -> Vec<w2::Target> {
+        if self.plan.losses.style_loss != super::StyleLoss::W2 {
+            return Vec::new();
+        }
+        let target = |t: &super::LossTerm| {
+            let (mean, srm) = w2::reference::moments(&style_acts[t.act], self.plan.acts[t.act].channels);
+            w2::Target::from_moments(&mean, &srm)
+        };
+        self.plan.style.iter().map(target).collect()
     }
 
     /// As `targets` with one style image per mask region (`LossLayers::masks`): each style term's
@@ -77,6 +92,7 @@ impl Reference {
                     gram::reference::forward(self.plan.gram_shape(t.act), &style_acts[region][t.act])
                 })
                 .collect(),
+            style_w2: Vec::new(),
         }
     }
 
@@ -114,7 +130,17 @@ impl Reference {
             let g = loss::reference::sq_diff_backward(&acts[term.act], target, term.scale);
             add_grad(&mut grads, term.act, weighted(g, plan.content_weight));
         }
-        for (term, style_gram) in plan.style.iter().zip(&targets.style_grams) {
+        let strength = |term: &super::LossTerm| {
+            if plan.losses.normalize_gradients { plan.style_weight * term.weight } else { plan.style_weight }
+        };
+        for (term, target) in plan.style.iter().zip(&targets.style_w2) {
+            let features = &acts[term.act];
+            slots.push(term.scale * w2::reference::loss(features, target));
+            let g = w2::reference::backward(features, target).into_iter().map(|v| term.scale * v).collect();
+            add_grad(&mut grads, term.act, weighted(g, strength(term)));
+        }
+        let gram_terms = if targets.style_w2.is_empty() { plan.style.len() } else { 0 };
+        for (term, style_gram) in plan.style.iter().zip(&targets.style_grams).take(gram_terms) {
             let shape = self.plan.gram_shape(term.act);
             let g = self.term_gram(term, &acts[term.act]);
             slots.push(loss::reference::sq_diff(&g, style_gram, term.scale));
@@ -123,9 +149,7 @@ impl Reference {
                 Some(mask) => gram::reference::backward_masked(shape, &acts[term.act], &mask.values, &grad_gram),
                 None => gram::reference::backward(shape, &acts[term.act], &grad_gram),
             };
-            let strength =
-                if plan.losses.normalize_gradients { plan.style_weight * term.weight } else { plan.style_weight };
-            add_grad(&mut grads, term.act, weighted(grad_features, strength));
+            add_grad(&mut grads, term.act, weighted(grad_features, strength(term)));
         }
         for node in plan.nodes.iter().rev() {
             let Some(grad_out) = grads[node.output()].take() else {
@@ -184,10 +208,17 @@ impl Reference {
             .iter()
             .zip(&targets.content)
             .map(|(term, target)| loss::reference::sq_diff(&acts[term.act], target, term.scale));
-        let style = plan.style.iter().zip(&targets.style_grams).map(|(term, style_gram)| {
-            let g = self.term_gram(term, &acts[term.act]);
-            loss::reference::sq_diff(&g, style_gram, term.scale)
-        });
+        let style: Vec<f64> = if targets.style_w2.is_empty() {
+            let style = plan.style.iter().zip(&targets.style_grams);
+            style
+                .map(|(term, style_gram)| {
+                    loss::reference::sq_diff(&self.term_gram(term, &acts[term.act]), style_gram, term.scale)
+                })
+                .collect()
+        } else {
+            let style = plan.style.iter().zip(&targets.style_w2);
+            style.map(|(term, target)| term.scale * w2::reference::loss(&acts[term.act], target)).collect()
+        };
         let mut slots: Vec<f64> = content.chain(style).collect();
         if plan.has_tv() {
             slots.push(tv::reference::forward(plan.tv_shape(), image, plan.tv_weight));

@@ -23,9 +23,9 @@
 //!
 //! (d tr M^1/2 = tr(M^-1/2 dM) / 2, dM = R dSigma R.) The products are plain f32 tiles: a mixed-
 //! precision run keeps them f32, since Sigma = S - mu mu^T cancels and f16 operands would lose it.
-//! Measured against f64 (tests/w2.rs): the loss within 1e-6 for well-conditioned covariances and
-//! 1e-6 for eigenvalues over 1e-4 .. 1e4; the gradient within 4e-6 and 1e-2 (there M's condition
-//! is 1e16, and M^-1/2 along its smallest eigenvalues is beyond f32).
+//! Measured against f64 (tests/w2.rs): the loss within 3e-5 for well-conditioned covariances and
+//! 1.3e-4 for eigenvalues over 1e-4 .. 1e4; the gradient within 7e-6 and 1.5e-2 (there M's
+//! condition is 1e16: the iteration cannot reach its smallest eigenvalues in f32).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -40,14 +40,12 @@ pub const EPS: f64 = 1e-4;
 /// Newton-Schulz iterations of every square root: the fewest with which the iteration's trace
 /// of sqrt(M), in f64, is within 1e-6 of the eigendecomposition's for covariances with
 /// eigenvalues over 1e-4 .. 1e4 (32, tests/w2.rs), and a margin of 2. In f32 a badly-conditioned
-/// iteration stops improving earlier; the kernels' guard then freezes it (`w2_guard`).
+/// iteration stops improving earlier; the kernels keep its best iterate (`w2_guard`, `w2_keep`).
 pub const ITERATIONS: usize = 34;
 
 const FLAG_TRANSPOSED_B: u32 = 1;
 const FLAG_ACCUMULATE: u32 = 2;
 const FLAG_ROW_VECTOR: u32 = 4;
-const FLAG_FROZEN_COPIES_A: u32 = 8;
-const FLAG_FROZEN_COPIES_B: u32 = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -61,7 +59,9 @@ struct Params {
     alpha: f32,
     beta: f32,
     gamma: f32,
-    _pad: [u32; 3],
+    chunk: u32,
+    splits: u32,
+    _pad: u32,
 }
 
 /// The features a term reads: C channels of N positions.
@@ -84,6 +84,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// A placeholder of the right width (zero), replaced before a step runs.
+    pub fn empty(channels: usize) -> Self {
+        Self { channels, mean: vec![0.0; channels], cov_sqrt: vec![0.0; channels * channels], cov_trace: 0.0 }
+    }
+
     /// From mu_s and S_s = F_s F_s^T / N_s (blended styles: their mu and S combined linearly).
     pub fn from_moments(mean: &[f64], srm: &[f64]) -> Self {
         let channels = mean.len();
@@ -100,46 +105,58 @@ impl Target {
 /// A term's buffers: the target on the GPU and the scratch matrices of its iteration, allocated once.
 pub struct W2Buffers {
     shape: W2Shape,
-    cov_trace: f32,
     /// [mu (C), mu_s (C)]
     means: wgpu::Buffer,
     /// R
     cov_sqrt: wgpu::Buffer,
-    /// |M|_F^2
+    /// |M|_F^2, the iteration's last residual and whether it froze, tr Sigma_s.
     scalars: wgpu::Buffer,
-    /// C x C: S, Sigma, R Sigma, M, Y, Z, T and two spares for the iteration's products.
+    /// C x C: S, Sigma, R Sigma, M, Y, Z, T, two spares for the iteration's products, and the
+    /// iterate of the smallest residual (Y, Z).
     mats: Vec<wgpu::Buffer>,
     /// dL/dmu / N (C)
     mean_grad: wgpu::Buffer,
+    /// The split S = F F^T / N's partial blocks (one C x C per split; one value when it does not split).
+    partials: wgpu::Buffer,
 }
 
 impl W2Buffers {
+    /// The buffers with `target` (which `set_target` may replace before any step runs).
     pub fn new(ctx: &Context, shape: W2Shape, target: &Target) -> Result<Self, GpuError> {
-        assert_eq!(target.channels, shape.channels, "a target of the term's width");
         let c = shape.channels;
-        let means = ctx.buffer("w2 means", 2 * c)?;
-        let mut values: Vec<f32> = vec![0.0; c];
-        values.extend(target.mean.iter().map(|&v| v as f32));
-        ctx.queue.write_buffer(&means, 0, bytemuck::cast_slice(&values));
-        let cov_sqrt = ctx.buffer("w2 style covariance root", c * c)?;
-        let root: Vec<f32> = target.cov_sqrt.iter().map(|&v| v as f32).collect();
-        ctx.queue.write_buffer(&cov_sqrt, 0, bytemuck::cast_slice(&root));
-        let mats = (0..9).map(|_| ctx.buffer("w2 matrix", c * c)).collect::<Result<_, _>>()?;
-        Ok(Self {
+        let mats = (0..11).map(|_| ctx.buffer("w2 matrix", c * c)).collect::<Result<_, _>>()?;
+        let buffers = Self {
             shape,
-            cov_trace: target.cov_trace as f32,
-            means,
-            cov_sqrt,
-            scalars: ctx.buffer("w2 scalars", 3)?,
+            means: ctx.buffer("w2 means", 2 * c)?,
+            cov_sqrt: ctx.buffer("w2 style covariance root", c * c)?,
+            scalars: ctx.buffer("w2 scalars", 4)?,
             mats,
             mean_grad: ctx.buffer("w2 mean gradient", c)?,
-        })
+            partials: ctx.buffer("w2 partial products", (splits_of(shape.n, FLAG_TRANSPOSED_B) * c * c).max(1))?,
+        };
+        buffers.set_target(ctx, target);
+        Ok(buffers)
+    }
+
+    /// Writes the style's side: mu_s, R and tr Sigma_s.
+    pub fn set_target(&self, ctx: &Context, target: &Target) {
+        assert_eq!(target.channels, self.shape.channels, "a target of the term's width");
+        let c = self.shape.channels;
+        let mean: Vec<f32> = target.mean.iter().map(|&v| v as f32).collect();
+        ctx.queue.write_buffer(&self.means, (4 * c) as u64, bytemuck::cast_slice(&mean));
+        let root: Vec<f32> = target.cov_sqrt.iter().map(|&v| v as f32).collect();
+        ctx.queue.write_buffer(&self.cov_sqrt, 0, bytemuck::cast_slice(&root));
+        ctx.queue.write_buffer(&self.scalars, 12, bytemuck::bytes_of(&(target.cov_trace as f32)));
+    }
+
+    pub fn shape(&self) -> W2Shape {
+        self.shape
     }
 
     /// GPU bytes the term holds.
     pub fn bytes(&self) -> u64 {
         let c = self.shape.channels as u64;
-        4 * (3 * c + c * c * (self.mats.len() as u64 + 1) + 1)
+        4 * (3 * c + c * c * (self.mats.len() as u64 + 1) + 4) + self.partials.size()
     }
 }
 
@@ -166,13 +183,34 @@ fn matmul(
     (alpha, beta): (f32, f32),
     flags: u32,
 ) -> Result<Kernel, GpuError> {
-    let (row_vector, scalars) = (&buffers.mean_grad, &buffers.scalars);
+    let row_vector = &buffers.mean_grad;
     let u = |v: usize| v as u32;
-    let p = Params { rows: u(rows), inner: u(inner), cols: u(cols), flags, alpha, beta, ..Default::default() };
-    let groups = rows.div_ceil(16) * cols.div_ceil(16);
+    let splits = splits_of(inner, flags);
+    let p = Params {
+        rows: u(rows),
+        inner: u(inner),
+        cols: u(cols),
+        flags,
+        alpha,
+        beta,
+        chunk: u(inner.div_ceil(splits).next_multiple_of(16)),
+        splits: u(splits),
+        ..Default::default()
+    };
+    let groups = rows.div_ceil(64) * cols.div_ceil(64) * splits;
     let flops = 2 * (rows * inner * cols) as u64;
-    Ok(kernel(ctx, "w2_matmul", p, &[(1, a), (2, b), (3, dst), (4, scalars), (5, row_vector)], groups as u32)?
+    Ok(kernel(ctx, "w2_matmul", p, &[(1, a), (2, b), (3, dst), (5, row_vector)], groups as u32)?
         .with_work(format!("{rows}x{inner}x{cols}"), flops))
+}
+
+/// Products of `K_SPLIT` or fewer terms per accumulator: the long S = F F^T (K = N) is split into
+/// that many runs (its partial blocks then summed by `reduce::sum_splits`), so that small C still
+/// spreads over many workgroups and no f32 sum runs over hundreds of thousands of products.
+const K_SPLIT: usize = 4096;
+
+/// How many splits a product with `inner` terms takes: only a plain product (no epilogue) splits.
+fn splits_of(inner: usize, flags: u32) -> usize {
+    if flags & !FLAG_TRANSPOSED_B == 0 { inner.div_ceil(K_SPLIT).max(1) } else { 1 }
 }
 
 fn elementwise(len: usize) -> u32 {
@@ -191,12 +229,17 @@ pub fn forward(
     scale: f64,
 ) -> Result<(), GpuError> {
     let W2Shape { channels: c, n } = buffers.shape;
-    let [s, sigma, r_sigma, m, y, z, t, spare_y, spare_z] = std::array::from_fn(|i| &buffers.mats[i]);
+    let [s, sigma, r_sigma, m, y, z, t, spare_y, spare_z, y_best, z_best] = std::array::from_fn(|i| &buffers.mats[i]);
     let cu = c as u32;
     let (means, root) = (&buffers.means, &buffers.cov_sqrt);
     let rows = Params { rows: cu, inner: n as u32, ..Default::default() };
     step.push(kernel(ctx, "w2_row_mean", rows, &[(1, features), (3, means)], cu)?);
-    step.push(matmul(ctx, buffers, (c, n, c), features, features, s, (1.0 / n as f32, 0.0), FLAG_TRANSPOSED_B)?);
+    let splits = splits_of(n, FLAG_TRANSPOSED_B);
+    let srm = if splits > 1 { &buffers.partials } else { s };
+    step.push(matmul(ctx, buffers, (c, n, c), features, features, srm, (1.0 / n as f32, 0.0), FLAG_TRANSPOSED_B)?);
+    if splits > 1 {
+        step.push(super::reduce::sum_splits(ctx, c * c, splits, &buffers.partials, s)?);
+    }
     let p = Params { rows: cu, beta: EPS as f32, ..Default::default() };
     step.push(kernel(ctx, "w2_covariance", p, &[(1, s), (3, sigma), (5, means)], elementwise(c * c))?);
     step.push(matmul(ctx, buffers, (c, c, c), root, sigma, r_sigma, (1.0, 0.0), 0)?);
@@ -204,31 +247,34 @@ pub fn forward(
     super::vector::dot(ctx, step, c * c, m, m, &buffers.scalars, 0, 1.0)?;
     let p = Params { rows: cu, ..Default::default() };
     step.push(kernel(ctx, "w2_normalize", p, &[(1, m), (3, y), (4, &buffers.scalars), (6, z)], elementwise(c * c))?);
-    // Y and Z alternate with the spares; after an even number of iterations they are back in y, z.
+    // Y and Z alternate with the spares; the iterate of the smallest residual is kept aside.
     let (mut y_now, mut z_now, mut y_next, mut z_next) = (y, z, spare_y, spare_z);
     step.push(kernel(ctx, "w2_guard_reset", p, &[(3, &buffers.scalars)], 1)?);
     for _ in 0..ITERATIONS {
         step.push(matmul(ctx, buffers, (c, c, c), z_now, y_now, t, (-0.5, 1.5), 0)?);
         step.push(kernel(ctx, "w2_guard", p, &[(1, t), (3, &buffers.scalars)], 1)?);
-        step.push(matmul(ctx, buffers, (c, c, c), y_now, t, y_next, (1.0, 0.0), FLAG_FROZEN_COPIES_A)?);
-        step.push(matmul(ctx, buffers, (c, c, c), t, z_now, z_next, (1.0, 0.0), FLAG_FROZEN_COPIES_B)?);
+        let keep = [(1, y_now), (2, z_now), (3, y_best), (4, &buffers.scalars), (6, z_best)];
+        step.push(kernel(ctx, "w2_keep", p, &keep, elementwise(c * c))?);
+        step.push(matmul(ctx, buffers, (c, c, c), y_now, t, y_next, (1.0, 0.0), 0)?);
+        step.push(matmul(ctx, buffers, (c, c, c), t, z_now, z_next, (1.0, 0.0), 0)?);
         std::mem::swap(&mut y_now, &mut y_next);
         std::mem::swap(&mut z_now, &mut z_next);
     }
-    let p =
-        Params { rows: cu, offset: slot as u32, alpha: scale as f32, gamma: buffers.cov_trace, ..Default::default() };
-    let bound = [(1, sigma), (2, y_now), (3, losses), (4, &buffers.scalars), (5, means)];
+    let p = Params { rows: cu, offset: slot as u32, alpha: scale as f32, ..Default::default() };
+    let bound = [(1, sigma), (2, y_best), (3, losses), (4, &buffers.scalars), (5, means)];
     step.push(kernel(ctx, "w2_loss", p, &bound, 1)?);
     Ok(())
 }
 
-/// The buffers holding Y and Z after the forward's iteration (`ITERATIONS` is even: the first pair).
-fn iterates(buffers: &W2Buffers) -> (&wgpu::Buffer, &wgpu::Buffer) {
-    if ITERATIONS.is_multiple_of(2) {
-        (&buffers.mats[4], &buffers.mats[5])
-    } else {
-        (&buffers.mats[7], &buffers.mats[8])
-    }
+/// Appends `means = F 1 / N` of C x N `features` (a style image's, for its `Target`).
+pub fn row_means(
+    ctx: &Context,
+    shape: W2Shape,
+    features: &wgpu::Buffer,
+    means: &wgpu::Buffer,
+) -> Result<Kernel, GpuError> {
+    let p = Params { rows: shape.channels as u32, inner: shape.n as u32, ..Default::default() };
+    kernel(ctx, "w2_row_mean", p, &[(1, features), (3, means)], shape.channels as u32)
 }
 
 /// Appends the backward of `scale * L` after `forward`: `grad_features` (=, or += with
@@ -245,7 +291,7 @@ pub fn backward(
     let W2Shape { channels: c, n } = buffers.shape;
     let cu = c as u32;
     let (means, root) = (&buffers.means, &buffers.cov_sqrt);
-    let (_, z) = iterates(buffers);
+    let z = &buffers.mats[10];
     // Free after the forward: R Sigma's buffer and T's, the spares of the other parity.
     let (r_z, q, grad_cov) = (&buffers.mats[2], &buffers.mats[6], &buffers.mats[3]);
     step.push(matmul(ctx, buffers, (c, c, c), root, z, r_z, (1.0, 0.0), 0)?);

@@ -32,7 +32,7 @@ const NOT_FINGERPRINTED: [&str; 12] = [
 ];
 
 /// `Options` fields that `Fingerprint::of` records under their flag names.
-const NAMED: [&str; 21] = [
+const NAMED: [&str; 22] = [
     "model",
     "size",
     "scales",
@@ -49,6 +49,7 @@ const NAMED: [&str; 21] = [
     "pooling",
     "normalize_gradients",
     "gram_norm",
+    "style_loss",
     "style_blend_weights",
     "style_scale",
     "preserve_colors",
@@ -130,6 +131,9 @@ pub fn fingerprint(
     // Likewise for --gram-norm, which came later still.
     if options.gram_norm != crate::net::GramNorm::default() {
         entries.push(("--gram-norm".to_string(), format!("{:?}", options.gram_norm).to_lowercase()));
+    }
+    if options.style_loss != crate::net::StyleLoss::default() {
+        entries.push(("--style-loss".to_string(), format!("{:?}", options.style_loss).to_lowercase()));
     }
     entries.extend(other_fields(options));
     Fingerprint::of(content, styles, masks, init, weights, entries)

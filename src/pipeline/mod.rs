@@ -148,7 +148,13 @@ impl Job {
         let gpu = GpuInfo {
             adapter: format!("{} ({})", ctx.adapter.name, ctx.adapter.backend),
             is_cpu: ctx.adapter.is_cpu(),
-            precision: ctx.precision.reason.clone(),
+            precision: match options.style_loss {
+                crate::net::StyleLoss::W2 if ctx.precision.arithmetic.is_mixed() => format!(
+                    "{}; the w2 style loss's products stay f32 (its covariance S - mu mu^T cancels, which f16 operands lose)",
+                    ctx.precision.reason
+                ),
+                _ => ctx.precision.reason.clone(),
+            },
             precision_warning: ctx.precision.warning(),
         };
         observer.on_gpu(&gpu)?;

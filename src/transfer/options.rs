@@ -4,7 +4,7 @@
 use crate::gpu::{Backend, ContextOptions, Precision};
 use crate::net::tiling::TileChoice;
 use crate::net::vgg::Model;
-use crate::net::{GramNorm, LossLayers, Pooling};
+use crate::net::{GramNorm, LossLayers, Pooling, StyleLoss};
 use crate::optim::LbfgsConfig;
 
 /// Every knob of the method. `Default` reproduces the original exactly: VGG-19, content at
@@ -55,6 +55,9 @@ pub struct Options {
     /// Gram matrices compared as they are (the original) or divided by C H W first, as
     /// jcjohnson/neural-style's `StyleLoss` does (`GramNorm`).
     pub gram_norm: GramNorm,
+    /// Gram matrices (the original) or the Wasserstein-2 distance between the features'
+    /// Gaussians (crowsonkb's, `ops::w2`) at every style layer.
+    pub style_loss: StyleLoss,
     /// Weights of the style images when there are several (normalized to sum 1; empty: equal).
     pub style_blend_weights: Vec<f64>,
     /// Each style image is resized to the content's size times this (at least 16 px a side when
@@ -161,6 +164,7 @@ impl Default for Options {
             pooling: loss.pooling,
             normalize_gradients: loss.normalize_gradients,
             gram_norm: loss.gram_norm,
+            style_loss: loss.style_loss,
             style_blend_weights: Vec::new(),
             style_scale: 1.0,
             preserve_colors: PreserveColors::None,
@@ -292,6 +296,12 @@ impl Options {
                     .into(),
             );
         }
+        if self.style_loss == StyleLoss::W2 && !self.masks.is_empty() {
+            return bad("style_loss", "{style_loss} w2 does not take {masks} yet (the Gram loss does)".into());
+        }
+        if self.style_loss == StyleLoss::W2 && matches!(self.tile, TileChoice::Side(_)) {
+            return bad("style_loss", "{style_loss} w2 runs untiled for now: give {tile} auto or off".into());
+        }
         if self.content_layers.is_empty() && self.style_layers.is_empty() {
             return bad("content_layers", "no content or style layer".into());
         }
@@ -331,6 +341,7 @@ impl Options {
             masks: Vec::new(),
             input: self.model.preprocess(),
             gram_norm: self.gram_norm,
+            style_loss: self.style_loss,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::options::{Init, Optimizer, Options};
 use crate::net::vgg::Model;
-use crate::net::{GramNorm, Pooling};
+use crate::net::{GramNorm, Pooling, StyleLoss};
 
 /// A tool's default recipe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +47,7 @@ recipe_fields!(
     style_layers,
     style_layer_weights,
     style_weight,
+    style_loss,
     gram_norm,
     tv_weight,
     pooling,
@@ -110,6 +111,7 @@ impl Preset {
                 style_layers: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"].map(String::from).to_vec(),
                 style_layer_weights: vec![1.0; 5],
                 style_weight: 100.0,
+                style_loss: StyleLoss::Gram,
                 gram_norm: GramNorm::Chw,
                 // neural-style's -tv_weight 1e-3: its gradient is that of 1e-3 / 2 times our sum.
                 tv_weight: 5e-4,
@@ -218,6 +220,16 @@ impl FlagValue for Pooling {
         (match self {
             Pooling::Max => "max",
             Pooling::Avg => "avg",
+        })
+        .into()
+    }
+}
+
+impl FlagValue for StyleLoss {
+    fn flag_value(&self) -> String {
+        (match self {
+            StyleLoss::Gram => "gram",
+            StyleLoss::W2 => "w2",
         })
         .into()
     }
