@@ -232,8 +232,7 @@ pub fn forward(
     let [s, sigma, r_sigma, m, y, z, t, spare_y, spare_z, y_best, z_best] = std::array::from_fn(|i| &buffers.mats[i]);
     let cu = c as u32;
     let (means, root) = (&buffers.means, &buffers.cov_sqrt);
-    let rows = Params { rows: cu, inner: n as u32, ..Default::default() };
-    step.push(kernel(ctx, "w2_row_mean", rows, &[(1, features), (3, means)], cu)?);
+    step.push(row_means(ctx, buffers.shape, features, means)?);
     let splits = splits_of(n, FLAG_TRANSPOSED_B);
     let srm = if splits > 1 { &buffers.partials } else { s };
     step.push(matmul(ctx, buffers, (c, n, c), features, features, srm, (1.0 / n as f32, 0.0), FLAG_TRANSPOSED_B)?);
@@ -292,7 +291,7 @@ pub fn backward(
     let cu = c as u32;
     let (means, root) = (&buffers.means, &buffers.cov_sqrt);
     let z = &buffers.mats[10];
-    // Free after the forward: R Sigma's buffer and T's, the spares of the other parity.
+    // Free after the forward: the buffers of R Sigma, T and M.
     let (r_z, q, grad_cov) = (&buffers.mats[2], &buffers.mats[6], &buffers.mats[3]);
     step.push(matmul(ctx, buffers, (c, c, c), root, z, r_z, (1.0, 0.0), 0)?);
     step.push(matmul(ctx, buffers, (c, c, c), r_z, root, q, (1.0, 0.0), 0)?);
