@@ -3,6 +3,13 @@
 //   p -= step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
 // step_size = lr / (1 - beta1^t) and bias_correction2_sqrt = sqrt(1 - beta2^t) are computed from the
 // step count t on the host in f64, as PyTorch computes them in Python floats, and arrive in the uniform.
+//
+// The parameters are a CHW image (channel = i / plane). Adam may run on another variable than the
+// one stored: with the stored p = a_c (x - b_c) per channel (the network's normalized input) and
+// Adam on x (RGB in [0, 1], crowsonkb's variable), its update of p is the same formula with
+// step_size * a_c and eps / a_c (x's gradient is a_c times p's, its moments a_c and a_c^2 times),
+// so the host passes step_scale = a_c and eps_c = eps / a_c (1 and eps: Adam on p itself). With
+// `bounded`, p is clamped to [lo_c, hi_c] after the update (x to [0, 1], as crowsonkb's clamp_).
 
 struct Params {
     groups: u32, // logical workgroups (filled by the host)
@@ -13,10 +20,14 @@ struct Params {
     eps: f32,
     step_size: f32,
     bias_correction2_sqrt: f32,
+    plane: u32,   // values per channel (len when the array is not an image)
+    bounded: u32, // 1: clamp to [lo, hi] after the update
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
+    step_scale: vec4<f32>, // per channel
+    eps_c: vec4<f32>,      // per channel (replaces eps)
+    lo: vec4<f32>,
+    hi: vec4<f32>,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -40,6 +51,11 @@ fn adam_step(
     let v = params.beta2 * exp_avg_sq[i] + params.one_minus_beta2 * g * g;
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
-    let denom = sqrt(v) / params.bias_correction2_sqrt + params.eps;
-    param[i] = param[i] - params.step_size * (m / denom);
+    let c = min(i / params.plane, 3u);
+    let denom = sqrt(v) / params.bias_correction2_sqrt + params.eps_c[c];
+    var p = param[i] - (params.step_size * params.step_scale[c]) * (m / denom);
+    if (params.bounded != 0u) {
+        p = clamp(p, params.lo[c], params.hi[c]);
+    }
+    param[i] = p;
 }

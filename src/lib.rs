@@ -34,11 +34,11 @@ pub use gpu::{Backend, Precision};
 pub use image_io::Image;
 pub use net::vgg::Model;
 pub use net::{ConvLayerWeights, Losses};
-pub use net::{GramNorm, Pooling, StyleLoss};
+pub use net::{GramNorm, Pooling, StyleLoss, TvLoss};
 pub use pipeline::{Finished, Job, Outputs, finish_colors, load_network_weights, scale_sizes};
 pub use transfer::{
-    GpuInfo, Init, InvalidOption, Observer, Optimizer, Options, PreserveColors, Preset, Silent, StyleTransfer,
-    TransferError,
+    GpuInfo, Init, InvalidOption, Observer, Optimizer, Options, PreserveColors, Preset, Resample, Silent, StyleFit,
+    StyleTransfer, TransferError, Variable,
 };
 
 /// Every error the library reports; each displays as one line naming the file or the problem.

@@ -555,8 +555,8 @@ fn cli_preset_says_what_it_set_and_what_was_given_over_it() {
     assert_clean_failure("unknown preset", &output, 2, &["neural", "gatys", "jcjohnson"], &bad);
 }
 
-/// `--style-loss w2` runs (the W2 loss at every style layer) and reports its style loss; with
-/// tiles, a mask or a blend of styles it is refused in one line, nothing written.
+/// `--style-loss w2` runs (the W2 loss at every style layer) and reports its style loss, also
+/// with a blend of styles; with tiles or a mask it is refused in one line, nothing written.
 #[test]
 fn cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet() {
     if gpu_or_skip("cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet").is_none() {
@@ -584,7 +584,47 @@ fn cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet() {
     );
     let masked = with_arg(with_arg(base_args(&f, &bad), "--style-loss", "w2"), "--mask", &f.content);
     assert_clean_failure("w2 with a mask", &stylize().args(masked).output().unwrap(), 1, &["--mask"], &bad);
-    let mut blend = with_arg(base_args(&f, &bad), "--style-loss", "w2");
-    blend.extend(["--style".into(), f.style.clone().into_os_string()]);
-    assert_clean_failure("w2 with a blend", &stylize().args(blend).output().unwrap(), 1, &["one style image"], &bad);
+    // A blend of styles (and a style of another size than the content) runs: the means and
+    // second moments are blended (`style_grams::blended_moments`).
+    let blended = f.path("w2-blend.png");
+    let mut blend = with_arg(base_args(&f, &blended), "--style-loss", "w2");
+    blend.extend(["--style".into(), f.style.clone().into_os_string(), "--style-scale".into(), "1.5".into()]);
+    let output = stylize().args(blend).output().unwrap();
+    assert!(output.status.success(), "w2 with a blend: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(image::open(&blended).unwrap().width(), 24);
+}
+
+/// `--preset crowsonkb` runs over two warm-started scales (W2, Adam on RGB, the nine-point TV,
+/// the iterate average), says what it set, and counts the first scale's --initial-iterations.
+#[test]
+fn cli_crowsonkb_preset_runs_over_warm_started_scales() {
+    if gpu_or_skip("cli_crowsonkb_preset_runs_over_warm_started_scales").is_none() {
+        return;
+    }
+    let f = fixture();
+    let out = f.path("crowsonkb.png");
+    let mut args = with_arg(with_arg(base_args(&f, &out), "--preset", "crowsonkb"), "--size", "24");
+    args.extend(["--scales", "2", "--initial-iterations", "3"].map(std::ffi::OsString::from));
+    let output = stylize().args(&args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = stderr_lines(&output);
+    let first = &lines[0];
+    for set in [
+        "--style-loss w2",
+        "--optimize-in rgb",
+        "--adam-beta2 0.99",
+        "--tv-loss nine-point",
+        "--tv-weight 2",
+        "--style-fit scale",
+        "--resample bicubic",
+        "--average-decay 0.99",
+        "--warm-start",
+        "--learning-rate 0.02",
+    ] {
+        assert!(first.contains(&format!("{set} ")) || first.contains(&format!("{set};")), "{set} not in {first}");
+    }
+    assert!(first.ends_with("; given over it: --size --iterations --initial-iterations --scales"), "{first}");
+    // 3 steps on the first scale, --iterations 2 on the second.
+    assert!(lines.last().unwrap().contains("after 5 steps"), "{lines:?}");
+    assert_eq!(image::open(&out).unwrap().width(), 24);
 }

@@ -479,6 +479,55 @@ fn gpu_adam_steps_match_reference() {
     }
 }
 
+/// Adam on the RGB image a normalized image holds (`--optimize-in rgb`, crowsonkb's variable),
+/// with both preprocessings, against the reference that forms the RGB image, steps it and clamps
+/// it to [0, 1] plainly; the steps are large enough that the clamp is exercised.
+#[test]
+fn gpu_adam_on_rgb_matches_reference() {
+    use stylize::ops::bands::Bands;
+    use stylize::optim::adam::RgbVariable;
+    let mut rng = Rng::new(29);
+    for (grid, ctx) in contexts("gpu_adam_on_rgb_matches_reference") {
+        for (name, input) in [("torchvision", Preprocess::TORCHVISION), ("caffe", Preprocess::CAFFE)] {
+            let shape = ActShape { channels: 3, height: 13, width: 17 };
+            let len = shape.len();
+            let config = AdamConfig { rgb: Some(RgbVariable::of(&input)), beta2: 0.99, ..AdamConfig::new(0.2) };
+            let mut param = normalize::reference::normalize(&input, &rng.vec(len, 0.05, 0.95));
+            let param_buffer = upload(&ctx, &param);
+            let grad_buffer = ctx.buffer("grad", len).unwrap();
+            let (param_bands, grad_bands) =
+                (Bands::single(shape, param_buffer.clone()), Bands::single(shape, grad_buffer.clone()));
+            let (mut gpu_adam, mut kernels) = Adam::banded(&ctx, &param_bands, &grad_bands, config).unwrap();
+            let mut step = Step::new();
+            let index = step.push(kernels.remove(0));
+            let mut state = adam::reference::AdamState::new(len);
+            for _ in 0..5 {
+                let grad = rng.vec(len, -1.0, 1.0);
+                ctx.write(&grad_buffer, &to_f32(&grad));
+                gpu_adam.advance(&ctx, step.kernel(index));
+                run(&ctx, &step);
+                adam::reference::step(config, &mut state, &mut param, &grad);
+            }
+            let rgb = input.to_rgb(&param);
+            assert!(
+                rgb.iter().any(|&v| v.abs() < 1e-12) && rgb.iter().any(|&v| (v - 1.0).abs() < 1e-12),
+                "{name}: no clamp"
+            );
+            assert_close(&format!("adam on rgb, {name} ({grid})"), &read(&ctx, &param_buffer, len), &param, F32_TOL);
+            // The GPU keeps the stored image's moments: the RGB ones over the channel's scale.
+            let plane = shape.height * shape.width;
+            let scale = RgbVariable::of(&input).scale;
+            let m: Vec<f64> = state.exp_avg.iter().enumerate().map(|(i, m)| m / scale[i / plane]).collect();
+            assert_close(
+                &format!("adam on rgb m, {name} ({grid})"),
+                &gpu_adam.exp_avg.read(&ctx).unwrap(),
+                &m,
+                F32_TOL,
+            );
+        }
+    }
+}
+
 /// Both preprocessings (torchvision's ImageNet statistics; Caffe's BGR x 255 minus the mean
 /// pixel) and their clamped inverses against the f64 formulas.
 #[test]
@@ -605,6 +654,52 @@ fn gpu_total_variation_matches_reference() {
             let expected: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + b).collect();
             assert_close(
                 &format!("tv backward += {shape:?} ({grid})"),
+                &read(&ctx, &acc, shape.len()),
+                &expected,
+                F32_TOL,
+            );
+        }
+    }
+}
+
+/// crowsonkb's nine-point TV (edges replicated) against its f64 reference written from the
+/// PyTorch code (the padded image and its four shifted differences), with per-channel factors,
+/// at sizes with one block, a reduction pass, and one row or column (where only the replicated
+/// edges' zero differences and the other axis remain).
+#[test]
+fn gpu_nine_point_total_variation_matches_reference() {
+    use stylize::ops::tv::nine_point;
+    let mut rng = Rng::new(31);
+    for (grid, ctx) in contexts("gpu_nine_point_total_variation_matches_reference") {
+        for (c, h, w) in [(3, 13, 17), (3, 61, 43), (2, 1, 9), (1, 7, 1)] {
+            let shape = ActShape { channels: c, height: h, width: w };
+            let factors: Vec<f64> = (0..c).map(|i| 0.5 + 0.7 * i as f64).collect();
+            let x = rng.vec(shape.len(), 0.0, 1.0);
+            let image = upload(&ctx, &x);
+            let losses = poisoned(&ctx, 3);
+            let weight = 2.0;
+            let mut step = Step::new();
+            nine_point::forward(&ctx, &mut step, shape, &image, &losses, 1, weight, &factors).unwrap();
+            run(&ctx, &step);
+            let expected = nine_point::reference::forward(shape, &x, weight, &factors);
+            assert!(expected > 0.0, "{shape:?}: a zero loss tests nothing");
+            let got = read(&ctx, &losses, 3)[1];
+            assert_close(&format!("tv9 forward {shape:?} ({grid})"), &[got], &[expected], F32_TOL);
+            let reference = nine_point::reference::backward(shape, &x, weight, &factors);
+            let grad = poisoned(&ctx, shape.len());
+            run(&ctx, &single(nine_point::backward(&ctx, shape, &image, &grad, weight, &factors, false)));
+            assert_close(
+                &format!("tv9 backward {shape:?} ({grid})"),
+                &read(&ctx, &grad, shape.len()),
+                &reference,
+                F32_TOL,
+            );
+            let base = rng.vec(shape.len(), -1e-3, 1e-3);
+            let acc = upload(&ctx, &base);
+            run(&ctx, &single(nine_point::backward(&ctx, shape, &image, &acc, weight, &factors, true)));
+            let expected: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + b).collect();
+            assert_close(
+                &format!("tv9 backward += {shape:?} ({grid})"),
                 &read(&ctx, &acc, shape.len()),
                 &expected,
                 F32_TOL,

@@ -167,6 +167,7 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
         input: Default::default(),
         gram_norm: Default::default(),
         style_loss: Default::default(),
+        tv_loss: Default::default(),
     };
     let (h, w) = (9, 11);
     let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
@@ -238,6 +239,26 @@ fn gradcheck_composed_network_loss_wrt_image() {
 #[test]
 fn gradcheck_composed_network_with_pre_relu_content_layer() {
     gradcheck_network("conv1_2");
+}
+
+/// crowsonkb's nine-point TV: the reference's backward (the padding's gradient folded onto the
+/// edges) against finite differences of its forward, also on one-row and one-column images.
+#[test]
+fn gradcheck_nine_point_total_variation() {
+    use stylize::ops::tv::nine_point;
+    let mut rng = Rng::new(23);
+    for (c, h, w) in [(3, 5, 7), (2, 1, 6), (1, 6, 2), (1, 1, 1)] {
+        let shape = ActShape { channels: c, height: h, width: w };
+        let x = rng.vec(shape.len(), -1.0, 1.0);
+        let factors: Vec<f64> = (0..c).map(|i| 1.0 + 0.3 * i as f64).collect();
+        let numeric = finite_differences(&x, |x| nine_point::reference::forward(shape, x, 2.0, &factors));
+        let analytic = nine_point::reference::backward(shape, &x, 2.0, &factors);
+        if shape.len() == 1 {
+            assert!(analytic[0] == 0.0 && numeric[0].abs() < 1e-9, "one pixel has no difference");
+        } else {
+            assert_gradcheck(&format!("nine-point total variation {shape:?}"), &analytic, &numeric);
+        }
+    }
 }
 
 #[test]

@@ -242,3 +242,170 @@ fn gpu_jcjohnson_preset_matches_neural_styles_recipe_in_f64() {
         eprintln!("jcjohnson ({tile:?}): totals {totals:?}: {steps} steps match the recipe in f64");
     }
 }
+
+/// crowsonkb's `TVLoss` on the RGB image, from its PyTorch code (`tv::nine_point::reference` is
+/// that code transcribed; here with every channel's factor 1, as the tool applies it to [0, 1]).
+fn crowsonkb_tv(rgb: &[f64], height: usize, width: usize) -> (f64, Vec<f64>) {
+    use stylize::ops::tv::nine_point::reference as tv9;
+    let shape = stylize::ops::ActShape { channels: 3, height, width };
+    (tv9::forward(shape, rgb, 2.0, &[1.0; 3]), tv9::backward(shape, rgb, 2.0, &[1.0; 3]))
+}
+
+/// An image's CHW planes in f64.
+fn planes(image: &stylize::Image) -> Vec<f64> {
+    to_f64(&image.data)
+}
+
+/// `--preset crowsonkb` against style_transfer.py's loop written out in f64, over two scales
+/// (an eighth of VGG-19's widths; a 48 x 40 content, a 52 x 44 style; 4 steps on the first scale
+/// as its initial_iterations, 3 on the second): per scale the content and the style fitted to the
+/// scale (the style by its own longer side), targets P at relu4_2 and the style's mean and second
+/// raw moment at each style layer; the loss 0.015 mean((F - P)^2) + sum_l w_l W2_l (w = 256, 64,
+/// 16 normalized, at relu1_1..relu3_1: deeper layers of so small an image have fewer positions
+/// than channels) + the nine-point TV x 2 on RGB; Adam (lr 0.02, betas 0.9, 0.99) on the RGB image,
+/// clamped to [0, 1] after every step; the EMA (0.99, seeded with the scale's start) as the output;
+/// the next scale from that average resized bicubically (PyTorch's interpolate) and clamped, with
+/// Adam's moments resized (bicubic, bilinear clamped at 0) and its step count going on.
+#[test]
+fn gpu_crowsonkb_preset_matches_style_transfer_pytorch_in_f64() {
+    use stylize::image_io::{Filter, fit_within_with, interpolate};
+    use stylize::ops::w2;
+    if gpu_or_skip("gpu_crowsonkb_preset_matches_style_transfer_pytorch_in_f64").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (content_path, style_path) = (dir.path().join("content.png"), dir.path().join("style.png"));
+    random_png(&content_path, 48, 40, 90);
+    random_png(&style_path, 52, 44, 91);
+    let weights_path = dir.path().join("vgg19-eighth.npz");
+    let widths: Vec<usize> = Model::Vgg19.widths().iter().map(|w| w / 8).collect();
+    stylize::test_support::write_vgg19_npz(&weights_path, &widths, 92).unwrap();
+    let weights_spec = weights_path.to_str().unwrap().to_string();
+    let recipe = Preset::Crowsonkb.options();
+    let layer_weights: Vec<f64> = [256.0, 64.0, 16.0].iter().map(|w| w / 336.0).collect();
+    let (first_steps, later_steps) = (4usize, 3usize);
+    let base = Options {
+        size: 48,
+        scales: 2,
+        iterations: later_steps,
+        initial_iterations: Some(first_steps),
+        style_layers: ["relu1_1", "relu2_1", "relu3_1"].map(String::from).to_vec(),
+        style_layer_weights: layer_weights.clone(),
+        weights: Some(weights_spec.clone()),
+        precision: Precision::F32,
+        ..recipe.clone()
+    };
+    let sizes = stylize::scale_sizes(base.size, base.scales, None);
+    assert_eq!(sizes, [34, 48]);
+
+    // The recipe in f64.
+    let weights = stylize::load_network_weights(Model::Vgg19, Some(&weights_spec), 0, &mut |_| {}).unwrap();
+    let conv_widths: Vec<(usize, usize)> = weights.iter().map(|c| (c.in_channels, c.out_channels)).collect();
+    let (mean, std) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+    let normalize = |rgb: &[f64]| -> Vec<f64> {
+        let plane = rgb.len() / 3;
+        rgb.iter().enumerate().map(|(i, v)| (v - mean[i / plane]) / std[i / plane]).collect()
+    };
+    let layers = LossLayers {
+        content: vec!["relu4_2".into()],
+        style: base.style_layers.iter().cloned().zip(layer_weights.iter().copied()).collect(),
+        ..LossLayers::default()
+    };
+    let content_image = stylize::image_io::load_image(&content_path).unwrap();
+    let style_image = stylize::image_io::load_image(&style_path).unwrap();
+    let (beta1, beta2, lr, eps, decay) = (0.9f64, 0.99f64, 0.02, 1e-8, 0.99);
+    let mut adam_step = 0u64;
+    let (mut m, mut v): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    let mut image: Vec<f64> = Vec::new();
+    let mut previous_size = (0usize, 0usize);
+    let mut expected: Vec<(f64, f64, f64)> = Vec::new();
+    for (index, &side) in sizes.iter().enumerate() {
+        let content = fit_within_with(&content_image, side, Filter::CatmullRom);
+        let style = fit_within_with(&style_image, side, Filter::CatmullRom);
+        let (w, h) = (content.width as usize, content.height as usize);
+        let plan = |sw: usize, sh: usize| Plan::new(Model::Vgg19.layers(), &conv_widths, sh, sw, &layers).unwrap();
+        let network = Reference::new(plan(w, h), &weights);
+        let style_network = Reference::new(plan(style.width as usize, style.height as usize), &weights);
+        let content_act = network.plan.content[0].act;
+        let target_p = network.forward(&normalize(&planes(&content)))[content_act].clone();
+        let style_acts = style_network.forward(&normalize(&planes(&style)));
+        let targets: Vec<w2::Target> = style_network
+            .plan
+            .style
+            .iter()
+            .map(|t| {
+                let (mu, srm) = w2::reference::moments(&style_acts[t.act], style_network.plan.acts[t.act].channels);
+                w2::Target::from_moments(&mu, &srm)
+            })
+            .collect();
+        // The scale's start: the content, or the previous average resized; Adam's moments resized.
+        let resize = |values: &[f64], bilinear: bool| -> Vec<f64> {
+            let (pw, ph) = previous_size;
+            let f = if bilinear { interpolate::bilinear } else { interpolate::bicubic };
+            (0..3).flat_map(|c| f(&values[c * pw * ph..(c + 1) * pw * ph], pw, ph, w, h)).collect()
+        };
+        if index == 0 {
+            image = planes(&content);
+            m = vec![0.0; image.len()];
+            v = vec![0.0; image.len()];
+        } else {
+            image = resize(&image, false).into_iter().map(|x| x.clamp(0.0, 1.0)).collect();
+            m = resize(&m, false);
+            v = resize(&v, true).into_iter().map(|x| x.max(0.0)).collect();
+        }
+        // EMA(image): value (1 - d) x0, accum d.
+        let mut value: Vec<f64> = image.iter().map(|x| (1.0 - decay) * x).collect();
+        let mut accum = decay;
+        for _ in 0..base.scale_iterations(index) {
+            let acts = network.forward(&normalize(&image));
+            let mut grads: Vec<Option<Vec<f64>>> = vec![None; acts.len()];
+            let f = &acts[content_act];
+            let n = f.len() as f64;
+            let content_loss = f.iter().zip(&target_p).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n;
+            grads[content_act] = Some(f.iter().zip(&target_p).map(|(a, b)| 0.015 * 2.0 * (a - b) / n).collect());
+            let mut style_loss = 0.0;
+            for ((term, target), &wl) in network.plan.style.iter().zip(&targets).zip(&layer_weights) {
+                style_loss += wl * w2::reference::loss(&acts[term.act], target);
+                let g: Vec<f64> = w2::reference::backward(&acts[term.act], target).iter().map(|g| wl * g).collect();
+                assert!(grads[term.act].is_none(), "one loss per activation");
+                grads[term.act] = Some(g);
+            }
+            let grad_normalized = network.backward_from(&acts, grads);
+            let (tv, tv_grad) = crowsonkb_tv(&image, h, w);
+            expected.push((0.015 * content_loss, style_loss, tv));
+            let plane = w * h;
+            adam_step += 1;
+            let t = adam_step as f64;
+            let (bc1, bc2) = (1.0 - beta1.powf(t), 1.0 - beta2.powf(t));
+            for i in 0..image.len() {
+                let g = grad_normalized[i] / std[i / plane] + tv_grad[i];
+                m[i] = beta1 * m[i] + (1.0 - beta1) * g;
+                v[i] = beta2 * v[i] + (1.0 - beta2) * g * g;
+                let denom = v[i].sqrt() / bc2.sqrt() + eps;
+                image[i] = (image[i] - lr / bc1 * m[i] / denom).clamp(0.0, 1.0);
+            }
+            accum *= decay;
+            value.iter_mut().zip(&image).for_each(|(a, x)| *a = decay * *a + (1.0 - decay) * x);
+        }
+        // The next scale (and the output) starts from the average.
+        image = value.iter().map(|a| a / (1.0 - accum)).collect();
+        previous_size = (w, h);
+    }
+    let rgb: Vec<f64> = image.iter().map(|x| x.clamp(0.0, 1.0)).collect();
+    let start = planes(&fit_within_with(&content_image, 48, Filter::CatmullRom));
+    let moved = rgb.iter().zip(&start).map(|(a, b)| (a - b).abs()).fold(0.0f64, f64::max);
+    assert!(moved > 0.05, "the image should move: {moved}");
+
+    let mut record = Record::default();
+    let outputs = stylize::Outputs { output: None, ..Default::default() };
+    let job = stylize::Job::new(&content_path, &[&style_path], base.clone(), outputs, &mut record).unwrap();
+    let finished = job.run(&mut record).unwrap();
+    assert_eq!(record.losses.len(), first_steps + later_steps);
+    let got = |f: fn(&Losses) -> f64| record.losses.iter().map(f).map(|v| v as f32).collect::<Vec<f32>>();
+    let column = |k: usize| expected.iter().map(|e| [e.0, e.1, e.2][k]).collect::<Vec<f64>>();
+    eprintln!("crowsonkb: expected {expected:?}");
+    assert_close("crowsonkb: 0.015 x content", &got(|l| 0.015 * l.content), &column(0), 1e-4);
+    assert_close("crowsonkb: w2 style", &got(|l| l.style), &column(1), 1e-4);
+    assert_close("crowsonkb: nine-point tv", &got(|l| l.tv), &column(2), 1e-4);
+    assert_close("crowsonkb: the RGB result (the average)", &finished.outcome.target.data, &rgb, 1e-4);
+}

@@ -25,12 +25,16 @@ impl CpuNotice {
     pub fn new(adapter: &str, options: &Options) -> Self {
         let sides = stylize::scale_sizes(options.size, options.scales.max(1), options.min_size);
         let first = f64::from(sides[0].max(1));
-        let work = sides.iter().map(|&s| (f64::from(s) / first).powi(2)).sum::<f64>() * options.iterations as f64;
+        let work = sides
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (f64::from(s) / first).powi(2) * options.scale_iterations(i) as f64)
+            .sum::<f64>();
         CpuNotice {
             adapter: adapter.to_string(),
             created: Instant::now(),
             first_step_end: None,
-            iterations: options.iterations,
+            iterations: options.scale_iterations(0),
             work_in_steps: work,
             said: false,
         }

@@ -150,6 +150,7 @@ impl Observer for CliProgress {
 
     fn on_scale(&mut self, index: usize, count: usize, width: u32, height: u32) {
         self.scale = index;
+        self.iterations = self.options.scale_iterations(index);
         let line = if count > 1 {
             format!("stylize: scale {}/{count}: {width}x{height} on {}", index + 1, self.adapter)
         } else {
@@ -157,6 +158,7 @@ impl Observer for CliProgress {
         };
         if self.interactive {
             self.bar.reset();
+            self.bar.set_length(self.iterations as u64);
             self.bar.println(line);
         } else if count > 1 {
             eprintln!("{line}");

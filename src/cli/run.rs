@@ -11,15 +11,16 @@ use stylize::Options;
 use super::progress::{CliProgress, Interrupt};
 use super::values::{
     BackendArg, DEFAULT_LISTS, GramNormArg, ModelArg, OptimizerArg, PoolingArg, PrecisionArg, PreserveColorsArg,
-    PresetArg, StyleLossArg, decay, default_init, defaults, flag, flag_with_value, non_negative_f64, positive_f64,
-    tile_choice,
+    PresetArg, ResampleArg, StyleFitArg, StyleLossArg, TvLossArg, VariableArg, decay, default_init, defaults, flag,
+    flag_with_value, non_negative_f64, positive_f64, tile_choice,
 };
 
 // No doc comment: a flattened struct's would become the top-level `--help`'s about.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Another tool's default recipe in one flag: `gatys` (the original method, the defaults) or
-    /// `jcjohnson` (jcjohnson/neural-style). Options given explicitly override it.
+    /// Another tool's default recipe in one flag: `gatys` (the original method, the defaults),
+    /// `jcjohnson` (jcjohnson/neural-style) or `crowsonkb` (crowsonkb/style-transfer-pytorch).
+    /// Options given explicitly override it.
     #[arg(long, value_enum, value_name = "NAME", long_help = super::values::preset_help())]
     pub preset: Option<PresetArg>,
 
@@ -41,6 +42,24 @@ pub struct RunArgs {
     /// not 1) instead of exactly the content's size: larger F gives smaller style features.
     #[arg(long, value_name = "F", default_value_t = defaults().style_scale, value_parser = positive_f64, allow_negative_numbers = true)]
     pub style_scale: f64,
+
+    /// What each style image is resized to: `content` (the content's size times --style-scale)
+    /// or `scale` (its longer side to the scale's times --style-scale, its own aspect ratio kept,
+    /// never enlarged: crowsonkb's).
+    #[arg(long, value_enum, value_name = "content|scale", default_value_t = defaults().style_fit.into())]
+    pub style_fit: StyleFitArg,
+
+    /// The resampling filter: `lanczos` (Lanczos3 for every resize) or `bicubic` (as crowsonkb:
+    /// the inputs with PIL's bicubic, each scale's result to the next with PyTorch's
+    /// interpolate(mode='bicubic'), clamped to [0, 1]).
+    #[arg(long, value_enum, value_name = "lanczos|bicubic", default_value_t = defaults().resample.into())]
+    pub resample: ResampleArg,
+
+    /// With --scales, carry Adam's state from one scale to the next: its step count, and its
+    /// moments resized (the first bicubically, the second bilinearly and clamped at 0), as
+    /// crowsonkb's tool does. Off: each scale starts Adam afresh.
+    #[arg(long)]
+    pub warm_start: bool,
 
     /// Keep the content's colours: `none` (the original), `luminance` (after the run, the result's
     /// luminance with the content's chroma, in YIQ) or `histogram` (before the run, each style
@@ -71,9 +90,25 @@ pub struct RunArgs {
     #[arg(long, default_value_t = defaults().size, value_parser = clap::value_parser!(u32).range(1..=16384), allow_negative_numbers = true)]
     pub size: u32,
 
-    /// Optimization steps.
+    /// Optimization steps (of each scale with --scales).
     #[arg(long, default_value_t = defaults().iterations, allow_negative_numbers = true)]
     pub iterations: usize,
+
+    /// Steps of the first scale instead of --iterations (crowsonkb's --initial-iterations): the
+    /// coarsest scale starts from the content and needs more.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub initial_iterations: Option<usize>,
+
+    /// Adam's beta2, the decay of its second moment (PyTorch's default; crowsonkb uses 0.99).
+    #[arg(long, value_name = "B", default_value_t = defaults().adam_beta2, allow_negative_numbers = true)]
+    pub adam_beta2: f64,
+
+    /// What Adam updates: `input`, the network's normalized input (the original: --learning-rate
+    /// is in its units, e.g. 1/std for torchvision's models, 255 for the Caffe ones), or `rgb`, the
+    /// image in [0, 1], clamped there after every step (crowsonkb's; --learning-rate in RGB
+    /// units). Adam only.
+    #[arg(long, value_enum, value_name = "input|rgb", default_value_t = defaults().optimize_in.into())]
+    pub optimize_in: VariableArg,
 
     /// Learning rate: Adam's, or L-BFGS's fixed step length (neural-style uses 1 with L-BFGS).
     #[arg(long, default_value_t = defaults().learning_rate, value_parser = positive_f64, allow_negative_numbers = true)]
@@ -115,6 +150,13 @@ pub struct RunArgs {
     /// normalized image, added to the loss (0: none, the original).
     #[arg(long, default_value_t = defaults().tv_weight, value_name = "W", value_parser = non_negative_f64, allow_negative_numbers = true)]
     pub tv_weight: f64,
+
+    /// The total variation's form: `sum` (neural-style's: W times the sum of squared right and
+    /// down differences of the normalized image) or `nine-point` (crowsonkb's: W * 2 * (mean dx^2
+    /// / 3 + mean dy^2 / 3 + mean of both diagonals' squares / 12) of the RGB image in [0, 1] with
+    /// its edges replicated; untiled).
+    #[arg(long, value_enum, value_name = "sum|nine-point", default_value_t = defaults().tv_loss.into())]
+    pub tv_loss: TvLossArg,
 
     /// Divide each loss term's gradient by its L1 norm before weighting it, as neural-style's
     /// -normalize_gradients does (off in the original method).
@@ -303,7 +345,10 @@ fn flag_options(cli: &RunArgs) -> Options {
     Options {
         size: cli.size,
         iterations: cli.iterations,
+        initial_iterations: cli.initial_iterations,
         learning_rate: cli.learning_rate,
+        adam_beta2: cli.adam_beta2,
+        optimize_in: cli.optimize_in.into(),
         content_weight: cli.content_weight,
         style_weight: cli.style_weight,
         content_layers: cli.content_layers.clone(),
@@ -322,12 +367,16 @@ fn flag_options(cli: &RunArgs) -> Options {
         optimizer: cli.optimizer.into(),
         lbfgs_history: cli.lbfgs_history as usize,
         tv_weight: cli.tv_weight,
+        tv_loss: cli.tv_loss.into(),
         normalize_gradients: cli.normalize_gradients,
         gram_norm: cli.gram_norm.into(),
         style_loss: cli.style_loss.into(),
         pooling: cli.pooling.into(),
         style_blend_weights: cli.style_blend_weights.clone(),
         style_scale: cli.style_scale,
+        style_fit: cli.style_fit.into(),
+        resample: cli.resample.into(),
+        warm_start: cli.warm_start,
         average_decay: cli.average_decay,
         scales: cli.scales as usize,
         min_size: cli.min_size,
@@ -370,7 +419,7 @@ pub fn transfer(cli: RunArgs, matches: &clap::ArgMatches) -> Result<Option<i32>>
     let finished = finished?;
     let (steps, resumed_steps) = (finished.steps, finished.resumed_steps);
     if let Some(code) = progress.interrupt.as_ref().and_then(Interrupt::exit_code) {
-        let total_steps = options.iterations * options.scales.max(1);
+        let total_steps = options.total_steps(options.scales);
         let resume = match &options.checkpoint {
             Some(path) => format!("continue exactly with the same options and --resume {}", path.display()),
             None => format!("resume with --init {}", cli.output.display()),

@@ -39,7 +39,11 @@ cli_enum!(PoolingArg => stylize::Pooling { Max, Avg });
 cli_enum!(ModelArg => stylize::Model { Vgg19, Vgg16, Vgg19Caffe, Vgg16Caffe });
 cli_enum!(GramNormArg => stylize::GramNorm { None, Chw });
 cli_enum!(StyleLossArg => stylize::StyleLoss { Gram, W2 });
-cli_enum!(PresetArg => stylize::Preset { Gatys, Jcjohnson });
+cli_enum!(PresetArg => stylize::Preset { Gatys, Jcjohnson, Crowsonkb });
+cli_enum!(VariableArg => stylize::Variable { Input, Rgb });
+cli_enum!(TvLossArg => stylize::TvLoss { Sum, NinePoint });
+cli_enum!(StyleFitArg => stylize::StyleFit { Content, Scale });
+cli_enum!(ResampleArg => stylize::Resample { Lanczos, Bicubic });
 cli_enum!(BackendArg => stylize::Backend { Vulkan, Metal, Dx12, Gl });
 
 /// The method's defaults, as the library writes them once.

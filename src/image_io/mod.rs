@@ -14,7 +14,7 @@ pub use error::{ImageError, LoadProblem, SaveProblem};
 pub use load::{
     MAX_DECODE_BYTES, MAX_SIDE_PIXELS, caught_decoder_panics, load_image, load_image_from_bytes, source_bit_depth,
 };
-pub use resize::{fit_within, fitted_size, resize_exact};
+pub use resize::{Filter, fit_within, fit_within_with, fitted_size, interpolate, resize_exact, resize_with};
 pub(crate) use save::write_atomically;
 pub use save::{OutputFormat, check_output_path, save_image};
 

@@ -448,7 +448,14 @@ impl Executor {
         }
         if plan.has_tv() {
             let slot = slots_before_style + plan.style.len();
-            tv::forward(ctx, step, plan.tv_shape(), &self.acts[0], &self.losses, slot, plan.tv_weight)?;
+            let (shape, image, weight) = (plan.tv_shape(), &self.acts[0], plan.tv_weight);
+            match plan.losses.tv_loss {
+                super::TvLoss::Sum => tv::forward(ctx, step, shape, image, &self.losses, slot, weight)?,
+                super::TvLoss::NinePoint => {
+                    let factors = plan.tv_rgb_factors();
+                    tv::nine_point::forward(ctx, step, shape, image, &self.losses, slot, weight, &factors)?
+                }
+            }
         }
         Ok(())
     }
@@ -477,7 +484,14 @@ impl Executor {
         }
         // The total variation reads the image itself: its gradient joins after the backward pass.
         if plan.has_tv() {
-            step.push(tv::backward(ctx, plan.tv_shape(), &self.acts[0], &self.image_grad, plan.tv_weight, valid)?);
+            let (shape, image, weight) = (plan.tv_shape(), &self.acts[0], plan.tv_weight);
+            step.push(match plan.losses.tv_loss {
+                super::TvLoss::Sum => tv::backward(ctx, shape, image, &self.image_grad, weight, valid)?,
+                super::TvLoss::NinePoint => {
+                    let factors = plan.tv_rgb_factors();
+                    tv::nine_point::backward(ctx, shape, image, &self.image_grad, weight, &factors, valid)?
+                }
+            });
         }
         Ok(())
     }
@@ -742,7 +756,7 @@ impl Execute for Executor {
     fn set_style_grams(&self, ctx: &Context, grams: &[Vec<f32>]) -> Result<(), NetError> {
         if !self.w2.is_empty() {
             return Err(NetError::Unsupported(
-                "the w2 style loss takes one style image for now (no blends, no masks)".into(),
+                "the w2 style loss takes its targets as moments (set_style_moments), not Grams alone".into(),
             ));
         }
         if grams.len() != self.plan.style.len() {
@@ -765,6 +779,39 @@ impl Execute for Executor {
         }
         ctx.wait()?;
         Ok(())
+    }
+
+    /// The W2 terms' style row means (empty without W2).
+    fn read_style_means(&self, ctx: &Context) -> Result<Vec<Vec<f32>>, NetError> {
+        self.w2.iter().map(|(buffers, means)| Ok(ctx.read(means, buffers.shape().channels)?)).collect()
+    }
+
+    /// The W2 targets from given Grams and row means (`set_w2_targets` computes them as it does
+    /// for a captured style).
+    fn set_style_moments(&self, ctx: &Context, grams: &[Vec<f32>], means: &[Vec<f32>]) -> Result<(), NetError> {
+        if self.w2.is_empty() || grams.len() != self.w2.len() || means.len() != self.w2.len() {
+            return Err(NetError::BadSize(format!(
+                "{} Grams and {} means for {} w2 style terms",
+                grams.len(),
+                means.len(),
+                self.w2.len()
+            )));
+        }
+        for (((buffers, means_buffer), gram_buffer), (gram, mean)) in
+            self.w2.iter().zip(&self.style_grams).zip(grams.iter().zip(means))
+        {
+            let c = buffers.shape().channels;
+            if gram.len() != c * c || mean.len() != c {
+                return Err(NetError::BadSize(format!(
+                    "style moments of {} and {} values for {c} channels",
+                    gram.len(),
+                    mean.len()
+                )));
+            }
+            ctx.write(gram_buffer, gram);
+            ctx.write(means_buffer, mean);
+        }
+        self.set_w2_targets(ctx)
     }
 
     /// The recorded training step: forward, losses, backward to the image. Callers append their

@@ -18,7 +18,7 @@ pub use execute::Execute;
 pub use executor::{Executor, SharedBuffers};
 pub use network::Network;
 pub use plan::{
-    ActShape, GramNorm, LossLayers, LossTerm, Node, Plan, Pooling, Storage, StyleLoss, TermMask, pool_mask,
+    ActShape, GramNorm, LossLayers, LossTerm, Node, Plan, Pooling, Storage, StyleLoss, TermMask, TvLoss, pool_mask,
 };
 pub use tiled::TiledExecutor;
 pub use training::FiniteGuard;

@@ -103,6 +103,20 @@ pub struct LossLayers {
     /// What a style term compares: Gram matrices (the original) or the features' Gaussians by
     /// the Wasserstein-2 distance (`ops::w2`).
     pub style_loss: StyleLoss,
+    /// The total variation's form: neural-style's sum of squares on the normalized image (the
+    /// `tv` kernels) or crowsonkb's nine-point stencil on the RGB image (`tv::nine_point`).
+    pub tv_loss: TvLoss,
+}
+
+/// The form of the total-variation term (`--tv-loss`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TvLoss {
+    /// jcjohnson/neural-style's: `tv_weight * sum((dx)^2 + (dy)^2)` over the normalized image.
+    #[default]
+    Sum,
+    /// crowsonkb/style-transfer-pytorch's nine-point stencil with replicated edges, on the RGB
+    /// image in [0, 1]: `tv_weight * 2 * (mean dx^2 / 3 + mean dy^2 / 3 + mean diagonals^2 / 12)`.
+    NinePoint,
 }
 
 /// A style term's distance between the image's and the style's features at its layer.
@@ -141,6 +155,7 @@ impl Default for LossLayers {
             input: crate::ops::normalize::Preprocess::TORCHVISION,
             gram_norm: GramNorm::None,
             style_loss: StyleLoss::Gram,
+            tv_loss: TvLoss::Sum,
         }
     }
 }
@@ -411,6 +426,14 @@ impl Plan {
     /// The shape the total-variation term sees: the image, activation 0.
     pub fn tv_shape(&self) -> ActShape {
         self.acts[0]
+    }
+
+    /// The nine-point TV's per-channel factors: it is on RGB in [0, 1], and a difference of the
+    /// normalized image is one of RGB times `scale / std_c`, so each channel's squares are
+    /// divided by that squared.
+    pub fn tv_rgb_factors(&self) -> Vec<f64> {
+        let input = &self.losses.input;
+        (0..self.acts[0].channels).map(|c| (input.std[c.min(2)] / input.scale).powi(2)).collect()
     }
 
     /// Floating-point operations of one forward pass plus the backward to the image (convolutions

@@ -159,8 +159,8 @@ impl Reference {
             add_grad(&mut grads, node.input(), grad_in);
         }
         if plan.has_tv() {
-            slots.push(tv::reference::forward(plan.tv_shape(), image, plan.tv_weight));
-            add_grad(&mut grads, 0, tv::reference::backward(plan.tv_shape(), image, plan.tv_weight));
+            slots.push(tv_loss(plan, image));
+            add_grad(&mut grads, 0, tv_grad(plan, image));
         }
         let image_grad = grads[0].take().unwrap_or_else(|| vec![0.0; image.len()]);
         (Losses::from_slots(plan, &slots), image_grad)
@@ -221,8 +221,28 @@ impl Reference {
         };
         let mut slots: Vec<f64> = content.chain(style).collect();
         if plan.has_tv() {
-            slots.push(tv::reference::forward(plan.tv_shape(), image, plan.tv_weight));
+            slots.push(tv_loss(plan, image));
         }
         Losses::from_slots(plan, &slots)
+    }
+}
+
+/// The weighted total variation of the plan's form.
+fn tv_loss(plan: &Plan, image: &[f64]) -> f64 {
+    match plan.losses.tv_loss {
+        super::TvLoss::Sum => tv::reference::forward(plan.tv_shape(), image, plan.tv_weight),
+        super::TvLoss::NinePoint => {
+            tv::nine_point::reference::forward(plan.tv_shape(), image, plan.tv_weight, &plan.tv_rgb_factors())
+        }
+    }
+}
+
+/// Its gradient with respect to the image.
+fn tv_grad(plan: &Plan, image: &[f64]) -> Vec<f64> {
+    match plan.losses.tv_loss {
+        super::TvLoss::Sum => tv::reference::backward(plan.tv_shape(), image, plan.tv_weight),
+        super::TvLoss::NinePoint => {
+            tv::nine_point::reference::backward(plan.tv_shape(), image, plan.tv_weight, &plan.tv_rgb_factors())
+        }
     }
 }

@@ -16,6 +16,26 @@ pub fn blended(
     styles: &[Image],
     blend: &[f64],
 ) -> Result<Vec<Vec<f32>>, NetError> {
+    Ok(blended_moments(ctx, weights, target, styles, blend)?.grams)
+}
+
+/// Style targets as moments: per style term its Gram (`S N`) and, for W2 plans, its row means.
+pub struct StyleMoments {
+    pub grams: Vec<Vec<f32>>,
+    /// Empty for Gram losses.
+    pub means: Vec<Vec<f32>>,
+}
+
+/// As `blended`, with the blended row means of the features too (`sum_i blend_i * mu_i`) for a
+/// plan with `StyleLoss::W2` (none otherwise): with the Grams' `N / N_i` this blends the second
+/// raw moments `S = G / N` and the means linearly, as crowsonkb's tool blends its styles.
+pub fn blended_moments(
+    ctx: &Context,
+    weights: &[ConvLayerWeights],
+    target: &Plan,
+    styles: &[Image],
+    blend: &[f64],
+) -> Result<StyleMoments, NetError> {
     if styles.is_empty() {
         return Err(NetError::BadSize("no style image".into()));
     }
@@ -27,6 +47,9 @@ pub fn blended(
     let losses = LossLayers { content: Vec::new(), tv_weight: 0.0, masks: Vec::new(), ..target.losses.clone() };
     let positions = |plan: &Plan, act: usize| (plan.acts[act].height * plan.acts[act].width) as f64;
     let mut sums: Vec<Vec<f64>> = target.style.iter().map(|t| vec![0.0; target.acts[t.act].channels.pow(2)]).collect();
+    let w2 = target.losses.style_loss == super::StyleLoss::W2;
+    let mut mean_sums: Vec<Vec<f64>> =
+        target.style.iter().filter(|_| w2).map(|t| vec![0.0; target.acts[t.act].channels]).collect();
     for (style, &b) in styles.iter().zip(blend) {
         if b == 0.0 {
             continue;
@@ -38,8 +61,12 @@ pub fn blended(
             let factor = b * positions(target, term.act) / positions(&executor.plan, own.act);
             sum.iter_mut().zip(gram).for_each(|(s, &g)| *s += factor * g as f64);
         }
+        for (sum, means) in mean_sums.iter_mut().zip(executor.read_style_means(ctx)?) {
+            sum.iter_mut().zip(means).for_each(|(s, m)| *s += b * m as f64);
+        }
     }
-    Ok(sums.into_iter().map(|g| g.into_iter().map(|v| v as f32).collect()).collect())
+    let narrow = |v: Vec<Vec<f64>>| v.into_iter().map(|g| g.into_iter().map(|v| v as f32).collect()).collect();
+    Ok(StyleMoments { grams: narrow(sums), means: narrow(mean_sums) })
 }
 
 /// The style targets of a masked plan (`LossLayers::masks`), one per style term: the plain Gram

@@ -84,7 +84,7 @@ pub fn kernel_class(ctx: &Context) -> Result<AdapterClass, GpuError> {
 
 /// Every module the ops compile (`optim::SHADERS` has the optimizers'), for validation (the
 /// `COOP_SHADER`s run only on adapters with cooperative matrices, one module per shape).
-pub const SHADERS: [ShaderSource; 18] = [
+pub const SHADERS: [ShaderSource; 19] = [
     check::SHADER,
     conv::SHADER,
     conv::COOP_SHADER.side16,
@@ -101,6 +101,7 @@ pub const SHADERS: [ShaderSource; 18] = [
     relu::SHADER,
     relu::MASK_SHADER,
     tv::SHADER,
+    tv::nine_point::SHADER,
     vector::SHADER,
     w2::SHADER,
 ];

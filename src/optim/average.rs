@@ -1,5 +1,7 @@
 //! The exponential moving average of the iterates (`--average-decay`), kept on the GPU:
 //! `avg = D avg + (1 - D) x` after every update, read out bias-corrected as `avg / (1 - D^t)`.
+//! The starting image is its first iterate (t = 1 before any step), as crowsonkb's `EMA`, which
+//! is built from it: so the average of a run of t steps weighs t + 1 images.
 
 use crate::gpu::{Context, GpuError, Step};
 use crate::ops::bands::{Bands, each_band};
@@ -18,13 +20,15 @@ pub struct IterateAverage {
 
 impl IterateAverage {
     /// An average of `image` (the network's input, made by `input`) with decay `decay` (in (0, 1)),
-    /// starting at 0.
+    /// whose first iterate is `image` as it is now (one submit, no wait).
     pub fn new(ctx: &Context, image: &Bands, input: normalize::Preprocess, decay: f64) -> Result<Self, GpuError> {
         let average = image.zeros_like(ctx, "iterate average")?;
         let mut update = Step::new();
         each_band(&mut update, &[&average], |len, b| vector::scale(ctx, len, decay as f32, b[0]))?;
         each_band(&mut update, &[image, &average], |len, b| vector::axpy(ctx, len, (1.0 - decay) as f32, b[0], b[1]))?;
-        Ok(Self { decay, average, update, updates: 0, input })
+        let mut average = Self { decay, average, update, updates: 0, input };
+        average.submit(ctx);
+        Ok(average)
     }
 
     /// Folds the current image in (one submit, no wait).
@@ -33,7 +37,8 @@ impl IterateAverage {
         self.updates += 1;
     }
 
-    /// The bias-corrected average as RGB in [0, 1] (waits for the GPU); `None` before any update.
+    /// The bias-corrected average as RGB in [0, 1] (waits for the GPU); `None` before any update
+    /// (only after a restored state without one).
     pub fn read_rgb(&self, ctx: &Context) -> Result<Option<Vec<f32>>, GpuError> {
         if self.updates == 0 {
             return Ok(None);

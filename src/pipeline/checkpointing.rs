@@ -32,7 +32,14 @@ const NOT_FINGERPRINTED: [&str; 12] = [
 ];
 
 /// `Options` fields that `Fingerprint::of` records under their flag names.
-const NAMED: [&str; 22] = [
+const NAMED: [&str; 29] = [
+    "initial_iterations",
+    "adam_beta2",
+    "optimize_in",
+    "tv_loss",
+    "style_fit",
+    "resample",
+    "warm_start",
     "model",
     "size",
     "scales",
@@ -135,6 +142,22 @@ pub fn fingerprint(
     if options.style_loss != crate::net::StyleLoss::default() {
         entries.push(("--style-loss".to_string(), format!("{:?}", options.style_loss).to_lowercase()));
     }
+    // The options of crowsonkb's recipe came later still: each is named only off its default.
+    let d = Options::default();
+    let later = [
+        (
+            "--initial-iterations",
+            options.initial_iterations != d.initial_iterations,
+            format!("{:?}", options.initial_iterations),
+        ),
+        ("--adam-beta2", options.adam_beta2 != d.adam_beta2, options.adam_beta2.to_string()),
+        ("--optimize-in", options.optimize_in != d.optimize_in, format!("{:?}", options.optimize_in)),
+        ("--tv-loss", options.tv_loss != d.tv_loss, format!("{:?}", options.tv_loss)),
+        ("--style-fit", options.style_fit != d.style_fit, format!("{:?}", options.style_fit)),
+        ("--resample", options.resample != d.resample, format!("{:?}", options.resample)),
+        ("--warm-start", options.warm_start != d.warm_start, options.warm_start.to_string()),
+    ];
+    entries.extend(later.into_iter().filter(|(_, set, _)| *set).map(|(flag, _, value)| (flag.to_string(), value)));
     entries.extend(other_fields(options));
     Fingerprint::of(content, styles, masks, init, weights, entries)
 }
@@ -172,12 +195,12 @@ impl Checkpointing {
                     let problem = format!("it has {} scales, this run {scales}", saved.scales);
                     return Err(CheckpointError::Corrupt { path: path.clone(), problem });
                 }
-                if saved.state.steps_done as usize > options.iterations {
+                if saved.state.steps_done as usize > options.scale_iterations(saved.scale) {
                     return Err(CheckpointError::Beyond {
                         path: path.clone(),
                         step: saved.state.steps_done,
                         scale: saved.scale + 1,
-                        iterations: options.iterations,
+                        iterations: options.scale_iterations(saved.scale),
                     });
                 }
                 Some(saved)

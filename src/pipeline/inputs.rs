@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::image_io::{self, Image};
 use crate::net::vgg::Model;
 use crate::net::{self, ConvLayerWeights};
-use crate::transfer::{Init, InvalidOption, Options, PreserveColors};
+use crate::transfer::{Init, InvalidOption, Options, PreserveColors, Resample, StyleFit};
 use crate::{Error, rng, weights};
 
 /// Loads the style images as they are (at least one).
@@ -59,19 +59,59 @@ pub fn style_size(content: &Image, scale: f64) -> (u32, u32) {
     (side(content.width), side(content.height))
 }
 
-/// The style images resized to `style_size(content, options.style_scale)`, their colours
+/// The filter `options.resample` resizes the inputs with.
+pub fn input_filter(options: &Options) -> image_io::Filter {
+    match options.resample {
+        Resample::Lanczos => image_io::Filter::Lanczos3,
+        Resample::Bicubic => image_io::Filter::CatmullRom,
+    }
+}
+
+/// The content at a scale whose longer side is `side`.
+pub fn fit_content(original: &Image, side: u32, options: &Options) -> Image {
+    image_io::fit_within_with(original, side, input_filter(options))
+}
+
+/// The style images for a scale whose longer side is `side` and content `content`: resized to
+/// `style_size(content, options.style_scale)` (`StyleFit::Content`), or with their longer side
+/// fitted within `side` times the style scale (`StyleFit::Scale`, never enlarged); their colours
 /// matched to the content's with `PreserveColors::Histogram`.
-pub fn prepare_styles(raw: &[Image], content: &Image, options: &Options) -> Vec<Image> {
-    let (width, height) = style_size(content, options.style_scale);
+pub fn prepare_styles(raw: &[Image], content: &Image, side: u32, options: &Options) -> Vec<Image> {
+    let filter = input_filter(options);
     raw.iter()
         .map(|style| {
-            let style = image_io::resize_exact(style, width, height);
+            let style = match options.style_fit {
+                StyleFit::Content => {
+                    let (width, height) = style_size(content, options.style_scale);
+                    image_io::resize_with(style, width, height, filter)
+                }
+                StyleFit::Scale => {
+                    let longer = ((f64::from(side) * options.style_scale).round() as u32).max(16);
+                    image_io::fit_within_with(style, longer, filter)
+                }
+            };
             match options.preserve_colors {
                 PreserveColors::Histogram => image_io::color::match_histogram(&style, content),
                 _ => style,
             }
         })
         .collect()
+}
+
+/// One scale's result resized to the next scale's content size: Lanczos3 (`Resample::Lanczos`),
+/// or PyTorch's bicubic `interpolate` clamped to [0, 1], as crowsonkb's tool carries its image.
+pub fn next_scale_image(image: &Image, width: u32, height: u32, options: &Options) -> Image {
+    match options.resample {
+        Resample::Lanczos => image_io::resize_exact(image, width, height),
+        Resample::Bicubic => {
+            let data =
+                image_io::interpolate::planes(&image.data, (image.width, image.height), (width, height), 3, false)
+                    .into_iter()
+                    .map(|v| v.clamp(0.0, 1.0) as f32)
+                    .collect();
+            Image::new(width, height, data)
+        }
+    }
 }
 
 /// The result with the content's colours put back under `PreserveColors::Luminance`; unchanged
@@ -87,7 +127,7 @@ pub fn finish_colors(target: &Image, content: &Image, options: &Options) -> Imag
 /// scale); built before any GPU work, so that a bad `--init` file is reported first.
 pub fn first_initial_image(original_content: &Image, options: &Options) -> Result<Image, Error> {
     let first_size = super::scale_sizes(options.size, options.scales, options.min_size)[0];
-    initial_image(&options.init, &image_io::fit_within(original_content, first_size), options)
+    initial_image(&options.init, &fit_content(original_content, first_size, options), options)
 }
 
 /// The image the optimization starts from, at the content's size.
@@ -107,7 +147,7 @@ fn initial_image(init: &Init, content: &Image, options: &Options) -> Result<Imag
             if (image.width, image.height) == (content.width, content.height) {
                 image
             } else {
-                image_io::resize_exact(&image, content.width, content.height)
+                image_io::resize_with(&image, content.width, content.height, input_filter(options))
             }
         }
     })

@@ -127,7 +127,7 @@ impl Job {
             preview.set_run(RunInfo {
                 content: image_io::fit_within(&original, options.size),
                 styles: raw_styles.iter().map(|s| image_io::fit_within(s, 256)).collect(),
-                iterations: options.iterations,
+                total_steps: options.total_steps(options.scales),
                 scales: options.scales,
                 history: crate::plot::LossHistory::new(&options),
             });

@@ -75,7 +75,9 @@ impl<'a> Record<'a> {
     }
 
     fn save_due(&self, step: usize) -> bool {
-        self.saves.as_ref().is_some_and(|&(_, n, _)| (step + 1).is_multiple_of(n) && step + 1 < self.options.iterations)
+        self.saves.as_ref().is_some_and(|&(_, n, _)| {
+            (step + 1).is_multiple_of(n) && step + 1 < self.options.scale_iterations(self.scale)
+        })
     }
 }
 

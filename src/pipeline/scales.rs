@@ -1,8 +1,8 @@
 //! Coarse-to-fine over the scales of a run, with checkpoints and resume.
 
-use super::inputs::{prepare_masks, prepare_styles};
+use super::inputs::{fit_content, next_scale_image, prepare_masks, prepare_styles};
 use super::{checkpointing, scale_sizes};
-use crate::image_io::{self, Image};
+use crate::image_io::Image;
 use crate::net::ConvLayerWeights;
 use crate::transfer::{Observer, Options, StyleTransfer, TransferError};
 use crate::{Error, checkpoint, gpu};
@@ -37,7 +37,8 @@ pub(super) struct ScaleInputs<'a> {
 /// (one scale: the original method): at each, the content is fitted to the scale's size, the
 /// styles are prepared for it (`prepare_styles`), the masks resized to it (`prepare_masks`),
 /// and the run starts from `first_init` (first scale) or the previous scale's result resized to
-/// it; each scale runs `options.iterations` steps. Stops after a scale whose run failed or was
+/// it (`next_scale_image`), with Adam's state carried over under `options.warm_start`; scale `i`
+/// runs `options.scale_iterations(i)` steps. Stops after a scale whose run failed or was
 /// asked to stop. With `options.resume`, it starts at the checkpoint's scale and step instead
 /// (refused if the checkpoint is damaged or was made from other inputs or options); with
 /// `options.checkpoint`, it writes one every `options.checkpoint_every` steps, when stopped and
@@ -52,20 +53,25 @@ pub(super) fn run_scales(
     let (checkpoints, mut resume) = checkpointing(inputs, options, sizes.len())?;
     let mut ctx = Some(ctx);
     let mut previous: Option<Image> = None;
+    // Adam's state at the end of the previous scale and its size, with `options.warm_start`.
+    let mut carried: Option<crate::transfer::ScaleAdam> = None;
     let mut steps = 0;
     let resumed_steps = resume.as_ref().map_or(0, |r| r.total_steps as usize);
     let first_scale = resume.as_ref().map_or(0, |r| r.scale);
     for (index, &size) in sizes.iter().enumerate().skip(first_scale) {
-        let content = image_io::fit_within(inputs.original_content, size);
-        let styles = prepare_styles(inputs.raw_styles, &content, options);
+        let content = fit_content(inputs.original_content, size, options);
+        let styles = prepare_styles(inputs.raw_styles, &content, size, options);
         let init = match &previous {
             None if index == 0 => inputs.first_init.clone(),
             // A resumed scale: the checkpoint's image replaces it.
             None => content.clone(),
-            Some(image) => image_io::resize_exact(image, content.width, content.height),
+            Some(image) => next_scale_image(image, content.width, content.height, options),
         };
         let scale_ctx = ctx.take().expect("one context");
         let mut transfer = new_transfer(scale_ctx, inputs, &content, &styles, &init, options)?;
+        if let Some((state, from)) = carried.take() {
+            transfer.warm_start(&state, from)?;
+        }
         if let Some(saved) = resume.take() {
             transfer.restore_state(&saved.state)?;
             steps = (saved.total_steps - saved.state.steps_done) as usize;
@@ -75,10 +81,11 @@ pub(super) fn run_scales(
             observer.on_schedule(&schedule);
         }
         let earlier = steps;
-        let outcome = transfer.run_to(options.iterations, observer, &mut |transfer, step| match &checkpoints {
-            Some(c) if c.due(step) => c.save(transfer, index, earlier),
-            _ => Ok(()),
-        });
+        let outcome =
+            transfer.run_to(options.scale_iterations(index), observer, &mut |transfer, step| match &checkpoints {
+                Some(c) if c.due(step) => c.save(transfer, index, earlier),
+                _ => Ok(()),
+            });
         steps += transfer.steps_done();
         let last = index + 1 == sizes.len();
         if let (Some(c), Ok(_)) = (&checkpoints, &outcome)
@@ -88,6 +95,9 @@ pub(super) fn run_scales(
         }
         match outcome {
             Ok(image) if !last && !observer.should_stop() => {
+                if options.warm_start {
+                    carried = transfer.adam_state()?;
+                }
                 previous = Some(image);
                 ctx = Some(transfer.into_context());
             }

@@ -94,7 +94,8 @@ impl Picture {
 struct State {
     content: Option<Arc<Picture>>,
     styles: Vec<Arc<Picture>>,
-    iterations: usize,
+    /// Steps of the whole run, every scale's.
+    total_steps: usize,
     scales: usize,
     scale: usize,
     width: u32,
@@ -136,7 +137,8 @@ pub struct Preview {
 pub struct RunInfo {
     pub content: Image,
     pub styles: Vec<Image>,
-    pub iterations: usize,
+    /// Steps of the whole run, every scale's.
+    pub total_steps: usize,
     pub scales: usize,
     pub history: LossHistory,
 }
@@ -183,7 +185,7 @@ impl Preview {
         let mut s = self.shared.lock();
         s.content = Some(Picture::new(info.content));
         s.styles = info.styles.into_iter().map(Picture::new).collect();
-        s.iterations = info.iterations;
+        s.total_steps = info.total_steps;
         s.scales = info.scales.max(1);
         s.csv = info.history.csv_header();
         s.history = info.history;
@@ -395,7 +397,7 @@ fn num(v: f64) -> String {
 }
 
 fn state_json(s: &State, since: usize) -> String {
-    let total = s.iterations * s.scales;
+    let total = s.total_steps;
     let rate = s.first_step.and_then(|(t, first)| {
         let seconds = t.elapsed().as_secs_f64();
         (s.done_steps > first && seconds > 0.0).then(|| (s.done_steps - first) as f64 / seconds)
@@ -465,7 +467,7 @@ mod tests {
 
     #[test]
     fn state_json_is_valid_shape() {
-        let s = State { iterations: 10, scales: 1, done_steps: 3, ..State::default() };
+        let s = State { total_steps: 10, scales: 1, done_steps: 3, ..State::default() };
         let json = state_json(&s, 0);
         assert!(json.starts_with(r#"{"step":3,"total":10,"#), "{json}");
         assert!(json.contains(r#""image":-1"#) && json.contains(r#""rows":[]"#), "{json}");

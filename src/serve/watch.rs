@@ -66,7 +66,7 @@ impl<'a> Watch<'a> {
     }
 
     fn run_step(&self, step: usize) -> usize {
-        self.scale * self.options.iterations + step
+        self.options.steps_before_scale(self.scale) + step
     }
 
     /// Writes `--loss-plot` (if given) with the rows so far.
@@ -85,8 +85,8 @@ impl<'a> Watch<'a> {
 impl Observer for Watch<'_> {
     fn wants_losses(&mut self, step: usize) -> bool {
         self.inner_losses = self.inner.wants_losses(step);
-        let for_plot =
-            self.plot.is_some() && (step.is_multiple_of(self.plot_stride) || step + 1 == self.options.iterations);
+        let for_plot = self.plot.is_some()
+            && (step.is_multiple_of(self.plot_stride) || step + 1 == self.options.scale_iterations(self.scale));
         let for_preview = self.preview.is_some() && Self::due(self.last_losses, LOSSES_EVERY);
         self.inner_losses || for_plot || for_preview
     }
@@ -118,7 +118,7 @@ impl Observer for Watch<'_> {
         }
         if let Some(n) = self.save_every
             && (step + 1).is_multiple_of(n)
-            && step + 1 < self.options.iterations
+            && step + 1 < self.options.scale_iterations(self.scale)
         {
             self.write_plot().map_err(|e| TransferError::Observer(e.to_string()))?;
         }

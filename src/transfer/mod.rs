@@ -10,7 +10,9 @@ mod preset;
 /// the format is the lower module, and the loop fills it.
 pub use crate::checkpoint::{OptimizerSnapshot, TransferSnapshot};
 pub use observer::{GpuInfo, Observer, Silent};
-pub use options::{Init, InvalidOption, Optimizer, Options, PreserveColors, normalized_blend, rules};
+pub use options::{
+    Init, InvalidOption, Optimizer, Options, PreserveColors, Resample, StyleFit, Variable, normalized_blend, rules,
+};
 pub use preset::Preset;
 
 use crate::gpu::{Context, GpuError};
@@ -39,11 +41,15 @@ pub enum TransferError {
     StateMismatch(String),
 }
 
+/// Adam's state at the end of a scale and that scale's size (width, height), for the next
+/// scale's warm start.
+pub type ScaleAdam = (crate::optim::adam::AdamSnapshot, (u32, u32));
+
 /// The optimizer's state: Adam's kernel rides in the training step; L-BFGS runs after it.
 enum OptimizerState {
     /// Adam and the positions of its kernels (one per band of the image) in the training step.
     Adam {
-        adam: Adam,
+        adam: Box<Adam>,
         kernels: Vec<usize>,
     },
     Lbfgs(Box<Lbfgs>),
@@ -253,6 +259,47 @@ impl StyleTransfer {
         Ok(self.ctx.wait()?)
     }
 
+    /// Adam's state (waits for the GPU) with the size it is for, to warm-start the next scale
+    /// (`warm_start`); `None` with L-BFGS.
+    pub fn adam_state(&mut self) -> Result<Option<ScaleAdam>, TransferError> {
+        self.sync()?;
+        Ok(match &self.optimizer {
+            OptimizerState::Adam { adam, .. } => Some((adam.state(&self.ctx)?, (self.width, self.height))),
+            OptimizerState::Lbfgs(_) => None,
+        })
+    }
+
+    /// Starts Adam from another scale's `adam_state` (crowsonkb's `scale_adam`), before the first
+    /// step: its step count goes on, its first moment is resized bicubically and its second
+    /// bilinearly and clamped at 0 (PyTorch's `interpolate`, per channel).
+    pub fn warm_start(
+        &mut self,
+        state: &crate::optim::adam::AdamSnapshot,
+        from: (u32, u32),
+    ) -> Result<(), TransferError> {
+        let OptimizerState::Adam { adam, .. } = &mut self.optimizer else {
+            return Err(TransferError::StateMismatch("only Adam's state can warm-start a scale".into()));
+        };
+        if self.steps_done != 0 {
+            return Err(TransferError::StateMismatch("a scale is warm-started before its first step".into()));
+        }
+        let channels = self.network.image_len() / (self.width as usize * self.height as usize);
+        let to = (self.width, self.height);
+        let resize = |values: &[f32], bilinear: bool| -> Vec<f32> {
+            crate::image_io::interpolate::planes(values, from, to, channels, bilinear)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect()
+        };
+        let resized = crate::optim::adam::AdamSnapshot {
+            steps_taken: state.steps_taken,
+            exp_avg: resize(&state.exp_avg, false),
+            exp_avg_sq: resize(&state.exp_avg_sq, true).into_iter().map(|v| v.max(0.0)).collect(),
+        };
+        adam.restore_state(&self.ctx, &resized)?;
+        Ok(self.ctx.wait()?)
+    }
+
     /// One optimization step: forward, losses, backward, Adam; one submit, no wait. With L-BFGS
     /// the training step is submitted, then L-BFGS reads back a few scalars (waiting for it) and
     /// submits its direction and update; an error there is reported by the next `sync`.
@@ -443,8 +490,13 @@ fn set_style_targets(
         Styles::Blend(styles, blend) => {
             let blend = normalized_blend(blend, styles.len())
                 .map_err(|e| NetError::BadSize(e.render(|name| name.to_string())))?;
-            let grams = style_grams::blended(ctx, weights, network.plan(), styles, &blend)?;
-            network.set_style_grams(ctx, &grams)?;
+            let style_grams::StyleMoments { grams, means } =
+                style_grams::blended_moments(ctx, weights, network.plan(), styles, &blend)?;
+            if means.is_empty() {
+                network.set_style_grams(ctx, &grams)?;
+            } else {
+                network.set_style_moments(ctx, &grams, &means)?;
+            }
         }
         Styles::Masked(styles, _) => {
             let grams = style_grams::per_region(ctx, weights, network.plan(), styles)?;
@@ -460,10 +512,12 @@ impl OptimizerState {
         let (image, grad) = (network.image_bands(), network.image_grad_bands());
         Ok(match options.optimizer {
             Optimizer::Adam => {
-                let config = AdamConfig::new(options.learning_rate);
+                let rgb = (options.optimize_in == Variable::Rgb)
+                    .then(|| crate::optim::adam::RgbVariable::of(&options.model.preprocess()));
+                let config = AdamConfig { beta2: options.adam_beta2, rgb, ..AdamConfig::new(options.learning_rate) };
                 let (adam, kernels) = Adam::banded(ctx, &image, &grad, config)?;
                 let kernels = kernels.into_iter().map(|k| network.training_step().push(k)).collect();
-                OptimizerState::Adam { adam, kernels }
+                OptimizerState::Adam { adam: Box::new(adam), kernels }
             }
             Optimizer::Lbfgs => {
                 let config = LbfgsConfig { history: options.lbfgs_history, ..LbfgsConfig::new(options.learning_rate) };

@@ -4,7 +4,7 @@
 use crate::gpu::{Backend, ContextOptions, Precision};
 use crate::net::tiling::TileChoice;
 use crate::net::vgg::Model;
-use crate::net::{GramNorm, LossLayers, Pooling, StyleLoss};
+use crate::net::{GramNorm, LossLayers, Pooling, StyleLoss, TvLoss};
 use crate::optim::LbfgsConfig;
 
 /// Every knob of the method. `Default` reproduces the original exactly: VGG-19, content at
@@ -14,8 +14,17 @@ use crate::optim::LbfgsConfig;
 pub struct Options {
     /// Longest side of the content image in pixels (never upscaled).
     pub size: u32,
+    /// Steps of each scale (of the one scale in the original).
     pub iterations: usize,
+    /// Steps of the first scale of a multi-scale run instead of `iterations` (crowsonkb's
+    /// `--initial-iterations`); `None`: `iterations`.
+    pub initial_iterations: Option<usize>,
     pub learning_rate: f64,
+    /// Adam's beta2 (PyTorch's default 0.999; crowsonkb's tool uses 0.99).
+    pub adam_beta2: f64,
+    /// The variable Adam updates: the network's normalized input (the original) or the RGB image
+    /// in [0, 1], clamped there after every step (crowsonkb's).
+    pub optimize_in: Variable,
     /// alpha
     pub content_weight: f64,
     /// beta
@@ -47,6 +56,9 @@ pub struct Options {
     /// Weight of the total-variation regularizer `tv_weight * sum((dx)^2 + (dy)^2)` on the
     /// normalized image (the `tv` kernels); 0 (the original) adds nothing.
     pub tv_weight: f64,
+    /// The total variation's form: neural-style's sum (the one `tv_weight` above describes) or
+    /// crowsonkb's nine-point stencil on the RGB image (`net::TvLoss`).
+    pub tv_loss: TvLoss,
     /// Max pools (the original) or average pools.
     pub pooling: Pooling,
     /// neural-style's `-normalize_gradients`: each loss term's gradient is divided by its L1 norm
@@ -63,6 +75,16 @@ pub struct Options {
     /// Each style image is resized to the content's size times this (at least 16 px a side when
     /// not 1); 1 (the original) gives exactly the content's size.
     pub style_scale: f64,
+    /// What a style image is fitted to at each scale: the content's size (the original, times
+    /// `style_scale`), or the scale's longer side times `style_scale` with its own aspect ratio
+    /// (never enlarged), as crowsonkb's tool does.
+    pub style_fit: StyleFit,
+    /// The filter that resizes the inputs to each scale and one scale's result to the next.
+    pub resample: Resample,
+    /// Adam's moments and step count carry over from one scale to the next, resized (the first
+    /// moment bicubically, the second bilinearly and clamped at 0), as crowsonkb's tool does;
+    /// off (the default): each scale starts Adam afresh.
+    pub warm_start: bool,
     /// Keep the content's colours: none (the original), luminance transfer after the run, or
     /// histogram matching of the style images to the content before it.
     pub preserve_colors: PreserveColors,
@@ -100,6 +122,40 @@ pub struct Options {
     pub tile: TileChoice,
     /// GPU memory (GiB) `Auto` tiling plans for; `None`: 4 GiB (wgpu reports no adapter memory).
     pub memory_budget: Option<f64>,
+}
+
+/// The variable Adam updates (`--optimize-in`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variable {
+    /// The network's normalized input (the original; learning rate and eps in that space).
+    #[default]
+    Input,
+    /// The RGB image in [0, 1], clamped there after every step (crowsonkb's): learning rate and
+    /// eps are in RGB units whatever the model's preprocessing.
+    Rgb,
+}
+
+/// What each style image is resized to (`--style-fit`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StyleFit {
+    /// The content's size times `style_scale` (the original: exactly the content's size).
+    #[default]
+    Content,
+    /// Its longer side to the scale's times `style_scale`, its aspect ratio kept, never enlarged
+    /// (crowsonkb's `size_to_fit`).
+    Scale,
+}
+
+/// The resampling filter of the inputs and between scales (`--resample`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Resample {
+    /// Lanczos3, antialiased when shrinking, for every resize (the default).
+    #[default]
+    Lanczos,
+    /// As crowsonkb's tool: the inputs with PIL's bicubic filter (Catmull-Rom, antialiased when
+    /// shrinking), a scale's result to the next with PyTorch's `interpolate(mode='bicubic')`
+    /// (a = -0.75, half-pixel centres) clamped to [0, 1].
+    Bicubic,
 }
 
 /// How the content's colours are kept (`--preserve-colors`).
@@ -146,7 +202,10 @@ impl Default for Options {
         Self {
             size: 400,
             iterations: 2000,
+            initial_iterations: None,
             learning_rate,
+            adam_beta2: crate::optim::adam::AdamConfig::new(learning_rate).beta2,
+            optimize_in: Variable::Input,
             content_weight: loss.content_weight,
             style_weight: loss.style_weight,
             content_layers: loss.content,
@@ -161,12 +220,16 @@ impl Default for Options {
             optimizer: Optimizer::Adam,
             lbfgs_history: LbfgsConfig::new(learning_rate).history,
             tv_weight: loss.tv_weight,
+            tv_loss: loss.tv_loss,
             pooling: loss.pooling,
             normalize_gradients: loss.normalize_gradients,
             gram_norm: loss.gram_norm,
             style_loss: loss.style_loss,
             style_blend_weights: Vec::new(),
             style_scale: 1.0,
+            style_fit: StyleFit::Content,
+            resample: Resample::Lanczos,
+            warm_start: false,
             preserve_colors: PreserveColors::None,
             average_decay: 0.0,
             scales: 1,
@@ -285,6 +348,21 @@ impl Options {
                 "the checkpoint interval ({checkpoint_every}) must be at least 1 step".into(),
             );
         }
+        if !(self.adam_beta2 >= 0.0 && self.adam_beta2 < 1.0) {
+            return bad("adam_beta2", format!("{{adam_beta2}} must be in [0, 1), not {}", self.adam_beta2));
+        }
+        if self.optimizer == Optimizer::Lbfgs && self.optimize_in == Variable::Rgb {
+            return bad(
+                "optimize_in",
+                "{optimize_in} rgb is Adam's (with its clamp to [0, 1]); L-BFGS runs on the network's input".into(),
+            );
+        }
+        if self.optimizer == Optimizer::Lbfgs && self.warm_start {
+            return bad("warm_start", "{warm_start} carries Adam's moments; L-BFGS has none to carry".into());
+        }
+        if self.tv_loss == TvLoss::NinePoint && self.tv_weight > 0.0 && matches!(self.tile, TileChoice::Side(_)) {
+            return bad("tv_loss", "{tv_loss} nine-point runs untiled for now: give {tile} auto or off".into());
+        }
         if self.lbfgs_history == 0 {
             return bad("lbfgs_history", "{lbfgs_history} must be at least 1".into());
         }
@@ -328,6 +406,24 @@ impl Options {
         Ok(())
     }
 
+    /// Steps of scale `index` (from 0): `initial_iterations` for the first, `iterations` after.
+    pub fn scale_iterations(&self, index: usize) -> usize {
+        match (index, self.initial_iterations) {
+            (0, Some(first)) => first,
+            _ => self.iterations,
+        }
+    }
+
+    /// Steps of the scales before scale `index`.
+    pub fn steps_before_scale(&self, index: usize) -> usize {
+        (0..index).map(|i| self.scale_iterations(i)).sum()
+    }
+
+    /// Steps of the whole run over `scales` scales.
+    pub fn total_steps(&self, scales: usize) -> usize {
+        self.steps_before_scale(scales.max(1))
+    }
+
     /// The loss layers these options describe.
     pub fn loss_layers(&self) -> LossLayers {
         LossLayers {
@@ -342,6 +438,7 @@ impl Options {
             input: self.model.preprocess(),
             gram_norm: self.gram_norm,
             style_loss: self.style_loss,
+            tv_loss: self.tv_loss,
         }
     }
 

@@ -2,9 +2,9 @@
 //! (`RECIPE_FIELDS`) to that tool's default; an option the caller gives explicitly wins
 //! (`Preset::apply`). `Preset::options` is the library's way to the same options.
 
-use super::options::{Init, Optimizer, Options};
+use super::options::{Init, Optimizer, Options, Resample, StyleFit, Variable};
 use crate::net::vgg::Model;
-use crate::net::{GramNorm, Pooling, StyleLoss};
+use crate::net::{GramNorm, Pooling, StyleLoss, TvLoss};
 
 /// A tool's default recipe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +13,19 @@ pub enum Preset {
     Gatys,
     /// jcjohnson/neural-style's defaults (also ProGamerGov/neural-style-pt's).
     Jcjohnson,
+    /// crowsonkb/style-transfer-pytorch's `style_transfer.py` defaults.
+    Crowsonkb,
+}
+
+/// crowsonkb's smallest scale (`min_scale`), the start of its sqrt(2) ladder.
+pub const CROWSONKB_MIN_SCALE: u32 = 128;
+
+/// The number of scales crowsonkb's `gen_scales(128, size)` makes: `size / sqrt(2)^i` rounded, for
+/// every i that stays at or above 128 (one scale when `size` is smaller). `pipeline::scale_sizes`
+/// with that count and no `min_size` gives the same sizes.
+pub fn crowsonkb_scales(size: u32) -> usize {
+    let start = CROWSONKB_MIN_SCALE.min(size);
+    (0..).take_while(|&i| (f64::from(size) / 2f64.powf(f64::from(i) / 2.0)).round() >= f64::from(start)).count()
 }
 
 /// One option a recipe sets: its `Options` field name, how to copy it from one `Options` to
@@ -38,9 +51,12 @@ recipe_fields!(
     model,
     size,
     iterations,
+    initial_iterations,
     init,
     optimizer,
     learning_rate,
+    adam_beta2,
+    optimize_in,
     lbfgs_history,
     content_layers,
     content_weight,
@@ -50,21 +66,27 @@ recipe_fields!(
     style_loss,
     gram_norm,
     tv_weight,
+    tv_loss,
     pooling,
     normalize_gradients,
     style_scale,
+    style_fit,
+    resample,
     average_decay,
     scales,
+    min_size,
+    warm_start,
 );
 
 impl Preset {
-    pub const ALL: [Preset; 2] = [Preset::Gatys, Preset::Jcjohnson];
+    pub const ALL: [Preset; 3] = [Preset::Gatys, Preset::Jcjohnson, Preset::Crowsonkb];
 
     /// The name `--preset` takes.
     pub fn name(self) -> &'static str {
         match self {
             Preset::Gatys => "gatys",
             Preset::Jcjohnson => "jcjohnson",
+            Preset::Crowsonkb => "crowsonkb",
         }
     }
 
@@ -73,6 +95,9 @@ impl Preset {
         match self {
             Preset::Gatys => "the original method (Gatys, Ecker & Bethge, CVPR 2016): today's defaults",
             Preset::Jcjohnson => "jcjohnson/neural-style (Lua) and ProGamerGov/neural-style-pt with their defaults",
+            Preset::Crowsonkb => {
+                "crowsonkb/style-transfer-pytorch (style_transfer.py as of e7e2c71, 2023-05-21) with its defaults"
+            }
         }
     }
 
@@ -88,6 +113,17 @@ impl Preset {
                  side to -image_size times -style_scale); neural-style's -tv_weight 1e-3 is our \
                  0.0005 (our term is W times the sum of squares, whose gradient is neural-style's \
                  at W = its weight / 2)"
+            }
+            Preset::Crowsonkb => {
+                "its matrix square roots are exact (Newton-Schulz to convergence with a residual guard; \
+                 it runs 12 iterations of sqrtm_ns_lyap); its first convolution pads by replicating \
+                 edges, ours with zeros; the content is never enlarged (it scales a smaller content up \
+                 to --end-scale); sizes round half away from zero (Python rounds half to even); the \
+                 bicubic input filter is the image crate's Catmull-Rom, not PIL's own code. Where the \
+                 tool's source and its summary differ we follow the source: content loss plain MSE \
+                 (ContentLossMSE since 4cba99d, not ScaledMSELoss), the nine-point TV (since \
+                 4937825), max pools (its default; its x2 average pools are an option there), \
+                 bicubic resampling (not Lanczos) and Adam betas (0.9, 0.99)"
             }
         }
     }
@@ -122,21 +158,63 @@ impl Preset {
                 scales: 1,
                 ..gatys
             },
+            Preset::Crowsonkb => {
+                let size = 512;
+                let layer_weights = [256.0, 64.0, 16.0, 4.0, 1.0];
+                let sum: f64 = layer_weights.iter().sum();
+                Options {
+                    model: Model::Vgg19,
+                    // Its --end-scale.
+                    size,
+                    iterations: 500,
+                    initial_iterations: Some(1000),
+                    init: Init::Content,
+                    optimizer: Optimizer::Adam,
+                    learning_rate: 0.02,
+                    adam_beta2: 0.99,
+                    optimize_in: Variable::Rgb,
+                    content_layers: vec!["relu4_2".into()],
+                    content_weight: 0.015,
+                    style_layers: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"].map(String::from).to_vec(),
+                    style_layer_weights: layer_weights.iter().map(|w| w / sum).collect(),
+                    style_weight: 1.0,
+                    style_loss: StyleLoss::W2,
+                    gram_norm: GramNorm::None,
+                    tv_weight: 2.0,
+                    tv_loss: TvLoss::NinePoint,
+                    pooling: Pooling::Max,
+                    normalize_gradients: false,
+                    style_scale: 1.0,
+                    style_fit: StyleFit::Scale,
+                    resample: Resample::Bicubic,
+                    average_decay: 0.99,
+                    scales: crowsonkb_scales(size),
+                    min_size: None,
+                    warm_start: true,
+                    ..gatys
+                }
+            }
         }
     }
 
     /// Sets every recipe field of `options` to this preset's value, except those for which
     /// `explicit(field)` is true (given by the caller: they win). Returns the fields it set.
+    /// crowsonkb's scale count follows the size: with an explicit `--size` and no explicit
+    /// `--scales`, it is the ladder from 128 px to that size.
     pub fn apply(self, options: &mut Options, explicit: &dyn Fn(&str) -> bool) -> Vec<&'static str> {
         let recipe = self.options();
-        RECIPE_FIELDS
+        let set: Vec<&'static str> = RECIPE_FIELDS
             .iter()
             .filter(|field| !explicit(field.name))
             .map(|field| {
                 (field.copy)(options, &recipe);
                 field.name
             })
-            .collect()
+            .collect();
+        if self == Preset::Crowsonkb && set.contains(&"scales") {
+            options.scales = crowsonkb_scales(options.size);
+        }
+        set
     }
 
     /// Every field the preset sets, with its value as the command line writes it.
@@ -193,6 +271,39 @@ impl FlagValue for Vec<f64> {
     fn flag_value(&self) -> String {
         self.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
     }
+}
+
+/// An optional value: its number, or `off` when unset (shown as the flag's absence).
+impl FlagValue for Option<usize> {
+    fn flag_value(&self) -> String {
+        self.map_or("off".into(), |n| n.to_string())
+    }
+}
+
+impl FlagValue for Option<u32> {
+    fn flag_value(&self) -> String {
+        self.map_or("off".into(), |n| n.to_string())
+    }
+}
+
+/// An enum's value as its flag takes it: clap's kebab-case of the variant's name.
+macro_rules! kebab_flag_value {
+    ($($t:ty),+) => { $(impl FlagValue for $t {
+        fn flag_value(&self) -> String { kebab(&format!("{self:?}")) }
+    })+ };
+}
+kebab_flag_value!(Variable, TvLoss, StyleFit, Resample);
+
+/// `NinePoint` as `nine-point`.
+fn kebab(name: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in name.chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.extend(ch.to_lowercase());
+    }
+    out
 }
 
 impl FlagValue for Init {
@@ -256,7 +367,29 @@ mod tests {
             preset.options().validate().unwrap_or_else(|e| panic!("{preset}: {e}"));
             assert_eq!(preset.name().parse::<Preset>(), Ok(preset));
         }
-        assert!("neural".parse::<Preset>().unwrap_err().contains("gatys, jcjohnson"));
+        assert!("neural".parse::<Preset>().unwrap_err().contains("gatys, jcjohnson, crowsonkb"));
+    }
+
+    /// crowsonkb's `gen_scales(128, end)`, for its defaults and for sizes around the ladder's
+    /// steps; the scale count follows an explicit --size.
+    #[test]
+    fn crowsonkb_scales_are_its_ladder() {
+        let ladder = |size: u32| crate::pipeline::scale_sizes(size, crowsonkb_scales(size), None);
+        assert_eq!(ladder(512), [128, 181, 256, 362, 512]);
+        assert_eq!(ladder(400), [141, 200, 283, 400]);
+        assert_eq!(ladder(181), [128, 181]);
+        assert_eq!(ladder(180), [180]);
+        assert_eq!(ladder(64), [64]);
+        let mut options = Options { size: 400, ..Options::default() };
+        let set = Preset::Crowsonkb.apply(&mut options, &|field| field == "size");
+        assert!(set.contains(&"scales") && !set.contains(&"size"));
+        assert_eq!((options.size, options.scales, options.initial_iterations), (400, 4, Some(1000)));
+        let mut options = Options { scales: 2, ..Options::default() };
+        Preset::Crowsonkb.apply(&mut options, &|field| field == "scales");
+        assert_eq!(options.scales, 2, "explicit: kept");
+        let shown = Preset::Crowsonkb.settings();
+        assert!(shown.contains(&("tv_loss", "nine-point".into())) && shown.contains(&("optimize_in", "rgb".into())));
+        assert!(shown.contains(&("warm_start", "on".into())) && shown.contains(&("initial_iterations", "1000".into())));
     }
 
     #[test]
