@@ -603,8 +603,19 @@ fn cli_crowsonkb_preset_runs_over_warm_started_scales() {
     }
     let f = fixture();
     let out = f.path("crowsonkb.png");
-    let mut args = with_arg(with_arg(base_args(&f, &out), "--preset", "crowsonkb"), "--size", "24");
-    args.extend(["--scales", "2", "--initial-iterations", "3"].map(std::ffi::OsString::from));
+    // 32 px, not 24: the first of two scales (1/sqrt(2) of it, 23x19) must still pass
+    // VGG-19's four pools, which need 16 px each way.
+    let args = with_arg(with_arg(base_args(&f, &out), "--preset", "crowsonkb"), "--size", "32");
+    let mut args = [&args[..], &["--scales", "2", "--initial-iterations", "3"].map(std::ffi::OsString::from)].concat();
+    // Fitted to a scale and never enlarged, the fixture's 17x13 style is too small for the pools:
+    // named in one line.
+    let small = stylize().args(&args).output().unwrap();
+    let error = String::from_utf8_lossy(&small.stderr);
+    assert_eq!(small.status.code(), Some(1), "{error}");
+    assert!(error.lines().last().unwrap().contains("style image 1: image of 17x13 pixels is too small"), "{error}");
+    let style = f.path("style_large.png");
+    random_png(&style, 40, 30, 2);
+    args = with_arg(args, "--style", &style);
     let output = stylize().args(&args).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let lines = stderr_lines(&output);
@@ -626,5 +637,6 @@ fn cli_crowsonkb_preset_runs_over_warm_started_scales() {
     assert!(first.ends_with("; given over it: --size --iterations --initial-iterations --scales"), "{first}");
     // 3 steps on the first scale, --iterations 2 on the second.
     assert!(lines.last().unwrap().contains("after 5 steps"), "{lines:?}");
+    // The 24x20 content is not enlarged to 32.
     assert_eq!(image::open(&out).unwrap().width(), 24);
 }

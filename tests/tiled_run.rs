@@ -109,6 +109,12 @@ fn a_tile_side_off_the_grid_is_a_usage_error() {
 /// The other controls over tiles: L-BFGS, the iterate average, two blended styles and two scales
 /// write what the untiled run writes (within 8-bit rounding); and a tiled run checkpointed after
 /// 2 steps and resumed to 4 writes the same bytes as 4 straight tiled steps.
+///
+/// The second scale takes one step: there the upsampled image's style loss is 4000x the first
+/// scale's, L-BFGS's first step (1/|g|_1) is so small that the next one's curvature pair is
+/// mostly f32 rounding, and that step alone puts 2-3 levels between any two summation orders
+/// (measured: 0.004 levels with one step there, 2.2 with two, tiled or not). The first scale's
+/// three steps exercise the curvature pairs over tiles.
 #[test]
 fn controls_and_resume_work_over_tiles() {
     if gpu_or_skip("controls_and_resume_work_over_tiles").is_none() {
@@ -118,7 +124,20 @@ fn controls_and_resume_work_over_tiles() {
     random_png(&fixture.path("style2.png"), 90, 70, 3);
     let style2 = fixture.path("style2.png");
     let style2 = style2.to_str().unwrap();
-    let controls = ["--optimizer", "lbfgs", "--average-decay", "0.5", "--scales", "2", "--style", style2];
+    let controls = [
+        "--optimizer",
+        "lbfgs",
+        "--average-decay",
+        "0.5",
+        "--scales",
+        "2",
+        "--initial-iterations",
+        "3",
+        "--iterations",
+        "1",
+        "--style",
+        style2,
+    ];
     for (name, tile) in [("controls_off.png", "off"), ("controls_tiled.png", "48")] {
         let run = fixture.run(name, &[&controls[..], &["--tile", tile]].concat());
         assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
@@ -126,7 +145,7 @@ fn controls_and_resume_work_over_tiles() {
     let (a, b) = (pixels(&fixture.path("controls_off.png")), pixels(&fixture.path("controls_tiled.png")));
     let largest = a.iter().zip(&b).map(|(&x, &y)| (x as i32 - y as i32).abs()).max().unwrap();
     eprintln!("controls, tiled vs untiled: at most {largest} levels apart");
-    assert!(largest <= 2, "a sample differs by {largest} levels");
+    assert!(largest <= 1, "a sample differs by {largest} levels");
 
     let checkpoint = fixture.path("run.ckpt");
     let checkpoint = checkpoint.to_str().unwrap();

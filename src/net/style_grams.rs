@@ -50,11 +50,18 @@ pub fn blended_moments(
     let w2 = target.losses.style_loss == super::StyleLoss::W2;
     let mut mean_sums: Vec<Vec<f64>> =
         target.style.iter().filter(|_| w2).map(|t| vec![0.0; target.acts[t.act].channels]).collect();
-    for (style, &b) in styles.iter().zip(blend) {
+    for (index, (style, &b)) in styles.iter().zip(blend).enumerate() {
         if b == 0.0 {
             continue;
         }
-        let plan = Plan::new(&target.layers, &widths, style.height as usize, style.width as usize, &losses)?;
+        // A style smaller than the content (another size, or fitted to a scale) is named.
+        let plan =
+            Plan::new(&target.layers, &widths, style.height as usize, style.width as usize, &losses).map_err(|e| {
+                match e {
+                    NetError::BadSize(why) => NetError::BadSize(format!("style image {}: {why}", index + 1)),
+                    e => e,
+                }
+            })?;
         let executor = Executor::new(ctx, plan, weights)?;
         let grams = executor.style_grams(ctx, &style.data)?;
         for (((sum, gram), term), own) in sums.iter_mut().zip(&grams).zip(&target.style).zip(&executor.plan.style) {
