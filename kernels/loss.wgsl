@@ -1,13 +1,14 @@
 // Squared-difference losses: content mean((A - B)^2) and per-layer style w * mean((G - S)^2) / (C H W)
 // differ only in the scale the host passes. The forward produces partial sums over 2048-value
 // blocks (per-thread runs of 8, then a tree in workgroup memory), finished by reduce.wgsl; the
-// backward writes (or adds) scale * (A - B).
+// backward writes (or adds) scale * (A - B). The masked forms (flag 8) weigh each value by M
+// (video's temporal term, M the flow's reliability): sums of M (A - B)^2 and scale * M (A - B).
 
 struct Params {
     groups: u32,     // logical workgroups (filled by the host)
     len: u32,        // values in A and B
     dst_offset: u32, // forward: where block g's sum goes in dst
-    flags: u32,      // backward: bit 2 accumulates into dst
+    flags: u32,      // 8: weighted by M (masked); 4 (backward): accumulates into dst
     scale: f32,      // forward: factor on each block sum; backward: factor on A - B
     _pad0: u32,
     _pad1: u32,
@@ -18,6 +19,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> lhs: array<f32>;       // A (target features or Gram)
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<storage, read> rhs: array<f32>;       // B (content features or style Gram)
+@group(0) @binding(4) var<storage, read> weight: array<f32>;    // M (masked forms; B again otherwise)
 
 const THREADS: u32 = 256u;
 const ITEMS: u32 = 8u;
@@ -38,13 +40,18 @@ fn sq_diff_partial(
     if (group >= params.groups) {
         return;
     }
+    let masked = (params.flags & 8u) != 0u;
     let base = group * THREADS * ITEMS;
     var sum = 0.0;
     for (var i = 0u; i < ITEMS; i++) {
         let index = base + i * THREADS + lid;
         if (index < params.len) {
             let d = lhs[index] - rhs[index];
-            sum = fma(d, d, sum);
+            var md = d;
+            if (masked) {
+                md = weight[index] * d;
+            }
+            sum = fma(md, d, sum);
         }
     }
     tree[lid] = sum;
@@ -71,6 +78,9 @@ fn sq_diff_backward(
         return;
     }
     var value = params.scale * (lhs[i] - rhs[i]);
+    if ((params.flags & 8u) != 0u) {
+        value *= weight[i];
+    }
     if ((params.flags & 4u) != 0u) {
         value += dst[i];
     }

@@ -26,6 +26,7 @@ pub mod serve;
 #[cfg(feature = "testing")]
 pub mod test_support;
 pub mod transfer;
+pub mod video;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,9 @@ pub enum Error {
     Serve(#[from] serve::ServeError),
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
+    /// A clip's frames, flows or frames folder (`pipeline::video`).
+    #[error(transparent)]
+    Video(#[from] video::flo::VideoError),
     /// An output path that cannot be used (`Outputs`, `Options::checkpoint`, `Options::resume`).
     #[error("{0}")]
     Output(String),

@@ -34,6 +34,10 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Option<i32>>
         Some(Command::Weights(args)) => done(cli::weights::run(args)),
         Some(Command::Models(args)) => done(cli::models::run(args)),
         Some(Command::Plan(args)) => done(cli::plan::run(args)),
+        Some(Command::Video(args)) => {
+            let sub = matches.subcommand_matches("video").expect("the video subcommand");
+            cli::video::run(args, sub)
+        }
         None => cli::run::transfer(cli.run, matches),
     }
 }

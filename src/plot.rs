@@ -199,6 +199,7 @@ mod tests {
             content,
             style,
             tv,
+            temporal: 0.0,
             total: content + 1e6 * style + tv,
         }
     }

@@ -452,6 +452,41 @@ fn gpu_losses_match_reference() {
     }
 }
 
+/// The masked squared difference (video's temporal term): a mask of zeros and values in (0, 1],
+/// one and two reduction levels, written and accumulated.
+#[test]
+fn gpu_masked_losses_match_reference() {
+    let mut rng = Rng::new(81);
+    for (grid, ctx) in contexts("gpu_masked_losses_match_reference") {
+        for len in [3 * 7 * 11, 3 * 301 * 233] {
+            let (a, b) = (rng.vec(len, -1.0, 1.0), rng.vec(len, -1.0, 1.0));
+            // A third of the values unreliable (0), the rest weighed in (0, 1].
+            let m: Vec<f64> = (0..len).map(|_| rng.uniform()).map(|u| if u < 1.0 / 3.0 { 0.0 } else { u }).collect();
+            let (lhs, rhs, mask) = (upload(&ctx, &a), upload(&ctx, &b), upload(&ctx, &m));
+            let losses = poisoned(&ctx, 3);
+            let scale = 0.37 / len as f64;
+            let mut step = Step::new();
+            loss::masked_sq_diff_forward(&ctx, &mut step, len, &lhs, &rhs, &mask, &losses, 2, scale).unwrap();
+            run(&ctx, &step);
+            assert_close(
+                &format!("masked loss, {len} values ({grid})"),
+                &read(&ctx, &losses, 3)[2..],
+                &[loss::reference::masked_sq_diff(&a, &b, &m, scale)],
+                F32_TOL,
+            );
+            let grad = poisoned(&ctx, len);
+            run(&ctx, &single(loss::masked_sq_diff_backward(&ctx, len, &lhs, &rhs, &mask, &grad, scale, false)));
+            let reference = loss::reference::masked_sq_diff_backward(&a, &b, &m, scale);
+            assert_close(&format!("masked backward ({grid})"), &read(&ctx, &grad, len), &reference, F32_TOL);
+            let base = rng.vec(len, -1e-4, 1e-4);
+            let acc = upload(&ctx, &base);
+            run(&ctx, &single(loss::masked_sq_diff_backward(&ctx, len, &lhs, &rhs, &mask, &acc, scale, true)));
+            let expected: Vec<f64> = reference.iter().zip(&base).map(|(r, b)| r + b).collect();
+            assert_close(&format!("masked backward += ({grid})"), &read(&ctx, &acc, len), &expected, F32_TOL);
+        }
+    }
+}
+
 #[test]
 fn gpu_adam_steps_match_reference() {
     let mut rng = Rng::new(9);

@@ -134,6 +134,17 @@ fn gradcheck_content_loss() {
 }
 
 #[test]
+fn gradcheck_masked_loss() {
+    let mut rng = Rng::new(151);
+    let a = rng.vec(60, -1.0, 1.0);
+    let b = rng.vec(60, -1.0, 1.0);
+    let m: Vec<f64> = (0..60).map(|i| if i % 4 == 0 { 0.0 } else { rng.uniform() }).collect();
+    let scale = 0.6 / 60.0;
+    let numeric = finite_differences(&a, |a| loss::reference::masked_sq_diff(a, &b, &m, scale));
+    assert_gradcheck("masked loss", &loss::reference::masked_sq_diff_backward(&a, &b, &m, scale), &numeric);
+}
+
+#[test]
 fn gradcheck_style_loss() {
     let mut rng = Rng::new(16);
     let shape = GramShape { channels: 4, n: 3 * 5 };

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use super::{
     bench::BenchArgs, devices::DevicesArgs, models::ModelsArgs, plan::PlanArgs, recolor::RecolorArgs, run::RunArgs,
-    weights::WeightsArgs,
+    video::VideoArgs, weights::WeightsArgs,
 };
 
 #[derive(Parser, Debug)]
@@ -28,6 +28,8 @@ pub struct Cli {
 
 /// One variant per subcommand; a new subcommand is a file of `cli` with its `Args` and its `run`,
 /// one variant here and one arm in `main`'s dispatch.
+// Parsed once per process: the run's flags inside `Video` make it the large variant.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List GPU adapters with their backend, type and key limits.
@@ -50,4 +52,16 @@ pub enum Command {
     /// the tile side (or untiled), tiles, halo, FLOPs per step and the tiling overhead: the
     /// schedule a run's --tile auto picks for the same budget and binding limit.
     Plan(PlanArgs),
+    /// Stylize a clip frame by frame without flicker (Ruder, Dosovitskiy & Brox 2016): each
+    /// frame starts from the previous result warped along the optical flow and is held to it
+    /// where the flow is reliable. Every flag of a run applies to each frame; -o is the folder
+    /// the frames are written to (frame_0001.png, ...), and rerunning the same command continues
+    /// at the first frame not yet written. --init: prev-warped (default), prev or content.
+    #[command(
+        mut_arg("content", |a| a.required(false).hide(true)),
+        mut_arg("output", |a| a.default_value("frames").help("Folder the frames are written to (created if missing)")),
+        mut_arg("init", |a| a.default_value("prev-warped").value_name("prev-warped|prev|content")
+            .help("Where each frame after the first starts: the previous result warped to it (Ruder et al.), as it is, or the frame itself"))
+    )]
+    Video(VideoArgs),
 }

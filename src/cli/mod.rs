@@ -17,4 +17,5 @@ mod progress;
 pub mod recolor;
 pub mod run;
 pub mod values;
+pub mod video;
 pub mod weights;

@@ -71,6 +71,8 @@ pub struct CliProgress {
     pub last_losses: Option<Losses>,
     /// On a CPU adapter: the one line saying so, with the expected time of the run.
     cpu: Option<CpuNotice>,
+    /// A clip's later frames: the notices (CPU adapter, precision) were given with the first.
+    pub quiet: bool,
 }
 
 impl CliProgress {
@@ -105,6 +107,7 @@ impl CliProgress {
             started: None,
             last_losses: None,
             cpu: None,
+            quiet: false,
         }
     }
 
@@ -133,13 +136,17 @@ impl Observer for CliProgress {
 
     fn on_gpu(&mut self, gpu: &stylize::GpuInfo) -> Result<(), TransferError> {
         self.download.finish();
-        let interrupt = Interrupt::install().map_err(|e| TransferError::Observer(format!("signals: {e}")))?;
-        self.interrupt = Some(interrupt);
-        if let Some(warning) = &gpu.precision_warning {
+        // Once per process: a clip's later frames keep the first frame's (a second
+        // registration would exit on the first signal).
+        if self.interrupt.is_none() {
+            let interrupt = Interrupt::install().map_err(|e| TransferError::Observer(format!("signals: {e}")))?;
+            self.interrupt = Some(interrupt);
+        }
+        if let Some(warning) = gpu.precision_warning.as_ref().filter(|_| !self.quiet) {
             eprintln!("stylize: warning: {warning}");
         }
         self.adapter = gpu.adapter.clone();
-        self.cpu = gpu.is_cpu.then(|| CpuNotice::new(&gpu.adapter, &self.options));
+        self.cpu = (gpu.is_cpu && !self.quiet).then(|| CpuNotice::new(&gpu.adapter, &self.options));
         self.started = Some(Instant::now());
         Ok(())
     }
@@ -182,8 +189,9 @@ impl Observer for CliProgress {
         if let Some(l) = losses {
             if self.print_every > 0 && step.is_multiple_of(self.print_every) {
                 let tv = if self.tv { format!("  tv {:.4e}", l.tv) } else { String::new() };
+                let temporal = if l.temporal > 0.0 { format!("  temporal {:.4e}", l.temporal) } else { String::new() };
                 let line = format!(
-                    "step {step:>5}  content {:.4e}  style {:.4e}{tv}  total {:.4e}",
+                    "step {step:>5}  content {:.4e}  style {:.4e}{tv}{temporal}  total {:.4e}",
                     l.content, l.style, l.total
                 );
                 if self.interactive {

@@ -8,6 +8,7 @@ mod network;
 mod plan;
 pub mod reference;
 pub mod style_grams;
+mod temporal;
 mod tiled;
 pub mod tiling;
 mod training;
@@ -20,6 +21,7 @@ pub use network::Network;
 pub use plan::{
     ActShape, GramNorm, LossLayers, LossTerm, Node, Plan, Pooling, Storage, StyleLoss, TermMask, TvLoss, pool_mask,
 };
+pub use temporal::TemporalTerm;
 pub use tiled::TiledExecutor;
 pub use training::FiniteGuard;
 pub use vgg::ConvLayerWeights;
@@ -68,7 +70,7 @@ pub fn random_weights(widths: &[usize], seed: u64) -> Vec<ConvLayerWeights> {
 }
 
 /// Loss values of one evaluation: each term as defined by the method, unweighted, the weighted
-/// total variation, and the total alpha * content + beta * style + tv.
+/// total variation and temporal term, and the total alpha * content + beta * style + tv + temporal.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Losses {
     pub content_terms: Vec<f64>,
@@ -77,6 +79,9 @@ pub struct Losses {
     pub style: f64,
     /// `tv_weight * TV(image)` (already weighted; 0 without the term).
     pub tv: f64,
+    /// A video frame's `temporal_weight * mean(c (x - w)^2)` (`TemporalTerm`; already weighted,
+    /// 0 without the term).
+    pub temporal: f64,
     pub total: f64,
 }
 
@@ -95,7 +100,13 @@ impl Losses {
             content,
             style,
             tv,
+            temporal: 0.0,
             total: plan.content_weight * content + plan.style_weight * style + tv,
         }
+    }
+
+    /// With a temporal term of (weighted) value `temporal` added.
+    pub fn with_temporal(self, temporal: f64) -> Self {
+        Self { temporal: self.temporal + temporal, total: self.total + temporal, ..self }
     }
 }

@@ -1,5 +1,6 @@
 //! The losses of the method, both squared differences with a scale:
-//! content = mean((F - P)^2), style term = w * mean((G - A)^2) / (C H W).
+//! content = mean((F - P)^2), style term = w * mean((G - A)^2) / (C H W); and their masked form,
+//! scale * sum(M (F - P)^2), video's temporal term (M the flow's reliability).
 //! Forward into a slot of a small loss buffer, backward as scale * (lhs - rhs); f64 references beside.
 
 use bytemuck::{Pod, Zeroable};
@@ -10,6 +11,8 @@ use crate::gpu::{Context, GpuError, Kernel, ShaderSource, Step};
 pub const SHADER: ShaderSource = ShaderSource { name: "loss", source: include_str!("../../kernels/loss.wgsl") };
 
 const FLAG_ACCUMULATE: u32 = 4;
+/// Each value weighed by the mask bound after `rhs`.
+const FLAG_MASKED: u32 = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -42,33 +45,88 @@ pub fn sq_diff_forward(
     slot: usize,
     scale: f64,
 ) -> Result<(), GpuError> {
-    let blocks = reduce::blocks(len);
+    forward(ctx, step, Operands { len, lhs, rhs, mask: None }, losses, slot, scale)
+}
+
+/// As `sq_diff_forward`, each squared difference weighed by `mask`'s value:
+/// `losses[slot] = scale * sum(mask (lhs - rhs)^2)`.
+#[allow(clippy::too_many_arguments)]
+pub fn masked_sq_diff_forward(
+    ctx: &Context,
+    step: &mut Step,
+    len: usize,
+    lhs: &wgpu::Buffer,
+    rhs: &wgpu::Buffer,
+    mask: &wgpu::Buffer,
+    losses: &wgpu::Buffer,
+    slot: usize,
+    scale: f64,
+) -> Result<(), GpuError> {
+    forward(ctx, step, Operands { len, lhs, rhs, mask: Some(mask) }, losses, slot, scale)
+}
+
+/// What a squared difference reads: `len` values of `lhs` and `rhs`, weighed by `mask` if any.
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    len: usize,
+    lhs: &'a wgpu::Buffer,
+    rhs: &'a wgpu::Buffer,
+    mask: Option<&'a wgpu::Buffer>,
+}
+
+impl Operands<'_> {
+    fn flags(&self) -> u32 {
+        if self.mask.is_some() { FLAG_MASKED } else { 0 }
+    }
+
+    /// The bindings after `dst`: rhs, then the mask (rhs again when unmasked: the module
+    /// declares the binding for both forms).
+    fn bindings<'b>(&'b self, dst: &'b wgpu::Buffer) -> [&'b wgpu::Buffer; 4] {
+        [self.lhs, dst, self.rhs, self.mask.unwrap_or(self.rhs)]
+    }
+}
+
+fn forward(
+    ctx: &Context,
+    step: &mut Step,
+    operands: Operands<'_>,
+    losses: &wgpu::Buffer,
+    slot: usize,
+    scale: f64,
+) -> Result<(), GpuError> {
+    let blocks = reduce::blocks(operands.len);
     if blocks == 1 {
-        step.push(partial_kernel(ctx, len, lhs, rhs, losses, slot, scale as f32)?);
+        step.push(partial_kernel(ctx, operands, losses, slot, scale as f32)?);
         return Ok(());
     }
     let partials = ctx.buffer("loss block sums", blocks)?;
-    step.push(partial_kernel(ctx, len, lhs, rhs, &partials, 0, 1.0)?);
+    step.push(partial_kernel(ctx, operands, &partials, 0, 1.0)?);
     let partials = step.keep(partials).clone();
     reduce::sum_into(ctx, step, blocks, &partials, losses, slot, scale as f32)
 }
 
 fn partial_kernel(
     ctx: &Context,
-    len: usize,
-    lhs: &wgpu::Buffer,
-    rhs: &wgpu::Buffer,
+    operands: Operands<'_>,
     dst: &wgpu::Buffer,
     dst_offset: usize,
     scale: f32,
 ) -> Result<Kernel, GpuError> {
-    let params = Params { groups: 0, len: len as u32, dst_offset: dst_offset as u32, flags: 0, scale, _pad: [0; 3] };
+    let len = operands.len;
+    let params = Params {
+        groups: 0,
+        len: len as u32,
+        dst_offset: dst_offset as u32,
+        flags: operands.flags(),
+        scale,
+        _pad: [0; 3],
+    };
     Kernel::new(
         ctx,
         SHADER,
         "sq_diff_partial",
         bytemuck::bytes_of(&params),
-        &[lhs, dst, rhs],
+        &operands.bindings(dst),
         reduce::blocks(len) as u32,
     )
 }
@@ -84,11 +142,38 @@ pub fn sq_diff_backward(
     scale: f64,
     accumulate: bool,
 ) -> Result<Kernel, GpuError> {
+    backward(ctx, Operands { len, lhs, rhs, mask: None }, grad, scale, accumulate)
+}
+
+/// grad (=, or +=) 2 * scale * mask * (lhs - rhs): the gradient of `masked_sq_diff_forward`'s
+/// term with respect to lhs.
+#[allow(clippy::too_many_arguments)]
+pub fn masked_sq_diff_backward(
+    ctx: &Context,
+    len: usize,
+    lhs: &wgpu::Buffer,
+    rhs: &wgpu::Buffer,
+    mask: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+    scale: f64,
+    accumulate: bool,
+) -> Result<Kernel, GpuError> {
+    backward(ctx, Operands { len, lhs, rhs, mask: Some(mask) }, grad, scale, accumulate)
+}
+
+fn backward(
+    ctx: &Context,
+    operands: Operands<'_>,
+    grad: &wgpu::Buffer,
+    scale: f64,
+    accumulate: bool,
+) -> Result<Kernel, GpuError> {
+    let len = operands.len;
     let params = Params {
         groups: 0,
         len: len as u32,
         dst_offset: 0,
-        flags: if accumulate { FLAG_ACCUMULATE } else { 0 },
+        flags: operands.flags() | if accumulate { FLAG_ACCUMULATE } else { 0 },
         scale: (2.0 * scale) as f32,
         _pad: [0; 3],
     };
@@ -97,7 +182,7 @@ pub fn sq_diff_backward(
         SHADER,
         "sq_diff_backward",
         bytemuck::bytes_of(&params),
-        &[lhs, grad, rhs],
+        &operands.bindings(grad),
         (len as u32).div_ceil(256),
     )
 }
@@ -111,5 +196,15 @@ pub mod reference {
     /// d/d lhs of `sq_diff`.
     pub fn sq_diff_backward(lhs: &[f64], rhs: &[f64], scale: f64) -> Vec<f64> {
         lhs.iter().zip(rhs).map(|(a, b)| 2.0 * scale * (a - b)).collect()
+    }
+
+    /// scale * sum(mask (lhs - rhs)^2)
+    pub fn masked_sq_diff(lhs: &[f64], rhs: &[f64], mask: &[f64], scale: f64) -> f64 {
+        scale * lhs.iter().zip(rhs).zip(mask).map(|((a, b), m)| m * (a - b) * (a - b)).sum::<f64>()
+    }
+
+    /// d/d lhs of `masked_sq_diff`.
+    pub fn masked_sq_diff_backward(lhs: &[f64], rhs: &[f64], mask: &[f64], scale: f64) -> Vec<f64> {
+        lhs.iter().zip(rhs).zip(mask).map(|((a, b), m)| 2.0 * scale * m * (a - b)).collect()
     }
 }

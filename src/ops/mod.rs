@@ -30,6 +30,7 @@ macro_rules! coop_shader {
 pub mod bands;
 pub mod check;
 pub mod conv;
+pub mod flow;
 pub mod gram;
 pub mod loss;
 pub mod mixed;
@@ -40,6 +41,7 @@ pub mod region;
 pub mod relu;
 mod shape;
 pub mod tv;
+pub mod tvl1;
 pub mod vector;
 pub mod w2;
 
@@ -84,11 +86,12 @@ pub fn kernel_class(ctx: &Context) -> Result<AdapterClass, GpuError> {
 
 /// Every module the ops compile (`optim::SHADERS` has the optimizers'), for validation (the
 /// `COOP_SHADER`s run only on adapters with cooperative matrices, one module per shape).
-pub const SHADERS: [ShaderSource; 19] = [
+pub const SHADERS: [ShaderSource; 21] = [
     check::SHADER,
     conv::SHADER,
     conv::COOP_SHADER.side16,
     conv::COOP_SHADER.side8,
+    flow::SHADER,
     gram::SHADER,
     gram::COOP_SHADER.side16,
     gram::COOP_SHADER.side8,
@@ -102,6 +105,7 @@ pub const SHADERS: [ShaderSource; 19] = [
     relu::MASK_SHADER,
     tv::SHADER,
     tv::nine_point::SHADER,
+    tvl1::SHADER,
     vector::SHADER,
     w2::SHADER,
 ];

@@ -36,6 +36,17 @@ impl Preprocess {
     /// The Caffe VGG (as neural-style feeds it): BGR x 255 minus the mean pixel, no std.
     pub const CAFFE: Preprocess = Preprocess { source: [2, 1, 0], scale: 255.0, mean: CAFFE_MEAN_BGR, std: [1.0; 3] };
 
+    /// The network input (CHW, f64) of an RGB image in [0, 1].
+    pub fn input_of(&self, rgb: &[f64]) -> Vec<f64> {
+        let plane = rgb.len() / 3;
+        (0..rgb.len())
+            .map(|i| {
+                let (c, p) = (i / plane, i % plane);
+                (rgb[self.source[c] * plane + p] * self.scale - self.mean[c]) / self.std[c]
+            })
+            .collect()
+    }
+
     /// The RGB image (CHW, f64) of a network input, unclamped: the exact inverse.
     pub fn to_rgb(&self, input: &[f64]) -> Vec<f64> {
         let plane = input.len() / 3;

@@ -9,6 +9,7 @@ mod checkpointing;
 mod inputs;
 mod record;
 mod scales;
+pub mod video;
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +18,7 @@ pub use inputs::{finish_colors, first_initial_image, load_network_weights};
 use crate::image_io::{self, Image};
 use crate::net::ConvLayerWeights;
 use crate::serve::{Preview, RunInfo, Watch};
-use crate::transfer::{GpuInfo, Observer, Options, TransferError, normalized_blend};
+use crate::transfer::{GpuInfo, InvalidOption, Observer, Options, Temporal, TransferError, normalized_blend};
 use crate::{Error, Outcome, gpu};
 use inputs::{load_masks, load_style_images, prepare_masks};
 use record::Record;
@@ -72,6 +73,14 @@ impl Default for Outputs {
     }
 }
 
+/// The GPU context `options` ask for, its convolution algorithm checked (a bad STYLIZE_CONV is
+/// reported before anything is written).
+pub fn open_context(options: &Options) -> Result<gpu::Context, Error> {
+    let ctx = gpu::Context::new(&options.context_options())?;
+    crate::ops::conv::ConvAlgorithm::for_context(&ctx)?;
+    Ok(ctx)
+}
+
 /// A run whose inputs are loaded and checked, ready to go to the GPU.
 pub struct Job {
     options: Options,
@@ -81,6 +90,15 @@ pub struct Job {
     raw_masks: Vec<Image>,
     first_init: Image,
     preview: Option<Preview>,
+    temporal: Option<Temporal>,
+}
+
+/// A run's decoded inputs: the content (any size: it is fitted to `options.size`), the style
+/// images and their masks (one per style, or none).
+pub struct FrameInputs {
+    pub content: Image,
+    pub styles: Vec<Image>,
+    pub masks: Vec<Image>,
 }
 
 /// How a run ended (when it did not fail).
@@ -132,7 +150,41 @@ impl Job {
                 history: crate::plot::LossHistory::new(&options),
             });
         }
-        Ok(Job { options, outputs, original, raw_styles, raw_masks, first_init, preview })
+        Ok(Job { options, outputs, original, raw_styles, raw_masks, first_init, preview, temporal: None })
+    }
+
+    /// A video frame's run (`pipeline::video`): inputs already decoded, `init` the image it
+    /// starts from (`None`: `options.init`), `temporal` the term tying it to the previous
+    /// frame's result (single-scale runs only). No live preview.
+    pub fn for_frame(
+        frame: FrameInputs,
+        options: Options,
+        outputs: Outputs,
+        init: Option<Image>,
+        temporal: Option<Temporal>,
+    ) -> Result<Job, Error> {
+        options.validate()?;
+        check_outputs(&outputs, &options)?;
+        if temporal.is_some() && options.scales > 1 {
+            return Err(
+                InvalidOption::new("scales", "a video frame's temporal term runs on one scale: {scales} 1").into()
+            );
+        }
+        let FrameInputs { content, styles, masks } = frame;
+        let first_init = match init {
+            Some(image) => image,
+            None => first_initial_image(&content, &options)?,
+        };
+        Ok(Job {
+            options,
+            outputs,
+            original: content,
+            raw_styles: styles,
+            raw_masks: masks,
+            first_init,
+            preview: None,
+            temporal,
+        })
     }
 
     /// Loads the weights (downloads reported with `observer.on_fetch`), opens the GPU
@@ -142,9 +194,19 @@ impl Job {
         let weights = load_network_weights(options.model, options.weights.as_deref(), options.seed, &mut |e| {
             observer.on_fetch(&e)
         })?;
-        let ctx = gpu::Context::new(&options.context_options())?;
-        // A bad STYLIZE_CONV is reported now, before anything is written.
-        crate::ops::conv::ConvAlgorithm::for_context(&ctx)?;
+        let ctx = open_context(options)?;
+        Ok(self.run_on(ctx, &weights, observer)?.0)
+    }
+
+    /// As `run`, on an open context (`open_context`) with the weights loaded: what a clip's
+    /// frames share. Gives the context back after a run that did not fail.
+    pub fn run_on(
+        self,
+        ctx: gpu::Context,
+        weights: &[ConvLayerWeights],
+        observer: &mut dyn Observer,
+    ) -> Result<(Finished, gpu::Context), Error> {
+        let options = &self.options;
         let gpu = GpuInfo {
             adapter: format!("{} ({})", ctx.adapter.name, ctx.adapter.backend),
             is_cpu: ctx.adapter.is_cpu(),
@@ -163,7 +225,7 @@ impl Job {
             _ => None,
         };
         let mut record = Record::new(observer, self.outputs.loss_log.clone(), saves, &self.original, options)?;
-        let (run, plotted) = self.run_scales_watched(ctx, &weights, &mut record);
+        let (run, plotted) = self.run_scales_watched(ctx, weights, &mut record);
         record.finish();
         drop(record);
         plotted?;
@@ -187,7 +249,8 @@ impl Job {
             image_io::save_image(path, &side_by_side(&content, &styles, &masks, &target), self.outputs.depth)?;
         }
         let style = styles[0].clone();
-        Ok(Finished { outcome: Outcome { content, style, target }, steps, resumed_steps, stopped, gpu })
+        let finished = Finished { outcome: Outcome { content, style, target }, steps, resumed_steps, stopped, gpu };
+        Ok((finished, transfer.into_context()))
     }
 
     /// `run_scales` under the preview and the loss plot's watch; the plot is written at the end
@@ -207,6 +270,7 @@ impl Job {
             raw_styles: &self.raw_styles,
             raw_masks: &self.raw_masks,
             first_init: &self.first_init,
+            temporal: self.temporal.as_ref(),
         };
         let run = run_scales(ctx, &inputs, &self.options, &mut watch);
         (run, watch.write_plot())

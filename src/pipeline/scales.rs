@@ -4,7 +4,7 @@ use super::inputs::{fit_content, next_scale_image, prepare_masks, prepare_styles
 use super::{checkpointing, scale_sizes};
 use crate::image_io::Image;
 use crate::net::ConvLayerWeights;
-use crate::transfer::{Observer, Options, StyleTransfer, TransferError};
+use crate::transfer::{Frame, Observer, Options, StyleTransfer, Temporal, TransferError};
 use crate::{Error, checkpoint, gpu};
 
 /// Where a (multi-scale) run ended: the last scale's transfer (for the image so far and the steps
@@ -31,6 +31,8 @@ pub(super) struct ScaleInputs<'a> {
     pub raw_masks: &'a [Image],
     /// The first scale's initial image (`first_initial_image`).
     pub first_init: &'a Image,
+    /// A video frame's temporal term (single-scale runs only).
+    pub temporal: Option<&'a Temporal>,
 }
 
 /// Runs the method coarse to fine over `scale_sizes(options.size, options.scales, options.min_size)`
@@ -130,9 +132,7 @@ fn checkpointing(
     })
 }
 
-/// The `StyleTransfer` of one scale: masked Grams with masks; the original path
-/// (`StyleTransfer::new`) for one image at the content's size; blended Grams
-/// (`StyleTransfer::with_styles`) otherwise.
+/// The `StyleTransfer` of one scale (`StyleTransfer::for_frame`), the masks resized to its content.
 fn new_transfer(
     ctx: gpu::Context,
     inputs: &ScaleInputs<'_>,
@@ -141,17 +141,7 @@ fn new_transfer(
     init: &Image,
     options: &Options,
 ) -> Result<StyleTransfer, Error> {
-    let weights = inputs.weights;
-    if !inputs.raw_masks.is_empty() {
-        let masks = prepare_masks(inputs.raw_masks, content);
-        return Ok(StyleTransfer::with_masks(ctx, weights, content, styles, &masks, init, options)?);
-    }
-    match styles {
-        [style] if (style.width, style.height) == (content.width, content.height) => {
-            Ok(StyleTransfer::new(ctx, weights, content, style, init, options)?)
-        }
-        _ => {
-            Ok(StyleTransfer::with_styles(ctx, weights, content, styles, &options.style_blend_weights, init, options)?)
-        }
-    }
+    let masks = prepare_masks(inputs.raw_masks, content);
+    let frame = Frame { content, styles, masks: &masks, init, temporal: inputs.temporal };
+    Ok(StyleTransfer::for_frame(ctx, inputs.weights, &frame, options)?)
 }

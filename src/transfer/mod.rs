@@ -18,7 +18,7 @@ pub use preset::Preset;
 use crate::gpu::{Context, GpuError};
 use crate::image_io::Image;
 use crate::net::tiling::{Budget, GIB};
-use crate::net::{ConvLayerWeights, FiniteGuard, Losses, NetError, Network, Plan, style_grams};
+use crate::net::{ConvLayerWeights, FiniteGuard, Losses, NetError, Network, Plan, TemporalTerm, style_grams};
 use crate::optim::adam::{Adam, AdamConfig};
 use crate::optim::average::IterateAverage;
 use crate::optim::lbfgs::{Lbfgs, LbfgsConfig};
@@ -71,6 +71,29 @@ pub struct StyleTransfer {
     guard: FiniteGuard,
     /// The step of that image (`None`: the initial image, no check passed yet).
     verified_step: Option<usize>,
+    /// A video frame's temporal term (`Frame::temporal`).
+    temporal: Option<TemporalTerm>,
+}
+
+/// What one run starts from: the content, its style images (one per region with `masks`:
+/// content-size, values in [0, 1]), the initial image, and for a video frame its temporal term.
+pub struct Frame<'a> {
+    pub content: &'a Image,
+    pub styles: &'a [Image],
+    pub masks: &'a [Vec<f32>],
+    pub init: &'a Image,
+    pub temporal: Option<&'a Temporal>,
+}
+
+/// What ties a video frame to the previous frame's result (Ruder et al. 2016): the temporal
+/// term `weight * mean(c (x - w)^2)` over the network's input x, with `warped` (w) the previous
+/// result warped to this frame (RGB in [0, 1], the content's size) and `reliability` (c) one
+/// value in [0, 1] per pixel, shared by the channels.
+#[derive(Clone, Debug)]
+pub struct Temporal {
+    pub warped: Image,
+    pub reliability: Vec<f32>,
+    pub weight: f64,
 }
 
 /// Where the style targets come from.
@@ -98,7 +121,7 @@ impl StyleTransfer {
         init: &Image,
         options: &Options,
     ) -> Result<Self, TransferError> {
-        Self::build(ctx, weights, content, Styles::Single(style), init, options)
+        Self::build(ctx, weights, content, Styles::Single(style), init, None, options)
     }
 
     /// As `new`, with the style target a blend of several style images of any size: the target
@@ -115,7 +138,7 @@ impl StyleTransfer {
         init: &Image,
         options: &Options,
     ) -> Result<Self, TransferError> {
-        Self::build(ctx, weights, content, Styles::Blend(styles, blend), init, options)
+        Self::build(ctx, weights, content, Styles::Blend(styles, blend), init, None, options)
     }
 
     /// As `new` with spatial control (Gatys et al. 2017): style image `r` (of any size) applies
@@ -132,7 +155,25 @@ impl StyleTransfer {
         init: &Image,
         options: &Options,
     ) -> Result<Self, TransferError> {
-        Self::build(ctx, weights, content, Styles::Masked(styles, masks), init, options)
+        Self::build(ctx, weights, content, Styles::Masked(styles, masks), init, None, options)
+    }
+
+    /// The run of `frame` (one image of a run, or a video frame with its temporal term): masked
+    /// styles with masks (`with_masks`), one style at the content's size as `new`, else a
+    /// blend (`with_styles`, `options.style_blend_weights`).
+    pub fn for_frame(
+        ctx: Context,
+        weights: &[ConvLayerWeights],
+        frame: &Frame<'_>,
+        options: &Options,
+    ) -> Result<Self, TransferError> {
+        let (content, styles) = (frame.content, frame.styles);
+        let source = match styles {
+            _ if !frame.masks.is_empty() => Styles::Masked(styles, frame.masks),
+            [style] if (style.width, style.height) == (content.width, content.height) => Styles::Single(style),
+            _ => Styles::Blend(styles, &options.style_blend_weights),
+        };
+        Self::build(ctx, weights, content, source, frame.init, frame.temporal, options)
     }
 
     fn build(
@@ -141,6 +182,7 @@ impl StyleTransfer {
         content: &Image,
         styles: Styles<'_>,
         init: &Image,
+        temporal: Option<&Temporal>,
         options: &Options,
     ) -> Result<Self, TransferError> {
         let (width, height) = (content.width, content.height);
@@ -156,6 +198,10 @@ impl StyleTransfer {
         network.set_content(&ctx, &content.data)?;
         set_style_targets(&ctx, &mut network, weights, styles)?;
         network.set_image(&ctx, &init.data)?;
+        let temporal = match temporal {
+            Some(t) => Some(install_temporal(&ctx, &mut network, t, content, options)?),
+            None => None,
+        };
         // Flag the first step whose image or gradient holds an inf or NaN, before Adam uses them.
         let guard = FiniteGuard::install(&ctx, &mut network)?;
         let optimizer = OptimizerState::new(&ctx, &mut network, options)?;
@@ -176,6 +222,7 @@ impl StyleTransfer {
             steps_done: 0,
             guard,
             verified_step: None,
+            temporal,
         })
     }
 
@@ -337,7 +384,11 @@ impl StyleTransfer {
 
     /// Losses of the image before the last step's update.
     pub fn losses(&self) -> Result<Losses, TransferError> {
-        Ok(self.network.read_losses(&self.ctx)?)
+        let losses = self.network.read_losses(&self.ctx)?;
+        Ok(match &self.temporal {
+            Some(term) => losses.with_temporal(term.read(&self.ctx)?),
+            None => losses,
+        })
     }
 
     /// The current image, RGB in [0, 1]: the last iterate, or with `average_decay` the
@@ -479,6 +530,28 @@ fn check_sizes(content: &Image, styles: Styles<'_>, init: &Image) -> Result<(), 
 
 /// Computes the style targets once: from the style image's own forward pass, a blend of
 /// several images' Grams, or one Gram per mask region.
+/// The temporal term on `network`, its target normalized as the network's input; `warped` and
+/// `reliability` must be at the content's size.
+fn install_temporal(
+    ctx: &Context,
+    network: &mut Network,
+    temporal: &Temporal,
+    content: &Image,
+    options: &Options,
+) -> Result<TemporalTerm, TransferError> {
+    let (width, height) = (content.width, content.height);
+    if (temporal.warped.width, temporal.warped.height) != (width, height) {
+        return Err(NetError::BadSize(format!(
+            "the warped previous frame is {}x{}, the content {width}x{height}",
+            temporal.warped.width, temporal.warped.height
+        ))
+        .into());
+    }
+    let rgb: Vec<f64> = temporal.warped.data.iter().map(|&v| v as f64).collect();
+    let target: Vec<f32> = options.model.preprocess().input_of(&rgb).into_iter().map(|v| v as f32).collect();
+    Ok(TemporalTerm::install(ctx, network, &target, &temporal.reliability, temporal.weight)?)
+}
+
 fn set_style_targets(
     ctx: &Context,
     network: &mut Network,

@@ -1,0 +1,405 @@
+//! A clip, frame by frame, without flicker (Ruder, Dosovitskiy & Brox 2016): frame t starts
+//! from frame t-1's result warped along the backward flow (t -> t-1) and is held to it by the
+//! temporal term where the flow is reliable (`transfer::Temporal`). Each frame is one `Job` on
+//! one GPU context and one copy of the weights, so every single-image option applies to it.
+//! The frames are written to a folder as they are done, with a record of what made them: a
+//! rerun of the same command continues at the first frame not yet written.
+
+use std::path::{Path, PathBuf};
+
+use super::inputs::{fit_content, load_masks, load_style_images};
+use super::{FrameInputs, Job, Outputs, checkpointing, load_network_weights, open_context};
+use crate::image_io::{self, Image};
+use crate::net::ConvLayerWeights;
+use crate::transfer::{InvalidOption, Observer, Options, Temporal};
+use crate::video::flo::{self, Flow, VideoError};
+use crate::video::frames::{FrameSource, frame_output_name, frame_source};
+use crate::video::motion;
+use crate::{Error, gpu};
+
+/// The temporal term's default weight (`--temporal-weight`), against the method's content
+/// weight 1 and style weight 1e6. Measured on tests/video.rs's panning clip (tiny network, 200
+/// then 100 steps a frame): 1e5 makes the temporal error 41x lower than independent frames'
+/// (1e6: 125x) with every frame's style loss lower, not higher. Ruder et al.'s 1e3 against
+/// content weight 5 on Caffe's 0-255 input is about 7e5 in this normalized space, if the two
+/// networks' features compare.
+pub const DEFAULT_TEMPORAL_WEIGHT: f64 = 1e5;
+
+/// The file in the frames folder that records what made its frames.
+pub const RECORD_NAME: &str = "stylize-video.txt";
+
+/// Where frame t > 1 starts (`--init` of `stylize video`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FrameInit {
+    /// The previous result warped to this frame (Ruder et al.).
+    #[default]
+    PrevWarped,
+    /// The previous result as it is.
+    Prev,
+    /// This frame (`Options::init`).
+    Content,
+}
+
+/// What `stylize video` adds to the single-image options.
+#[derive(Clone, Debug)]
+pub struct VideoOptions {
+    /// Weight of the temporal term; 0: independent frames.
+    pub temporal_weight: f64,
+    pub init: FrameInit,
+    /// Steps of each frame after the first (`Options::iterations` counts the first's); `None`:
+    /// half of those.
+    pub frame_iterations: Option<usize>,
+    /// A folder of Middlebury `.flo` flows (and optionally `reliable_*.pgm` maps) named as
+    /// artistic-videos names them, at the frames' run size; `None`: TV-L1 on the GPU.
+    pub flow_dir: Option<PathBuf>,
+    /// Where to write the flows and reliability maps the clip used, in `flow_dir`'s layout.
+    pub save_flow: Option<PathBuf>,
+    /// Bits per sample of the frames written (8, or 16): the next frame warps them as written.
+    pub depth: u8,
+}
+
+impl Default for VideoOptions {
+    fn default() -> Self {
+        Self {
+            temporal_weight: DEFAULT_TEMPORAL_WEIGHT,
+            init: FrameInit::default(),
+            frame_iterations: None,
+            flow_dir: None,
+            save_flow: None,
+            depth: 8,
+        }
+    }
+}
+
+impl VideoOptions {
+    /// Steps of frame `index` (from 1).
+    pub fn steps(&self, options: &Options, index: usize) -> usize {
+        match index {
+            1 => options.iterations,
+            _ => self.frame_iterations.unwrap_or((options.iterations / 2).max(1)),
+        }
+    }
+}
+
+/// What a clip's run reports besides each frame's own run.
+pub trait VideoObserver {
+    /// Frame `index` (from 1) of `count` starts, with `steps` steps; `first` is the first frame
+    /// this run computes (the frames before it were written by an earlier run).
+    fn on_frame(&mut self, index: usize, count: usize, steps: usize, first: usize);
+    /// The observer of the frame's run (steps, losses, stop requests).
+    fn frame_observer(&mut self) -> &mut dyn Observer;
+}
+
+/// A clip whose inputs are found and checked, ready to go to the GPU.
+pub struct Video {
+    frames: Vec<PathBuf>,
+    input: PathBuf,
+    styles: Vec<Image>,
+    masks: Vec<Image>,
+    options: Options,
+    video: VideoOptions,
+    out_dir: PathBuf,
+    /// The frames' size once fitted to `options.size`.
+    size: (u32, u32),
+}
+
+/// How a clip's run ended.
+pub struct VideoFinished {
+    pub frames: usize,
+    /// Frames computed by this run (the others were already written).
+    pub computed: usize,
+    pub stopped: bool,
+}
+
+impl Video {
+    /// Finds the frames of `input` (a folder, a pattern) and checks that they share one size,
+    /// loads the styles and masks, checks the options and the flows of `video.flow_dir` and
+    /// the output folder; touches no GPU and writes nothing.
+    pub fn new<P: AsRef<Path>>(
+        input: &Path,
+        styles: &[P],
+        out_dir: &Path,
+        options: Options,
+        video: VideoOptions,
+    ) -> Result<Video, Error> {
+        options.validate()?;
+        if options.scales > 1 {
+            return Err(InvalidOption::new("scales", "a video runs each frame on one scale: {scales} 1").into());
+        }
+        if !(video.temporal_weight.is_finite() && video.temporal_weight >= 0.0) {
+            return Err(Error::Output(format!(
+                "--temporal-weight must be a finite number >= 0, not {}",
+                video.temporal_weight
+            )));
+        }
+        let frames = match frame_source(input)? {
+            FrameSource::Files(frames) => frames,
+            FrameSource::Video(path) => {
+                return Err(VideoError::Invalid {
+                    path,
+                    reason: "decoding a video file is not built yet: extract its frames (ffmpeg -i CLIP frames/%04d.png) and pass the folder".into(),
+                }
+                .into());
+            }
+        };
+        let size = frame_size(&frames, &options)?;
+        let styles = load_style_images(styles)?;
+        let masks = load_masks(&options.masks, styles.len())?;
+        check_out_dir(out_dir)?;
+        let clip =
+            Video { frames, input: input.to_path_buf(), styles, masks, options, video, out_dir: out_dir.into(), size };
+        clip.check_flows()?;
+        Ok(clip)
+    }
+
+    /// The frames found, in order.
+    pub fn frames(&self) -> &[PathBuf] {
+        &self.frames
+    }
+
+    /// The frames' run size.
+    pub fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    /// Loads the weights, opens the GPU, checks the frames folder's record (or writes it) and
+    /// runs every frame not yet written.
+    pub fn run(self, observer: &mut dyn VideoObserver) -> Result<VideoFinished, Error> {
+        let options = &self.options;
+        let weights = load_network_weights(options.model, options.weights.as_deref(), options.seed, &mut |e| {
+            observer.frame_observer().on_fetch(&e)
+        })?;
+        let first = self.content(1)?;
+        create_out_dir(&self.out_dir)?;
+        self.check_record(&first, &weights)?;
+        if let Some(dir) = &self.video.save_flow {
+            create_out_dir(dir)?;
+        }
+        let mut ctx = Some(open_context(options)?);
+        let solver = match &self.video.flow_dir {
+            None if self.frames.len() > 1 && self.needs_flows() => {
+                Some(motion::FlowSolver::new(ctx.as_ref().expect("the context"), self.size.0, self.size.1)?)
+            }
+            _ => None,
+        };
+        let count = self.frames.len();
+        let start = (1..=count).find(|&t| !self.output(t).is_file()).unwrap_or(count + 1);
+        let mut computed = 0;
+        for index in start..=count {
+            let steps = self.video.steps(options, index);
+            observer.on_frame(index, count, steps, start);
+            let job = self.frame_job(ctx.as_ref().expect("the context"), solver.as_ref(), index, steps)?;
+            let (finished, back) = job.run_on(ctx.take().expect("the context"), &weights, observer.frame_observer())?;
+            ctx = Some(back);
+            computed += 1;
+            if finished.stopped {
+                // The frame was written as it stood; the next run recomputes it from scratch.
+                std::fs::remove_file(self.output(index)).ok();
+                return Ok(VideoFinished { frames: count, computed: computed - 1, stopped: true });
+            }
+        }
+        Ok(VideoFinished { frames: count, computed, stopped: false })
+    }
+
+    /// Whether a frame reads the previous result: independent frames (no temporal term, each
+    /// starting from itself) need no flows.
+    fn needs_flows(&self) -> bool {
+        self.video.temporal_weight > 0.0 || self.video.init != FrameInit::Content || self.video.save_flow.is_some()
+    }
+
+    /// Frame `index` (from 1) fitted to the run's size.
+    fn content(&self, index: usize) -> Result<Image, Error> {
+        let frame = image_io::load_image(&self.frames[index - 1])?;
+        Ok(fit_content(&frame, self.options.size, &self.options))
+    }
+
+    fn output(&self, index: usize) -> PathBuf {
+        self.out_dir.join(frame_output_name(index))
+    }
+
+    /// Frame `index`'s run: its content, its start and temporal term from the previous result.
+    fn frame_job(
+        &self,
+        ctx: &gpu::Context,
+        solver: Option<&motion::FlowSolver>,
+        index: usize,
+        steps: usize,
+    ) -> Result<Job, Error> {
+        let content = self.content(index)?;
+        let options = Options { iterations: steps, initial_iterations: None, ..self.options.clone() };
+        let outputs = Outputs { output: Some(self.output(index)), depth: self.video.depth, ..Outputs::default() };
+        let frame = FrameInputs { content: content.clone(), styles: self.styles.clone(), masks: self.masks.clone() };
+        if index == 1 {
+            return Job::for_frame(frame, options, outputs, None, None);
+        }
+        if !self.needs_flows() {
+            return Job::for_frame(frame, options, outputs, None, None);
+        }
+        let previous = image_io::load_image(&self.output(index - 1))?;
+        let previous = image_io::resize_exact(&previous, content.width, content.height);
+        let (forward, backward, reliable) = match solver {
+            Some(solver) => {
+                let (forward, backward) = solver.pair(ctx, &self.content(index - 1)?, &content)?;
+                (forward, backward, None)
+            }
+            None => self.read_flows(index)?,
+        };
+        let warped = motion::warp_previous(ctx, &previous, &backward)?;
+        let reliability = match reliable {
+            Some(map) => map,
+            None => motion::reliability(ctx, &forward, &backward)?,
+        };
+        if let Some(dir) = &self.video.save_flow {
+            save_flows(dir, index, &forward, &backward, &reliability)?;
+        }
+        let init = match self.video.init {
+            FrameInit::PrevWarped => Some(warped.clone()),
+            FrameInit::Prev => Some(previous),
+            FrameInit::Content => None,
+        };
+        let weight = self.video.temporal_weight;
+        let temporal = (weight > 0.0).then_some(Temporal { warped, reliability, weight });
+        Job::for_frame(frame, options, outputs, init, temporal)
+    }
+
+    /// The flows between frames `index - 1` and `index` (forward, backward) and the reliability
+    /// map when the flow folder has one.
+    fn read_flows(&self, index: usize) -> Result<(Flow, Flow, Option<Vec<f32>>), Error> {
+        let Some(dir) = &self.video.flow_dir else {
+            unreachable!("flows are read from a flow folder");
+        };
+        let (width, height) = (self.size.0 as usize, self.size.1 as usize);
+        let read = |name: String| -> Result<Flow, VideoError> {
+            let path = dir.join(name);
+            let flow = flo::read_flo(&path)?;
+            flow.check_size(&path, width, height)?;
+            Ok(flow)
+        };
+        let forward = read(flo::forward_name(index - 1, index))?;
+        let backward = read(flo::backward_name(index, index - 1))?;
+        let reliable = dir.join(flo::reliable_name(index, index - 1));
+        let reliable = if reliable.is_file() { Some(flo::read_reliability(&reliable, width, height)?) } else { None };
+        Ok((forward, backward, reliable))
+    }
+
+    /// Every flow (and reliability map) the clip will read, read and checked now: a bad file
+    /// is reported before any frame is written.
+    fn check_flows(&self) -> Result<(), Error> {
+        if self.video.flow_dir.is_some() {
+            for index in 2..=self.frames.len() {
+                self.read_flows(index)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What made the frames: the inputs' hashes (first frame, styles, masks, weights) and every
+    /// option that shapes them, one `key<TAB>value` per line.
+    fn record(&self, first: &Image, weights: &[ConvLayerWeights]) -> Vec<(String, String)> {
+        let options = &self.options;
+        let fingerprint = checkpointing::fingerprint(first, &self.styles, &self.masks, first, weights, options);
+        let video = &self.video;
+        let mut entries = fingerprint.entries;
+        entries.extend([
+            ("input".to_string(), self.input.display().to_string()),
+            ("frames".to_string(), self.frames.len().to_string()),
+            ("--iterations".to_string(), options.iterations.to_string()),
+            ("--frame-iterations".to_string(), video.steps(options, 2).to_string()),
+            ("--temporal-weight".to_string(), video.temporal_weight.to_string()),
+            ("--init".to_string(), format!("{:?}", video.init)),
+            ("--flow-dir".to_string(), video.flow_dir.as_ref().map_or("tv-l1".into(), |d| d.display().to_string())),
+            ("--output-depth".to_string(), video.depth.to_string()),
+        ]);
+        entries.into_iter().map(|(k, v)| (k.replace(['\t', '\n'], " "), v.replace(['\t', '\n'], " "))).collect()
+    }
+
+    /// Refuses a frames folder whose frames another command made (naming the first difference);
+    /// records this command's when it has no record.
+    fn check_record(&self, first: &Image, weights: &[ConvLayerWeights]) -> Result<(), Error> {
+        let path = self.out_dir.join(RECORD_NAME);
+        let entries = self.record(first, weights);
+        let text: String = entries.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect();
+        match std::fs::read_to_string(&path) {
+            Ok(saved) => {
+                let saved: Vec<(&str, &str)> = saved.lines().filter_map(|l| l.split_once('\t')).collect();
+                for (key, value) in &entries {
+                    let old = saved.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+                    if old != Some(value.as_str()) {
+                        let reason = format!(
+                            "its frames were made with {key} {}, this run has {value}: give another output folder, or remove it",
+                            old.unwrap_or("(none)")
+                        );
+                        return Err(VideoError::Invalid { path, reason }.into());
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.output(1).exists() {
+                    let reason = format!(
+                        "holds {} but no record of what made it; give another output folder",
+                        frame_output_name(1)
+                    );
+                    return Err(VideoError::Invalid { path: self.out_dir.clone(), reason }.into());
+                }
+                std::fs::write(&path, text).map_err(|e| VideoError::Io { path, source: e }.into())
+            }
+            Err(e) => Err(VideoError::Io { path, source: e }.into()),
+        }
+    }
+}
+
+/// Writes frame `index`'s flows and reliability map into `dir` as `--flow-dir` reads them.
+fn save_flows(dir: &Path, index: usize, forward: &Flow, backward: &Flow, reliability: &[f32]) -> Result<(), Error> {
+    flo::write_flo(&dir.join(flo::forward_name(index - 1, index)), forward)?;
+    flo::write_flo(&dir.join(flo::backward_name(index, index - 1)), backward)?;
+    let path = dir.join(flo::reliable_name(index, index - 1));
+    flo::write_reliability(&path, backward.width, backward.height, reliability)?;
+    Ok(())
+}
+
+/// The frames' common size fitted to `options.size`, read from their headers; frames of
+/// different sizes or an unreadable one: one line naming it.
+fn frame_size(frames: &[PathBuf], options: &Options) -> Result<(u32, u32), Error> {
+    let dimensions = |path: &PathBuf| {
+        image::image_dimensions(path)
+            .map_err(|e| VideoError::Invalid { path: path.clone(), reason: format!("not a readable image: {e}") })
+    };
+    let first = dimensions(&frames[0])?;
+    for path in &frames[1..] {
+        let size = dimensions(path)?;
+        if size != first {
+            let reason = format!(
+                "{}x{}, where the first frame ({}) is {}x{}: the frames of a clip share one size",
+                size.0,
+                size.1,
+                frames[0].display(),
+                first.0,
+                first.1
+            );
+            return Err(VideoError::Invalid { path: path.clone(), reason }.into());
+        }
+    }
+    Ok(image_io::fitted_size(first.0, first.1, options.size))
+}
+
+/// The output folder: it may exist (a folder) or be created in an existing folder.
+fn check_out_dir(dir: &Path) -> Result<(), Error> {
+    let refuse = |reason: &str| Err(VideoError::Invalid { path: dir.into(), reason: reason.into() }.into());
+    if dir.is_file() {
+        return refuse("is a file: give a folder for the frames");
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.exists() && !parent.is_dir() {
+        return refuse("its parent folder does not exist");
+    }
+    Ok(())
+}
+
+/// Creates the output folder if it is missing.
+fn create_out_dir(dir: &Path) -> Result<(), Error> {
+    if !dir.exists() {
+        std::fs::create_dir(dir).map_err(|e| VideoError::Io { path: dir.into(), source: e })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! `stylize video` from a folder of frames with --flow-dir: a clip that pans over a sample image
+//! with its exact flows. The temporal term makes the clip consistent (the temporal error of
+//! Ruder et al. far below the independent frames'), a rerun continues where the last one
+//! stopped, another command's frames folder is refused, and bad frames or flows get one line
+//! with nothing written.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use stylize::image_io::{self, Image};
+use stylize::ops::{ActShape, flow};
+use stylize::video::flo::{self, Flow};
+
+const WIDTH: u32 = 64;
+const HEIGHT: u32 = 48;
+/// The pan between two frames, in pixels: frame t shows the picture shifted by t times this.
+const PAN: (i64, i64) = (3, 1);
+/// Steps enough for the tiny network's frames to settle (flicker is frames settling apart).
+const ITERATIONS: &str = "200";
+const FRAME_ITERATIONS: &str = "100";
+const LEARNING_RATE: &str = "0.05";
+
+struct Clip {
+    dir: tempfile::TempDir,
+    frames: usize,
+}
+
+impl Clip {
+    /// `frames` frames cut from coffee.png, each PAN further on, and their exact flows.
+    fn new(frames: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let picture = image_io::load_image(&shared_image("coffee.png")).unwrap();
+        let picture = image_io::resize_exact(&picture, 160, 120);
+        std::fs::create_dir(dir.path().join("frames")).unwrap();
+        std::fs::create_dir(dir.path().join("flows")).unwrap();
+        for t in 1..=frames {
+            let offset = (PAN.0 * t as i64, PAN.1 * t as i64);
+            let frame = crop(&picture, offset);
+            image_io::save_image(&dir.path().join(format!("frames/f{t}.png")), &frame, 8).unwrap();
+        }
+        let clip = Self { dir, frames };
+        for t in 2..=frames {
+            // Frame t at p shows what frame t-1 shows at p + PAN: backward flow +PAN, forward -PAN.
+            let constant = |u: f32, v: f32| {
+                let n = (WIDTH * HEIGHT) as usize;
+                Flow { width: WIDTH as usize, height: HEIGHT as usize, data: [vec![u; n], vec![v; n]].concat() }
+            };
+            let (u, v) = (PAN.0 as f32, PAN.1 as f32);
+            flo::write_flo(&clip.path(&format!("flows/{}", flo::backward_name(t, t - 1))), &constant(u, v)).unwrap();
+            flo::write_flo(&clip.path(&format!("flows/{}", flo::forward_name(t - 1, t))), &constant(-u, -v)).unwrap();
+        }
+        random_png(&clip.path("style.png"), 64, 48, 7);
+        clip
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `stylize video` of the tiny network over the clip into `out`, with `extra` flags.
+    fn run(&self, out: &str, extra: &[&str]) -> std::process::Output {
+        let mut cmd = stylize();
+        cmd.arg("video").arg("--input").arg(self.path("frames")).arg("--style").arg(self.path("style.png"));
+        cmd.arg("--flow-dir").arg(self.path("flows")).arg("--weights").arg(tiny_weights());
+        cmd.args(["--size", &WIDTH.to_string()]);
+        for (flag, value) in
+            [("--iterations", ITERATIONS), ("--frame-iterations", FRAME_ITERATIONS), ("--learning-rate", LEARNING_RATE)]
+        {
+            if !extra.contains(&flag) {
+                cmd.args([flag, value]);
+            }
+        }
+        cmd.arg("-o").arg(self.path(out)).args(extra);
+        cmd.output().unwrap()
+    }
+
+    /// The frames written to `out`, in order.
+    fn written(&self, out: &str) -> Vec<Image> {
+        (1..=self.frames)
+            .map(|t| image_io::load_image(&self.path(&format!("{out}/frame_{t:04}.png"))).unwrap())
+            .collect()
+    }
+}
+
+fn shared_image(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/images").join(name)
+}
+
+/// The WIDTH x HEIGHT window of `picture` at `offset`.
+fn crop(picture: &Image, offset: (i64, i64)) -> Image {
+    let (pw, ph) = (picture.width as usize, picture.height as usize);
+    let (w, h) = (WIDTH as usize, HEIGHT as usize);
+    let mut data = vec![0.0; 3 * w * h];
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                let (sx, sy) = (x + offset.0 as usize, y + offset.1 as usize);
+                data[c * w * h + y * w + x] = picture.data[c * pw * ph + sy * pw + sx];
+            }
+        }
+    }
+    Image::new(WIDTH, HEIGHT, data)
+}
+
+/// Ruder et al.'s temporal error: the mean over frames t > 1 and pixels of
+/// c |y_t - warp(y_{t-1})|^2 (RGB in [0, 1]), with the exact flows' reliability c.
+fn temporal_error(frames: &[Image]) -> f64 {
+    let (w, h) = (WIDTH as usize, HEIGHT as usize);
+    let n = w * h;
+    let backward: Vec<f64> = [vec![PAN.0 as f64; n], vec![PAN.1 as f64; n]].concat();
+    let forward: Vec<f64> = backward.iter().map(|v| -v).collect();
+    let c = flow::reference::consistency(h, w, &forward, &backward);
+    let shape = ActShape { channels: 3, height: h, width: w };
+    let mut sum = 0.0;
+    for pair in frames.windows(2) {
+        let previous: Vec<f64> = pair[0].data.iter().map(|&v| v as f64).collect();
+        let warped = flow::reference::warp(shape, &previous, &backward, [0.485, 0.456, 0.406]);
+        for i in 0..3 * n {
+            sum += c[i % n] * (pair[1].data[i] as f64 - warped[i]).powi(2);
+        }
+    }
+    sum / ((frames.len() - 1) * n) as f64
+}
+
+#[test]
+fn video_with_the_temporal_term_is_consistent_and_resumes() {
+    if gpu_or_skip("video_with_the_temporal_term_is_consistent_and_resumes").is_none() {
+        return;
+    }
+    let clip = Clip::new(5);
+    let run = clip.run("out", &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("stylize: 5 frames of 64x48"), "{stderr}");
+    assert!(stderr.contains("wrote 5 frames") && stderr.contains("(5 computed"), "{stderr}");
+    let consistent = temporal_error(&clip.written("out"));
+    let run = clip.run("independent", &["--temporal-weight", "0"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let independent = temporal_error(&clip.written("independent"));
+    eprintln!("temporal error: {consistent:.3e} with the default weight, {independent:.3e} without");
+    assert!(consistent * 5.0 < independent, "{consistent} vs {independent}");
+
+    // A rerun of the same command continues where the frames stop.
+    let last = clip.path("out/frame_0005.png");
+    let before = std::fs::read(&last).unwrap();
+    std::fs::remove_file(clip.path("out/frame_0004.png")).unwrap();
+    std::fs::remove_file(&last).unwrap();
+    let rerun = clip.run("out", &[]);
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(2 computed") && stderr.contains("frame 4/5") && !stderr.contains("frame 3/5"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&last).unwrap(), before, "a resumed clip writes what an uninterrupted one wrote");
+    // Another command's frames folder is refused, naming the difference.
+    let other = clip.run("out", &["--temporal-weight", "7"]);
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stylize-video.txt") && stderr.contains("--temporal-weight"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// Without --flow-dir the flows come from TV-L1 on the GPU: written with --save-flow within a
+/// tenth of a pixel of the pan away from the borders, and the clip as consistent as with the
+/// exact flows.
+#[test]
+fn video_with_flows_computed_on_the_gpu() {
+    if gpu_or_skip("video_with_flows_computed_on_the_gpu").is_none() {
+        return;
+    }
+    let clip = Clip::new(4);
+    let mut cmd = stylize();
+    cmd.arg("video").arg("--input").arg(clip.path("frames")).arg("--style").arg(clip.path("style.png"));
+    cmd.arg("--weights").arg(tiny_weights()).args(["--size", &WIDTH.to_string()]);
+    cmd.args(["--iterations", ITERATIONS, "--frame-iterations", FRAME_ITERATIONS, "--learning-rate", LEARNING_RATE]);
+    cmd.arg("--save-flow").arg(clip.path("ours")).arg("-o").arg(clip.path("out"));
+    let run = cmd.output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (w, h) = (WIDTH as usize, HEIGHT as usize);
+    for t in 2..=clip.frames {
+        for (name, expected) in [
+            (flo::backward_name(t, t - 1), (PAN.0 as f64, PAN.1 as f64)),
+            (flo::forward_name(t - 1, t), (-PAN.0 as f64, -PAN.1 as f64)),
+        ] {
+            let flow = flo::read_flo(&clip.path(&format!("ours/{name}"))).unwrap();
+            let (mut sum, mut count) = (0.0, 0);
+            for y in 8..h - 8 {
+                for x in 8..w - 8 {
+                    let i = y * w + x;
+                    let (u, v) = (flow.data[i] as f64, flow.data[w * h + i] as f64);
+                    sum += ((u - expected.0).powi(2) + (v - expected.1).powi(2)).sqrt();
+                    count += 1;
+                }
+            }
+            let epe = sum / count as f64;
+            eprintln!("{name}: average endpoint error {epe:.4} px");
+            assert!(epe < 0.1, "{name}: {epe} px");
+        }
+        assert!(clip.path(&format!("ours/{}", flo::reliable_name(t, t - 1))).is_file());
+    }
+    let consistent = temporal_error(&clip.written("out"));
+    let run = clip.run("independent", &["--temporal-weight", "0"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let independent = temporal_error(&clip.written("independent"));
+    eprintln!("temporal error with TV-L1's flows: {consistent:.3e}, independent frames {independent:.3e}");
+    assert!(consistent * 5.0 < independent, "{consistent} vs {independent}");
+}
+
+#[test]
+fn video_bad_inputs_get_one_line_and_write_nothing() {
+    let clip = Clip::new(3);
+    let refused = |what: &str, out: &str, output: std::process::Output, needles: &[&str]| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{what}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{what}: {needle} not in {stderr}");
+        }
+        assert!(!clip.path(out).exists(), "{what}: {out} written");
+    };
+    // A truncated flow, named.
+    let backward = clip.path(&format!("flows/{}", flo::backward_name(3, 2)));
+    let bytes = std::fs::read(&backward).unwrap();
+    std::fs::write(&backward, &bytes[..bytes.len() - 5]).unwrap();
+    refused("truncated flow", "a", clip.run("a", &[]), &["backward_3_2.flo"]);
+    std::fs::write(&backward, &bytes).unwrap();
+    // A flow of another size, named with both sizes.
+    let small = Flow { width: 8, height: 6, data: vec![0.0; 96] };
+    flo::write_flo(&backward, &small).unwrap();
+    refused("small flow", "b", clip.run("b", &[]), &["backward_3_2.flo", "8x6", "64x48"]);
+    std::fs::write(&backward, &bytes).unwrap();
+    // A frame of another size.
+    random_png(&clip.path("frames/f2.png"), 40, 30, 3);
+    refused("frame size", "c", clip.run("c", &[]), &["f2.png", "40x30", "64x48"]);
+    // An empty folder, and a video file (no decoder yet).
+    std::fs::create_dir(clip.path("empty")).unwrap();
+    let mut cmd = stylize();
+    cmd.args(["video", "--input"]).arg(clip.path("empty")).arg("--style").arg(clip.path("style.png"));
+    refused("empty folder", "d", cmd.arg("-o").arg(clip.path("d")).output().unwrap(), &["empty", "no image files"]);
+    // Flags a clip does not take.
+    let output = clip.run("e", &["--loss-plot", "x.png"]);
+    refused("--loss-plot", "e", output, &["does not take --loss-plot"]);
+}
