@@ -1,7 +1,7 @@
-//! A video frame's temporal term (Ruder et al. 2016) in the training step: three Adam steps of a
-//! frame with `Temporal` (the warped previous result and a reliability map of zeros, ones and
-//! fractions) match the method plus `weight * mean(c (x - w)^2)` over the normalized image,
-//! written in f64, whole and in 16 px tiles.
+//! A video frame's temporal terms (Ruder et al. 2016) in the training step: three Adam steps of a
+//! frame with two `Temporal` terms (warped earlier results and reliability maps of zeros, ones
+//! and fractions) match the method plus `weight * mean(c (x - w)^2)` per term over the normalized
+//! image, written in f64, whole and in 16 px tiles.
 
 mod common;
 
@@ -50,14 +50,20 @@ fn gpu_temporal_term_matches_the_method_in_f64() {
     let mut rng = Rng::new(230);
     let content = random_image(&mut rng, width, height);
     let style = random_image(&mut rng, width, height);
-    let warped = random_image(&mut rng, width, height);
     let pixels = (width * height) as usize;
-    // A quarter unreliable, a quarter fractional (a reliable_*.pgm), the rest reliable.
-    let reliability: Vec<f32> = (0..pixels)
-        .map(|p| match p % 4 {
-            0 => 0.0,
-            1 => rng.uniform() as f32,
-            _ => 1.0,
+    // Two terms (long-term consistency): each a warped earlier result and its reliability, a
+    // quarter unreliable, a quarter fractional (a reliable_*.pgm), the rest reliable.
+    let terms: Vec<(Image, Vec<f32>)> = (0..2)
+        .map(|k| {
+            let warped = random_image(&mut rng, width, height);
+            let reliability = (0..pixels)
+                .map(|p| match (p + k) % 4 {
+                    0 => 0.0,
+                    1 => rng.uniform() as f32,
+                    _ => 1.0,
+                })
+                .collect();
+            (warped, reliability)
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
@@ -84,8 +90,8 @@ fn gpu_temporal_term_matches_the_method_in_f64() {
     let input = Model::Vgg19.preprocess();
     let normalize = |image: &Image| input.input_of(&to_f64(&image.data));
     let targets = network.targets(&normalize(&content), &normalize(&style));
-    let target = normalize(&warped);
-    let c: Vec<f64> = to_f64(&reliability).repeat(3);
+    let reference_terms: Vec<(Vec<f64>, Vec<f64>)> =
+        terms.iter().map(|(warped, c)| (normalize(warped), to_f64(c).repeat(3))).collect();
     let d = (3 * pixels) as f64;
     let mut x = normalize(&content);
     let (beta1, beta2, eps, lr) = (0.9f64, 0.999f64, 1e-8, base.learning_rate);
@@ -93,9 +99,12 @@ fn gpu_temporal_term_matches_the_method_in_f64() {
     let mut expected = Vec::new();
     for t in 1..=steps {
         let (losses, mut grad) = network.loss_and_grad(&x, &targets);
-        let temporal = temporal_weight / d * (0..x.len()).map(|i| c[i] * (x[i] - target[i]).powi(2)).sum::<f64>();
-        for i in 0..x.len() {
-            grad[i] += 2.0 * temporal_weight / d * c[i] * (x[i] - target[i]);
+        let mut temporal = 0.0;
+        for (target, c) in &reference_terms {
+            temporal += temporal_weight / d * (0..x.len()).map(|i| c[i] * (x[i] - target[i]).powi(2)).sum::<f64>();
+            for i in 0..x.len() {
+                grad[i] += 2.0 * temporal_weight / d * c[i] * (x[i] - target[i]);
+            }
         }
         expected.push((losses.content, losses.style, temporal, losses.total + temporal));
         let (bc1, bc2) = (1.0 - beta1.powi(t as i32), 1.0 - beta2.powi(t as i32));
@@ -115,8 +124,11 @@ fn gpu_temporal_term_matches_the_method_in_f64() {
     for tile in [TileChoice::Off, TileChoice::Side(16)] {
         let options = Options { tile, ..base.clone() };
         let frame = FrameInputs { content: content.clone(), styles: vec![style.clone()], masks: Vec::new() };
-        let temporal = Temporal { warped: warped.clone(), reliability: reliability.clone(), weight: temporal_weight };
-        let job = stylize::Job::for_frame(frame, options, Default::default(), None, Some(temporal)).unwrap();
+        let temporal = terms
+            .iter()
+            .map(|(warped, c)| Temporal { warped: warped.clone(), reliability: c.clone(), weight: temporal_weight })
+            .collect();
+        let job = stylize::Job::for_frame(frame, options, Default::default(), None, temporal).unwrap();
         let mut record = Record::default();
         let ctx = stylize::pipeline::open_context(&base).unwrap();
         let (finished, _) = job.run_on(ctx, &weights, &mut record).unwrap();

@@ -41,15 +41,19 @@ impl Clip {
             image_io::save_image(&dir.path().join(format!("frames/f{t}.png")), &frame, 8).unwrap();
         }
         let clip = Self { dir, frames };
+        // Frame t at p shows what frame t-j shows at p + j PAN: backward flow +j PAN, forward -j PAN.
+        let constant = |u: f32, v: f32| {
+            let n = (WIDTH * HEIGHT) as usize;
+            Flow { width: WIDTH as usize, height: HEIGHT as usize, data: [vec![u; n], vec![v; n]].concat() }
+        };
         for t in 2..=frames {
-            // Frame t at p shows what frame t-1 shows at p + PAN: backward flow +PAN, forward -PAN.
-            let constant = |u: f32, v: f32| {
-                let n = (WIDTH * HEIGHT) as usize;
-                Flow { width: WIDTH as usize, height: HEIGHT as usize, data: [vec![u; n], vec![v; n]].concat() }
-            };
-            let (u, v) = (PAN.0 as f32, PAN.1 as f32);
-            flo::write_flo(&clip.path(&format!("flows/{}", flo::backward_name(t, t - 1))), &constant(u, v)).unwrap();
-            flo::write_flo(&clip.path(&format!("flows/{}", flo::forward_name(t - 1, t))), &constant(-u, -v)).unwrap();
+            for j in (1..t).filter(|j| [1, 2].contains(j)) {
+                let (u, v) = ((j as i64 * PAN.0) as f32, (j as i64 * PAN.1) as f32);
+                let backward = clip.path(&format!("flows/{}", flo::backward_name(t, t - j)));
+                flo::write_flo(&backward, &constant(u, v)).unwrap();
+                flo::write_flo(&clip.path(&format!("flows/{}", flo::forward_name(t - j, t))), &constant(-u, -v))
+                    .unwrap();
+            }
         }
         random_png(&clip.path("style.png"), 64, 48, 7);
         clip
@@ -161,6 +165,33 @@ fn video_with_the_temporal_term_is_consistent_and_resumes() {
     assert_eq!(other.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("stylize-video.txt") && stderr.contains("--temporal-weight"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// Long-term consistency (--temporal-frames 1,2) reads the flows to the frame before the previous
+/// one too, and is as consistent; a list that does not start with 1 is refused.
+#[test]
+fn video_long_term_consistency() {
+    if gpu_or_skip("video_long_term_consistency").is_none() {
+        return;
+    }
+    let clip = Clip::new(4);
+    let run = clip.run("long", &["--temporal-frames", "1,2"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let long = temporal_error(&clip.written("long"));
+    let run = clip.run("independent", &["--temporal-weight", "0"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let independent = temporal_error(&clip.written("independent"));
+    eprintln!("temporal error with frames 1,2: {long:.3e}, independent frames {independent:.3e}");
+    assert!(long * 5.0 < independent, "{long} vs {independent}");
+    // Without the flows to t - 2 the clip is refused before any frame, naming the file.
+    std::fs::remove_file(clip.path(&format!("flows/{}", flo::backward_name(4, 2)))).unwrap();
+    let run = clip.run("missing", &["--temporal-frames", "1,2"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("backward_4_2.flo") && !clip.path("missing").exists(), "{stderr}");
+    let run = clip.run("bad", &["--temporal-frames", "2,4"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.code() == Some(1) && stderr.contains("--temporal-frames must start with 1"), "{stderr}");
 }
 
 /// Without --flow-dir the flows come from TV-L1 on the GPU: written with --save-flow within a

@@ -45,6 +45,14 @@ pub struct VideoArgs {
     #[arg(long, value_name = "DIR")]
     pub save_flow: Option<PathBuf>,
 
+    /// The earlier frames each frame is held to, as distances: 1 (the previous frame, the
+    /// default) or a list starting with 1, e.g. 1,2,4: Ruder et al.'s long-term consistency, where
+    /// each pixel counts for the closest of them whose flow is reliable there (a region hidden in
+    /// the previous frame takes its colours back from an earlier one). Each distance costs a
+    /// flow pair per frame.
+    #[arg(long, value_name = "1[,J...]", value_delimiter = ',', default_value = "1")]
+    pub temporal_frames: Vec<usize>,
+
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -90,6 +98,7 @@ pub fn run(args: VideoArgs, matches: &clap::ArgMatches) -> Result<Option<i32>> {
         frame_iterations: args.frame_iterations.map(|n| n as usize),
         flow_dir: args.flow_dir.clone(),
         save_flow: args.save_flow.clone(),
+        temporal_frames: args.temporal_frames.clone(),
         depth: args.run.output_depth,
     };
     let input = args.input.clone().expect("required");

@@ -200,8 +200,8 @@ pub mod reference {
     /// The reliability of the `backward` flow `b` (frame t -> t-1) checked against the `forward`
     /// flow `f` (t-1 -> t), both `2 x H x W`, pixel by pixel: Ruder et al. 2016, section 3.1 (after
     /// Sundaram et al. 2010), as `checkConsistency` in manuelruder/artistic-videos'
-    /// `consistencyChecker/consistencyChecker.cpp` computes it (its `flow1` is `b`, `flow2` is `f`,
-    /// as `makeOptFlow.sh` calls it). With `w~ = f` sampled at `p + b(p)`, in this order:
+    /// `consistencyChecker/consistencyChecker.cpp` (commit 40e7447) computes it (its `flow1` is
+    /// `b`, `flow2` is `f`, as `makeOptFlow.sh` calls it). With `w~ = f` sampled at `p + b(p)`, in this order:
     ///
     /// - `Outside` where `p + b(p)` is outside `[0, W-1] x [0, H-1]`;
     /// - `Occlusion` where `|w~ + b|^2 >= 0.01 (|w~|^2 + |b|^2) + 0.5` (the checker's `>=`);

@@ -90,7 +90,7 @@ pub struct Job {
     raw_masks: Vec<Image>,
     first_init: Image,
     preview: Option<Preview>,
-    temporal: Option<Temporal>,
+    temporal: Vec<Temporal>,
 }
 
 /// A run's decoded inputs: the content (any size: it is fitted to `options.size`), the style
@@ -150,22 +150,22 @@ impl Job {
                 history: crate::plot::LossHistory::new(&options),
             });
         }
-        Ok(Job { options, outputs, original, raw_styles, raw_masks, first_init, preview, temporal: None })
+        Ok(Job { options, outputs, original, raw_styles, raw_masks, first_init, preview, temporal: Vec::new() })
     }
 
     /// A video frame's run (`pipeline::video`): inputs already decoded, `init` the image it
-    /// starts from (`None`: `options.init`), `temporal` the term tying it to the previous
-    /// frame's result (single-scale runs only). No live preview.
+    /// starts from (`None`: `options.init`), `temporal` the terms tying it to earlier
+    /// frames' results (single-scale runs only). No live preview.
     pub fn for_frame(
         frame: FrameInputs,
         options: Options,
         outputs: Outputs,
         init: Option<Image>,
-        temporal: Option<Temporal>,
+        temporal: Vec<Temporal>,
     ) -> Result<Job, Error> {
         options.validate()?;
         check_outputs(&outputs, &options)?;
-        if temporal.is_some() && options.scales > 1 {
+        if !temporal.is_empty() && options.scales > 1 {
             return Err(
                 InvalidOption::new("scales", "a video frame's temporal term runs on one scale: {scales} 1").into()
             );
@@ -270,7 +270,7 @@ impl Job {
             raw_styles: &self.raw_styles,
             raw_masks: &self.raw_masks,
             first_init: &self.first_init,
-            temporal: self.temporal.as_ref(),
+            temporal: &self.temporal,
         };
         let run = run_scales(ctx, &inputs, &self.options, &mut watch);
         (run, watch.write_plot())

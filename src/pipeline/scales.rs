@@ -31,8 +31,8 @@ pub(super) struct ScaleInputs<'a> {
     pub raw_masks: &'a [Image],
     /// The first scale's initial image (`first_initial_image`).
     pub first_init: &'a Image,
-    /// A video frame's temporal term (single-scale runs only).
-    pub temporal: Option<&'a Temporal>,
+    /// A video frame's temporal terms (single-scale runs only).
+    pub temporal: &'a [Temporal],
 }
 
 /// Runs the method coarse to fine over `scale_sizes(options.size, options.scales, options.min_size)`

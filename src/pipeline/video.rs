@@ -54,6 +54,9 @@ pub struct VideoOptions {
     pub flow_dir: Option<PathBuf>,
     /// Where to write the flows and reliability maps the clip used, in `flow_dir`'s layout.
     pub save_flow: Option<PathBuf>,
+    /// The earlier frames t - j each frame is held to, closest first, starting with 1 (`[1]`:
+    /// short-term only; more: Ruder et al.'s long-term consistency, §3.2).
+    pub temporal_frames: Vec<usize>,
     /// Bits per sample of the frames written (8, or 16): the next frame warps them as written.
     pub depth: u8,
 }
@@ -66,6 +69,7 @@ impl Default for VideoOptions {
             frame_iterations: None,
             flow_dir: None,
             save_flow: None,
+            temporal_frames: vec![1],
             depth: 8,
         }
     }
@@ -130,6 +134,14 @@ impl Video {
             return Err(Error::Output(format!(
                 "--temporal-weight must be a finite number >= 0, not {}",
                 video.temporal_weight
+            )));
+        }
+        let list = &video.temporal_frames;
+        if list.first() != Some(&1) || list.windows(2).any(|w| w[0] >= w[1]) {
+            let list: Vec<String> = list.iter().map(usize::to_string).collect();
+            return Err(Error::Output(format!(
+                "--temporal-frames must start with 1 and increase (e.g. 1,2,4), not {}",
+                list.join(",")
             )));
         }
         let frames = match frame_source(input)? {
@@ -229,42 +241,50 @@ impl Video {
         let options = Options { iterations: steps, initial_iterations: None, ..self.options.clone() };
         let outputs = Outputs { output: Some(self.output(index)), depth: self.video.depth, ..Outputs::default() };
         let frame = FrameInputs { content: content.clone(), styles: self.styles.clone(), masks: self.masks.clone() };
-        if index == 1 {
-            return Job::for_frame(frame, options, outputs, None, None);
+        if index == 1 || !self.needs_flows() {
+            return Job::for_frame(frame, options, outputs, None, Vec::new());
         }
-        if !self.needs_flows() {
-            return Job::for_frame(frame, options, outputs, None, None);
-        }
-        let previous = image_io::load_image(&self.output(index - 1))?;
-        let previous = image_io::resize_exact(&previous, content.width, content.height);
-        let (forward, backward, reliable) = match solver {
-            Some(solver) => {
-                let (forward, backward) = solver.pair(ctx, &self.content(index - 1)?, &content)?;
-                (forward, backward, None)
+        // One warped result and reliability per earlier frame t - j, closest first.
+        let mut earlier: Vec<(Image, Vec<f32>)> = Vec::new();
+        for &j in self.video.temporal_frames.iter().filter(|&&j| j < index) {
+            let result = image_io::load_image(&self.output(index - j))?;
+            let result = image_io::resize_exact(&result, content.width, content.height);
+            let (forward, backward, reliable) = match solver {
+                Some(solver) => {
+                    let (forward, backward) = solver.pair(ctx, &self.content(index - j)?, &content)?;
+                    (forward, backward, None)
+                }
+                None => self.read_flows(index - j, index)?,
+            };
+            let warped = motion::warp_previous(ctx, &result, &backward)?;
+            let reliability = match reliable {
+                Some(map) => map,
+                None => motion::reliability(ctx, &forward, &backward)?,
+            };
+            if let Some(dir) = &self.video.save_flow {
+                save_flows(dir, index - j, index, &forward, &backward, &reliability)?;
             }
-            None => self.read_flows(index)?,
-        };
-        let warped = motion::warp_previous(ctx, &previous, &backward)?;
-        let reliability = match reliable {
-            Some(map) => map,
-            None => motion::reliability(ctx, &forward, &backward)?,
-        };
-        if let Some(dir) = &self.video.save_flow {
-            save_flows(dir, index, &forward, &backward, &reliability)?;
+            earlier.push((warped, reliability));
         }
         let init = match self.video.init {
-            FrameInit::PrevWarped => Some(warped.clone()),
-            FrameInit::Prev => Some(previous),
+            FrameInit::PrevWarped => Some(earlier[0].0.clone()),
+            FrameInit::Prev => {
+                let previous = image_io::load_image(&self.output(index - 1))?;
+                Some(image_io::resize_exact(&previous, content.width, content.height))
+            }
             FrameInit::Content => None,
         };
         let weight = self.video.temporal_weight;
-        let temporal = (weight > 0.0).then_some(Temporal { warped, reliability, weight });
+        let reliabilities = long_term_weights(earlier.iter().map(|(_, c)| c.clone()).collect());
+        let terms = earlier.into_iter().zip(reliabilities);
+        let temporal = terms.map(|((warped, _), reliability)| Temporal { warped, reliability, weight });
+        let temporal = if weight > 0.0 { temporal.collect() } else { Vec::new() };
         Job::for_frame(frame, options, outputs, init, temporal)
     }
 
-    /// The flows between frames `index - 1` and `index` (forward, backward) and the reliability
-    /// map when the flow folder has one.
-    fn read_flows(&self, index: usize) -> Result<(Flow, Flow, Option<Vec<f32>>), Error> {
+    /// The flows between frames `from` and `to` (forward `from -> to`, backward `to -> from`)
+    /// and the reliability map when the flow folder has one.
+    fn read_flows(&self, from: usize, to: usize) -> Result<(Flow, Flow, Option<Vec<f32>>), Error> {
         let Some(dir) = &self.video.flow_dir else {
             unreachable!("flows are read from a flow folder");
         };
@@ -275,9 +295,9 @@ impl Video {
             flow.check_size(&path, width, height)?;
             Ok(flow)
         };
-        let forward = read(flo::forward_name(index - 1, index))?;
-        let backward = read(flo::backward_name(index, index - 1))?;
-        let reliable = dir.join(flo::reliable_name(index, index - 1));
+        let forward = read(flo::forward_name(from, to))?;
+        let backward = read(flo::backward_name(to, from))?;
+        let reliable = dir.join(flo::reliable_name(to, from));
         let reliable = if reliable.is_file() { Some(flo::read_reliability(&reliable, width, height)?) } else { None };
         Ok((forward, backward, reliable))
     }
@@ -285,9 +305,11 @@ impl Video {
     /// Every flow (and reliability map) the clip will read, read and checked now: a bad file
     /// is reported before any frame is written.
     fn check_flows(&self) -> Result<(), Error> {
-        if self.video.flow_dir.is_some() {
+        if self.video.flow_dir.is_some() && self.needs_flows() {
             for index in 2..=self.frames.len() {
-                self.read_flows(index)?;
+                for &j in self.video.temporal_frames.iter().filter(|&&j| j < index) {
+                    self.read_flows(index - j, index)?;
+                }
             }
         }
         Ok(())
@@ -307,6 +329,7 @@ impl Video {
             ("--frame-iterations".to_string(), video.steps(options, 2).to_string()),
             ("--temporal-weight".to_string(), video.temporal_weight.to_string()),
             ("--init".to_string(), format!("{:?}", video.init)),
+            ("--temporal-frames".to_string(), format!("{:?}", video.temporal_frames)),
             ("--flow-dir".to_string(), video.flow_dir.as_ref().map_or("tv-l1".into(), |d| d.display().to_string())),
             ("--output-depth".to_string(), video.depth.to_string()),
         ]);
@@ -349,11 +372,40 @@ impl Video {
     }
 }
 
-/// Writes frame `index`'s flows and reliability map into `dir` as `--flow-dir` reads them.
-fn save_flows(dir: &Path, index: usize, forward: &Flow, backward: &Flow, reliability: &[f32]) -> Result<(), Error> {
-    flo::write_flo(&dir.join(flo::forward_name(index - 1, index)), forward)?;
-    flo::write_flo(&dir.join(flo::backward_name(index, index - 1)), backward)?;
-    let path = dir.join(flo::reliable_name(index, index - 1));
+/// The long-term terms' reliabilities (Ruder et al. §3.2), closest earlier frame first: each
+/// pixel counts for the closest frame where it is reliable, `c_j = max(0, c_j - sum of the
+/// closer frames' c_i)`.
+pub fn long_term_weights(reliabilities: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    let mut closer: Option<Vec<f32>> = None;
+    reliabilities
+        .into_iter()
+        .map(|c| {
+            let own: Vec<f32> = match &closer {
+                Some(sum) => c.iter().zip(sum).map(|(c, s)| (c - s).max(0.0)).collect(),
+                None => c.clone(),
+            };
+            closer = Some(match closer.take() {
+                Some(sum) => sum.iter().zip(&c).map(|(s, c)| s + c).collect(),
+                None => c,
+            });
+            own
+        })
+        .collect()
+}
+
+/// Writes the flows between frames `from` and `to` and the reliability map into `dir` as
+/// `--flow-dir` reads them.
+fn save_flows(
+    dir: &Path,
+    from: usize,
+    to: usize,
+    forward: &Flow,
+    backward: &Flow,
+    reliability: &[f32],
+) -> Result<(), Error> {
+    flo::write_flo(&dir.join(flo::forward_name(from, to)), forward)?;
+    flo::write_flo(&dir.join(flo::backward_name(to, from)), backward)?;
+    let path = dir.join(flo::reliable_name(to, from));
     flo::write_reliability(&path, backward.width, backward.height, reliability)?;
     Ok(())
 }
@@ -402,4 +454,21 @@ fn create_out_dir(dir: &Path) -> Result<(), Error> {
         std::fs::create_dir(dir).map_err(|e| VideoError::Io { path: dir.into(), source: e })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::long_term_weights;
+
+    #[test]
+    fn long_term_weights_count_each_pixel_for_the_closest_reliable_frame() {
+        let c1 = vec![1.0, 0.0, 0.0, 1.0, 0.25];
+        let c2 = vec![1.0, 1.0, 0.0, 0.0, 1.0];
+        let c4 = vec![0.0, 1.0, 1.0, 1.0, 1.0];
+        let weights = long_term_weights(vec![c1.clone(), c2, c4]);
+        assert_eq!(weights[0], c1);
+        assert_eq!(weights[1], vec![0.0, 1.0, 0.0, 0.0, 0.75]);
+        assert_eq!(weights[2], vec![0.0, 0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(long_term_weights(vec![vec![0.5, 1.0]]), vec![vec![0.5, 1.0]]);
+    }
 }

@@ -71,8 +71,8 @@ pub struct StyleTransfer {
     guard: FiniteGuard,
     /// The step of that image (`None`: the initial image, no check passed yet).
     verified_step: Option<usize>,
-    /// A video frame's temporal term (`Frame::temporal`).
-    temporal: Option<TemporalTerm>,
+    /// A video frame's temporal terms (`Frame::temporal`), one per earlier frame.
+    temporal: Vec<TemporalTerm>,
 }
 
 /// What one run starts from: the content, its style images (one per region with `masks`:
@@ -82,7 +82,8 @@ pub struct Frame<'a> {
     pub styles: &'a [Image],
     pub masks: &'a [Vec<f32>],
     pub init: &'a Image,
-    pub temporal: Option<&'a Temporal>,
+    /// One term per earlier frame the frame is held to (none: a still image).
+    pub temporal: &'a [Temporal],
 }
 
 /// What ties a video frame to the previous frame's result (Ruder et al. 2016): the temporal
@@ -121,7 +122,7 @@ impl StyleTransfer {
         init: &Image,
         options: &Options,
     ) -> Result<Self, TransferError> {
-        Self::build(ctx, weights, content, Styles::Single(style), init, None, options)
+        Self::build(ctx, weights, content, Styles::Single(style), init, &[], options)
     }
 
     /// As `new`, with the style target a blend of several style images of any size: the target
@@ -138,7 +139,7 @@ impl StyleTransfer {
         init: &Image,
         options: &Options,
     ) -> Result<Self, TransferError> {
-        Self::build(ctx, weights, content, Styles::Blend(styles, blend), init, None, options)
+        Self::build(ctx, weights, content, Styles::Blend(styles, blend), init, &[], options)
     }
 
     /// As `new` with spatial control (Gatys et al. 2017): style image `r` (of any size) applies
@@ -155,7 +156,7 @@ impl StyleTransfer {
         init: &Image,
         options: &Options,
     ) -> Result<Self, TransferError> {
-        Self::build(ctx, weights, content, Styles::Masked(styles, masks), init, None, options)
+        Self::build(ctx, weights, content, Styles::Masked(styles, masks), init, &[], options)
     }
 
     /// The run of `frame` (one image of a run, or a video frame with its temporal term): masked
@@ -182,7 +183,7 @@ impl StyleTransfer {
         content: &Image,
         styles: Styles<'_>,
         init: &Image,
-        temporal: Option<&Temporal>,
+        temporal: &[Temporal],
         options: &Options,
     ) -> Result<Self, TransferError> {
         let (width, height) = (content.width, content.height);
@@ -198,10 +199,10 @@ impl StyleTransfer {
         network.set_content(&ctx, &content.data)?;
         set_style_targets(&ctx, &mut network, weights, styles)?;
         network.set_image(&ctx, &init.data)?;
-        let temporal = match temporal {
-            Some(t) => Some(install_temporal(&ctx, &mut network, t, content, options)?),
-            None => None,
-        };
+        let temporal = temporal
+            .iter()
+            .map(|t| install_temporal(&ctx, &mut network, t, content, options))
+            .collect::<Result<_, _>>()?;
         // Flag the first step whose image or gradient holds an inf or NaN, before Adam uses them.
         let guard = FiniteGuard::install(&ctx, &mut network)?;
         let optimizer = OptimizerState::new(&ctx, &mut network, options)?;
@@ -385,10 +386,11 @@ impl StyleTransfer {
     /// Losses of the image before the last step's update.
     pub fn losses(&self) -> Result<Losses, TransferError> {
         let losses = self.network.read_losses(&self.ctx)?;
-        Ok(match &self.temporal {
-            Some(term) => losses.with_temporal(term.read(&self.ctx)?),
-            None => losses,
-        })
+        let mut losses = losses;
+        for term in &self.temporal {
+            losses = losses.with_temporal(term.read(&self.ctx)?);
+        }
+        Ok(losses)
     }
 
     /// The current image, RGB in [0, 1]: the last iterate, or with `average_decay` the
