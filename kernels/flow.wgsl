@@ -122,7 +122,7 @@ fn consistency(
         let ux = 0.5 * (flow[right] - flow[left]);
         let uy = 0.5 * (flow[down] - flow[up]);
         let vx = 0.5 * (flow[n + right] - flow[n + left]);
-        let vy = select(0.5, 1.0, y == 0u || y + 1u == h) * (flow[n + down] - flow[n + up]);
+        let vy = 0.5 * (flow[n + down] - flow[n + up]);
         let edge = ux * ux + uy * uy + vx * vx + vy * vy;
         let boundary = edge > 0.01 * (bx * bx + by * by) + 0.002;
 

@@ -78,27 +78,6 @@ fn tv_sum(x: &[f64], height: usize, width: usize) -> f64 {
     sum
 }
 
-/// Every step's losses, as the run reports them.
-#[derive(Default)]
-struct Record {
-    losses: Vec<Losses>,
-}
-
-impl stylize::Observer for Record {
-    fn wants_losses(&mut self, _step: usize) -> bool {
-        true
-    }
-    fn on_step(
-        &mut self,
-        _step: usize,
-        losses: Option<&Losses>,
-        _image: Option<&stylize::Image>,
-    ) -> Result<(), stylize::TransferError> {
-        self.losses.push(losses.expect("asked for every step").clone());
-        Ok(())
-    }
-}
-
 /// `--preset jcjohnson` (random weights at a quarter of VGG-19's widths, a 24 x 20 image, whole and in
 /// 16 px tiles) against neural-style's recipe in f64: the Caffe VGG-19's BGR 0-255 input, content
 /// 5 mean((F - P)^2) at relu4_2, style 100 sum_l mean((G_l - A_l)^2) with G = F F^T / (C H W) at
@@ -225,7 +204,7 @@ fn gpu_jcjohnson_preset_matches_neural_styles_recipe_in_f64() {
 
     for tile in [TileChoice::Off, TileChoice::Side(16)] {
         let options = Options { tile, ..base.clone() };
-        let mut record = Record::default();
+        let mut record = LossRecord::default();
         let outputs = stylize::Outputs { output: None, ..Default::default() };
         let job = stylize::Job::new(&content_path, &[&style_path], options, outputs, &mut record).unwrap();
         let finished = job.run(&mut record).unwrap();
@@ -396,7 +375,7 @@ fn gpu_crowsonkb_preset_matches_style_transfer_pytorch_in_f64() {
     let moved = rgb.iter().zip(&start).map(|(a, b)| (a - b).abs()).fold(0.0f64, f64::max);
     assert!(moved > 0.05, "the image should move: {moved}");
 
-    let mut record = Record::default();
+    let mut record = LossRecord::default();
     let outputs = stylize::Outputs { output: None, ..Default::default() };
     let job = stylize::Job::new(&content_path, &[&style_path], base.clone(), outputs, &mut record).unwrap();
     let finished = job.run(&mut record).unwrap();

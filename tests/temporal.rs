@@ -16,26 +16,6 @@ use stylize::test_support::to_f64;
 use stylize::transfer::Temporal;
 use stylize::{Image, Losses, Model, Options};
 
-#[derive(Default)]
-struct Record {
-    losses: Vec<Losses>,
-}
-
-impl stylize::Observer for Record {
-    fn wants_losses(&mut self, _step: usize) -> bool {
-        true
-    }
-    fn on_step(
-        &mut self,
-        _step: usize,
-        losses: Option<&Losses>,
-        _image: Option<&Image>,
-    ) -> Result<(), stylize::TransferError> {
-        self.losses.push(losses.expect("asked for every step").clone());
-        Ok(())
-    }
-}
-
 fn random_image(rng: &mut Rng, width: u32, height: u32) -> Image {
     let data = (0..3 * width * height).map(|_| rng.uniform() as f32).collect();
     Image::new(width, height, data)
@@ -129,7 +109,7 @@ fn gpu_temporal_term_matches_the_method_in_f64() {
             .map(|(warped, c)| Temporal { warped: warped.clone(), reliability: c.clone(), weight: temporal_weight })
             .collect();
         let job = stylize::Job::for_frame(frame, options, Default::default(), None, temporal).unwrap();
-        let mut record = Record::default();
+        let mut record = LossRecord::default();
         let ctx = stylize::pipeline::open_context(&base).unwrap();
         let (finished, _) = job.run_on(ctx, &weights, &mut record).unwrap();
         let got = |f: fn(&Losses) -> f64| record.losses.iter().map(f).map(|v| v as f32).collect::<Vec<f32>>();

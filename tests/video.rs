@@ -134,7 +134,9 @@ fn video_with_the_temporal_term_is_consistent_and_resumes() {
         return;
     }
     let clip = Clip::new(5);
-    let run = clip.run("out", &[]);
+    let log = clip.path("losses.csv");
+    let log_arg = ["--loss-log", log.to_str().unwrap()];
+    let run = clip.run("out", &log_arg);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     assert!(stderr.contains("stylize: 5 frames of 64x48"), "{stderr}");
@@ -146,14 +148,31 @@ fn video_with_the_temporal_term_is_consistent_and_resumes() {
     eprintln!("temporal error: {consistent:.3e} with the default weight, {independent:.3e} without");
     assert!(consistent * 5.0 < independent, "{consistent} vs {independent}");
 
+    // The loss log: a frame column, the temporal term (0 on the first frame), every step.
+    let rows = |frame: usize| -> Vec<Vec<f64>> {
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().next(), Some("frame,step,content,style,temporal,total"));
+        let parse = |l: &str| l.split(',').map(|v| v.parse::<f64>().unwrap()).collect::<Vec<f64>>();
+        text.lines().skip(1).map(parse).filter(|r| r[0] == frame as f64).collect()
+    };
+    assert_eq!(rows(1).len(), 200);
+    assert!(rows(1).iter().all(|r| r[4] == 0.0));
+    let frame3 = rows(3);
+    assert_eq!(frame3.len(), 100);
+    assert!(
+        frame3[50][4] > 0.0
+            && (frame3[50][5] - (frame3[50][2] + 1e6 * frame3[50][3] + frame3[50][4])).abs() < 1e-3 * frame3[50][5]
+    );
     // A rerun of the same command continues where the frames stop.
     let last = clip.path("out/frame_0005.png");
     let before = std::fs::read(&last).unwrap();
     std::fs::remove_file(clip.path("out/frame_0004.png")).unwrap();
     std::fs::remove_file(&last).unwrap();
-    let rerun = clip.run("out", &[]);
+    let rerun = clip.run("out", &log_arg);
     let stderr = String::from_utf8_lossy(&rerun.stderr);
     assert!(rerun.status.success(), "{stderr}");
+    // The log keeps the frames it did not compute again, and has the others once.
+    assert_eq!((rows(3).len(), rows(4).len(), rows(5).len()), (100, 100, 100));
     assert!(
         stderr.contains("(2 computed") && stderr.contains("frame 4/5") && !stderr.contains("frame 3/5"),
         "{stderr}"
@@ -238,6 +257,119 @@ fn video_with_flows_computed_on_the_gpu() {
     let independent = temporal_error(&clip.written("independent"));
     eprintln!("temporal error with TV-L1's flows: {consistent:.3e}, independent frames {independent:.3e}");
     assert!(consistent * 5.0 < independent, "{consistent} vs {independent}");
+}
+
+/// Programs standing in for ffprobe and ffmpeg (shell scripts in `dir`): ffprobe describes a
+/// 64x48 25 fps clip with audio, ffmpeg decodes to `raw` (rgb24 frames) or records its arguments
+/// in `log` and writes the file it was given last.
+#[cfg(unix)]
+fn fake_ffmpeg(dir: &Path, raw: &Path, log: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let scripts = [
+        (
+            "ffprobe",
+            format!(
+                "#!/bin/sh\nprintf 'codec_type=video\\nwidth={WIDTH}\\nheight={HEIGHT}\\nr_frame_rate=25/1\\ncodec_type=audio\\nr_frame_rate=0/0\\n'\n"
+            ),
+        ),
+        (
+            "ffmpeg",
+            format!(
+                "#!/bin/sh\ncase \"$*\" in *rawvideo*) cat '{}' ;; *) echo \"$*\" > '{}'; for last; do :; done; echo encoded > \"$last\" ;; esac\n",
+                raw.display(),
+                log.display()
+            ),
+        ),
+    ];
+    for (name, text) in scripts {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// A video file in, a video file out, through ffmpeg's pipes (stand-in programs: the protocol,
+/// not ffmpeg itself): the frames are decoded into the frames folder's input/, stylized into
+/// clip_frames/, and encoded at the input's rate with its audio; without ffmpeg, one line.
+#[cfg(unix)]
+#[test]
+fn video_files_go_through_ffmpeg_pipes() {
+    if gpu_or_skip("video_files_go_through_ffmpeg_pipes").is_none() {
+        return;
+    }
+    let clip = Clip::new(3);
+    let mut raw = Vec::new();
+    for t in 1..=3 {
+        raw.extend(image::open(clip.path(&format!("frames/f{t}.png"))).unwrap().to_rgb8().into_raw());
+    }
+    std::fs::write(clip.path("clip.raw"), &raw).unwrap();
+    std::fs::write(clip.path("clip.mp4"), b"a video").unwrap();
+    std::fs::create_dir(clip.path("bin")).unwrap();
+    fake_ffmpeg(&clip.path("bin"), &clip.path("clip.raw"), &clip.path("ffmpeg.log"));
+    let video = |out: &str, bin: &Path| {
+        let mut cmd = stylize();
+        cmd.env("STYLIZE_FFMPEG_DIR", bin).arg("video").arg("--input").arg(clip.path("clip.mp4"));
+        cmd.arg("--style").arg(clip.path("style.png")).arg("--weights").arg(tiny_weights());
+        cmd.args(["--size", "64", "--iterations", "4", "--frame-iterations", "2", "-o"]).arg(clip.path(out));
+        cmd.output().unwrap()
+    };
+    let run = video("styled.mp4", &clip.path("bin"));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("stylize: 3 frames of 64x48") && stderr.contains("encoded"), "{stderr}");
+    for t in 1..=3 {
+        let decoded = image_io::load_image(&clip.path(&format!("styled_frames/input/{t:04}.png"))).unwrap();
+        let frame = image_io::load_image(&clip.path(&format!("frames/f{t}.png"))).unwrap();
+        assert_eq!(decoded.data, frame.data, "decoded frame {t}");
+        assert!(clip.path(&format!("styled_frames/frame_{t:04}.png")).is_file());
+    }
+    assert_eq!(std::fs::read_to_string(clip.path("styled.mp4")).unwrap(), "encoded\n");
+    let args = std::fs::read_to_string(clip.path("ffmpeg.log")).unwrap();
+    for needle in ["-framerate 25/1", "styled_frames/frame_%04d.png", "-map 1:a:0?", "-c:a copy", "-pix_fmt yuv420p"] {
+        assert!(args.contains(needle), "{needle} not in {args}");
+    }
+    assert!(!clip.dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("partial")));
+    // Without the programs: one line, nothing written.
+    let run = video("nothing.mp4", &clip.path("no-bin"));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.lines().count() == 1 && stderr.contains("ffprobe is not on PATH"), "{stderr}");
+    assert!(!clip.path("nothing_frames").exists() && !clip.path("nothing.mp4").exists());
+}
+
+/// With the real ffmpeg on PATH: a clip encoded by it, stylized, and decoded again has its
+/// frames and size (skipped, saying so, where ffmpeg is not installed).
+#[test]
+fn video_round_trip_through_the_real_ffmpeg() {
+    if gpu_or_skip("video_round_trip_through_the_real_ffmpeg").is_none() {
+        return;
+    }
+    if std::process::Command::new("ffmpeg").arg("-version").output().is_err() {
+        eprintln!("video_round_trip_through_the_real_ffmpeg: skipped, no ffmpeg on PATH");
+        return;
+    }
+    let clip = Clip::new(3);
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-framerate", "10", "-i"])
+        .arg(clip.path("frames/f%d.png"))
+        .args(["-c:v", "ffv1"])
+        .arg(clip.path("clip.mkv"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut cmd = stylize();
+    cmd.arg("video").arg("--input").arg(clip.path("clip.mkv")).arg("--style").arg(clip.path("style.png"));
+    cmd.arg("--weights").arg(tiny_weights()).args(["--size", "64", "--iterations", "4", "--frame-iterations", "2"]);
+    let run = cmd.arg("-o").arg(clip.path("styled.mkv")).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(clip.path("styled.mkv"))
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 3 * (WIDTH * HEIGHT * 3) as usize, "3 frames of 64x48");
 }
 
 #[test]

@@ -402,6 +402,7 @@ fn outputs(cli: &RunArgs) -> stylize::Outputs {
         loss_plot: cli.loss_plot.clone(),
         serve: cli.serve.clone(),
         serve_public: cli.serve_public,
+        loss_log_frame: None,
     }
 }
 

@@ -15,8 +15,10 @@ use super::values::non_negative_f64;
 
 #[derive(Args, Debug)]
 pub struct VideoArgs {
-    /// The clip: a folder of frames (image files, in the natural order of their names) or a
-    /// printf pattern such as clip/frame_%04d.png (numbered from 0 to 4 on, as ffmpeg reads them).
+    /// The clip: a folder of frames (image files, in the natural order of their names), a
+    /// printf pattern such as clip/frame_%04d.png (numbered from 0 to 4 on, as ffmpeg reads
+    /// them), or a video file (.mp4, .mov, .mkv, .webm, ...) decoded by ffmpeg, which must be on
+    /// PATH, into the frames folder's input/.
     #[arg(long, value_name = "PATH", required = true)]
     pub input: Option<PathBuf>,
 
@@ -53,6 +55,11 @@ pub struct VideoArgs {
     #[arg(long, value_name = "1[,J...]", value_delimiter = ',', default_value = "1")]
     pub temporal_frames: Vec<usize>,
 
+    /// Frame rate of an encoded -o (clip.mp4, .webm, .mkv, .mov, .gif): e.g. 24, 29.97 or
+    /// 30000/1001; default: the input video's, or 25 for a folder of frames.
+    #[arg(long, value_name = "RATE")]
+    pub fps: Option<String>,
+
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -67,7 +74,6 @@ fn refused_flags(run: &RunArgs) -> Option<&'static str> {
             "--checkpoint/--resume (a rerun continues at the first frame not written)",
         ),
         (run.save_every.is_some(), "--save-every"),
-        (run.loss_log.is_some(), "--loss-log"),
         (run.loss_plot.is_some(), "--loss-plot"),
         (run.content.is_some(), "--content (give the clip with --input)"),
     ]
@@ -99,18 +105,20 @@ pub fn run(args: VideoArgs, matches: &clap::ArgMatches) -> Result<Option<i32>> {
         flow_dir: args.flow_dir.clone(),
         save_flow: args.save_flow.clone(),
         temporal_frames: args.temporal_frames.clone(),
+        loss_log: args.run.loss_log.clone(),
+        fps: args.fps.clone(),
         depth: args.run.output_depth,
     };
     let input = args.input.clone().expect("required");
-    let out_dir = args.run.output.clone();
-    let clip = Video::new(&input, &args.run.style, &out_dir, options.clone(), video)?;
+    let clip = Video::new(&input, &args.run.style, &args.run.output, options.clone(), video)?;
     let (width, height) = clip.size();
+    let out_dir = clip.frames_dir().to_path_buf();
+    let encoded = clip.encoded().map(|p| format!(" and encoded {}", p.display())).unwrap_or_default();
     let mut progress = ClipProgress::new(options, args.run.print_every);
-    // Said when the first frame starts: an error before (weights, another command's frames)
-    // stays the only line.
+    // Said when the first frame starts (a video file's frames are counted once decoded): an
+    // error before (weights, another command's frames) stays the only line.
     progress.header = Some(format!(
-        "stylize: {} frames of {width}x{height} from {} into {}/",
-        clip.frames().len(),
+        "stylize: {{count}} frames of {width}x{height} from {} into {}/",
         input.display(),
         out_dir.display()
     ));
@@ -130,7 +138,7 @@ pub fn run(args: VideoArgs, matches: &clap::ArgMatches) -> Result<Option<i32>> {
         return Ok(Some(code));
     }
     eprintln!(
-        "stylize: wrote {} frames to {}/ ({} computed in {seconds:.1} s)",
+        "stylize: wrote {} frames to {}/{encoded} ({} computed in {seconds:.1} s)",
         finished.frames,
         out_dir.display(),
         finished.computed
@@ -180,7 +188,7 @@ impl VideoObserver for ClipProgress {
         }
         self.done_before = first - 1;
         if let Some(header) = self.header.take() {
-            eprintln!("{header}");
+            eprintln!("{}", header.replace("{count}", &count.to_string()));
         }
         let left = |steps_per_frame: usize| (count - index) * steps_per_frame;
         let eta = match self.steps_done {

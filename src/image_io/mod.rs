@@ -44,6 +44,15 @@ impl Image {
         Image { width, height, data }
     }
 
+    /// From interleaved 8-bit RGB (`rgb24`, as ffmpeg's raw video): each sample / 255; panics
+    /// unless `bytes.len() == 3 * width * height`.
+    pub fn from_rgb8(width: u32, height: u32, bytes: &[u8]) -> Self {
+        let plane_len = width as usize * height as usize;
+        assert_eq!(bytes.len(), 3 * plane_len, "Image::from_rgb8: {width}x{height} needs {} bytes", 3 * plane_len);
+        let data = (0..3).flat_map(|c| (0..plane_len).map(move |p| bytes[3 * p + c] as f32 / 255.0)).collect();
+        Image::new(width, height, data)
+    }
+
     /// An image filled with one colour.
     pub fn filled(width: u32, height: u32, rgb: [f32; 3]) -> Self {
         let plane_len = width as usize * height as usize;

@@ -56,6 +56,9 @@ pub struct Outputs {
     /// addresses other machines can reach.
     pub serve: Option<String>,
     pub serve_public: bool,
+    /// A video frame's number (from 1): the loss log gains a leading `frame` column and a
+    /// `temporal` one, and is appended to (its header written when it is empty).
+    pub loss_log_frame: Option<usize>,
 }
 
 impl Default for Outputs {
@@ -69,6 +72,7 @@ impl Default for Outputs {
             loss_plot: None,
             serve: None,
             serve_public: false,
+            loss_log_frame: None,
         }
     }
 }
@@ -224,7 +228,8 @@ impl Job {
             (Some(path), Some(n)) => Some((path.clone(), n, self.outputs.depth)),
             _ => None,
         };
-        let mut record = Record::new(observer, self.outputs.loss_log.clone(), saves, &self.original, options)?;
+        let log = self.outputs.loss_log.clone().map(|path| (path, self.outputs.loss_log_frame));
+        let mut record = Record::new(observer, log, saves, &self.original, options)?;
         let (run, plotted) = self.run_scales_watched(ctx, weights, &mut record);
         record.finish();
         drop(record);

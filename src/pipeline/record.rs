@@ -14,6 +14,8 @@ use crate::weights::FetchEvent;
 pub(super) struct Record<'a> {
     inner: &'a mut dyn Observer,
     log: Option<(PathBuf, BufWriter<File>)>,
+    /// A video frame's number: the log's leading column (and its temporal column).
+    frame: Option<usize>,
     /// Where the periodic saves go, every this many steps, at this bit depth.
     saves: Option<(PathBuf, usize, u8)>,
     options: Options,
@@ -31,22 +33,34 @@ fn log_error(path: &std::path::Path, e: std::io::Error) -> TransferError {
 }
 
 impl<'a> Record<'a> {
-    /// Creates the loss log (with its header) if `log` is given.
+    /// Creates the loss log (with its header) if `log` is given; a video frame's (`log.1`, its
+    /// number) is appended to, its header written only into an empty file.
     pub fn new(
         inner: &'a mut dyn Observer,
-        log: Option<PathBuf>,
+        log: Option<(PathBuf, Option<usize>)>,
         saves: Option<(PathBuf, usize, u8)>,
         original: &Image,
         options: &Options,
     ) -> Result<Self, TransferError> {
+        let frame = log.as_ref().and_then(|(_, frame)| *frame);
         let log = match log {
-            Some(path) => {
-                let file = File::create(&path)
-                    .map_err(|e| TransferError::Observer(format!("loss log {}: cannot create: {e}", path.display())))?;
+            Some((path, frame)) => {
+                let cannot = |e| TransferError::Observer(format!("loss log {}: cannot create: {e}", path.display()));
+                let file = match frame {
+                    Some(_) => std::fs::OpenOptions::new().create(true).append(true).open(&path),
+                    None => File::create(&path),
+                }
+                .map_err(cannot)?;
+                let empty = file.metadata().map_err(cannot)?.len() == 0;
                 let mut writer = BufWriter::new(file);
-                let scale = if options.scales > 1 { "scale," } else { "" };
-                let tv = if options.tv_weight > 0.0 { "tv," } else { "" };
-                writeln!(writer, "{scale}step,content,style,{tv}total").map_err(|e| log_error(&path, e))?;
+                if empty {
+                    let frame = if frame.is_some() { "frame," } else { "" };
+                    let temporal = if frame.is_empty() { "" } else { "temporal," };
+                    let scale = if options.scales > 1 { "scale," } else { "" };
+                    let tv = if options.tv_weight > 0.0 { "tv," } else { "" };
+                    writeln!(writer, "{frame}{scale}step,content,style,{tv}{temporal}total")
+                        .map_err(|e| log_error(&path, e))?;
+                }
                 Some((path, writer))
             }
             None => None,
@@ -54,6 +68,7 @@ impl<'a> Record<'a> {
         Ok(Self {
             inner,
             log,
+            frame,
             saves,
             options: options.clone(),
             original: original.clone(),
@@ -96,7 +111,11 @@ impl Observer for Record<'_> {
         if let (Some(l), Some((path, writer))) = (losses, &mut self.log) {
             let tv = if self.options.tv_weight > 0.0 { format!("{:e},", l.tv) } else { String::new() };
             let scale = if self.options.scales > 1 { format!("{},", self.scale + 1) } else { String::new() };
-            writeln!(writer, "{scale}{step},{:e},{:e},{tv}{:e}", l.content, l.style, l.total)
+            let (frame, temporal) = match self.frame {
+                Some(frame) => (format!("{frame},"), format!("{:e},", l.temporal)),
+                None => (String::new(), String::new()),
+            };
+            writeln!(writer, "{frame}{scale}{step},{:e},{:e},{tv}{temporal}{:e}", l.content, l.style, l.total)
                 .map_err(|e| log_error(path, e))?;
         }
         self.inner.on_step(step, losses.filter(|_| self.inner_losses), image.filter(|_| self.inner_image))?;

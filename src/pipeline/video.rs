@@ -14,7 +14,7 @@ use crate::net::ConvLayerWeights;
 use crate::transfer::{InvalidOption, Observer, Options, Temporal};
 use crate::video::flo::{self, Flow, VideoError};
 use crate::video::frames::{FrameSource, frame_output_name, frame_source};
-use crate::video::motion;
+use crate::video::{ffmpeg, motion};
 use crate::{Error, gpu};
 
 /// The temporal term's default weight (`--temporal-weight`), against the method's content
@@ -24,6 +24,21 @@ use crate::{Error, gpu};
 /// content weight 5 on Caffe's 0-255 input is about 7e5 in this normalized space, if the two
 /// networks' features compare.
 pub const DEFAULT_TEMPORAL_WEIGHT: f64 = 1e5;
+
+/// Output extensions encoded into a video file (with ffmpeg) after the frames.
+pub const ENCODED: [&str; 5] = ["mp4", "webm", "mkv", "mov", "gif"];
+
+/// The frame rate of an encoded clip made from a folder of frames, without `--fps`.
+pub const DEFAULT_FPS: &str = "25";
+
+/// A frame rate ffmpeg's `-framerate` takes: a positive number or a fraction of two.
+fn valid_frame_rate(rate: &str) -> bool {
+    let positive = |s: &str| s.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0);
+    match rate.split_once('/') {
+        Some((n, d)) => positive(n) && positive(d),
+        None => positive(rate),
+    }
+}
 
 /// The file in the frames folder that records what made its frames.
 pub const RECORD_NAME: &str = "stylize-video.txt";
@@ -54,6 +69,12 @@ pub struct VideoOptions {
     pub flow_dir: Option<PathBuf>,
     /// Where to write the flows and reliability maps the clip used, in `flow_dir`'s layout.
     pub save_flow: Option<PathBuf>,
+    /// The frame rate of an encoded output (`-o clip.mp4`); `None`: the input video's, or
+    /// `DEFAULT_FPS` for frames.
+    pub fps: Option<String>,
+    /// A CSV of every step's losses, `frame,step,content,style,[tv,]temporal,total`; a rerun
+    /// keeps the rows of the frames it does not compute again.
+    pub loss_log: Option<PathBuf>,
     /// The earlier frames t - j each frame is held to, closest first, starting with 1 (`[1]`:
     /// short-term only; more: Ruder et al.'s long-term consistency, §3.2).
     pub temporal_frames: Vec<usize>,
@@ -69,6 +90,8 @@ impl Default for VideoOptions {
             frame_iterations: None,
             flow_dir: None,
             save_flow: None,
+            fps: None,
+            loss_log: None,
             temporal_frames: vec![1],
             depth: 8,
         }
@@ -96,8 +119,13 @@ pub trait VideoObserver {
 
 /// A clip whose inputs are found and checked, ready to go to the GPU.
 pub struct Video {
+    /// The frames, in order (a video file's once `run` decoded it).
     frames: Vec<PathBuf>,
     input: PathBuf,
+    /// A video file to decode (with ffmpeg) and what ffprobe says of it.
+    clip_file: Option<(PathBuf, ffmpeg::VideoInfo)>,
+    /// A video file to encode the frames into at the end (`-o clip.mp4`).
+    encode_to: Option<PathBuf>,
     styles: Vec<Image>,
     masks: Vec<Image>,
     options: Options,
@@ -122,7 +150,7 @@ impl Video {
     pub fn new<P: AsRef<Path>>(
         input: &Path,
         styles: &[P],
-        out_dir: &Path,
+        output: &Path,
         options: Options,
         video: VideoOptions,
     ) -> Result<Video, Error> {
@@ -144,22 +172,50 @@ impl Video {
                 list.join(",")
             )));
         }
-        let frames = match frame_source(input)? {
-            FrameSource::Files(frames) => frames,
+        let (frames, clip_file, size) = match frame_source(input)? {
+            FrameSource::Files(frames) => {
+                let size = frame_size(&frames, &options)?;
+                (frames, None, size)
+            }
             FrameSource::Video(path) => {
-                return Err(VideoError::Invalid {
-                    path,
-                    reason: "decoding a video file is not built yet: extract its frames (ffmpeg -i CLIP frames/%04d.png) and pass the folder".into(),
-                }
-                .into());
+                let info = ffmpeg::probe(&path)?;
+                let size = image_io::fitted_size(info.width, info.height, options.size);
+                (Vec::new(), Some((path, info)), size)
             }
         };
-        let size = frame_size(&frames, &options)?;
+        // `-o clip.mp4`: the frames go to clip_frames/ beside it, and are encoded at the end.
+        let (out_dir, encode_to) = match output.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ENCODED.contains(&ext.to_ascii_lowercase().as_str()) && !output.is_dir() => {
+                let stem = output.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                (output.with_file_name(format!("{stem}_frames")), Some(output.to_path_buf()))
+            }
+            _ => (output.to_path_buf(), None),
+        };
+        let out_dir = out_dir.as_path();
+        if let Some(fps) = &video.fps
+            && !valid_frame_rate(fps)
+        {
+            return Err(Error::Output(format!("--fps takes a rate such as 24, 29.97 or 30000/1001, not {fps}")));
+        }
         let styles = load_style_images(styles)?;
         let masks = load_masks(&options.masks, styles.len())?;
         check_out_dir(out_dir)?;
-        let clip =
-            Video { frames, input: input.to_path_buf(), styles, masks, options, video, out_dir: out_dir.into(), size };
+        if let Some(log) = &video.loss_log {
+            let parent = log.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                let reason = "its folder does not exist".to_string();
+                return Err(VideoError::Invalid { path: log.clone(), reason }.into());
+            }
+        }
+        if let Some(path) = &encode_to {
+            image_io::check_output_path(&path.with_extension("png"), 8).map_err(|_| VideoError::Invalid {
+                path: path.clone(),
+                reason: "its folder does not exist or cannot be written".into(),
+            })?;
+        }
+        let input = input.to_path_buf();
+        let out_dir = out_dir.into();
+        let clip = Video { frames, input, clip_file, encode_to, styles, masks, options, video, out_dir, size };
         clip.check_flows()?;
         Ok(clip)
     }
@@ -176,13 +232,18 @@ impl Video {
 
     /// Loads the weights, opens the GPU, checks the frames folder's record (or writes it) and
     /// runs every frame not yet written.
-    pub fn run(self, observer: &mut dyn VideoObserver) -> Result<VideoFinished, Error> {
-        let options = &self.options;
-        let weights = load_network_weights(options.model, options.weights.as_deref(), options.seed, &mut |e| {
+    pub fn run(mut self, observer: &mut dyn VideoObserver) -> Result<VideoFinished, Error> {
+        let (model, seed) = (self.options.model, self.options.seed);
+        let weights = load_network_weights(model, self.options.weights.as_deref(), seed, &mut |e| {
             observer.frame_observer().on_fetch(&e)
         })?;
-        let first = self.content(1)?;
         create_out_dir(&self.out_dir)?;
+        if let Some((path, info)) = &self.clip_file {
+            self.frames = ffmpeg::decode(path, info, &self.out_dir.join("input"))?;
+            self.check_flows()?;
+        }
+        let options = &self.options;
+        let first = self.content(1)?;
         self.check_record(&first, &weights)?;
         if let Some(dir) = &self.video.save_flow {
             create_out_dir(dir)?;
@@ -196,6 +257,9 @@ impl Video {
         };
         let count = self.frames.len();
         let start = (1..=count).find(|&t| !self.output(t).is_file()).unwrap_or(count + 1);
+        if let Some(log) = &self.video.loss_log {
+            keep_rows_before(log, start)?;
+        }
         let mut computed = 0;
         for index in start..=count {
             let steps = self.video.steps(options, index);
@@ -210,7 +274,23 @@ impl Video {
                 return Ok(VideoFinished { frames: count, computed: computed - 1, stopped: true });
             }
         }
+        if let Some(path) = &self.encode_to {
+            let rate = self.video.fps.clone();
+            let rate = rate.or_else(|| self.clip_file.as_ref().map(|(_, info)| info.frame_rate.clone()));
+            let audio = self.clip_file.as_ref().filter(|(_, info)| info.has_audio).map(|(p, _)| p.as_path());
+            ffmpeg::encode(&self.out_dir, &rate.unwrap_or_else(|| DEFAULT_FPS.into()), audio, path)?;
+        }
         Ok(VideoFinished { frames: count, computed, stopped: false })
+    }
+
+    /// The folder the frames are written to.
+    pub fn frames_dir(&self) -> &Path {
+        &self.out_dir
+    }
+
+    /// The video file the frames are encoded into at the end, if any.
+    pub fn encoded(&self) -> Option<&Path> {
+        self.encode_to.as_deref()
     }
 
     /// Whether a frame reads the previous result: independent frames (no temporal term, each
@@ -239,7 +319,13 @@ impl Video {
     ) -> Result<Job, Error> {
         let content = self.content(index)?;
         let options = Options { iterations: steps, initial_iterations: None, ..self.options.clone() };
-        let outputs = Outputs { output: Some(self.output(index)), depth: self.video.depth, ..Outputs::default() };
+        let outputs = Outputs {
+            output: Some(self.output(index)),
+            depth: self.video.depth,
+            loss_log: self.video.loss_log.clone(),
+            loss_log_frame: Some(index),
+            ..Outputs::default()
+        };
         let frame = FrameInputs { content: content.clone(), styles: self.styles.clone(), masks: self.masks.clone() };
         if index == 1 || !self.needs_flows() {
             return Job::for_frame(frame, options, outputs, None, Vec::new());
@@ -370,6 +456,28 @@ impl Video {
             Err(e) => Err(VideoError::Io { path, source: e }.into()),
         }
     }
+}
+
+/// Drops the loss log's rows of frames from `start` on (a stopped frame's, which is computed
+/// again); a missing log stays missing.
+fn keep_rows_before(log: &Path, start: usize) -> Result<(), Error> {
+    let text = match std::fs::read_to_string(log) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(VideoError::Io { path: log.into(), source: e }.into()),
+    };
+    let kept: String = text
+        .lines()
+        .enumerate()
+        .filter(|(i, line)| {
+            *i == 0 || line.split(',').next().and_then(|f| f.parse::<usize>().ok()).is_some_and(|f| f < start)
+        })
+        .map(|(_, line)| format!("{line}\n"))
+        .collect();
+    if kept != text {
+        image_io::write_atomically(log, kept.as_bytes()).map_err(|e| VideoError::Io { path: log.into(), source: e })?;
+    }
+    Ok(())
 }
 
 /// The long-term terms' reliabilities (Ruder et al. §3.2), closest earlier frame first: each

@@ -136,3 +136,24 @@ pub fn emulated_twin(ctx: &Context) -> Context {
 pub fn entries(step: &Step) -> Vec<String> {
     step.kernels().iter().map(|k| k.label().to_string()).collect()
 }
+
+/// An observer that asks for and keeps every step's losses, as the run reports them.
+#[derive(Default)]
+pub struct LossRecord {
+    pub losses: Vec<stylize::Losses>,
+}
+
+impl stylize::Observer for LossRecord {
+    fn wants_losses(&mut self, _step: usize) -> bool {
+        true
+    }
+    fn on_step(
+        &mut self,
+        _step: usize,
+        losses: Option<&stylize::Losses>,
+        _image: Option<&stylize::Image>,
+    ) -> Result<(), stylize::TransferError> {
+        self.losses.push(losses.expect("asked for every step").clone());
+        Ok(())
+    }
+}
