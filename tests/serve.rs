@@ -4,7 +4,7 @@
 //! page update and its image load.
 
 mod common;
-use common::{random_png, tiny_weights};
+use common::{http_get, random_png, tiny_weights};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -115,17 +115,8 @@ impl Drop for Running {
     }
 }
 
-/// A plain HTTP/1.0 GET: (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("headers end");
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
-    (status, response[split + 4..].to_vec())
+    http_get(addr, path)
 }
 
 fn get_text(addr: SocketAddr, path: &str) -> String {

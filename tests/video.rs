@@ -372,6 +372,56 @@ fn video_round_trip_through_the_real_ffmpeg() {
     assert_eq!(out.stdout.len(), 3 * (WIDTH * HEIGHT * 3) as usize, "3 frames of 64x48");
 }
 
+/// `--serve` shows the frame being computed: the page's content is frame 1, then frame 2, and
+/// the server ends with the clip.
+#[test]
+fn video_serve_shows_the_current_frame() {
+    use std::io::BufRead;
+    if gpu_or_skip("video_serve_shows_the_current_frame").is_none() {
+        return;
+    }
+    let clip = Clip::new(2);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stylize"));
+    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env_remove("STYLIZE_WEIGHTS");
+    cmd.arg("video").arg("--input").arg(clip.path("frames")).arg("--style").arg(clip.path("style.png"));
+    cmd.arg("--flow-dir").arg(clip.path("flows")).arg("--weights").arg(tiny_weights());
+    cmd.args(["--size", "64", "--iterations", "1500", "--frame-iterations", "1500", "--serve", "127.0.0.1:0"]);
+    cmd.arg("-o").arg(clip.path("out")).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let (send, lines) = std::sync::mpsc::channel();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| send.send(l).unwrap_or(())));
+    let mut seen = Vec::new();
+    let mut wait_line = |needle: &str| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(200)) {
+                seen.push(line.clone());
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+        }
+        panic!("no line with {needle:?}; stderr so far:\n{}", seen.join("\n"));
+    };
+    let url = wait_line("live preview at http://");
+    let addr: std::net::SocketAddr = url.split("http://").nth(1).unwrap().trim_end_matches('/').parse().unwrap();
+    let content_is = |t: usize| {
+        let (status, png) = http_get(addr, "/content.png");
+        let shown = image::load_from_memory(&png).unwrap().to_rgb8().into_raw();
+        status == 200 && shown == image::open(clip.path(&format!("frames/f{t}.png"))).unwrap().to_rgb8().into_raw()
+    };
+    wait_line("frame 1/2");
+    assert!(content_is(1), "the page shows frame 1");
+    wait_line("frame 2/2");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !content_is(2) {
+        assert!(std::time::Instant::now() < deadline, "the page never showed frame 2");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn video_bad_inputs_get_one_line_and_write_nothing() {
     let clip = Clip::new(3);

@@ -67,7 +67,6 @@ pub struct VideoArgs {
 /// The flags of a run that a clip does not take (yet), with why.
 fn refused_flags(run: &RunArgs) -> Option<&'static str> {
     [
-        (run.serve.is_some(), "--serve"),
         (run.side_by_side.is_some(), "--side-by-side"),
         (
             run.checkpoint.is_some() || run.resume.is_some(),
@@ -107,11 +106,15 @@ pub fn run(args: VideoArgs, matches: &clap::ArgMatches) -> Result<Option<i32>> {
         temporal_frames: args.temporal_frames.clone(),
         loss_log: args.run.loss_log.clone(),
         fps: args.fps.clone(),
+        serve: args.run.serve.clone().map(|addr| (addr, args.run.serve_public)),
         depth: args.run.output_depth,
     };
     let input = args.input.clone().expect("required");
     let clip = Video::new(&input, &args.run.style, &args.run.output, options.clone(), video)?;
     let (width, height) = clip.size();
+    if let Some(url) = clip.preview_url() {
+        eprintln!("stylize: live preview at {url}");
+    }
     let out_dir = clip.frames_dir().to_path_buf();
     let encoded = clip.encoded().map(|p| format!(" and encoded {}", p.display())).unwrap_or_default();
     let mut progress = ClipProgress::new(options, args.run.print_every);

@@ -95,6 +95,8 @@ pub struct Job {
     first_init: Image,
     preview: Option<Preview>,
     temporal: Vec<Temporal>,
+    /// Hand the preview back in `Finished` instead of ending it (a clip's frames share one).
+    hand_back_preview: bool,
 }
 
 /// A run's decoded inputs: the content (any size: it is fitted to `options.size`), the style
@@ -117,6 +119,8 @@ pub struct Finished {
     pub stopped: bool,
     /// The GPU it ran on.
     pub gpu: GpuInfo,
+    /// The live preview, handed back by a run given one with `Job::show_in` (else ended).
+    pub preview: Option<Preview>,
 }
 
 impl Job {
@@ -154,7 +158,17 @@ impl Job {
                 history: crate::plot::LossHistory::new(&options),
             });
         }
-        Ok(Job { options, outputs, original, raw_styles, raw_masks, first_init, preview, temporal: Vec::new() })
+        Ok(Job {
+            options,
+            outputs,
+            original,
+            raw_styles,
+            raw_masks,
+            first_init,
+            preview,
+            temporal: Vec::new(),
+            hand_back_preview: false,
+        })
     }
 
     /// A video frame's run (`pipeline::video`): inputs already decoded, `init` the image it
@@ -188,6 +202,7 @@ impl Job {
             first_init,
             preview: None,
             temporal,
+            hand_back_preview: false,
         })
     }
 
@@ -245,17 +260,35 @@ impl Job {
         if let Some(path) = &self.outputs.output {
             image_io::save_image(path, &target, self.outputs.depth)?;
         }
-        if let Some(preview) = self.preview {
-            preview.finish(target.clone(), crate::serve::FINAL_GRACE);
-        }
+        let preview = match self.preview {
+            Some(preview) if self.hand_back_preview => {
+                preview.publish_image(target.clone());
+                Some(preview)
+            }
+            Some(preview) => {
+                preview.finish(target.clone(), crate::serve::FINAL_GRACE);
+                None
+            }
+            None => None,
+        };
         stopped |= observer.should_stop();
         if let (Some(path), false) = (&self.outputs.side_by_side, stopped) {
             let masks = prepare_masks(&self.raw_masks, &content);
             image_io::save_image(path, &side_by_side(&content, &styles, &masks, &target), self.outputs.depth)?;
         }
         let style = styles[0].clone();
-        let finished = Finished { outcome: Outcome { content, style, target }, steps, resumed_steps, stopped, gpu };
+        let outcome = Outcome { content, style, target };
+        let finished = Finished { outcome, steps, resumed_steps, stopped, gpu, preview };
         Ok((finished, transfer.into_context()))
+    }
+
+    /// Shows this run in `preview` (a clip's, which outlives each frame's run), as `info`
+    /// describes it; `Finished::preview` hands it back.
+    pub fn show_in(mut self, preview: Preview, info: RunInfo) -> Job {
+        preview.set_run(info);
+        self.preview = Some(preview);
+        self.hand_back_preview = true;
+        self
     }
 
     /// `run_scales` under the preview and the loss plot's watch; the plot is written at the end

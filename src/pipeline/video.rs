@@ -11,6 +11,7 @@ use super::inputs::{fit_content, load_masks, load_style_images};
 use super::{FrameInputs, Job, Outputs, checkpointing, load_network_weights, open_context};
 use crate::image_io::{self, Image};
 use crate::net::ConvLayerWeights;
+use crate::serve::{Preview, RunInfo};
 use crate::transfer::{InvalidOption, Observer, Options, Temporal};
 use crate::video::flo::{self, Flow, VideoError};
 use crate::video::frames::{FrameSource, frame_output_name, frame_source};
@@ -69,6 +70,9 @@ pub struct VideoOptions {
     pub flow_dir: Option<PathBuf>,
     /// Where to write the flows and reliability maps the clip used, in `flow_dir`'s layout.
     pub save_flow: Option<PathBuf>,
+    /// Serve a live preview of the frame being computed at this address (`serve::resolve`),
+    /// and whether addresses other machines can reach are allowed.
+    pub serve: Option<(String, bool)>,
     /// The frame rate of an encoded output (`-o clip.mp4`); `None`: the input video's, or
     /// `DEFAULT_FPS` for frames.
     pub fps: Option<String>,
@@ -90,6 +94,7 @@ impl Default for VideoOptions {
             frame_iterations: None,
             flow_dir: None,
             save_flow: None,
+            serve: None,
             fps: None,
             loss_log: None,
             temporal_frames: vec![1],
@@ -126,6 +131,8 @@ pub struct Video {
     clip_file: Option<(PathBuf, ffmpeg::VideoInfo)>,
     /// A video file to encode the frames into at the end (`-o clip.mp4`).
     encode_to: Option<PathBuf>,
+    /// The live preview (`VideoOptions::serve`), shown each frame's run in turn.
+    preview: Option<Preview>,
     styles: Vec<Image>,
     masks: Vec<Image>,
     options: Options,
@@ -215,8 +222,12 @@ impl Video {
         }
         let input = input.to_path_buf();
         let out_dir = out_dir.into();
-        let clip = Video { frames, input, clip_file, encode_to, styles, masks, options, video, out_dir, size };
+        let mut clip =
+            Video { frames, input, clip_file, encode_to, preview: None, styles, masks, options, video, out_dir, size };
         clip.check_flows()?;
+        if let Some((addr, public)) = &clip.video.serve {
+            clip.preview = Some(Preview::bind(addr, *public)?);
+        }
         Ok(clip)
     }
 
@@ -261,18 +272,32 @@ impl Video {
             keep_rows_before(log, start)?;
         }
         let mut computed = 0;
+        let mut last = None;
         for index in start..=count {
             let steps = self.video.steps(options, index);
             observer.on_frame(index, count, steps, start);
-            let job = self.frame_job(ctx.as_ref().expect("the context"), solver.as_ref(), index, steps)?;
-            let (finished, back) = job.run_on(ctx.take().expect("the context"), &weights, observer.frame_observer())?;
+            let mut job = self.frame_job(ctx.as_ref().expect("the context"), solver.as_ref(), index, steps)?;
+            if let Some(preview) = self.preview.take() {
+                let thumbnails = self.styles.iter().map(|s| image_io::fit_within(s, 256)).collect();
+                let history = crate::plot::LossHistory::new(&Options { iterations: steps, ..self.options.clone() });
+                let content = self.content(index)?;
+                let info = RunInfo { content, styles: thumbnails, total_steps: steps, scales: 1, history };
+                job = job.show_in(preview, info);
+            }
+            let (mut finished, back) =
+                job.run_on(ctx.take().expect("the context"), &weights, observer.frame_observer())?;
             ctx = Some(back);
+            self.preview = finished.preview.take();
+            last = Some(finished.outcome.target);
             computed += 1;
             if finished.stopped {
                 // The frame was written as it stood; the next run recomputes it from scratch.
                 std::fs::remove_file(self.output(index)).ok();
                 return Ok(VideoFinished { frames: count, computed: computed - 1, stopped: true });
             }
+        }
+        if let (Some(preview), Some(image)) = (self.preview.take(), last) {
+            preview.finish(image, crate::serve::FINAL_GRACE);
         }
         if let Some(path) = &self.encode_to {
             let rate = self.video.fps.clone();
@@ -281,6 +306,11 @@ impl Video {
             ffmpeg::encode(&self.out_dir, &rate.unwrap_or_else(|| DEFAULT_FPS.into()), audio, path)?;
         }
         Ok(VideoFinished { frames: count, computed, stopped: false })
+    }
+
+    /// The live preview's address, with `VideoOptions::serve`.
+    pub fn preview_url(&self) -> Option<String> {
+        self.preview.as_ref().map(Preview::url)
     }
 
     /// The folder the frames are written to.

@@ -189,6 +189,9 @@ impl Preview {
         s.scales = info.scales.max(1);
         s.csv = info.history.csv_header();
         s.history = info.history;
+        // A clip's next frame is a run of its own: its steps and rate start again.
+        s.done_steps = 0;
+        s.first_step = None;
     }
 
     pub fn on_scale(&self, index: usize, width: u32, height: u32) {
