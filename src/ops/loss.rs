@@ -94,15 +94,8 @@ fn forward(
     slot: usize,
     scale: f64,
 ) -> Result<(), GpuError> {
-    let blocks = reduce::blocks(operands.len);
-    if blocks == 1 {
-        step.push(partial_kernel(ctx, operands, losses, slot, scale as f32)?);
-        return Ok(());
-    }
-    let partials = ctx.buffer("loss block sums", blocks)?;
-    step.push(partial_kernel(ctx, operands, &partials, 0, 1.0)?);
-    let partials = step.keep(partials).clone();
-    reduce::sum_into(ctx, step, blocks, &partials, losses, slot, scale as f32)
+    let partial = |dst: &wgpu::Buffer, offset: usize, scale: f32| partial_kernel(ctx, operands, dst, offset, scale);
+    reduce::block_sum(ctx, step, operands.len, partial, losses, slot, scale as f32)
 }
 
 fn partial_kernel(

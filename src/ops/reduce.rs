@@ -60,6 +60,30 @@ pub fn sum_into(
     Ok(())
 }
 
+/// Appends a sum of `len` values into `dst[slot] = scale * total`: `first(dst, offset, scale)`
+/// is the op's own first pass, writing `scale *` the sum of each `BLOCK`-value block from
+/// `offset` on; with more than one block it writes into scratch block sums that `sum_into`
+/// finishes. What every loss and reduction of the ops shares.
+pub fn block_sum(
+    ctx: &Context,
+    step: &mut Step,
+    len: usize,
+    first: impl Fn(&wgpu::Buffer, usize, f32) -> Result<Kernel, GpuError>,
+    dst: &wgpu::Buffer,
+    slot: usize,
+    scale: f32,
+) -> Result<(), GpuError> {
+    let blocks = blocks(len);
+    if blocks == 1 {
+        step.push(first(dst, slot, scale)?);
+        return Ok(());
+    }
+    let partials = ctx.buffer("block sums", blocks)?;
+    step.push(first(&partials, 0, 1.0)?);
+    let partials = step.keep(partials).clone();
+    sum_into(ctx, step, blocks, &partials, dst, slot, scale)
+}
+
 /// dst[dst_offset + g] = scale * sum of block g of `src` (blocks of `BLOCK` values).
 pub fn sum_partials(
     ctx: &Context,

@@ -97,14 +97,7 @@ pub fn forward_owned(
         let p = params(shape, owned, offset, 0, scale);
         Kernel::new(ctx, SHADER, "tv_partial", bytemuck::bytes_of(&p), &[image, dst], blocks as u32)
     };
-    if blocks == 1 {
-        step.push(partial(losses, slot, scale as f32)?);
-        return Ok(());
-    }
-    let partials = ctx.buffer("tv block sums", blocks)?;
-    step.push(partial(&partials, 0, 1.0)?);
-    let partials = step.keep(partials).clone();
-    reduce::sum_into(ctx, step, blocks, &partials, losses, slot, scale as f32)
+    reduce::block_sum(ctx, step, shape.len(), partial, losses, slot, scale as f32)
 }
 
 /// grad (=, or += when `accumulate`) the gradient of `scale * TV(image)` with respect to the image.
@@ -254,18 +247,12 @@ pub mod nine_point {
     ) -> Result<(), GpuError> {
         let grid = shape.channels * (shape.height + 1) * (shape.width + 1);
         let blocks = reduce::blocks(grid);
-        let partial = |dst: &wgpu::Buffer, offset: usize| -> Result<Kernel, GpuError> {
+        // The weight and factors ride in the first pass's own uniforms: the sum adds no scale.
+        let partial = |dst: &wgpu::Buffer, offset: usize, _scale: f32| -> Result<Kernel, GpuError> {
             let p = params(shape, offset, 0, weight, factors)?;
             Kernel::new(ctx, SHADER, "tv_stencil_partial", bytemuck::bytes_of(&p), &[image, dst], blocks as u32)
         };
-        if blocks == 1 {
-            step.push(partial(losses, slot)?);
-            return Ok(());
-        }
-        let partials = ctx.buffer("tv stencil block sums", blocks)?;
-        step.push(partial(&partials, 0)?);
-        let partials = step.keep(partials).clone();
-        reduce::sum_into(ctx, step, blocks, &partials, losses, slot, 1.0)
+        reduce::block_sum(ctx, step, grid, partial, losses, slot, 1.0)
     }
 
     /// grad (=, or += when `accumulate`) the gradient of `forward`'s loss with respect to the image.

@@ -33,27 +33,6 @@ fn kernel(ctx: &Context, entry: &str, p: Params, buffers: &[&wgpu::Buffer], grou
     Kernel::new(ctx, SHADER, entry, bytemuck::bytes_of(&p), buffers, groups)
 }
 
-/// Finishes block partials of `len` values into `dst[slot] = scale * total` (sums through `reduce`).
-fn finish_sum(
-    ctx: &Context,
-    step: &mut Step,
-    len: usize,
-    first: impl Fn(&wgpu::Buffer, usize, f32) -> Result<Kernel, GpuError>,
-    dst: &wgpu::Buffer,
-    slot: usize,
-    scale: f32,
-) -> Result<(), GpuError> {
-    let blocks = reduce::blocks(len);
-    if blocks == 1 {
-        step.push(first(dst, slot, scale)?);
-        return Ok(());
-    }
-    let partials = ctx.buffer("vector block sums", blocks)?;
-    step.push(first(&partials, 0, 1.0)?);
-    let partials = step.keep(partials).clone();
-    reduce::sum_into(ctx, step, blocks, &partials, dst, slot, scale)
-}
-
 /// Appends the kernels that write `dst[slot] = scale * sum(x * y)` over `len` values
 /// (`x` and `y` may be the same buffer).
 #[allow(clippy::too_many_arguments)]
@@ -71,7 +50,7 @@ pub fn dot(
         let p = Params { len: len as u32, i0: offset as u32, alpha, ..Default::default() };
         kernel(ctx, "dot_partial", p, &[out, x, y], reduce::blocks(len) as u32)
     };
-    finish_sum(ctx, step, len, first, dst, slot, scale)
+    reduce::block_sum(ctx, step, len, first, dst, slot, scale)
 }
 
 /// Appends the kernels that write `dst[slot] = sum(|x|)` over `len` values.
@@ -87,7 +66,7 @@ pub fn abs_sum(
         let p = Params { len: len as u32, i0: offset as u32, alpha, ..Default::default() };
         kernel(ctx, "abs_sum_partial", p, &[out, x], reduce::blocks(len) as u32)
     };
-    finish_sum(ctx, step, len, first, dst, slot, 1.0)
+    reduce::block_sum(ctx, step, len, first, dst, slot, 1.0)
 }
 
 /// Appends the kernels that write `dst[slot] = max(|x|)` over `len` values (0 when `len` is 0).
