@@ -314,10 +314,10 @@ mod tests {
         let s = shape(4, 5);
         let image = named(s);
         let out = reference::warp(s, &image, &flow_of(4, 5, |_, _| (-2.0, 1.0)), FILL);
-        for c in 0..3 {
+        for (c, &fill) in FILL.iter().enumerate() {
             for y in 0..4 {
                 for x in 0..5 {
-                    let expected = if x >= 2 && y + 1 < 4 { at(&image, s, c, y + 1, x - 2) } else { FILL[c] };
+                    let expected = if x >= 2 && y + 1 < 4 { at(&image, s, c, y + 1, x - 2) } else { fill };
                     assert_eq!(at(&out, s, c, y, x), expected, "c {c} y {y} x {x}");
                 }
             }
@@ -330,16 +330,16 @@ mod tests {
         let image = named(s);
         let right = reference::warp(s, &image, &flow_of(3, 4, |_, _| (0.5, 0.0)), FILL);
         let both = reference::warp(s, &image, &flow_of(3, 4, |_, _| (0.5, 0.5)), FILL);
-        for c in 0..3 {
+        for (c, &fill) in FILL.iter().enumerate() {
             for y in 0..3 {
                 for x in 0..4 {
                     let p = |y, x| at(&image, s, c, y, x);
-                    let expected = if x < 3 { (p(y, x) + p(y, x + 1)) / 2.0 } else { FILL[c] };
+                    let expected = if x < 3 { (p(y, x) + p(y, x + 1)) / 2.0 } else { fill };
                     assert_eq!(at(&right, s, c, y, x), expected);
                     let expected = if x < 3 && y < 2 {
                         (p(y, x) + p(y, x + 1) + p(y + 1, x) + p(y + 1, x + 1)) / 4.0
                     } else {
-                        FILL[c]
+                        fill
                     };
                     assert_eq!(at(&both, s, c, y, x), expected);
                 }
@@ -364,13 +364,13 @@ mod tests {
             &flow_of(h, w, |x, y| ((w - 1 - x) as f64, if y == 0 { 0.5 } else { 0.0 })),
             FILL,
         );
-        for c in 0..3 {
+        for (c, &fill) in FILL.iter().enumerate() {
             for y in 0..h {
                 for x in 0..w {
                     assert_eq!(at(&column, s, c, y, x), at(&image, s, c, y, w - 1));
                     assert_eq!(at(&row, s, c, y, x), at(&image, s, c, h - 1, x));
                     assert_eq!(at(&corner, s, c, y, x), at(&image, s, c, h - 1, w - 1));
-                    assert_eq!(at(&past, s, c, y, x), FILL[c]);
+                    assert_eq!(at(&past, s, c, y, x), fill);
                 }
             }
             let mid = (at(&image, s, c, 0, w - 1) + at(&image, s, c, 1, w - 1)) / 2.0;
@@ -476,9 +476,9 @@ mod tests {
         let backward = flow_of(h, w, |x, _| (-s * x as f64, 0.0));
         let forward = flow_of(h, w, |x, _| (s * x as f64 / (1.0 - s), 0.0));
         let got = rules(h, w, &forward, &backward);
-        for x in 0..w {
+        for (x, &rule) in got.iter().enumerate().take(w) {
             let expect = if x == 0 || x == w - 1 { Rule::Reliable } else { Rule::MotionBoundary };
-            assert_eq!(got[x], expect, "x {x}");
+            assert_eq!(rule, expect, "x {x}");
         }
     }
 
