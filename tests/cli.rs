@@ -640,3 +640,28 @@ fn cli_crowsonkb_preset_runs_over_warm_started_scales() {
     // The 24x20 content is not enlarged to 32.
     assert_eq!(image::open(&out).unwrap().width(), 24);
 }
+
+/// `stylize bench --flow`: the TV-L1 flow of `stylize video` between two frames, in ms per flow
+/// (median), with its dispatches and pyramid levels, the frame pair and its share of a frame's
+/// steps at the video default.
+#[test]
+fn cli_bench_flow_reports_ms_per_flow() {
+    if gpu_or_skip("cli_bench_flow_reports_ms_per_flow").is_none() {
+        return;
+    }
+    let output = stylize().args(["bench", "--flow", "--size", "48"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let value = |label: &str| -> f64 {
+        let line =
+            stdout.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no {label} line:\n{stdout}"));
+        let number = line[label.len()..].split_whitespace().next();
+        number.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no number after {label}: {line}"))
+    };
+    let (flow, pair) = (value("ms/flow"), value("ms/pair"));
+    assert!(flow > 0.0 && pair > flow, "a pair is two flows: {stdout}");
+    // --size N is the longer side, the frames 4:3.
+    assert!(stdout.contains("TV-L1 of 48x36 frames: 2 pyramid levels (48x36, 24x18)"), "{stdout}");
+    assert!(stdout.contains("dispatches per flow"), "{stdout}");
+    assert!(stdout.contains("flow pair = ") && stdout.contains("% of a frame's 1000 steps"), "{stdout}");
+}

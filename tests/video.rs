@@ -406,19 +406,24 @@ fn video_serve_shows_the_current_frame() {
     };
     let url = wait_line("live preview at http://");
     let addr: std::net::SocketAddr = url.split("http://").nth(1).unwrap().trim_end_matches('/').parse().unwrap();
-    let content_is = |t: usize| {
-        let (status, png) = http_get(addr, "/content.png");
-        let shown = image::load_from_memory(&png).unwrap().to_rgb8().into_raw();
-        status == 200 && shown == image::open(clip.path(&format!("frames/f{t}.png"))).unwrap().to_rgb8().into_raw()
+    // The frame's line comes before its run is handed the page: poll until the page shows it.
+    let shows = |t: usize| {
+        let frame = image::open(clip.path(&format!("frames/f{t}.png"))).unwrap().to_rgb8().into_raw();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (status, png) = http_get(addr, "/content.png");
+            let shown = image::load_from_memory(&png).ok().map(|i| i.to_rgb8().into_raw());
+            if status == 200 && shown.as_ref() == Some(&frame) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the page never showed frame {t}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     };
     wait_line("frame 1/2");
-    assert!(content_is(1), "the page shows frame 1");
+    shows(1);
     wait_line("frame 2/2");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !content_is(2) {
-        assert!(std::time::Instant::now() < deadline, "the page never showed frame 2");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    shows(2);
     assert!(child.wait().unwrap().success());
 }
 
