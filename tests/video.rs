@@ -142,19 +142,26 @@ fn video_with_the_temporal_term_is_consistent_and_resumes() {
     assert!(stderr.contains("stylize: 5 frames of 64x48"), "{stderr}");
     assert!(stderr.contains("wrote 5 frames") && stderr.contains("(5 computed"), "{stderr}");
     let consistent = temporal_error(&clip.written("out"));
-    let run = clip.run("independent", &["--temporal-weight", "0"]);
+    let independent_log = clip.path("independent.csv");
+    let run = clip.run("independent", &["--temporal-weight", "0", "--loss-log", independent_log.to_str().unwrap()]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let independent = temporal_error(&clip.written("independent"));
     eprintln!("temporal error: {consistent:.3e} with the default weight, {independent:.3e} without");
     assert!(consistent * 5.0 < independent, "{consistent} vs {independent}");
 
     // The loss log: a frame column, the temporal term (0 on the first frame), every step.
-    let rows = |frame: usize| -> Vec<Vec<f64>> {
-        let text = std::fs::read_to_string(&log).unwrap();
+    let rows_of = |log: &Path, frame: usize| -> Vec<Vec<f64>> {
+        let text = std::fs::read_to_string(log).unwrap();
         assert_eq!(text.lines().next(), Some("frame,step,content,style,temporal,total"));
         let parse = |l: &str| l.split(',').map(|v| v.parse::<f64>().unwrap()).collect::<Vec<f64>>();
         text.lines().skip(1).map(parse).filter(|r| r[0] == frame as f64).collect()
     };
+    let rows = |frame: usize| rows_of(&log, frame);
+    // Each frame's style loss (its last step's) stays within 1.5x of the independent frame's.
+    for frame in 1..=5 {
+        let (held, free) = (rows(frame).last().unwrap()[3], rows_of(&independent_log, frame).last().unwrap()[3]);
+        assert!(held <= 1.5 * free, "frame {frame}: style {held:.3e} held, {free:.3e} independent");
+    }
     assert_eq!(rows(1).len(), 200);
     assert!(rows(1).iter().all(|r| r[4] == 0.0));
     let frame3 = rows(3);
