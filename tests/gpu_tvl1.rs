@@ -427,3 +427,51 @@ fn ipol_stopping_test_iterations() {
         }
     }
 }
+
+/// The reliability of the two-layer pair as `stylize video` computes it (TV-L1's two flows, then
+/// Ruder et al.'s consistency check): at least 80 % of the truly disoccluded pixels (the
+/// background the square uncovers) are unreliable, and at most 10 % of the pixels more than 3 px
+/// from the square's edges (in either frame) are.
+#[test]
+fn gpu_reliability_finds_the_disoccluded_background() {
+    use stylize::video::motion::{FlowSolver, reliability};
+    let Some(ctx) = gpu_or_skip("gpu_reliability_finds_the_disoccluded_background") else { return };
+    let pair = two_layers();
+    let solver = FlowSolver::new(&ctx, FRAME.width as u32, FRAME.height as u32).unwrap();
+    let (forward, backward) = solver.pair(&ctx, &pair.first, &pair.second).unwrap();
+    let c = reliability(&ctx, &forward, &backward).unwrap();
+    // In the second frame: the strip the square left is background nothing in the first shows.
+    let disoccluded = |x: usize, y: usize| {
+        (SQUARE_X..SQUARE_X + SQUARE_SHIFT).contains(&x) && (SQUARE_Y..SQUARE_Y + SQUARE_SIDE).contains(&y)
+    };
+    let near_edge_of = |left: usize, x: usize, y: usize| {
+        let (x, y, left, top) = (x as i64, y as i64, left as i64, SQUARE_Y as i64);
+        let side = SQUARE_SIDE as i64;
+        let inside = |margin: i64| {
+            (left - margin..left + side + margin).contains(&x) && (top - margin..top + side + margin).contains(&y)
+        };
+        inside(3) && !inside(-3)
+    };
+    let far = |x: usize, y: usize| !near_edge_of(SQUARE_X, x, y) && !near_edge_of(SQUARE_X + SQUARE_SHIFT, x, y);
+    let (mut uncovered, mut caught, mut away, mut flagged) = (0, 0, 0, 0);
+    for y in 0..FRAME.height {
+        for x in 0..FRAME.width {
+            let unreliable = c[y * FRAME.width + x] == 0.0;
+            if disoccluded(x, y) {
+                uncovered += 1;
+                caught += usize::from(unreliable);
+            } else if far(x, y) {
+                away += 1;
+                flagged += usize::from(unreliable);
+            }
+        }
+    }
+    let (caught, flagged) = (caught as f64 / uncovered as f64, flagged as f64 / away as f64);
+    eprintln!(
+        "reliability of the two-layer pair: {:.1} % of the disoccluded pixels unreliable, {:.1} % of those far from the edges",
+        100.0 * caught,
+        100.0 * flagged
+    );
+    assert!(caught >= 0.8, "{caught}");
+    assert!(flagged <= 0.1, "{flagged}");
+}
