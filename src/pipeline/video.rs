@@ -165,12 +165,8 @@ impl Video {
         if options.scales > 1 {
             return Err(InvalidOption::new("scales", "a video runs each frame on one scale: {scales} 1").into());
         }
-        if !(video.temporal_weight.is_finite() && video.temporal_weight >= 0.0) {
-            return Err(Error::Output(format!(
-                "--temporal-weight must be a finite number >= 0, not {}",
-                video.temporal_weight
-            )));
-        }
+        crate::transfer::rules::non_negative(video.temporal_weight)
+            .map_err(|why| Error::Output(format!("--temporal-weight {why}")))?;
         let list = &video.temporal_frames;
         if list.first() != Some(&1) || list.windows(2).any(|w| w[0] >= w[1]) {
             let list: Vec<String> = list.iter().map(usize::to_string).collect();
@@ -208,11 +204,7 @@ impl Video {
         let masks = load_masks(&options.masks, styles.len())?;
         check_out_dir(out_dir)?;
         if let Some(log) = &video.loss_log {
-            let parent = log.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            if !parent.is_dir() {
-                let reason = "its folder does not exist".to_string();
-                return Err(VideoError::Invalid { path: log.clone(), reason }.into());
-            }
+            super::check_parent_folder("loss log", log)?;
         }
         if let Some(path) = &encode_to {
             image_io::check_output_path(&path.with_extension("png"), 8).map_err(|_| VideoError::Invalid {
@@ -276,11 +268,11 @@ impl Video {
         for index in start..=count {
             let steps = self.video.steps(options, index);
             observer.on_frame(index, count, steps, start);
-            let mut job = self.frame_job(ctx.as_ref().expect("the context"), solver.as_ref(), index, steps)?;
+            let (mut job, content) =
+                self.frame_job(ctx.as_ref().expect("the context"), solver.as_ref(), index, steps)?;
             if let Some(preview) = self.preview.take() {
                 let thumbnails = self.styles.iter().map(|s| image_io::fit_within(s, 256)).collect();
                 let history = crate::plot::LossHistory::new(&Options { iterations: steps, ..self.options.clone() });
-                let content = self.content(index)?;
                 let info = RunInfo { content, styles: thumbnails, total_steps: steps, scales: 1, history };
                 job = job.show_in(preview, info);
             }
@@ -339,14 +331,15 @@ impl Video {
         self.out_dir.join(frame_output_name(index))
     }
 
-    /// Frame `index`'s run: its content, its start and temporal term from the previous result.
+    /// Frame `index`'s run (its content, its start and temporal term from earlier results),
+    /// and that content at the run's size.
     fn frame_job(
         &self,
         ctx: &gpu::Context,
         solver: Option<&motion::FlowSolver>,
         index: usize,
         steps: usize,
-    ) -> Result<Job, Error> {
+    ) -> Result<(Job, Image), Error> {
         let content = self.content(index)?;
         let options = Options { iterations: steps, initial_iterations: None, ..self.options.clone() };
         let outputs = Outputs {
@@ -358,7 +351,7 @@ impl Video {
         };
         let frame = FrameInputs { content: content.clone(), styles: self.styles.clone(), masks: self.masks.clone() };
         if index == 1 || !self.needs_flows() {
-            return Job::for_frame(frame, options, outputs, None, Vec::new());
+            return Ok((Job::for_frame(frame, options, outputs, None, Vec::new())?, content));
         }
         // One warped result and reliability per earlier frame t - j, closest first.
         let mut earlier: Vec<(Image, Vec<f32>)> = Vec::new();
@@ -395,7 +388,7 @@ impl Video {
         let terms = earlier.into_iter().zip(reliabilities);
         let temporal = terms.map(|((warped, _), reliability)| Temporal { warped, reliability, weight });
         let temporal = if weight > 0.0 { temporal.collect() } else { Vec::new() };
-        Job::for_frame(frame, options, outputs, init, temporal)
+        Ok((Job::for_frame(frame, options, outputs, init, temporal)?, content))
     }
 
     /// The flows between frames `from` and `to` (forward `from -> to`, backward `to -> from`)

@@ -34,15 +34,26 @@ fn invalid(path: &Path, reason: impl Into<String>) -> VideoError {
     VideoError::Invalid { path: path.to_path_buf(), reason: reason.into() }
 }
 
-/// Runs `name args`, its output captured; a missing program is named with what to do instead.
-fn run(name: &str, args: &[OsString], about: &Path) -> Result<std::process::Output, VideoError> {
-    let output = Command::new(program(name)).args(args).stdin(Stdio::null()).output().map_err(|e| match e.kind() {
+/// Why `name` could not be started: a missing program is named with what to do instead.
+fn not_started(name: &str, about: &Path, e: std::io::Error) -> VideoError {
+    match e.kind() {
         std::io::ErrorKind::NotFound => invalid(
             about,
-            format!("{name} is not on PATH: install ffmpeg, or pass the frames as a folder (ffmpeg -i CLIP frames/%04d.png elsewhere)"),
+            format!(
+                "{name} is not on PATH: install ffmpeg, or pass the frames as a folder (ffmpeg -i CLIP frames/%04d.png elsewhere)"
+            ),
         ),
         _ => invalid(about, format!("cannot run {name}: {e}")),
-    })?;
+    }
+}
+
+/// Runs `name args`, its output captured.
+fn run(name: &str, args: &[OsString], about: &Path) -> Result<std::process::Output, VideoError> {
+    let output = Command::new(program(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| not_started(name, about, e))?;
     if !output.status.success() {
         return Err(invalid(about, format!("{name} failed: {}", last_line(&output.stderr))));
     }
@@ -107,7 +118,7 @@ pub fn decode(path: &Path, info: &VideoInfo, dir: &Path) -> Result<Vec<PathBuf>,
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| invalid(path, format!("cannot run ffmpeg: {e}")))?;
+        .map_err(|e| not_started("ffmpeg", path, e))?;
     let mut stdout = child.stdout.take().expect("piped");
     let frame_bytes = (info.width * info.height * 3) as usize;
     let mut buffer = vec![0u8; frame_bytes];
