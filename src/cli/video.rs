@@ -60,6 +60,12 @@ pub struct VideoArgs {
     #[arg(long, value_name = "RATE")]
     pub fps: Option<String>,
 
+    /// ffmpeg output options for an encoded -o, given after stylize's own so that they win:
+    /// e.g. "-c:v libx264 -crf 18" (higher quality), or "-c:v ffv1 -pix_fmt bgr0" (lossless
+    /// .mkv). Split at spaces; they do not change the frames, so a rerun may change them.
+    #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
+    pub encode_options: Option<String>,
+
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -106,6 +112,7 @@ pub fn run(args: VideoArgs, matches: &clap::ArgMatches) -> Result<Option<i32>> {
         temporal_frames: args.temporal_frames.clone(),
         loss_log: args.run.loss_log.clone(),
         fps: args.fps.clone(),
+        encode_options: args.encode_options.iter().flat_map(|o| o.split_whitespace()).map(String::from).collect(),
         serve: args.run.serve.clone().map(|addr| (addr, args.run.serve_public)),
         depth: args.run.output_depth,
     };

@@ -76,6 +76,9 @@ pub struct VideoOptions {
     /// The frame rate of an encoded output (`-o clip.mp4`); `None`: the input video's, or
     /// `DEFAULT_FPS` for frames.
     pub fps: Option<String>,
+    /// ffmpeg output options of an encoded output, after stylize's (e.g. `-c:v libx264 -crf 18`,
+    /// or `-c:v ffv1 -pix_fmt bgr0` for a lossless file); they do not change the frames.
+    pub encode_options: Vec<String>,
     /// A CSV of every step's losses, `frame,step,content,style,[tv,]temporal,total`; a rerun
     /// keeps the rows of the frames it does not compute again.
     pub loss_log: Option<PathBuf>,
@@ -96,6 +99,7 @@ impl Default for VideoOptions {
             save_flow: None,
             serve: None,
             fps: None,
+            encode_options: Vec::new(),
             loss_log: None,
             temporal_frames: vec![1],
             depth: 8,
@@ -195,6 +199,12 @@ impl Video {
             _ => (output.to_path_buf(), None),
         };
         let out_dir = out_dir.as_path();
+        if encode_to.is_none() && (video.fps.is_some() || !video.encode_options.is_empty()) {
+            return Err(Error::Output(format!(
+                "--fps and --encode-options apply to a video -o ({}), not to a folder of frames",
+                ENCODED.join(", ")
+            )));
+        }
         if let Some(fps) = &video.fps
             && !valid_frame_rate(fps)
         {
@@ -295,7 +305,8 @@ impl Video {
             let rate = self.video.fps.clone();
             let rate = rate.or_else(|| self.clip_file.as_ref().map(|(_, info)| info.frame_rate.clone()));
             let audio = self.clip_file.as_ref().filter(|(_, info)| info.has_audio).map(|(p, _)| p.as_path());
-            ffmpeg::encode(&self.out_dir, &rate.unwrap_or_else(|| DEFAULT_FPS.into()), audio, path)?;
+            let rate = rate.unwrap_or_else(|| DEFAULT_FPS.into());
+            ffmpeg::encode(&self.out_dir, &rate, audio, &self.video.encode_options, path)?;
         }
         Ok(VideoFinished { frames: count, computed, stopped: false })
     }

@@ -159,9 +159,16 @@ fn read_frame(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<bool
 }
 
 /// Encodes `frames_dir`'s `frame_%04d.png` into `output` at `frame_rate` (e.g. "25/1"), with
-/// `audio_from`'s audio track when given; written to a temporary file beside `output` and
+/// `audio_from`'s audio track when given, and the user's `options` for the output (a codec, a
+/// quality) after ours, so that theirs win; written to a temporary file beside `output` and
 /// renamed, so a failed encode leaves no half-written video.
-pub fn encode(frames_dir: &Path, frame_rate: &str, audio_from: Option<&Path>, output: &Path) -> Result<(), VideoError> {
+pub fn encode(
+    frames_dir: &Path,
+    frame_rate: &str,
+    audio_from: Option<&Path>,
+    options: &[String],
+    output: &Path,
+) -> Result<(), VideoError> {
     let extension = output.extension().and_then(|e| e.to_str()).unwrap_or("mp4").to_ascii_lowercase();
     let name = output.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let temporary = output.with_file_name(format!(".{name}.partial.{extension}"));
@@ -174,10 +181,13 @@ pub fn encode(frames_dir: &Path, frame_rate: &str, audio_from: Option<&Path>, ou
         args.extend([OsString::from("-i"), input.as_os_str().to_owned()]);
         args.extend(["-map", "0:v:0", "-map", "1:a:0?", "-c:a", "copy", "-shortest"].iter().map(OsString::from));
     }
-    // Players expect 4:2:0 in these containers (ffmpeg keeps the PNGs' 4:4:4 otherwise).
-    if ["mp4", "mov", "mkv", "m4v"].contains(&extension.as_str()) {
+    // Players expect 4:2:0 in these containers (ffmpeg keeps the PNGs' 4:4:4 otherwise), unless
+    // the user names a pixel format (e.g. a lossless codec's RGB).
+    let own_pixel_format = options.iter().any(|o| o == "-pix_fmt");
+    if ["mp4", "mov", "mkv", "m4v"].contains(&extension.as_str()) && !own_pixel_format {
         args.extend(["-pix_fmt", "yuv420p"].iter().map(OsString::from));
     }
+    args.extend(options.iter().map(OsString::from));
     args.push(temporary.clone().into_os_string());
     let result = run("ffmpeg", &args, output).and_then(|_| {
         std::fs::rename(&temporary, output).map_err(|e| VideoError::Io { path: output.into(), source: e })
