@@ -35,7 +35,7 @@ pub use gpu::{Backend, Precision};
 pub use image_io::Image;
 pub use net::vgg::Model;
 pub use net::{ConvLayerWeights, Losses};
-pub use net::{GramNorm, Pooling, StyleLoss, TvLoss};
+pub use net::{GramNorm, Padding, Pooling, StyleLoss, TvLoss};
 pub use pipeline::{Finished, Job, Outputs, finish_colors, load_network_weights, scale_sizes};
 pub use transfer::{
     GpuInfo, Init, InvalidOption, Observer, Optimizer, Options, PreserveColors, Preset, Resample, Silent, StyleFit,

@@ -594,6 +594,34 @@ fn cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet() {
     assert_eq!(image::open(&blended).unwrap().width(), 24);
 }
 
+/// `--padding replicate` runs (its style loss differs from the zero-padded run's: the first
+/// convolution's border reads the image's edges), and with tiles it is refused in one line.
+#[test]
+fn cli_replicate_padding_runs_and_refuses_tiles() {
+    if gpu_or_skip("cli_replicate_padding_runs_and_refuses_tiles").is_none() {
+        return;
+    }
+    let f = fixture();
+    let first_style_loss = |padding: &str| {
+        let (out, log) = (f.path(&format!("{padding}.png")), f.path(&format!("{padding}.csv")));
+        let args = with_arg(with_arg(base_args(&f, &out), "--padding", padding), "--loss-log", &log);
+        let output = stylize().args(&args).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(image::open(&out).unwrap().width(), 24);
+        let csv = std::fs::read_to_string(&log).unwrap();
+        csv.lines().nth(1).unwrap().split(',').nth(2).unwrap().parse::<f64>().unwrap()
+    };
+    let (replicate, zeros) = (first_style_loss("replicate"), first_style_loss("zeros"));
+    assert!(
+        replicate.is_finite() && replicate > 0.0 && (replicate - zeros).abs() > 1e-6 * zeros,
+        "{replicate} {zeros}"
+    );
+    let bad = f.path("bad.png");
+    let tiled = with_arg(with_arg(base_args(&f, &bad), "--padding", "replicate"), "--tile", "16");
+    let output = stylize().args(tiled).output().unwrap();
+    assert_clean_failure("replicate padding with tiles", &output, 1, &["--padding replicate", "--tile"], &bad);
+}
+
 /// `--preset crowsonkb` runs over two warm-started scales (W2, Adam on RGB, the nine-point TV,
 /// the iterate average), says what it set, and counts the first scale's --initial-iterations.
 #[test]
@@ -625,6 +653,7 @@ fn cli_crowsonkb_preset_runs_over_warm_started_scales() {
         "--optimize-in rgb",
         "--adam-beta2 0.99",
         "--tv-loss nine-point",
+        "--padding replicate",
         "--tv-weight 2",
         "--style-fit scale",
         "--resample bicubic",

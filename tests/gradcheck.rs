@@ -3,7 +3,7 @@
 //! analytic gradient with (L(x + h e_i) - L(x - h e_i)) / 2h for every input i.
 
 use stylize::net::reference::Reference;
-use stylize::net::{LossLayers, Plan, Pooling, random_weights};
+use stylize::net::{LossLayers, Padding, Plan, Pooling, random_weights};
 use stylize::ops::ActShape;
 use stylize::ops::conv::{self, ConvShape};
 use stylize::ops::gram::{self, GramShape};
@@ -163,6 +163,18 @@ fn gradcheck_network(content_layer: &str) {
 }
 
 fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64) {
+    gradcheck_network_padded(content_layer, pooling, tv_weight, Padding::Zeros);
+}
+
+/// The whole method with the first convolution padding by replicated edges (crowsonkb's): the
+/// backward folds the border's gradient onto the edge pixels.
+#[test]
+fn gradcheck_composed_network_with_replicate_padding() {
+    gradcheck_network_padded("relu1_2", Pooling::Max, 0.0, Padding::Replicate);
+    gradcheck_network_padded("relu3_1", Pooling::Avg, 0.0, Padding::Replicate);
+}
+
+fn gradcheck_network_padded(content_layer: &str, pooling: Pooling, tv_weight: f64, padding: Padding) {
     let widths = [4, 5, 6, 3];
     let weights = random_weights(&widths, 17);
     let conv_widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
@@ -179,6 +191,7 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
         gram_norm: Default::default(),
         style_loss: Default::default(),
         tv_loss: Default::default(),
+        padding,
     };
     let (h, w) = (9, 11);
     let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
@@ -192,7 +205,7 @@ fn gradcheck_network_with(content_layer: &str, pooling: Pooling, tv_weight: f64)
     assert!(losses.content > 0.0 && losses.style > 0.0);
     let numeric = finite_differences(&image, |x| reference.losses(x, &targets).total);
     assert_gradcheck(
-        &format!("network with content at {content_layer}, {pooling:?} pooling, TV {tv_weight}"),
+        &format!("network with content at {content_layer}, {pooling:?} pooling, TV {tv_weight}, {padding:?} padding"),
         &grad,
         &numeric,
     );

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use stylize::net::reference::{Reference, Targets};
 use stylize::net::vgg::{VGG19, VGG19_WIDTHS};
-use stylize::net::{ConvLayerWeights, Executor, LossLayers, Node, Plan, Pooling, random_weights};
+use stylize::net::{ConvLayerWeights, Executor, LossLayers, Node, Padding, Plan, Pooling, random_weights};
 use stylize::optim::adam::{self, Adam, AdamConfig};
 use stylize::test_support::tiny_table;
 
@@ -83,6 +83,26 @@ fn gpu_composed_network_matches_reference() {
                 &format!("tiny network, content {content_layer} ({grid})"),
                 1e-4,
             );
+        }
+    }
+}
+
+/// The first convolution padding by replicated edges (`Padding::Replicate`, crowsonkb's) through
+/// the composed network: pad, the zero-padded kernels over the padded image, its output's
+/// interior; backward to the padded image and folded onto the edges; against the f64 method, with
+/// max and with average pools, the first conv's ReLU fused or read before it (conv1_1).
+#[test]
+fn gpu_replicate_padded_network_matches_reference() {
+    for (grid, ctx) in contexts("gpu_replicate_padded_network_matches_reference") {
+        let weights = random_weights(&[4, 5, 6, 3], 25);
+        let replicate = LossLayers { padding: Padding::Replicate, ..tiny_losses("relu1_2") };
+        for (what, losses) in [
+            ("max pools", replicate.clone()),
+            ("avg pools", LossLayers { pooling: Pooling::Avg, ..replicate.clone() }),
+            ("content at conv1_1", LossLayers { content: vec!["conv1_1".into()], ..replicate.clone() }),
+        ] {
+            let mut case = build(&ctx, &tiny_table(), &weights, (13, 17), &losses, 26);
+            check_step_against_reference(&mut case, &ctx, &format!("replicate padding, {what} ({grid})"), 1e-4);
         }
     }
 }
@@ -382,6 +402,7 @@ fn gpu_executor_allocates_what_the_plan_counts() {
         LossLayers { pooling: Pooling::Avg, ..tiny_losses("relu1_2") },
         LossLayers { style: vec![], ..tiny_losses("relu2_1") },
         LossLayers { masks: tiny_masks(13, 17), ..tiny_losses("relu1_2") },
+        LossLayers { padding: Padding::Replicate, ..tiny_losses("relu1_2") },
     ] {
         let plan = Plan::new(&tiny_table(), &widths, 13, 17, &losses).unwrap();
         let executor = Executor::new(&ctx, plan.clone(), &weights).unwrap();

@@ -285,9 +285,11 @@ fn gpu_crowsonkb_preset_matches_style_transfer_pytorch_in_f64() {
         let plane = rgb.len() / 3;
         rgb.iter().enumerate().map(|(i, v)| (v - mean[i / plane]) / std[i / plane]).collect()
     };
+    // Its first convolution pads by replicating the edges (`_change_padding_mode(..., 'replicate')`).
     let layers = LossLayers {
         content: vec!["relu4_2".into()],
         style: base.style_layers.iter().cloned().zip(layer_weights.iter().copied()).collect(),
+        padding: stylize::Padding::Replicate,
         ..LossLayers::default()
     };
     let content_image = stylize::image_io::load_image(&content_path).unwrap();

@@ -10,9 +10,9 @@ use stylize::Options;
 
 use super::progress::{CliProgress, Interrupt};
 use super::values::{
-    BackendArg, DEFAULT_LISTS, GramNormArg, ModelArg, OptimizerArg, PoolingArg, PrecisionArg, PreserveColorsArg,
-    PresetArg, ResampleArg, StyleFitArg, StyleLossArg, TvLossArg, VariableArg, decay, default_init, defaults, flag,
-    flag_with_value, non_negative_f64, positive_f64, tile_choice,
+    BackendArg, DEFAULT_LISTS, GramNormArg, ModelArg, OptimizerArg, PaddingArg, PoolingArg, PrecisionArg,
+    PreserveColorsArg, PresetArg, ResampleArg, StyleFitArg, StyleLossArg, TvLossArg, VariableArg, decay, default_init,
+    defaults, flag, flag_with_value, non_negative_f64, positive_f64, tile_choice,
 };
 
 // No doc comment: a flattened struct's would become the top-level `--help`'s about.
@@ -157,6 +157,12 @@ pub struct RunArgs {
     /// its edges replicated; untiled).
     #[arg(long, value_enum, value_name = "sum|nine-point", default_value_t = defaults().tv_loss.into())]
     pub tv_loss: TvLossArg,
+
+    /// How the first convolution pads the image: `zeros` (torchvision's VGG, the original) or
+    /// `replicate` (its edges repeated, crowsonkb's, against dark or bright edge artifacts; the
+    /// later convolutions pad with zeros either way; untiled).
+    #[arg(long, value_enum, value_name = "zeros|replicate", default_value_t = defaults().padding.into())]
+    pub padding: PaddingArg,
 
     /// Divide each loss term's gradient by its L1 norm before weighting it, as neural-style's
     /// -normalize_gradients does (off in the original method).
@@ -368,6 +374,7 @@ fn flag_options(cli: &RunArgs) -> Options {
         lbfgs_history: cli.lbfgs_history as usize,
         tv_weight: cli.tv_weight,
         tv_loss: cli.tv_loss.into(),
+        padding: cli.padding.into(),
         normalize_gradients: cli.normalize_gradients,
         gram_norm: cli.gram_norm.into(),
         style_loss: cli.style_loss.into(),

@@ -42,6 +42,7 @@ cli_enum!(StyleLossArg => stylize::StyleLoss { Gram, W2 });
 cli_enum!(PresetArg => stylize::Preset { Gatys, Jcjohnson, Crowsonkb });
 cli_enum!(VariableArg => stylize::Variable { Input, Rgb });
 cli_enum!(TvLossArg => stylize::TvLoss { Sum, NinePoint });
+cli_enum!(PaddingArg => stylize::Padding { Zeros, Replicate });
 cli_enum!(StyleFitArg => stylize::StyleFit { Content, Scale });
 cli_enum!(ResampleArg => stylize::Resample { Lanczos, Bicubic });
 cli_enum!(BackendArg => stylize::Backend { Vulkan, Metal, Dx12, Gl });

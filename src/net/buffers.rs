@@ -84,6 +84,9 @@ pub struct Buffers {
     /// per reduction for all its passes: the ops allocate these themselves while the training
     /// step is recorded and keep them in it.
     pub reductions: Vec<BufferSpec>,
+    /// Under `Padding::Replicate`: the padded image (then its gradient) and the first
+    /// convolution's padded output (then the gradient embedded in it); None otherwise.
+    pub padded: Option<[BufferSpec; 2]>,
 }
 
 fn some(specs: &[Option<BufferSpec>]) -> impl Iterator<Item = &BufferSpec> {
@@ -111,6 +114,7 @@ impl Buffers {
             .chain(some(&self.content_norms))
             .chain(some(&self.style_norms))
             .chain(&self.reductions)
+            .chain(self.padded.iter().flatten())
     }
 
     /// Bytes of the list by group.
@@ -208,6 +212,9 @@ impl Plan {
             content_norms: self.content.iter().map(|t| norm("content", t)).collect(),
             style_norms: self.style.iter().map(|t| norm("style", t)).collect(),
             reductions: self.reduction_buffers(),
+            padded: self.replicated_shapes().map(|(image, output)| {
+                [BufferSpec::other("padded image", image.len()), BufferSpec::other("padded conv1_1", output.len())]
+            }),
         }
     }
 

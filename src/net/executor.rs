@@ -2,9 +2,11 @@
 //! and the backward pass to the image recorded once into a `Step`. Where each activation lives
 //! (a buffer of its own or a shared scratch buffer) is the plan's decision (`Plan::storage`).
 
+use super::plan::REPLICATED_BORDER;
 use super::{BufferSpec, ConvLayerWeights, Execute, Losses, NetError, Node, Plan, Storage};
 use crate::gpu::{Context, GpuError, Step};
 use crate::ops::bands::Bands;
+use crate::ops::region::{self, Border, Rect};
 use crate::ops::{conv, gram, loss, normalize, pool, relu, tv, vector, w2};
 
 /// Buffers and recorded steps of one network at one image size, allocated from `Plan::buffers`
@@ -43,6 +45,9 @@ pub struct Executor {
     /// Per style term with `StyleLoss::W2`: its buffers (`ops::w2`) and the style features' row
     /// means, captured with the style Gram (`set_style`); empty with Gram losses.
     w2: Vec<(w2::W2Buffers, wgpu::Buffer)>,
+    /// Under `Padding::Replicate`: the padded image and the first convolution's padded output,
+    /// which the backward reuses for their gradients (`Plan::replicated_shapes`).
+    padded: Option<(wgpu::Buffer, wgpu::Buffer)>,
     losses: wgpu::Buffer,
     rgb_to_image: Step,
     image_to_rgb: Step,
@@ -234,6 +239,11 @@ impl Executor {
             content_norms: alloc.some(&specs.content_norms)?,
             style_norms: alloc.some(&specs.style_norms)?,
             w2: w2_buffers(ctx, &plan)?,
+            padded: specs
+                .padded
+                .as_ref()
+                .map(|[image, output]| Ok::<_, GpuError>((alloc.one(image)?, alloc.one(output)?)))
+                .transpose()?,
             forward: Step::new(),
             capture_style: Step::new(),
             train: Step::new(),
@@ -307,7 +317,15 @@ impl Executor {
         for (i, node) in self.plan.nodes.iter().enumerate() {
             let (x, y) = (&self.acts[node.input()], &self.acts[node.output()]);
             let mask = self.masks[i].as_ref().filter(|_| masks != MaskWriting::None);
-            let node_step = match *node {
+            // A replicate-padded convolution runs over the padded image into its padded output.
+            let padded = self.padded_buffers(node);
+            let (x, y) = padded.unwrap_or((x, y));
+            let mut node_step = Step::new();
+            if padded.is_some() {
+                let image = self.plan.acts[node.input()];
+                node_step.push(region::pad(ctx, image, REPLICATED_BORDER, Border::Replicate, &self.acts[0], x)?);
+            }
+            node_step.extend(match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
                     let shape = self.plan.conv_shape(input, output);
                     match mask {
@@ -323,14 +341,37 @@ impl Executor {
                     Step::single(pool::forward(ctx, self.plan.pool_shape(input), x, y, codes)?)
                 }
                 Node::AvgPool { input, .. } => Step::single(pool::avg_forward(ctx, self.plan.pool_shape(input), x, y)?),
-            };
-            step.extend(node_step);
+            });
             // Packed right after the conv, before a later node may overwrite a transient output.
-            if let (MaskWriting::SeparatePass, Some(mask)) = (masks, mask) {
-                step.push(relu::pack_mask(ctx, self.plan.acts[node.output()].len(), y, mask)?);
+            if let (MaskWriting::SeparatePass, Some(mask), Node::Conv { input, output, .. }) = (masks, mask, *node) {
+                let len = self.plan.conv_shape(input, output).output_len();
+                node_step.push(relu::pack_mask(ctx, len, y, mask)?);
             }
+            if padded.is_some() {
+                node_step.push(self.crop_padded_output(ctx, node.output(), y)?);
+            }
+            step.extend(node_step);
         }
         Ok(step)
+    }
+
+    /// The padded image and padded output of `node` if it is the replicate-padded convolution.
+    fn padded_buffers(&self, node: &Node) -> Option<(&wgpu::Buffer, &wgpu::Buffer)> {
+        let replicates = matches!(*node, Node::Conv { input, .. } if self.plan.replicates(input));
+        self.padded.as_ref().filter(|_| replicates).map(|(image, output)| (image, output))
+    }
+
+    /// Activation `output` = the interior of the padded convolution's output `padded`.
+    fn crop_padded_output(
+        &self,
+        ctx: &Context,
+        output: usize,
+        padded: &wgpu::Buffer,
+    ) -> Result<crate::gpu::Kernel, GpuError> {
+        let dims = self.plan.acts[output];
+        let b = REPLICATED_BORDER;
+        let interior = Rect { y: b, x: b, height: dims.height, width: dims.width };
+        region::copy_rect(ctx, padded, region::padded(dims, b), interior, &self.acts[output], dims, (0, 0))
     }
 
     /// The Gram matrix of activation `act` into `gram`, through the shared partial-sum buffer.
@@ -611,7 +652,28 @@ impl Executor {
                 let mask = if fused { self.masks[index].as_ref() } else { None };
                 debug_assert_eq!(fused, mask.is_some(), "the plan gives every fused ReLU a mask");
                 let weights = &self.convs[conv];
-                step.extend(conv::backward_input(ctx, shape, grad_output, weights, grad_input, false, mask)?);
+                match self.padded_buffers(&plan.nodes[index]) {
+                    // Over the padded image: the gradient embedded in the padded output (zeros
+                    // on the border, which the forward cropped away), the convolution's
+                    // backward to the padded image, and its border folded onto the edges.
+                    Some((padded_image, padded_output)) => {
+                        let b = REPLICATED_BORDER;
+                        step.push(region::pad(ctx, plan.acts[output], b, Border::Zeros, grad_output, padded_output)?);
+                        step.extend(conv::backward_input(
+                            ctx,
+                            shape,
+                            padded_output,
+                            weights,
+                            padded_image,
+                            false,
+                            mask,
+                        )?);
+                        step.push(region::fold_replicate(ctx, plan.acts[input], b, padded_image, grad_input)?);
+                    }
+                    None => {
+                        step.extend(conv::backward_input(ctx, shape, grad_output, weights, grad_input, false, mask)?)
+                    }
+                }
             }
             Node::Relu { input, .. } => {
                 // The input is kept (`Plan::storage`); it is positive exactly where the output is.
@@ -878,6 +940,7 @@ impl Execute for Executor {
             .chain(self.image_grams.iter().chain(&self.gram_grads))
             .chain(self.content_norms.iter().chain(&self.style_norms).flatten())
             .chain(self.w2.iter().map(|(_, means)| means))
+            .chain(self.padded.iter().flat_map(|(image, output)| [image, output]))
             .map(size)
             .sum();
         let w2: u64 = self.w2.iter().map(|(buffers, _)| buffers.bytes()).sum();

@@ -19,7 +19,8 @@ pub use execute::Execute;
 pub use executor::{Executor, SharedBuffers};
 pub use network::Network;
 pub use plan::{
-    ActShape, GramNorm, LossLayers, LossTerm, Node, Plan, Pooling, Storage, StyleLoss, TermMask, TvLoss, pool_mask,
+    ActShape, GramNorm, LossLayers, LossTerm, Node, Padding, Plan, Pooling, Storage, StyleLoss, TermMask, TvLoss,
+    pool_mask,
 };
 pub use temporal::TemporalTerm;
 pub use tiled::TiledExecutor;

@@ -106,6 +106,21 @@ pub struct LossLayers {
     /// The total variation's form: neural-style's sum of squares on the normalized image (the
     /// `tv` kernels) or crowsonkb's nine-point stencil on the RGB image (`tv::nine_point`).
     pub tv_loss: TvLoss,
+    /// How the first convolution pads the image: with zeros (torchvision's VGG, the original) or
+    /// by replicating its edges (crowsonkb's tool, against edge artifacts).
+    pub padding: Padding,
+}
+
+/// The first convolution's padding (`--padding`); the later ones always pad with zeros.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Padding {
+    #[default]
+    Zeros,
+    /// PyTorch's `padding_mode='replicate'`: the executor pads the image by one replicated pixel
+    /// (`ops::region::pad`), runs the ordinary zero-padded convolution over the padded image and
+    /// keeps the interior of its output, whose every tap reads the padded image, never a zero;
+    /// the backward folds the border's gradient back onto the edge pixels.
+    Replicate,
 }
 
 /// The form of the total-variation term (`--tv-loss`).
@@ -156,6 +171,7 @@ impl Default for LossLayers {
             gram_norm: GramNorm::None,
             style_loss: StyleLoss::Gram,
             tv_loss: TvLoss::Sum,
+            padding: Padding::Zeros,
         }
     }
 }
@@ -210,6 +226,9 @@ pub fn pool_mask(values: &[f64], height: usize, width: usize) -> Vec<f64> {
         })
         .collect()
 }
+
+/// The border a replicate-padded first convolution adds to the image: one pixel, a 3x3 kernel's reach.
+pub const REPLICATED_BORDER: usize = 1;
 
 /// The resolved schedule.
 #[derive(Clone, Debug)]
@@ -277,15 +296,35 @@ impl Plan {
         })
     }
 
-    /// The convolution from activation `input` to activation `output`.
+    /// The convolution from activation `input` to activation `output`: over the padded image
+    /// for a first convolution with replicate padding (`replicates`).
     pub fn conv_shape(&self, input: usize, output: usize) -> crate::ops::conv::ConvShape {
         let (i, o) = (self.acts[input], self.acts[output]);
+        let border = if self.replicates(input) { 2 * REPLICATED_BORDER } else { 0 };
         crate::ops::conv::ConvShape {
             in_channels: i.channels,
             out_channels: o.channels,
-            height: i.height,
-            width: i.width,
+            height: i.height + border,
+            width: i.width + border,
         }
+    }
+
+    /// Whether the convolution reading activation `input` pads it by replicating its edges: the
+    /// first one (reading the image) under `Padding::Replicate`.
+    pub fn replicates(&self, input: usize) -> bool {
+        input == 0 && self.losses.padding == Padding::Replicate
+    }
+
+    /// The padded image and the padded output of the first convolution under
+    /// `Padding::Replicate` (None otherwise).
+    pub fn replicated_shapes(&self) -> Option<(ActShape, ActShape)> {
+        self.nodes.iter().find_map(|node| match *node {
+            Node::Conv { input, output, .. } if self.replicates(input) => Some((
+                crate::ops::region::padded(self.acts[input], REPLICATED_BORDER),
+                crate::ops::region::padded(self.acts[output], REPLICATED_BORDER),
+            )),
+            _ => None,
+        })
     }
 
     /// The pooling layer that reads activation `input`.
@@ -308,7 +347,9 @@ impl Plan {
     /// `u32` words of the ReLU mask that `node`'s backward reads: Some for a convolution with a fused ReLU.
     pub fn mask_words(&self, node: &Node) -> Option<usize> {
         match *node {
-            Node::Conv { output, relu: true, .. } => Some(crate::ops::relu::mask_words(self.acts[output].len())),
+            Node::Conv { input, output, relu: true, .. } => {
+                Some(crate::ops::relu::mask_words(self.conv_shape(input, output).output_len()))
+            }
             _ => None,
         }
     }

@@ -2,7 +2,9 @@
 //! the GPU executor: features, targets, losses and the gradient with respect to the image.
 
 use super::executor::NORMALIZE_EPS;
+use super::plan::{ActShape, REPLICATED_BORDER};
 use super::{ConvLayerWeights, Losses, Node, Plan};
+use crate::ops::region::{self, Border};
 use crate::ops::{conv, gram, loss, pool, relu, tv, w2};
 
 /// The network in f64.
@@ -35,7 +37,15 @@ impl Reference {
             let y = match *node {
                 Node::Conv { conv, input, output, relu: fused } => {
                     let (w, b) = &self.weights[conv];
-                    let y = conv::reference::forward(self.plan.conv_shape(input, output), x, w, b);
+                    let shape = self.plan.conv_shape(input, output);
+                    let y = if self.plan.replicates(input) {
+                        // The executor's composition: pad, the zero-padded conv, its interior.
+                        let dims = self.plan.acts[input];
+                        let padded = region::reference::pad(dims, REPLICATED_BORDER, Border::Replicate, x);
+                        interior(conv::reference::forward(shape, &padded, w, b), self.plan.acts[output])
+                    } else {
+                        conv::reference::forward(shape, x, w, b)
+                    };
                     if fused { relu::reference::forward(&y) } else { y }
                 }
                 Node::Relu { .. } => relu::reference::forward(x),
@@ -189,7 +199,14 @@ impl Reference {
         match *node {
             Node::Conv { conv, input, output, relu: fused } => {
                 let masked = if fused { relu::reference::backward(&acts[output], &grad_out) } else { grad_out };
-                conv::reference::backward_input(self.plan.conv_shape(input, output), &masked, &self.weights[conv].0)
+                let shape = self.plan.conv_shape(input, output);
+                if !self.plan.replicates(input) {
+                    return conv::reference::backward_input(shape, &masked, &self.weights[conv].0);
+                }
+                let b = REPLICATED_BORDER;
+                let embedded = region::reference::pad(self.plan.acts[output], b, Border::Zeros, &masked);
+                let padded_grad = conv::reference::backward_input(shape, &embedded, &self.weights[conv].0);
+                region::reference::fold_replicate(self.plan.acts[input], b, &padded_grad)
             }
             Node::Relu { input, .. } => relu::reference::backward(&acts[input], &grad_out),
             Node::MaxPool { input, .. } => {
@@ -245,4 +262,11 @@ fn tv_grad(plan: &Plan, image: &[f64]) -> Vec<f64> {
             tv::nine_point::reference::backward(plan.tv_shape(), image, plan.tv_weight, &plan.tv_rgb_factors())
         }
     }
+}
+
+/// The interior of a C x (H + 2b) x (W + 2b) tensor, `dims` = C x H x W, b = `REPLICATED_BORDER`.
+fn interior(padded: Vec<f64>, dims: ActShape) -> Vec<f64> {
+    let b = REPLICATED_BORDER;
+    let from = region::Rect { y: b, x: b, height: dims.height, width: dims.width };
+    region::reference::copy_rect(&padded, region::padded(dims, b), from, &vec![0.0; dims.len()], dims, (0, 0))
 }

@@ -32,8 +32,9 @@ const NOT_FINGERPRINTED: [&str; 12] = [
 ];
 
 /// `Options` fields that `Fingerprint::of` records under their flag names.
-const NAMED: [&str; 29] = [
+const NAMED: [&str; 30] = [
     "initial_iterations",
+    "padding",
     "adam_beta2",
     "optimize_in",
     "tv_loss",
@@ -153,6 +154,7 @@ pub fn fingerprint(
         ("--adam-beta2", options.adam_beta2 != d.adam_beta2, options.adam_beta2.to_string()),
         ("--optimize-in", options.optimize_in != d.optimize_in, format!("{:?}", options.optimize_in)),
         ("--tv-loss", options.tv_loss != d.tv_loss, format!("{:?}", options.tv_loss)),
+        ("--padding", options.padding != d.padding, format!("{:?}", options.padding)),
         ("--style-fit", options.style_fit != d.style_fit, format!("{:?}", options.style_fit)),
         ("--resample", options.resample != d.resample, format!("{:?}", options.resample)),
         ("--warm-start", options.warm_start != d.warm_start, options.warm_start.to_string()),

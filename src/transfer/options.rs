@@ -4,7 +4,7 @@
 use crate::gpu::{Backend, ContextOptions, Precision};
 use crate::net::tiling::TileChoice;
 use crate::net::vgg::Model;
-use crate::net::{GramNorm, LossLayers, Pooling, StyleLoss, TvLoss};
+use crate::net::{GramNorm, LossLayers, Padding, Pooling, StyleLoss, TvLoss};
 use crate::optim::LbfgsConfig;
 
 /// Every knob of the method. `Default` reproduces the original exactly: VGG-19, content at
@@ -59,6 +59,9 @@ pub struct Options {
     /// The total variation's form: neural-style's sum (the one `tv_weight` above describes) or
     /// crowsonkb's nine-point stencil on the RGB image (`net::TvLoss`).
     pub tv_loss: TvLoss,
+    /// How the first convolution pads the image: zeros (torchvision's VGG, the original) or its
+    /// edges replicated (crowsonkb's; `net::Padding`).
+    pub padding: Padding,
     /// Max pools (the original) or average pools.
     pub pooling: Pooling,
     /// neural-style's `-normalize_gradients`: each loss term's gradient is divided by its L1 norm
@@ -221,6 +224,7 @@ impl Default for Options {
             lbfgs_history: LbfgsConfig::new(learning_rate).history,
             tv_weight: loss.tv_weight,
             tv_loss: loss.tv_loss,
+            padding: loss.padding,
             pooling: loss.pooling,
             normalize_gradients: loss.normalize_gradients,
             gram_norm: loss.gram_norm,
@@ -377,6 +381,9 @@ impl Options {
         if self.style_loss == StyleLoss::W2 && !self.masks.is_empty() {
             return bad("style_loss", "{style_loss} w2 does not take {masks} yet (the Gram loss does)".into());
         }
+        if self.padding == Padding::Replicate && matches!(self.tile, TileChoice::Side(_)) {
+            return bad("padding", "{padding} replicate runs untiled for now: give {tile} auto or off".into());
+        }
         if self.style_loss == StyleLoss::W2 && matches!(self.tile, TileChoice::Side(_)) {
             return bad("style_loss", "{style_loss} w2 runs untiled for now: give {tile} auto or off".into());
         }
@@ -439,6 +446,7 @@ impl Options {
             gram_norm: self.gram_norm,
             style_loss: self.style_loss,
             tv_loss: self.tv_loss,
+            padding: self.padding,
         }
     }
 

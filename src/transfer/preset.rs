@@ -4,7 +4,7 @@
 
 use super::options::{Init, Optimizer, Options, Resample, StyleFit, Variable};
 use crate::net::vgg::Model;
-use crate::net::{GramNorm, Pooling, StyleLoss, TvLoss};
+use crate::net::{GramNorm, Padding, Pooling, StyleLoss, TvLoss};
 
 /// A tool's default recipe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +67,7 @@ recipe_fields!(
     gram_norm,
     tv_weight,
     tv_loss,
+    padding,
     pooling,
     normalize_gradients,
     style_scale,
@@ -116,8 +117,7 @@ impl Preset {
             }
             Preset::Crowsonkb => {
                 "its matrix square roots are exact (Newton-Schulz to convergence with a residual guard; \
-                 it runs 12 iterations of sqrtm_ns_lyap); its first convolution pads by replicating \
-                 edges, ours with zeros; the content is never enlarged (it scales a smaller content up \
+                 it runs 12 iterations of sqrtm_ns_lyap); the content is never enlarged (it scales a smaller content up \
                  to --end-scale); sizes round half away from zero (Python rounds half to even); the \
                  bicubic input filter is the image crate's Catmull-Rom, not PIL's own code. Where the \
                  tool's source and its summary differ we follow the source: content loss plain MSE \
@@ -182,6 +182,7 @@ impl Preset {
                     gram_norm: GramNorm::None,
                     tv_weight: 2.0,
                     tv_loss: TvLoss::NinePoint,
+                    padding: Padding::Replicate,
                     pooling: Pooling::Max,
                     normalize_gradients: false,
                     style_scale: 1.0,
@@ -292,7 +293,7 @@ macro_rules! kebab_flag_value {
         fn flag_value(&self) -> String { kebab(&format!("{self:?}")) }
     })+ };
 }
-kebab_flag_value!(Variable, TvLoss, StyleFit, Resample);
+kebab_flag_value!(Variable, TvLoss, Padding, StyleFit, Resample);
 
 /// `NinePoint` as `nine-point`.
 fn kebab(name: &str) -> String {
