@@ -237,6 +237,43 @@ fn cli_masked_run_shows_the_masks_side_by_side() {
     assert_eq!((at(4, 2), at(4, 21)), ([0; 3], [255; 3]), "the right mask");
 }
 
+/// `--style-loss w2` with two masked styles runs on the command line: each region's weighted
+/// mean and covariance against its own style's (`ops::w2`), a finite, positive style loss in the
+/// loss log at every step.
+#[test]
+fn cli_w2_with_masks_runs() {
+    if gpu_or_skip("cli_w2_with_masks_runs").is_none() {
+        return;
+    }
+    let f = Files::new();
+    let out = f.path("w2-masked.png");
+    let log = f.path("w2-masked.csv");
+    let extra = [
+        "--style-loss",
+        "w2",
+        "--style",
+        "red.png",
+        "--mask",
+        "left.png",
+        "--style",
+        "blue.png",
+        "--mask",
+        "right.png",
+    ];
+    let mut args = f.args(&extra, &out);
+    args.extend(["--loss-log".into(), log.to_str().unwrap().into()]);
+    let output = stylize().args(&args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let result = image::open(&out).unwrap();
+    assert_eq!((result.width(), result.height()), (24, 20));
+    let csv = std::fs::read_to_string(&log).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let style = header.iter().position(|&h| h == "style").unwrap_or_else(|| panic!("a style column: {csv}"));
+    let rows: Vec<f64> = csv.lines().skip(1).map(|line| line.split(',').nth(style).unwrap().parse().unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(rows.iter().all(|v| v.is_finite() && *v > 0.0), "the masked W2 style loss: {csv}");
+}
+
 /// The formula of `stylize recolor` computed independently in f64: matrix square roots by the
 /// Denman-Beavers iteration (Y -> C^1/2, Z -> C^-1/2), not an eigen-decomposition.
 fn recolor_f64(content: &Image, style: &Image) -> Vec<f64> {
