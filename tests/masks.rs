@@ -88,6 +88,32 @@ fn masked_styles_put_each_style_in_its_own_region() {
     assert!(right[2] > before.1[2] + 0.1 && right[0] < before.1[0] - 0.1, "{right:?} vs {:?}", before.1);
 }
 
+/// The same with the W2 loss (each region's weighted mean and covariance against its own
+/// style's): the left half turns red, the right half blue.
+#[test]
+fn masked_w2_styles_put_each_style_in_its_own_region() {
+    let Some(ctx) = gpu_or_skip("masked_w2_styles_put_each_style_in_its_own_region") else {
+        return;
+    };
+    let (w, h) = (32, 24);
+    let mut rng = Rng::new(3);
+    let content = random_image(&mut rng, w, h, [(0.4, 0.6); 3]);
+    let styles = [random_image(&mut rng, w, h, RED), random_image(&mut rng, w, h, BLUE)];
+    let masks = [column_mask(w, h, 0..w / 2), column_mask(w, h, w / 2..w)];
+    let weights = random_weights(&[8, 8, 16, 16], 4);
+    let options = Options { style_loss: stylize::StyleLoss::W2, style_weight: W2_STYLE_WEIGHT, ..colour_options() };
+    let mut transfer = StyleTransfer::with_masks(ctx, &weights, &content, &styles, &masks, &content, &options).unwrap();
+    let result = transfer.run(150, &mut Silent).unwrap();
+    let (left, right) = (mean_colour(&result, 0..12), mean_colour(&result, 20..w));
+    eprintln!("masked w2: mean colour left {left:?}, right {right:?}");
+    assert!(left[0] - left[2] > 0.2, "the left half should be red: {left:?}");
+    assert!(right[2] - right[0] > 0.2, "the right half should be blue: {right:?}");
+}
+
+/// W2's style weight for `masked_w2_styles_put_each_style_in_its_own_region` (its loss is on
+/// another scale than the Gram's).
+const W2_STYLE_WEIGHT: f64 = 100.0;
+
 /// One all-white mask is the original method: the same losses and the same image, step by step.
 #[test]
 fn white_mask_run_equals_the_unmasked_run() {
