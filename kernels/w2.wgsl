@@ -7,6 +7,11 @@
 // and the backward dL/dSigma = (I - R M^-1/2 R) / C, dL/dmu = 2 (mu - mu_s) / C - 2 dL/dSigma mu,
 // dL/dF = (2 / N) dL/dSigma F + dL/dmu 1^T / N. Everything in f32; |M|_F^2 is read from
 // scalars[0] (a dot product on the GPU), so no value goes through the host.
+// A masked term (`--mask`) weights the N positions by the guided Gram's column weights w
+// (binding 7, averaging 1): mu = F w / N and S = F diag(w) F^T / N (the weights applied in
+// w2_row_mean's sum and to the S product's left operand as loaded), and its gradient
+// ((2 / N) dL/dSigma F + dL/dmu 1^T / N) diag(w) (each column of the last product's value times
+// w[p] before it is stored). Without a mask binding 7 holds a placeholder no flag lets be read.
 
 struct Params {
     groups: u32,  // logical workgroups (filled by the host)
@@ -14,7 +19,9 @@ struct Params {
     inner: u32,   // matmul: K; row_mean: N
     cols: u32,    // matmul: N
     flags: u32,   // matmul: bit 0 B stored transposed (cols x inner), bit 1 accumulate into dst,
-                  // bit 2 add aux[row] to every value of that row
+                  // bit 2 add aux[row] to every value of that row, bit 3 A's column k times
+                  // weights[k], bit 4 each value of output column n times weights[n] (before
+                  // bit 1's sum); row_mean: bit 3 each position p times weights[p]
     offset: u32,  // loss: the slot of dst
     alpha: f32,
     beta: f32,
@@ -31,10 +38,13 @@ struct Params {
 @group(0) @binding(4) var<storage, read> scalars: array<f32>;
 @group(0) @binding(5) var<storage, read> aux: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dst2: array<f32>;
+@group(0) @binding(7) var<storage, read> weights: array<f32>;
 
 const TILE: u32 = 16u;
 const WIDE: u32 = 64u;
 const THREADS: u32 = 256u;
+const FLAG_WEIGHT_INNER: u32 = 8u;
+const FLAG_WEIGHT_COLS: u32 = 16u;
 
 var<workgroup> wide_a: array<f32, 1024>;
 var<workgroup> wide_b: array<f32, 1024>;
@@ -73,6 +83,7 @@ fn w2_matmul(
     let k_begin = split * params.chunk;
     let k_end = min(k_begin + params.chunk, params.inner);
     let transposed = (params.flags & 1u) != 0u;
+    let weight_inner = (params.flags & FLAG_WEIGHT_INNER) != 0u;
     var acc: array<array<f32, 4>, 4>;
     for (var k0 = k_begin; k0 < k_end; k0 += TILE) {
         for (var q = 0u; q < 4u; q++) {
@@ -83,6 +94,9 @@ fn w2_matmul(
             var a = 0.0;
             if (ar < params.rows && ak < k_end) {
                 a = src_a[ar * params.inner + ak];
+                if (weight_inner) {
+                    a *= weights[ak];
+                }
             }
             wide_a[e] = a;
             // B's tile: 16 k x 64 columns.
@@ -125,6 +139,9 @@ fn w2_matmul(
             var value = params.alpha * acc[i][j] + params.beta * identity(m, n);
             if ((params.flags & 4u) != 0u) {
                 value += aux[m];
+            }
+            if ((params.flags & FLAG_WEIGHT_COLS) != 0u) {
+                value *= weights[n];
             }
             if ((params.flags & 2u) != 0u) {
                 value += dst[at];
@@ -191,7 +208,8 @@ fn w2_keep(
     dst2[i] = src_b[i];
 }
 
-// dst[row] = (sum of src_a[row, 0..N]) / N: one workgroup per row, runs of N / 256 per thread, then a tree.
+// dst[row] = (sum of src_a[row, 0..N] (times weights[0..N] with bit 3)) / N: one workgroup per
+// row, runs of N / 256 per thread, then a tree.
 @compute @workgroup_size(256)
 fn w2_row_mean(
     @builtin(local_invocation_index) lid: u32,
@@ -203,9 +221,14 @@ fn w2_row_mean(
         return;
     }
     let n = params.inner;
+    let weighted = (params.flags & FLAG_WEIGHT_INNER) != 0u;
     var sum = 0.0;
     for (var p = lid; p < n; p += THREADS) {
-        sum += src_a[row * n + p];
+        var value = src_a[row * n + p];
+        if (weighted) {
+            value *= weights[p];
+        }
+        sum += value;
     }
     tree[lid] = sum;
     workgroupBarrier();

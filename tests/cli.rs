@@ -556,7 +556,8 @@ fn cli_preset_says_what_it_set_and_what_was_given_over_it() {
 }
 
 /// `--style-loss w2` runs (the W2 loss at every style layer) and reports its style loss, also
-/// with a blend of styles; with tiles or a mask it is refused in one line, nothing written.
+/// with a blend of styles; with tiles it is refused in one line, nothing written (with masks it
+/// runs: tests/masks.rs).
 #[test]
 fn cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet() {
     if gpu_or_skip("cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet").is_none() {
@@ -582,8 +583,6 @@ fn cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet() {
         &["--style-loss w2", "--tile"],
         &bad,
     );
-    let masked = with_arg(with_arg(base_args(&f, &bad), "--style-loss", "w2"), "--mask", &f.content);
-    assert_clean_failure("w2 with a mask", &stylize().args(masked).output().unwrap(), 1, &["--mask"], &bad);
     // A blend of styles (and a style of another size than the content) runs: the means and
     // second moments are blended (`style_grams::blended_moments`).
     let blended = f.path("w2-blend.png");

@@ -351,3 +351,35 @@ fn gradcheck_composed_network_with_the_w2_style_loss() {
         assert_gradcheck("network with the W2 style loss", &grad, &numeric);
     }
 }
+
+/// The whole method with two masked styles and the W2 style loss (each region's weighted mean and
+/// covariance, masks pooled with the network) against finite differences of its loss.
+#[test]
+fn gradcheck_composed_network_with_masked_w2() {
+    let weights = random_weights(&[4, 5, 6, 3], 49);
+    let conv_widths: Vec<(usize, usize)> = weights.iter().map(|w| (w.in_channels, w.out_channels)).collect();
+    let (h, w) = (9, 11);
+    let mut rng = Rng::new(50);
+    let left: Vec<f32> = (0..h * w).map(|i| if i % w < 5 { 1.0 } else { rng.uniform() as f32 * 0.3 }).collect();
+    let right: Vec<f32> = left.iter().map(|v| 1.0 - v).collect();
+    let losses = LossLayers {
+        content: vec!["relu1_2".into()],
+        style: vec![("relu1_1".into(), 1.0), ("relu2_1".into(), 0.75), ("relu3_1".into(), 0.2)],
+        style_weight: 10.0,
+        style_loss: stylize::StyleLoss::W2,
+        masks: vec![left, right],
+        ..LossLayers::default()
+    };
+    let plan = Plan::new(&tiny_table(), &conv_widths, h, w, &losses).unwrap();
+    assert_eq!(plan.style.len(), 6);
+    let reference = Reference::new(plan, &weights);
+    let content = rng.vec(3 * h * w, -2.0, 2.0);
+    let styles = vec![rng.vec(3 * h * w, -2.0, 2.0), rng.vec(3 * h * w, -2.0, 2.0)];
+    let targets = reference.targets_per_region(&content, &styles);
+    assert_eq!(targets.style_w2.len(), 6);
+    let image = rng.vec(3 * h * w, -2.0, 2.0);
+    let (losses, grad) = reference.loss_and_grad(&image, &targets);
+    assert!(losses.content > 0.0 && losses.style > 0.0);
+    let numeric = finite_differences(&image, |x| reference.losses(x, &targets).total);
+    assert_gradcheck("network with two masked styles and the W2 style loss", &grad, &numeric);
+}

@@ -88,6 +88,32 @@ fn masked_styles_put_each_style_in_its_own_region() {
     assert!(right[2] > before.1[2] + 0.1 && right[0] < before.1[0] - 0.1, "{right:?} vs {:?}", before.1);
 }
 
+/// The same with the W2 loss (each region's weighted mean and covariance against its own
+/// style's): the left half turns red, the right half blue.
+#[test]
+fn masked_w2_styles_put_each_style_in_its_own_region() {
+    let Some(ctx) = gpu_or_skip("masked_w2_styles_put_each_style_in_its_own_region") else {
+        return;
+    };
+    let (w, h) = (32, 24);
+    let mut rng = Rng::new(3);
+    let content = random_image(&mut rng, w, h, [(0.4, 0.6); 3]);
+    let styles = [random_image(&mut rng, w, h, RED), random_image(&mut rng, w, h, BLUE)];
+    let masks = [column_mask(w, h, 0..w / 2), column_mask(w, h, w / 2..w)];
+    let weights = random_weights(&[8, 8, 16, 16], 4);
+    let options = Options { style_loss: stylize::StyleLoss::W2, style_weight: W2_STYLE_WEIGHT, ..colour_options() };
+    let mut transfer = StyleTransfer::with_masks(ctx, &weights, &content, &styles, &masks, &content, &options).unwrap();
+    let result = transfer.run(150, &mut Silent).unwrap();
+    let (left, right) = (mean_colour(&result, 0..12), mean_colour(&result, 20..w));
+    eprintln!("masked w2: mean colour left {left:?}, right {right:?}");
+    assert!(left[0] - left[2] > 0.2, "the left half should be red: {left:?}");
+    assert!(right[2] - right[0] > 0.2, "the right half should be blue: {right:?}");
+}
+
+/// W2's style weight for `masked_w2_styles_put_each_style_in_its_own_region` (its loss is on
+/// another scale than the Gram's).
+const W2_STYLE_WEIGHT: f64 = 100.0;
+
 /// One all-white mask is the original method: the same losses and the same image, step by step.
 #[test]
 fn white_mask_run_equals_the_unmasked_run() {
@@ -235,6 +261,43 @@ fn cli_masked_run_shows_the_masks_side_by_side() {
     let at = |panel: u32, x: u32| composite.get_pixel(panel * 24 + x, 10).0;
     assert_eq!((at(2, 2), at(2, 21)), ([255; 3], [0; 3]), "the left mask");
     assert_eq!((at(4, 2), at(4, 21)), ([0; 3], [255; 3]), "the right mask");
+}
+
+/// `--style-loss w2` with two masked styles runs on the command line: each region's weighted
+/// mean and covariance against its own style's (`ops::w2`), a finite, positive style loss in the
+/// loss log at every step.
+#[test]
+fn cli_w2_with_masks_runs() {
+    if gpu_or_skip("cli_w2_with_masks_runs").is_none() {
+        return;
+    }
+    let f = Files::new();
+    let out = f.path("w2-masked.png");
+    let log = f.path("w2-masked.csv");
+    let extra = [
+        "--style-loss",
+        "w2",
+        "--style",
+        "red.png",
+        "--mask",
+        "left.png",
+        "--style",
+        "blue.png",
+        "--mask",
+        "right.png",
+    ];
+    let mut args = f.args(&extra, &out);
+    args.extend(["--loss-log".into(), log.to_str().unwrap().into()]);
+    let output = stylize().args(&args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let result = image::open(&out).unwrap();
+    assert_eq!((result.width(), result.height()), (24, 20));
+    let csv = std::fs::read_to_string(&log).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let style = header.iter().position(|&h| h == "style").unwrap_or_else(|| panic!("a style column: {csv}"));
+    let rows: Vec<f64> = csv.lines().skip(1).map(|line| line.split(',').nth(style).unwrap().parse().unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(rows.iter().all(|v| v.is_finite() && *v > 0.0), "the masked W2 style loss: {csv}");
 }
 
 /// The formula of `stylize recolor` computed independently in f64: matrix square roots by the

@@ -204,3 +204,114 @@ fn gpu_w2_loss_and_gradient_match_the_reference() {
         }
     }
 }
+
+/// Soft column weights over `n` positions, as a mask gives them (`gram::mask_column_weights`):
+/// a random mask in [0, 1] with every seventh position 0, its weights T^2 / a averaging 1.
+fn random_column_weights(rng: &mut Rng, n: usize) -> Vec<f64> {
+    let mask: Vec<f64> = (0..n).map(|p| if p % 7 == 3 { 0.0 } else { rng.uniform() }).collect();
+    let (coverage, weights) = stylize::ops::gram::mask_column_weights(&mask);
+    assert!(coverage > 0.0);
+    weights
+}
+
+/// The weighted moments with integer weights are the plain moments of the features with each
+/// column repeated its weight's times: mu^ = F w / N, S^ = F diag(w) F^T / N, independently.
+#[test]
+fn reference_weighted_moments_are_the_moments_of_repeated_columns() {
+    let mut rng = Rng::new(5);
+    let (c, n) = (4, 9);
+    let f = random_features(&mut rng, c, n);
+    // Integer weights summing to N (so that they average 1), one of them 0.
+    let counts = [2usize, 0, 1, 3, 1, 0, 1, 1, 0];
+    assert_eq!(counts.iter().sum::<usize>(), n);
+    let weights: Vec<f64> = counts.iter().map(|&k| k as f64).collect();
+    let repeated: Vec<f64> = (0..c)
+        .flat_map(|row| {
+            let f = &f;
+            counts.iter().enumerate().flat_map(move |(p, &k)| std::iter::repeat_n(f[row * n + p], k))
+        })
+        .collect();
+    let (mean, srm) = reference::moments_weighted(&f, c, &weights);
+    let (plain_mean, plain_srm) = reference::moments(&repeated, c);
+    let err = stylize::test_support::rel_err_f64(&mean, &plain_mean)
+        .max(stylize::test_support::rel_err_f64(&srm, &plain_srm));
+    assert!(err < 1e-14, "weighted moments {err:e} from the repeated columns'");
+    let target = target_of(&random_features(&mut rng, c, 13), c);
+    let (weighted, plain) = (reference::loss_weighted(&f, &weights, &target), reference::loss(&repeated, &target));
+    assert!((weighted - plain).abs() < 1e-12 * plain, "loss {weighted} against {plain}");
+}
+
+/// The weighted reference gradient (a masked term's) against central differences of the weighted loss.
+#[test]
+fn reference_weighted_gradient_matches_finite_differences() {
+    let mut rng = Rng::new(6);
+    let (c, n) = (5, 11);
+    let f = random_features(&mut rng, c, n);
+    let weights = random_column_weights(&mut rng, n);
+    let target = target_of(&random_features(&mut rng, c, 17), c);
+    let grad = reference::backward_weighted(&f, &weights, &target);
+    let h = 1e-6;
+    let numeric: Vec<f64> = (0..f.len())
+        .map(|i| {
+            let (mut plus, mut minus) = (f.clone(), f.clone());
+            plus[i] += h;
+            minus[i] -= h;
+            (reference::loss_weighted(&plus, &weights, &target) - reference::loss_weighted(&minus, &weights, &target))
+                / (2.0 * h)
+        })
+        .collect();
+    let err = stylize::test_support::rel_err_f64(&grad, &numeric);
+    eprintln!("weighted W2 gradient: {err:.2e} from finite differences");
+    assert!(err < 1e-6, "analytic weighted gradient {err:e} from finite differences");
+    // Positions of weight 0 get no gradient; the weights change the loss.
+    assert!((0..c).all(|row| grad[row * n + 3] == 0.0 && grad[row * n + 10] == 0.0));
+    assert!((reference::loss_weighted(&f, &weights, &target) - reference::loss(&f, &target)).abs() > 1e-3);
+}
+
+/// A masked term (`W2Buffers::masked`): the GPU's loss and gradient at the weighted moments
+/// against the f64 weighted reference, at odd sizes (a 37 x 29 layer; S^'s product split over K
+/// with N > 4096), the gradient written into a NaN-poisoned buffer and accumulated onto another.
+#[test]
+fn gpu_masked_w2_loss_and_gradient_match_the_weighted_reference() {
+    for (grid, ctx) in contexts("gpu_masked_w2_loss_and_gradient_match_the_weighted_reference") {
+        let mut rng = Rng::new(7);
+        for (what, c, n) in [("13 x 37x29", 13, 37 * 29), ("7 x 9001", 7, 9001)] {
+            let f = random_features(&mut rng, c, n);
+            let weights = random_column_weights(&mut rng, n);
+            let target = target_of(&random_features(&mut rng, c, 211), c);
+            let shape = W2Shape { channels: c, n };
+            let buffers = W2Buffers::new(&ctx, shape, &target).unwrap().masked(upload(&ctx, &weights));
+            let features = upload(&ctx, &f);
+            let losses = poisoned(&ctx, 3);
+            let grad = poisoned(&ctx, c * n);
+            let scale = 0.7;
+            let expected_grad: Vec<f64> =
+                reference::backward_weighted(&f, &weights, &target).iter().map(|g| scale * g).collect();
+            // What the gradient accumulates onto, of the gradient's own size.
+            let size = (expected_grad.iter().map(|g| g * g).sum::<f64>() / (c * n) as f64).sqrt();
+            let earlier: Vec<f64> = rng.vec(c * n, -size, size);
+            let accumulated = upload(&ctx, &earlier);
+            let mut step = stylize::gpu::Step::new();
+            w2::forward(&ctx, &mut step, &buffers, &features, &losses, 2, scale).unwrap();
+            w2::backward(&ctx, &mut step, &buffers, &features, &grad, scale, false).unwrap();
+            w2::backward(&ctx, &mut step, &buffers, &features, &accumulated, scale, true).unwrap();
+            run(&ctx, &step);
+            let what = format!("masked {what} ({grid})");
+            let loss = read(&ctx, &losses, 3)[2];
+            let expected = scale * reference::loss_weighted(&f, &weights, &target);
+            let loss_err = rel_err(&[loss], &[expected]);
+            let grad_err = rel_err(&read(&ctx, &grad, c * n), &expected_grad);
+            let expected_sum: Vec<f64> = earlier.iter().zip(&expected_grad).map(|(a, g)| a + g).collect();
+            let sum_err = rel_err(&read(&ctx, &accumulated, c * n), &expected_sum);
+            eprintln!(
+                "{what}: loss {loss} (f64 {expected}, {loss_err:.2e}), gradient {grad_err:.2e}, accumulated {sum_err:.2e}"
+            );
+            assert!(loss_err <= 1e-4, "{what}: loss {loss_err:e} from the weighted reference");
+            assert!(grad_err <= 1e-4, "{what}: gradient {grad_err:e} from the weighted reference");
+            assert!(sum_err <= 1e-4, "{what}: accumulated gradient {sum_err:e} from the weighted reference");
+            // The weighting matters: the unweighted loss is another.
+            let plain = scale * reference::loss(&f, &target);
+            assert!((plain - expected).abs() > 1e-2 * expected, "{what}: {plain} vs {expected}");
+        }
+    }
+}

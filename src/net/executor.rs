@@ -42,8 +42,9 @@ pub struct Executor {
     /// Per content and per style term under `--normalize-gradients`: the L1 norm's two scalars.
     content_norms: Vec<Option<wgpu::Buffer>>,
     style_norms: Vec<Option<wgpu::Buffer>>,
-    /// Per style term with `StyleLoss::W2`: its buffers (`ops::w2`) and the style features' row
-    /// means, captured with the style Gram (`set_style`); empty with Gram losses.
+    /// Per style term with `StyleLoss::W2`: its buffers (`ops::w2`; a masked term's weighting its
+    /// positions by its column weights) and the style features' row means, captured with the
+    /// style Gram (`set_style`); empty with Gram losses.
     w2: Vec<(w2::W2Buffers, wgpu::Buffer)>,
     /// Under `Padding::Replicate`: the padded image and the first convolution's padded output,
     /// which the backward reuses for their gradients (`Plan::replicated_shapes`).
@@ -224,6 +225,7 @@ impl Executor {
             rgb_to_image.push(normalize::normalize(ctx, &plan.losses.input, plane, &rgb, &acts[0])?);
             image_to_rgb.push(normalize::denormalize_clamp(ctx, &plan.losses.input, plane, &acts[0], &rgb)?);
         }
+        let column_weights = upload_column_weights(ctx, &plan, &specs.column_weights)?;
         let mut executor = Self {
             image_grad: alloc.one(&specs.image_grad)?,
             masks: alloc.some(&specs.masks)?,
@@ -233,12 +235,12 @@ impl Executor {
             content_targets: alloc.each(&specs.content_targets)?,
             style_grams: alloc.each(&specs.style_grams)?,
             losses: alloc.one(&specs.losses)?,
-            column_weights: upload_column_weights(ctx, &plan, &specs.column_weights)?,
+            w2: w2_buffers(ctx, &plan, &column_weights)?,
+            column_weights,
             image_grams: alloc.each(&specs.image_grams)?,
             gram_grads: alloc.each(&specs.gram_grads)?,
             content_norms: alloc.some(&specs.content_norms)?,
             style_norms: alloc.some(&specs.style_norms)?,
-            w2: w2_buffers(ctx, &plan)?,
             padded: specs
                 .padded
                 .as_ref()
@@ -411,6 +413,8 @@ impl Executor {
         })
     }
 
+    /// The style image's plain Gram (and with W2 its plain row means) at each style term's layer:
+    /// a masked term's target is its region's style image's plain moments, whatever its mask.
     fn record_style_capture(&self, ctx: &Context) -> Result<Step, NetError> {
         let mut step = Step::new();
         for (i, (term, style_gram)) in self.plan.style.iter().zip(&self.style_grams).enumerate() {
@@ -949,18 +953,29 @@ impl Execute for Executor {
 }
 
 /// Each style term's `ops::w2` buffers and style-means buffer with `StyleLoss::W2` (targets set by
-/// `set_style`), none with Gram losses.
-fn w2_buffers(ctx: &Context, plan: &Plan) -> Result<Vec<(w2::W2Buffers, wgpu::Buffer)>, GpuError> {
+/// `set_style` or `set_style_moments`), none with Gram losses. A masked term's buffers weight its
+/// positions by its `column_weights` (the guided Gram's, `upload_column_weights`).
+fn w2_buffers(
+    ctx: &Context,
+    plan: &Plan,
+    column_weights: &[Option<wgpu::Buffer>],
+) -> Result<Vec<(w2::W2Buffers, wgpu::Buffer)>, GpuError> {
     if plan.losses.style_loss != super::StyleLoss::W2 {
         return Ok(Vec::new());
     }
     plan.style
         .iter()
-        .map(|term| {
+        .zip(column_weights)
+        .map(|(term, columns)| {
             let s = plan.acts[term.act];
             let shape = w2::W2Shape { channels: s.channels, n: s.height * s.width };
             let empty = w2::Target::empty(s.channels);
-            Ok((w2::W2Buffers::new(ctx, shape, &empty)?, ctx.buffer("w2 style means", s.channels)?))
+            let buffers = w2::W2Buffers::new(ctx, shape, &empty)?;
+            let buffers = match columns {
+                Some(columns) => buffers.masked(columns.clone()),
+                None => buffers,
+            };
+            Ok((buffers, ctx.buffer("w2 style means", s.channels)?))
         })
         .collect()
 }

@@ -86,23 +86,49 @@ impl Reference {
     }
 
     /// As `targets` with one style image per mask region (`LossLayers::masks`): each style term's
-    /// target is the plain Gram of its region's style image (of every term's, without masks:
-    /// `styles[0]`).
+    /// target is the plain Gram (with W2: the plain moments' Gaussian) of its region's style image
+    /// (of every term's, without masks: `styles[0]`).
     pub fn targets_per_region(&self, content_image: &[f64], styles: &[Vec<f64>]) -> Targets {
         let content_acts = self.forward(content_image);
         let style_acts: Vec<Vec<Vec<f64>>> = styles.iter().map(|s| self.forward(s)).collect();
+        let region = |t: &super::LossTerm| t.mask.as_ref().map_or(0, |m| m.region);
+        let style_w2 = if self.plan.losses.style_loss == super::StyleLoss::W2 {
+            let target = |t: &super::LossTerm| {
+                let features = &style_acts[region(t)][t.act];
+                let (mean, srm) = w2::reference::moments(features, self.plan.acts[t.act].channels);
+                w2::Target::from_moments(&mean, &srm)
+            };
+            self.plan.style.iter().map(target).collect()
+        } else {
+            Vec::new()
+        };
         Targets {
             content: self.plan.content.iter().map(|t| content_acts[t.act].clone()).collect(),
             style_grams: self
                 .plan
                 .style
                 .iter()
-                .map(|t| {
-                    let region = t.mask.as_ref().map_or(0, |m| m.region);
-                    gram::reference::forward(self.plan.gram_shape(t.act), &style_acts[region][t.act])
-                })
+                .map(|t| gram::reference::forward(self.plan.gram_shape(t.act), &style_acts[region(t)][t.act]))
                 .collect(),
-            style_w2: Vec::new(),
+            style_w2,
+        }
+    }
+
+    /// A W2 term's loss and its gradient with respect to `features`, unscaled: at the weighted
+    /// moments for a masked term (the guided Gram's column weights), the plain ones otherwise.
+    fn w2_term(&self, term: &super::LossTerm, features: &[f64], target: &w2::Target) -> (f64, Vec<f64>) {
+        let weights = self.w2_weights(term, features);
+        (
+            w2::reference::loss_weighted(features, &weights, target),
+            w2::reference::backward_weighted(features, &weights, target),
+        )
+    }
+
+    /// A W2 term's column weights: its mask's (`gram::mask_column_weights`), 1 without a mask.
+    fn w2_weights(&self, term: &super::LossTerm, features: &[f64]) -> Vec<f64> {
+        match &term.mask {
+            Some(mask) => gram::mask_column_weights(&mask.values).1,
+            None => vec![1.0; features.len() / self.plan.acts[term.act].channels],
         }
     }
 
@@ -144,9 +170,9 @@ impl Reference {
             if plan.losses.normalize_gradients { plan.style_weight * term.weight } else { plan.style_weight }
         };
         for (term, target) in plan.style.iter().zip(&targets.style_w2) {
-            let features = &acts[term.act];
-            slots.push(term.scale * w2::reference::loss(features, target));
-            let g = w2::reference::backward(features, target).into_iter().map(|v| term.scale * v).collect();
+            let (loss, grad) = self.w2_term(term, &acts[term.act], target);
+            slots.push(term.scale * loss);
+            let g = grad.into_iter().map(|v| term.scale * v).collect();
             add_grad(&mut grads, term.act, weighted(g, strength(term)));
         }
         let gram_terms = if targets.style_w2.is_empty() { plan.style.len() } else { 0 };
@@ -234,7 +260,11 @@ impl Reference {
                 .collect()
         } else {
             let style = plan.style.iter().zip(&targets.style_w2);
-            style.map(|(term, target)| term.scale * w2::reference::loss(&acts[term.act], target)).collect()
+            let loss = |(term, target): (&super::LossTerm, &w2::Target)| {
+                let features = &acts[term.act];
+                term.scale * w2::reference::loss_weighted(features, &self.w2_weights(term, features), target)
+            };
+            style.map(loss).collect()
         };
         let mut slots: Vec<f64> = content.chain(style).collect();
         if plan.has_tv() {

@@ -1,5 +1,6 @@
 //! Style targets from style images other than one at the content's size: a blend of several
-//! images' Grams (each at its own size), and one Gram per region of a masked plan.
+//! images' Grams (each at its own size), and one Gram per region of a masked plan (with the W2
+//! loss, their row means too).
 
 use super::{ConvLayerWeights, Execute, Executor, LossLayers, NetError, Plan};
 use crate::gpu::Context;
@@ -85,6 +86,18 @@ pub fn per_region(
     target: &Plan,
     styles: &[Image],
 ) -> Result<Vec<Vec<f32>>, NetError> {
+    Ok(per_region_moments(ctx, weights, target, styles)?.grams)
+}
+
+/// As `per_region`, with the row means of the term's region's style image too for a plan with
+/// `StyleLoss::W2` (none otherwise): each masked W2 term compares its region's weighted moments
+/// with its style image's plain ones (`ops::w2`).
+pub fn per_region_moments(
+    ctx: &Context,
+    weights: &[ConvLayerWeights],
+    target: &Plan,
+    styles: &[Image],
+) -> Result<StyleMoments, NetError> {
     let regions = target.losses.masks.len();
     if styles.len() != regions {
         return Err(NetError::BadSize(format!("{} style images for {regions} masks", styles.len())));
@@ -92,17 +105,21 @@ pub fn per_region(
     let image = target.acts[0];
     let unmasked = LossLayers { masks: Vec::new(), ..target.losses.clone() };
     let plain = Plan::new(&target.layers, &target.conv_widths, image.height, image.width, &unmasked)?;
-    let mut grams_per_region = Vec::new();
+    let mut per_style = Vec::new();
     for style in styles {
-        grams_per_region.push(blended(ctx, weights, &plain, std::slice::from_ref(style), &[1.0])?);
+        per_style.push(blended_moments(ctx, weights, &plain, std::slice::from_ref(style), &[1.0])?);
     }
-    Ok(target
-        .style
+    // Term by term: the moments of its layer (the plain plan has one term per layer) of its region's style.
+    let of_term = |term: &super::LossTerm| {
+        let layer = target.losses.style.iter().position(|(name, _)| *name == term.layer).expect("a style layer");
+        (term.mask.as_ref().map_or(0, |m| m.region), layer)
+    };
+    let terms: Vec<(usize, usize)> = target.style.iter().map(of_term).collect();
+    let grams = terms.iter().map(|&(region, layer)| per_style[region].grams[layer].clone()).collect();
+    let means = terms
         .iter()
-        .map(|term| {
-            let layer = target.losses.style.iter().position(|(name, _)| *name == term.layer).expect("a style layer");
-            let region = term.mask.as_ref().map_or(0, |m| m.region);
-            grams_per_region[region][layer].clone()
-        })
-        .collect())
+        .filter(|_| target.losses.style_loss == super::StyleLoss::W2)
+        .map(|&(region, layer)| per_style[region].means[layer].clone())
+        .collect();
+    Ok(StyleMoments { grams, means })
 }

@@ -21,7 +21,24 @@
 //! dL/dF = (2 / N) dL/dSigma F + dL/dmu 1^T / N
 //! ```
 //!
-//! (d tr M^1/2 = tr(M^-1/2 dM) / 2, dM = R dSigma R.) The products are plain f32 tiles: a mixed-
+//! (d tr M^1/2 = tr(M^-1/2 dM) / 2, dM = R dSigma R.)
+//!
+//! A masked term (`--mask`, one per style region and layer) fits its Gaussian to the region: with
+//! the guided Gram's column weights w (`gram::mask_column_weights`: w(p) = T(p)^2 / a, averaging 1
+//! over the N positions), the weighted mean and covariance
+//!
+//! ```text
+//! mu^ = F w / N,  S^ = F diag(w) F^T / N,  Sigma^ = S^ - mu^ mu^^T + eps I
+//! dL/dF = ((2 / N) dL/dSigma F + dL/dmu 1^T / N) diag(w)
+//! ```
+//!
+//! (dL/dSigma and dL/dmu as above, at mu^ and Sigma^), against the plain moments of the region's
+//! style image; the plan scales the term by its coverage a (`Plan`'s masked terms). With w = 1
+//! (one all-white mask) this is the unmasked loss exactly. The kernels apply w where F is loaded
+//! (the mean's sum, the left operand of S^) and where the gradient is stored
+//! (`W2Buffers::masked`).
+//!
+//! The products are plain f32 tiles: a mixed-
 //! precision run keeps them f32, since Sigma = S - mu mu^T cancels and f16 operands would lose it.
 //! Measured against f64 (tests/w2.rs): the loss within 3e-5 for well-conditioned covariances and
 //! 1.3e-4 for eigenvalues over 1e-4 .. 1e4; the gradient within 7e-6 and 1.5e-2 (there M's
@@ -46,6 +63,10 @@ pub const ITERATIONS: usize = 34;
 const FLAG_TRANSPOSED_B: u32 = 1;
 const FLAG_ACCUMULATE: u32 = 2;
 const FLAG_ROW_VECTOR: u32 = 4;
+/// A's column k times the column weights' k-th value (the masked S^'s left operand, the mean's sum).
+const FLAG_WEIGHT_INNER: u32 = 8;
+/// Each output column n times the column weights' n-th value (the masked gradient's store).
+const FLAG_WEIGHT_COLS: u32 = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -118,6 +139,9 @@ pub struct W2Buffers {
     mean_grad: wgpu::Buffer,
     /// The split S = F F^T / N's partial blocks (one C x C per split; one value when it does not split).
     partials: wgpu::Buffer,
+    /// A masked term's column weights w (N values, the executor's: not counted in `bytes`); None
+    /// for a plain term.
+    column_weights: Option<wgpu::Buffer>,
 }
 
 impl W2Buffers {
@@ -133,6 +157,7 @@ impl W2Buffers {
             mats,
             mean_grad: ctx.buffer("w2 mean gradient", c)?,
             partials: ctx.buffer("w2 partial products", (splits_of(shape.n, FLAG_TRANSPOSED_B) * c * c).max(1))?,
+            column_weights: None,
         };
         buffers.set_target(ctx, target);
         Ok(buffers)
@@ -149,8 +174,26 @@ impl W2Buffers {
         ctx.queue.write_buffer(&self.scalars, 12, bytemuck::bytes_of(&(target.cov_trace as f32)));
     }
 
+    /// The buffers of a masked term: `forward` and `backward` weight the N positions by
+    /// `column_weights` (`gram::mask_column_weights` of the term's mask, N values), as the module
+    /// says.
+    pub fn masked(self, column_weights: wgpu::Buffer) -> Self {
+        assert!(column_weights.size() >= 4 * self.shape.n as u64, "a column weight per position");
+        Self { column_weights: Some(column_weights), ..self }
+    }
+
     pub fn shape(&self) -> W2Shape {
         self.shape
+    }
+
+    /// Whether the term weights its positions (`masked`).
+    pub fn is_masked(&self) -> bool {
+        self.column_weights.is_some()
+    }
+
+    /// `flag` where the term is masked, else 0.
+    fn weight_flag(&self, flag: u32) -> u32 {
+        if self.is_masked() { flag } else { 0 }
     }
 
     /// GPU bytes the term holds.
@@ -170,8 +213,9 @@ fn kernel(
     Kernel::with_bindings(ctx, SHADER, entry, bytemuck::bytes_of(&p), buffers, groups)
 }
 
-/// `dst = alpha A B + beta I` (+ a row vector, or accumulated, by `flags`); A is rows x inner, B
-/// inner x cols (or cols x inner with `FLAG_TRANSPOSED_B`).
+/// `dst = alpha A B + beta I` (+ a row vector, weighted, or accumulated, by `flags`); A is rows x
+/// inner, B inner x cols (or cols x inner with `FLAG_TRANSPOSED_B`). The weight flags read the
+/// term's column weights (binding 7; A stands in there for a plain term, never read).
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     ctx: &Context,
@@ -184,6 +228,8 @@ fn matmul(
     flags: u32,
 ) -> Result<Kernel, GpuError> {
     let row_vector = &buffers.mean_grad;
+    debug_assert!(flags & (FLAG_WEIGHT_INNER | FLAG_WEIGHT_COLS) == 0 || buffers.is_masked());
+    let columns = buffers.column_weights.as_ref().unwrap_or(a);
     let u = |v: usize| v as u32;
     let splits = splits_of(inner, flags);
     let p = Params {
@@ -199,8 +245,8 @@ fn matmul(
     };
     let groups = rows.div_ceil(64) * cols.div_ceil(64) * splits;
     let flops = 2 * (rows * inner * cols) as u64;
-    Ok(kernel(ctx, "w2_matmul", p, &[(1, a), (2, b), (3, dst), (5, row_vector)], groups as u32)?
-        .with_work(format!("{rows}x{inner}x{cols}"), flops))
+    let bound = [(1, a), (2, b), (3, dst), (5, row_vector), (7, columns)];
+    Ok(kernel(ctx, "w2_matmul", p, &bound, groups as u32)?.with_work(format!("{rows}x{inner}x{cols}"), flops))
 }
 
 /// Products of `K_SPLIT` or fewer terms per accumulator: the long S = F F^T (K = N) is split into
@@ -208,17 +254,18 @@ fn matmul(
 /// spreads over many workgroups and no f32 sum runs over hundreds of thousands of products.
 const K_SPLIT: usize = 4096;
 
-/// How many splits a product with `inner` terms takes: only a plain product (no epilogue) splits.
+/// How many splits a product with `inner` terms takes: only a product without an epilogue splits
+/// (weighted loads are none).
 fn splits_of(inner: usize, flags: u32) -> usize {
-    if flags & !FLAG_TRANSPOSED_B == 0 { inner.div_ceil(K_SPLIT).max(1) } else { 1 }
+    if flags & !(FLAG_TRANSPOSED_B | FLAG_WEIGHT_INNER) == 0 { inner.div_ceil(K_SPLIT).max(1) } else { 1 }
 }
 
 fn elementwise(len: usize) -> u32 {
     (len as u32).div_ceil(256)
 }
 
-/// Appends the forward: `losses[slot] = scale * L(features)` (the module's definition), leaving
-/// in `buffers` what `backward` needs. `features` holds C x N values.
+/// Appends the forward: `losses[slot] = scale * L(features)` (the module's definition; a masked
+/// term's weighted moments), leaving in `buffers` what `backward` needs. `features` holds C x N values.
 pub fn forward(
     ctx: &Context,
     step: &mut Step,
@@ -232,10 +279,11 @@ pub fn forward(
     let [s, sigma, r_sigma, m, y, z, t, spare_y, spare_z, y_best, z_best] = std::array::from_fn(|i| &buffers.mats[i]);
     let cu = c as u32;
     let (means, root) = (&buffers.means, &buffers.cov_sqrt);
-    step.push(row_means(ctx, buffers.shape, features, means)?);
-    let splits = splits_of(n, FLAG_TRANSPOSED_B);
+    step.push(mean_kernel(ctx, buffers.shape, features, buffers.column_weights.as_ref(), means)?);
+    let flags = FLAG_TRANSPOSED_B | buffers.weight_flag(FLAG_WEIGHT_INNER);
+    let splits = splits_of(n, flags);
     let srm = if splits > 1 { &buffers.partials } else { s };
-    step.push(matmul(ctx, buffers, (c, n, c), features, features, srm, (1.0 / n as f32, 0.0), FLAG_TRANSPOSED_B)?);
+    step.push(matmul(ctx, buffers, (c, n, c), features, features, srm, (1.0 / n as f32, 0.0), flags)?);
     if splits > 1 {
         step.push(super::reduce::sum_splits(ctx, c * c, splits, &buffers.partials, s)?);
     }
@@ -272,12 +320,26 @@ pub fn row_means(
     features: &wgpu::Buffer,
     means: &wgpu::Buffer,
 ) -> Result<Kernel, GpuError> {
-    let p = Params { rows: shape.channels as u32, inner: shape.n as u32, ..Default::default() };
-    kernel(ctx, "w2_row_mean", p, &[(1, features), (3, means)], shape.channels as u32)
+    mean_kernel(ctx, shape, features, None, means)
+}
+
+/// `means = F w / N` with `column_weights` w, `F 1 / N` without.
+fn mean_kernel(
+    ctx: &Context,
+    shape: W2Shape,
+    features: &wgpu::Buffer,
+    column_weights: Option<&wgpu::Buffer>,
+    means: &wgpu::Buffer,
+) -> Result<Kernel, GpuError> {
+    let flags = if column_weights.is_some() { FLAG_WEIGHT_INNER } else { 0 };
+    let p = Params { rows: shape.channels as u32, inner: shape.n as u32, flags, ..Default::default() };
+    // F stands in for the weights of a plain mean (never read).
+    let bound = [(1, features), (3, means), (7, column_weights.unwrap_or(features))];
+    kernel(ctx, "w2_row_mean", p, &bound, shape.channels as u32)
 }
 
 /// Appends the backward of `scale * L` after `forward`: `grad_features` (=, or += with
-/// `accumulate`) dL/dF, C x N.
+/// `accumulate`) dL/dF, C x N (a masked term's columns each times its weight as stored).
 pub fn backward(
     ctx: &Context,
     step: &mut Step,
@@ -300,7 +362,7 @@ pub fn backward(
     step.push(kernel(ctx, "w2_cov_grad", p, &[(1, q), (3, grad_cov), (4, &buffers.scalars)], elementwise(c * c))?);
     let p = Params { rows: cu, alpha: scale as f32, gamma, ..Default::default() };
     step.push(kernel(ctx, "w2_mean_grad", p, &[(1, grad_cov), (3, &buffers.mean_grad), (5, means)], elementwise(c))?);
-    let flags = FLAG_ROW_VECTOR | if accumulate { FLAG_ACCUMULATE } else { 0 };
+    let flags = FLAG_ROW_VECTOR | buffers.weight_flag(FLAG_WEIGHT_COLS) | if accumulate { FLAG_ACCUMULATE } else { 0 };
     step.push(matmul(ctx, buffers, (c, c, n), grad_cov, features, grad_features, (2.0, 0.0), flags)?);
     Ok(())
 }
@@ -311,16 +373,29 @@ pub mod reference {
 
     /// mu = F 1 / N and S = F F^T / N of C x N features.
     pub fn moments(features: &[f64], channels: usize) -> (Vec<f64>, Vec<f64>) {
+        moments_weighted(features, channels, &ones(features, channels))
+    }
+
+    /// The weighted moments of a masked term: mu^ = F w / N and S^ = F diag(w) F^T / N, with the
+    /// N column weights w (`gram::mask_column_weights`, averaging 1).
+    pub fn moments_weighted(features: &[f64], channels: usize, weights: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let n = features.len() / channels;
-        let mean = (0..channels).map(|i| features[i * n..(i + 1) * n].iter().sum::<f64>() / n as f64).collect();
+        assert_eq!(weights.len(), n, "a weight per position");
+        let row = |i: usize| &features[i * n..(i + 1) * n];
+        let mean = (0..channels).map(|i| row(i).iter().zip(weights).map(|(f, w)| f * w).sum::<f64>() / n as f64);
         let mut srm = vec![0.0; channels * channels];
         for i in 0..channels {
             for j in 0..channels {
-                srm[i * channels + j] =
-                    (0..n).map(|p| features[i * n + p] * features[j * n + p]).sum::<f64>() / n as f64;
+                let products = row(i).iter().zip(row(j)).zip(weights).map(|((a, b), w)| a * b * w);
+                srm[i * channels + j] = products.sum::<f64>() / n as f64;
             }
         }
-        (mean, srm)
+        (mean.collect(), srm)
+    }
+
+    /// The weights of an unmasked term: 1 at each of the N positions.
+    fn ones(features: &[f64], channels: usize) -> Vec<f64> {
+        vec![1.0; features.len() / channels]
     }
 
     /// Sigma = S - mu mu^T + eps I.
@@ -421,8 +496,13 @@ pub mod reference {
 
     /// L of C x N features against `target` (the module's definition).
     pub fn loss(features: &[f64], target: &Target) -> f64 {
+        loss_weighted(features, &ones(features, target.channels), target)
+    }
+
+    /// L of a masked term: at the weighted moments (`moments_weighted`) of the features.
+    pub fn loss_weighted(features: &[f64], weights: &[f64], target: &Target) -> f64 {
         let c = target.channels;
-        let (mean, srm) = moments(features, c);
+        let (mean, srm) = moments_weighted(features, c, weights);
         let cov = covariance(&mean, &srm);
         let r = &target.cov_sqrt;
         let m = matmul(&matmul(r, &cov, c), r, c);
@@ -434,9 +514,15 @@ pub mod reference {
 
     /// dL/dF (the module's formulas, M^-1/2 by eigendecomposition).
     pub fn backward(features: &[f64], target: &Target) -> Vec<f64> {
+        backward_weighted(features, &ones(features, target.channels), target)
+    }
+
+    /// dL/dF of a masked term, `loss_weighted`'s: the unmasked formula at the weighted moments,
+    /// each position's column times its weight.
+    pub fn backward_weighted(features: &[f64], weights: &[f64], target: &Target) -> Vec<f64> {
         let c = target.channels;
         let n = features.len() / c;
-        let (mean, srm) = moments(features, c);
+        let (mean, srm) = moments_weighted(features, c, weights);
         let cov = covariance(&mean, &srm);
         let r = &target.cov_sqrt;
         let m = matmul(&matmul(r, &cov, c), r, c);
@@ -453,8 +539,10 @@ pub mod reference {
         (0..c * n)
             .map(|idx| {
                 let (i, p) = (idx / n, idx % n);
-                2.0 / n as f64 * (0..c).map(|d| grad_cov[i * c + d] * features[d * n + p]).sum::<f64>()
-                    + grad_mean[i] / n as f64
+                let unweighted = 2.0 / n as f64
+                    * (0..c).map(|d| grad_cov[i * c + d] * features[d * n + p]).sum::<f64>()
+                    + grad_mean[i] / n as f64;
+                unweighted * weights[p]
             })
             .collect()
     }

@@ -574,8 +574,13 @@ fn set_style_targets(
             }
         }
         Styles::Masked(styles, _) => {
-            let grams = style_grams::per_region(ctx, weights, network.plan(), styles)?;
-            network.set_style_grams(ctx, &grams)?;
+            let style_grams::StyleMoments { grams, means } =
+                style_grams::per_region_moments(ctx, weights, network.plan(), styles)?;
+            if means.is_empty() {
+                network.set_style_grams(ctx, &grams)?;
+            } else {
+                network.set_style_moments(ctx, &grams, &means)?;
+            }
         }
     }
     Ok(())

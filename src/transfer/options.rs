@@ -378,9 +378,6 @@ impl Options {
                     .into(),
             );
         }
-        if self.style_loss == StyleLoss::W2 && !self.masks.is_empty() {
-            return bad("style_loss", "{style_loss} w2 does not take {masks} yet (the Gram loss does)".into());
-        }
         if self.padding == Padding::Replicate && matches!(self.tile, TileChoice::Side(_)) {
             return bad("padding", "{padding} replicate runs untiled for now: give {tile} auto or off".into());
         }
