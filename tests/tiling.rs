@@ -4,6 +4,7 @@
 //! kept for owned pixels) equals the untiled `Reference::loss_and_grad`; a halo one grid step too
 //! small does not. And `stylize plan` reports the schedule. No GPU.
 
+use stylize::Model;
 use stylize::net::reference::{Reference, Targets};
 use stylize::net::tiling::{self, Span, Tiling};
 use stylize::net::vgg::VGG19;
@@ -297,6 +298,24 @@ fn plan_reports_the_untiled_plan_when_it_fits() {
     assert_eq!((field(&json, "tiles"), field(&json, "halo")), (1, 0));
     let text = String::from_utf8(stylize_plan(&["--size", "512"]).stdout).unwrap();
     assert!(text.contains("untiled") && text.contains(&plan.gpu_bytes().total().to_string()), "{text}");
+}
+
+/// `--model` picks the network the schedule is of: VGG-16's buffers and FLOPs, not VGG-19's.
+#[test]
+fn plan_reports_the_model_it_is_given() {
+    let vgg19 = plan_json(&["--size", "512"]);
+    for model in [Model::Vgg16, Model::Vgg19Caffe, Model::Vgg16Caffe] {
+        let json = plan_json(&["--size", "512", "--model", model.name()]);
+        let plan = tiling::model_plan(model, 512, 512).unwrap();
+        assert_eq!(field(&json, "gpu_bytes"), plan.gpu_bytes().total(), "{model:?}");
+        assert_eq!(field(&json, "flops_per_step"), plan.flops_per_step(), "{model:?}");
+        let text = String::from_utf8(stylize_plan(&["--size", "512", "--model", model.name()]).stdout).unwrap();
+        assert!(text.contains(&format!("model            {}", model.name())), "{text}");
+    }
+    let vgg16 = plan_json(&["--size", "512", "--model", "vgg16"]);
+    assert!(field(&vgg16, "flops_per_step") < field(&vgg19, "flops_per_step"), "{vgg16} vs {vgg19}");
+    let out = stylize_plan(&["--size", "512", "--model", "vgg11"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The targets, as the schedule counts them: 8192^2 in 24 GiB and 16384^2 in 139 GiB,

@@ -3,13 +3,16 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::values::positive_f64;
+use super::values::{ModelArg, positive_f64};
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     /// Image side in pixels (the image is N x N), up to the 16384 a run allows.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=16384))]
     pub size: u32,
+    /// The network whose schedule to report (its layer table and widths, to conv5_1).
+    #[arg(long, value_enum, default_value_t = ModelArg::Vgg19)]
+    pub model: ModelArg,
     /// Tile side in pixels, a multiple of 16. Default: untiled when everything fits, else
     /// the largest tile that fits the budget and the binding limit.
     #[arg(long, value_name = "T", value_parser = tile_side)]
@@ -25,8 +28,8 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-pub fn run(PlanArgs { size, tile, memory_budget, binding_limit, json }: PlanArgs) -> Result<()> {
-    plan(size as usize, tile, memory_budget, binding_limit, json)
+pub fn run(PlanArgs { size, model, tile, memory_budget, binding_limit, json }: PlanArgs) -> Result<()> {
+    plan(model.into(), size as usize, tile, memory_budget, binding_limit, json)
 }
 
 fn tile_side(s: &str) -> Result<usize, String> {
@@ -38,15 +41,23 @@ fn tile_side(s: &str) -> Result<usize, String> {
 }
 
 /// `stylize plan`: the schedule's figures, no device.
-fn plan(size: usize, tile: Option<usize>, memory_gib: f64, binding_limit: u64, json: bool) -> Result<()> {
+fn plan(
+    model: stylize::Model,
+    size: usize,
+    tile: Option<usize>,
+    memory_gib: f64,
+    binding_limit: u64,
+    json: bool,
+) -> Result<()> {
     use stylize::net::tiling;
     let budget = tiling::Budget { memory: (memory_gib * tiling::GIB as f64) as u64, binding_limit };
-    let report = tiling::report(&tiling::vgg19_plan(size, size)?, tile, budget)?;
+    let report = tiling::report(&tiling::model_plan(model, size, size)?, tile, budget)?;
     if json {
         println!("{}", report.to_json());
         return Ok(());
     }
     let gib = |b: u64| b as f64 / tiling::GIB as f64;
+    println!("model            {}", model.name());
     println!("image            {}x{}", report.width, report.height);
     match report.tile {
         None => println!("tile             untiled"),

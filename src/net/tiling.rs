@@ -260,13 +260,19 @@ pub fn window_plan(plan: &Plan, height: usize, width: usize) -> Result<Plan, Net
 /// The plan of VGG-19 (its real widths) with the default loss layers on a `height` x `width`
 /// image: what `stylize plan` reports on. Needs no weights.
 pub fn vgg19_plan(height: usize, width: usize) -> Result<Plan, NetError> {
+    model_plan(super::vgg::Model::Vgg19, height, width)
+}
+
+/// The plan of `model` (its layer table and widths, to conv5_1) with the default layers.
+pub fn model_plan(model: super::vgg::Model, height: usize, width: usize) -> Result<Plan, NetError> {
     let mut widths = Vec::new();
     let mut in_channels = 3;
-    for out_channels in super::vgg::VGG19_WIDTHS {
+    for &out_channels in model.widths() {
         widths.push((in_channels, out_channels));
         in_channels = out_channels;
     }
-    Plan::new(&super::vgg::VGG19, &widths, height, width, &super::LossLayers::default())
+    let losses = super::LossLayers { input: model.preprocess(), ..super::LossLayers::default() };
+    Plan::new(model.layers(), &widths, height, width, &losses)
 }
 
 /// How a run goes over its image (`--tile`).
