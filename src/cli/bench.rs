@@ -5,7 +5,9 @@ use anyhow::Result;
 use clap::Args;
 use stylize::Options;
 
-use super::values::{BackendArg, ModelArg, PrecisionArg, defaults, positive_f64, tile_choice};
+use super::values::{
+    BackendArg, ModelArg, PaddingArg, PrecisionArg, StyleLossArg, defaults, positive_f64, tile_choice,
+};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -57,6 +59,13 @@ pub struct BenchArgs {
     /// GPU memory, GiB, that --tile auto plans for (default 4).
     #[arg(long, value_name = "GIB", value_parser = positive_f64)]
     pub memory_budget: Option<f64>,
+    /// The first convolution's padding, as for a run: zeros or replicate (the padded image's
+    /// extra kernels and conv1_1 over 2 more rows and columns).
+    #[arg(long, value_enum, default_value_t = defaults().padding.into())]
+    pub padding: PaddingArg,
+    /// The style loss, as for a run: gram or w2.
+    #[arg(long, value_enum, default_value_t = defaults().style_loss.into())]
+    pub style_loss: StyleLossArg,
 }
 
 /// `--size`: N or WxH, each side 16 to 16384.
@@ -107,6 +116,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         precision,
         tile,
         memory_budget,
+        padding,
+        style_loss,
     } = args;
     let options = Options {
         model: model.into(),
@@ -115,6 +126,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         precision: precision.into(),
         tile,
         memory_budget,
+        padding: padding.into(),
+        style_loss: style_loss.into(),
         ..Options::default()
     };
     if flow {
