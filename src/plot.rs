@@ -29,6 +29,8 @@ pub struct LossRow {
 pub struct LossHistory {
     pub multiscale: bool,
     pub tv: bool,
+    /// Whether to plot the temporal term of a clip's frames (`stylize video --loss-plot`).
+    pub temporal: bool,
     /// alpha and beta, so the plot shows each term's share of the total.
     pub content_weight: f64,
     pub style_weight: f64,
@@ -40,6 +42,7 @@ impl LossHistory {
         Self {
             multiscale: options.scales > 1,
             tv: options.tv_weight > 0.0,
+            temporal: false,
             content_weight: options.content_weight,
             style_weight: options.style_weight,
             rows: Vec::new(),
@@ -89,6 +92,9 @@ impl LossHistory {
         if self.tv {
             series.push(("tv".to_string(), TV_COLOR, pick(&|l| l.tv)));
         }
+        if self.temporal {
+            series.push(("temporal".to_string(), TEMPORAL_COLOR, pick(&|l| l.temporal)));
+        }
         series
     }
 }
@@ -100,6 +106,7 @@ pub const CONTENT_COLOR: RGBColor = RGBColor(31, 119, 180);
 pub const STYLE_COLOR: RGBColor = RGBColor(214, 39, 40);
 pub const TV_COLOR: RGBColor = RGBColor(44, 160, 44);
 pub const TOTAL_COLOR: RGBColor = RGBColor(148, 103, 189);
+pub const TEMPORAL_COLOR: RGBColor = RGBColor(255, 127, 14);
 
 /// Size of `--loss-plot`'s image.
 pub const PLOT_WIDTH: u32 = 800;

@@ -169,7 +169,8 @@ fn video_with_the_temporal_term_is_consistent_and_resumes() {
     }
     let clip = Clip::new(6);
     let log = clip.path("losses.csv");
-    let log_arg = ["--loss-log", log.to_str().unwrap()];
+    let plot = clip.path("losses.png");
+    let log_arg = ["--loss-log", log.to_str().unwrap(), "--loss-plot", plot.to_str().unwrap()];
     let run = clip.run("out", &log_arg);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
@@ -204,6 +205,13 @@ fn video_with_the_temporal_term_is_consistent_and_resumes() {
         frame3[50][4] > 0.0
             && (frame3[50][5] - (frame3[50][2] + 1e6 * frame3[50][3] + frame3[50][4])).abs() < 1e-3 * frame3[50][5]
     );
+    // The plot: every frame's steps one after the other, the temporal term among the curves.
+    let first_plot = std::fs::read(&plot).unwrap();
+    let drawn = image::load_from_memory(&first_plot).unwrap().to_rgb8();
+    assert_eq!(drawn.dimensions(), (stylize::plot::PLOT_WIDTH, stylize::plot::PLOT_HEIGHT));
+    let temporal = stylize::plot::TEMPORAL_COLOR;
+    let orange = drawn.pixels().filter(|p| p.0 == [temporal.0, temporal.1, temporal.2]).count();
+    assert!(orange > 100, "the temporal curve: {orange} pixels");
     // A rerun of the same command continues where the frames stop.
     let last = clip.path("out/frame_0006.png");
     let before = std::fs::read(&last).unwrap();
@@ -219,6 +227,8 @@ fn video_with_the_temporal_term_is_consistent_and_resumes() {
         "{stderr}"
     );
     assert_eq!(std::fs::read(&last).unwrap(), before, "a resumed clip writes what an uninterrupted one wrote");
+    // Its plot takes the frames before from the log: the uninterrupted clip's plot, exactly.
+    assert!(std::fs::read(&plot).unwrap() == first_plot, "the resumed clip's plot differs");
     // Another command's frames folder is refused, naming the difference.
     let other = clip.run("out", &["--temporal-weight", "7"]);
     let stderr = String::from_utf8_lossy(&other.stderr);
@@ -571,6 +581,9 @@ fn video_bad_inputs_get_one_line_and_write_nothing() {
     // Encoding options without a video to encode.
     let output = clip.run("f", &["--encode-options", "-crf 18"]);
     refused("--encode-options to frames", "f", output, &["--encode-options apply to a video -o"]);
+    // A loss plot that is no PNG.
+    let output = clip.run("g", &["--loss-plot", clip.path("plot.jpg").to_str().unwrap()]);
+    refused("--loss-plot not a PNG", "g", output, &["plot.jpg", "PNG"]);
     // A frame of another size.
     random_png(&clip.path("frames/f2.png"), 40, 30, 3);
     refused("frame size", "c", clip.run("c", &[]), &["f2.png", "40x30", "64x48"]);
@@ -580,6 +593,6 @@ fn video_bad_inputs_get_one_line_and_write_nothing() {
     cmd.args(["video", "--input"]).arg(clip.path("empty")).arg("--style").arg(clip.path("style.png"));
     refused("empty folder", "d", cmd.arg("-o").arg(clip.path("d")).output().unwrap(), &["empty", "no image files"]);
     // Flags a clip does not take.
-    let output = clip.run("e", &["--loss-plot", "x.png"]);
-    refused("--loss-plot", "e", output, &["does not take --loss-plot"]);
+    let output = clip.run("e", &["--save-every", "5"]);
+    refused("--save-every", "e", output, &["does not take --save-every"]);
 }

@@ -280,6 +280,8 @@ pub struct RunArgs {
 
     /// Write a PNG plot of the loss curves (log scale, one line per term) at the end and at every
     /// --save-every; the losses are read back about 200 times a scale (every step with --loss-log).
+    /// With `stylize video`: the whole clip's curves, frame after frame, with the temporal term
+    /// (every step's losses read back).
     #[arg(long, value_name = "PATH")]
     pub loss_plot: Option<PathBuf>,
     /// Arithmetic of the convolutions and Gram products: `f32`; `mixed` (operands rounded to f16,

@@ -79,7 +79,6 @@ fn refused_flags(run: &RunArgs) -> Option<&'static str> {
             "--checkpoint/--resume (a rerun continues at the first frame not written)",
         ),
         (run.save_every.is_some(), "--save-every"),
-        (run.loss_plot.is_some(), "--loss-plot"),
         (run.content.is_some(), "--content (give the clip with --input)"),
     ]
     .into_iter()
@@ -111,6 +110,7 @@ pub fn run(args: VideoArgs, matches: &clap::ArgMatches) -> Result<Option<i32>> {
         save_flow: args.save_flow.clone(),
         temporal_frames: args.temporal_frames.clone(),
         loss_log: args.run.loss_log.clone(),
+        loss_plot: args.run.loss_plot.clone(),
         fps: args.fps.clone(),
         encode_options: args.encode_options.iter().flat_map(|o| o.split_whitespace()).map(String::from).collect(),
         serve: args.run.serve.clone().map(|addr| (addr, args.run.serve_public)),

@@ -370,14 +370,20 @@ fn check_outputs(outputs: &Outputs, options: &Options) -> Result<(), Error> {
         return Err(Error::Output(format!("checkpoint {}: no such file", path.display())));
     }
     if let Some(path) = &outputs.loss_plot {
-        if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
-            return Err(Error::Output(format!(
-                "loss plot {}: the plot is a PNG; give a path ending in .png",
-                path.display()
-            )));
-        }
-        image_io::check_output_path(path, 8)?;
+        check_loss_plot(path)?;
     }
+    Ok(())
+}
+
+/// A `--loss-plot` path: a PNG that can be written.
+fn check_loss_plot(path: &Path) -> Result<(), Error> {
+    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+        return Err(Error::Output(format!(
+            "loss plot {}: the plot is a PNG; give a path ending in .png",
+            path.display()
+        )));
+    }
+    image_io::check_output_path(path, 8)?;
     Ok(())
 }
 

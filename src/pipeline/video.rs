@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use super::inputs::{fit_content, load_masks, load_style_images};
 use super::{FrameInputs, Job, Outputs, checkpointing, load_network_weights, open_context};
 use crate::image_io::{self, Image};
-use crate::net::ConvLayerWeights;
+use crate::net::{ConvLayerWeights, Losses};
+use crate::plot::{LossHistory, LossRow};
 use crate::serve::{Preview, RunInfo};
-use crate::transfer::{InvalidOption, Observer, Options, Temporal};
+use crate::transfer::{InvalidOption, Observer, Options, Temporal, TransferError};
 use crate::video::flo::{self, Flow, VideoError};
 use crate::video::frames::{FrameSource, frame_output_name, frame_source};
 use crate::video::{ffmpeg, motion};
@@ -82,6 +83,9 @@ pub struct VideoOptions {
     /// A CSV of every step's losses, `frame,step,content,style,[tv,]temporal,total`; a rerun
     /// keeps the rows of the frames it does not compute again.
     pub loss_log: Option<PathBuf>,
+    /// A PNG of the clip's losses, every step of every frame one after the other (with the
+    /// temporal term); the frames an earlier run computed come from `loss_log` when it has them.
+    pub loss_plot: Option<PathBuf>,
     /// The earlier frames t - j each frame is held to, closest first, starting with 1 (`[1]`:
     /// short-term only; more: Ruder et al.'s long-term consistency, §3.2).
     pub temporal_frames: Vec<usize>,
@@ -101,6 +105,7 @@ impl Default for VideoOptions {
             fps: None,
             encode_options: Vec::new(),
             loss_log: None,
+            loss_plot: None,
             temporal_frames: vec![1],
             depth: 8,
         }
@@ -216,6 +221,9 @@ impl Video {
         if let Some(log) = &video.loss_log {
             super::check_parent_folder("loss log", log)?;
         }
+        if let Some(plot) = &video.loss_plot {
+            super::check_loss_plot(plot)?;
+        }
         if let Some(path) = &encode_to {
             image_io::check_output_path(&path.with_extension("png"), 8).map_err(|_| VideoError::Invalid {
                 path: path.clone(),
@@ -273,6 +281,10 @@ impl Video {
         if let Some(log) = &self.video.loss_log {
             keep_rows_before(log, start)?;
         }
+        let mut plot = match &self.video.loss_plot {
+            Some(_) => Some(self.earlier_plot_rows(start)?),
+            None => None,
+        };
         let mut computed = 0;
         let mut last = None;
         for index in start..=count {
@@ -286,8 +298,23 @@ impl Video {
                 let info = RunInfo { content, styles: thumbnails, total_steps: steps, scales: 1, history };
                 job = job.show_in(preview, info);
             }
-            let (mut finished, back) =
-                job.run_on(ctx.take().expect("the context"), &weights, observer.frame_observer())?;
+            let ctx_now = ctx.take().expect("the context");
+            let run = match plot.as_mut() {
+                Some(history) => {
+                    let mut rows =
+                        PlotRows { inner: observer.frame_observer(), history, frame: index, inner_losses: false };
+                    job.run_on(ctx_now, &weights, &mut rows)
+                }
+                None => job.run_on(ctx_now, &weights, observer.frame_observer()),
+            };
+            let (mut finished, back) = match run {
+                Ok(done) => done,
+                Err(e) => {
+                    // What the clip computed until then is still plotted.
+                    self.write_plot(plot.as_ref())?;
+                    return Err(e);
+                }
+            };
             ctx = Some(back);
             self.preview = finished.preview.take();
             last = Some(finished.outcome.target);
@@ -295,12 +322,14 @@ impl Video {
             if finished.stopped {
                 // The frame was written as it stood; the next run recomputes it from scratch.
                 std::fs::remove_file(self.output(index)).ok();
+                self.write_plot(plot.as_ref())?;
                 return Ok(VideoFinished { frames: count, computed: computed - 1, stopped: true });
             }
         }
         if let (Some(preview), Some(image)) = (self.preview.take(), last) {
             preview.finish(image, crate::serve::FINAL_GRACE);
         }
+        self.write_plot(plot.as_ref())?;
         if let Some(path) = &self.encode_to {
             let rate = self.video.fps.clone();
             let rate = rate.or_else(|| self.clip_file.as_ref().map(|(_, info)| info.frame_rate.clone()));
@@ -309,6 +338,50 @@ impl Video {
             ffmpeg::encode(&self.out_dir, &rate, audio, &self.video.encode_options, path)?;
         }
         Ok(VideoFinished { frames: count, computed, stopped: false })
+    }
+
+    /// The clip's loss plot to start from: the rows `loss_log` holds of the frames before `start`
+    /// (written by an earlier run; none without a log), in order.
+    fn earlier_plot_rows(&self, start: usize) -> Result<LossHistory, Error> {
+        let mut history = LossHistory { temporal: true, ..LossHistory::new(&self.options) };
+        let Some(log) = self.video.loss_log.as_ref().filter(|_| start > 1) else { return Ok(history) };
+        let text = match std::fs::read_to_string(log) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(history),
+            Err(e) => return Err(VideoError::Io { path: log.into(), source: e }.into()),
+        };
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+        let column = |name: &str| header.iter().position(|h| *h == name);
+        let bad = || VideoError::Invalid { path: log.into(), reason: "not a clip's loss log".into() };
+        let [frame, step, content, style, temporal, total] =
+            ["frame", "step", "content", "style", "temporal", "total"].map(column);
+        let tv = column("tv");
+        for line in lines {
+            let values: Vec<f64> = line.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect();
+            let at = |i: Option<usize>| i.and_then(|i| values.get(i).copied()).ok_or_else(bad);
+            let losses = Losses {
+                content_terms: Vec::new(),
+                style_terms: Vec::new(),
+                content: at(content)?,
+                style: at(style)?,
+                tv: tv.map_or(Ok(0.0), |i| at(Some(i)))?,
+                temporal: at(temporal)?,
+                total: at(total)?,
+            };
+            let (frame, step) = (at(frame)? as usize, at(step)? as usize);
+            let run_step = history.rows.len();
+            history.rows.push(LossRow { scale: frame.saturating_sub(1), step, run_step, losses });
+        }
+        Ok(history)
+    }
+
+    /// Writes the clip's loss plot, when there is one.
+    fn write_plot(&self, history: Option<&LossHistory>) -> Result<(), Error> {
+        if let (Some(path), Some(history)) = (&self.video.loss_plot, history) {
+            crate::plot::write_png(path, history)?;
+        }
+        Ok(())
     }
 
     /// The live preview's address, with `VideoOptions::serve`.
@@ -596,6 +669,64 @@ fn create_out_dir(dir: &Path) -> Result<(), Error> {
         std::fs::create_dir(dir).map_err(|e| VideoError::Io { path: dir.into(), source: e })?;
     }
     Ok(())
+}
+
+/// A frame's observer that also adds every step's losses to the clip's loss plot, each frame's
+/// steps after the frames before it.
+struct PlotRows<'a> {
+    inner: &'a mut dyn Observer,
+    history: &'a mut LossHistory,
+    frame: usize,
+    /// Whether the inner observer asked for this step's losses (it hears of them only then).
+    inner_losses: bool,
+}
+
+impl Observer for PlotRows<'_> {
+    fn wants_losses(&mut self, step: usize) -> bool {
+        self.inner_losses = self.inner.wants_losses(step);
+        true
+    }
+
+    fn wants_image(&mut self, step: usize) -> bool {
+        self.inner.wants_image(step)
+    }
+
+    fn on_step(&mut self, step: usize, losses: Option<&Losses>, image: Option<&Image>) -> Result<(), TransferError> {
+        if let Some(losses) = losses {
+            let run_step = self.history.rows.len();
+            let row = LossRow { scale: self.frame - 1, step, run_step, losses: losses.clone() };
+            self.history.rows.push(row);
+        }
+        self.inner.on_step(step, losses.filter(|_| self.inner_losses), image)
+    }
+
+    fn on_fetch(&mut self, event: &crate::weights::FetchEvent) {
+        self.inner.on_fetch(event);
+    }
+
+    fn on_scale(&mut self, index: usize, count: usize, width: u32, height: u32) {
+        self.inner.on_scale(index, count, width, height);
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.inner.should_stop()
+    }
+
+    fn on_preview(&mut self, url: &str) {
+        self.inner.on_preview(url);
+    }
+
+    fn on_gpu(&mut self, gpu: &crate::transfer::GpuInfo) -> Result<(), TransferError> {
+        self.inner.on_gpu(gpu)
+    }
+
+    fn on_warning(&mut self, message: &str) {
+        self.inner.on_warning(message);
+    }
+
+    fn on_schedule(&mut self, schedule: &str) {
+        self.inner.on_schedule(schedule);
+    }
 }
 
 #[cfg(test)]
