@@ -11,6 +11,12 @@
 //! Injecting everywhere in the window, not only where its features are exact, changes nothing
 //! the tile keeps: a feature outside the tile's exact region depends on none of its pixels.
 //!
+//! With `StyleLoss::W2` each style term's mean and second moment take its Gram's place: pass 1
+//! sums them over the tiles' owned positions (`ops::w2::add_moments`, weighted by the whole
+//! mask's column weights when masked), the loss and the moments' gradients come once from the
+//! sums, and pass 2 injects dL/dF from those and each window's own features
+//! (`ops::w2::feature_grad`). The style image's row means are summed beside its Gram likewise.
+//!
 //! The total variation reads only the image: each tile adds the terms anchored at its own
 //! pixels and their gradient from its window's image in pass 2 (the halo holds their neighbours).
 //!

@@ -38,6 +38,13 @@
 //! (the mean's sum, the left operand of S^) and where the gradient is stored
 //! (`W2Buffers::masked`).
 //!
+//! mu and S are sums over positions, so they are taken in blocks (`Block`, `add_moments`: all N
+//! positions untiled, each tile's owned ones tiled, each block's sum over the term's N); the loss
+//! and the moments' gradients dL/dSigma, dL/dmu then come once from the sums
+//! (`forward_from_moments`, `moment_grads`), and dL/dF at any block of positions from those and
+//! the block's own features and weights (`feature_grad`: a tiled window's). `forward` and
+//! `backward` are these over all N positions.
+//!
 //! The products are plain f32 tiles: a mixed-
 //! precision run keeps them f32, since Sigma = S - mu mu^T cancels and f16 operands would lose it.
 //! Measured against f64 (tests/w2.rs): the loss within 3e-5 for well-conditioned covariances and
