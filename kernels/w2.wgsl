@@ -16,12 +16,12 @@
 struct Params {
     groups: u32,  // logical workgroups (filled by the host)
     rows: u32,    // matmul: M; row_mean: C; elementwise: the matrices' side C
-    inner: u32,   // matmul: K; row_mean: N
-    cols: u32,    // matmul: N
+    inner: u32,   // matmul: K; row_mean: the block's positions
+    cols: u32,    // matmul: N; row_mean: the layer's positions N (the mean's divisor)
     flags: u32,   // matmul: bit 0 B stored transposed (cols x inner), bit 1 accumulate into dst,
                   // bit 2 add aux[row] to every value of that row, bit 3 A's column k times
                   // weights[k], bit 4 each value of output column n times weights[n] (before
-                  // bit 1's sum); row_mean: bit 3 each position p times weights[p]
+                  // bit 1's sum); row_mean: bit 1 accumulate, bit 3 each position p times weights[p]
     offset: u32,  // loss: the slot of dst
     alpha: f32,
     beta: f32,
@@ -208,8 +208,10 @@ fn w2_keep(
     dst2[i] = src_b[i];
 }
 
-// dst[row] = (sum of src_a[row, 0..N] (times weights[0..N] with bit 3)) / N: one workgroup per
-// row, runs of N / 256 per thread, then a tree.
+// dst[row] (=, or += with bit 1) (sum of src_a[row, 0..inner] (times weights[0..inner] with
+// bit 3)) / cols: a block of `inner` of the layer's `cols` positions (all of them untiled, a tile's
+// owned ones tiled: the mean is the sum of the blocks'). One workgroup per row, runs of
+// inner / 256 per thread, then a tree.
 @compute @workgroup_size(256)
 fn w2_row_mean(
     @builtin(local_invocation_index) lid: u32,
@@ -239,7 +241,8 @@ fn w2_row_mean(
         workgroupBarrier();
     }
     if (lid == 0u) {
-        dst[row] = tree[0] / f32(n);
+        let mean = tree[0] / f32(params.cols);
+        dst[row] = select(mean, dst[row] + mean, (params.flags & 2u) != 0u);
     }
 }
 

@@ -556,41 +556,46 @@ fn cli_preset_says_what_it_set_and_what_was_given_over_it() {
 }
 
 /// `--style-loss w2` runs (the W2 loss at every style layer) and reports its style loss, also
-/// with a blend of styles; with tiles it is refused in one line, nothing written (with masks it
-/// runs: tests/masks.rs).
+/// with a blend of styles (with masks: tests/masks.rs); `--tile 16` runs it over 4 tiles and
+/// logs the untiled run's first-step losses, the style captured tile by tile (one style, resized
+/// to the content) or blended from untiled runs at its sizes (`set_style_moments`).
 #[test]
-fn cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet() {
-    if gpu_or_skip("cli_w2_style_loss_runs_and_refuses_what_it_does_not_take_yet").is_none() {
+fn cli_w2_style_loss_runs_untiled_and_tiled() {
+    if gpu_or_skip("cli_w2_style_loss_runs_untiled_and_tiled").is_none() {
         return;
     }
     let f = fixture();
-    let out = f.path("w2.png");
-    let log = f.path("w2.csv");
-    let args = with_arg(with_arg(base_args(&f, &out), "--style-loss", "w2"), "--loss-log", &log);
-    let output = stylize().args(&args).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let csv = std::fs::read_to_string(&log).unwrap();
-    let first: Vec<f64> = csv.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
-    assert!(first[2] > 0.0 && first[2].is_finite(), "the W2 style loss: {csv}");
-    assert_eq!(image::open(&out).unwrap().width(), 24);
-
-    let bad = f.path("bad.png");
-    let tiled = with_arg(with_arg(base_args(&f, &bad), "--style-loss", "w2"), "--tile", "16");
-    assert_clean_failure(
-        "w2 with tiles",
-        &stylize().args(tiled).output().unwrap(),
-        1,
-        &["--style-loss w2", "--tile"],
-        &bad,
-    );
-    // A blend of styles (and a style of another size than the content) runs: the means and
-    // second moments are blended (`style_grams::blended_moments`).
-    let blended = f.path("w2-blend.png");
-    let mut blend = with_arg(base_args(&f, &blended), "--style-loss", "w2");
-    blend.extend(["--style".into(), f.style.clone().into_os_string(), "--style-scale".into(), "1.5".into()]);
-    let output = stylize().args(blend).output().unwrap();
-    assert!(output.status.success(), "w2 with a blend: {}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(image::open(&blended).unwrap().width(), 24);
+    // The first step's logged losses of a W2 run with `extra`; the run says whether it tiled.
+    let first_losses = |name: &str, extra: &[&str]| -> (Vec<f64>, String) {
+        let (out, log) = (f.path(&format!("{name}.png")), f.path(&format!("{name}.csv")));
+        let mut args = with_arg(with_arg(base_args(&f, &out), "--style-loss", "w2"), "--loss-log", &log);
+        args.extend(extra.iter().map(Into::into));
+        let output = stylize().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{name}: {stderr}");
+        assert_eq!(image::open(&out).unwrap().width(), 24);
+        let csv = std::fs::read_to_string(&log).unwrap();
+        (csv.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect(), stderr)
+    };
+    let (untiled, _) = first_losses("w2", &[]);
+    assert!(untiled[2] > 0.0 && untiled[2].is_finite(), "the W2 style loss: {untiled:?}");
+    let style = f.style.to_str().unwrap();
+    let blend = ["--style", style, "--style-scale", "1.5"];
+    let (untiled_blend, _) = first_losses("w2-blend", &blend);
+    for (name, extra, reference) in [("tiled", vec![], &untiled), ("tiled-blend", blend.to_vec(), &untiled_blend)] {
+        let (tiled, stderr) = first_losses(name, &[&["--tile", "16"], extra.as_slice()].concat());
+        assert!(stderr.contains("in 4 tiles of 16 px"), "{name}: {stderr}");
+        let error = tiled
+            .iter()
+            .zip(reference.iter())
+            .skip(1)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1e-30))
+            .fold(0.0, f64::max);
+        eprintln!(
+            "{name}: first-step losses {tiled:?} against untiled {reference:?}: worst relative error {error:.1e}"
+        );
+        assert!(tiled.len() == reference.len() && error <= 1e-5, "{name}: {tiled:?} against {reference:?}");
+    }
 }
 
 /// `--padding replicate` runs (its style loss differs from the zero-padded run's: the first

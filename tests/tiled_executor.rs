@@ -287,3 +287,29 @@ fn tiled_step_equals_untiled_with_normalized_gradients() {
     let plain = LossLayers { masks: Vec::new(), ..losses };
     check("tiled_step_equals_untiled_with_normalized_gradients", 200, 330, &[96], plain, false);
 }
+
+/// With `--style-loss w2`: each W2 term's mean and second moment summed over the tiles' owned
+/// positions (over the whole layer's N), its loss and moment gradients once from them, and each
+/// window's dL/dF from those with its own features; the style image's moments captured tile by
+/// tile the same way. Tiles of 64 on an odd size: 4 across, 3 down.
+#[test]
+fn tiled_step_equals_untiled_with_the_w2_style_loss() {
+    let losses = LossLayers { style_loss: stylize::StyleLoss::W2, ..LossLayers::default() };
+    check("tiled_step_equals_untiled_with_the_w2_style_loss", 173, 229, &[64], losses, false);
+}
+
+/// W2 with style masks (two soft-edged halves): each masked term's weighted moments over the
+/// owned positions with the whole mask's column weights, each window's gradient with its cut of
+/// them; and with `--normalize-gradients`, each W2 term's L1 norm over the whole image.
+#[test]
+fn tiled_step_equals_untiled_with_the_w2_style_loss_and_masks() {
+    let (height, width) = (157, 243);
+    let left: Vec<f32> =
+        (0..height * width).map(|i| (1.2 - (i % width) as f32 / (width as f32 / 2.0)).clamp(0.0, 1.0)).collect();
+    let right: Vec<f32> = left.iter().map(|v| 1.0 - v).collect();
+    let losses = LossLayers { style_loss: stylize::StyleLoss::W2, masks: vec![left, right], ..LossLayers::default() };
+    let test = "tiled_step_equals_untiled_with_the_w2_style_loss_and_masks";
+    check(test, height, width, &[64], losses.clone(), false);
+    let normalized = LossLayers { normalize_gradients: true, content_weight: losses.style_weight, ..losses };
+    check(test, height, width, &[96], normalized, false);
+}

@@ -180,7 +180,8 @@ pub struct RunArgs {
     /// crowsonkb/style-transfer-pytorch: the 2-Wasserstein distance between Gaussians fitted to
     /// the features, mean_c (mu - mu_s)^2 + tr(S + S_s - 2 (S_s^1/2 S S_s^1/2)^1/2) / C with S the
     /// covariance + 1e-4 I, w_l times it per layer; its --style-weight is on another scale). w2
-    /// runs untiled, in f32; with --mask each region's mean and covariance are weighted by its mask.
+    /// runs in f32 (tiled too: the moments are summed over the tiles); with --mask each region's
+    /// mean and covariance are weighted by its mask.
     #[arg(long, value_enum, value_name = "gram|w2", default_value_t = defaults().style_loss.into())]
     pub style_loss: StyleLossArg,
 

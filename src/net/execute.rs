@@ -41,15 +41,12 @@ pub trait Execute {
 
     /// With `StyleLoss::W2`: the style features' row means at the style layers, as the last
     /// `set_style` or `style_grams` left them (empty for Gram losses).
-    fn read_style_means(&self, _ctx: &Context) -> Result<Vec<Vec<f32>>, NetError> {
-        Ok(Vec::new())
-    }
+    fn read_style_means(&self, ctx: &Context) -> Result<Vec<Vec<f32>>, NetError>;
 
     /// With `StyleLoss::W2`: sets the style targets from Grams (`G = S N`, N the positions at
-    /// this network's layer) and row means, one per style term (e.g. a blend of several images').
-    fn set_style_moments(&self, _ctx: &Context, _grams: &[Vec<f32>], _means: &[Vec<f32>]) -> Result<(), NetError> {
-        Err(NetError::Unsupported("the w2 style loss runs untiled for now".into()))
-    }
+    /// this network's layer, the whole image's when tiled) and row means, one per style term
+    /// (e.g. a blend of several images').
+    fn set_style_moments(&self, ctx: &Context, grams: &[Vec<f32>], means: &[Vec<f32>]) -> Result<(), NetError>;
 
     /// The recorded training step; callers append their optimizer's kernels.
     fn training_step(&mut self) -> &mut Step;

@@ -44,8 +44,9 @@ pub struct Executor {
     style_norms: Vec<Option<wgpu::Buffer>>,
     /// Per style term with `StyleLoss::W2`: its buffers (`ops::w2`; a masked term's weighting its
     /// positions by its column weights) and the style features' row means, captured with the
-    /// style Gram (`set_style`); empty with Gram losses.
-    w2: Vec<(w2::W2Buffers, wgpu::Buffer)>,
+    /// style Gram (`set_style`); empty with Gram losses. A window of the tiled executor holds
+    /// handles on the whole image's (`W2Terms`).
+    w2: W2Terms,
     /// Under `Padding::Replicate`: the padded image and the first convolution's padded output,
     /// which the backward reuses for their gradients (`Plan::replicated_shapes`).
     padded: Option<(wgpu::Buffer, wgpu::Buffer)>,
@@ -76,6 +77,9 @@ enum Term {
     Content(usize),
     Style(usize),
 }
+
+/// Per style term with `StyleLoss::W2`: its `ops::w2` buffers and its style row means.
+pub(super) type W2Terms = Vec<(w2::W2Buffers, wgpu::Buffer)>;
 
 /// Buffers that executors of one network at several window sizes share, because their windows
 /// run one after the other (the tiled executor's): every label of `Plan::buffers` allocated once,
@@ -186,10 +190,13 @@ impl Executor {
         Self::build(ctx, plan, weights, None, Role::Whole)
     }
 
-    /// An executor of one window of the tiled executor: its buffers taken from `shared`, no step
-    /// recorded (`record_forward_pass`, `record_injected_training` record them per tile).
-    pub(super) fn window(ctx: &Context, plan: Plan, shared: &SharedBuffers) -> Result<Self, NetError> {
-        Self::build(ctx, plan, &[], Some(shared), Role::Window)
+    /// An executor of one window of the tiled executor: its buffers taken from `shared`, its W2
+    /// terms handles on the whole image's `w2` (`w2_terms`), no step recorded
+    /// (`record_forward_pass`, `record_injected_training` record them per tile).
+    pub(super) fn window(ctx: &Context, plan: Plan, shared: &SharedBuffers, w2: &W2Terms) -> Result<Self, NetError> {
+        let mut window = Self::build(ctx, plan, &[], Some(shared), Role::Window)?;
+        window.w2 = w2.clone();
+        Ok(window)
     }
 
     fn build(
@@ -235,7 +242,10 @@ impl Executor {
             content_targets: alloc.each(&specs.content_targets)?,
             style_grams: alloc.each(&specs.style_grams)?,
             losses: alloc.one(&specs.losses)?,
-            w2: w2_buffers(ctx, &plan, &column_weights)?,
+            w2: match role {
+                Role::Whole => w2_buffers(ctx, &plan, &column_weights)?,
+                Role::Window => Vec::new(),
+            },
             column_weights,
             image_grams: alloc.each(&specs.image_grams)?,
             gram_grads: alloc.each(&specs.gram_grads)?,
@@ -427,8 +437,9 @@ impl Executor {
     }
 
     /// With `StyleLoss::W2`: each term's target from the captured style Gram G_s and row means
-    /// mu_s (S_s = G_s / N), computed once on the host in f64 (`w2::Target`).
-    fn set_w2_targets(&self, ctx: &Context) -> Result<(), NetError> {
+    /// mu_s (S_s = G_s / N), computed once on the host in f64 (`w2::Target`). A window of the
+    /// tiled executor sets the whole image's (its style Grams and W2 terms are the whole image's).
+    pub(super) fn set_w2_targets(&self, ctx: &Context) -> Result<(), NetError> {
         for ((buffers, means), style_gram) in self.w2.iter().zip(&self.style_grams) {
             let shape = buffers.shape();
             let c = shape.channels;
@@ -616,7 +627,15 @@ impl Executor {
             }
             Term::Style(i) if !self.w2.is_empty() => {
                 let act = self.plan.style[i].act;
-                w2::backward(ctx, step, &self.w2[i].0, &self.acts[act], dst, scale, accumulate)?;
+                let buffers = &self.w2[i].0;
+                // Given: the tiled executor has put the whole image's moment gradients there.
+                if gram_grads == GramGradients::Own {
+                    w2::moment_grads(ctx, step, buffers, scale)?;
+                }
+                let positions = self.plan.gram_shape(act).n;
+                let block =
+                    w2::Block { features: &self.acts[act], positions, weights: self.column_weights[i].as_ref() };
+                w2::feature_grad(ctx, step, buffers, block, dst, accumulate)?;
             }
             Term::Style(i) => {
                 let len = self.plan.gram_shape(self.plan.style[i].act).gram_len();
@@ -955,26 +974,34 @@ impl Execute for Executor {
 /// Each style term's `ops::w2` buffers and style-means buffer with `StyleLoss::W2` (targets set by
 /// `set_style` or `set_style_moments`), none with Gram losses. A masked term's buffers weight its
 /// positions by its `column_weights` (the guided Gram's, `upload_column_weights`).
-fn w2_buffers(
-    ctx: &Context,
-    plan: &Plan,
-    column_weights: &[Option<wgpu::Buffer>],
-) -> Result<Vec<(w2::W2Buffers, wgpu::Buffer)>, GpuError> {
+fn w2_buffers(ctx: &Context, plan: &Plan, column_weights: &[Option<wgpu::Buffer>]) -> Result<W2Terms, GpuError> {
+    let whole: Vec<usize> = plan.style.iter().map(|term| plan.gram_shape(term.act).n).collect();
+    let terms = w2_terms(ctx, plan, &whole)?;
+    Ok(terms
+        .into_iter()
+        .zip(column_weights)
+        .map(|((buffers, means), columns)| match columns {
+            Some(columns) => (buffers.masked(columns.clone()), means),
+            None => (buffers, means),
+        })
+        .collect())
+}
+
+/// Each style term's unmasked W2 buffers (its layer's N positions, moments summed over blocks of
+/// at most `blocks[i]` of them) and style-means buffer with `StyleLoss::W2`, none with Gram
+/// losses. The tiled executor's are the whole image's, summed over each tile's owned positions
+/// (their column weights given with each block) and shared by every window.
+pub(super) fn w2_terms(ctx: &Context, plan: &Plan, blocks: &[usize]) -> Result<W2Terms, GpuError> {
     if plan.losses.style_loss != super::StyleLoss::W2 {
         return Ok(Vec::new());
     }
     plan.style
         .iter()
-        .zip(column_weights)
-        .map(|(term, columns)| {
+        .zip(blocks)
+        .map(|(term, &block)| {
             let s = plan.acts[term.act];
             let shape = w2::W2Shape { channels: s.channels, n: s.height * s.width };
-            let empty = w2::Target::empty(s.channels);
-            let buffers = w2::W2Buffers::new(ctx, shape, &empty)?;
-            let buffers = match columns {
-                Some(columns) => buffers.masked(columns.clone()),
-                None => buffers,
-            };
+            let buffers = w2::W2Buffers::with_blocks(ctx, shape, block, &w2::Target::empty(s.channels))?;
             Ok((buffers, ctx.buffer("w2 style means", s.channels)?))
         })
         .collect()

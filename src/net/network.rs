@@ -34,9 +34,6 @@ impl Network {
 
 /// What in `plan` the tiled executor does not run yet, if anything.
 pub fn untiled_only(plan: &Plan) -> Option<&'static str> {
-    if plan.losses.style_loss == super::StyleLoss::W2 {
-        return Some("the w2 style loss");
-    }
     if plan.has_tv() && plan.losses.tv_loss == super::TvLoss::NinePoint {
         return Some("the nine-point total variation");
     }

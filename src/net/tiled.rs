@@ -11,6 +11,12 @@
 //! Injecting everywhere in the window, not only where its features are exact, changes nothing
 //! the tile keeps: a feature outside the tile's exact region depends on none of its pixels.
 //!
+//! With `StyleLoss::W2` each style term's mean and second moment take its Gram's place: pass 1
+//! sums them over the tiles' owned positions (`ops::w2::add_moments`, weighted by the whole
+//! mask's column weights when masked), the loss and the moments' gradients come once from the
+//! sums, and pass 2 injects dL/dF from those and each window's own features
+//! (`ops::w2::feature_grad`). The style image's row means are summed beside its Gram likewise.
+//!
 //! The total variation reads only the image: each tile adds the terms anchored at its own
 //! pixels and their gradient from its window's image in pass 2 (the halo holds their neighbours).
 //!
@@ -18,13 +24,13 @@
 //! other), so the memory is that of the largest window plus the image-sized arrays here, which
 //! are stored in bands of at most one binding each (`ops::bands`): no buffer grows with the image.
 
-use super::executor::SharedBuffers;
+use super::executor::{SharedBuffers, W2Terms};
 use super::tiling::{Tile, Tiling, window_plan};
 use super::{ConvLayerWeights, Execute, Executor, Losses, NetError, Plan};
 use crate::gpu::{Context, Step};
 use crate::ops::bands::{Bands, copy_rect_from_bands, copy_rect_into_bands, each_band};
 use crate::ops::region::{Rect, copy_rect};
-use crate::ops::{ActShape, gram, loss, normalize, reduce, tv, vector};
+use crate::ops::{ActShape, gram, loss, normalize, reduce, tv, vector, w2};
 
 /// The network over a tiled image: the same public face as `Executor` for what a run needs.
 pub struct TiledExecutor {
@@ -53,6 +59,10 @@ pub struct TiledExecutor {
     /// the L1 norm of the term's gradient, and the gradient at a tile's owned positions of a style layer.
     norm_partials: Vec<wgpu::Buffer>,
     owned_grad: wgpu::Buffer,
+    /// Per style term with `StyleLoss::W2`: the whole image's moments, target and gradients
+    /// (`ops::w2` over the whole layer, summed over the tiles' owned positions) and style row
+    /// means; every window holds handles on the same buffers. Empty with Gram losses.
+    w2: W2Terms,
     /// One tile's Gram before it is added to the whole image's, and the Gram forward's partial sums.
     tile_gram: wgpu::Buffer,
     gram_partials: wgpu::Buffer,
@@ -93,8 +103,11 @@ impl TiledExecutor {
         let tiling = Tiling::with_halo(&plan, side, halo)?;
         let (window_plans, window_of_tile) = window_plans(&plan, &tiling)?;
         let shared = SharedBuffers::new(ctx, &window_plans.iter().collect::<Vec<_>>(), weights)?;
-        let windows =
-            window_plans.into_iter().map(|wp| Executor::window(ctx, wp, &shared)).collect::<Result<Vec<_>, _>>()?;
+        let w2 = super::executor::w2_terms(ctx, &plan, &largest_owned_blocks(&plan, &tiling))?;
+        let windows = window_plans
+            .into_iter()
+            .map(|wp| Executor::window(ctx, wp, &shared, &w2))
+            .collect::<Result<Vec<_>, _>>()?;
         let (owned_len, partials_len, gram_len) = tile_buffer_lens(&plan, &tiling);
         let column_weights = whole_column_weights(ctx, &plan)?;
         let content_features = plan
@@ -111,6 +124,7 @@ impl TiledExecutor {
             owned: ctx.buffer("owned features of a tile", owned_len)?,
             owned_target: ctx.buffer("owned content target of a tile", owned_len)?,
             column_weights,
+            w2,
             owned_weights: ctx.buffer("owned mask weights of a tile", owned_len)?,
             norm_partials: norm_partials(ctx, &plan, &tiling)?,
             owned_grad: ctx
@@ -232,12 +246,20 @@ impl TiledExecutor {
         Ok(step)
     }
 
+    /// With `StyleLoss::W2`, the image's moments take the Grams' place and the style targets'
+    /// row means join their Grams (`add_owned_w2_moments`).
     fn add_owned_grams(&self, ctx: &Context, step: &mut Step, t: usize, sum: GramSum) -> Result<(), NetError> {
         let first = self.windows.first().expect("at least one window");
         for (i, term) in self.plan.style.iter().enumerate() {
             let compact = self.crop_owned(ctx, step, t, term.act)?;
             if compact.is_empty() {
                 continue;
+            }
+            if !self.w2.is_empty() {
+                self.add_owned_w2_moments(ctx, step, t, i, compact, sum)?;
+                if sum == GramSum::Image {
+                    continue;
+                }
             }
             let whole = match sum {
                 GramSum::StyleTargets => first.style_gram_buffer(i),
@@ -270,6 +292,35 @@ impl TiledExecutor {
         Ok(())
     }
 
+    /// W2 style term `i`'s share of the moments from the positions tile `t` owns (`compact`, in
+    /// `self.owned`), over the whole layer's N: the image's mean and second moment (weighted by
+    /// the whole mask's column weights for a masked term), or the style image's plain row means
+    /// (its second moment is its plain Gram, `add_owned_grams`'). Tile 0 writes, the rest add.
+    fn add_owned_w2_moments(
+        &self,
+        ctx: &Context,
+        step: &mut Step,
+        t: usize,
+        i: usize,
+        compact: ActShape,
+        sum: GramSum,
+    ) -> Result<(), NetError> {
+        let (buffers, style_means) = &self.w2[i];
+        let positions = compact.height * compact.width;
+        let plain = w2::Block { features: &self.owned, positions, weights: None };
+        match (sum, &self.column_weights[i]) {
+            (GramSum::StyleTargets, _) => {
+                step.push(w2::add_row_means(ctx, buffers.shape(), plain, style_means, t == 0)?);
+            }
+            (GramSum::Image, None) => w2::add_moments(ctx, step, buffers, plain, t == 0)?,
+            (GramSum::Image, Some(weights)) => {
+                let weights = Some(self.crop_owned_weights(ctx, step, t, self.plan.style[i].act, weights)?);
+                w2::add_moments(ctx, step, buffers, w2::Block { weights, ..plain }, t == 0)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Each content term's loss over the positions tile `t` owns, into the tile's slots.
     fn owned_content_losses(&self, ctx: &Context, step: &mut Step, t: usize) -> Result<(), NetError> {
         for (j, (term, features)) in self.plan.content.iter().zip(&self.content_features).enumerate() {
@@ -295,13 +346,18 @@ impl TiledExecutor {
         let mut step = self.record_gram_pass(ctx, GramSum::Image)?;
         let first = self.windows.first().expect("at least one window");
         for (i, term) in self.plan.style.iter().enumerate() {
-            let len = self.plan.gram_shape(term.act).gram_len();
-            let (image_gram, target) = (first.image_gram_buffer(i), first.style_gram_buffer(i));
             let slot = self.style_slot(i);
-            loss::sq_diff_forward(ctx, &mut step, len, image_gram, target, &self.losses, slot, term.scale)?;
             // Normalized gradients take beta after the norm, as the untiled executor does.
             let normalize = self.plan.losses.normalize_gradients;
             let scale = if normalize { term.scale } else { term.scale * self.plan.style_weight };
+            if let Some((buffers, _)) = self.w2.get(i) {
+                w2::forward_from_moments(ctx, &mut step, buffers, &self.losses, slot, term.scale)?;
+                w2::moment_grads(ctx, &mut step, buffers, scale)?;
+                continue;
+            }
+            let len = self.plan.gram_shape(term.act).gram_len();
+            let (image_gram, target) = (first.image_gram_buffer(i), first.style_gram_buffer(i));
+            loss::sq_diff_forward(ctx, &mut step, len, image_gram, target, &self.losses, slot, term.scale)?;
             let grad_gram = first.gram_gradient_buffer(i);
             step.push(loss::sq_diff_backward(ctx, len, image_gram, target, grad_gram, scale, false)?);
         }
@@ -351,6 +407,7 @@ impl TiledExecutor {
                 let shape = gram::GramShape { channels: compact.channels, n: compact.height * compact.width };
                 let grad_gram = first.gram_gradient_buffer(i);
                 match &self.column_weights[i] {
+                    _ if !self.w2.is_empty() => self.owned_w2_gradient(ctx, step, t, i, shape.n)?,
                     Some(weights) => {
                         let owned_weights = self.crop_owned_weights(ctx, step, t, term.act, weights)?;
                         let kernel = gram::backward_masked(
@@ -379,6 +436,26 @@ impl TiledExecutor {
             reduce::sum_into(ctx, step, tiles, &self.norm_partials[k], norm, 0, factor as f32)?;
             step.push(vector::scalar_reciprocal(ctx, norm, 1, 0, super::executor::NORMALIZE_EPS)?);
         }
+        Ok(())
+    }
+
+    /// W2 style term `i`'s dL/dF at the positions tile `t` owns (`positions` of them, in
+    /// `self.owned`) into `self.owned_grad`, from the whole image's moment gradients.
+    fn owned_w2_gradient(
+        &self,
+        ctx: &Context,
+        step: &mut Step,
+        t: usize,
+        i: usize,
+        positions: usize,
+    ) -> Result<(), NetError> {
+        let act = self.plan.style[i].act;
+        let weights = match &self.column_weights[i] {
+            Some(weights) => Some(self.crop_owned_weights(ctx, step, t, act, weights)?),
+            None => None,
+        };
+        let block = w2::Block { features: &self.owned, positions, weights };
+        w2::feature_grad(ctx, step, &self.w2[i].0, block, &self.owned_grad, false)?;
         Ok(())
     }
 
@@ -463,6 +540,9 @@ impl Execute for TiledExecutor {
     fn set_style(&self, ctx: &Context, rgb: &[f32]) -> Result<(), NetError> {
         self.set_image(ctx, rgb)?;
         self.capture_style.run(ctx)?;
+        if !self.w2.is_empty() {
+            self.windows.first().expect("at least one window").set_w2_targets(ctx)?;
+        }
         Ok(())
     }
 
@@ -483,6 +563,16 @@ impl Execute for TiledExecutor {
     /// Sets the style targets directly, one C x C matrix per style term.
     fn set_style_grams(&self, ctx: &Context, grams: &[Vec<f32>]) -> Result<(), NetError> {
         self.windows.first().expect("at least one window").set_style_grams(ctx, grams)
+    }
+
+    /// The W2 terms' style row means (empty without W2), the whole image's.
+    fn read_style_means(&self, ctx: &Context) -> Result<Vec<Vec<f32>>, NetError> {
+        self.windows.first().expect("at least one window").read_style_means(ctx)
+    }
+
+    /// The W2 targets from given Grams (of the whole image's N positions) and row means.
+    fn set_style_moments(&self, ctx: &Context, grams: &[Vec<f32>], means: &[Vec<f32>]) -> Result<(), NetError> {
+        self.windows.first().expect("at least one window").set_style_moments(ctx, grams, means)
     }
 
     /// The recorded training step: both passes over the tiles. Callers append their optimizer's
@@ -561,7 +651,8 @@ impl Execute for TiledExecutor {
             + whole;
         let steps =
             [&self.capture_content, &self.capture_style, &self.train].iter().map(|s| s.scratch_bytes()).sum::<u64>();
-        self.shared.bytes() + own + steps
+        let w2: u64 = self.w2.iter().map(|(buffers, means)| buffers.bytes() + means.size()).sum();
+        self.shared.bytes() + own + steps + w2
     }
 }
 
@@ -606,6 +697,15 @@ fn window_plans(plan: &Plan, tiling: &Tiling) -> Result<(Vec<Plan>, Vec<usize>),
         .collect();
     let plans = sizes.iter().map(|&(h, w)| window_plan(plan, h, w)).collect::<Result<Vec<_>, NetError>>()?;
     Ok((plans, of_tile))
+}
+
+/// Per style term: the most positions any tile owns at its layer (the W2 moments' longest block).
+fn largest_owned_blocks(plan: &Plan, tiling: &Tiling) -> Vec<usize> {
+    let owned = |tile: &Tile, act: usize| {
+        let (rows, cols) = tiling.owned(tile, act);
+        rows.len() * cols.len()
+    };
+    plan.style.iter().map(|term| tiling.tiles.iter().map(|tile| owned(tile, term.act)).max().unwrap_or(0)).collect()
 }
 
 /// Values of the tile buffers: the largest owned block of any loss layer, the largest Gram

@@ -38,6 +38,13 @@
 //! (the mean's sum, the left operand of S^) and where the gradient is stored
 //! (`W2Buffers::masked`).
 //!
+//! mu and S are sums over positions, so they are taken in blocks (`Block`, `add_moments`: all N
+//! positions untiled, each tile's owned ones tiled, each block's sum over the term's N); the loss
+//! and the moments' gradients dL/dSigma, dL/dmu then come once from the sums
+//! (`forward_from_moments`, `moment_grads`), and dL/dF at any block of positions from those and
+//! the block's own features and weights (`feature_grad`: a tiled window's). `forward` and
+//! `backward` are these over all N positions.
+//!
 //! The products are plain f32 tiles: a mixed-
 //! precision run keeps them f32, since Sigma = S - mu mu^T cancels and f16 operands would lose it.
 //! Measured against f64 (tests/w2.rs): the loss within 3e-5 for well-conditioned covariances and
@@ -92,6 +99,23 @@ pub struct W2Shape {
     pub n: usize,
 }
 
+/// Some of a term's N positions, as one product reads them: C x `positions` compact features
+/// (all N of them untiled; a tile's owned positions, or a window's, tiled) and, for a masked
+/// term, their block of the column weights (one per position; None for a plain term).
+#[derive(Clone, Copy)]
+pub struct Block<'a> {
+    pub features: &'a wgpu::Buffer,
+    pub positions: usize,
+    pub weights: Option<&'a wgpu::Buffer>,
+}
+
+impl Block<'_> {
+    /// `flag` where the block's positions are weighted, else 0.
+    fn weight_flag(&self, flag: u32) -> u32 {
+        if self.weights.is_some() { flag } else { 0 }
+    }
+}
+
 /// The style's Gaussian as the loss needs it, from its mean and second raw moment (f64).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
@@ -123,7 +147,9 @@ impl Target {
     }
 }
 
-/// A term's buffers: the target on the GPU and the scratch matrices of its iteration, allocated once.
+/// A term's buffers: the target on the GPU and the scratch matrices of its iteration, allocated
+/// once. Clones are handles on the same buffers (a tiled run's windows share one term's).
+#[derive(Clone)]
 pub struct W2Buffers {
     shape: W2Shape,
     /// [mu (C), mu_s (C)]
@@ -137,7 +163,8 @@ pub struct W2Buffers {
     mats: Vec<wgpu::Buffer>,
     /// dL/dmu / N (C)
     mean_grad: wgpu::Buffer,
-    /// The split S = F F^T / N's partial blocks (one C x C per split; one value when it does not split).
+    /// The split S = F F^T / N's partial blocks (one C x C per split of the longest block of
+    /// positions `add_moments` takes; one value when it does not split).
     partials: wgpu::Buffer,
     /// A masked term's column weights w (N values, the executor's: not counted in `bytes`); None
     /// for a plain term.
@@ -147,6 +174,12 @@ pub struct W2Buffers {
 impl W2Buffers {
     /// The buffers with `target` (which `set_target` may replace before any step runs).
     pub fn new(ctx: &Context, shape: W2Shape, target: &Target) -> Result<Self, GpuError> {
+        Self::with_blocks(ctx, shape, shape.n, target)
+    }
+
+    /// As `new`, for moments summed over blocks of at most `block` of the N positions
+    /// (`add_moments`: a tiled run's owned positions of each tile).
+    pub fn with_blocks(ctx: &Context, shape: W2Shape, block: usize, target: &Target) -> Result<Self, GpuError> {
         let c = shape.channels;
         let mats = (0..11).map(|_| ctx.buffer("w2 matrix", c * c)).collect::<Result<_, _>>()?;
         let buffers = Self {
@@ -156,7 +189,7 @@ impl W2Buffers {
             scalars: ctx.buffer("w2 scalars", 4)?,
             mats,
             mean_grad: ctx.buffer("w2 mean gradient", c)?,
-            partials: ctx.buffer("w2 partial products", (splits_of(shape.n, FLAG_TRANSPOSED_B) * c * c).max(1))?,
+            partials: ctx.buffer("w2 partial products", (splits_of(block, FLAG_TRANSPOSED_B) * c * c).max(1))?,
             column_weights: None,
         };
         buffers.set_target(ctx, target);
@@ -191,9 +224,9 @@ impl W2Buffers {
         self.column_weights.is_some()
     }
 
-    /// `flag` where the term is masked, else 0.
-    fn weight_flag(&self, flag: u32) -> u32 {
-        if self.is_masked() { flag } else { 0 }
+    /// All N positions of the term's layer in `features`, with the term's column weights.
+    pub fn whole<'a>(&'a self, features: &'a wgpu::Buffer) -> Block<'a> {
+        Block { features, positions: self.shape.n, weights: self.column_weights.as_ref() }
     }
 
     /// GPU bytes the term holds.
@@ -213,23 +246,35 @@ fn kernel(
     Kernel::with_bindings(ctx, SHADER, entry, bytemuck::bytes_of(&p), buffers, groups)
 }
 
-/// `dst = alpha A B + beta I` (+ a row vector, weighted, or accumulated, by `flags`); A is rows x
-/// inner, B inner x cols (or cols x inner with `FLAG_TRANSPOSED_B`). The weight flags read the
-/// term's column weights (binding 7; A stands in there for a plain term, never read).
+/// `dst = alpha A B + beta I` (+ a row vector, or accumulated, by `flags`); A is rows x inner, B
+/// inner x cols (or cols x inner with `FLAG_TRANSPOSED_B`). No weights: `weighted_matmul`'s.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     ctx: &Context,
     buffers: &W2Buffers,
-    (rows, inner, cols): (usize, usize, usize),
+    dims: (usize, usize, usize),
     a: &wgpu::Buffer,
     b: &wgpu::Buffer,
     dst: &wgpu::Buffer,
-    (alpha, beta): (f32, f32),
+    scales: (f32, f32),
     flags: u32,
 ) -> Result<Kernel, GpuError> {
+    weighted_matmul(ctx, buffers, dims, (a, b, dst), scales, flags, None)
+}
+
+/// `matmul` whose weight flags read `weights` (binding 7; A stands in there without them, never read).
+fn weighted_matmul(
+    ctx: &Context,
+    buffers: &W2Buffers,
+    (rows, inner, cols): (usize, usize, usize),
+    (a, b, dst): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+    (alpha, beta): (f32, f32),
+    flags: u32,
+    weights: Option<&wgpu::Buffer>,
+) -> Result<Kernel, GpuError> {
     let row_vector = &buffers.mean_grad;
-    debug_assert!(flags & (FLAG_WEIGHT_INNER | FLAG_WEIGHT_COLS) == 0 || buffers.is_masked());
-    let columns = buffers.column_weights.as_ref().unwrap_or(a);
+    debug_assert!(flags & (FLAG_WEIGHT_INNER | FLAG_WEIGHT_COLS) == 0 || weights.is_some());
+    let columns = weights.unwrap_or(a);
     let u = |v: usize| v as u32;
     let splits = splits_of(inner, flags);
     let p = Params {
@@ -265,7 +310,8 @@ fn elementwise(len: usize) -> u32 {
 }
 
 /// Appends the forward: `losses[slot] = scale * L(features)` (the module's definition; a masked
-/// term's weighted moments), leaving in `buffers` what `backward` needs. `features` holds C x N values.
+/// term's weighted moments), leaving in `buffers` what `backward` needs. `features` holds C x N
+/// values. `add_moments` over all N positions, then `forward_from_moments`.
 pub fn forward(
     ctx: &Context,
     step: &mut Step,
@@ -275,18 +321,55 @@ pub fn forward(
     slot: usize,
     scale: f64,
 ) -> Result<(), GpuError> {
+    add_moments(ctx, step, buffers, buffers.whole(features), true)?;
+    forward_from_moments(ctx, step, buffers, losses, slot, scale)
+}
+
+/// Appends `block`'s share of the moments into `buffers`: mu = F w / N and S = F diag(w) F^T / N
+/// are sums over positions (N the term's, whatever the block's), so the first block writes them
+/// (`first`) and each later one adds its own. A later block's S goes through Sigma's buffer
+/// (free until `forward_from_moments` writes it).
+pub fn add_moments(
+    ctx: &Context,
+    step: &mut Step,
+    buffers: &W2Buffers,
+    block: Block<'_>,
+    first: bool,
+) -> Result<(), GpuError> {
     let W2Shape { channels: c, n } = buffers.shape;
+    step.push(mean_kernel(ctx, buffers.shape, block, &buffers.means, !first)?);
+    let flags = FLAG_TRANSPOSED_B | block.weight_flag(FLAG_WEIGHT_INNER);
+    let splits = splits_of(block.positions, flags);
+    assert!(buffers.partials.size() >= 4 * (splits * c * c) as u64, "a block within the buffers' longest");
+    let (s, sigma) = (&buffers.mats[0], &buffers.mats[1]);
+    let block_srm = if first { s } else { sigma };
+    let product = if splits > 1 { &buffers.partials } else { block_srm };
+    let operands = (block.features, block.features, product);
+    let dims = (c, block.positions, c);
+    step.push(weighted_matmul(ctx, buffers, dims, operands, (1.0 / n as f32, 0.0), flags, block.weights)?);
+    if splits > 1 {
+        step.push(super::reduce::sum_splits(ctx, c * c, splits, &buffers.partials, block_srm)?);
+    }
+    if !first {
+        step.push(super::vector::axpy(ctx, c * c, 1.0, sigma, s)?);
+    }
+    Ok(())
+}
+
+/// Appends the rest of the forward from the moments `add_moments` left: Sigma, the square root
+/// of M = R Sigma R and `losses[slot] = scale * L`, leaving in `buffers` what `moment_grads` needs.
+pub fn forward_from_moments(
+    ctx: &Context,
+    step: &mut Step,
+    buffers: &W2Buffers,
+    losses: &wgpu::Buffer,
+    slot: usize,
+    scale: f64,
+) -> Result<(), GpuError> {
+    let c = buffers.shape.channels;
     let [s, sigma, r_sigma, m, y, z, t, spare_y, spare_z, y_best, z_best] = std::array::from_fn(|i| &buffers.mats[i]);
     let cu = c as u32;
     let (means, root) = (&buffers.means, &buffers.cov_sqrt);
-    step.push(mean_kernel(ctx, buffers.shape, features, buffers.column_weights.as_ref(), means)?);
-    let flags = FLAG_TRANSPOSED_B | buffers.weight_flag(FLAG_WEIGHT_INNER);
-    let splits = splits_of(n, flags);
-    let srm = if splits > 1 { &buffers.partials } else { s };
-    step.push(matmul(ctx, buffers, (c, n, c), features, features, srm, (1.0 / n as f32, 0.0), flags)?);
-    if splits > 1 {
-        step.push(super::reduce::sum_splits(ctx, c * c, splits, &buffers.partials, s)?);
-    }
     let p = Params { rows: cu, beta: EPS as f32, ..Default::default() };
     step.push(kernel(ctx, "w2_covariance", p, &[(1, s), (3, sigma), (5, means)], elementwise(c * c))?);
     step.push(matmul(ctx, buffers, (c, c, c), root, sigma, r_sigma, (1.0, 0.0), 0)?);
@@ -320,26 +403,41 @@ pub fn row_means(
     features: &wgpu::Buffer,
     means: &wgpu::Buffer,
 ) -> Result<Kernel, GpuError> {
-    mean_kernel(ctx, shape, features, None, means)
+    add_row_means(ctx, shape, Block { features, positions: shape.n, weights: None }, means, true)
 }
 
-/// `means = F w / N` with `column_weights` w, `F 1 / N` without.
+/// Appends `block`'s share of `means = F w / N` (N = `shape.n`, whatever the block's): written by
+/// the `first` block, added by each later one (a tiled style image's owned positions).
+pub fn add_row_means(
+    ctx: &Context,
+    shape: W2Shape,
+    block: Block<'_>,
+    means: &wgpu::Buffer,
+    first: bool,
+) -> Result<Kernel, GpuError> {
+    mean_kernel(ctx, shape, block, means, !first)
+}
+
+/// `means (=, or += with accumulate) F w / N` of `block` (`F 1 / N` without weights).
 fn mean_kernel(
     ctx: &Context,
     shape: W2Shape,
-    features: &wgpu::Buffer,
-    column_weights: Option<&wgpu::Buffer>,
+    block: Block<'_>,
     means: &wgpu::Buffer,
+    accumulate: bool,
 ) -> Result<Kernel, GpuError> {
-    let flags = if column_weights.is_some() { FLAG_WEIGHT_INNER } else { 0 };
-    let p = Params { rows: shape.channels as u32, inner: shape.n as u32, flags, ..Default::default() };
+    let flags = block.weight_flag(FLAG_WEIGHT_INNER) | if accumulate { FLAG_ACCUMULATE } else { 0 };
+    let u = |v: usize| v as u32;
+    let p =
+        Params { rows: u(shape.channels), inner: u(block.positions), cols: u(shape.n), flags, ..Default::default() };
     // F stands in for the weights of a plain mean (never read).
-    let bound = [(1, features), (3, means), (7, column_weights.unwrap_or(features))];
+    let bound = [(1, block.features), (3, means), (7, block.weights.unwrap_or(block.features))];
     kernel(ctx, "w2_row_mean", p, &bound, shape.channels as u32)
 }
 
 /// Appends the backward of `scale * L` after `forward`: `grad_features` (=, or += with
 /// `accumulate`) dL/dF, C x N (a masked term's columns each times its weight as stored).
+/// `moment_grads`, then `feature_grad` over all N positions.
 pub fn backward(
     ctx: &Context,
     step: &mut Step,
@@ -349,6 +447,13 @@ pub fn backward(
     scale: f64,
     accumulate: bool,
 ) -> Result<(), GpuError> {
+    moment_grads(ctx, step, buffers, scale)?;
+    feature_grad(ctx, step, buffers, buffers.whole(features), grad_features, accumulate)
+}
+
+/// Appends, after `forward_from_moments`, the gradients of `scale * L` with respect to the
+/// moments as `feature_grad` takes them: dL/dSigma / N and dL/dmu / N (N the term's positions).
+pub fn moment_grads(ctx: &Context, step: &mut Step, buffers: &W2Buffers, scale: f64) -> Result<(), GpuError> {
     let W2Shape { channels: c, n } = buffers.shape;
     let cu = c as u32;
     let (means, root) = (&buffers.means, &buffers.cov_sqrt);
@@ -362,8 +467,26 @@ pub fn backward(
     step.push(kernel(ctx, "w2_cov_grad", p, &[(1, q), (3, grad_cov), (4, &buffers.scalars)], elementwise(c * c))?);
     let p = Params { rows: cu, alpha: scale as f32, gamma, ..Default::default() };
     step.push(kernel(ctx, "w2_mean_grad", p, &[(1, grad_cov), (3, &buffers.mean_grad), (5, means)], elementwise(c))?);
-    let flags = FLAG_ROW_VECTOR | buffers.weight_flag(FLAG_WEIGHT_COLS) | if accumulate { FLAG_ACCUMULATE } else { 0 };
-    step.push(matmul(ctx, buffers, (c, c, n), grad_cov, features, grad_features, (2.0, 0.0), flags)?);
+    Ok(())
+}
+
+/// Appends `grad_features` (=, or += with `accumulate`) dL/dF at `block`'s positions from the
+/// gradients `moment_grads` left: ((2 / N) dL/dSigma F + dL/dmu 1^T / N) diag(w), C x
+/// `block.positions` (each position's column depends on the moments and its own features only,
+/// so a tiled window takes the whole image's moment gradients with its own features and weights).
+pub fn feature_grad(
+    ctx: &Context,
+    step: &mut Step,
+    buffers: &W2Buffers,
+    block: Block<'_>,
+    grad_features: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<(), GpuError> {
+    let c = buffers.shape.channels;
+    let grad_cov = &buffers.mats[3];
+    let flags = FLAG_ROW_VECTOR | block.weight_flag(FLAG_WEIGHT_COLS) | if accumulate { FLAG_ACCUMULATE } else { 0 };
+    let (dims, operands) = ((c, c, block.positions), (grad_cov, block.features, grad_features));
+    step.push(weighted_matmul(ctx, buffers, dims, operands, (2.0, 0.0), flags, block.weights)?);
     Ok(())
 }
 

@@ -381,9 +381,6 @@ impl Options {
         if self.padding == Padding::Replicate && matches!(self.tile, TileChoice::Side(_)) {
             return bad("padding", "{padding} replicate runs untiled for now: give {tile} auto or off".into());
         }
-        if self.style_loss == StyleLoss::W2 && matches!(self.tile, TileChoice::Side(_)) {
-            return bad("style_loss", "{style_loss} w2 runs untiled for now: give {tile} auto or off".into());
-        }
         if self.content_layers.is_empty() && self.style_layers.is_empty() {
             return bad("content_layers", "no content or style layer".into());
         }
