@@ -245,9 +245,15 @@ fn video_long_term_consistency() {
         return;
     }
     let clip = Clip::new(4);
-    let run = clip.run("long", &["--temporal-frames", "1,2"]);
+    let figures = clip.path("figures");
+    let run = clip.run("long", &["--temporal-frames", "1,2", "--side-by-side", figures.to_str().unwrap()]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let long = temporal_error(&clip.written("long"));
+    // --side-by-side: each frame's content | style | result, named as the frames.
+    for t in 1..=clip.frames {
+        let figure = image::open(figures.join(format!("frame_{t:04}.png"))).unwrap();
+        assert_eq!((figure.width(), figure.height()), (3 * WIDTH, HEIGHT), "frame {t}'s figure");
+    }
     let run = clip.run("independent", &["--temporal-weight", "0"]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let independent = temporal_error(&clip.written("independent"));

@@ -224,7 +224,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub save_every: Option<u64>,
 
-    /// Also write content | style | result side by side, like the original's figure.
+    /// Also write content | style | result side by side, like the original's figure; with
+    /// `stylize video` a folder, one figure per frame named as the frames.
     #[arg(long, value_name = "PATH")]
     pub side_by_side: Option<PathBuf>,
 

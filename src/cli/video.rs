@@ -73,7 +73,6 @@ pub struct VideoArgs {
 /// The flags of a run that a clip does not take (yet), with why.
 fn refused_flags(run: &RunArgs) -> Option<&'static str> {
     [
-        (run.side_by_side.is_some(), "--side-by-side"),
         (
             run.checkpoint.is_some() || run.resume.is_some(),
             "--checkpoint/--resume (a rerun continues at the first frame not written)",
@@ -111,6 +110,7 @@ pub fn run(args: VideoArgs, matches: &clap::ArgMatches) -> Result<Option<i32>> {
         temporal_frames: args.temporal_frames.clone(),
         loss_log: args.run.loss_log.clone(),
         loss_plot: args.run.loss_plot.clone(),
+        side_by_side: args.run.side_by_side.clone(),
         fps: args.fps.clone(),
         encode_options: args.encode_options.iter().flat_map(|o| o.split_whitespace()).map(String::from).collect(),
         serve: args.run.serve.clone().map(|addr| (addr, args.run.serve_public)),

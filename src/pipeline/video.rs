@@ -86,6 +86,8 @@ pub struct VideoOptions {
     /// A PNG of the clip's losses, every step of every frame one after the other (with the
     /// temporal term); the frames an earlier run computed come from `loss_log` when it has them.
     pub loss_plot: Option<PathBuf>,
+    /// A folder for each frame's content | style (| mask) | result figure, named as the frames.
+    pub side_by_side: Option<PathBuf>,
     /// The earlier frames t - j each frame is held to, closest first, starting with 1 (`[1]`:
     /// short-term only; more: Ruder et al.'s long-term consistency, §3.2).
     pub temporal_frames: Vec<usize>,
@@ -106,6 +108,7 @@ impl Default for VideoOptions {
             encode_options: Vec::new(),
             loss_log: None,
             loss_plot: None,
+            side_by_side: None,
             temporal_frames: vec![1],
             depth: 8,
         }
@@ -224,6 +227,15 @@ impl Video {
         if let Some(plot) = &video.loss_plot {
             super::check_loss_plot(plot)?;
         }
+        if let Some(dir) = &video.side_by_side {
+            check_out_dir(dir)?;
+            if dir == out_dir {
+                return Err(Error::Output(format!(
+                    "--side-by-side {}: is the frames folder; give a folder of its own",
+                    dir.display()
+                )));
+            }
+        }
         if let Some(path) = &encode_to {
             image_io::check_output_path(&path.with_extension("png"), 8).map_err(|_| VideoError::Invalid {
                 path: path.clone(),
@@ -266,7 +278,7 @@ impl Video {
         let options = &self.options;
         let first = self.content(1)?;
         self.check_record(&first, &weights)?;
-        if let Some(dir) = &self.video.save_flow {
+        for dir in [&self.video.save_flow, &self.video.side_by_side].into_iter().flatten() {
             create_out_dir(dir)?;
         }
         let mut ctx = Some(open_context(options)?);
@@ -431,6 +443,7 @@ impl Video {
             depth: self.video.depth,
             loss_log: self.video.loss_log.clone(),
             loss_log_frame: Some(index),
+            side_by_side: self.video.side_by_side.as_ref().map(|dir| dir.join(frame_output_name(index))),
             ..Outputs::default()
         };
         let frame = FrameInputs { content: content.clone(), styles: self.styles.clone(), masks: self.masks.clone() };
