@@ -288,6 +288,15 @@ fn tiled_step_equals_untiled_with_normalized_gradients() {
     check("tiled_step_equals_untiled_with_normalized_gradients", 200, 330, &[96], plain, false);
 }
 
+/// With the first convolution padding by replicated edges (`--padding replicate`): each window
+/// pads its own edges so, which is right where a window edge is the image's and, elsewhere,
+/// reaches only the halo (like a zero pad there); the fold onto a window's edge pixels likewise.
+#[test]
+fn tiled_step_equals_untiled_with_replicate_padding() {
+    let losses = LossLayers { padding: stylize::Padding::Replicate, ..LossLayers::default() };
+    check("tiled_step_equals_untiled_with_replicate_padding", 173, 229, &[64], losses, false);
+}
+
 /// With `--style-loss w2`: each W2 term's mean and second moment summed over the tiles' owned
 /// positions (over the whole layer's N), its loss and moment gradients once from them, and each
 /// window's dL/dF from those with its own features; the style image's moments captured tile by

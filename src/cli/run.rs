@@ -160,7 +160,7 @@ pub struct RunArgs {
 
     /// How the first convolution pads the image: `zeros` (torchvision's VGG, the original) or
     /// `replicate` (its edges repeated, crowsonkb's, against dark or bright edge artifacts; the
-    /// later convolutions pad with zeros either way; untiled).
+    /// later convolutions pad with zeros either way).
     #[arg(long, value_enum, value_name = "zeros|replicate", default_value_t = defaults().padding.into())]
     pub padding: PaddingArg,
 

@@ -37,9 +37,6 @@ pub fn untiled_only(plan: &Plan) -> Option<&'static str> {
     if plan.has_tv() && plan.losses.tv_loss == super::TvLoss::NinePoint {
         return Some("the nine-point total variation");
     }
-    if plan.losses.padding == super::Padding::Replicate {
-        return Some("replicate padding");
-    }
     None
 }
 

@@ -378,9 +378,6 @@ impl Options {
                     .into(),
             );
         }
-        if self.padding == Padding::Replicate && matches!(self.tile, TileChoice::Side(_)) {
-            return bad("padding", "{padding} replicate runs untiled for now: give {tile} auto or off".into());
-        }
         if self.content_layers.is_empty() && self.style_layers.is_empty() {
             return bad("content_layers", "no content or style layer".into());
         }
