@@ -626,6 +626,40 @@ fn cli_replicate_padding_runs_untiled_and_tiled() {
     assert!((tiled - replicate).abs() <= 1e-5 * replicate, "tiled {tiled}, untiled {replicate}");
 }
 
+/// The whole crowsonkb recipe over tiles of 16 px (W2 moments summed over tiles, each window
+/// replicate-padded, the nine-point TV on the whole image): each step's losses follow the untiled
+/// run's over two warm-started scales (5.5e-5 apart at most on lavapipe over 5 steps).
+#[test]
+fn cli_crowsonkb_preset_runs_over_tiles() {
+    if gpu_or_skip("cli_crowsonkb_preset_runs_over_tiles").is_none() {
+        return;
+    }
+    let f = fixture();
+    let style = f.path("style_large.png");
+    random_png(&style, 40, 30, 2);
+    let rows = |tile: &str| {
+        let (out, log) = (f.path(&format!("crowsonkb-{tile}.png")), f.path(&format!("crowsonkb-{tile}.csv")));
+        let args = with_arg(with_arg(base_args(&f, &out), "--preset", "crowsonkb"), "--size", "32");
+        let args = with_arg(with_arg(with_arg(args, "--style", &style), "--tile", tile), "--loss-log", &log);
+        let extra = ["--scales", "2", "--initial-iterations", "3"].map(std::ffi::OsString::from);
+        let output = stylize().args([&args[..], &extra].concat()).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let csv = std::fs::read_to_string(&log).unwrap();
+        let parse = |l: &str| l.split(',').map(|v| v.parse::<f64>().unwrap()).collect::<Vec<f64>>();
+        csv.lines().skip(1).map(parse).collect::<Vec<_>>()
+    };
+    let (untiled, tiled) = (rows("off"), rows("16"));
+    assert_eq!(untiled.len(), 5);
+    let mut worst = 0f64;
+    for (a, b) in untiled.iter().zip(&tiled) {
+        for (x, y) in a.iter().zip(b).skip(2) {
+            worst = worst.max((x - y).abs() / y.abs().max(1e-12));
+            assert!((x - y).abs() <= 1e-3 * y.abs().max(1e-12), "untiled {a:?}, tiled {b:?}");
+        }
+    }
+    eprintln!("crowsonkb over tiles: losses within {worst:.1e} of untiled");
+}
+
 /// `--preset crowsonkb` runs over two warm-started scales (W2, Adam on RGB, the nine-point TV,
 /// the iterate average), says what it set, and counts the first scale's --initial-iterations.
 #[test]

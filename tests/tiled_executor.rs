@@ -288,6 +288,21 @@ fn tiled_step_equals_untiled_with_normalized_gradients() {
     check("tiled_step_equals_untiled_with_normalized_gradients", 200, 330, &[96], plain, false);
 }
 
+/// With crowsonkb's nine-point total variation: it reads only the image, so it runs once on the
+/// whole image (its loss in the first tile's slot, its gradient added after every tile's); an
+/// image in several bands is refused in one line, naming its size.
+#[test]
+fn tiled_step_equals_untiled_with_the_nine_point_total_variation() {
+    let losses = LossLayers { tv_weight: 5.0, tv_loss: stylize::TvLoss::NinePoint, ..LossLayers::default() };
+    let test = "tiled_step_equals_untiled_with_the_nine_point_total_variation";
+    check(test, 173, 229, &[64], losses.clone(), false);
+    let Some(mut ctx) = gpu_or_skip(test) else { return };
+    ctx.set_band_limit(5 * 3 * 229 * 4);
+    let case = case(173, 229, losses, 7);
+    let error = TiledExecutor::new(&ctx, case.plan.clone(), &case.weights, 64).err().expect("refused in bands");
+    assert!(error.to_string().contains("229x173 image in one binding"), "{error}");
+}
+
 /// With the first convolution padding by replicated edges (`--padding replicate`): each window
 /// pads its own edges so, which is right where a window edge is the image's and, elsewhere,
 /// reaches only the halo (like a zero pad there); the fold onto a window's edge pixels likewise.

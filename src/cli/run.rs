@@ -154,7 +154,7 @@ pub struct RunArgs {
     /// The total variation's form: `sum` (neural-style's: W times the sum of squared right and
     /// down differences of the normalized image) or `nine-point` (crowsonkb's: W * 2 * (mean dx^2
     /// / 3 + mean dy^2 / 3 + mean of both diagonals' squares / 12) of the RGB image in [0, 1] with
-    /// its edges replicated; untiled).
+    /// its edges replicated; over tiles on the whole image, which must fit one binding).
     #[arg(long, value_enum, value_name = "sum|nine-point", default_value_t = defaults().tv_loss.into())]
     pub tv_loss: TvLossArg,
 

@@ -20,24 +20,9 @@ impl Network {
     pub fn new(ctx: &Context, plan: Plan, weights: &[ConvLayerWeights], tile: Option<usize>) -> Result<Self, NetError> {
         Ok(match tile {
             None => Network::Whole(Executor::new(ctx, plan, weights)?),
-            Some(side) if let Some(what) = untiled_only(&plan) => {
-                let (w, h) = (plan.acts[0].width, plan.acts[0].height);
-                return Err(NetError::Unsupported(format!(
-                    "{what} runs untiled for now, and a {w}x{h} image needs tiles of {side} px here \
-                     (a smaller --size, or a larger --memory-budget if the adapter's binding limit allows)"
-                )));
-            }
             Some(side) => Network::Tiled(TiledExecutor::new(ctx, plan, weights, side)?),
         })
     }
-}
-
-/// What in `plan` the tiled executor does not run yet, if anything.
-pub fn untiled_only(plan: &Plan) -> Option<&'static str> {
-    if plan.has_tv() && plan.losses.tv_loss == super::TvLoss::NinePoint {
-        return Some("the nine-point total variation");
-    }
-    None
 }
 
 impl Deref for Network {

@@ -116,6 +116,14 @@ impl TiledExecutor {
             .map(|t| Bands::new(ctx, &format!("content features {} (whole image)", t.layer), plan.acts[t.act]))
             .collect::<Result<Vec<_>, _>>()?;
         let image = Bands::new(ctx, "image (whole)", plan.acts[0])?;
+        if nine_point_tv(&plan) && image.bands().len() > 1 {
+            let s = plan.acts[0];
+            return Err(NetError::Unsupported(format!(
+                "the nine-point total variation over tiles needs the {}x{} image in one binding (it runs on \
+                 the whole image, not per tile); give a smaller --size or --tv-loss sum",
+                s.width, s.height
+            )));
+        }
         let mut tiled = Self {
             rgb: image.like(ctx, "rgb image (whole)")?,
             image_grad: image.like(ctx, "image gradient (whole)")?,
@@ -367,7 +375,22 @@ impl TiledExecutor {
         for t in 0..self.tiling.tiles.len() {
             self.record_tile_backward(ctx, &mut step, t)?;
         }
+        if nine_point_tv(&self.plan) {
+            self.record_whole_nine_point_tv(ctx, &mut step)?;
+        }
         Ok(step)
+    }
+
+    /// The nine-point total variation reads only the image, which is in one band (`new` checks):
+    /// its loss goes to the first tile's slot (the others stay 0) and its gradient is added to the
+    /// whole image's after every tile wrote its own pixels'.
+    fn record_whole_nine_point_tv(&self, ctx: &Context, step: &mut Step) -> Result<(), NetError> {
+        let plan = &self.plan;
+        let (shape, weight, factors) = (plan.tv_shape(), plan.tv_weight, plan.tv_rgb_factors());
+        let (image, grad) = (&self.image.bands()[0].buffer, &self.image_grad.bands()[0].buffer);
+        tv::nine_point::forward(ctx, step, shape, image, &self.losses, self.tv_slot(0), weight, &factors)?;
+        step.push(tv::nine_point::backward(ctx, shape, image, grad, weight, &factors, true)?);
+        Ok(())
     }
 
     fn slots_per_tile(&self) -> usize {
@@ -480,7 +503,8 @@ impl TiledExecutor {
         // The tile's own pixels are what it owns of the image (activation 0).
         let (own, in_window) = self.owned(tile, 0);
         let local = window.plan.acts[0];
-        if self.plan.has_tv() {
+        // The nine-point form runs on the whole image after the tiles (`record_training`).
+        if self.plan.has_tv() && !nine_point_tv(&self.plan) {
             self.record_tile_tv(ctx, step, t, in_window)?;
         }
         let at = (own.y, own.x);
@@ -657,6 +681,11 @@ impl Execute for TiledExecutor {
 }
 
 /// Loss slots per tile: its content terms, then its share of the total variation.
+/// Whether `plan` has crowsonkb's nine-point total variation.
+fn nine_point_tv(plan: &Plan) -> bool {
+    plan.has_tv() && plan.losses.tv_loss == super::TvLoss::NinePoint
+}
+
 fn slots_per_tile(plan: &Plan) -> usize {
     plan.content.len() + usize::from(plan.has_tv())
 }

@@ -364,9 +364,6 @@ impl Options {
         if self.optimizer == Optimizer::Lbfgs && self.warm_start {
             return bad("warm_start", "{warm_start} carries Adam's moments; L-BFGS has none to carry".into());
         }
-        if self.tv_loss == TvLoss::NinePoint && self.tv_weight > 0.0 && matches!(self.tile, TileChoice::Side(_)) {
-            return bad("tv_loss", "{tv_loss} nine-point runs untiled for now: give {tile} auto or off".into());
-        }
         if self.lbfgs_history == 0 {
             return bad("lbfgs_history", "{lbfgs_history} must be at least 1".into());
         }
