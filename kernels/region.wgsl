@@ -29,13 +29,19 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
+// The element of this invocation: one per element, 256 to a workgroup, over a grid that may be
+// folded across dimensions.
+fn element_index(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * 256u + lid;
+}
+
 @compute @workgroup_size(256)
 fn copy_rect(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * 256u + lid;
+    let i = element_index(lid, wid, nwg);
     let plane = params.rect_h * params.rect_w;
     if (i >= params.channels * plane) {
         return;
@@ -56,7 +62,7 @@ fn pad(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * 256u + lid;
+    let i = element_index(lid, wid, nwg);
     let plane = params.dst_h * params.dst_w;
     if (i >= params.channels * plane) {
         return;
@@ -83,7 +89,7 @@ fn fold_replicate(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * 256u + lid;
+    let i = element_index(lid, wid, nwg);
     let plane = params.dst_h * params.dst_w;
     if (i >= params.channels * plane) {
         return;

@@ -61,22 +61,30 @@ fn colour_options() -> Options {
     }
 }
 
-/// Two masked styles, a red one on the left half and a blue one on the right: after the run each
-/// half has its own style's colour, the grey content's neutrality gone in opposite directions.
-#[test]
-fn masked_styles_put_each_style_in_its_own_region() {
-    let Some(ctx) = gpu_or_skip("masked_styles_put_each_style_in_its_own_region") else {
-        return;
-    };
+/// 150 steps of a grey 32x24 content with a red style masked to its left half and a blue one to
+/// its right half, under `options`: the content and the result (None without a GPU).
+fn two_region_run(test: &str, options: Options) -> Option<(Image, Image)> {
+    let ctx = gpu_or_skip(test)?;
     let (w, h) = (32, 24);
     let mut rng = Rng::new(3);
     let content = random_image(&mut rng, w, h, [(0.4, 0.6); 3]);
     let styles = [random_image(&mut rng, w, h, RED), random_image(&mut rng, w, h, BLUE)];
     let masks = [column_mask(w, h, 0..w / 2), column_mask(w, h, w / 2..w)];
     let weights = random_weights(&[8, 8, 16, 16], 4);
-    let options = colour_options();
     let mut transfer = StyleTransfer::with_masks(ctx, &weights, &content, &styles, &masks, &content, &options).unwrap();
     let result = transfer.run(150, &mut Silent).unwrap();
+    Some((content, result))
+}
+
+/// Two masked styles, a red one on the left half and a blue one on the right: after the run each
+/// half has its own style's colour, the grey content's neutrality gone in opposite directions.
+#[test]
+fn masked_styles_put_each_style_in_its_own_region() {
+    let Some((content, result)) = two_region_run("masked_styles_put_each_style_in_its_own_region", colour_options())
+    else {
+        return;
+    };
+    let w = content.width;
     // Away from the seam, where receptive fields see both regions.
     let (left, right) = (mean_colour(&result, 0..12), mean_colour(&result, 20..w));
     let before = (mean_colour(&content, 0..12), mean_colour(&content, 20..w));
@@ -92,18 +100,11 @@ fn masked_styles_put_each_style_in_its_own_region() {
 /// style's): the left half turns red, the right half blue.
 #[test]
 fn masked_w2_styles_put_each_style_in_its_own_region() {
-    let Some(ctx) = gpu_or_skip("masked_w2_styles_put_each_style_in_its_own_region") else {
+    let options = Options { style_loss: stylize::StyleLoss::W2, style_weight: W2_STYLE_WEIGHT, ..colour_options() };
+    let Some((content, result)) = two_region_run("masked_w2_styles_put_each_style_in_its_own_region", options) else {
         return;
     };
-    let (w, h) = (32, 24);
-    let mut rng = Rng::new(3);
-    let content = random_image(&mut rng, w, h, [(0.4, 0.6); 3]);
-    let styles = [random_image(&mut rng, w, h, RED), random_image(&mut rng, w, h, BLUE)];
-    let masks = [column_mask(w, h, 0..w / 2), column_mask(w, h, w / 2..w)];
-    let weights = random_weights(&[8, 8, 16, 16], 4);
-    let options = Options { style_loss: stylize::StyleLoss::W2, style_weight: W2_STYLE_WEIGHT, ..colour_options() };
-    let mut transfer = StyleTransfer::with_masks(ctx, &weights, &content, &styles, &masks, &content, &options).unwrap();
-    let result = transfer.run(150, &mut Silent).unwrap();
+    let w = content.width;
     let (left, right) = (mean_colour(&result, 0..12), mean_colour(&result, 20..w));
     eprintln!("masked w2: mean colour left {left:?}, right {right:?}");
     assert!(left[0] - left[2] > 0.2, "the left half should be red: {left:?}");
